@@ -1,0 +1,35 @@
+"""Shared fixtures: an isolated XITUI_HOME and config file for every test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(autouse=True)
+def xitui_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own XITUI_HOME and config file, so nothing leaks between tests or to the user."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XITUI_HOME", str(home))
+    monkeypatch.setenv("XITUI_CONFIG", str(home / "config.toml"))
+    monkeypatch.delenv("XITUI_ENDPOINT", raising=False)
+    monkeypatch.delenv("XITUI_API_KEY", raising=False)
+    return home
+
+
+def xitui_cmd() -> list[str]:
+    """The installed `xitui` console script next to this interpreter."""
+    script = Path(sys.executable).with_name("xitui")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "xitui"]
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env

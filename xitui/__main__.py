@@ -1,0 +1,3 @@
+from xitui.cli.app import main
+
+main()

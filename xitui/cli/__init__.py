@@ -1,0 +1,1 @@
+"""The `xitui` command line (Typer). Commands import heavy libraries only inside their bodies."""

@@ -1,0 +1,61 @@
+"""The `xitui` application: one Typer app, commands registered from small modules."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from xitui import __version__
+from xitui.cli import config_commands, spec_commands
+
+app = typer.Typer(
+    name="xitui",
+    help="Register, launch and talk to custom local models (Xinference-compatible).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"xitui {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Register, launch and talk to custom local models (Xinference-compatible)."""
+
+
+app.command()(spec_commands.validate)
+app.command()(spec_commands.styles)
+app.add_typer(config_commands.config_app, name="config")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 1, never a traceback."""
+    from xitui.core.errors import XituiError
+
+    try:
+        app()
+    except XituiError as exc:
+        from xitui.cli.output import error
+
+        error(str(exc))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

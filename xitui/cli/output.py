@@ -1,0 +1,49 @@
+"""Terminal output: rich on a terminal, plain text when piped or with NO_COLOR."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+
+def plain() -> bool:
+    return bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def error(message: str) -> None:
+    """One line on stderr."""
+    text = " ".join(str(message).split("\n")) if "\n" in str(message) else str(message)
+    sys.stderr.write(f"error: {text}\n")
+
+
+def info(message: str) -> None:
+    sys.stderr.write(f"{message}\n")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    """A rich table on a terminal; tab-separated lines with a header when plain."""
+    if plain():
+        sys.stdout.write("\t".join(columns) + "\n")
+        for row in rows:
+            sys.stdout.write("\t".join("" if v is None else str(v) for v in row) + "\n")
+        return
+    from rich.table import Table
+
+    tbl = Table(title=title, header_style="bold")
+    for col in columns:
+        tbl.add_column(col)
+    for row in rows:
+        tbl.add_row(*("" if v is None else str(v) for v in row))
+    console().print(tbl)

@@ -1,0 +1,59 @@
+"""The builtin catalog: LLM families and embedding models that ship with xitui (package data)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xitui.core.spec import EmbeddingSpec, LLMFamily
+
+
+def _load(name: str) -> list[dict[str, Any]]:
+    return json.loads(resources.files("xitui.core").joinpath(f"data/{name}").read_text("utf-8"))
+
+
+@cache
+def _raw_llm() -> dict[str, dict[str, Any]]:
+    return {item["model_name"].lower(): item for item in _load("llm_families.json")}
+
+
+@cache
+def _raw_embedding() -> dict[str, dict[str, Any]]:
+    return {item["model_name"].lower(): item for item in _load("embedding_models.json")}
+
+
+def is_builtin_name(name: str) -> bool:
+    """True when `name` (any case) is a builtin LLM or embedding model."""
+    key = name.lower()
+    return key in _raw_llm() or key in _raw_embedding()
+
+
+def is_builtin_family(name: str) -> bool:
+    return name.lower() in _raw_llm()
+
+
+def family_prompt_style(family: str) -> str | None:
+    """The builtin prompt style name that a builtin family uses, if any."""
+    item = _raw_llm().get(family.lower())
+    return item.get("prompt_style") if item else None
+
+
+def family_info(family: str) -> dict[str, Any] | None:
+    return _raw_llm().get(family.lower())
+
+
+@cache
+def builtin_llms() -> dict[str, LLMFamily]:
+    from xitui.core.spec import parse_llm
+
+    return {key: parse_llm(raw, builtin=True) for key, raw in _raw_llm().items()}
+
+
+@cache
+def builtin_embeddings() -> dict[str, EmbeddingSpec]:
+    from xitui.core.spec import parse_embedding
+
+    return {key: parse_embedding(raw, builtin=True) for key, raw in _raw_embedding().items()}
