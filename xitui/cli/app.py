@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from xitui import __version__
-from xitui.cli import config_commands, spec_commands
+from xitui.cli import (
+    config_commands, generation_commands, model_commands, registration_commands, server_commands, spec_commands,
+)
 
 app = typer.Typer(
     name="xitui",
@@ -37,6 +39,17 @@ def _root(
 
 app.command()(spec_commands.validate)
 app.command()(spec_commands.styles)
+app.command()(registration_commands.register)
+app.command()(registration_commands.registrations)
+app.command()(registration_commands.unregister)
+app.command()(model_commands.launch)
+app.command("list")(model_commands.list_models)
+app.command()(model_commands.terminate)
+app.command()(generation_commands.generate)
+app.command()(generation_commands.chat)
+app.command()(generation_commands.embed)
+app.command()(server_commands.serve)
+app.command()(server_commands.stop)
 app.add_typer(config_commands.config_app, name="config")
 
 

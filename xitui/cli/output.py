@@ -47,3 +47,7 @@ def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -
     for row in rows:
         tbl.add_row(*("" if v is None else str(v) for v in row))
     console().print(tbl)
+
+
+def plain_stderr() -> bool:
+    return bool(os.environ.get("NO_COLOR")) or not sys.stderr.isatty()

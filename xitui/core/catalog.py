@@ -17,12 +17,18 @@ def _load(name: str) -> list[dict[str, Any]]:
 
 @cache
 def _raw_llm() -> dict[str, dict[str, Any]]:
-    return {item["model_name"].lower(): item for item in _load("llm_families.json")}
+    from xitui.core import bundled
+
+    items = _load("llm_families.json") + bundled.llm_specs()
+    return {item["model_name"].lower(): item for item in items}
 
 
 @cache
 def _raw_embedding() -> dict[str, dict[str, Any]]:
-    return {item["model_name"].lower(): item for item in _load("embedding_models.json")}
+    from xitui.core import bundled
+
+    items = _load("embedding_models.json") + bundled.embedding_specs()
+    return {item["model_name"].lower(): item for item in items}
 
 
 def is_builtin_name(name: str) -> bool:

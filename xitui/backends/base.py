@@ -1,0 +1,72 @@
+"""The interface every backend implements: load, generate (streaming), embed, unload."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from xitui.core.errors import XituiError
+
+
+@dataclass
+class GenerateParams:
+    max_tokens: int | None = None
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    seed: int | None = None
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+    @classmethod
+    def from_request(cls, data: dict[str, Any]) -> GenerateParams:
+        params = cls()
+        for key in ("max_tokens", "temperature", "top_p", "top_k", "seed", "repeat_penalty", "presence_penalty",
+                    "frequency_penalty"):
+            if data.get(key) is not None:
+                setattr(params, key, data[key])
+        stop = data.get("stop")
+        params.stop = [stop] if isinstance(stop, str) else list(stop or [])
+        params.stop_token_ids = list(data.get("stop_token_ids") or [])
+        return params
+
+
+@dataclass
+class Finish:
+    """The last item a generation yields: why it stopped and how many tokens it used."""
+
+    reason: str  # "stop" or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class RequestError(XituiError):
+    """A request the model cannot serve (prompt longer than the context...): the caller's fault, a 4xx."""
+
+
+class Backend:
+    """A loaded model. Methods run in the worker's model thread, one request at a time."""
+
+    #: Chat template carried by the model files (GGUF metadata, tokenizer_config.json), if any.
+    model_chat_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+
+    def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
+        """Load the model; return facts for `describe` (device, context length...)."""
+        raise NotImplementedError
+
+    def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
+        """Yield text pieces as they are produced, then one Finish."""
+        raise NotImplementedError
+
+    def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int, bool]:
+        """Embed a batch: vectors, total tokens used, and whether any input was truncated."""
+        raise NotImplementedError
+
+    def unload(self) -> None:
+        """Free what the model holds."""

@@ -1,0 +1,118 @@
+"""GGUF models through llama-cpp-python (in-process, in the worker)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from xitui.backends.base import Backend, Finish, GenerateParams, RequestError
+from xitui.backends.device import default_threads
+from xitui.core.errors import LaunchError
+
+
+class LlamaCppBackend(Backend):
+    def __init__(self) -> None:
+        self.llm: Any = None
+
+    def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
+        import llama_cpp
+
+        path = launch["model_path"]
+        if not os.path.isfile(path):
+            raise LaunchError(f"model file not found: {path}")
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise LaunchError(f"{path} is not a GGUF file (llama.cpp reads GGUF only)")
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        n_gpu_layers = int(launch.get("n_gpu_layers", -1 if gpu else 0))
+        threads = int(launch.get("n_threads") or default_threads())
+        progress(0.5, "loading weights")
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=path,
+                n_ctx=int(launch["context_length"]),
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=n_gpu_layers,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise LaunchError(f"llama.cpp could not load {path}: {exc}") from None
+        meta = self.llm.metadata or {}
+        self.model_chat_template = meta.get("tokenizer.chat_template")
+        self.bos_token = self._token_text(self.llm.token_bos())
+        self.eos_token = self._token_text(self.llm.token_eos())
+        return {
+            "engine": "llama.cpp",
+            "device": "gpu" if gpu and n_gpu_layers != 0 else "cpu",
+            "n_gpu_layers": n_gpu_layers,
+            "n_threads": threads,
+            "context_length": self.llm.n_ctx(),
+            "eos_token_id": self.llm.token_eos(),
+        }
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
+        import llama_cpp
+
+        llm = self.llm
+        # A chat template that writes the BOS text itself would otherwise give two BOS tokens.
+        if self.bos_token and prompt.startswith(self.bos_token):
+            prompt = prompt[len(self.bos_token):]
+        prompt_tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        n_ctx = llm.n_ctx()
+        if len(prompt_tokens) >= n_ctx:
+            raise RequestError(
+                f"the prompt is {len(prompt_tokens)} tokens long; this model's context holds {n_ctx}"
+            )
+        room = n_ctx - len(prompt_tokens)
+        max_tokens = room if not params.max_tokens or params.max_tokens <= 0 else min(params.max_tokens, room)
+        stop_ids = set(params.stop_token_ids)
+        state = {"generated": 0, "stopped_by_id": False}
+
+        def stopping(input_ids: Any, logits: Any) -> bool:
+            # Called once per sampled token, before it is turned into text.
+            state["generated"] += 1
+            if stop_ids and int(input_ids[-1]) in stop_ids:
+                state["stopped_by_id"] = True
+                return True
+            return cancelled()
+
+        stream = llm.create_completion(
+            prompt_tokens,
+            max_tokens=max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            stop=params.stop or None,
+            seed=params.seed,
+            repeat_penalty=params.repeat_penalty,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            stopping_criteria=llama_cpp.StoppingCriteriaList([stopping]),
+            stream=True,
+        )
+        reason = "stop"
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            if choice["text"]:
+                yield choice["text"]
+            if choice.get("finish_reason"):
+                reason = choice["finish_reason"]
+        if state["stopped_by_id"]:
+            reason = "stop"
+        completion = min(state["generated"], max_tokens)
+        yield Finish(reason=reason, prompt_tokens=len(prompt_tokens), completion_tokens=completion)
+
+    def unload(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+            self.llm = None

@@ -1,0 +1,62 @@
+"""Options every server command takes, and the client they build."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from xitui.client import Client
+
+Endpoint = Annotated[
+    str | None,
+    typer.Option("--endpoint", "-e", help="Server URL (default: config, XITUI_ENDPOINT, http://127.0.0.1:9997)."),
+]
+ApiKey = Annotated[str | None, typer.Option("--api-key", help="API key for a server that demands one.")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ModelUid = Annotated[str, typer.Option("--model-uid", "-u", help="The running model's uid.")]
+ModelType = Annotated[str, typer.Option("--model-type", "-t", help="LLM or embedding.")]
+
+
+def connect(endpoint: str | None, api_key: str | None) -> Client:
+    """A client for the chosen endpoint; a local endpoint that does not answer gets a background server."""
+    from xitui.client import Client
+    from xitui.core.config import load_config
+
+    config = load_config()
+    return Client(endpoint or config.endpoint, api_key or config.api_key, autostart=True)
+
+
+def generation_config(
+    max_tokens: int | None, temperature: float | None, top_p: float | None, stop: list[str] | None
+) -> dict[str, Any]:
+    """Generation parameters: the options given, else the config file's defaults."""
+    from xitui.core.config import load_config
+
+    defaults = load_config().generation
+    config: dict[str, Any] = {
+        "max_tokens": max_tokens if max_tokens is not None else defaults.get("max_tokens"),
+        "temperature": temperature if temperature is not None else defaults.get("temperature"),
+        "top_p": top_p if top_p is not None else defaults.get("top_p"),
+    }
+    if stop:
+        config["stop"] = stop
+    return {k: v for k, v in config.items() if v is not None}
+
+
+MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Most tokens to generate.")]
+Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0: greedy).")]
+TopP = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling probability mass.")]
+Stop = Annotated[list[str] | None, typer.Option("--stop", help="Stop word (repeatable).")]
+
+
+def human_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)

@@ -1,0 +1,105 @@
+"""`launch`, `list`, `terminate`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from xitui.cli import output
+from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect, human_bytes
+
+
+def launch(
+    model_name: Annotated[str, typer.Option("--model-name", "-n", help="A registered model name.")],
+    model_type: ModelType = "LLM",
+    model_format: Annotated[str | None, typer.Option("--model-format", "-f", help="pytorch or ggufv2.")] = None,
+    size_in_billions: Annotated[
+        str | None, typer.Option("--size-in-billions", "-s", help="Which size, when the spec has several.")
+    ] = None,
+    quantization: Annotated[str | None, typer.Option("--quantization", "-q", help="Which quantization.")] = None,
+    model_uid: Annotated[str | None, typer.Option("--model-uid", "-u", help="Uid to give it (default: its name).")] = None,
+    model_engine: Annotated[str | None, typer.Option("--model-engine", help="Engine (inferred from the format).")] = None,
+    endpoint: Endpoint = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Launch a registered model into a worker process; prints its uid."""
+    from xitui.core.errors import XituiError
+
+    client = connect(endpoint, api_key)
+    uid = client.launch_model(
+        model_name=model_name, model_type=model_type, model_format=model_format,
+        model_size_in_billions=size_in_billions, quantization=quantization, model_uid=model_uid,
+        model_engine=model_engine, wait_ready=False,
+    )
+    start = time.monotonic()
+    show = sys.stderr.isatty() and not output.plain_stderr()
+    progress = None
+    if show:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+                            TimeElapsedColumn(), console=output.console(stderr=True), transient=True)
+        task = progress.add_task(f"launching {uid}", total=1.0, stage="")
+        progress.start()
+    try:
+        while True:
+            state = client.get_launch_model_progress(uid)
+            if progress is not None:
+                progress.update(task, completed=state.get("progress", 0.0), stage=state.get("stage", ""))
+            if state.get("state") == "ready":
+                break
+            if state.get("state") == "error":
+                try:
+                    client.terminate_model(uid)
+                except XituiError:
+                    pass
+                raise XituiError(f"could not launch {model_name}: {state.get('error')}")
+            time.sleep(0.03)
+    except KeyboardInterrupt:
+        client.terminate_model(uid)
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    output.info(f"{uid} is ready ({time.monotonic() - start:.1f} s)")
+    print(uid)
+
+
+def list_models(
+    as_json: Json = False,
+    endpoint: Endpoint = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Running models: state, process, memory and recent speed."""
+    models = connect(endpoint, api_key).list_models()
+    if as_json:
+        output.print_json(models)
+        return
+    rows = []
+    for uid, m in models.items():
+        metrics = m.get("metrics") or {}
+        ttft = metrics.get("last_ttft")
+        tps = metrics.get("last_tokens_per_s")
+        state = m.get("state", "ready")
+        if state == "error" and m.get("error"):
+            state = f"error: {m['error']}"
+        rows.append([
+            uid, m.get("model_name"), m.get("model_type"), m.get("model_format"), m.get("model_engine"), state,
+            m.get("pid") or "-", human_bytes(m.get("memory_rss")), metrics.get("requests", 0),
+            f"{ttft * 1000:.0f} ms" if ttft is not None else "-", f"{tps:.1f}" if tps else "-",
+        ])
+    output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "requests", "ttft", "tok/s"],
+                 rows, title="running models")
+
+
+def terminate(
+    model_uid: ModelUid,
+    endpoint: Endpoint = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Stop a running model and free its memory."""
+    connect(endpoint, api_key).terminate_model(model_uid)
+    output.info(f"terminated {model_uid}")

@@ -1,0 +1,31 @@
+"""`serve` (foreground) and `stop` (the background server)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from xitui.cli import output
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (non-loopback needs --api-key).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 9997,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="Demand 'Authorization: Bearer KEY'.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the server in the foreground (Ctrl-C stops it and its models)."""
+    from xitui.core.config import load_config
+    from xitui.server.__main__ import serve as run
+
+    output.info(f"xitui server on http://{host}:{port} (Ctrl-C stops it)")
+    run(host, port, api_key or load_config().api_key, log_level)
+
+
+def stop() -> None:
+    """Stop the background server (and the models it runs)."""
+    from xitui.client.autostart import stop_background_server
+
+    pid = stop_background_server()
+    output.info("no background server is running" if pid is None else f"stopped the server (pid {pid})")

@@ -1,0 +1,107 @@
+"""Start a background xitui server for a local endpoint that does not answer, and stop it again.
+
+Two commands racing to start one take a file lock in XITUI_HOME, and the second finds the first's
+server answering. The server writes `XITUI_HOME/server.json` (pid, host, port) and logs to
+`XITUI_HOME/server.log`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+from xitui.core.config import home_dir
+from xitui.core.errors import ServerUnavailableError, XituiError
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+START_TIMEOUT = 30.0
+
+
+def local_address(base_url: str) -> tuple[str, int] | None:
+    """(host, port) when the endpoint is on this machine over plain http, else None."""
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or parts.hostname not in LOOPBACK:
+        return None
+    return parts.hostname, parts.port or 80
+
+
+def _answers(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start_background_server(base_url: str, api_key: str | None = None) -> None:
+    """Start `python -m xitui.server` detached for `base_url`; return once it accepts connections."""
+    address = local_address(base_url)
+    if address is None:
+        raise ServerUnavailableError(f"no server answers at {base_url}")
+    host, port = address
+    from filelock import FileLock
+
+    home = home_dir()
+    home.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(home / "server.start.lock"), timeout=START_TIMEOUT):
+        if _answers(host, port):
+            return
+        sys.stderr.write(f"starting a background xitui server on {host}:{port} (log: {home / 'server.log'})\n")
+        env = dict(os.environ)
+        if api_key:
+            env["XITUI_SERVER_API_KEY"] = api_key
+        with open(home / "server.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "xitui.server", "--host", host, "--port", str(port)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if _answers(host, port):
+                return
+            if proc.poll() is not None:
+                raise ServerUnavailableError(f"the background server could not start: {_last_line(home / 'server.log')}")
+            time.sleep(0.02)
+        raise ServerUnavailableError(f"the background server did not answer within {START_TIMEOUT:.0f} s")
+
+
+def _last_line(path: os.PathLike[str] | str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = [line.strip() for line in fh if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no output"
+
+
+def stop_background_server(timeout: float = 10.0) -> int | None:
+    """Stop the server recorded in XITUI_HOME/server.json; returns its pid, or None if none ran."""
+    info_path = home_dir() / "server.json"
+    try:
+        info = json.loads(info_path.read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        info_path.unlink(missing_ok=True)
+        return None
+    except PermissionError:
+        raise XituiError(f"not allowed to stop the server with pid {pid}") from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return pid

@@ -1,0 +1,197 @@
+"""`Client`: Xinference's RESTful client calls over httpx, against xitui's server or Xinference's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from xitui.client.handles import ChatModelHandle, EmbeddingModelHandle, GenerateModelHandle, ModelHandle
+from xitui.core.errors import ServerUnavailableError, XituiError
+
+#: Generation can run for minutes; connecting must not.
+TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=60.0, pool=None)
+
+
+class ClientError(XituiError, RuntimeError):
+    """The server refused or failed a request; the message is the server's `detail`."""
+
+    def __init__(self, message: str, status_code: int = 400):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+    detail = data.get("detail") if isinstance(data, dict) else None
+    if isinstance(detail, list):  # FastAPI validation errors from other servers
+        return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
+    return str(detail) if detail is not None else str(data)[:300]
+
+
+class Client:
+    """Talk to a server at `base_url`. With `autostart`, a local endpoint that does not answer gets a
+    background xitui server started for it (the CLI does this; plain Python use does not)."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:9997", api_key: str | None = None, *,
+                 autostart: bool = False, timeout: httpx.Timeout | float | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.autostart = autostart
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers,
+                                  timeout=TIMEOUT if timeout is None else timeout, trust_env=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transport ------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            if not self.autostart:
+                raise ServerUnavailableError(f"no server answers at {self.base_url}") from None
+        from xitui.client.autostart import start_background_server
+
+        start_background_server(self.base_url, self.api_key)
+        self.autostart = False
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise ServerUnavailableError(f"no server answers at {self.base_url}") from None
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code != 200:
+            raise ClientError(_detail(response), response.status_code)
+        return response
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return self._check(self._send("GET", path, params=params or None)).json()
+
+    def _post_json(self, path: str, body: Any, **params: Any) -> Any:
+        return self._check(self._send("POST", path, json=body, params=params or None)).json()
+
+    def _delete(self, path: str) -> Any:
+        return self._check(self._send("DELETE", path)).json()
+
+    def _inference(self, path: str, body: dict[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        if body.get("stream"):
+            return self._stream(path, body)
+        return self._post_json(path, body)
+
+    def _stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Server-sent events to chunks; the request is sent before the first chunk is asked for."""
+        request = self._http.build_request("POST", path, json=body)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.ConnectError:
+            raise ServerUnavailableError(f"no server answers at {self.base_url}") from None
+        if response.status_code != 200:
+            response.read()
+            response.close()
+            raise ClientError(_detail(response), response.status_code)
+        return _events(response)
+
+    # --- registrations --------------------------------------------------------------------------
+
+    def register_model(self, model_type: str, model: str, persist: bool = False, worker_ip: str | None = None) -> None:
+        self._post_json(f"/v1/model_registrations/{model_type}",
+                        {"model": model, "persist": persist, "worker_ip": worker_ip})
+
+    def unregister_model(self, model_type: str, model_name: str) -> None:
+        self._delete(f"/v1/model_registrations/{model_type}/{model_name}")
+
+    def list_model_registrations(self, model_type: str, detailed: bool = False) -> list[dict[str, Any]]:
+        return self._get(f"/v1/model_registrations/{model_type}", detailed=str(detailed).lower())
+
+    def get_model_registration(self, model_type: str, model_name: str) -> dict[str, Any]:
+        return self._get(f"/v1/model_registrations/{model_type}/{model_name}")
+
+    # --- running models -------------------------------------------------------------------------
+
+    def launch_model(
+        self,
+        model_name: str,
+        model_type: str = "LLM",
+        model_engine: str | None = None,
+        model_uid: str | None = None,
+        model_size_in_billions: int | str | float | None = None,
+        model_format: str | None = None,
+        quantization: str | None = None,
+        replica: int = 1,
+        n_gpu: int | str | None = "auto",
+        wait_ready: bool = True,
+        **kwargs: Any,
+    ) -> str:
+        """Launch a registered model; returns its uid (the model name unless `model_uid` is given)."""
+        body = {
+            "model_uid": model_uid, "model_name": model_name, "model_type": model_type,
+            "model_engine": model_engine, "model_format": model_format,
+            "model_size_in_billions": model_size_in_billions, "quantization": quantization,
+            "replica": replica, "n_gpu": n_gpu, **kwargs,
+        }
+        return self._post_json("/v1/models", body, wait_ready=str(wait_ready).lower())["model_uid"]
+
+    def list_models(self) -> dict[str, dict[str, Any]]:
+        data = self._get("/v1/models")
+        items = data.get("data", []) if isinstance(data, dict) else data
+        return {item["id"]: item for item in items}
+
+    def describe_model(self, model_uid: str) -> dict[str, Any]:
+        return self._get(f"/v1/models/{model_uid}")
+
+    def get_launch_model_progress(self, model_uid: str) -> dict[str, Any]:
+        return self._get(f"/v1/models/{model_uid}/progress")
+
+    def get_model(self, model_uid: str) -> ModelHandle:
+        desc = self.describe_model(model_uid)
+        if desc.get("model_type", "LLM") == "embedding":
+            return EmbeddingModelHandle(self, model_uid, desc)
+        if "chat" in desc.get("model_ability", []):
+            return ChatModelHandle(self, model_uid, desc)
+        return GenerateModelHandle(self, model_uid, desc)
+
+    def terminate_model(self, model_uid: str) -> None:
+        self._delete(f"/v1/models/{model_uid}")
+
+    # --- the machine (xitui's own routes; Xinference answers /status and /v1/cluster/info) --------
+
+    def status(self) -> dict[str, Any]:
+        return self._get("/status")
+
+    def resources(self) -> dict[str, Any]:
+        return self._get("/v1/resources")
+
+    def cluster_info(self) -> list[dict[str, Any]]:
+        return self._get("/v1/cluster/info")
+
+
+def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    try:
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            chunk = json.loads(data)
+            if isinstance(chunk, dict) and "error" in chunk:
+                raise ClientError(str(chunk["error"]), 500)
+            yield chunk
+    except httpx.RemoteProtocolError:
+        raise ClientError("the server closed the stream early", 500) from None
+    finally:
+        response.close()

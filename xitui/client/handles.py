@@ -1,0 +1,51 @@
+"""Handles on running models, as `Client.get_model` returns them (Xinference's handle methods)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xitui.client.client import Client
+
+
+class ModelHandle:
+    def __init__(self, client: Client, model_uid: str, description: dict[str, Any]):
+        self.client = client
+        self.model_uid = model_uid
+        self.description = description
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model_uid}>"
+
+
+class GenerateModelHandle(ModelHandle):
+    def generate(
+        self, prompt: str, generate_config: dict[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """A completion dict, or an iterator of chunks when generate_config has "stream": True."""
+        body = {"model": self.model_uid, "prompt": prompt, **(generate_config or {}), **kwargs}
+        return self.client._inference("/v1/completions", body)
+
+
+class ChatModelHandle(GenerateModelHandle):
+    def chat(
+        self,
+        messages: list[dict[str, Any]] | str,
+        tools: list[dict[str, Any]] | None = None,
+        generate_config: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """A chat.completion dict, or an iterator of chunks when generate_config has "stream": True."""
+        if isinstance(messages, str):  # older Xinference clients took one prompt string
+            messages = [{"role": "user", "content": messages}]
+        body: dict[str, Any] = {"model": self.model_uid, "messages": messages, **(generate_config or {}), **kwargs}
+        if tools:
+            body["tools"] = tools
+        return self.client._inference("/v1/chat/completions", body)
+
+
+class EmbeddingModelHandle(ModelHandle):
+    def create_embedding(self, input: str | list[str], **kwargs: Any) -> dict[str, Any]:
+        body = {"model": self.model_uid, "input": input, **kwargs}
+        return self.client._post_json("/v1/embeddings", body)

@@ -1,0 +1,78 @@
+"""`python -m xitui.server --host H --port P`: run the server in the foreground (what `xitui serve` does)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from xitui.core.config import DEFAULT_HOST, DEFAULT_PORT, home_dir, load_config
+from xitui.core.errors import XituiError
+from xitui.core.files import atomic_write
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def pid_file(home: Path) -> Path:
+    return home / "server.json"
+
+
+def serve(host: str, port: int, api_key: str | None, log_level: str = "warning") -> None:
+    """Serve until interrupted; the pid file says who serves where while it runs."""
+    if host not in LOOPBACK and not api_key:
+        raise XituiError(
+            f"refusing to serve on {host} without an API key: anyone who can reach it could run models; "
+            "pass --api-key KEY (or `xitui config set api_key KEY`), or bind 127.0.0.1"
+        )
+    import uvicorn
+
+    from xitui.server.app import create_app
+
+    home = home_dir()
+    home.mkdir(parents=True, exist_ok=True)
+    app = create_app(home, api_key=api_key)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            timeout_graceful_shutdown=3)
+    server = uvicorn.Server(config)
+    info = pid_file(home)
+    try:
+        import socket
+
+        # Bind first, so a port in use is one clear line and the pid file is written only once we serve.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise XituiError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        atomic_write(info, json.dumps({"pid": os.getpid(), "host": host, "port": port}).encode())
+        server.run(sockets=[sock])
+    finally:
+        try:
+            if json.loads(info.read_text()).get("pid") == os.getpid():
+                info.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m xitui.server")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    api_key = os.environ.get("XITUI_SERVER_API_KEY") or load_config().api_key
+    try:
+        serve(args.host, args.port, api_key, args.log_level)
+    except XituiError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

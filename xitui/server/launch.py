@@ -1,0 +1,188 @@
+"""From a launch request to what a worker needs: which spec, which engine, which files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from xitui.core.errors import LaunchError
+from xitui.core.registry import Registry
+from xitui.core.spec import EmbeddingSpec, LLMFamily, LLMSpec, local_path, normalise_model_type
+
+#: The engine each format runs on, and the names users (and Xinference) give those engines.
+ENGINE_FOR_FORMAT = {"ggufv2": "llama.cpp", "pytorch": "transformers"}
+ENGINE_ALIASES = {
+    "llama.cpp": "llama.cpp", "llama_cpp": "llama.cpp", "llama-cpp": "llama.cpp", "llama-cpp-python": "llama.cpp",
+    "transformers": "transformers", "pytorch": "transformers",
+    "sentence_transformers": "sentence_transformers", "sentence-transformers": "sentence_transformers",
+}
+
+
+@dataclass
+class LaunchPlan:
+    model_name: str
+    model_type: str
+    engine: str
+    model_format: str
+    model_size_in_billions: int | str | None
+    quantization: str
+    model_path: str | None
+    model_id: str | None
+    file_name: str | None
+    context_length: int | None
+    registration: dict[str, Any]
+    envs: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, registry: Registry, request: dict[str, Any]) -> LaunchPlan:
+        name = request.get("model_name")
+        if not isinstance(name, str) or not name:
+            raise LaunchError("model_name: required")
+        kind = normalise_model_type(request.get("model_type") or "LLM")
+        spec = registry.get(kind, name)
+        envs = request.get("envs") or {}
+        if not isinstance(envs, dict):
+            raise LaunchError("envs: must be an object of strings")
+        if isinstance(spec, LLMFamily):
+            plan = _plan_llm(spec, request)
+        else:
+            plan = _plan_embedding(spec, request)
+        plan.envs = {str(k): str(v) for k, v in envs.items()}
+        engine = request.get("model_engine")
+        if engine:
+            wanted = ENGINE_ALIASES.get(str(engine).lower())
+            if wanted != plan.engine:
+                raise LaunchError(
+                    f"model_engine {engine!r} cannot run {plan.model_format} models; "
+                    f"leave it out, or use {plan.engine!r}"
+                )
+        for key in ("n_gpu_layers", "n_threads"):
+            if request.get(key) is not None:
+                plan.options[key] = request[key]
+        return plan
+
+    def describe(self) -> dict[str, Any]:
+        reg = self.registration
+        data: dict[str, Any] = {
+            "model_type": self.model_type,
+            "model_name": self.model_name,
+            "model_format": self.model_format,
+            "quantization": self.quantization,
+        }
+        if self.model_type == "LLM":
+            data.update(
+                model_ability=reg["model_ability"],
+                model_family=reg["model_family"],
+                model_lang=reg["model_lang"],
+                model_description=reg.get("model_description"),
+                model_size_in_billions=self.model_size_in_billions,
+                context_length=self.context_length,
+            )
+        else:
+            data.update(dimensions=reg["dimensions"], max_tokens=reg["max_tokens"], language=reg["language"])
+        return data
+
+    def worker_settings(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "model_type": self.model_type,
+            "engine": self.engine,
+            "model_format": self.model_format,
+            "quantization": self.quantization,
+            "model_path": self.model_path,
+            "model_id": self.model_id,
+            "file_name": self.file_name,
+            "context_length": self.context_length,
+            "registration": self.registration,
+            **self.options,
+        }
+
+
+def _choices(specs: list[LLMSpec]) -> str:
+    return ", ".join(
+        f"{s.model_format}/{s.model_size_in_billions}B/{s.quantization}" for s in specs
+    )
+
+
+def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
+    fmt = request.get("model_format")
+    size = request.get("model_size_in_billions")
+    quant = request.get("quantization")
+    found = family.find_specs(fmt, size, quant)
+    if not found:
+        raise LaunchError(
+            f"{family.model_name} has no spec for format={fmt or 'any'} size={size or 'any'} "
+            f"quantization={quant or 'any'} (it has: {_choices(family.model_specs)})"
+        )
+    spec = found[0]
+    if spec.model_format == "ggmlv3":
+        raise LaunchError(
+            "ggmlv3 files cannot be launched: llama.cpp reads only GGUF since August 2023. Convert the file "
+            "with llama.cpp's convert_llama_ggml_to_gguf.py (or download a GGUF build of the model) and "
+            "register it with model_format ggufv2"
+        )
+    engine = ENGINE_FOR_FORMAT[spec.model_format]
+    path: str | None = None
+    file_name: str | None = None
+    if spec.model_format == "ggufv2" and spec.model_file_name_template:
+        file_name = spec.model_file_name_template.format(quantization=spec.quantization)
+    if spec.model_uri:
+        path = local_path(spec.model_uri)
+        if spec.model_format == "ggufv2" and not os.path.isfile(path):
+            if not file_name:
+                raise LaunchError(f"model_uri {path} is a directory: add model_file_name_template to the spec")
+            path = os.path.join(path, file_name)
+        _check_exists(family.model_name, path, spec.model_format, bundled=family.is_builtin)
+    elif not spec.model_id:
+        raise LaunchError(f"{family.model_name}: the spec has neither model_uri nor model_id")
+    return LaunchPlan(
+        model_name=family.model_name,
+        model_type="LLM",
+        engine=engine,
+        model_format=spec.model_format,
+        model_size_in_billions=spec.model_size_in_billions,
+        quantization=spec.quantization,
+        model_path=path,
+        model_id=spec.model_id,
+        file_name=file_name,
+        context_length=family.context_length,
+        registration=family.registration(),
+    )
+
+
+def _check_exists(name: str, path: str, fmt: str, bundled: bool) -> None:
+    if bundled and not os.path.exists(path):
+        return  # a bundled model's file is assembled by its worker on first launch
+    if fmt == "pytorch":
+        if not os.path.isdir(path):
+            raise LaunchError(f"{name}: model directory not found: {path}")
+    elif not os.path.isfile(path):
+        if os.path.isdir(os.path.dirname(path)):
+            raise LaunchError(f"{name}: model file not found: {path}")
+        raise LaunchError(f"{name}: model file not found: {path} (its directory does not exist either)")
+
+
+def _plan_embedding(spec: EmbeddingSpec, request: dict[str, Any]) -> LaunchPlan:
+    if not spec.model_specs:
+        raise LaunchError(f"{spec.model_name} has no model_specs")
+    chosen = spec.model_specs[0]
+    path = local_path(chosen.model_uri) if chosen.model_uri else None
+    if path is not None and not os.path.isdir(path):
+        raise LaunchError(f"{spec.model_name}: model directory not found: {path}")
+    if path is None and not chosen.model_id:
+        raise LaunchError(f"{spec.model_name}: the spec has neither model_uri nor model_id")
+    return LaunchPlan(
+        model_name=spec.model_name,
+        model_type="embedding",
+        engine="sentence_transformers",
+        model_format=chosen.model_format,
+        model_size_in_billions=None,
+        quantization=chosen.quantization,
+        model_path=path,
+        model_id=chosen.model_id,
+        file_name=None,
+        context_length=spec.max_tokens,
+        registration=spec.registration(),
+    )

@@ -1,0 +1,63 @@
+"""Machine resources for the dashboard: GPU memory per device (NVML) and system memory (psutil)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def gpus() -> tuple[list[dict[str, Any]], str | None]:
+    """One entry per NVIDIA GPU, and why there are none when NVML cannot answer."""
+    try:
+        import pynvml
+    except ImportError:
+        return [], "nvidia-ml-py is not installed"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return [], f"no NVIDIA driver ({exc})"
+    found = []
+    try:
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            name = pynvml.nvmlDeviceGetName(handle)
+            try:
+                util = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
+            except pynvml.NVMLError:
+                util = None
+            found.append({
+                "index": index,
+                "name": name.decode() if isinstance(name, bytes) else name,
+                "memory_total": int(mem.total),
+                "memory_used": int(mem.used),
+                "memory_free": int(mem.free),
+                "utilization": util,
+            })
+    except pynvml.NVMLError as exc:
+        return found, f"NVML error: {exc}"
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass
+    return found, None
+
+
+def system_memory() -> dict[str, int]:
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return {"total": int(vm.total), "available": int(vm.available), "used": int(vm.total - vm.available)}
+
+
+def snapshot() -> dict[str, Any]:
+    import psutil
+
+    devices, reason = gpus()
+    return {
+        "gpus": devices,
+        "gpu_note": reason,
+        "memory": system_memory(),
+        "cpu_count": psutil.cpu_count(),
+        "cpu_percent": psutil.cpu_percent(interval=None),
+    }

@@ -1,0 +1,178 @@
+"""Entry point of a worker process: `python -m xitui.worker` (see the package docstring for the protocol)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from typing import Any, TextIO
+
+
+class Channel:
+    """The protocol pipe: the real stdout, kept apart from what C libraries print to fd 1."""
+
+    def __init__(self) -> None:
+        self._out: TextIO = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+        os.dup2(2, 1)  # llama.cpp and friends print to fd 1: send that to the log instead
+        sys.stdout = sys.stderr
+        self._lock = threading.Lock()
+
+    def send(self, obj: dict[str, Any]) -> None:
+        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._out.write(line)
+
+
+class Worker:
+    def __init__(self, channel: Channel, settings: dict[str, Any]):
+        self.channel = channel
+        self.settings = settings
+        self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.cancelled: set[int] = set()
+        self.backend: Any = None
+        self.family: Any = None
+
+    # --- loading --------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        from xitui.backends import load_backend
+        from xitui.core import bundled
+
+        settings = self.settings
+
+        def progress(value: float, stage: str) -> None:
+            self.channel.send({"event": "progress", "progress": value, "stage": stage})
+
+        if settings["model_type"] == "LLM":
+            from xitui.core.spec import parse_llm
+
+            self.family = parse_llm(settings["registration"], builtin=settings["registration"].get("is_builtin", False))
+        bundled.prepare(settings["model_name"], progress)
+        progress(0.1, "importing " + settings["engine"])
+        self.backend = load_backend(settings["engine"])
+        info = self.backend.load(settings, progress)
+        self.channel.send({"event": "ready", "info": info, "pid": os.getpid()})
+
+    # --- serving --------------------------------------------------------------------------------
+
+    def read_requests(self, stream: TextIO) -> None:
+        """Reader thread: queue requests, note cancellations at once, stop the process at EOF."""
+        for line in stream:
+            try:
+                req = json.loads(line)
+            except ValueError:
+                continue
+            if req.get("op") == "cancel":
+                self.cancelled.add(req["id"])
+            else:
+                self.requests.put(req)
+        # The server closed our stdin (terminate, or it died): nothing left to serve.
+        os._exit(0)
+
+    def serve(self) -> None:
+        while True:
+            req = self.requests.get()
+            if req is None:
+                return
+            rid = req["id"]
+            try:
+                if rid in self.cancelled:
+                    continue
+                op = req["op"]
+                if op in ("generate", "chat"):
+                    self.generate(rid, req)
+                elif op == "embed":
+                    self.embed(rid, req)
+                else:
+                    self.channel.send({"id": rid, "error": f"unknown operation {op!r}", "status": 400})
+            except Exception as exc:  # the request fails, the worker goes on serving
+                from xitui.core.errors import XituiError
+
+                if isinstance(exc, XituiError):
+                    self.channel.send({"id": rid, "error": str(exc), "status": exc.status_code})
+                else:
+                    traceback.print_exc()
+                    self.channel.send({"id": rid, "error": f"the model failed: {exc}", "status": 500})
+            finally:
+                self.cancelled.discard(rid)
+
+    def generate(self, rid: int, req: dict[str, Any]) -> None:
+        from xitui.backends.base import Finish, GenerateParams
+
+        params = GenerateParams.from_request(req.get("params") or {})
+        family = self.family
+        prompt = req.get("prompt")
+        if req["op"] == "chat":
+            from xitui.worker.chat import chat_prompt, validate_messages
+
+            messages = validate_messages(req.get("messages"))
+            prompt = chat_prompt(
+                family, self.backend.model_chat_template, messages, self.backend.bos_token, self.backend.eos_token
+            )
+        if not isinstance(prompt, str):
+            from xitui.backends.base import RequestError
+
+            raise RequestError("prompt: must be a string")
+        # The spec's stop words and ids apply to every request, on top of the request's own.
+        params.stop = list(dict.fromkeys([*params.stop, *(family.stop or [])]))
+        params.stop_token_ids = list(dict.fromkeys([*params.stop_token_ids, *(family.stop_token_ids or [])]))
+        start = time.perf_counter()
+        first: float | None = None
+        for piece in self.backend.generate(prompt, params, lambda: rid in self.cancelled):
+            if isinstance(piece, Finish):
+                end = time.perf_counter()
+                ttft = (first or end) - start
+                decode = end - (first or end)
+                tps = (piece.completion_tokens - 1) / decode if decode > 0 and piece.completion_tokens > 1 else 0.0
+                self.channel.send({
+                    "id": rid,
+                    "done": {
+                        "finish_reason": piece.reason,
+                        "usage": {
+                            "prompt_tokens": piece.prompt_tokens,
+                            "completion_tokens": piece.completion_tokens,
+                            "total_tokens": piece.prompt_tokens + piece.completion_tokens,
+                        },
+                        "ttft": ttft,
+                        "tokens_per_s": tps,
+                    },
+                })
+                return
+            if first is None:
+                first = time.perf_counter()
+            self.channel.send({"id": rid, "text": piece})
+
+    def embed(self, rid: int, req: dict[str, Any]) -> None:
+        texts = req["input"]
+        vectors, tokens, truncated = self.backend.embed(texts, truncate=req.get("truncate", True))
+        self.channel.send({"id": rid, "result": {"vectors": vectors, "tokens": tokens, "truncated": truncated}})
+
+
+def main() -> None:
+    channel = Channel()
+    stdin = sys.stdin
+    settings = json.loads(stdin.readline())
+    worker = Worker(channel, settings)
+    try:
+        worker.load()
+    except Exception as exc:
+        from xitui.core.errors import XituiError
+
+        if not isinstance(exc, XituiError):
+            traceback.print_exc()
+        message = str(exc) if isinstance(exc, XituiError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError):
+            message = "out of memory while loading the model"
+        channel.send({"event": "error", "message": message})
+        sys.stderr.flush()
+        os._exit(1)
+    threading.Thread(target=worker.read_requests, args=(stdin,), daemon=True, name="requests").start()
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main()
