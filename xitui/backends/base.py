@@ -21,12 +21,13 @@ class GenerateParams:
     repeat_penalty: float = 1.0
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    ignore_eos: bool = False
 
     @classmethod
     def from_request(cls, data: dict[str, Any]) -> GenerateParams:
         params = cls()
         for key in ("max_tokens", "temperature", "top_p", "top_k", "seed", "repeat_penalty", "presence_penalty",
-                    "frequency_penalty"):
+                    "frequency_penalty", "ignore_eos"):
             if data.get(key) is not None:
                 setattr(params, key, data[key])
         stop = data.get("stop")
@@ -64,8 +65,15 @@ class Backend:
         """Yield text pieces as they are produced, then one Finish."""
         raise NotImplementedError
 
-    def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int, bool]:
-        """Embed a batch: vectors, total tokens used, and whether any input was truncated."""
+    #: Longest input an embedding model reads, in tokens (longer inputs are cut or refused).
+    max_input_tokens: int = 512
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens each text takes (special tokens included), before any truncation."""
+        raise NotImplementedError
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Embed a batch of texts (longer ones are truncated to max_input_tokens)."""
         raise NotImplementedError
 
     def unload(self) -> None:

@@ -98,6 +98,7 @@ class LlamaCppBackend(Backend):
             presence_penalty=params.presence_penalty,
             frequency_penalty=params.frequency_penalty,
             stopping_criteria=llama_cpp.StoppingCriteriaList([stopping]),
+            logit_bias={llm.token_eos(): -1e9} if params.ignore_eos else None,
             stream=True,
         )
         reason = "stop"

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from xitui.backends.base import Backend, RequestError
+from xitui.backends.base import Backend
 from xitui.backends.device import best_device, set_torch_threads
 from xitui.core.errors import LaunchError
 
@@ -14,7 +14,7 @@ from xitui.core.errors import LaunchError
 class SentenceTransformersBackend(Backend):
     def __init__(self) -> None:
         self.model: Any = None
-        self.max_tokens = 512
+        self.max_input_tokens = 512
 
     def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
         path = launch["model_path"]
@@ -32,27 +32,19 @@ class SentenceTransformersBackend(Backend):
             raise LaunchError(f"sentence-transformers could not load {path}: {exc}") from None
         spec_max = int(launch.get("context_length") or 0)
         model_max = int(self.model.max_seq_length or spec_max or 512)
-        self.max_tokens = min(spec_max, model_max) if spec_max else model_max
-        self.model.max_seq_length = self.max_tokens
+        self.max_input_tokens = min(spec_max, model_max) if spec_max else model_max
+        self.model.max_seq_length = self.max_input_tokens
         dims = self.model.get_sentence_embedding_dimension()
         return {"engine": "sentence_transformers", "device": device, "dimensions": dims,
-                "context_length": self.max_tokens}
+                "context_length": self.max_input_tokens}
 
-    def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int, bool]:
-        if not all(isinstance(t, str) for t in texts):
-            raise RequestError("input: must be a string or a list of strings")
-        lengths = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
-        truncated = any(n > self.max_tokens for n in lengths)
-        if truncated and not truncate:
-            longest = max(lengths)
-            raise RequestError(
-                f"an input is {longest} tokens long; this model reads at most {self.max_tokens} "
-                "(send truncate=true to cut it)"
-            )
+    def token_counts(self, texts: list[str]) -> list[int]:
+        return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
         vectors = self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
                                     show_progress_bar=False)
-        tokens = sum(min(n, self.max_tokens) for n in lengths)
-        return vectors.tolist(), tokens, truncated
+        return vectors.tolist()
 
     def unload(self) -> None:
         self.model = None

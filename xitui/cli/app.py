@@ -9,7 +9,12 @@ import typer
 
 from xitui import __version__
 from xitui.cli import (
-    config_commands, generation_commands, model_commands, registration_commands, server_commands, spec_commands,
+    config_commands,
+    generation_commands,
+    model_commands,
+    registration_commands,
+    server_commands,
+    spec_commands,
 )
 
 app = typer.Typer(

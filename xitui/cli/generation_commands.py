@@ -10,7 +10,16 @@ import typer
 
 from xitui.cli import output
 from xitui.cli.common import (
-    ApiKey, Endpoint, Json, MaxTokens, ModelUid, Stop, Temperature, TopP, connect, generation_config,
+    ApiKey,
+    Endpoint,
+    Json,
+    MaxTokens,
+    ModelUid,
+    Stop,
+    Temperature,
+    TopP,
+    connect,
+    generation_config,
 )
 
 NoStream = Annotated[bool, typer.Option("--no-stream", help="Print the answer at the end instead of as it comes.")]
@@ -176,7 +185,7 @@ def embed(
     if as_json:
         output.print_json(result)
         return
-    for item, text in zip(result["data"], texts):
+    for item, text in zip(result["data"], texts, strict=False):
         vec = item["embedding"]
         head = ", ".join(f"{v:+.4f}" for v in vec[:4])
         _write(f"{len(vec)} dims [{head}, ...]  {text[:60]}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import Annotated
@@ -52,10 +53,8 @@ def launch(
             if state.get("state") == "ready":
                 break
             if state.get("state") == "error":
-                try:
+                with contextlib.suppress(XituiError):
                     client.terminate_model(uid)
-                except XituiError:
-                    pass
                 raise XituiError(f"could not launch {model_name}: {state.get('error')}")
             time.sleep(0.03)
     except KeyboardInterrupt:

@@ -98,10 +98,20 @@ def stop_background_server(timeout: float = 10.0) -> int | None:
         raise XituiError(f"not allowed to stop the server with pid {pid}") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return pid
+        if not alive(pid):
+            break
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    info_path.unlink(missing_ok=True)
     return pid
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for a parent that never reaps it counts as gone)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -61,17 +61,23 @@ class Client:
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self._http.request(method, path, **kwargs)
-        except httpx.ConnectError:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             if not self.autostart:
-                raise ServerUnavailableError(f"no server answers at {self.base_url}") from None
+                raise self._unavailable(exc) from None
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from None
         from xitui.client.autostart import start_background_server
 
         start_background_server(self.base_url, self.api_key)
         self.autostart = False
         try:
             return self._http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise ServerUnavailableError(f"no server answers at {self.base_url}") from None
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: Exception) -> ServerUnavailableError:
+        reason = str(exc) or type(exc).__name__
+        return ServerUnavailableError(f"no server answers at {self.base_url} ({reason})")
 
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.status_code != 200:
@@ -97,8 +103,8 @@ class Client:
         request = self._http.build_request("POST", path, json=body)
         try:
             response = self._http.send(request, stream=True)
-        except httpx.ConnectError:
-            raise ServerUnavailableError(f"no server answers at {self.base_url}") from None
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from None
         if response.status_code != 200:
             response.read()
             response.close()
@@ -191,7 +197,7 @@ def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
             if isinstance(chunk, dict) and "error" in chunk:
                 raise ClientError(str(chunk["error"]), 500)
             yield chunk
-    except httpx.RemoteProtocolError:
+    except httpx.TransportError:
         raise ClientError("the server closed the stream early", 500) from None
     finally:
         response.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning")
         except OSError as exc:
             raise XituiError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         atomic_write(info, json.dumps({"pid": os.getpid(), "host": host, "port": port}).encode())
+        # uvicorn shuts down on SIGTERM, then raises the signal again with the handler found at start:
+        # make that an exit that runs `finally`, so the pid file goes away.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         server.run(sockets=[sock])
     finally:
         try:
@@ -56,6 +60,10 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning")
                 info.unlink()
         except (OSError, ValueError):
             pass
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -67,6 +67,7 @@ class _GenerationBody(_Body):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     repeat_penalty: float | None = None
+    ignore_eos: bool | None = None
     stream: bool = False
 
 
@@ -85,7 +86,7 @@ class EmbeddingBody(_Body):
 
 
 _PARAM_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "stop", "stop_token_ids", "seed",
-               "presence_penalty", "frequency_penalty", "repeat_penalty")
+               "presence_penalty", "frequency_penalty", "repeat_penalty", "ignore_eos")
 
 
 def _params(body: _GenerationBody) -> dict[str, Any]:

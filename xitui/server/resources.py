@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 
@@ -36,10 +37,8 @@ def gpus() -> tuple[list[dict[str, Any]], str | None]:
     except pynvml.NVMLError as exc:
         return found, f"NVML error: {exc}"
     finally:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass
     return found, None
 
 

@@ -9,7 +9,12 @@ import sys
 import threading
 import time
 import traceback
+from functools import partial
 from typing import Any, TextIO
+
+#: Dynamic batching of embeddings: wait at most this long for more requests, take at most this many texts.
+BATCH_WAIT = float(os.environ.get("XITUI_BATCH_WAIT_MS", "2")) / 1000
+MAX_BATCH = int(os.environ.get("XITUI_MAX_BATCH", "64"))
 
 
 class Channel:
@@ -74,31 +79,60 @@ class Worker:
         os._exit(0)
 
     def serve(self) -> None:
+        deferred: list[dict[str, Any]] = []
         while True:
-            req = self.requests.get()
+            req = deferred.pop(0) if deferred else self.requests.get()
             if req is None:
                 return
-            rid = req["id"]
-            try:
-                if rid in self.cancelled:
-                    continue
-                op = req["op"]
-                if op in ("generate", "chat"):
-                    self.generate(rid, req)
-                elif op == "embed":
-                    self.embed(rid, req)
-                else:
-                    self.channel.send({"id": rid, "error": f"unknown operation {op!r}", "status": 400})
-            except Exception as exc:  # the request fails, the worker goes on serving
-                from xitui.core.errors import XituiError
+            if req.get("op") == "embed":
+                batch = self.gather_embeds(req, deferred)
+                self.run_guarded(batch, partial(self.embed, batch))
+            else:
+                self.run_guarded([req], partial(self.handle, req))
 
-                if isinstance(exc, XituiError):
-                    self.channel.send({"id": rid, "error": str(exc), "status": exc.status_code})
-                else:
-                    traceback.print_exc()
-                    self.channel.send({"id": rid, "error": f"the model failed: {exc}", "status": 500})
-            finally:
-                self.cancelled.discard(rid)
+    def gather_embeds(self, first: dict[str, Any], deferred: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Dynamic batching: the embed requests waiting now (or within BATCH_WAIT) go in one batch."""
+        batch = [first]
+        texts = len(first.get("input") or [])
+        deadline = time.perf_counter() + BATCH_WAIT
+        while texts < MAX_BATCH:
+            try:
+                nxt = self.requests.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                break
+            if nxt is None or nxt.get("op") != "embed":
+                deferred.append(nxt)  # type: ignore[arg-type]
+                break
+            batch.append(nxt)
+            texts += len(nxt.get("input") or [])
+        return batch
+
+    def run_guarded(self, reqs: list[dict[str, Any]], work: Any) -> None:
+        """Run `work`; if it raises, each request in `reqs` gets the error and the worker goes on."""
+        try:
+            work()
+        except Exception as exc:
+            from xitui.core.errors import XituiError
+
+            if isinstance(exc, XituiError):
+                answer = {"error": str(exc), "status": exc.status_code}
+            else:
+                traceback.print_exc()
+                answer = {"error": f"the model failed: {type(exc).__name__}: {exc}", "status": 500}
+            for req in reqs:
+                self.channel.send({"id": req["id"], **answer})
+        finally:
+            for req in reqs:
+                self.cancelled.discard(req["id"])
+
+    def handle(self, req: dict[str, Any]) -> None:
+        rid = req["id"]
+        if rid in self.cancelled:
+            return
+        if req["op"] in ("generate", "chat"):
+            self.generate(rid, req)
+        else:
+            self.channel.send({"id": rid, "error": f"unknown operation {req['op']!r}", "status": 400})
 
     def generate(self, rid: int, req: dict[str, Any]) -> None:
         from xitui.backends.base import Finish, GenerateParams
@@ -146,10 +180,36 @@ class Worker:
                 first = time.perf_counter()
             self.channel.send({"id": rid, "text": piece})
 
-    def embed(self, rid: int, req: dict[str, Any]) -> None:
-        texts = req["input"]
-        vectors, tokens, truncated = self.backend.embed(texts, truncate=req.get("truncate", True))
-        self.channel.send({"id": rid, "result": {"vectors": vectors, "tokens": tokens, "truncated": truncated}})
+    def embed(self, batch: list[dict[str, Any]]) -> None:
+        """One encode call for every text of every request in the batch; answers split back out."""
+        backend = self.backend
+        limit = backend.max_input_tokens
+        accepted: list[tuple[dict[str, Any], list[str], list[int]]] = []
+        for req in batch:
+            texts = req.get("input")
+            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+                self.channel.send({"id": req["id"], "error": "input: must be a string or a non-empty list of strings",
+                                   "status": 400})
+                continue
+            counts = backend.token_counts(texts)
+            if not req.get("truncate", True) and max(counts) > limit:
+                self.channel.send({"id": req["id"], "status": 400, "error": (
+                    f"an input is {max(counts)} tokens long; this model reads at most {limit} "
+                    "(send truncate=true to cut it)")})
+                continue
+            accepted.append((req, texts, counts))
+        if not accepted:
+            return
+        vectors = backend.embed([t for _, texts, _ in accepted for t in texts])
+        start = 0
+        for req, texts, counts in accepted:
+            mine = vectors[start:start + len(texts)]
+            start += len(texts)
+            self.channel.send({"id": req["id"], "result": {
+                "vectors": mine,
+                "tokens": sum(min(c, limit) for c in counts),
+                "truncated": max(counts) > limit,
+            }})
 
 
 def main() -> None:

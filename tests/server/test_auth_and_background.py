@@ -1,0 +1,92 @@
+"""API keys, refusing an open bind without one, the background server and `xitui stop`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import xitui_cmd
+from tests.server.conftest import ServerProcess, free_port
+from xitui.client import Client, ClientError
+from xitui.client.autostart import alive
+
+
+def test_api_key_is_demanded_on_every_route_but_the_probe(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path, api_key="s3cret")
+    try:
+        assert httpx.get(f"{srv.url}/v1/cluster/auth").json() == {"auth": True}
+        for path in ("/v1/models", "/status", "/v1/model_registrations/LLM", "/openapi.json"):
+            r = httpx.get(f"{srv.url}{path}")
+            assert r.status_code == 401 and "API key" in r.json()["detail"]
+            r = httpx.get(f"{srv.url}{path}", headers={"Authorization": "Bearer wrong"})
+            assert r.status_code == 401
+        with pytest.raises(ClientError, match="API key"):
+            Client(srv.url).list_models()
+        assert Client(srv.url, api_key="s3cret").list_models() == {}
+
+        from xinference_client import RESTfulClient
+
+        official = RESTfulClient(srv.url, api_key="s3cret")
+        assert official.list_models() == {}
+        names = [r["model_name"] for r in official.list_model_registrations(model_type="LLM")]
+        assert "llama-2-chat" in names
+        proc = subprocess.run([*xitui_cmd(), "list", "-e", srv.url], capture_output=True, text=True)
+        assert proc.returncode == 1 and "API key" in proc.stderr
+        proc = subprocess.run([*xitui_cmd(), "list", "-e", srv.url, "--api-key", "s3cret"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        srv.stop()
+
+
+def test_binding_a_public_address_without_a_key_is_refused() -> None:
+    proc = subprocess.run([*xitui_cmd(), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "without an API key" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path)
+    try:
+        proc = subprocess.run([*xitui_cmd(), "serve", "--port", str(srv.port)], capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode == 1 and "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        srv.stop()
+
+
+def test_racing_commands_start_one_background_server_and_stop_stops_it(xitui_home: Path) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, "XITUI_ENDPOINT": endpoint}
+    procs = [subprocess.Popen([*xitui_cmd(), "registrations", "--json"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    try:
+        assert all(p.returncode == 0 for p in procs), outputs
+        starts = sum("starting a background xitui server" in err for _, err in outputs)
+        assert starts == 1, outputs
+        info = json.loads((xitui_home / "server.json").read_text())
+        assert info["port"] == int(endpoint.rsplit(":", 1)[1])
+        servers = subprocess.run(["pgrep", "-f", f"xitui.server --host 127.0.0.1 --port {info['port']}"],
+                                 capture_output=True, text=True).stdout.split()
+        assert servers == [str(info["pid"])]
+        # a third command finds it running and says nothing about starting
+        third = subprocess.run([*xitui_cmd(), "list"], env=env, capture_output=True, text=True, timeout=30)
+        assert third.returncode == 0 and "starting" not in third.stderr
+    finally:
+        stop = subprocess.run([*xitui_cmd(), "stop"], env=env, capture_output=True, text=True, timeout=30)
+    assert stop.returncode == 0 and f"pid {info['pid']}" in stop.stderr
+    assert not alive(info["pid"])
+    assert not (xitui_home / "server.json").exists()
+    again = subprocess.run([*xitui_cmd(), "stop"], env=env, capture_output=True, text=True, timeout=30)
+    assert "no background server" in again.stderr
+
+
+def test_client_without_autostart_reports_an_unreachable_server() -> None:
+    with pytest.raises(Exception, match="no server answers"):
+        Client(f"http://127.0.0.1:{free_port()}").list_models()

@@ -1,0 +1,94 @@
+"""The documented workflow through the `xitui` command in real subprocesses, including piped stdin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import xitui_cmd
+from tests.server.conftest import ServerProcess, gguf_spec
+
+PROMPT = "The capital of France is Paris. The capital of Germany is"
+
+
+def xitui(server: ServerProcess, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [*xitui_cmd(), *args, "-e", server.url], input=stdin, capture_output=True, text=True, timeout=120,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_register_launch_generate_chat_terminate_unregister(server: ServerProcess, gguf_path: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "model.json"
+    spec.write_text(gguf_spec("cli-gemma", gguf_path))
+    assert "registered LLM model cli-gemma" in xitui(server, "register", "--model-type", "LLM", "--file", str(spec)).stderr
+
+    listed = xitui(server, "registrations", "--model-type", "LLM").stdout
+    assert any(line.split("\t")[:2] == ["cli-gemma", "custom"] for line in listed.splitlines())
+    as_json = json.loads(xitui(server, "registrations", "--model-type", "LLM", "--json").stdout)
+    assert {"model_name": "cli-gemma", "is_builtin": False} in as_json
+
+    launched = xitui(server, "launch", "--model-name", "cli-gemma", "--model-format", "ggufv2")
+    assert launched.stdout == "cli-gemma\n"
+    try:
+        # piped stdin is one prompt; only the generated text comes out
+        out = xitui(server, "generate", "--model-uid", "cli-gemma", "--max-tokens", "8", "--temperature", "0",
+                    stdin=PROMPT)
+        assert "Berlin" in out.stdout
+        whole = json.loads(xitui(server, "generate", "-u", "cli-gemma", "--max-tokens", "8", "--temperature", "0",
+                                 "--json", stdin=PROMPT).stdout)
+        assert whole["choices"][0]["text"] == out.stdout  # streaming and not agree, nothing added
+
+        stopped = xitui(server, "generate", "-u", "cli-gemma", "--max-tokens", "30", "--temperature", "0",
+                        "--stop", "Berlin", stdin=PROMPT).stdout
+        assert stopped == " "  # what came before the stop word, and nothing after it
+
+        reply = xitui(server, "chat", "--model-uid", "cli-gemma", "--system", "Answer briefly.", "--max-tokens", "20",
+                      stdin="Name a colour.")
+        assert reply.stdout.strip() and "<end_of_turn>" not in reply.stdout
+
+        rows = json.loads(xitui(server, "list", "--json").stdout)
+        assert rows["cli-gemma"]["state"] == "ready"
+        assert rows["cli-gemma"]["metrics"]["requests"] >= 4
+        table = xitui(server, "list").stdout.splitlines()
+        assert table[0].split("\t")[:6] == ["uid", "name", "type", "format", "engine", "state"]
+        assert table[1].split("\t")[5] == "ready"
+    finally:
+        xitui(server, "terminate", "--model-uid", "cli-gemma")
+    assert "cli-gemma" not in json.loads(xitui(server, "list", "--json").stdout)
+    xitui(server, "unregister", "--model-type", "LLM", "--model-name", "cli-gemma")
+    assert "cli-gemma" not in xitui(server, "registrations").stdout
+
+
+def test_cli_errors_are_one_line_with_nonzero_exit(server: ServerProcess, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"version": 1, "model_name": "x", "model_lang": ["en"], "model_ability": ["generate"],
+                               "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": 1,
+                                                "quantizations": ["q4_0"], "model_id": "a/b"}]}))
+    cases = [
+        ("register", "--model-type", "LLM", "--file", str(bad)),
+        ("register", "--model-type", "LLM", "--file", str(tmp_path / "missing.json")),
+        ("register", "--model-type", "image", "--file", str(bad)),
+        ("launch", "--model-name", "no-such-model"),
+        ("generate", "--model-uid", "nothing-runs-here"),
+        ("terminate", "--model-uid", "nothing-runs-here"),
+        ("unregister", "--model-type", "LLM", "--model-name", "llama-2-chat"),
+        ("unregister", "--model-type", "LLM", "--model-name", "never-registered"),
+    ]
+    for args in cases:
+        proc = xitui(server, *args, check=False, stdin="")
+        assert proc.returncode != 0, args
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert "model_file_name_template" in xitui(server, *cases[0], check=False).stderr
+
+
+def test_unreachable_remote_endpoint_is_one_line() -> None:
+    proc = subprocess.run([*xitui_cmd(), "list", "-e", "http://192.0.2.1:1"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
