@@ -45,6 +45,38 @@ class Finish:
     completion_tokens: int
 
 
+class StopWords:
+    """Cut streamed text at the first stop word, holding back a tail that may be the start of one."""
+
+    def __init__(self, words: list[str]):
+        self.words = [w for w in words if w]
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """The text that is safe to show now, and whether a stop word was reached."""
+        buf = self.pending + text
+        self.pending = ""
+        if not self.words:
+            return buf, False
+        hits = [i for i in (buf.find(w) for w in self.words) if i >= 0]
+        if hits:
+            return buf[: min(hits)], True
+        hold = 0
+        for word in self.words:
+            for k in range(min(len(word) - 1, len(buf)), hold, -1):
+                if buf.endswith(word[:k]):
+                    hold = k
+                    break
+        if hold:
+            self.pending = buf[-hold:]
+            return buf[:-hold], False
+        return buf, False
+
+    def flush(self) -> str:
+        rest, self.pending = self.pending, ""
+        return rest
+
+
 class RequestError(XituiError):
     """A request the model cannot serve (prompt longer than the context...): the caller's fault, a 4xx."""
 

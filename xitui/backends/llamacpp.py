@@ -57,6 +57,15 @@ class LlamaCppBackend(Backend):
             return ""
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
+    def special_stop_ids(self, words: list[str]) -> set[int]:
+        """Stop words that are control tokens (<end_of_turn>...) never appear in the text: stop on their ids."""
+        ids = set()
+        for word in words:
+            tokens = self.llm.tokenize(word.encode("utf-8"), add_bos=False, special=True)
+            if len(tokens) == 1 and not self.llm.detokenize(tokens, special=False):
+                ids.add(tokens[0])
+        return ids
+
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
@@ -75,7 +84,7 @@ class LlamaCppBackend(Backend):
             )
         room = n_ctx - len(prompt_tokens)
         max_tokens = room if not params.max_tokens or params.max_tokens <= 0 else min(params.max_tokens, room)
-        stop_ids = set(params.stop_token_ids)
+        stop_ids = set(params.stop_token_ids) | self.special_stop_ids(params.stop)
         state = {"generated": 0, "stopped_by_id": False}
 
         def stopping(input_ids: Any, logits: Any) -> bool:

@@ -89,8 +89,15 @@ _PARAM_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "stop", "stop_toke
                "presence_penalty", "frequency_penalty", "repeat_penalty", "ignore_eos")
 
 
+#: Tokens generated when a request names no max_tokens (OpenAI's completions default of 16 cuts answers
+#: short; running on to the end of the context keeps a base model busy for minutes).
+DEFAULT_MAX_TOKENS = 256
+
+
 def _params(body: _GenerationBody) -> dict[str, Any]:
-    return {k: getattr(body, k) for k in _PARAM_KEYS if getattr(body, k) is not None}
+    params = {k: getattr(body, k) for k in _PARAM_KEYS if getattr(body, k) is not None}
+    params.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+    return params
 
 
 # --- the app -------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class LaunchPlan:
     file_name: str | None
     context_length: int | None
     registration: dict[str, Any]
+    model_revision: str | None = None
     envs: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -93,6 +94,7 @@ class LaunchPlan:
             "quantization": self.quantization,
             "model_path": self.model_path,
             "model_id": self.model_id,
+            "model_revision": self.model_revision,
             "file_name": self.file_name,
             "context_length": self.context_length,
             "registration": self.registration,
@@ -116,6 +118,10 @@ def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
             f"{family.model_name} has no spec for format={fmt or 'any'} size={size or 'any'} "
             f"quantization={quant or 'any'} (it has: {_choices(family.model_specs)})"
         )
+    if quant is None:
+        # Unquantized first: 4-bit / 8-bit pytorch need a GPU, and a user who names no quantization
+        # expects the model that runs everywhere.
+        found.sort(key=lambda s: s.model_format == "pytorch" and s.quantization != "none")
     spec = found[0]
     if spec.model_format == "ggmlv3":
         raise LaunchError(
@@ -149,6 +155,7 @@ def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
         file_name=file_name,
         context_length=family.context_length,
         registration=family.registration(),
+        model_revision=spec.model_revision,
     )
 
 
@@ -185,4 +192,5 @@ def _plan_embedding(spec: EmbeddingSpec, request: dict[str, Any]) -> LaunchPlan:
         file_name=None,
         context_length=spec.max_tokens,
         registration=spec.registration(),
+        model_revision=chosen.model_revision,
     )

@@ -38,6 +38,9 @@ class Metrics:
     tokens_generated: int = 0
     last_ttft: float | None = None
     last_tokens_per_s: float | None = None
+    #: Texts in the last and in the largest embedding batch (dynamic batching at work).
+    last_batch_size: int | None = None
+    max_batch_size: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -292,6 +295,10 @@ class Supervisor:
                     metrics.tokens_generated += done.get("usage", {}).get("completion_tokens", 0)
                 elif "result" in msg:
                     finished = True
+                    batch = msg["result"].get("batch")
+                    if batch:
+                        metrics.last_batch_size = batch
+                        metrics.max_batch_size = max(metrics.max_batch_size, batch)
                 yield msg
                 if finished:
                     return

@@ -57,6 +57,14 @@ class Worker:
 
             self.family = parse_llm(settings["registration"], builtin=settings["registration"].get("is_builtin", False))
         bundled.prepare(settings["model_name"], progress)
+        if not settings.get("model_path"):
+            from xitui.core.download import download
+
+            gguf = settings.get("model_format") == "ggufv2"
+            settings["model_path"] = download(
+                settings["model_id"], progress, file_name=settings.get("file_name") if gguf else None,
+                revision=settings.get("model_revision"),
+            )
         progress(0.1, "importing " + settings["engine"])
         self.backend = load_backend(settings["engine"])
         info = self.backend.load(settings, progress)
@@ -200,7 +208,8 @@ class Worker:
             accepted.append((req, texts, counts))
         if not accepted:
             return
-        vectors = backend.embed([t for _, texts, _ in accepted for t in texts])
+        everything = [t for _, texts, _ in accepted for t in texts]
+        vectors = backend.embed(everything)
         start = 0
         for req, texts, counts in accepted:
             mine = vectors[start:start + len(texts)]
@@ -209,6 +218,7 @@ class Worker:
                 "vectors": mine,
                 "tokens": sum(min(c, limit) for c in counts),
                 "truncated": max(counts) > limit,
+                "batch": len(everything),
             }})
 
 

