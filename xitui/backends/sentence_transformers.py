@@ -34,7 +34,8 @@ class SentenceTransformersBackend(Backend):
         model_max = int(self.model.max_seq_length or spec_max or 512)
         self.max_input_tokens = min(spec_max, model_max) if spec_max else model_max
         self.model.max_seq_length = self.max_input_tokens
-        dims = self.model.get_sentence_embedding_dimension()
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dims = dimension()
         return {"engine": "sentence_transformers", "device": device, "dimensions": dims,
                 "context_length": self.max_input_tokens}
 

@@ -9,7 +9,9 @@ HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are read by huggingface_hub itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,31 +35,53 @@ def cache_dir() -> Path:
     return home_dir() / "cache" / "huggingface"
 
 
-def _reporter(progress: Progress) -> type:
-    """A tqdm class for huggingface_hub that turns its byte counters into progress events."""
-    import io
+class _Watcher:
+    """Reports download progress by watching the repository's blob folder grow (in a thread).
 
-    from huggingface_hub.utils import tqdm as hf_tqdm
+    huggingface_hub's own progress bars differ between its versions; file sizes on disk do not.
+    """
 
-    class Reporter(hf_tqdm):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any):
-            kwargs["file"] = io.StringIO()  # counted, never drawn: the server is no terminal
-            kwargs.pop("name", None)
-            kwargs["disable"] = False
-            super().__init__(*args, **kwargs)
-            self._last = 0.0
+    def __init__(self, folder: Path, total: int, progress: Progress):
+        self.folder = folder
+        self.total = total
+        self.progress = progress
+        self.start = self._size()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="download-progress")
 
-        def update(self, n: float | None = 1) -> bool | None:
-            result = super().update(n)
-            if self.unit == "B" and self.total:
-                done = min(self.n / self.total, 1.0)
-                if done - self._last >= 0.01 or done >= 1.0:
-                    self._last = done
-                    progress(0.05 + 0.85 * done,
-                             f"downloading {self.n / 2**20:.1f} of {self.total / 2**20:.1f} MiB")
-            return result
+    def _size(self) -> int:
+        try:
+            return sum(p.stat().st_size for p in self.folder.glob("*") if p.is_file())
+        except OSError:
+            return 0
 
-    return Reporter
+    def _run(self) -> None:
+        last = -1.0
+        while not self.stop.wait(0.2):
+            done = min(max(self._size() - self.start, 0) / self.total, 1.0)
+            if done > last:
+                last = done
+                self.progress(0.05 + 0.85 * done,
+                              f"downloading {done * self.total / 2**20:.1f} of {self.total / 2**20:.1f} MiB")
+
+    def __enter__(self) -> _Watcher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _to_download(model_id: str, revision: str | None, patterns: dict[str, Any]) -> int:
+    """Bytes a snapshot would fetch (0 when all is cached or the Hub cannot be asked)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        infos = snapshot_download(model_id, revision=revision, cache_dir=str(cache_dir()), dry_run=True, **patterns)
+    except Exception:  # offline, unknown repo...: the real call below says what went wrong
+        return 0
+    return sum(info.file_size or 0 for info in infos if info.will_download)
 
 
 def download(
@@ -82,21 +106,24 @@ def download(
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     progress(0.05, f"fetching {model_id} from {endpoint}")
     patterns: dict[str, Any] = {"allow_patterns": [file_name]} if file_name else {"ignore_patterns": SKIP_PATTERNS}
+    total = 0 if _offline() else _to_download(model_id, revision, patterns)
+    blobs = cache_dir() / f"models--{model_id.replace('/', '--')}" / "blobs"
+    watcher = _Watcher(blobs, total, progress) if total else contextlib.nullcontext()
     try:
-        folder = snapshot_download(
-            model_id, revision=revision, cache_dir=str(cache_dir()), tqdm_class=_reporter(progress), **patterns
-        )
+        with watcher:
+            folder = snapshot_download(model_id, revision=revision, cache_dir=str(cache_dir()), **patterns)
     except GatedRepoError:
         raise LaunchError(f"{model_id} is gated on the Hub: accept its licence there and set HF_TOKEN") from None
     except RepositoryNotFoundError:
         raise LaunchError(f"{model_id} was not found on {endpoint} (private? set HF_TOKEN)") from None
     except RevisionNotFoundError:
         raise LaunchError(f"{model_id} has no revision {revision!r} on {endpoint}") from None
-    except EntryNotFoundError:
-        raise LaunchError(f"{model_id} has no file {file_name!r} on {endpoint}") from None
+    # LocalEntryNotFoundError is an EntryNotFoundError: it must be caught first
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         why = "HF_HUB_OFFLINE is set" if _offline() else f"{endpoint} cannot be reached"
         raise LaunchError(f"cannot download {model_id}: {why}, and it is not in the cache ({cache_dir()})") from None
+    except EntryNotFoundError:
+        raise LaunchError(f"{model_id} has no file {file_name!r} on {endpoint}") from None
     except HfHubHTTPError as exc:
         raise LaunchError(f"cannot download {model_id}: {' '.join(str(exc).split())[:200]}") from None
     except OSError as exc:
