@@ -47,7 +47,7 @@ def direct() -> object:
 def cosine(a: list[float], b: list[float]) -> float:
     import math
 
-    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b, strict=False)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 
 
 def test_registration_is_returned_in_version_2_form(server: ServerProcess, minilm: str) -> None:
@@ -65,7 +65,7 @@ def test_client_embeddings_match_direct_sentence_transformers(server: ServerProc
     vectors = [item["embedding"] for item in result["data"]]
     assert [item["index"] for item in result["data"]] == [0, 1, 2]
     expected = direct.encode(texts)
-    for got, want in zip(vectors, expected):
+    for got, want in zip(vectors, expected, strict=False):
         assert len(got) == 384
         assert cosine(got, want.tolist()) > 0.9999
     assert result["usage"]["prompt_tokens"] == sum(len(direct.tokenizer(t)["input_ids"]) for t in texts)
