@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.model_files import TEST_CACHE
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 #: Model files built once (the assembled GGUF, the dequantised safetensors model) and kept between runs.
-TEST_CACHE = Path(os.environ.get("XITUI_TEST_CACHE", Path.home() / ".cache" / "xitui-test"))
 os.environ.setdefault("XITUI_CACHE", str(TEST_CACHE))
 
 

