@@ -104,8 +104,8 @@ class Backend:
         """Tokens each text takes (special tokens included), before any truncation."""
         raise NotImplementedError
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """Embed a batch of texts (longer ones are truncated to max_input_tokens)."""
+    def embed(self, texts: list[str]) -> Any:
+        """Embed a batch of texts (longer ones are truncated to max_input_tokens): a float32 numpy array."""
         raise NotImplementedError
 
     def unload(self) -> None:

@@ -42,10 +42,9 @@ class SentenceTransformersBackend(Backend):
     def token_counts(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        vectors = self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
-                                    show_progress_bar=False)
-        return vectors.tolist()
+    def embed(self, texts: list[str]) -> Any:
+        return self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
+                                 show_progress_bar=False)
 
     def unload(self) -> None:
         self.model = None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import array
+import base64
 import logging
 import secrets
 import time
@@ -10,12 +11,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xitui import __version__
@@ -82,6 +84,9 @@ class ChatBody(_GenerationBody):
 class EmbeddingBody(_Body):
     model: str
     input: str | list[str]
+    #: "float" (lists of numbers) or "base64" (little-endian float32, what OpenAI's client asks for)
+    encoding_format: str = "float"
+    #: Cut inputs longer than the model's max_tokens (the response says so); false refuses them.
     truncate: bool = True
 
 
@@ -237,8 +242,12 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
 
     # --- inference ------------------------------------------------------------------------------
 
-    @app.post("/v1/completions")
-    async def completions(body: CompletionBody) -> Any:
+    # The inference routes read their bodies themselves (orjson + the same pydantic models): FastAPI's
+    # per-request machinery cost more than the rest of an embedding request. The schema stays documented.
+
+    @app.post("/v1/completions", openapi_extra=_body_schema(CompletionBody))
+    async def completions(request: Request) -> Any:
+        body = await _read(request, CompletionBody)
         prompt = body.prompt
         if isinstance(prompt, list):
             if len(prompt) != 1 or not isinstance(prompt[0], str):
@@ -248,32 +257,64 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
         stream = supervisor.call(body.model, "generate", {"prompt": prompt, "params": _params(body)})
         return await _respond(stream, body, chat=False)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatBody) -> Any:
+    @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatBody))
+    async def chat_completions(request: Request) -> Any:
+        body = await _read(request, ChatBody)
         _require_ability(supervisor, body.model, "chat")
         stream = supervisor.call(body.model, "chat", {"messages": body.messages, "params": _params(body)})
         return await _respond(stream, body, chat=True)
 
-    @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingBody) -> dict[str, Any]:
+    @app.post("/v1/embeddings", openapi_extra=_body_schema(EmbeddingBody))
+    async def embeddings(request: Request) -> Response:
+        body = await _read(request, EmbeddingBody)
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
         if not texts:
             raise XituiError("input: must hold at least one text")
+        if body.encoding_format not in ("float", "base64"):
+            raise XituiError("encoding_format: must be float or base64")
         model = supervisor.get(body.model)
         if model.plan.model_type != "embedding":
             raise XituiError(f"model {body.model!r} is an LLM, not an embedding model")
         result: dict[str, Any] = {}
         async for msg in supervisor.call(body.model, "embed", {"input": texts, "truncate": body.truncate}):
             result = msg["result"]
-        return {
+        raw = base64.b64decode(result["vectors_b64"])
+        width = len(raw) // result["count"]
+        rows = [raw[i * width:(i + 1) * width] for i in range(result["count"])]
+        if body.encoding_format == "base64":
+            vectors: list[Any] = [base64.b64encode(row).decode() for row in rows]
+        else:
+            vectors = [array.array("f", row).tolist() for row in rows]
+        payload = {
             "object": "list",
             "model": body.model,
-            "data": [{"index": i, "object": "embedding", "embedding": v} for i, v in enumerate(result["vectors"])],
+            "data": [{"index": i, "object": "embedding", "embedding": v} for i, v in enumerate(vectors)],
             "usage": {"prompt_tokens": result["tokens"], "total_tokens": result["tokens"]},
             "truncated": result["truncated"],
         }
+        return Response(orjson.dumps(payload), media_type="application/json")
 
     return app
+
+
+_B = TypeVar("_B", bound=BaseModel)
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def _read(request: Request, model: type[_B]) -> _B:
+    """Parse and check a JSON body; any problem is a 400 with a one-line detail."""
+    try:
+        data = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise XituiError("request body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise XituiError("; ".join(problems)) from None
 
 
 def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> None:
@@ -331,7 +372,7 @@ async def _respond(stream: AsyncIterator[dict[str, Any]], body: _GenerationBody,
                                 "choices": [choice]}
         if usage is not None:
             data["usage"] = usage
-        return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
+        return b"data: " + orjson.dumps(data) + b"\n\n"
 
     async def events() -> AsyncIterator[bytes]:
         try:
@@ -346,7 +387,7 @@ async def _respond(stream: AsyncIterator[dict[str, Any]], body: _GenerationBody,
                 yield chunk(msg["text"])
                 msg = await stream.__anext__()
         except XituiError as exc:
-            yield b"data: " + json.dumps({"error": str(exc), "detail": str(exc)}).encode() + b"\n\n"
+            yield b"data: " + orjson.dumps({"error": str(exc), "detail": str(exc)}) + b"\n\n"
         finally:
             await stream.aclose()
         yield b"data: [DONE]\n\n"

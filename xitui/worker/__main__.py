@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import base64
 import os
 import queue
 import sys
@@ -12,8 +12,12 @@ import traceback
 from functools import partial
 from typing import Any, TextIO
 
-#: Dynamic batching of embeddings: wait at most this long for more requests, take at most this many texts.
-BATCH_WAIT = float(os.environ.get("XITUI_BATCH_WAIT_MS", "2")) / 1000
+import orjson
+
+#: Dynamic batching of embeddings: gather requests arriving within BATCH_GAP of each other, for at most
+#: BATCH_WAIT in all, and at most MAX_BATCH texts.
+BATCH_GAP = float(os.environ.get("XITUI_BATCH_GAP_MS", "1.5")) / 1000
+BATCH_WAIT = float(os.environ.get("XITUI_BATCH_WAIT_MS", "20")) / 1000
 MAX_BATCH = int(os.environ.get("XITUI_MAX_BATCH", "64"))
 
 
@@ -21,15 +25,16 @@ class Channel:
     """The protocol pipe: the real stdout, kept apart from what C libraries print to fd 1."""
 
     def __init__(self) -> None:
-        self._out: TextIO = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+        self._fd = os.dup(1)
         os.dup2(2, 1)  # llama.cpp and friends print to fd 1: send that to the log instead
         sys.stdout = sys.stderr
         self._lock = threading.Lock()
 
     def send(self, obj: dict[str, Any]) -> None:
-        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
-        with self._lock:
-            self._out.write(line)
+        data = memoryview(orjson.dumps(obj) + b"\n")
+        with self._lock:  # one message, one write: nothing interleaves
+            while data:
+                data = data[os.write(self._fd, data):]
 
 
 class Worker:
@@ -39,6 +44,8 @@ class Worker:
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.cancelled: set[int] = set()
         self.backend: Any = None
+        #: Requests in the last embedding batch: how many to expect in the next one.
+        self.last_batch = 1
         self.family: Any = None
 
     # --- loading --------------------------------------------------------------------------------
@@ -76,7 +83,7 @@ class Worker:
         """Reader thread: queue requests, note cancellations at once, stop the process at EOF."""
         for line in stream:
             try:
-                req = json.loads(line)
+                req = orjson.loads(line)
             except ValueError:
                 continue
             if req.get("op") == "cancel":
@@ -99,13 +106,21 @@ class Worker:
                 self.run_guarded([req], partial(self.handle, req))
 
     def gather_embeds(self, first: dict[str, Any], deferred: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Dynamic batching: the embed requests waiting now (or within BATCH_WAIT) go in one batch."""
+        """Dynamic batching, bounded by BATCH_WAIT and MAX_BATCH texts.
+
+        Until the batch is as large as the last one, wait for more (under steady load the same clients
+        come back); past that, take requests only while they keep arriving within BATCH_GAP of each
+        other. A lone client pays one gap; after a quiet spell the expectation falls back to one.
+        """
         batch = [first]
         texts = len(first.get("input") or [])
         deadline = time.perf_counter() + BATCH_WAIT
         while texts < MAX_BATCH:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
             try:
-                nxt = self.requests.get(timeout=max(0.0, deadline - time.perf_counter()))
+                nxt = self.requests.get(timeout=left if len(batch) < self.last_batch else min(BATCH_GAP, left))
             except queue.Empty:
                 break
             if nxt is None or nxt.get("op") != "embed":
@@ -113,6 +128,7 @@ class Worker:
                 break
             batch.append(nxt)
             texts += len(nxt.get("input") or [])
+        self.last_batch = len(batch)
         return batch
 
     def run_guarded(self, reqs: list[dict[str, Any]], work: Any) -> None:
@@ -209,13 +225,15 @@ class Worker:
         if not accepted:
             return
         everything = [t for _, texts, _ in accepted for t in texts]
-        vectors = backend.embed(everything)
+        vectors = backend.embed(everything)  # float32, one row per text
         start = 0
         for req, texts, counts in accepted:
             mine = vectors[start:start + len(texts)]
             start += len(texts)
             self.channel.send({"id": req["id"], "result": {
-                "vectors": mine,
+                # little-endian float32, base64: what OpenAI's encoding_format=base64 sends, and cheap to pass
+                "vectors_b64": base64.b64encode(mine.astype("<f4").tobytes()).decode(),
+                "count": len(texts),
                 "tokens": sum(min(c, limit) for c in counts),
                 "truncated": max(counts) > limit,
                 "batch": len(everything),
@@ -225,7 +243,7 @@ class Worker:
 def main() -> None:
     channel = Channel()
     stdin = sys.stdin
-    settings = json.loads(stdin.readline())
+    settings = orjson.loads(stdin.readline())
     worker = Worker(channel, settings)
     try:
         worker.load()
