@@ -116,6 +116,9 @@ def main() -> None:
             start = time.perf_counter()
             subprocess.run([str(script), "registrations", "-e", url], stdout=subprocess.DEVNULL, check=True)
             regs.append(time.perf_counter() - start)
+        import psutil
+
+        server_rss = psutil.Process(server.pid).memory_info().rss
         client.terminate_model(uid)
     finally:
         server.terminate()
@@ -133,6 +136,7 @@ def main() -> None:
     print(f"{'time to first token (ms)':28} {d_ttft:10.1f} {s_ttft:10.1f} {s_ttft - d_ttft:+12.1f}ms   (target <= +10)")
     print(f"{'tokens per round':28} {med('direct', 2):10.0f} {med('server', 2):10.0f}")
     print(f"launch to ready: median {statistics.median(launches):.2f} s, best {min(launches):.2f} s   (target <= 1.5)")
+    print(f"server (supervisor) resident memory with the model launched: {server_rss / 2**20:.0f} MiB   (target <= 120)")
     print(f"xitui registrations: median {statistics.median(regs) * 1000:.0f} ms, best {min(regs) * 1000:.0f} ms"
           "   (target <= 250)")
 
