@@ -56,8 +56,11 @@ class Worker:
 
         settings = self.settings
 
+        shown = [0.0]
+
         def progress(value: float, stage: str) -> None:
-            self.channel.send({"event": "progress", "progress": value, "stage": stage})
+            shown[0] = max(shown[0], value)  # a bar never runs backwards (download, then loading)
+            self.channel.send({"event": "progress", "progress": shown[0], "stage": stage})
 
         if settings["model_type"] == "LLM":
             from xitui.core.spec import parse_llm
