@@ -114,6 +114,13 @@ def test_cli_embed_from_arguments_and_stdin(server: ServerProcess, minilm: str) 
                            input="first line\n\nsecond line\n", capture_output=True, text=True, timeout=60)
     data = json.loads(piped.stdout)
     assert len(data["data"]) == 2 and len(data["data"][1]["embedding"]) == 384
+    long_text = "word " * 600
+    cut = subprocess.run([*xitui_cmd(), "embed", "-e", server.url, "-u", minilm, long_text],
+                         capture_output=True, text=True, timeout=60)
+    assert cut.returncode == 0 and "truncated" in cut.stderr
+    refused = subprocess.run([*xitui_cmd(), "embed", "-e", server.url, "-u", minilm, "--no-truncate", long_text],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "at most 256" in refused.stderr
 
 
 def test_cli_launch_embedding_model(server: ServerProcess, tmp_path: Path) -> None:

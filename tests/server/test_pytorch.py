@@ -83,6 +83,7 @@ def test_generation_mechanics(server: ServerProcess, tiny: str) -> None:
 
 def test_chat_without_a_template_says_what_to_add(server: ServerProcess, tiny: str, tiny_pt_dir: Path) -> None:
     client = Client(server.url)
+    assert client.describe_model(tiny)["chat_format"] is None
     with pytest.raises(ClientError, match='add "prompt_style".*or "chat_template"') as err:
         client.get_model(tiny).chat([{"role": "user", "content": "hi"}])
     assert err.value.status_code == 400

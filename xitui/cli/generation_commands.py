@@ -165,6 +165,9 @@ def chat(
 def embed(
     model_uid: ModelUid,
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed (default: stdin lines).")] = None,
+    no_truncate: Annotated[
+        bool, typer.Option("--no-truncate", help="Refuse inputs longer than the model reads instead of cutting them.")
+    ] = False,
     as_json: Json = False,
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
@@ -181,7 +184,7 @@ def embed(
     handle = connect(endpoint, api_key).get_model(model_uid)
     if not hasattr(handle, "create_embedding"):
         raise XituiError(f"model {model_uid!r} is an LLM, not an embedding model")
-    result = handle.create_embedding(texts)
+    result = handle.create_embedding(texts, truncate=not no_truncate)
     if as_json:
         output.print_json(result)
         return

@@ -63,7 +63,11 @@ def launch(
     finally:
         if progress is not None:
             progress.stop()
-    output.info(f"{uid} is ready ({time.monotonic() - start:.1f} s)")
+    desc = client.describe_model(uid)
+    facts = [f"{time.monotonic() - start:.1f} s", str(desc.get("device") or "")]
+    if "chat" in (desc.get("model_ability") or []):
+        facts.append(f"chat format: {desc.get('chat_format') or 'none (add prompt_style or chat_template to chat)'}")
+    output.info(f"{uid} is ready ({', '.join(f for f in facts if f)})")
     print(uid)
 
 

@@ -113,6 +113,7 @@ class ModelProcess:
             launched_at=self.launched_at,
             launch_seconds=self.launch_seconds,
             device=self.info.get("device"),
+            chat_format=self.info.get("chat_format"),
             metrics=self.metrics.as_dict(),
         )
         if self.info.get("context_length"):

@@ -78,6 +78,10 @@ class Worker:
         progress(0.1, "importing " + settings["engine"])
         self.backend = load_backend(settings["engine"])
         info = self.backend.load(settings, progress)
+        if self.family is not None and "chat" in self.family.model_ability:
+            from xitui.worker.chat import chat_format
+
+            info["chat_format"] = chat_format(self.family, self.backend.model_chat_template)
         self.channel.send({"event": "ready", "info": info, "pid": os.getpid()})
 
     # --- serving --------------------------------------------------------------------------------

@@ -44,3 +44,14 @@ def chat_prompt(
         f"model {family.model_name!r} has no chat format: add \"prompt_style\" (see `xitui styles`) "
         "or \"chat_template\" to its spec"
     )
+
+
+def chat_format(family: LLMFamily, model_template: str | None) -> str | None:
+    """Which chat format a model's conversations will use, in words (None: it cannot chat)."""
+    if family.chat_template:
+        return "the spec's chat_template"
+    if family.prompt_style is not None:
+        return f"prompt style {family.prompt_style.style_name}"
+    if model_template:
+        return "the model's own chat template"
+    return None
