@@ -123,7 +123,8 @@ class TransformersBackend(Backend):
             for _ in range(max_tokens):
                 out = self.model(input_ids=input_ids, past_key_values=past, use_cache=True)
                 past = out.past_key_values
-                token = self._sample(out.logits[0, -1, :], params, generator)
+                logits = self._penalise(out.logits[0, -1, :], params, prompt_ids, generated)
+                token = self._sample(logits, params, generator)
                 if token in stop_ids:
                     reason = "stop"
                     break
@@ -151,6 +152,22 @@ class TransformersBackend(Backend):
         tok = self.tokenizer
         special = set(tok.all_special_tokens) | set(getattr(tok, "added_tokens_encoder", {}))
         return {tok.convert_tokens_to_ids(w) for w in words if w in special}
+
+    @staticmethod
+    def _penalise(logits: Any, params: GenerateParams, prompt_ids: list[int], generated: list[int]) -> Any:
+        """llama.cpp's repeat penalty (over prompt and output) and OpenAI's presence/frequency penalties."""
+        import torch
+
+        if params.repeat_penalty and params.repeat_penalty != 1.0:
+            seen = torch.tensor(sorted(set(prompt_ids) | set(generated)), device=logits.device)
+            values = logits[seen]
+            logits = logits.clone()
+            logits[seen] = torch.where(values > 0, values / params.repeat_penalty, values * params.repeat_penalty)
+        if generated and (params.presence_penalty or params.frequency_penalty):
+            ids, counts = torch.unique(torch.tensor(generated, device=logits.device), return_counts=True)
+            logits = logits.clone()
+            logits[ids] -= params.presence_penalty + params.frequency_penalty * counts.to(logits.dtype)
+        return logits
 
     @staticmethod
     def _sample(logits: Any, params: GenerateParams, generator: Any) -> int:
