@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import xitui_cmd
@@ -72,9 +73,10 @@ def test_racing_commands_start_one_background_server_and_stop_stops_it(xitui_hom
         assert starts == 1, outputs
         info = json.loads((xitui_home / "server.json").read_text())
         assert info["port"] == int(endpoint.rsplit(":", 1)[1])
-        servers = subprocess.run(["pgrep", "-f", f"xitui.server --host 127.0.0.1 --port {info['port']}"],
-                                 capture_output=True, text=True).stdout.split()
-        assert servers == [str(info["pid"])]
+        wanted = ["xitui.server", "--host", "127.0.0.1", "--port", str(info["port"])]
+        servers = [p.pid for p in psutil.process_iter(["cmdline"])
+                   if p.info["cmdline"] and p.info["cmdline"][2:7] == wanted]
+        assert servers == [info["pid"]]
         # a third command finds it running and says nothing about starting
         third = subprocess.run([*xitui_cmd(), "list"], env=env, capture_output=True, text=True, timeout=30)
         assert third.returncode == 0 and "starting" not in third.stderr
