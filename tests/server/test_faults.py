@@ -71,7 +71,8 @@ def test_sixteen_concurrent_streams_all_complete(server: ServerProcess, gguf_pat
     # greedy decoding: the same prompt alone gives the same text as under load
     alone = client.get_model(uid).generate("Count to 3:", {"max_tokens": 16, "temperature": 0})
     assert alone["choices"][0]["text"] == results[3]
-    assert client.describe_model(uid)["metrics"]["requests"] == 17
+    metrics = client.describe_model(uid)["metrics"]
+    assert metrics["requests"] == 17 and metrics["in_flight"] == 0
     client.terminate_model(uid)
     client.unregister_model("LLM", "busy")
 
@@ -90,3 +91,21 @@ def test_a_client_that_goes_away_cancels_its_generation(server: ServerProcess, g
     assert time.monotonic() - start < 5
     client.terminate_model(uid)
     client.unregister_model("LLM", "cancelled")
+
+
+def test_a_non_streaming_client_that_hangs_up_cancels_its_generation(server: ServerProcess, gguf_path: Path) -> None:
+    import httpx
+
+    client = Client(server.url)
+    client.register_model("LLM", gguf_spec("hung-up", gguf_path))
+    uid = client.launch_model(model_name="hung-up")
+    body = {"model": uid, "prompt": "Once upon a time", "max_tokens": 2000, "ignore_eos": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.url}/v1/completions", json=body, timeout=httpx.Timeout(5, read=1.0))
+    start = time.monotonic()
+    out = client.get_model(uid).generate("One, two,", {"max_tokens": 2, "temperature": 0})
+    assert out["choices"][0]["text"]
+    assert time.monotonic() - start < 5  # 2000 tokens would take about a minute
+    assert client.describe_model(uid)["metrics"]["in_flight"] == 0
+    client.terminate_model(uid)
+    client.unregister_model("LLM", "hung-up")

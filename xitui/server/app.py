@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import array
+import asyncio
 import base64
+import contextlib
 import logging
 import secrets
 import time
@@ -255,14 +257,14 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
             prompt = prompt[0]
         _require_ability(supervisor, body.model, "generate")
         stream = supervisor.call(body.model, "generate", {"prompt": prompt, "params": _params(body)})
-        return await _respond(stream, body, chat=False)
+        return await _respond(request, stream, body, chat=False)
 
     @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatBody))
     async def chat_completions(request: Request) -> Any:
         body = await _read(request, ChatBody)
         _require_ability(supervisor, body.model, "chat")
         stream = supervisor.call(body.model, "chat", {"messages": body.messages, "params": _params(body)})
-        return await _respond(stream, body, chat=True)
+        return await _respond(request, stream, body, chat=True)
 
     @app.post("/v1/embeddings", openapi_extra=_body_schema(EmbeddingBody))
     async def embeddings(request: Request) -> Response:
@@ -336,26 +338,69 @@ def _validation_text(exc: RequestValidationError) -> str:
     return "; ".join(problems) or "invalid request"
 
 
-async def _respond(stream: AsyncIterator[dict[str, Any]], body: _GenerationBody, *, chat: bool) -> Any:
-    """Run a generation; errors before the first piece become a 4xx/5xx, later ones an error chunk."""
+class _ClientGone(Exception):
+    """The client hung up before its answer was ready."""
+
+
+async def _unless_disconnected(request: Request, work: Any) -> Any:
+    """Await `work`, but give up (cancelling it, and with it the worker's generation) if the client leaves."""
+    task = asyncio.ensure_future(work)
+
+    async def hang_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hang_up())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, XituiError):
+        await task
+    raise _ClientGone
+
+
+async def _respond(request: Request, stream: AsyncIterator[dict[str, Any]], body: _GenerationBody, *,
+                   chat: bool) -> Any:
+    """Run a generation; errors before the first piece become a 4xx/5xx, later ones an error chunk.
+
+    Until the first byte of the answer goes out, a client that hangs up cancels the generation."""
     ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
     created = int(time.time())
-    first = await stream.__anext__()
-    if not body.stream:
+
+    async def collect() -> dict[str, Any]:
         pieces: list[str] = []
-        msg = first
-        while "done" not in msg:
-            pieces.append(msg["text"])
-            msg = await stream.__anext__()
-        done = msg["done"]
-        text = "".join(pieces)
+        done: dict[str, Any] | None = None
+        async for msg in stream:  # to the end: the call's bookkeeping runs when it finishes
+            if "done" in msg:
+                done = msg["done"]
+            else:
+                pieces.append(msg["text"])
+        if done is None:
+            raise XituiError("the generation ended without an answer")
+        return {"text": "".join(pieces), **done}
+
+    try:
+        if not body.stream:
+            done = await _unless_disconnected(request, collect())
+        else:
+            first = await _unless_disconnected(request, stream.__anext__())
+    except _ClientGone:
+        await stream.aclose()
+        return Response(status_code=499)
+    if not body.stream:
         if chat:
-            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
+            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": done["text"]},
                                       "finish_reason": done["finish_reason"]}
         else:
-            choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": done["finish_reason"]}
-        return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
-                "model": body.model, "choices": [choice], "usage": done["usage"]}
+            choice = {"text": done["text"], "index": 0, "logprobs": None, "finish_reason": done["finish_reason"]}
+        return Response(orjson.dumps({
+            "id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
+            "model": body.model, "choices": [choice], "usage": done["usage"],
+        }), media_type="application/json")
 
     kind = "chat.completion.chunk" if chat else "text_completion"
 
