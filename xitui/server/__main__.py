@@ -29,11 +29,11 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning")
         )
     import uvicorn
 
-    from xitui.server.app import create_app
+    from xitui.server.app import create_asgi
 
     home = home_dir()
     home.mkdir(parents=True, exist_ok=True)
-    app = create_app(home, api_key=api_key)
+    app = create_asgi(home, api_key=api_key)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
