@@ -31,32 +31,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def direct_round(llm, tokens: int) -> tuple[float, float, int]:
+def timed(start_stream) -> tuple[float, float, int]:
+    """Time to the first text, decode tokens/s after it, and pieces, for a stream of completion chunks."""
     start = time.perf_counter()
     first = None
     count = 0
-    for chunk in llm.create_completion(PROMPT, max_tokens=tokens, temperature=0.0, stream=True,
-                                       logit_bias={llm.token_eos(): -1e9}):
+    for chunk in start_stream():
         if chunk["choices"][0]["text"]:
             if first is None:
                 first = time.perf_counter()
             count += 1
     end = time.perf_counter()
     return first - start, (count - 1) / (end - first), count
+
+
+def direct_round(llm, tokens: int) -> tuple[float, float, int]:
+    return timed(lambda: llm.create_completion(PROMPT, max_tokens=tokens, temperature=0.0, stream=True,
+                                               logit_bias={llm.token_eos(): -1e9}))
 
 
 def server_round(handle, tokens: int) -> tuple[float, float, int]:
-    start = time.perf_counter()
-    first = None
-    count = 0
-    for chunk in handle.generate(PROMPT, {"max_tokens": tokens, "temperature": 0.0, "stream": True,
-                                          "ignore_eos": True}):
-        if chunk["choices"][0]["text"]:
-            if first is None:
-                first = time.perf_counter()
-            count += 1
-    end = time.perf_counter()
-    return first - start, (count - 1) / (end - first), count
+    return timed(lambda: handle.generate(PROMPT, {"max_tokens": tokens, "temperature": 0.0, "stream": True,
+                                                  "ignore_eos": True}))
 
 
 def main() -> None:
