@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -77,7 +77,8 @@ def list_models(
     api_key: ApiKey = None,
 ) -> None:
     """Running models: state, process, memory and recent speed."""
-    models = connect(endpoint, api_key).list_models()
+    client = connect(endpoint, api_key)
+    models = client.list_models()
     if as_json:
         output.print_json(models)
         return
@@ -96,6 +97,26 @@ def list_models(
         ])
     output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "requests", "ttft", "tok/s"],
                  rows, title="running models")
+    if not output.plain():
+        output.info(machine_summary(client))
+
+
+def machine_summary(client: Any) -> str:
+    """One line: system memory and each GPU's memory (xitui's /v1/resources; other servers may lack it)."""
+    from xitui.core.errors import XituiError
+
+    try:
+        res = client.resources()
+    except XituiError:
+        return ""
+    mem = res.get("memory") or {}
+    parts = [f"memory {human_bytes(mem.get('used'))} of {human_bytes(mem.get('total'))} used"]
+    for gpu in res.get("gpus") or []:
+        parts.append(f"GPU {gpu['index']} {gpu['name']}: {human_bytes(gpu['memory_used'])} of "
+                     f"{human_bytes(gpu['memory_total'])}")
+    if not res.get("gpus"):
+        parts.append(f"no GPU: {res.get('gpu_note') or 'none found'}")
+    return "; ".join(parts)
 
 
 def terminate(
