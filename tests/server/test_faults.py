@@ -109,3 +109,37 @@ def test_a_non_streaming_client_that_hangs_up_cancels_its_generation(server: Ser
     assert client.describe_model(uid)["metrics"]["in_flight"] == 0
     client.terminate_model(uid)
     client.unregister_model("LLM", "hung-up")
+
+
+def test_terminate_during_launch_answers_the_waiting_launch(server: ServerProcess) -> None:
+    import json
+
+    from tests.model_files import minilm_dir
+
+    client = Client(server.url)
+    client.register_model("embedding", json.dumps({"model_name": "slow-start", "dimensions": 384,
+                                                   "max_tokens": 256, "language": ["en"],
+                                                   "model_uri": str(minilm_dir())}))
+    outcome: list[BaseException | str] = []
+
+    def launch() -> None:
+        try:
+            outcome.append(Client(server.url).launch_model(model_name="slow-start", model_type="embedding"))
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome.append(exc)
+
+    waiting = threading.Thread(target=launch)
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while (client.list_models().get("slow-start") or {}).get("pid") is None:  # its worker has started
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pid = client.describe_model("slow-start")["pid"]
+    start = time.monotonic()
+    client.terminate_model("slow-start")
+    assert time.monotonic() - start < 2  # a loading worker is killed, not waited for
+    waiting.join(10)
+    assert isinstance(outcome[0], ClientError) and "terminated while launching" in str(outcome[0])
+    assert not alive(pid)
+    assert "slow-start" not in client.list_models()
+    client.unregister_model("embedding", "slow-start")

@@ -181,7 +181,8 @@ class Supervisor:
             return uid
         await model.settled.wait()
         if model.state == "error":
-            self.models.pop(uid, None)
+            if self.models.get(uid) is model:
+                del self.models[uid]
             raise LaunchError(f"could not launch {plan.model_name}: {model.error}")
         return uid
 
@@ -268,15 +269,23 @@ class Supervisor:
         for queue in list(model.pending.values()):
             queue.put_nowait({"error": f"model {model.uid!r} was terminated", "status": 400})
         if proc.returncode is None:
-            try:
-                assert proc.stdin is not None
-                proc.stdin.close()  # the worker exits when its stdin closes
-                await asyncio.wait_for(proc.wait(), timeout=3)
-            except (asyncio.TimeoutError, OSError):
-                proc.kill()
+            if model.state == "launching":
+                proc.kill()  # a loading worker reads no stdin yet: nothing to wait for
                 await proc.wait()
+            else:
+                try:
+                    assert proc.stdin is not None
+                    proc.stdin.close()  # the worker exits when its stdin closes
+                    await asyncio.wait_for(proc.wait(), timeout=3)
+                except (asyncio.TimeoutError, OSError):
+                    proc.kill()
+                    await proc.wait()
         if model.reader is not None:
             await asyncio.gather(model.reader, return_exceptions=True)
+        if not model.settled.is_set():  # a launch waiting for this model gets its answer
+            model.state = "error"
+            model.error = "it was terminated while launching"
+            model.settled.set()
 
     async def shutdown(self) -> None:
         for uid in list(self.models):
