@@ -1,4 +1,4 @@
-"""The interface every backend implements: load, generate (streaming), embed, unload."""
+"""The interface every backend implements: load, generate (streaming), embed."""
 
 from __future__ import annotations
 
@@ -81,8 +81,17 @@ class RequestError(XituiError):
     """A request the model cannot serve (prompt longer than the context...): the caller's fault, a 4xx."""
 
 
+def token_budget(prompt_tokens: int, context_length: int, max_tokens: int | None) -> int:
+    """How many tokens a generation may make: what was asked, within what the context has left."""
+    if prompt_tokens >= context_length:
+        raise RequestError(f"the prompt is {prompt_tokens} tokens long; this model's context holds {context_length}")
+    room = context_length - prompt_tokens
+    return room if not max_tokens or max_tokens <= 0 else min(max_tokens, room)
+
+
 class Backend:
-    """A loaded model. Methods run in the worker's model thread, one request at a time."""
+    """A loaded model. Methods run in the worker's model thread, one request at a time; the model is
+    freed when the worker process exits."""
 
     #: Chat template carried by the model files (GGUF metadata, tokenizer_config.json), if any.
     model_chat_template: str | None = None
@@ -107,6 +116,3 @@ class Backend:
     def embed(self, texts: list[str]) -> Any:
         """Embed a batch of texts (longer ones are truncated to max_input_tokens): a float32 numpy array."""
         raise NotImplementedError
-
-    def unload(self) -> None:
-        """Free what the model holds."""

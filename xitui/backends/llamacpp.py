@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from xitui.backends.base import Backend, Finish, GenerateParams, RequestError
+from xitui.backends.base import Backend, Finish, GenerateParams, token_budget
 from xitui.backends.device import default_threads
 from xitui.core.errors import LaunchError
 
@@ -66,9 +66,6 @@ class LlamaCppBackend(Backend):
                 ids.add(tokens[0])
         return ids
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
-
     def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
         import llama_cpp
 
@@ -77,13 +74,7 @@ class LlamaCppBackend(Backend):
         if self.bos_token and prompt.startswith(self.bos_token):
             prompt = prompt[len(self.bos_token):]
         prompt_tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-        n_ctx = llm.n_ctx()
-        if len(prompt_tokens) >= n_ctx:
-            raise RequestError(
-                f"the prompt is {len(prompt_tokens)} tokens long; this model's context holds {n_ctx}"
-            )
-        room = n_ctx - len(prompt_tokens)
-        max_tokens = room if not params.max_tokens or params.max_tokens <= 0 else min(params.max_tokens, room)
+        max_tokens = token_budget(len(prompt_tokens), llm.n_ctx(), params.max_tokens)
         stop_ids = set(params.stop_token_ids) | self.special_stop_ids(params.stop)
         state = {"generated": 0, "stopped_by_id": False}
 
@@ -121,8 +112,3 @@ class LlamaCppBackend(Backend):
             reason = "stop"
         completion = min(state["generated"], max_tokens)
         yield Finish(reason=reason, prompt_tokens=len(prompt_tokens), completion_tokens=completion)
-
-    def unload(self) -> None:
-        if self.llm is not None:
-            self.llm.close()
-            self.llm = None

@@ -45,6 +45,3 @@ class SentenceTransformersBackend(Backend):
     def embed(self, texts: list[str]) -> Any:
         return self.model.encode(texts, batch_size=max(1, len(texts)), convert_to_numpy=True,
                                  show_progress_bar=False)
-
-    def unload(self) -> None:
-        self.model = None

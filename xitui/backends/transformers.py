@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, StopWords
+from xitui.backends.base import Backend, Finish, GenerateParams, StopWords, token_budget
 from xitui.backends.device import best_device, set_torch_threads
 from xitui.core.errors import LaunchError
 
@@ -101,12 +101,7 @@ class TransformersBackend(Backend):
         tok = self.tokenizer
         add_special = not (self.bos_token and prompt.startswith(self.bos_token))
         prompt_ids = tok(prompt, add_special_tokens=add_special)["input_ids"]
-        if len(prompt_ids) >= self.context_length:
-            raise RequestError(
-                f"the prompt is {len(prompt_ids)} tokens long; this model's context holds {self.context_length}"
-            )
-        room = self.context_length - len(prompt_ids)
-        max_tokens = room if not params.max_tokens or params.max_tokens <= 0 else min(params.max_tokens, room)
+        max_tokens = token_budget(len(prompt_ids), self.context_length, params.max_tokens)
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else self.eos_ids)
         stop_ids |= self.special_stop_ids(params.stop)
         stops = StopWords(params.stop)
@@ -186,8 +181,3 @@ class TransformersBackend(Backend):
             sorted_probs = sorted_probs * keep
             probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
         return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
-
-    def unload(self) -> None:
-        self.model = None
-        self.tokenizer = None
-

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from xitui.client import Client
+    from xitui.core.config import Config
 
 Endpoint = Annotated[
     str | None,
@@ -19,12 +21,19 @@ ModelUid = Annotated[str, typer.Option("--model-uid", "-u", help="The running mo
 ModelType = Annotated[str, typer.Option("--model-type", "-t", help="LLM or embedding.")]
 
 
+@cache
+def settings() -> Config:
+    """The user's settings, read once per command."""
+    from xitui.core.config import load_config
+
+    return load_config()
+
+
 def connect(endpoint: str | None, api_key: str | None) -> Client:
     """A client for the chosen endpoint; a local endpoint that does not answer gets a background server."""
     from xitui.client import Client
-    from xitui.core.config import load_config
 
-    config = load_config()
+    config = settings()
     return Client(endpoint or config.endpoint, api_key or config.api_key, autostart=True)
 
 
@@ -32,9 +41,7 @@ def generation_config(
     max_tokens: int | None, temperature: float | None, top_p: float | None, stop: list[str] | None
 ) -> dict[str, Any]:
     """Generation parameters: the options given, else the config file's defaults."""
-    from xitui.core.config import load_config
-
-    defaults = load_config().generation
+    defaults = settings().generation
     config: dict[str, Any] = {
         "max_tokens": max_tokens if max_tokens is not None else defaults.get("max_tokens"),
         "temperature": temperature if temperature is not None else defaults.get("temperature"),

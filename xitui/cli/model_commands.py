@@ -36,7 +36,7 @@ def launch(
         model_engine=model_engine, wait_ready=False,
     )
     start = time.monotonic()
-    show = sys.stderr.isatty() and not output.plain_stderr()
+    show = not output.plain(sys.stderr)
     progress = None
     if show:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

@@ -8,8 +8,9 @@ import sys
 from typing import Any
 
 
-def plain() -> bool:
-    return bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()
+def plain(stream: Any = None) -> bool:
+    """Plain text for `stream` (stdout by default): it is not a terminal, or NO_COLOR is set."""
+    return bool(os.environ.get("NO_COLOR")) or not (stream or sys.stdout).isatty()
 
 
 def console(stderr: bool = False) -> Any:
@@ -47,7 +48,3 @@ def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -
     for row in rows:
         tbl.add_row(*("" if v is None else str(v) for v in row))
     console().print(tbl)
-
-
-def plain_stderr() -> bool:
-    return bool(os.environ.get("NO_COLOR")) or not sys.stderr.isatty()

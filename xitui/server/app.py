@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import array
 import base64
-import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,9 +21,8 @@ from xitui import __version__
 from xitui.core.config import home_dir
 from xitui.core.errors import XituiError
 from xitui.core.registry import Registry
-from xitui.core.spec import normalise_model_type
 from xitui.server import resources
-from xitui.server.asgi import BearerAuth, FastPath
+from xitui.server.asgi import BearerAuth, FastPath, error_response
 from xitui.server.bodies import (
     ChatBody,
     CompletionBody,
@@ -32,18 +31,17 @@ from xitui.server.bodies import (
     RegisterBody,
     body_schema,
     generation_params,
+    problems_text,
     read_body,
 )
 from xitui.server.generation import respond
 from xitui.server.supervisor import Supervisor
 
-log = logging.getLogger("xitui.server")
-
-
 # --- the app -------------------------------------------------------------------------------------
 
 
-def create_app(home: Path | None = None, api_key: str | None = None, *, enforce_key: bool = True) -> FastAPI:
+def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
+    """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it."""
     home = home or home_dir()
     registry = Registry(home)
     supervisor = Supervisor(registry, home)
@@ -58,25 +56,21 @@ def create_app(home: Path | None = None, api_key: str | None = None, *, enforce_
     app = FastAPI(title="xitui", version=__version__, lifespan=lifespan)
     app.state.supervisor = supervisor
     app.state.registry = registry
-    if enforce_key:  # create_asgi checks the key in front of everything instead
-        app.add_middleware(BearerAuth, api_key=api_key)
-
-    @app.exception_handler(XituiError)
-    async def _xitui_error(request: Request, exc: XituiError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_text(exc)}, status_code=400)
+        return JSONResponse({"detail": problems_text(exc.errors())}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
+    # Two registrations on purpose: Starlette answers XituiError in its exception middleware, while an
+    # `Exception` handler runs in the outermost one, which logs and re-raises after answering.
+    @app.exception_handler(XituiError)
     @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s", request.url.path)
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+    async def _error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     # --- server ---------------------------------------------------------------------------------
 
@@ -86,10 +80,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, *, enforce_
 
     @app.get("/status")
     async def status() -> dict[str, Any]:
-        import os
-
         workers = {
-            uid: {"pid": m.pid, "state": m.state, "memory_rss": m.describe()["memory_rss"]}
+            uid: {"pid": m.pid, "state": m.state, "memory_rss": m.memory_rss()}
             for uid, m in supervisor.models.items()
         }
         return {"status": "ok", "version": __version__, "pid": os.getpid(), "uptime": time.time() - started,
@@ -131,9 +123,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, *, enforce_
 
     @app.post("/v1/models")
     async def launch_model(body: LaunchBody, wait_ready: bool = True) -> dict[str, str]:
-        request = body.model_dump()
-        normalise_model_type(body.model_type)
-        uid = await supervisor.launch(request, wait_ready=wait_ready)
+        uid = await supervisor.launch(body.model_dump(), wait_ready=wait_ready)
         return {"model_uid": uid}
 
     @app.get("/v1/models")
@@ -222,8 +212,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, *, enforce_
 
 def create_asgi(home: Path | None = None, api_key: str | None = None) -> Any:
     """What uvicorn serves: the API key check, then the inference fast path, then the FastAPI app."""
-    app = create_app(home, api_key=api_key, enforce_key=False)
-    return BearerAuth(FastPath(app), api_key=api_key)
+    return BearerAuth(FastPath(create_app(home, api_key)), api_key=api_key)
 
 
 def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> None:
@@ -234,12 +223,3 @@ def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> None:
     if ability not in abilities:
         raise XituiError(f"model {uid!r} cannot {ability} (its abilities: {', '.join(abilities)})")
 
-
-def _validation_text(exc: RequestValidationError) -> str:
-    problems = []
-    for err in exc.errors():
-        if err.get("type") == "json_invalid":
-            return "request body is not valid JSON"
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        problems.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
-    return "; ".join(problems) or "invalid request"

@@ -49,9 +49,14 @@ class FastPath:
             return await self.app(scope, receive, send)
         try:
             response = await handler(Request(scope, receive))
-        except XituiError as exc:
-            response = JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
         except Exception as exc:
-            log.exception("internal error on %s", scope["path"])
-            response = JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+            response = error_response(exc, scope["path"])
         await response(scope, receive, send)
+
+
+def error_response(exc: Exception, path: str) -> JSONResponse:
+    """An error as the API answers it: the user's errors with their status, anything else a plain 500."""
+    if isinstance(exc, XituiError):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+    log.exception("internal error on %s", path)
+    return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -100,5 +101,15 @@ async def read_body(request: Request, model: type[_B]) -> _B:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
-        raise XituiError("; ".join(problems)) from None
+        raise XituiError(problems_text(exc.errors())) from None
+
+
+def problems_text(errors: Sequence[Any]) -> str:
+    """Pydantic's (or FastAPI's) validation errors as one line: `field.path: message; ...`."""
+    problems = []
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            return "request body is not valid JSON"
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        problems.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+    return "; ".join(problems) or "invalid request"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import os
 import signal
@@ -98,6 +97,17 @@ class ModelProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    def memory_rss(self) -> int | None:
+        """Resident memory of the worker process (None once it is gone)."""
+        if self.pid is None or self.state == "error":
+            return None
+        try:
+            import psutil
+
+            return psutil.Process(self.pid).memory_info().rss
+        except Exception:  # the process ended between the check and the reading
+            return None
+
     def describe(self) -> dict[str, Any]:
         """Xinference's describe fields, plus what a dashboard shows (state, pid, memory, metrics)."""
         data = self.plan.describe()
@@ -109,7 +119,7 @@ class ModelProcess:
             progress=self.progress,
             stage=self.stage,
             pid=self.pid,
-            memory_rss=_rss(self.pid) if self.state != "error" else None,
+            memory_rss=self.memory_rss(),
             launched_at=self.launched_at,
             launch_seconds=self.launch_seconds,
             device=self.info.get("device"),
@@ -119,17 +129,6 @@ class ModelProcess:
         if self.info.get("context_length"):
             data["context_length"] = self.info["context_length"]
         return data
-
-
-def _rss(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    try:
-        import psutil
-
-        return psutil.Process(pid).memory_info().rss
-    except Exception:
-        return None
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
@@ -198,7 +197,7 @@ class Supervisor:
                 env={**os.environ, **model.plan.envs},
             )
         assert model.proc.stdin is not None
-        model.proc.stdin.write((json.dumps(model.plan.worker_settings()) + "\n").encode())
+        model.proc.stdin.write(orjson.dumps(model.plan.worker_settings()) + b"\n")
         model.reader = asyncio.create_task(self._read(model))
 
     async def _read(self, model: ModelProcess) -> None:
@@ -300,10 +299,10 @@ class Supervisor:
         is raised as an XituiError instead. Closing the iterator early cancels the request.
         """
         model = self.get(uid)
+        if model.state == "error":
+            raise ModelFailedError(f"model {uid!r} is in error: {model.error}")
         if model.state != "ready":
-            reason = f": {model.error}" if model.error else ""
-            raise ModelFailedError(f"model {uid!r} is {model.state}{reason}") if model.state == "error" else \
-                XituiError(f"model {uid!r} is still {model.state}; wait until it is ready")
+            raise XituiError(f"model {uid!r} is still {model.state}; wait until it is ready")
         rid = next(self._ids)
         queue = Inbox()
         model.pending[rid] = queue
@@ -321,10 +320,10 @@ class Supervisor:
                 msg = await queue.get()
                 if "error" in msg:
                     finished = True
-                    if msg.get("status", 500) >= 500:
-                        metrics.errors += 1
-                    error = XituiError(msg["error"]) if msg.get("status", 500) < 500 else ModelFailedError(msg["error"])
-                    error.status_code = int(msg.get("status", 500))
+                    status = int(msg.get("status", 500))
+                    metrics.errors += status >= 500
+                    error = (ModelFailedError if status >= 500 else XituiError)(msg["error"])
+                    error.status_code = status
                     raise error
                 if "done" in msg:
                     finished = True
@@ -347,6 +346,6 @@ class Supervisor:
             if not finished and model.proc is not None and model.proc.returncode is None:
                 try:
                     assert model.proc.stdin is not None
-                    model.proc.stdin.write((json.dumps({"id": rid, "op": "cancel"}) + "\n").encode())
+                    model.proc.stdin.write(orjson.dumps({"id": rid, "op": "cancel"}) + b"\n")
                 except (BrokenPipeError, ConnectionResetError, RuntimeError):
                     pass

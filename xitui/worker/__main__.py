@@ -14,6 +14,9 @@ from typing import Any, TextIO
 
 import orjson
 
+from xitui.backends.base import Finish, GenerateParams, RequestError
+from xitui.core.errors import XituiError
+
 #: Dynamic batching of embeddings: gather requests arriving within BATCH_GAP of each other, for at most
 #: BATCH_WAIT in all, and at most MAX_BATCH texts.
 BATCH_GAP = float(os.environ.get("XITUI_BATCH_GAP_MS", "1.5")) / 1000
@@ -41,7 +44,7 @@ class Worker:
     def __init__(self, channel: Channel, settings: dict[str, Any]):
         self.channel = channel
         self.settings = settings
-        self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
         self.cancelled: set[int] = set()
         self.backend: Any = None
         #: Requests in the last embedding batch: how many to expect in the next one.
@@ -82,7 +85,7 @@ class Worker:
             from xitui.worker.chat import chat_format
 
             info["chat_format"] = chat_format(self.family, self.backend.model_chat_template)
-        self.channel.send({"event": "ready", "info": info, "pid": os.getpid()})
+        self.channel.send({"event": "ready", "info": info})
 
     # --- serving --------------------------------------------------------------------------------
 
@@ -103,9 +106,7 @@ class Worker:
     def serve(self) -> None:
         deferred: list[dict[str, Any]] = []
         while True:
-            req = deferred.pop(0) if deferred else self.requests.get()
-            if req is None:
-                return
+            req = deferred.pop() if deferred else self.requests.get()
             if req.get("op") == "embed":
                 batch = self.gather_embeds(req, deferred)
                 self.run_guarded(batch, partial(self.embed, batch))
@@ -130,8 +131,8 @@ class Worker:
                 nxt = self.requests.get(timeout=left if len(batch) < self.last_batch else min(BATCH_GAP, left))
             except queue.Empty:
                 break
-            if nxt is None or nxt.get("op") != "embed":
-                deferred.append(nxt)  # type: ignore[arg-type]
+            if nxt.get("op") != "embed":
+                deferred.append(nxt)
                 break
             batch.append(nxt)
             texts += len(nxt.get("input") or [])
@@ -143,8 +144,6 @@ class Worker:
         try:
             work()
         except Exception as exc:
-            from xitui.core.errors import XituiError
-
             if isinstance(exc, XituiError):
                 answer = {"error": str(exc), "status": exc.status_code}
             else:
@@ -166,8 +165,6 @@ class Worker:
             self.channel.send({"id": rid, "error": f"unknown operation {req['op']!r}", "status": 400})
 
     def generate(self, rid: int, req: dict[str, Any]) -> None:
-        from xitui.backends.base import Finish, GenerateParams
-
         params = GenerateParams.from_request(req.get("params") or {})
         family = self.family
         prompt = req.get("prompt")
@@ -179,8 +176,6 @@ class Worker:
                 family, self.backend.model_chat_template, messages, self.backend.bos_token, self.backend.eos_token
             )
         if not isinstance(prompt, str):
-            from xitui.backends.base import RequestError
-
             raise RequestError("prompt: must be a string")
         # The spec's stop words and ids apply to every request, on top of the request's own.
         params.stop = list(dict.fromkeys([*params.stop, *(family.stop or [])]))
@@ -255,8 +250,6 @@ def main() -> None:
     try:
         worker.load()
     except Exception as exc:
-        from xitui.core.errors import XituiError
-
         if not isinstance(exc, XituiError):
             traceback.print_exc()
         message = str(exc) if isinstance(exc, XituiError) else f"{type(exc).__name__}: {exc}"
