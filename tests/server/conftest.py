@@ -26,7 +26,7 @@ class ServerProcess:
     """`python -m xitui.server` in a subprocess with its own XITUI_HOME."""
 
     def __init__(self, home: Path, api_key: str | None = None, host: str = "127.0.0.1",
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
         self.home = home
         self.port = free_port()
         self.host = host
@@ -37,7 +37,7 @@ class ServerProcess:
             env["XITUI_SERVER_API_KEY"] = api_key
         self.log = open(home / "test-server.log", "ab")  # noqa: SIM115 - open for the server's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xitui.server", "--host", host, "--port", str(self.port)],
+            [sys.executable, "-m", "xitui.server", "--host", host, "--port", str(self.port), *args],
             stdout=self.log, stderr=self.log, env=env,
         )
         deadline = time.monotonic() + 30

@@ -23,7 +23,7 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable
     if json_out:
         output.print_json({"settings": values, "config_file": str(config_path()), "home": str(home_dir())})
         return
-    rows = [[k, "" if v is None else v, cfg.sources.get(k, "default")] for k, v in values.items()]
+    rows = [[k, _shown(v), cfg.sources.get(k, "default")] for k, v in values.items()]
     rows += [["(config file)", config_path(), ""], ["(home)", home_dir(), ""]]
     output.table(["setting", "value", "from"], rows)
 
@@ -38,3 +38,9 @@ def set_(
 
     typed = set_value(key, value)
     output.info(f"{key} = {typed!r} (in {config_path()})")
+
+
+def _shown(value: object) -> object:
+    if value is None:
+        return ""
+    return ", ".join(value) if isinstance(value, list) else value

@@ -14,13 +14,25 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 9997,
     api_key: Annotated[str | None, typer.Option("--api-key", help="Demand 'Authorization: Bearer KEY'.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    allowed_hosts: Annotated[list[str] | None, typer.Option(
+        "--allowed-hosts", help="Host names to serve besides loopback ones (comma-separated or repeated; * for any)."
+    )] = None,
+    allowed_origins: Annotated[list[str] | None, typer.Option(
+        "--allowed-origins", help="Origins whose web pages may call the server, e.g. http://localhost:3000."
+    )] = None,
+    max_body_mib: Annotated[int | None, typer.Option(
+        "--max-body-mib", min=1, help="Largest request body in MiB (default: config, 64)."
+    )] = None,
 ) -> None:
     """Run the server in the foreground (Ctrl-C stops it and its models)."""
-    from xitui.core.config import load_config
+    from xitui.core.config import load_config, split_list
     from xitui.server.__main__ import serve as run
 
     output.info(f"xitui server on http://{host}:{port} (Ctrl-C stops it)")
-    run(host, port, api_key or load_config().api_key, log_level)
+    run(host, port, api_key or load_config().api_key, log_level,
+        allowed_hosts=[h for raw in allowed_hosts or [] for h in split_list(raw)],
+        allowed_origins=[o for raw in allowed_origins or [] for o in split_list(raw)],
+        max_body_mib=max_body_mib)
 
 
 def stop() -> None:

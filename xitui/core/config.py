@@ -1,6 +1,7 @@
 """Where things live and the user's settings (TOML, read with tomllib, written with tomli-w).
 
-Environment variables win over the file: XITUI_HOME, XITUI_ENDPOINT, XITUI_API_KEY, XITUI_CONFIG.
+Environment variables win over the file: XITUI_HOME, XITUI_ENDPOINT, XITUI_API_KEY, XITUI_CONFIG,
+XITUI_ALLOWED_HOSTS and XITUI_ALLOWED_ORIGINS (comma-separated).
 """
 
 from __future__ import annotations
@@ -30,7 +31,22 @@ SETTINGS: dict[str, type] = {
     "generation.max_tokens": int,
     "generation.temperature": float,
     "generation.top_p": float,
+    "server.allowed_hosts": list,
+    "server.allowed_origins": list,
+    "server.max_body_mib": int,
 }
+
+#: Environment variables that override a setting.
+ENV_OVERRIDES = {
+    "endpoint": "XITUI_ENDPOINT",
+    "api_key": "XITUI_API_KEY",
+    "server.allowed_hosts": "XITUI_ALLOWED_HOSTS",
+    "server.allowed_origins": "XITUI_ALLOWED_ORIGINS",
+}
+
+#: Largest request body the server reads: OpenAI's biggest embedding batch (2048 inputs of about 8k tokens)
+#: is some 64 MiB of JSON.
+DEFAULT_MAX_BODY_MIB = 64
 
 
 class ConfigError(XituiError):
@@ -64,12 +80,17 @@ class Config:
     generation: dict[str, Any] = field(
         default_factory=lambda: {"max_tokens": 512, "temperature": 0.7, "top_p": 0.95}
     )
+    #: Who the server answers besides loopback clients (see xitui/server/guard.py), and its body limit.
+    server: dict[str, Any] = field(
+        default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB}
+    )
     #: Which source each value came from ("default", "file" or "env"), for `xitui config show`.
     sources: dict[str, str] = field(default_factory=dict)
 
     def flat(self) -> dict[str, Any]:
         values: dict[str, Any] = {"endpoint": self.endpoint, "api_key": self.api_key, "theme": self.theme}
         values.update({f"generation.{k}": v for k, v in self.generation.items()})
+        values.update({f"server.{k}": v for k, v in self.server.items()})
         return values
 
 
@@ -82,25 +103,43 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
+def split_list(raw: str) -> list[str]:
+    """A comma-separated setting (an environment variable, `config set`, a CLI option) as a list."""
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _fits(kind: type, value: Any) -> bool:
+    if kind is list:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
 def load_config() -> Config:
     """The settings: defaults, then the config file, then environment variables."""
     cfg = Config()
     data = _read_file(config_path())
-    for key in ("endpoint", "api_key", "theme"):
-        if isinstance(data.get(key), str):
-            setattr(cfg, key, data[key])
+    for key, kind in SETTINGS.items():
+        section, _, name = key.rpartition(".")
+        source = data.get(section, {}) if section else data
+        if isinstance(source, dict) and name in source and _fits(kind, source[name]):
+            _put(cfg, key, source[name])
             cfg.sources[key] = "file"
-    gen = data.get("generation")
-    if isinstance(gen, dict):
-        for key, value in gen.items():
-            if f"generation.{key}" in SETTINGS and isinstance(value, (int, float)):
-                cfg.generation[key] = value
-                cfg.sources[f"generation.{key}"] = "file"
-    for key, env in (("endpoint", "XITUI_ENDPOINT"), ("api_key", "XITUI_API_KEY")):
-        if os.environ.get(env):
-            setattr(cfg, key, os.environ[env])
+    for key, env in ENV_OVERRIDES.items():
+        raw = os.environ.get(env)
+        if raw:
+            _put(cfg, key, split_list(raw) if SETTINGS[key] is list else raw)
             cfg.sources[key] = "env"
     return cfg
+
+
+def _put(cfg: Config, key: str, value: Any) -> None:
+    section, _, name = key.rpartition(".")
+    if section:
+        getattr(cfg, section)[name] = value
+    else:
+        setattr(cfg, name, value)
 
 
 def set_value(key: str, raw: str) -> Any:
@@ -109,9 +148,14 @@ def set_value(key: str, raw: str) -> Any:
         raise ConfigError(f"unknown setting {key!r} (known: {', '.join(SETTINGS)})")
     kind = SETTINGS[key]
     try:
-        value: Any = kind(raw)
+        value: Any = split_list(raw) if kind is list else kind(raw)
     except ValueError:
         raise ConfigError(f"{key}: {raw!r} is not a valid {kind.__name__}") from None
+    if key == "server.allowed_origins":
+        for origin in value:
+            check_origin(origin)
+    if key == "server.max_body_mib" and value < 1:
+        raise ConfigError("server.max_body_mib: must be at least 1")
     if key == "endpoint" and not raw.startswith(("http://", "https://")):
         raise ConfigError("endpoint: must start with http:// or https://")
     path = config_path()
@@ -125,3 +169,13 @@ def set_value(key: str, raw: str) -> Any:
 
     atomic_write(path, tomli_w.dumps(data).encode("utf-8"))
     return value
+
+
+def check_origin(origin: str) -> str:
+    """An allowed-origins entry: `*` or `scheme://host[:port]` as browsers send it (no path)."""
+    if origin == "*":
+        return origin
+    scheme, sep, rest = origin.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
+        raise ConfigError(f"allowed origin {origin!r}: write it as a browser sends it, e.g. http://localhost:3000")
+    return origin.rstrip("/").lower()

@@ -9,20 +9,25 @@ import signal
 import sys
 from pathlib import Path
 
-from xitui.core.config import DEFAULT_HOST, DEFAULT_PORT, home_dir, load_config
+from xitui.core.config import DEFAULT_HOST, DEFAULT_PORT, home_dir, load_config, split_list
 from xitui.core.errors import XituiError
 from xitui.core.files import atomic_write
-
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def pid_file(home: Path) -> Path:
     return home / "server.json"
 
 
-def serve(host: str, port: int, api_key: str | None, log_level: str = "warning") -> None:
-    """Serve until interrupted; the pid file says who serves where while it runs."""
-    if host not in LOOPBACK and not api_key:
+def serve(host: str, port: int, api_key: str | None, log_level: str = "warning", *,
+          allowed_hosts: list[str] | None = None, allowed_origins: list[str] | None = None,
+          max_body_mib: int | None = None) -> None:
+    """Serve until interrupted; the pid file says who serves where while it runs.
+
+    Hosts and origins given here add to the config's (`server.allowed_hosts`, `server.allowed_origins`)."""
+    from xitui.core.config import check_origin
+    from xitui.server.guard import Policy, is_loopback
+
+    if not is_loopback(host.strip("[]")) and not api_key:
         raise XituiError(
             f"refusing to serve on {host} without an API key: anyone who can reach it could run models; "
             "pass --api-key KEY (or `xitui config set api_key KEY`), or bind 127.0.0.1"
@@ -31,9 +36,13 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning")
 
     from xitui.server.app import create_asgi
 
+    settings = load_config().server
+    origins = [check_origin(o) for o in [*settings["allowed_origins"], *(allowed_origins or [])]]
+    policy = Policy.for_bind(host, [*settings["allowed_hosts"], *(allowed_hosts or [])], origins,
+                             max_body_mib or settings["max_body_mib"])
     home = home_dir()
     home.mkdir(parents=True, exist_ok=True)
-    app = create_asgi(home, api_key=api_key)
+    app = create_asgi(home, api_key=api_key, policy=policy)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
@@ -71,10 +80,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--allowed-hosts", default="", help="Comma-separated hosts to serve besides loopback.")
+    parser.add_argument("--allowed-origins", default="", help="Comma-separated origins web pages may call from.")
+    parser.add_argument("--max-body-mib", type=int, default=None)
     args = parser.parse_args(argv)
-    api_key = os.environ.get("XITUI_SERVER_API_KEY") or load_config().api_key
     try:
-        serve(args.host, args.port, api_key, args.log_level)
+        api_key = os.environ.get("XITUI_SERVER_API_KEY") or load_config().api_key
+        serve(args.host, args.port, api_key, args.log_level, allowed_hosts=split_list(args.allowed_hosts),
+              allowed_origins=split_list(args.allowed_origins), max_body_mib=args.max_body_mib)
     except XituiError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(1)

@@ -35,6 +35,7 @@ from xitui.server.bodies import (
     read_body,
 )
 from xitui.server.generation import respond
+from xitui.server.guard import Policy, RequestGuard
 from xitui.server.supervisor import Supervisor
 
 # --- the app -------------------------------------------------------------------------------------
@@ -210,9 +211,11 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
     return app
 
 
-def create_asgi(home: Path | None = None, api_key: str | None = None) -> Any:
-    """What uvicorn serves: the API key check, then the inference fast path, then the FastAPI app."""
-    return BearerAuth(FastPath(create_app(home, api_key)), api_key=api_key)
+def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None) -> Any:
+    """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
+    the inference fast path, then the FastAPI app."""
+    inner = BearerAuth(FastPath(create_app(home, api_key)), api_key=api_key)
+    return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"))
 
 
 def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> None:
