@@ -15,6 +15,7 @@ from xitui.cli import (
     registration_commands,
     server_commands,
     spec_commands,
+    wizard_commands,
 )
 
 app = typer.Typer(
@@ -44,6 +45,8 @@ def _root(
 
 app.command()(spec_commands.validate)
 app.command()(spec_commands.styles)
+app.command()(wizard_commands.wizard)
+app.command()(wizard_commands.inspect)
 app.command()(registration_commands.register)
 app.command()(registration_commands.registrations)
 app.command()(registration_commands.unregister)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -27,48 +28,37 @@ def launch(
     api_key: ApiKey = None,
 ) -> None:
     """Launch a registered model into a worker process; prints its uid."""
-    from xitui.core.errors import XituiError
+    from xitui.client.launching import launch_and_wait
 
     client = connect(endpoint, api_key)
-    uid = client.launch_model(
-        model_name=model_name, model_type=model_type, model_format=model_format,
-        model_size_in_billions=size_in_billions, quantization=quantization, model_uid=model_uid,
-        model_engine=model_engine, wait_ready=False,
-    )
     start = time.monotonic()
-    show = not output.plain(sys.stderr)
-    progress = None
-    if show:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-                            TimeElapsedColumn(), console=output.console(stderr=True), transient=True)
-        task = progress.add_task(f"launching {uid}", total=1.0, stage="")
-        progress.start()
-    try:
-        while True:
-            state = client.get_launch_model_progress(uid)
-            if progress is not None:
-                progress.update(task, completed=state.get("progress", 0.0), stage=state.get("stage", ""))
-            if state.get("state") == "ready":
-                break
-            if state.get("state") == "error":
-                with contextlib.suppress(XituiError):
-                    client.terminate_model(uid)
-                raise XituiError(f"could not launch {model_name}: {state.get('error')}")
-            time.sleep(0.03)
-    except KeyboardInterrupt:
-        client.terminate_model(uid)
-        raise
-    finally:
-        if progress is not None:
-            progress.stop()
+    with launch_progress(f"launching {model_uid or model_name}") as on_progress:
+        uid = launch_and_wait(
+            client, on_progress, model_name=model_name, model_type=model_type, model_format=model_format,
+            model_size_in_billions=size_in_billions, quantization=quantization, model_uid=model_uid,
+            model_engine=model_engine,
+        )
     desc = client.describe_model(uid)
     facts = [f"{time.monotonic() - start:.1f} s", str(desc.get("device") or "")]
     if "chat" in (desc.get("model_ability") or []):
         facts.append(f"chat format: {desc.get('chat_format') or 'none (add prompt_style or chat_template to chat)'}")
     output.info(f"{uid} is ready ({', '.join(f for f in facts if f)})")
     print(uid)
+
+
+@contextlib.contextmanager
+def launch_progress(title: str) -> Iterator[Callable[[float, str], None] | None]:
+    """A rich progress bar on stderr while a launch runs (nothing when stderr is not a terminal)."""
+    if output.plain(sys.stderr):
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+                        TimeElapsedColumn(), console=output.console(stderr=True), transient=True)
+    task = progress.add_task(title, total=1.0, stage="")
+    with progress:
+        yield lambda done, stage: progress.update(task, completed=done, stage=stage)
 
 
 def list_models(

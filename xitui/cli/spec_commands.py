@@ -10,13 +10,6 @@ import typer
 
 from xitui.cli import output
 
-SAMPLE_CONVERSATION = [
-    {"role": "system", "content": "You are a concise assistant."},
-    {"role": "user", "content": "What is the largest animal in the world?"},
-    {"role": "assistant", "content": "The blue whale."},
-    {"role": "user", "content": "How long can it grow?"},
-]
-
 
 def read_spec_file(file: Path) -> bytes:
     """Read a spec file (`-` for stdin) or fail with one line."""
@@ -66,7 +59,7 @@ def styles(
 ) -> None:
     """List the builtin prompt styles, or show one with a sample conversation rendered."""
     from xitui.core.errors import NotFoundError
-    from xitui.core.prompts import builtin_styles, get_style, render_prompt
+    from xitui.core.prompts import SAMPLE_CONVERSATION, builtin_styles, get_style, render_prompt
 
     if name is None:
         all_styles = list(builtin_styles().values())

@@ -32,6 +32,15 @@ class PromptStyle(BaseModel):
     stop_token_ids: list[int] | None = None
 
 
+#: The conversation previews render (`xitui styles NAME`, the wizard): system, user, assistant, user.
+SAMPLE_CONVERSATION: list[dict[str, str]] = [
+    {"role": "system", "content": "You are a concise assistant."},
+    {"role": "user", "content": "What is the largest animal in the world?"},
+    {"role": "assistant", "content": "The blue whale."},
+    {"role": "user", "content": "How long can it grow?"},
+]
+
+
 class PromptError(XituiError):
     """A conversation could not be turned into a prompt."""
 
@@ -423,3 +432,33 @@ def render_chat_template(
         raise ChatTemplateError(f"chat template refused by the sandbox: {exc}") from None
     except (TemplateError, TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         raise ChatTemplateError(f"chat template failed: {exc}") from None
+
+
+# --- a model's conversations ------------------------------------------------------------------------
+
+
+def conversation_prompt(family: Any, model_template: str | None, messages: Sequence[dict[str, Any]],
+                        bos: str = "", eos: str = "") -> str:
+    """The prompt a model sees for a conversation: the spec's chat_template, else its prompt style, else the
+    model's own template. What the server renders for every chat request, and what the wizard previews."""
+    if family.chat_template:
+        return render_chat_template(family.chat_template, messages, bos_token=bos, eos_token=eos)
+    if family.prompt_style is not None:
+        return render_prompt(family.prompt_style, messages)
+    if model_template:
+        return render_chat_template(model_template, messages, bos_token=bos, eos_token=eos)
+    raise PromptError(
+        f"model {family.model_name!r} has no chat format: add \"prompt_style\" (see `xitui styles`) "
+        "or \"chat_template\" to its spec"
+    )
+
+
+def chat_format(family: Any, model_template: str | None) -> str | None:
+    """Which chat format a model's conversations will use, in words (None: it cannot chat)."""
+    if family.chat_template:
+        return "the spec's chat_template"
+    if family.prompt_style is not None:
+        return f"prompt style {family.prompt_style.style_name}"
+    if model_template:
+        return "the model's own chat template"
+    return None

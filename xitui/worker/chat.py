@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from xitui.backends.base import RequestError
-from xitui.core.prompts import ChatTemplateError, PromptError, render_chat_template, render_prompt
+from xitui.core.prompts import ChatTemplateError, PromptError, chat_format, conversation_prompt
 from xitui.core.spec import LLMFamily
+
+__all__ = ["chat_format", "chat_prompt", "validate_messages"]
 
 
 def validate_messages(messages: Any) -> list[dict[str, Any]]:
@@ -32,26 +34,6 @@ def chat_prompt(
 ) -> str:
     """The prompt text for a conversation, ending where the assistant speaks next."""
     try:
-        if family.chat_template:
-            return render_chat_template(family.chat_template, messages, bos_token=bos, eos_token=eos)
-        if family.prompt_style is not None:
-            return render_prompt(family.prompt_style, messages)
-        if model_template:
-            return render_chat_template(model_template, messages, bos_token=bos, eos_token=eos)
+        return conversation_prompt(family, model_template, messages, bos, eos)
     except (PromptError, ChatTemplateError) as exc:
         raise RequestError(str(exc)) from None
-    raise RequestError(
-        f"model {family.model_name!r} has no chat format: add \"prompt_style\" (see `xitui styles`) "
-        "or \"chat_template\" to its spec"
-    )
-
-
-def chat_format(family: LLMFamily, model_template: str | None) -> str | None:
-    """Which chat format a model's conversations will use, in words (None: it cannot chat)."""
-    if family.chat_template:
-        return "the spec's chat_template"
-    if family.prompt_style is not None:
-        return f"prompt style {family.prompt_style.style_name}"
-    if model_template:
-        return "the model's own chat template"
-    return None

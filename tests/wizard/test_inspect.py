@@ -1,0 +1,157 @@
+"""Probes of real model files: the exact values read from headers and configs, without loading weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import xitui_cmd
+from tests.fake_hub import FakeHub
+from tests.model_files import minilm_dir
+from xitui.core.inspect import InspectError, inspect_source
+from xitui.core.inspect.gguf_header import FILE_TYPES, GGUFError, read_header
+from xitui.core.inspect.naming import file_name_template, model_name_from, quantization_in, size_in_billions
+from xitui.core.spec import parse_spec
+
+
+def test_gguf_header_of_the_bundled_model(gguf_path: Path) -> None:
+    header = read_header(gguf_path)
+    assert header.architecture == "gemma3"
+    assert header.arch("context_length") == 32768
+    assert header.parameter_count == 268_098_176
+    assert header.quantization == "Q4_K_M"
+    assert header.get("tokenizer.chat_template") is None
+    assert header.tokens == {1: "<eos>", 2: "<bos>"}
+
+
+def test_gguf_probe_proposes_a_valid_spec(gguf_path: Path) -> None:
+    found = inspect_source(str(gguf_path))
+    assert (found.kind, found.model_type) == ("gguf", "LLM")
+    spec = found.spec()
+    entry = spec["model_specs"][0]
+    assert entry == {"model_format": "ggufv2", "model_size_in_billions": "0_27", "quantization": "q4_k_m",
+                     "model_file_name_template": "gemma-3-270m-{quantization}.gguf",
+                     "model_uri": f"file://{gguf_path.parent}"}
+    assert spec["model_name"] == "gemma-3-270m" and found.origin("model_name") == "the file name"
+    assert spec["context_length"] == 32768 and found.origin("context_length") == "GGUF metadata"
+    assert spec["model_family"] == "gemma-3-it" and spec["prompt_style"].upper() == "GEMMA"
+    assert "chat_template" not in spec  # the file has none
+    assert spec["stop_token_ids"] == [1] and spec["stop"][:2] == ["<eos>", "<end_of_turn>"]
+    assert parse_spec("LLM", spec).model_name == "gemma-3-270m"
+
+
+def test_a_folder_of_two_quantizations_derives_the_template(gguf_path: Path, tmp_path: Path) -> None:
+    for name in ("Gemma-3-270M-Q4_K_M.gguf", "Gemma-3-270M-Q8_0.gguf", "notes.txt"):
+        os.link(gguf_path, tmp_path / name)
+    found = inspect_source(str(tmp_path))
+    assert found.gguf_files == ["Gemma-3-270M-Q4_K_M.gguf", "Gemma-3-270M-Q8_0.gguf"]
+    spec = found.spec()
+    assert [s["quantization"] for s in spec["model_specs"]] == ["Q4_K_M", "Q8_0"]
+    assert {s["model_file_name_template"] for s in spec["model_specs"]} == {"Gemma-3-270M-{quantization}.gguf"}
+    picked = inspect_source(str(tmp_path), gguf_file="Gemma-3-270M-Q8_0.gguf")
+    assert [s["quantization"] for s in picked.spec()["model_specs"]] == ["Q8_0", "Q4_K_M"]
+    parse_spec("LLM", spec)
+
+
+def test_pytorch_probe(gemma_pt_dir: Path) -> None:
+    found = inspect_source(str(gemma_pt_dir))
+    assert (found.kind, found.model_type) == ("pytorch", "LLM")
+    assert found.facts["architecture"] == "gemma3_text" and found.facts["parameter_count"] == 268_098_176
+    spec = found.spec()
+    assert spec["context_length"] == 32768 and found.origin("context_length") == "config.json"
+    assert spec["model_specs"] == [{"model_format": "pytorch", "model_size_in_billions": "0_27",
+                                    "quantization": "none", "model_uri": f"file://{gemma_pt_dir}"}]
+    assert "chat_template" not in spec and spec["stop_token_ids"] == [1]
+    assert found.origin("stop_token_ids") == "generation_config.json"
+    parse_spec("LLM", spec)
+
+
+def test_sentence_transformers_probe() -> None:
+    found = inspect_source(str(minilm_dir()))
+    assert (found.kind, found.model_type) == ("sentence-transformers", "embedding")
+    spec = found.spec()
+    assert spec["dimensions"] == 384 and found.origin("dimensions") == "1_Pooling/config.json"
+    assert spec["max_tokens"] == 256 and found.origin("max_tokens") == "sentence_bert_config.json"
+    assert spec["model_specs"][0]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert spec["model_name"] == "all-MiniLM-L6-v2-custom"  # the plain name is a builtin model
+    parse_spec("embedding", spec)
+
+
+def test_file_type_names_match_the_gguf_package() -> None:
+    from gguf import LlamaFileType
+
+    for value, name in FILE_TYPES.items():
+        assert LlamaFileType(value).name.removeprefix("MOSTLY_").removeprefix("ALL_") == name
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("gemma-3-270m-q4_k_m.gguf", ("gemma-3-270m-", "q4_k_m", ".gguf")),
+    ("Qwen2.5-7B-Instruct-Q5_K_M.gguf", ("Qwen2.5-7B-Instruct-", "Q5_K_M", ".gguf")),
+    ("llama-2-7b.Q4_0.gguf", ("llama-2-7b.", "Q4_0", ".gguf")),
+    ("model-IQ4_XS-00001-of-00002.gguf", ("model-", "IQ4_XS", "-00001-of-00002.gguf")),
+    ("phi-3-mini-4k-instruct-fp16.gguf", None),
+    ("ggml-model-f16.gguf", ("ggml-model-", "f16", ".gguf")),
+])
+def test_quantization_in_file_names(name: str, expected: tuple[str, str, str] | None) -> None:
+    assert quantization_in(name) == expected
+
+
+def test_names_and_sizes() -> None:
+    assert model_name_from("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen2-5-0-5B-Instruct"
+    assert model_name_from("/models/llama-2-chat/") == "llama-2-chat-custom"
+    assert file_name_template(["a-Q4_0.gguf", "b-Q8_0.gguf"]) is None
+    assert size_in_billions(268_098_176) == "0_27" and size_in_billions(6_738_415_616) == "6_7"
+    assert size_in_billions(7_000_000_000) == 7 and size_in_billions(70_553_706_496) == 71
+
+
+def test_broken_sources_are_one_clear_error(gguf_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "fake.gguf").write_bytes(b"not a model" * 100)
+    with pytest.raises(GGUFError, match="not a GGUF file"):
+        inspect_source(str(tmp_path / "fake.gguf"))
+    cut = tmp_path / "cut" / "cut-q4_k_m.gguf"
+    cut.parent.mkdir()
+    with open(gguf_path, "rb") as src:
+        cut.write_bytes(src.read(200_000))  # inside the token list
+    with pytest.raises(GGUFError, match="cut short"):
+        inspect_source(str(cut))
+    with pytest.raises(InspectError, match="no such file"):
+        inspect_source(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InspectError, match="no .gguf file"):
+        inspect_source(str(tmp_path / "empty"))
+
+
+def test_hub_probe_fetches_only_small_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Hub id: the repository's file list and config files, never its weights."""
+    hub = FakeHub({"sentence-transformers/all-MiniLM-L6-v2": minilm_dir()})
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+        found = inspect_source("sentence-transformers/all-MiniLM-L6-v2")
+        assert found.model_type == "embedding" and found.value("dimensions") == 384
+        assert found.value("model_id") == "sentence-transformers/all-MiniLM-L6-v2"
+        assert "model_uri" not in found.spec()["model_specs"][0]
+        fetched = [r for r in hub.requests if r.startswith("GET") and "/resolve/" in r]
+        assert fetched and not any(r.endswith(".safetensors") for r in fetched)
+        missing = inspect_source("nobody/nothing")
+        assert missing.notes and "not found" in missing.notes[0]
+    finally:
+        hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = inspect_source("sentence-transformers/all-MiniLM-L6-v2")
+    assert offline.notes and offline.notes[0].startswith("offline")
+    assert offline.value("model_name") == "all-MiniLM-L6-v2-custom"
+
+
+def test_inspect_command(gguf_path: Path) -> None:
+    """`xitui inspect` prints the proposed spec as JSON, which `xitui validate` accepts; no server needed."""
+    proc = subprocess.run([*xitui_cmd(), "inspect", str(gguf_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    spec = json.loads(proc.stdout)
+    assert spec["model_name"] == "gemma-3-270m"
+    proc = subprocess.run([*xitui_cmd(), "inspect", "/nowhere/x.gguf"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr

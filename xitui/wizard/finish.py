@@ -1,0 +1,191 @@
+"""The last step: save the spec, register it (persisted or not), launch it, and try one prompt.
+
+What it does is journaled: Ctrl-C (or a failure) before it is through undoes all of it, so a cancelled
+wizard leaves nothing saved or registered. The test prompt comes after: Ctrl-C there only stops the answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from xitui.core.errors import XituiError
+from xitui.wizard.ask import BACK, Back, Choice
+from xitui.wizard.context import Wizard
+
+ACTIONS = [("save", "save the spec to a file"), ("register", "register it on the server"),
+           ("persist", "keep the registration across server restarts (persist)"),
+           ("launch", "launch it now and try a prompt")]
+
+
+def finish(w: Wizard) -> Any:
+    o = w.options
+    while True:
+        if w.ask.yes:
+            chosen = {"save": o.output is not None, "register": bool(o.register or o.persist or o.launch),
+                      "persist": o.persist, "launch": o.launch}
+        else:
+            proposal = ["save", "register", "persist", "launch"]
+            if o.register is False:
+                proposal = ["save"]
+            answer = w.ask.checkbox("What now?", [Choice(label, key) for key, label in ACTIONS], proposal,
+                                    at_least_one=False)
+            if isinstance(answer, Back):
+                return BACK
+            chosen = {key: key in answer for key, _ in ACTIONS}
+            if (chosen["persist"] or chosen["launch"]) and not chosen["register"]:
+                chosen["register"] = True
+                w.say("(registering too: persisting and launching need a registration)", style="dim")
+        path: Path | None = None
+        if chosen["save"]:
+            path = ask_path(w)
+            if isinstance(path, Back):
+                continue
+        break
+    if not any(chosen.values()):
+        w.say("nothing saved or registered")
+        return None
+    carry_out(w, chosen, path)
+    w.committed = True
+    if w.launched_uid and (not w.ask.yes or o.test_prompt):
+        try_prompt(w, w.launched_uid)
+    return None
+
+
+def ask_path(w: Wizard) -> Path | Back:
+    default = w.options.output or Path(f"{w.draft.get('model_name')}.json")
+    while True:
+        answer = w.ask.text("Save the spec to", str(default), field="output file")
+        if isinstance(answer, Back):
+            return BACK
+        path = Path(answer).expanduser()
+        if path.is_dir():
+            w.say(f"{path} is a folder: name a file", style="red")
+            if w.ask.yes:
+                raise XituiError(f"{path} is a folder: --output names the file to write")
+            continue
+        if not path.exists():
+            return path
+        if w.ask.yes:
+            raise XituiError(f"{path} exists: the wizard never overwrites without asking; remove it or choose "
+                             "another --output")
+        replace = w.ask.yes_no(f"{path} exists: overwrite it?", False)
+        if replace is True:
+            return path
+        default = path
+
+
+def carry_out(w: Wizard, chosen: dict[str, bool], path: Path | None) -> None:
+    """Save, register, launch; each undoable until the wizard is through."""
+    spec = w.draft.spec()
+    name = spec["model_name"]
+    model_type = w.draft.model_type or "LLM"
+    text = json.dumps(spec, indent=2, ensure_ascii=False) + "\n"
+    if path is not None:
+        from xitui.core.files import atomic_write
+
+        before = path.read_bytes() if path.exists() else None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text.encode("utf-8"))
+        w.journal.append(lambda: atomic_write(path, before) if before is not None else path.unlink(missing_ok=True))
+        w.say(f"saved {path}")
+    if chosen["register"]:
+        client = w.client()
+        if w.draft.replace:
+            old = client.get_model_registration(model_type, name)
+            client.unregister_model(model_type, name)
+            old.pop("is_builtin", None)
+            w.journal.append(lambda: client.register_model(model_type, json.dumps(old), persist=True))
+        client.register_model(model_type, json.dumps(spec), persist=chosen["persist"])
+        w.journal.append(lambda: client.unregister_model(model_type, name))
+        w.say(f"registered {name} ({model_type}{', persisted' if chosen['persist'] else ''}) on {client.base_url}")
+    if chosen["launch"]:
+        launch(w, spec, model_type)
+
+
+def launch(w: Wizard, spec: dict[str, Any], model_type: str) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from xitui.client.launching import launch_and_wait
+
+    client = w.client()
+    name = spec["model_name"]
+    entry = (spec.get("model_specs") or [{}])[0]
+    kwargs: dict[str, Any] = {"model_name": name, "model_type": model_type}
+    if model_type == "LLM":
+        kwargs.update(model_format=entry.get("model_format"), quantization=entry.get("quantization"),
+                      model_size_in_billions=entry.get("model_size_in_billions"))
+    start = time.monotonic()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+                        TimeElapsedColumn(), console=w.console, transient=True, disable=w.ask.yes)
+    task = progress.add_task(f"launching {name}", total=1.0, stage="")
+    with progress:
+        uid = launch_and_wait(client, lambda done, stage: progress.update(task, completed=done, stage=stage),
+                              **kwargs)
+    w.launched_uid = uid
+    w.journal.append(lambda: client.terminate_model(uid))
+    w.say(f"launched {uid} in {time.monotonic() - start:.1f} s")
+
+
+def try_prompt(w: Wizard, uid: str) -> None:
+    """One prompt whose answer streams in, with time to first token and tokens/s; Ctrl-C stops it."""
+    client = w.client()
+    handle = client.get_model(uid)
+    if hasattr(handle, "create_embedding"):
+        sample = w.options.test_prompt or "The quick brown fox jumps over the lazy dog."
+        start = time.monotonic()
+        vector = handle.create_embedding(sample)["data"][0]["embedding"]
+        w.say(f"embedded {sample!r}: {len(vector)} dimensions in {(time.monotonic() - start) * 1000:.0f} ms")
+        _next_steps(w, uid, embedding=True)
+        return
+    chat = hasattr(handle, "chat")
+    proposal = w.options.test_prompt or ("Say hello in one short sentence." if chat else "The capital of France is")
+    answer = w.ask.text("Try a prompt (- to skip)", proposal, field="test prompt", required=False)
+    if isinstance(answer, Back) or not answer:
+        _next_steps(w, uid)
+        return
+    config = {"stream": True, "max_tokens": 64, "temperature": 0}
+    start = time.monotonic()
+    stream = (handle.chat([{"role": "user", "content": answer}], generate_config=config) if chat
+              else handle.generate(answer, generate_config=config))
+    first: float | None = None
+    tokens = 0
+    usage: dict[str, Any] = {}
+    try:
+        for chunk in stream:
+            choice = (chunk.get("choices") or [{}])[0]
+            piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+            if piece:
+                first = first or time.monotonic()
+                tokens += 1
+                w.console.print(piece, end="", highlight=False, markup=False)
+            usage = chunk.get("usage") or usage
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            stream.close()  # type: ignore[union-attr]
+        w.say("\n(stopped)")
+    w.console.print()
+    count = usage.get("completion_tokens") or tokens
+    if first is not None:
+        elapsed = max(time.monotonic() - first, 1e-6)
+        rate = (count - 1) / elapsed if count > 1 else 0.0
+        w.say(f"{count} tokens, first after {(first - start) * 1000:.0f} ms, {rate:.1f} tokens/s", style="dim")
+    _next_steps(w, uid)
+
+
+def _next_steps(w: Wizard, uid: str, embedding: bool = False) -> None:
+    if embedding:
+        w.say(f"next: xitui embed --model-uid {uid} \"some text\"", style="dim")
+    else:
+        w.say(f"next: xitui chat --model-uid {uid}   or   xitui generate --model-uid {uid}", style="dim")
+
+
+def undo(w: Wizard) -> None:
+    """Take back what the finish step did, newest first (Ctrl-C before it was through)."""
+    while w.journal:
+        action = w.journal.pop()
+        with contextlib.suppress(Exception):
+            action()

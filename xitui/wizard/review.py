@@ -1,0 +1,85 @@
+"""The review step: the spec as highlighted JSON, checked by the validator `register` uses; each problem
+sends the user back to the step that owns its field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from xitui.core.errors import SpecError, XituiError
+from xitui.core.spec import parse_spec
+from xitui.wizard.ask import BACK, Back, Choice
+from xitui.wizard.context import Wizard
+from xitui.wizard.draft import step_for
+from xitui.wizard.machine import Jump
+
+#: Steps a user may return to from the review, with what they own.
+EDITABLE = [("name", "model name"), ("family", "family"), ("abilities", "abilities"), ("languages", "languages"),
+            ("context_length", "context length"), ("dimensions", "dimensions"), ("max_tokens", "max tokens"),
+            ("description", "description"), ("model_id", "Hub id"), ("chat_format", "chat format"),
+            ("source", "weights' location")]
+
+
+def problems_of(spec: dict[str, Any], model_type: str) -> list[str]:
+    try:
+        parse_spec(model_type, spec)
+    except SpecError as exc:
+        return exc.problems
+    return []
+
+
+def facts_line(w: Wizard) -> str:
+    found = w.draft.inspection
+    if found is None:
+        return ""
+    facts = found.facts
+    parts = []
+    if facts.get("architecture"):
+        parts.append(f"architecture {facts['architecture']}")
+    if facts.get("parameter_count"):
+        parts.append(f"{facts['parameter_count'] / 1e6:,.0f}M parameters")
+    size = facts.get("file_size") or facts.get("weights_size")
+    if size:
+        parts.append(f"{size / 2**20:,.0f} MiB of weights")
+    if facts.get("file_type"):
+        parts.append(f"file type {facts['file_type']}")
+    return ", ".join(parts)
+
+
+def review(w: Wizard) -> Any:
+    spec = w.draft.spec()
+    model_type = w.draft.model_type or "LLM"
+    problems = problems_of(spec, model_type)
+    if w.ask.yes:
+        if problems:
+            raise XituiError("the proposed spec does not validate: " + "; ".join(problems))
+        return None
+    from rich.syntax import Syntax
+
+    w.console.print(Syntax(json.dumps(spec, indent=2, ensure_ascii=False), "json", word_wrap=True,
+                           background_color="default"))
+    line = facts_line(w)
+    if line:
+        w.say(f"read from the files: {line}", style="dim")
+    if problems:
+        for problem in problems:
+            w.say(f"problem: {problem}", style="red")
+        target = step_for(problems[0])
+        w.say(f"back to the question that owns {problems[0].split(':')[0]}", style="yellow")
+        return Jump(target)
+    w.say(f"ok: a valid {model_type} spec", style="green")
+    owned = [(name, label) for name, label in EDITABLE if _applies(w, name)]
+    choices = [Choice("continue", "continue")] + [Choice(f"change the {label}", name) for name, label in owned]
+    answer = w.ask.select("Review", choices, "continue")
+    if isinstance(answer, Back):
+        return BACK
+    return None if answer == "continue" else Jump(answer)
+
+
+def _applies(w: Wizard, step_name: str) -> bool:
+    from xitui.wizard.steps import steps
+
+    for step in steps():
+        if step.name == step_name:
+            return step.applies(w) or step_name == "source"
+    return False

@@ -1,0 +1,277 @@
+"""The questions, one small function per step; each reads its proposal from the draft and writes its answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xitui.core import catalog
+from xitui.core.errors import XituiError
+from xitui.core.inspect import inspect_source
+from xitui.core.spec import LLM_ABILITIES, MODEL_ID_RE, NAME_RE
+from xitui.wizard.ask import BACK, Back, Choice, NoProposal
+from xitui.wizard.context import Wizard
+from xitui.wizard.machine import Jump, Step
+
+# --- weights and type ---------------------------------------------------------------------------------
+
+
+def inspect_into(w: Wizard, source: str, gguf_file: str | None = None, found: Any = None) -> None:
+    """Read the source's files into the draft, and say what could not be read."""
+    found = found or inspect_source(source, gguf_file)
+    w.draft.source = source
+    w.draft.load_inspection(found)
+    if w.options.name:
+        w.draft.values["model_name"] = w.options.name
+        w.draft.origins["model_name"] = "--name"
+    for note in found.notes:
+        w.say(f"note: {note}", style="yellow")
+
+
+def ask_source(w: Wizard) -> Any:
+    from prompt_toolkit.completion import PathCompleter
+
+    seen: dict[str, Any] = {}
+
+    def check(text: str) -> str | None:
+        try:
+            seen[text.strip()] = inspect_source(text.strip())
+        except XituiError as exc:
+            return str(exc)
+        return None
+
+    proposal = w.draft.source or w.options.source
+    answer = w.ask.text("Where are the weights? A .gguf file, a model folder or a Hub id", proposal,
+                        field="source", validate=check, completer=PathCompleter(expanduser=True))
+    if isinstance(answer, Back):
+        return BACK
+    if answer.strip() != w.draft.source or w.draft.inspection is None:
+        inspect_into(w, answer.strip(), found=seen.get(answer.strip()))
+    return None
+
+
+_KIND_ORIGIN = {"gguf": "a GGUF file", "pytorch": "config.json", "sentence-transformers": "modules.json",
+                "hub": "the Hub repository"}
+
+
+def ask_model_type(w: Wizard) -> Any:
+    found = w.draft.inspection
+    origin = _KIND_ORIGIN.get(found.kind) if found else w.draft.origin("model_name")
+    while True:
+        answer = w.ask.select("Model type", [Choice("LLM", "LLM", "generate and chat"),
+                                             Choice("embedding", "embedding", "vectors for search")],
+                              w.draft.model_type, origin=origin, field="model type")
+        if isinstance(answer, Back):
+            return BACK
+        if answer == w.draft.model_type:
+            return None
+        if found is None or found.kind != "pytorch":
+            w.say(f"this source is served as {w.draft.model_type}: "
+                  + ("GGUF files run on llama.cpp as LLMs" if found and found.kind == "gguf"
+                     else "a sentence-transformers folder is an embedding model"), style="red")
+            if w.ask.yes:
+                raise NoProposal("--yes: the model type does not fit the source")
+            continue
+        _switch_to_embedding(w) if answer == "embedding" else inspect_into(w, w.draft.source or found.source)
+        return None
+
+
+def _switch_to_embedding(w: Wizard) -> None:
+    """A transformers folder served as an embedding model (sentence-transformers pools its outputs)."""
+    found = w.draft.inspection
+    assert found is not None
+    facts = found.facts
+    spec = {"version": 2, "model_name": w.draft.get("model_name"), "language": w.draft.get("model_lang", ["en"]),
+            "model_specs": [{"model_format": "pytorch", "quantization": "none",
+                             **{k: v for k, v in w.draft.get("model_specs", [{}])[0].items()
+                                if k in ("model_id", "model_uri")}}]}
+    if facts.get("embedding_length"):
+        spec["dimensions"] = facts["embedding_length"]
+    if facts.get("context_length"):
+        spec["max_tokens"] = min(facts["context_length"], 512)
+    w.draft.model_type = "embedding"
+    w.draft.values = spec
+    w.draft.origins.update(dimensions="config.json (hidden_size)", max_tokens="config.json, at most 512")
+
+
+def _gguf_choices(w: Wizard) -> bool:
+    found = w.draft.inspection
+    return bool(found and found.kind == "gguf" and len(found.gguf_files) > 1)
+
+
+def ask_gguf_file(w: Wizard) -> Any:
+    from pathlib import Path
+
+    found = w.draft.inspection
+    assert found is not None
+    folder = Path(found.facts["file"]).parent
+    current = Path(found.facts["file"]).name
+    choices = [Choice(name, name, f"{(folder / name).stat().st_size / 2**20:,.0f} MiB") for name in found.gguf_files]
+    answer = w.ask.select("Which GGUF file? (the others with the same name pattern become further quantizations)",
+                          choices, current, origin="the folder", field="GGUF file")
+    if isinstance(answer, Back):
+        return BACK
+    if answer != current:
+        inspect_into(w, str(folder), answer)
+    return None
+
+
+# --- names and details --------------------------------------------------------------------------------
+
+
+def name_problem(name: str) -> str | None:
+    if not NAME_RE.match(name):
+        return "starts with a letter or digit, then letters, digits, '_' or '-' (100 at most)"
+    if catalog.is_builtin_name(name):
+        return f"{name!r} is a builtin model; choose another name"
+    return None
+
+
+def ask_name(w: Wizard) -> Any:
+    while True:
+        answer = w.ask.text("Model name", w.draft.get("model_name"), origin=w.draft.origin("model_name"),
+                            field="model_name", validate=name_problem)
+        if isinstance(answer, Back):
+            return BACK
+        w.draft.set("model_name", answer)
+        w.draft.replace = False
+        if not w.options.needs_server:
+            return None
+        taken = w.registered_names(w.draft.model_type or "LLM")
+        if taken is None:
+            w.say(f"note: the server cannot be reached ({w.server_note}); the name is not checked", style="yellow")
+            return None
+        if answer not in taken:
+            return None
+        if w.ask.yes:
+            if w.options.replace:
+                w.draft.replace = True
+                return None
+            raise NoProposal(f"--yes: model_name {answer!r} is already registered on the server; "
+                             "pass --name NAME or --replace")
+        choice = w.ask.select(f"{answer!r} is already registered on the server",
+                              [Choice("choose another name", "rename"),
+                               Choice(f"replace the registration of {answer}", "replace")], "rename")
+        if isinstance(choice, Back):
+            continue
+        if choice == "replace":
+            w.draft.replace = True
+            return None
+        w.draft.set("model_name", None)
+
+
+def _is_llm(w: Wizard) -> bool:
+    return w.draft.model_type == "LLM"
+
+
+def _is_embedding(w: Wizard) -> bool:
+    return w.draft.model_type == "embedding"
+
+
+def ask_family(w: Wizard) -> Any:
+    from prompt_toolkit.completion import FuzzyWordCompleter
+
+    found = w.draft.inspection
+    first = list(found.facts.get("families", [])) if found else []
+    names = first + ["other"] + sorted(n for n in catalog._raw_llm() if n not in first)
+
+    def check(text: str) -> str | None:
+        if text != "other" and not catalog.is_builtin_family(text):
+            return f"{text!r} is not a builtin family: pick one from the list (Tab) or 'other'"
+        return None
+
+    answer = w.ask.text("Family (Tab lists them; its prompt style applies unless you choose a chat format)",
+                        w.draft.get("model_family", "other"), origin=w.draft.origin("model_family"),
+                        field="model_family", validate=check, completer=FuzzyWordCompleter(names))
+    if isinstance(answer, Back):
+        return BACK
+    w.draft.set("model_family", answer)
+    return None
+
+
+def ask_abilities(w: Wizard) -> Any:
+    notes = {"generate": "complete text", "chat": "conversations (needs a chat format)", "tools": "function calls",
+             "vision": "images", "reasoning": "thinks before answering"}
+    answer = w.ask.checkbox("Abilities", [Choice(a, a, notes[a]) for a in LLM_ABILITIES],
+                            w.draft.get("model_ability", ["generate"]), origin=w.draft.origin("model_ability"),
+                            field="model_ability")
+    if isinstance(answer, Back):
+        return BACK
+    if not {"generate", "chat"} & set(answer):
+        w.say("an LLM needs generate or chat", style="red")
+        return Jump("abilities")
+    w.draft.set("model_ability", answer)
+    return None
+
+
+def ask_languages(w: Wizard) -> Any:
+    key = "model_lang" if _is_llm(w) else "language"
+    answer = w.ask.text("Languages (comma-separated codes)", ", ".join(w.draft.get(key, ["en"])),
+                        origin=w.draft.origin(key), field=key)
+    if isinstance(answer, Back):
+        return BACK
+    w.draft.set(key, [part.strip() for part in answer.split(",") if part.strip()] or ["en"])
+    return None
+
+
+def _number_step(key: str, message: str, maximum: int = 10_000_000) -> Any:
+    def ask(w: Wizard) -> Any:
+        answer = w.ask.number(message, w.draft.get(key), origin=w.draft.origin(key), field=key, maximum=maximum)
+        if isinstance(answer, Back):
+            return BACK
+        w.draft.set(key, answer)
+        return None
+
+    return ask
+
+
+def ask_description(w: Wizard) -> Any:
+    answer = w.ask.text("Description (- for none)", w.draft.get("model_description"),
+                        origin=w.draft.origin("model_description"), field="model_description", required=False)
+    if isinstance(answer, Back):
+        return BACK
+    w.draft.set("model_description", answer)
+    return None
+
+
+def ask_model_id(w: Wizard) -> Any:
+    entries = w.draft.get("model_specs") or [{}]
+    local = any(e.get("model_uri") for e in entries)
+
+    def check(text: str) -> str | None:
+        return None if MODEL_ID_RE.match(text) else "looks like 'organisation/repository'"
+
+    message = "Hub id (model_id)" + (" — optional, the files are local; - for none" if local else "")
+    answer = w.ask.text(message, w.draft.model_id, origin=w.draft.origin("model_id"), field="model_id",
+                        validate=check, required=not local)
+    if isinstance(answer, Back):
+        return BACK
+    w.draft.set_model_id(answer or None)
+    return None
+
+
+# --- the list -------------------------------------------------------------------------------------------
+
+
+def steps() -> list[Step]:
+    from xitui.wizard.chat_format import ask_chat_format, has_chat
+    from xitui.wizard.finish import finish
+    from xitui.wizard.review import review
+
+    return [
+        Step("source", ask_source, lambda w: not (w.options.source or w.options.from_spec)),
+        Step("model_type", ask_model_type, lambda w: not w.options.from_spec),
+        Step("gguf_file", ask_gguf_file, _gguf_choices),
+        Step("name", ask_name),
+        Step("family", ask_family, _is_llm),
+        Step("abilities", ask_abilities, _is_llm),
+        Step("languages", ask_languages),
+        Step("context_length", _number_step("context_length", "Context length (tokens)"), _is_llm),
+        Step("dimensions", _number_step("dimensions", "Dimensions of a vector"), _is_embedding),
+        Step("max_tokens", _number_step("max_tokens", "Most tokens per input"), _is_embedding),
+        Step("description", ask_description, _is_llm),
+        Step("model_id", ask_model_id),
+        Step("chat_format", ask_chat_format, has_chat),
+        Step("review", review),
+        Step("finish", finish),
+    ]
+
