@@ -31,6 +31,16 @@ def _raw_embedding() -> dict[str, dict[str, Any]]:
     return {item["model_name"].lower(): item for item in items}
 
 
+@cache
+def _raw_styles() -> dict[str, dict[str, Any]]:
+    return {item["style_name"].upper(): item for item in _load("prompt_styles.json")}
+
+
+def style_fields(name: str) -> dict[str, Any] | None:
+    """A builtin prompt style's fields as plain data (case-insensitive), without building the model."""
+    return _raw_styles().get(name.upper())
+
+
 def is_builtin_name(name: str) -> bool:
     """True when `name` (any case) is a builtin LLM or embedding model."""
     key = name.lower()

@@ -17,18 +17,14 @@ from pydantic import BaseModel, ConfigDict
 
 from xitui.core import catalog
 from xitui.core.errors import SpecError
+from xitui.core.names import LLM_ABILITIES, MODEL_ID_RE, NAME_RE, ModelType
 from xitui.core.prompts import PromptStyle, get_style, renderable_style_names
 
-ModelType = Literal["LLM", "embedding"]
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
-MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 SIZE_RE = re.compile(r"^\d+(_\d+)?$")
 GGUF_QUANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 LLM_FORMATS = ("pytorch", "ggufv2", "ggmlv3")
 PYTORCH_QUANTIZATIONS = ("none", "4-bit", "8-bit")
-LLM_ABILITIES = ("generate", "chat", "tools", "vision", "reasoning")
 MODEL_HUBS = ("huggingface", "modelscope")
 
 

@@ -24,10 +24,6 @@ from xitui.wizard.context import Wizard
 SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?[A-Za-z_][\w.:-]{0,40}>|\[/?INST\]|<<\/?SYS>>|\[/?[A-Z_]{3,20}\]")
 
 
-def has_chat(w: Wizard) -> bool:
-    return w.draft.model_type == "LLM" and "chat" in (w.draft.get("model_ability") or [])
-
-
 def _style_notes() -> dict[str, str]:
     """One line per builtin style: its roles and a family that uses it."""
     users: dict[str, str] = {}

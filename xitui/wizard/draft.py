@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xitui.core.inspect import Inspection
-from xitui.core.spec import ModelType
+from xitui.core.names import ModelType
 
 #: Which step owns a spec field: a review problem sends the user back there.
 FIELD_STEPS: list[tuple[str, str]] = [
@@ -20,6 +20,8 @@ FIELD_STEPS: list[tuple[str, str]] = [
     (r"^max_tokens", "max_tokens"),
     (r"^model_description", "description"),
     (r"^model_specs\[\d+\]\.model_id|needs model_id", "model_id"),
+    (r"^model_specs\[\d+\]\.(model_format|model_size_in_billions|quantization|model_file_name_template)",
+     "weights"),
     (r"^(prompt_style|chat_template|stop)", "chat_format"),
     (r"^version", "source"),
     (r"^model_specs", "source"),

@@ -16,7 +16,7 @@ from xitui.wizard.machine import Jump
 #: Steps a user may return to from the review, with what they own.
 EDITABLE = [("name", "model name"), ("family", "family"), ("abilities", "abilities"), ("languages", "languages"),
             ("context_length", "context length"), ("dimensions", "dimensions"), ("max_tokens", "max tokens"),
-            ("description", "description"), ("model_id", "Hub id"), ("chat_format", "chat format"),
+            ("description", "description"), ("model_id", "Hub id"), ("weights", "format, size and quantizations"), ("chat_format", "chat format"),
             ("source", "weights' location")]
 
 
@@ -79,6 +79,8 @@ def review(w: Wizard) -> Any:
 def _applies(w: Wizard, step_name: str) -> bool:
     from xitui.wizard.steps import steps
 
+    if step_name == "weights":
+        return w.draft.model_type == "LLM"
     for step in steps():
         if step.name == step_name:
             return step.applies(w) or step_name == "source"

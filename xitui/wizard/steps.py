@@ -7,7 +7,7 @@ from typing import Any
 from xitui.core import catalog
 from xitui.core.errors import XituiError
 from xitui.core.inspect import inspect_source
-from xitui.core.spec import LLM_ABILITIES, MODEL_ID_RE, NAME_RE
+from xitui.core.names import LLM_ABILITIES, MODEL_ID_RE, NAME_RE
 from xitui.wizard.ask import BACK, Back, Choice, NoProposal
 from xitui.wizard.context import Wizard
 from xitui.wizard.machine import Jump, Step
@@ -112,6 +112,69 @@ def ask_gguf_file(w: Wizard) -> Any:
         return BACK
     if answer != current:
         inspect_into(w, str(folder), answer)
+    return None
+
+
+def _needs_weights(w: Wizard) -> bool:
+    """The files did not say the format, size or quantization (a Hub id offline, say)."""
+    if w.draft.model_type != "LLM":
+        return False
+    entries = w.draft.get("model_specs") or []
+    return not entries or any(not e.get(k) for e in entries for k in ("model_format", "model_size_in_billions"))
+
+
+def ask_weights(w: Wizard) -> Any:
+    """Format, size, quantizations and (GGUF) the file name template, when the files could not say."""
+    from xitui.core.spec import GGUF_QUANT_RE, PYTORCH_QUANTIZATIONS, SIZE_RE
+
+    entries = w.draft.get("model_specs") or [{}]
+    first = entries[0]
+    fmt = w.ask.select("Weights format", [Choice("ggufv2", "ggufv2", "GGUF files, run by llama.cpp"),
+                                          Choice("pytorch", "pytorch", "safetensors, run by transformers")],
+                       first.get("model_format"), field="model_format")
+    if isinstance(fmt, Back):
+        return BACK
+
+    def size_problem(text: str) -> str | None:
+        text = text.strip().replace(".", "_")
+        return None if SIZE_RE.match(text) and text.strip("0_") else "billions of parameters, e.g. 7, 0.5 or 1_8"
+
+    size = w.ask.text("Size in billions of parameters", None if first.get("model_size_in_billions") is None
+                      else str(first["model_size_in_billions"]), field="model_size_in_billions", validate=size_problem)
+    if isinstance(size, Back):
+        return BACK
+    size_value: int | str = int(size) if size.strip().isdigit() else size.strip().replace(".", "_")
+
+    def quant_problem(text: str) -> str | None:
+        for quant in (q.strip() for q in text.split(",")):
+            if fmt == "pytorch" and quant not in PYTORCH_QUANTIZATIONS:
+                return f"pytorch quantizations are {', '.join(PYTORCH_QUANTIZATIONS)}"
+            if fmt == "ggufv2" and not GGUF_QUANT_RE.match(quant):
+                return f"{quant!r} is not a quantization name such as Q4_K_M"
+        return None
+
+    known = [e.get("quantization") for e in entries if e.get("quantization")]
+    proposal = ", ".join(known) if known and (fmt == "ggufv2" or set(known) <= set(PYTORCH_QUANTIZATIONS)) else (
+        "none" if fmt == "pytorch" else None)
+    quants = w.ask.text("Quantizations (comma-separated)", proposal, field="quantization", validate=quant_problem)
+    if isinstance(quants, Back):
+        return BACK
+    template = None
+    if fmt == "ggufv2" and not str(first.get("model_uri") or "").endswith(".gguf"):
+        def template_problem(text: str) -> str | None:
+            return None if text.endswith(".gguf") and "/" not in text else "a file name such as m-{quantization}.gguf"
+
+        template = w.ask.text("GGUF file name ({quantization} stands for the quantization)",
+                              first.get("model_file_name_template"), field="model_file_name_template",
+                              validate=template_problem)
+        if isinstance(template, Back):
+            return BACK
+    keep = {k: v for k, v in first.items() if k in ("model_id", "model_uri", "model_hub", "model_revision")}
+    w.draft.values["model_specs"] = [
+        {"model_format": fmt, "model_size_in_billions": size_value, "quantization": quant,
+         **({"model_file_name_template": template} if template else {}), **keep}
+        for quant in (q.strip() for q in quants.split(",")) if quant
+    ]
     return None
 
 
@@ -252,15 +315,31 @@ def ask_model_id(w: Wizard) -> Any:
 # --- the list -------------------------------------------------------------------------------------------
 
 
-def steps() -> list[Step]:
-    from xitui.wizard.chat_format import ask_chat_format, has_chat
-    from xitui.wizard.finish import finish
-    from xitui.wizard.review import review
+def has_chat(w: Wizard) -> bool:
+    return w.draft.model_type == "LLM" and "chat" in (w.draft.get("model_ability") or [])
 
+
+def _later(module: str, name: str) -> Any:
+    """A step whose module is imported when it runs (the preview, review and finish need pydantic and
+    rich: importing them up front would delay the first question)."""
+
+    def run(w: Wizard) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(f"xitui.wizard.{module}"), name)(w)
+
+    return run
+
+
+def steps() -> list[Step]:
+    ask_chat_format = _later("chat_format", "ask_chat_format")
+    review = _later("review", "review")
+    finish = _later("finish", "finish")
     return [
         Step("source", ask_source, lambda w: not (w.options.source or w.options.from_spec)),
         Step("model_type", ask_model_type, lambda w: not w.options.from_spec),
         Step("gguf_file", ask_gguf_file, _gguf_choices),
+        Step("weights", ask_weights, _needs_weights),
         Step("name", ask_name),
         Step("family", ask_family, _is_llm),
         Step("abilities", ask_abilities, _is_llm),

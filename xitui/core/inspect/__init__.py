@@ -8,7 +8,7 @@ from pathlib import Path
 
 from xitui.core.inspect.local import InspectError
 from xitui.core.inspect.result import Inspection, Proposal
-from xitui.core.spec import MODEL_ID_RE
+from xitui.core.names import MODEL_ID_RE
 
 __all__ = ["InspectError", "Inspection", "Proposal", "inspect_source", "looks_like_hub_id"]
 

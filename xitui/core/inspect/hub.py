@@ -22,7 +22,8 @@ def inspect_hub(model_id: str, revision: str | None = None) -> Inspection:
 
     from xitui.core.download import cache_dir
 
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    # read now, not when huggingface_hub was imported (it fixes its endpoint at import)
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     bare = Inspection(source=model_id, kind="hub", model_type="LLM")
     bare.propose("model_id", model_id, "the Hub id you gave")
     bare.propose("model_name", model_name_from(model_id), "the Hub id")
@@ -30,7 +31,7 @@ def inspect_hub(model_id: str, revision: str | None = None) -> Inspection:
         bare.notes.append("offline (HF_HUB_OFFLINE is set): the Hub was not asked; answers not pre-filled")
         return bare
     try:
-        info = HfApi().model_info(model_id, revision=revision or "main", files_metadata=True)
+        info = HfApi(endpoint=endpoint).model_info(model_id, revision=revision or "main", files_metadata=True)
     except RepositoryNotFoundError:
         bare.notes.append(f"{model_id} was not found on {endpoint} (private? set HF_TOKEN); answers not pre-filled")
         return bare
@@ -47,7 +48,8 @@ def inspect_hub(model_id: str, revision: str | None = None) -> Inspection:
         for name in SMALL_FILES:
             if name in files:
                 try:
-                    fetched = hf_hub_download(model_id, name, revision=revision or "main", cache_dir=str(cache_dir()))
+                    fetched = hf_hub_download(model_id, name, revision=revision or "main", cache_dir=str(cache_dir()),
+                                              endpoint=endpoint)
                 except Exception:  # noqa: BLE001 - a file that will not come is a field left to ask
                     continue
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)

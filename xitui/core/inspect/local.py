@@ -239,12 +239,12 @@ def _propose_abilities(found: Inspection) -> None:
     """Chat when the model has a template or its family a prompt style; generate always. A family's style
     is written into the spec with its stop words added to the model's own, so the spec says what it does."""
     from xitui.core import catalog
-    from xitui.core.prompts import get_style
 
     family = found.value("model_family")
     style = catalog.family_prompt_style(family) if family and family != "other" else None
-    if style and get_style(style):
-        style = get_style(style).style_name  # type: ignore[union-attr]
+    fields = catalog.style_fields(style) if style else None
+    if fields:
+        style = fields["style_name"]
     if found.value("chat_template"):
         found.propose("model_ability", ["generate", "chat"], "the model's chat template")
     elif style:
@@ -257,15 +257,15 @@ def _propose_abilities(found: Inspection) -> None:
 
 def add_style_stops(found: Inspection, style_name: str) -> None:
     """The style's stop words and ids added to those the model's files gave."""
-    from xitui.core.prompts import get_style
+    from xitui.core import catalog
 
-    style = get_style(style_name)
+    style = catalog.style_fields(style_name)
     if style is None:
         return
-    for key, extra in (("stop", style.stop), ("stop_token_ids", style.stop_token_ids)):
+    for key, extra in (("stop", style.get("stop")), ("stop_token_ids", style.get("stop_token_ids"))):
         if extra:
             merged = list(dict.fromkeys([*(found.value(key) or []), *extra]))
-            found.propose(key, merged, found.origin(key) or f"prompt style {style.style_name}")
+            found.propose(key, merged, found.origin(key) or f"prompt style {style['style_name']}")
 
 
 def _model_id_from_readme(readme: Path) -> str | None:

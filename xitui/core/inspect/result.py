@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from xitui.core.spec import ModelType
+from xitui.core.names import ModelType
 
 Kind = Literal["gguf", "pytorch", "sentence-transformers", "hub"]
 

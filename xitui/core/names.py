@@ -1,0 +1,12 @@
+"""The shapes of names in specs, apart from the spec models so that probes can check them without pydantic."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+ModelType = Literal["LLM", "embedding"]
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+LLM_ABILITIES = ("generate", "chat", "tools", "vision", "reasoning")
