@@ -26,9 +26,9 @@ class ServerProcess:
     """`python -m xitui.server` in a subprocess with its own XITUI_HOME."""
 
     def __init__(self, home: Path, api_key: str | None = None, host: str = "127.0.0.1",
-                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = (), port: int | None = None):
         self.home = home
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = host
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "XITUI_HOME": str(home), "XITUI_CONFIG": str(home / "config.toml"), **(env or {})}

@@ -10,6 +10,7 @@ import typer
 from xitui import __version__
 from xitui.cli import (
     config_commands,
+    dashboard_commands,
     generation_commands,
     model_commands,
     registration_commands,
@@ -21,7 +22,8 @@ from xitui.cli import (
 app = typer.Typer(
     name="xitui",
     help="Register, launch and talk to custom local models (Xinference-compatible).",
-    no_args_is_help=True,
+    no_args_is_help=False,
+    invoke_without_command=True,
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
@@ -36,15 +38,23 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Register, launch and talk to custom local models (Xinference-compatible)."""
+    if ctx.invoked_subcommand is None:
+        # `xitui` alone: the dashboard on a terminal, the help otherwise
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            dashboard_commands.dashboard()
+        else:
+            print(ctx.get_help())
 
 
 app.command()(spec_commands.validate)
 app.command()(spec_commands.styles)
+app.command()(dashboard_commands.dashboard)
 app.command()(wizard_commands.wizard)
 app.command()(wizard_commands.inspect)
 app.command()(registration_commands.register)

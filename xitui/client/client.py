@@ -180,6 +180,10 @@ class Client:
             return ChatModelHandle(self, model_uid, desc)
         return GenerateModelHandle(self, model_uid, desc)
 
+    def model_logs(self, model_uid: str, offset: int = -16384) -> dict[str, Any]:
+        """xitui's own route: the worker's log from `offset` ({"offset": next, "text": ...})."""
+        return self._get(f"/v1/models/{model_uid}/logs", offset=offset)
+
     def terminate_model(self, model_uid: str) -> None:
         self._delete(f"/v1/models/{model_uid}")
 

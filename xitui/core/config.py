@@ -84,6 +84,8 @@ class Config:
     server: dict[str, Any] = field(
         default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB}
     )
+    #: Dashboard key rebinding, binding id -> keys ("launch" = "L"), from the file's [keymap] table.
+    keymap: dict[str, str] = field(default_factory=dict)
     #: Which source each value came from ("default", "file" or "env"), for `xitui config show`.
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -126,6 +128,9 @@ def load_config() -> Config:
         if isinstance(source, dict) and name in source and _fits(kind, source[name]):
             _put(cfg, key, source[name])
             cfg.sources[key] = "file"
+    keymap = data.get("keymap")
+    if isinstance(keymap, dict):
+        cfg.keymap = {str(k): v for k, v in keymap.items() if isinstance(v, str)}
     for key, env in ENV_OVERRIDES.items():
         raw = os.environ.get(env)
         if raw:

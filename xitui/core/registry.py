@@ -90,7 +90,10 @@ class Registry:
         if custom:
             specs += sorted(self._custom(kind).values(), key=lambda s: s.model_name.lower())
         if detailed:
-            return [s.registration() for s in specs]
+            # `persisted` is xitui's own field (Xinference has none): kept across server restarts or not
+            in_memory = self._memory[kind]
+            return [s.registration() | ({} if s.is_builtin else {"persisted": s.model_name.lower() not in in_memory})
+                    for s in specs]
         return [{"model_name": s.model_name, "is_builtin": s.is_builtin} for s in specs]
 
     def get(self, model_type: str, model_name: str) -> ModelSpec:

@@ -100,7 +100,8 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
 
     @app.get("/v1/resources")
     async def machine_resources() -> dict[str, Any]:
-        return resources.snapshot()
+        owners = {m.pid: uid for uid, m in supervisor.models.items() if m.pid}
+        return resources.snapshot(owners)
 
     # --- registrations --------------------------------------------------------------------------
 
@@ -144,6 +145,21 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
         model = supervisor.get(model_uid)
         return {"progress": model.progress, "stage": model.stage, "state": model.state, "error": model.error,
                 "download_files": [], "replicas": []}
+
+    @app.get("/v1/models/{model_uid}/logs")
+    async def model_logs(model_uid: str, offset: int = -16384) -> dict[str, Any]:
+        """The worker's log from byte `offset` (negative: that many bytes before the end), at most 64 KiB,
+        and the offset to ask from next: what the dashboard's log view follows."""
+        path = supervisor.get(model_uid).log_path
+        try:
+            with open(path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                start = max(0, size + offset) if offset < 0 else min(offset, size)
+                fh.seek(start)
+                data = fh.read(65536)
+        except OSError:
+            return {"offset": 0, "text": ""}
+        return {"offset": start + len(data), "text": data.decode("utf-8", errors="replace")}
 
     @app.delete("/v1/models/{model_uid}")
     async def terminate_model(model_uid: str) -> None:

@@ -62,6 +62,11 @@ class LaunchPlan:
         for key in ("n_gpu_layers", "n_threads"):
             if request.get(key) is not None:
                 plan.options[key] = request[key]
+        context = request.get("context_length")
+        if context is not None and plan.model_type == "LLM":
+            if isinstance(context, bool) or not isinstance(context, int) or not 16 <= context <= 10_000_000:
+                raise LaunchError("context_length: a whole number of tokens, at least 16")
+            plan.context_length = context
         return plan
 
     def describe(self) -> dict[str, Any]:

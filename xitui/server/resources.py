@@ -6,8 +6,9 @@ import contextlib
 from typing import Any
 
 
-def gpus() -> tuple[list[dict[str, Any]], str | None]:
-    """One entry per NVIDIA GPU, and why there are none when NVML cannot answer."""
+def gpus(owners: dict[int, str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """One entry per NVIDIA GPU, and why there are none when NVML cannot answer. Each lists the processes
+    holding its memory; `owners` (pid -> model uid) names the ones that are model workers."""
     try:
         import pynvml
     except ImportError:
@@ -33,6 +34,7 @@ def gpus() -> tuple[list[dict[str, Any]], str | None]:
                 "memory_used": int(mem.used),
                 "memory_free": int(mem.free),
                 "utilization": util,
+                "processes": _processes(pynvml, handle, owners or {}),
             })
     except pynvml.NVMLError as exc:
         return found, f"NVML error: {exc}"
@@ -42,6 +44,16 @@ def gpus() -> tuple[list[dict[str, Any]], str | None]:
     return found, None
 
 
+def _processes(pynvml: Any, handle: Any, owners: dict[int, str]) -> list[dict[str, Any]]:
+    """Compute processes on a GPU with their memory (None where the driver hides it) and model uid."""
+    try:
+        running = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except (pynvml.NVMLError, AttributeError):
+        return []
+    return [{"pid": int(p.pid), "memory_used": int(p.usedGpuMemory) if p.usedGpuMemory else None,
+             "model_uid": owners.get(int(p.pid))} for p in running]
+
+
 def system_memory() -> dict[str, int]:
     import psutil
 
@@ -49,10 +61,10 @@ def system_memory() -> dict[str, int]:
     return {"total": int(vm.total), "available": int(vm.available), "used": int(vm.total - vm.available)}
 
 
-def snapshot() -> dict[str, Any]:
+def snapshot(owners: dict[int, str] | None = None) -> dict[str, Any]:
     import psutil
 
-    devices, reason = gpus()
+    devices, reason = gpus(owners)
     return {
         "gpus": devices,
         "gpu_note": reason,

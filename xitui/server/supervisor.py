@@ -69,6 +69,8 @@ class Metrics:
     #: Texts in the last and in the largest embedding batch (dynamic batching at work).
     last_batch_size: int | None = None
     max_batch_size: int = 0
+    #: When the last request ended (epoch seconds; None: never used), for the idle time.
+    last_used: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -342,6 +344,7 @@ class Supervisor:
                     return
         finally:
             metrics.in_flight -= 1
+            metrics.last_used = time.time()
             model.pending.pop(rid, None)
             if not finished and model.proc is not None and model.proc.returncode is None:
                 try:

@@ -1,0 +1,218 @@
+"""The dashboard driven by Pilot (real key presses) against a real server with the real bundled models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server.conftest import ServerProcess, gguf_spec
+from xitui.client import Client
+from xitui.tui.app import XituiApp, make_app
+from xitui.tui.widgets.chat import ChatPane
+from xitui.tui.widgets.models_table import ModelsTable
+
+
+@pytest.fixture(scope="module")
+def dash_server(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("dash-home"))
+    Client(srv.url).register_model("LLM", gguf_spec("dash-gemma", gguf_path, context_length=1024))
+    yield srv
+    srv.stop()
+
+
+def run(test: Callable[[XituiApp, Any], Any], url: str, size: tuple[int, int] = (120, 40)) -> None:
+    """Run `test(app, pilot)` inside a live dashboard on `url`."""
+
+    async def main() -> None:
+        app = make_app(Client(url), url, "dark", refresh=0.3)
+        async with app.run_test(size=size) as pilot:
+            await test(app, pilot)
+
+    asyncio.run(main())
+
+
+async def until(pilot: Any, check: Callable[[], Any], seconds: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
+def state_of(app: XituiApp, uid: str) -> str:
+    table = app.query_one(ModelsTable)
+    row = table._rows.get(uid)
+    return row[4] if row else ""
+
+
+def launch_via_modal(app: XituiApp, pilot: Any, name: str) -> Any:
+    async def go() -> None:
+        await until(pilot, lambda: app.registrations, what="registrations")
+        await pilot.press("l")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "LaunchModal", what="launch modal")
+        from textual.widgets import Select
+
+        app.screen.query_one("#registration", Select).value = f"LLM/{name}"
+        await pilot.pause()
+        await pilot.click("#launch")
+
+    return go()
+
+
+def test_launch_chat_stop_and_terminate(dash_server: ServerProcess) -> None:
+    """Launch from the modal and watch the row reach ready; chat and see tokens arrive while the answer
+    streams; Esc stops it and the server's in-flight count returns to 0; terminate with its confirmation."""
+    client = Client(dash_server.url)
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        await launch_via_modal(app, pilot, "dash-gemma")
+        seen = set()
+
+        def ready() -> bool:
+            seen.add(state_of(app, "dash-gemma").split(" ")[0])
+            return state_of(app, "dash-gemma") == "ready"
+
+        await until(pilot, ready, what="ready row")
+        assert "launching" in seen or client.describe_model("dash-gemma")["launch_seconds"] < 0.4
+
+        # chat: pieces reach the screen before the answer ends
+        await pilot.press("c")
+        pane = app.query_one(ChatPane)
+        assert pane.uid == "dash-gemma"
+        app.generation = {"max_tokens": 400, "temperature": 0}
+        for key in "Tell me a long story about a dragon.":
+            await pilot.press(key if key != " " else "space")
+        await pilot.press("enter")
+        await until(pilot, lambda: pane.generating and len(pane._pieces) >= 5, what="tokens while streaming")
+        assert pane.generating  # still streaming: the pieces arrived before the end
+        assert client.describe_model("dash-gemma")["metrics"]["in_flight"] == 1
+        await pilot.press("escape")
+        await until(pilot, lambda: not pane.generating, what="stopped")
+        await until(pilot, lambda: client.describe_model("dash-gemma")["metrics"]["in_flight"] == 0, 10,
+                    "in flight back to 0")
+        assert "stopped" in str(pane._stats_label.render())
+        assert pane.last_stats is not None and pane.last_stats.tokens < 400
+
+        # a full answer, with its statistics under it
+        app.generation = {"max_tokens": 8, "temperature": 0}
+        for key in "Hello":
+            await pilot.press(key)
+        await pilot.press("enter")
+        await until(pilot, lambda: not pane.generating and pane.last_stats and pane.last_stats.tokens, what="answer")
+        assert "tokens/s" in str(pane._stats_label.render())
+        # the stopped answer stays in the conversation as far as it got, and the new turn follows it
+        assert [m["role"] for m in pane.messages] == ["user", "assistant", "user", "assistant"]
+
+        # terminate, after saying yes
+        app.query_one(ModelsTable).focus()
+        await pilot.press("t")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "ConfirmModal", what="confirmation")
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert "dash-gemma" in client.list_models()
+        await pilot.press("t")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "ConfirmModal", what="confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: "dash-gemma" not in client.list_models(), what="terminated")
+        await until(pilot, lambda: "dash-gemma" not in app.query_one(ModelsTable)._rows, what="row gone")
+
+    run(test, dash_server.url)
+
+
+def test_a_killed_worker_turns_its_row_to_error(dash_server: ServerProcess) -> None:
+    client = Client(dash_server.url)
+    client.launch_model(model_name="dash-gemma", model_uid="dash-doomed")
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        await until(pilot, lambda: state_of(app, "dash-doomed") == "ready", what="ready row")
+        os.kill(client.describe_model("dash-doomed")["pid"], signal.SIGKILL)
+        await until(pilot, lambda: state_of(app, "dash-doomed").startswith("error: "), what="error row")
+        assert "killed by signal 9" in state_of(app, "dash-doomed")
+
+    try:
+        run(test, dash_server.url)
+    finally:
+        client.terminate_model("dash-doomed")
+
+
+def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, gguf_path: Path,
+                                                  tmp_path: Path) -> None:
+    """A broken file shows its problems inline; a good one registers; unregistering asks first."""
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"model_name": "x", "model_specs": []}))
+    good = tmp_path / "good.json"
+    good.write_text(gguf_spec("dash-filed", gguf_path))
+    client = Client(dash_server.url)
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        from textual.widgets import Input, Static
+
+        await pilot.press("f")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "SpecFileModal", what="spec file modal")
+        path_input = app.screen.query_one("#path", Input)
+        path_input.value = str(broken)
+        await pilot.pause(0.2)
+        problems = str(app.screen.query_one("#problems", Static).render())
+        assert "model_specs" in problems
+        path_input.value = str(good)
+        await pilot.pause(0.2)
+        assert str(app.screen.query_one("#problems", Static).render()).strip() == ""
+        await pilot.click("#register")
+        await until(pilot, lambda: any(r["model_name"] == "dash-filed" for r in app.registrations),
+                    what="registered row")
+        assert client.get_model_registration("LLM", "dash-filed")["model_name"] == "dash-filed"
+
+        await pilot.press("2")
+        filter_input = app.query_one("#registration-filter", Input)
+        filter_input.value = "dash-filed"
+        await pilot.pause(0.2)
+        app.query_one("#registration-table").focus()
+        await pilot.press("u")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "ConfirmModal", what="confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: not any(r["model_name"] == "dash-filed" for r in app.registrations),
+                    what="unregistered")
+        # builtins are refused with the reason, without asking
+        filter_input.value = "llama-2-chat"
+        await pilot.pause(0.2)
+        app.query_one("#registration-table").focus()
+        await pilot.press("u")
+        await pilot.pause(0.2)
+        assert app.screen.__class__.__name__ != "ConfirmModal"
+
+    run(test, dash_server.url)
+    names = {r["model_name"] for r in client.list_model_registrations("LLM")}
+    assert "dash-filed" not in names and "llama-2-chat" in names
+
+
+def test_the_server_going_away_shows_a_banner_and_recovers(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    srv = ServerProcess(tmp_path / "a")
+    port = srv.port
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        from textual.widgets import Static
+
+        banner = app.query_one("#banner", Static)
+        await until(pilot, lambda: app.last_snapshot is not None, what="first read")
+        assert not banner.has_class("-shown")
+        srv.stop()
+        await until(pilot, lambda: banner.has_class("-shown"), 15, "banner")
+        assert "not answering" in str(banner.render())
+        again = ServerProcess(tmp_path / "a", port=port)
+        try:
+            await until(pilot, lambda: not banner.has_class("-shown"), 15, "recovery")
+        finally:
+            again.stop()
+
+    run(test, srv.url)

@@ -1,0 +1,148 @@
+"""What the dashboard shows, read from the server in one go, and how each value is written in a cell.
+
+Fields a server does not report (a real Xinference has no pid, memory or metrics) are written `—`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+DASH = "—"
+
+
+@dataclass
+class Snapshot:
+    """One reading of the server: running models, machine resources, registrations (when asked for)."""
+
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resources: dict[str, Any] | None = None
+    registrations: list[dict[str, Any]] | None = None
+    taken_at: float = field(default_factory=time.time)
+
+
+def fetch(client: Any, with_registrations: bool) -> Snapshot:
+    """Read the server (blocking: run it in a worker thread). Resources are xitui's own route."""
+    from xitui.core.errors import XituiError
+
+    snap = Snapshot(models=client.list_models())
+    try:
+        snap.resources = client.resources()
+    except XituiError as exc:
+        if getattr(exc, "status_code", 0) >= 500 or "cannot reach" in str(exc):
+            raise
+        snap.resources = None  # a server without the route
+    if with_registrations:
+        rows = []
+        for kind in ("LLM", "embedding"):
+            for item in client.list_model_registrations(kind, detailed=True):
+                rows.append({**item, "model_type": kind})
+        snap.registrations = rows
+    return snap
+
+
+def human_bytes(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return DASH
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return DASH
+
+
+def duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or seconds < 0:
+        return DASH
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def state_text(model: dict[str, Any]) -> str:
+    """launching 40% (stage) / ready / error: reason; a server without states is `ready` once listed."""
+    state = model.get("state") or "ready"
+    if state == "launching":
+        progress = model.get("progress")
+        percent = f" {progress * 100:.0f}%" if isinstance(progress, (int, float)) else ""
+        stage = model.get("stage")
+        return f"launching{percent}" + (f" ({stage})" if stage else "")
+    if state == "error":
+        return f"error: {model.get('error') or 'unknown'}"
+    return str(state)
+
+
+MODEL_COLUMNS = ("uid", "name", "type", "engine", "state", "device", "memory", "GPU mem", "requests", "in flight",
+                 "ttft", "tok/s", "idle")
+
+
+def gpu_memory_by_model(resources: dict[str, Any] | None) -> dict[str, int]:
+    """GPU memory each model's worker holds, over all GPUs (NVML's per-process memory by pid)."""
+    held: dict[str, int] = {}
+    for gpu in (resources or {}).get("gpus") or []:
+        for proc in gpu.get("processes") or []:
+            if proc.get("model_uid") and isinstance(proc.get("memory_used"), int):
+                held[proc["model_uid"]] = held.get(proc["model_uid"], 0) + proc["memory_used"]
+    return held
+
+
+def model_row(uid: str, model: dict[str, Any], gpu_held: dict[str, int], now: float) -> tuple[str, ...]:
+    """The cells of one model's row, in MODEL_COLUMNS order."""
+    metrics = model.get("metrics") or {}
+    engine = " / ".join(str(v) for v in (model.get("model_engine"), model.get("model_format"),
+                                         model.get("quantization")) if v) or DASH
+    ttft = metrics.get("last_ttft")
+    rate = metrics.get("last_tokens_per_s")
+    last = metrics.get("last_used") or model.get("launched_at")
+    ready = (model.get("state") or "ready") == "ready"
+    idle = duration(now - last) if ready and isinstance(last, (int, float)) and not metrics.get("in_flight") else DASH
+    return (
+        uid,
+        str(model.get("model_name") or DASH),
+        str(model.get("model_type") or DASH),
+        engine,
+        state_text(model),
+        str(model.get("device") or DASH),
+        human_bytes(model.get("memory_rss")),
+        human_bytes(gpu_held.get(uid)) if uid in gpu_held else DASH,
+        str(metrics["requests"]) if "requests" in metrics else DASH,
+        str(metrics["in_flight"]) if "in_flight" in metrics else DASH,
+        f"{ttft * 1000:.0f} ms" if isinstance(ttft, (int, float)) else DASH,
+        f"{rate:.1f}" if isinstance(rate, (int, float)) else DASH,
+        idle,
+    )
+
+
+REGISTRATION_COLUMNS = ("name", "type", "kind", "formats", "abilities", "persisted")
+
+
+def registration_row(item: dict[str, Any]) -> tuple[str, ...]:
+    specs = item.get("model_specs") or []
+    formats = sorted({f"{s.get('model_format')} {s.get('quantization')}" for s in specs if s.get("model_format")})
+    shown = ", ".join(formats[:3]) + (f" +{len(formats) - 3}" if len(formats) > 3 else "")
+    abilities = ", ".join(item.get("model_ability") or []) or (f"{item['dimensions']} dims" if item.get("dimensions")
+                                                               else DASH)
+    persisted = item.get("persisted")
+    return (
+        str(item.get("model_name")),
+        str(item.get("model_type")),
+        "builtin" if item.get("is_builtin") else "custom",
+        shown or DASH,
+        abilities,
+        DASH if persisted is None or item.get("is_builtin") else ("yes" if persisted else "no"),
+    )
+
+
+def sort_registrations(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The bundled demo models first, then custom ones, then the other builtins; by name within each."""
+    def key(item: dict[str, Any]) -> tuple[int, str]:
+        name = str(item.get("model_name"))
+        group = 0 if name.startswith("demo-") else (1 if not item.get("is_builtin") else 2)
+        return group, name.lower()
+
+    return sorted(items, key=key)

@@ -1,0 +1,77 @@
+"""Read-only views over the dashboard: a spec as highlighted JSON, a worker's log followed live."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.syntax import Syntax
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Log, Static
+
+
+class SpecView(ModalScreen[None]):
+    DEFAULT_CSS = """
+    SpecView { align: center middle; }
+    SpecView > Vertical { width: 90%; height: 90%; border: thick $primary; background: $surface; }
+    """
+    BINDINGS = [Binding("escape,q", "dismiss", "close", id="view.close")]
+
+    def __init__(self, title: str, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.title_text, self.spec = title, spec
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"{self.title_text}   (Esc closes)")
+            with VerticalScroll():
+                yield Static(Syntax(json.dumps(self.spec, indent=2, ensure_ascii=False), "json",
+                                    background_color="default", word_wrap=True))
+
+
+class LogView(ModalScreen[None]):
+    """A worker's log, followed: new lines appear as the worker writes them (xitui's log route)."""
+
+    DEFAULT_CSS = """
+    LogView { align: center middle; }
+    LogView > Vertical { width: 95%; height: 90%; border: thick $primary; background: $surface; }
+    """
+    BINDINGS = [Binding("escape,q", "dismiss", "close", id="log.close")]
+
+    def __init__(self, uid: str) -> None:
+        super().__init__()
+        self.uid = uid
+        self.offset = -16384
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"log of {self.uid}, followed live   (Esc closes)")
+            yield Log(id="log", highlight=False)
+
+    def on_mount(self) -> None:
+        self.follow()
+
+    @work(thread=True, exclusive=True)
+    def follow(self) -> None:
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            try:
+                part = self.app.client.model_logs(self.uid, offset=self.offset)
+            except Exception as exc:  # noqa: BLE001 - Xinference has no log route; a gone model has no log
+                self.app.call_from_thread(self.query_one(Log).write_line, f"(no log: {' '.join(str(exc).split())})")
+                return
+            self.offset = part.get("offset", self.offset)
+            if part.get("text"):
+                self.app.call_from_thread(self.query_one(Log).write, part["text"])
+            for _ in range(10):
+                if worker.is_cancelled:
+                    return
+                time.sleep(0.05)
+
