@@ -16,6 +16,7 @@ import pytest
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client
 from xitui.tui.app import XituiApp, make_app
+from xitui.tui.data import state_text
 from xitui.tui.widgets.chat import ChatPane
 from xitui.tui.widgets.models_table import ModelsTable
 
@@ -52,7 +53,7 @@ async def until(pilot: Any, check: Callable[[], Any], seconds: float = 30, what:
 def state_of(app: XituiApp, uid: str) -> str:
     table = app.query_one(ModelsTable)
     row = table._rows.get(uid)
-    return row[4] if row else ""
+    return table.models.get(uid, {}) and state_text(table.models[uid]) if row else ""
 
 
 def launch_via_modal(app: XituiApp, pilot: Any, name: str) -> Any:

@@ -98,6 +98,7 @@ class XituiApp(App[None]):
         yield Header(show_clock=False)
         yield Static("", id="banner")
         yield ModelsTable(id="models")
+        yield Static("", id="model-detail")
         with TabbedContent(id="tabs", initial="chat"):
             with TabPane("Chat", id="chat"):
                 yield ChatPane(id="chat-pane")
@@ -162,6 +163,7 @@ class XituiApp(App[None]):
         self.last_snapshot = snapshot
         self.query_one("#banner", Static).remove_class("-shown")
         self.query_one(ModelsTable).show(snapshot)
+        self._show_detail()
         self.query_one(ChatPane).show_models(snapshot.models)
         self.query_one(Resources).show(snapshot.resources)
         if snapshot.registrations is not None:
@@ -169,6 +171,19 @@ class XituiApp(App[None]):
             self.query_one(Registrations).show(snapshot.registrations)
         if self.first_paint is None:
             self.first_paint = time.monotonic()
+
+    @on(ModelsTable.RowHighlighted, "#models")
+    def _show_detail(self) -> None:
+        from xitui.tui.data import model_detail
+
+        table = self.query_one(ModelsTable)
+        uid = table.selected_uid
+        text = model_detail(uid, table.models.get(uid or ""))
+        if not table.models and self.last_snapshot is not None:
+            text = "no model is running: press l to launch one"
+            if any(r.get("model_name", "").startswith("demo-") for r in self.registrations):
+                text += " (the bundled demo-gemma3-270m and demo-minilm are ready to launch)"
+        self.query_one("#model-detail", Static).update(text)
 
     # --- actions -------------------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ def human_bytes(value: Any) -> str:
     size = float(value)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{size:.0f} {unit}" if unit == "B" or size >= 100 else f"{size:.1f} {unit}"
         size /= 1024
     return DASH
 
@@ -77,8 +77,15 @@ def state_text(model: dict[str, Any]) -> str:
     return str(state)
 
 
-MODEL_COLUMNS = ("uid", "name", "type", "engine", "state", "device", "memory", "GPU mem", "requests", "in flight",
-                 "ttft", "tok/s", "idle")
+MODEL_COLUMNS = ("uid", "state", "type", "engine", "device", "RAM", "GPU mem", "req", "busy", "ttft", "tok/s",
+                 "idle")
+#: Long states (a download's stage, an error's reason) are cut in the table; the line under it has them whole.
+STATE_WIDTH = 20
+_ENGINES = {"sentence_transformers": "sentence-tf", "llama.cpp": "llama.cpp", "transformers": "transformers"}
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def gpu_memory_by_model(resources: dict[str, Any] | None) -> dict[str, int]:
@@ -94,19 +101,20 @@ def gpu_memory_by_model(resources: dict[str, Any] | None) -> dict[str, int]:
 def model_row(uid: str, model: dict[str, Any], gpu_held: dict[str, int], now: float) -> tuple[str, ...]:
     """The cells of one model's row, in MODEL_COLUMNS order."""
     metrics = model.get("metrics") or {}
-    engine = " / ".join(str(v) for v in (model.get("model_engine"), model.get("model_format"),
-                                         model.get("quantization")) if v) or DASH
+    engine = _ENGINES.get(str(model.get("model_engine")), model.get("model_engine") or model.get("model_format"))
+    quant = model.get("quantization")
+    engine_text = " ".join(str(v) for v in (engine, quant if quant and quant != "none" else None) if v) or DASH
     ttft = metrics.get("last_ttft")
     rate = metrics.get("last_tokens_per_s")
     last = metrics.get("last_used") or model.get("launched_at")
     ready = (model.get("state") or "ready") == "ready"
     idle = duration(now - last) if ready and isinstance(last, (int, float)) and not metrics.get("in_flight") else DASH
+    kind = model.get("model_type")
     return (
         uid,
-        str(model.get("model_name") or DASH),
-        str(model.get("model_type") or DASH),
-        engine,
-        state_text(model),
+        clip(state_text(model), STATE_WIDTH),
+        "emb" if kind == "embedding" else str(kind or DASH),
+        engine_text,
         str(model.get("device") or DASH),
         human_bytes(model.get("memory_rss")),
         human_bytes(gpu_held.get(uid)) if uid in gpu_held else DASH,
@@ -116,6 +124,25 @@ def model_row(uid: str, model: dict[str, Any], gpu_held: dict[str, int], now: fl
         f"{rate:.1f}" if isinstance(rate, (int, float)) else DASH,
         idle,
     )
+
+
+def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
+    """The line under the table: the selected model in full (name, state with its whole reason, format)."""
+    if uid is None or model is None:
+        return ""
+    parts = [f"{uid}: {model.get('model_name') or DASH}", state_text(model)]
+    fmt = " ".join(str(v) for v in (model.get("model_format"), model.get("quantization"),
+                                    model.get("model_size_in_billions") and f"{model['model_size_in_billions']}B")
+                   if v)
+    if fmt:
+        parts.append(fmt)
+    if model.get("context_length"):
+        parts.append(f"context {model['context_length']}")
+    if model.get("chat_format"):
+        parts.append(f"chat: {model['chat_format']}")
+    if model.get("pid"):
+        parts.append(f"pid {model['pid']}")
+    return " · ".join(parts)
 
 
 REGISTRATION_COLUMNS = ("name", "type", "kind", "formats", "abilities", "persisted")

@@ -21,6 +21,10 @@ from textual.worker import get_current_worker
 
 from xitui.tui.widgets.prompt_input import PromptInput
 
+HELP = ("Pick a running model (or press c on its row) and write below. Enter sends · Alt+Enter or Ctrl+N adds a "
+        "line · ↑/↓ recall earlier inputs · Esc stops an answer · Ctrl+Y copies the last answer · Ctrl+L clears. "
+        "Generate-only models continue your text; embedding models compare two texts.")
+
 
 @dataclass
 class StreamStats:
@@ -53,6 +57,7 @@ class ChatPane(Vertical):
     ChatPane #chat-system { width: 1fr; }
     ChatPane #chat-log { height: 1fr; }
     ChatPane .user { margin: 1 0 0 0; color: $text-accent; }
+    ChatPane #chat-help { color: $text-muted; }
     ChatPane .answer { margin: 0; padding: 0; }
     ChatPane .stats { color: $text-muted; margin-bottom: 1; }
     ChatPane #embedding-box { height: auto; display: none; }
@@ -90,7 +95,8 @@ class ChatPane(Vertical):
         with Horizontal(id="chat-top"):
             yield Select([], prompt="pick a running model", id="chat-model", allow_blank=True, compact=True)
             yield Input(placeholder="system prompt (chat models)", id="chat-system", compact=True)
-        yield VerticalScroll(id="chat-log")
+        with VerticalScroll(id="chat-log"):
+            yield Static(HELP, id="chat-help")
         with Vertical(id="embedding-box"):
             yield Input(placeholder="first text", id="embed-a")
             yield Input(placeholder="second text", id="embed-b")
@@ -156,6 +162,8 @@ class ChatPane(Vertical):
 
     async def send(self, text: str) -> None:
         log = self.query_one("#chat-log", VerticalScroll)
+        for hint in log.query("#chat-help"):
+            await hint.remove()
         await log.mount(Static(text, classes="user", markup=False))
         self._answer = Markdown("", classes="answer")
         self._stats_label = Label("…", classes="stats")

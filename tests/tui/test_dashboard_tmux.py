@@ -1,0 +1,53 @@
+"""The installed `xitui dashboard` in a real terminal (tmux), read back as a person sees it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import xitui_cmd
+from tests.server.conftest import ServerProcess
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+def screen(session: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+
+def wait_for(session: str, text: str, seconds: float = 30) -> str:
+    deadline = time.monotonic() + seconds
+    shown = ""
+    while time.monotonic() < deadline:
+        shown = screen(session)
+        if text in shown:
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never showed; the screen was:\n{shown}")
+
+
+def test_dashboard_in_tmux_shows_the_models_table_and_the_bundled_models(server: ServerProcess,
+                                                                         tmp_path: Path) -> None:
+    session = f"xitui-test-{server.port}"
+    command = " ".join([*xitui_cmd(), "dashboard", "-e", server.url])
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True)
+    try:
+        shown = wait_for(session, "uid")
+        for column in ("state", "engine", "RAM", "req"):
+            assert column in shown
+        assert "no model is running: press l" in wait_for(session, "no model is running")
+        subprocess.run(["tmux", "send-keys", "-t", session, "2"], check=True)
+        shown = wait_for(session, "demo-gemma3-270m")
+        assert "demo-minilm" in shown and "builtin" in shown
+        assert shown.index("demo-gemma3-270m") < shown.index("llama-2-chat") if "llama-2-chat" in shown else True
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and subprocess.run(["tmux", "has-session", "-t", session],
+                                                             capture_output=True).returncode == 0:
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
