@@ -115,8 +115,8 @@ def main() -> None:
         time.sleep(1.0)
         after = client.resources()
         left = [p for g in after["gpus"] for p in g["processes"] if p["pid"] == desc.get("pid")]
-        print(f"after terminate: GPU memory used {after['gpus'][0]['memory_used'] / 2**20:.0f} MiB; "
-              f"worker still on the GPU: {bool(left)}")
+        used = sum(g["memory_used"] for g in after["gpus"]) / 2**20
+        print(f"after terminate: GPU memory used {used:.0f} MiB; worker still on the GPU: {bool(left)}")
     finally:
         server.stop()
 
