@@ -132,7 +132,7 @@ def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
         return ""
     parts = [f"{uid}: {model.get('model_name') or DASH}", state_text(model)]
     fmt = " ".join(str(v) for v in (model.get("model_format"), model.get("quantization"),
-                                    model.get("model_size_in_billions") and f"{model['model_size_in_billions']}B")
+                                    model.get("model_size_in_billions") and f"{str(model['model_size_in_billions']).replace('_', '.')}B")
                    if v)
     if fmt:
         parts.append(fmt)

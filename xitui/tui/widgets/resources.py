@@ -34,8 +34,8 @@ class Resources(VerticalScroll):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.cpu: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
-        self.ram: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
+        self.cpu: deque[float] = deque(maxlen=HISTORY)
+        self.ram: deque[float] = deque(maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
         yield Static(id="gpu-lines")
