@@ -40,7 +40,7 @@ class Server:
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the xitui server did not start: run `python -m xitui.server` to see why")
+                    raise RuntimeError("the xitui server did not start: run `python -m xitui.server` to see why") from None
                 time.sleep(0.02)
 
     def stop(self) -> None:

@@ -40,7 +40,7 @@ def launch(
         )
     desc = client.describe_model(uid)
     facts = [f"{time.monotonic() - start:.1f} s", str(desc.get("device") or "")]
-    if "chat" in (desc.get("model_ability") or []):
+    if "chat" in (desc.get("model_ability") or []) and "chat_format" in desc:  # xitui's own field
         facts.append(f"chat format: {desc.get('chat_format') or 'none (add prompt_style or chat_template to chat)'}")
     output.info(f"{uid} is ready ({', '.join(f for f in facts if f)})")
     print(uid)
@@ -82,7 +82,7 @@ def list_models(
             state = f"error: {m['error']}"
         rows.append([
             uid, m.get("model_name"), m.get("model_type"), m.get("model_format"), m.get("model_engine"), state,
-            m.get("pid") or "-", human_bytes(m.get("memory_rss")), metrics.get("requests", 0),
+            m.get("pid") or "-", human_bytes(m.get("memory_rss")), metrics.get("requests", "-"),
             f"{ttft * 1000:.0f} ms" if ttft is not None else "-", f"{tps:.1f}" if tps else "-",
         ])
     output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "requests", "ttft", "tok/s"],

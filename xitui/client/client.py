@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 from collections.abc import Iterator
@@ -31,6 +32,10 @@ class ClientError(XituiError, RuntimeError):
         self.status_code = status_code
 
 
+#: Xinference puts the answering actor in front of its messages: `[address=127.0.0.1:19999, pid=15063] `.
+_ACTOR_PREFIX = re.compile(r"^\s*\[address=[^\]]*\]\s*")
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         data = response.json()
@@ -38,8 +43,17 @@ def _detail(response: httpx.Response) -> str:
         return response.text.strip()[:300] or response.reason_phrase
     detail = data.get("detail") if isinstance(data, dict) else None
     if isinstance(detail, list):  # FastAPI validation errors from other servers
-        return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
-    return str(detail) if detail is not None else str(data)[:300]
+        text = "; ".join(_problem(d) for d in detail)
+    else:
+        text = str(detail) if detail is not None else str(data)[:300]
+    return " ".join(_ACTOR_PREFIX.sub("", text).split())[:500]
+
+
+def _problem(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    where = ".".join(str(p) for p in item.get("loc", ()) if p not in ("body",))
+    return f"{where}: {item.get('msg', item)}" if where else str(item.get("msg", item))
 
 
 class Client:
@@ -56,6 +70,24 @@ class Client:
         verify = not self.base_url.startswith("http://")
         self._http = httpx.Client(base_url=self.base_url, headers=headers, verify=verify,
                                   timeout=TIMEOUT if timeout is None else timeout, trust_env=False)
+        self._kind: str | None = None
+
+    # --- which server -----------------------------------------------------------------------------
+
+    def server_kind(self) -> str:
+        """"xitui" or "xinference", from what the server says of itself (`/v1/cluster/version`), never from
+        its port; read once per client."""
+        if self._kind is None:
+            try:
+                version = self._get("/v1/cluster/version")
+            except ClientError:
+                version = {}
+            self._kind = "xitui" if isinstance(version, dict) and version.get("server") == "xitui" else "xinference"
+        return self._kind
+
+    @property
+    def is_xinference(self) -> bool:
+        return self.server_kind() == "xinference"
 
     def close(self) -> None:
         self._http.close()
@@ -124,6 +156,10 @@ class Client:
     # --- registrations --------------------------------------------------------------------------
 
     def register_model(self, model_type: str, model: str, persist: bool = False, worker_ip: str | None = None) -> None:
+        """Register a spec (JSON text). Xinference 4 takes only the version 2 form: a documented version 1 or
+        flat spec is checked here with xitui's rules and sent normalised (see `xinference_spec`)."""
+        if self.is_xinference:
+            model = xinference_spec(model_type, model)
         self._post_json(f"/v1/model_registrations/{model_type}",
                         {"model": model, "persist": persist, "worker_ip": worker_ip})
 
@@ -152,7 +188,16 @@ class Client:
         wait_ready: bool = True,
         **kwargs: Any,
     ) -> str:
-        """Launch a registered model; returns its uid (the model name unless `model_uid` is given)."""
+        """Launch a registered model; returns its uid (the model name unless `model_uid` is given).
+
+        Xinference needs `model_engine`: when it is not given, the server is asked which engine fits."""
+        if model_engine is None and self.is_xinference:
+            model_engine = self.engine_for(model_name, model_type, model_format, quantization)
+            if model_engine is None:
+                raise ClientError(f"{model_name}: the server names no engine that can run it "
+                                  f"(format {model_format or 'any'}); pass model_engine")
+        if model_uid is None and self.is_xinference:
+            model_uid = model_name  # Xinference would pick a random suffix; xitui's default is the name
         body = {
             "model_uid": model_uid, "model_name": model_name, "model_type": model_type,
             "model_engine": model_engine, "model_format": model_format,
@@ -160,6 +205,39 @@ class Client:
             "replica": replica, "n_gpu": n_gpu, **kwargs,
         }
         return self._post_json("/v1/models", body, wait_ready=str(wait_ready).lower())["model_uid"]
+
+    def launch_status(self, model_uid: str) -> dict[str, Any]:
+        """Where a launch stands, the same on both servers: {"state": launching|ready|error, "progress",
+        "stage", "error"}. xitui says so in `/progress`; Xinference in its instance list (`status`
+        CREATING / READY / ERROR per replica), with progress and stage from `/progress`."""
+        progress = self.get_launch_model_progress(model_uid)
+        if "state" in progress:
+            return progress
+        instances = self._get("/v1/models/instances", model_uid=model_uid)
+        status = str((instances[0] if instances else {}).get("status") or "CREATING").upper()
+        replicas = (instances[0] if instances else {}).get("replica_statuses") or []
+        errors = [r.get("error_message") for r in replicas if r.get("error_message")]
+        state = {"READY": "ready", "ERROR": "error"}.get(status, "error" if errors else "launching")
+        return {"state": state, "progress": 1.0 if state == "ready" else progress.get("progress", 0.0),
+                "stage": progress.get("stage") or status.lower(),
+                "error": "; ".join(_ACTOR_PREFIX.sub("", e) for e in errors) or None}
+
+    def engine_for(self, model_name: str, model_type: str, model_format: str | None,
+                   quantization: str | None) -> str | None:
+        """The engine an Xinference server would run this registration on (`/v1/engines/{name}`): the first
+        that lists a matching format and quantization. None when it names none."""
+        engines = self._get(f"/v1/engines/{model_name}", model_type=model_type)
+        if engines is None:
+            raise ClientError(f"{model_type} model {model_name!r} is not registered on the server", 404)
+        for engine, specs in engines.items() if isinstance(engines, dict) else []:
+            for spec in specs if isinstance(specs, list) else []:
+                if model_format and spec.get("model_format") not in (None, model_format):
+                    continue
+                quants = spec.get("quantizations") or []
+                if quantization and quants and quantization not in quants:
+                    continue
+                return engine
+        return None
 
     def list_models(self) -> dict[str, dict[str, Any]]:
         data = self._get("/v1/models")
@@ -215,3 +293,19 @@ def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
         raise ClientError("the server closed the stream early", 500) from None
     finally:
         response.close()
+
+
+def xinference_spec(model_type: str, model: str) -> str:
+    """A spec as Xinference 4 takes it: parsed and checked with xitui's rules (so bad input gets xitui's
+    one-line errors), then the version 2 form without the fields only xitui knows."""
+    from xitui.core.errors import SpecError
+    from xitui.core.spec import parse_spec
+
+    try:
+        spec = parse_spec(model_type, model)
+    except SpecError:
+        raise
+    data = spec.registration()
+    for key in ("is_builtin", "persisted", "prompt_style"):
+        data.pop(key, None)
+    return json.dumps(data)

@@ -25,7 +25,7 @@ def launch_and_wait(client: Client, on_progress: OnProgress | None = None, poll:
     uid = client.launch_model(wait_ready=False, **launch)
     try:
         while True:
-            state = client.get_launch_model_progress(uid)
+            state = client.launch_status(uid)
             if on_progress is not None:
                 on_progress(float(state.get("progress") or 0.0), str(state.get("stage") or ""))
             if state.get("state") == "ready":

@@ -79,6 +79,11 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
     async def cluster_auth() -> dict[str, bool]:
         return {"auth": api_key is not None}
 
+    @app.get("/v1/cluster/version")
+    async def cluster_version() -> dict[str, str]:
+        # `server` tells xitui's client which server answers (Xinference's answer has no such key)
+        return {"version": __version__, "server": "xitui"}
+
     @app.get("/status")
     async def status() -> dict[str, Any]:
         workers = {
