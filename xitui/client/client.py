@@ -20,8 +20,10 @@ import httpx  # noqa: E402
 from xitui.client.handles import ChatModelHandle, EmbeddingModelHandle, GenerateModelHandle, ModelHandle
 from xitui.core.errors import ServerUnavailableError, XituiError
 
-#: Generation can run for minutes; connecting must not.
+#: Generation and launches can run for minutes; connecting must not.
 TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=60.0, pool=None)
+#: Everything else (listings, descriptions, progress) answers within this or is reported as not answering.
+QUERY_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=60.0, pool=None)
 
 
 class ClientError(XituiError, RuntimeError):
@@ -71,6 +73,7 @@ class Client:
         self._http = httpx.Client(base_url=self.base_url, headers=headers, verify=verify,
                                   timeout=TIMEOUT if timeout is None else timeout, trust_env=False)
         self._kind: str | None = None
+        self._query_timeout = QUERY_TIMEOUT if timeout is None else timeout
 
     # --- which server -----------------------------------------------------------------------------
 
@@ -118,6 +121,8 @@ class Client:
             raise self._unavailable(exc) from None
 
     def _unavailable(self, exc: Exception) -> ServerUnavailableError:
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            return ServerUnavailableError(f"the server at {self.base_url} did not answer in time")
         reason = str(exc) or type(exc).__name__
         return ServerUnavailableError(f"no server answers at {self.base_url} ({reason})")
 
@@ -127,7 +132,7 @@ class Client:
         return response
 
     def _get(self, path: str, **params: Any) -> Any:
-        return self._check(self._send("GET", path, params=params or None)).json()
+        return self._check(self._send("GET", path, params=params or None, timeout=self._query_timeout)).json()
 
     def _post_json(self, path: str, body: Any, **params: Any) -> Any:
         return self._check(self._send("POST", path, json=body, params=params or None)).json()

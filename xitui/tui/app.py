@@ -78,6 +78,9 @@ class XituiApp(App[None]):
                  refresh: float = REFRESH, live: bool = True) -> None:
         super().__init__()
         self.client = client
+        #: The periodic reads get their own client with a read timeout: a server that stops answering shows
+        #: as such instead of freezing the table (answers and launches may take as long as they take).
+        self.poll_client = _polling(client)
         self.endpoint = endpoint
         self.theme_name = theme
         self.generation = generation or {}
@@ -130,7 +133,7 @@ class XituiApp(App[None]):
 
         with_registrations = self.want_registrations or self.reads % REGISTRATIONS_EVERY == 0
         try:
-            snapshot = fetch(self.client, with_registrations)
+            snapshot = fetch(self.poll_client, with_registrations)
         except XituiError as exc:
             self.post_message(DataFailed(" ".join(str(exc).split())))
             return
@@ -144,6 +147,9 @@ class XituiApp(App[None]):
         self.reads += 1
         if message.snapshot.registrations is not None:
             self.want_registrations = False
+        elif message.snapshot.registrations_error and self.want_registrations:
+            self.want_registrations = False  # tried: the next try comes with the periodic ones
+            self.notify(f"registrations not read: {message.snapshot.registrations_error}", severity="warning")
         self.show_snapshot(message.snapshot)
         if self.down_since is not None:
             self.down_since = None
@@ -386,6 +392,17 @@ class XituiApp(App[None]):
                     and not binding.action.startswith("tab"):
                 yield SystemCommand(binding.description, binding.tooltip or binding.description,
                                     lambda action=binding.action: self.run_action(action))
+
+
+def _polling(client: Any) -> Any:
+    if client is None or not hasattr(client, "base_url"):
+        return client
+    import httpx
+
+    from xitui.client import Client
+
+    return Client(client.base_url, client.api_key, timeout=httpx.Timeout(connect=5.0, read=10.0, write=10.0,
+                                                                         pool=None))
 
 
 def make_app(client: Any, endpoint: str, theme: str | None = None, **kwargs: Any) -> XituiApp:

@@ -19,6 +19,8 @@ class Snapshot:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     resources: dict[str, Any] | None = None
     registrations: list[dict[str, Any]] | None = None
+    #: Why the registrations could not be read this time (they are read again later).
+    registrations_error: str | None = None
     taken_at: float = field(default_factory=time.time)
 
 
@@ -34,11 +36,16 @@ def fetch(client: Any, with_registrations: bool) -> Snapshot:
             raise
         snap.resources = None  # a server without the route
     if with_registrations:
-        rows = []
-        for kind in ("LLM", "embedding"):
-            for item in client.list_model_registrations(kind, detailed=True):
-                rows.append({**item, "model_type": kind})
-        snap.registrations = rows
+        # apart from the rest: a server slow to list (Xinference checks every spec's cache) must not stop
+        # the models table from updating
+        try:
+            rows = []
+            for kind in ("LLM", "embedding"):
+                for item in client.list_model_registrations(kind, detailed=True):
+                    rows.append({**item, "model_type": kind})
+            snap.registrations = rows
+        except XituiError as exc:
+            snap.registrations_error = " ".join(str(exc).split())
     return snap
 
 
