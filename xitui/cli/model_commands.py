@@ -42,7 +42,8 @@ def launch(
     facts = [f"{time.monotonic() - start:.1f} s", str(desc.get("device") or "")]
     if "chat" in (desc.get("model_ability") or []) and "chat_format" in desc:  # xitui's own field
         facts.append(f"chat format: {desc.get('chat_format') or 'none (add prompt_style or chat_template to chat)'}")
-    output.info(f"{uid} is ready ({', '.join(f for f in facts if f)})")
+    where = f" on Xinference at {client.base_url}" if client.is_xinference else ""
+    output.info(f"{uid} is ready{where} ({', '.join(f for f in facts if f)})")
     print(uid)
 
 
