@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ import time
 from common import Server, median
 
 from tests.model_files import minilm_dir
+from tests.server.test_embeddings import flat_spec
 
 SENTENCES = [f"Sentence {i}: the quick brown fox jumps over the lazy dog near river bank {i % 13}." for i in range(32)]
 
@@ -92,12 +94,25 @@ def main() -> None:
         direct_round(model, 1)
         asyncio.run(server_round(server.url, uid, 1))
         use_wrk = shutil.which("wrk") is not None
-        direct, served, python_clients = [], [], []
-        for _ in range(args.rounds):
-            direct.append(direct_round(model, args.seconds))
-            if use_wrk:
-                served.append(wrk_round(server.url, uid, args.seconds))
-            python_clients.append(asyncio.run(server_round(server.url, uid, args.requests)))
+        # the engine users would move to, same load in the same run (XITUI_XINFERENCE_URL: a running cluster)
+        cluster_url = os.environ.get("XITUI_XINFERENCE_URL") if use_wrk else None
+        if cluster_url:
+            cluster = Client(cluster_url)
+            cluster.register_model("embedding", flat_spec("bench-xi-minilm"))
+            cluster_uid = cluster.launch_model(model_name="bench-xi-minilm", model_type="embedding")
+        direct, served, python_clients, xinference = [], [], [], []
+        try:
+            for _ in range(args.rounds):
+                direct.append(direct_round(model, args.seconds))
+                if use_wrk:
+                    served.append(wrk_round(server.url, uid, args.seconds))
+                if cluster_url:
+                    xinference.append(wrk_round(cluster_url, cluster_uid, args.seconds))
+                python_clients.append(asyncio.run(server_round(server.url, uid, args.requests)))
+        finally:
+            if cluster_url:
+                cluster.terminate_model(cluster_uid)
+                cluster.unregister_model("embedding", "bench-xi-minilm")
         batches = client.describe_model(uid)["metrics"]
     finally:
         server.stop()
@@ -111,6 +126,10 @@ def main() -> None:
         print("wrk is not installed (apt install wrk): no load from a light client")
     p = median(python_clients)
     print(f"32 asyncio+httpx clients (same process) {p:8.1f} sentences/s   {p / d:.2f} x direct")
+    if xinference:
+        x = median(xinference)
+        print(f"32 wrk connections, Xinference 4.1      {x:8.1f} sentences/s   {x / d:.2f} x direct   "
+              f"(xitui / Xinference: {median(served) / x:.2f} x)")
     print(f"largest batch the worker formed: {batches['max_batch_size']} texts")
     print(f"launch to ready (embedding): median {median(launches):.2f} s")
 

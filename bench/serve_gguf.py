@@ -7,7 +7,9 @@ GGUF, and compares per round: streaming tokens/s and time to first token through
 SSE, measured by the client) against the same model, prompt, context size, thread count and greedy
 sampling called directly. Then launch-to-ready time and `xitui registrations` wall time.
 Targets (DESIGN.md): >= 0.97 x direct tokens/s, TTFT <= direct + 10 ms, launch <= 1.5 s,
-registrations <= 250 ms.
+registrations <= 250 ms. With XITUI_XINFERENCE_URL naming a running Xinference cluster
+(`scripts/xinference-cluster start`), the same model runs there too, rounds interleaved, and its figures
+print beside xitui's: the engine users would move to, measured in the same run.
 """
 
 from __future__ import annotations
@@ -55,6 +57,31 @@ def server_round(handle, tokens: int) -> tuple[float, float, int]:
                                                   "ignore_eos": True}))
 
 
+def xinference_handle(gguf: Path, context: int) -> tuple[object, object] | None:
+    """The bundled GGUF launched on the Xinference cluster named by XITUI_XINFERENCE_URL, and its cleanup."""
+    url = os.environ.get("XITUI_XINFERENCE_URL")
+    if not url:
+        return None
+    import json
+
+    from xitui.client import Client
+
+    cluster = Client(url)
+    spec = {"version": 2, "context_length": context, "model_name": "bench-xi-gemma", "model_lang": ["en"],
+            "model_ability": ["generate"], "model_family": "other",
+            "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_27", "quantization": "q4_k_m",
+                             "model_file_name_template": "gemma-3-270m-{quantization}.gguf",
+                             "model_uri": f"file://{gguf.parent}"}]}
+    cluster.register_model("LLM", json.dumps(spec))
+    uid = cluster.launch_model(model_name="bench-xi-gemma")
+
+    def cleanup() -> None:
+        cluster.terminate_model(uid)
+        cluster.unregister_model("LLM", "bench-xi-gemma")
+
+    return cluster.get_model(uid), cleanup
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
@@ -98,13 +125,21 @@ def main() -> None:
 
         llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=context, n_threads=threads, n_threads_batch=threads,
                               verbose=False)
-        direct_round(llm, 8)  # warm both paths once
+        xinference = xinference_handle(gguf, context)
+        direct_round(llm, 8)  # warm the paths once
         server_round(handle, 8)
-        rows = {"direct": [], "server": []}
+        rows: dict[str, list[tuple[float, float, int]]] = {"direct": [], "server": []}
+        if xinference is not None:
+            server_round(xinference[0], 8)
+            rows["xinference"] = []
         for _ in range(args.rounds):
             rows["direct"].append(direct_round(llm, args.tokens))
             rows["server"].append(server_round(handle, args.tokens))
+            if xinference is not None:
+                rows["xinference"].append(server_round(xinference[0], args.tokens))
         llm.close()
+        if xinference is not None:
+            xinference[1]()
 
         script = Path(sys.executable).with_name("xitui")
         regs = []
@@ -131,6 +166,10 @@ def main() -> None:
     print(f"{'streaming tokens/s':28} {d_tps:10.1f} {s_tps:10.1f} {s_tps / d_tps:13.3f}x   (target >= 0.97)")
     print(f"{'time to first token (ms)':28} {d_ttft:10.1f} {s_ttft:10.1f} {s_ttft - d_ttft:+12.1f}ms   (target <= +10)")
     print(f"{'tokens per round':28} {med('direct', 2):10.0f} {med('server', 2):10.0f}")
+    if "xinference" in rows:
+        x_tps, x_ttft = med("xinference", 1), med("xinference", 0) * 1000
+        print(f"{'Xinference 4.1 (llama.cpp)':28} tokens/s {x_tps:.1f}, first token {x_ttft:.1f} ms, "
+              f"{med('xinference', 2):.0f} tokens per round; xitui / Xinference: {s_tps / x_tps:.3f}x tokens/s")
     print(f"launch to ready: median {statistics.median(launches):.2f} s, best {min(launches):.2f} s   (target <= 1.5)")
     print(f"server (supervisor) resident memory with the model launched: {server_rss / 2**20:.0f} MiB   (target <= 120)")
     print(f"xitui registrations: median {statistics.median(regs) * 1000:.0f} ms, best {min(regs) * 1000:.0f} ms"
