@@ -121,9 +121,15 @@ class XituiApp(App[None]):
         self.sub_title = self.endpoint
         if self.keymap:
             self.set_keymap(self.keymap)
-        self.query_one(ModelsTable).focus()
+        self._main_query(ModelsTable).focus()
         if self.live:
             self.read_server()
+
+    def _main_query(self, selector: Any, kind: Any = None) -> Any:
+        """A widget of the dashboard's own screen, whatever modal is on top (App.query_one would search the
+        modal)."""
+        screen = self.screen_stack[0] if self.screen_stack else self.screen
+        return screen.query_one(selector, kind) if kind is not None else screen.query_one(selector)
 
     # --- reading the server ------------------------------------------------------------------------
 
@@ -144,6 +150,8 @@ class XituiApp(App[None]):
 
     @on(DataFetched)
     def _fetched(self, message: DataFetched) -> None:
+        if not self.is_running or not self.screen_stack:
+            return  # a read that finished while the app closes
         self.reads += 1
         if message.snapshot.registrations is not None:
             self.want_registrations = False
@@ -158,7 +166,9 @@ class XituiApp(App[None]):
 
     @on(DataFailed)
     def _failed(self, message: DataFailed) -> None:
-        banner = self.query_one("#banner", Static)
+        if not self.is_running or not self.screen_stack:
+            return
+        banner = self._main_query("#banner", Static)
         self.down_since = self.down_since or time.monotonic()
         banner.update(f"server not answering: {message.reason} — retrying every {RETRY:.0f} s")
         banner.add_class("-shown")
@@ -167,14 +177,14 @@ class XituiApp(App[None]):
     def show_snapshot(self, snapshot: Snapshot) -> None:
         """Put a reading on screen (also how snapshot tests give fixed data)."""
         self.last_snapshot = snapshot
-        self.query_one("#banner", Static).remove_class("-shown")
-        self.query_one(ModelsTable).show(snapshot)
+        self._main_query("#banner", Static).remove_class("-shown")
+        self._main_query(ModelsTable).show(snapshot)
         self._show_detail()
-        self.query_one(ChatPane).show_models(snapshot.models)
-        self.query_one(Resources).show(snapshot.resources)
+        self._main_query(ChatPane).show_models(snapshot.models)
+        self._main_query(Resources).show(snapshot.resources)
         if snapshot.registrations is not None:
             self.registrations = snapshot.registrations
-            self.query_one(Registrations).show(snapshot.registrations)
+            self._main_query(Registrations).show(snapshot.registrations)
         if self.first_paint is None:
             self.first_paint = time.monotonic()
 
@@ -182,28 +192,28 @@ class XituiApp(App[None]):
     def _show_detail(self) -> None:
         from xitui.tui.data import model_detail
 
-        table = self.query_one(ModelsTable)
+        table = self._main_query(ModelsTable)
         uid = table.selected_uid
         text = model_detail(uid, table.models.get(uid or ""))
         if not table.models and self.last_snapshot is not None:
             text = "no model is running: press l to launch one"
             if any(r.get("model_name", "").startswith("demo-") for r in self.registrations):
                 text += " (the bundled demo-gemma3-270m and demo-minilm are ready to launch)"
-        self.query_one("#model-detail", Static).update(text)
+        self._main_query("#model-detail", Static).update(text)
 
     # --- actions -------------------------------------------------------------------------------------
 
     @property
     def selected_uid(self) -> str | None:
-        return self.query_one(ModelsTable).selected_uid
+        return self._main_query(ModelsTable).selected_uid
 
     def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        self._main_query(TabbedContent).active = tab
 
     def action_launch(self) -> None:
         from xitui.tui.screens.launch import LaunchModal
 
-        chosen = self.query_one(Registrations).selected
+        chosen = self._main_query(Registrations).selected
         if not self.registrations:
             self.notify("no registrations read yet", severity="warning")
             return
@@ -234,7 +244,7 @@ class XituiApp(App[None]):
         if uid is None:
             self.notify("select a running model first", severity="warning")
             return
-        state = (self.query_one(ModelsTable).models.get(uid) or {}).get("state", "ready")
+        state = (self._main_query(ModelsTable).models.get(uid) or {}).get("state", "ready")
         verb = "Cancel the launch of" if state == "launching" else "Terminate"
 
         def answered(yes: bool | None) -> None:
@@ -272,8 +282,8 @@ class XituiApp(App[None]):
 
     def action_chat(self) -> None:
         uid = self.selected_uid
-        self.query_one(TabbedContent).active = "chat"
-        pane = self.query_one(ChatPane)
+        self._main_query(TabbedContent).active = "chat"
+        pane = self._main_query(ChatPane)
         if uid is not None and uid in pane.models:
             pane.choose(uid)
         pane.query_one("#chat-input").focus()
@@ -316,9 +326,9 @@ class XituiApp(App[None]):
     def action_unregister(self) -> None:
         from xitui.tui.screens.confirm import ConfirmModal
 
-        item = self.query_one(Registrations).selected
+        item = self._main_query(Registrations).selected
         if item is None:
-            self.query_one(TabbedContent).active = "registrations"
+            self._main_query(TabbedContent).active = "registrations"
             self.notify("select a registration in the Registrations tab", severity="warning")
             return
         name, kind = item["model_name"], item["model_type"]
@@ -339,10 +349,10 @@ class XituiApp(App[None]):
     def action_view_spec(self) -> None:
         from xitui.tui.screens.text_view import SpecView
 
-        tabs = self.query_one(TabbedContent)
-        item = self.query_one(Registrations).selected if tabs.active == "registrations" else None
+        tabs = self._main_query(TabbedContent)
+        item = self._main_query(Registrations).selected if tabs.active == "registrations" else None
         if item is None and self.selected_uid is not None:
-            model = self.query_one(ModelsTable).models.get(self.selected_uid, {})
+            model = self._main_query(ModelsTable).models.get(self.selected_uid, {})
             item = next((r for r in self.registrations if r.get("model_name") == model.get("model_name")
                          and r.get("model_type") == model.get("model_type")), None)
         if item is None:
@@ -373,17 +383,17 @@ class XituiApp(App[None]):
             set_value("theme", self.theme_name)
 
     def action_stop(self) -> None:
-        if not self.query_one(ChatPane).stop() and isinstance(self.focused, Static):
-            self.query_one(ModelsTable).focus()
+        if not self._main_query(ChatPane).stop() and isinstance(self.focused, Static):
+            self._main_query(ModelsTable).focus()
 
     def action_copy_answer(self) -> None:
-        text = self.query_one(ChatPane).last_answer
+        text = self._main_query(ChatPane).last_answer
         if text:
             self.copy_to_clipboard(text)
             self.notify("copied the last answer")
 
     async def action_clear_chat(self) -> None:
-        await self.query_one(ChatPane).clear()
+        await self._main_query(ChatPane).clear()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
