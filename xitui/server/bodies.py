@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
 from xitui.core.errors import XituiError
@@ -39,7 +39,8 @@ class LaunchBody(_Body):
 
 class GenerationBody(_Body):
     model: str
-    max_tokens: int | None = None
+    #: At least 1, as OpenAI's API demands (a negative or zero count is a 400, not a silent default).
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
