@@ -113,6 +113,15 @@ def test_launch_chat_stop_and_terminate(dash_server: ServerProcess) -> None:
         assert "tokens/s" in str(pane._stats_label.render())
         # the stopped answer stays in the conversation as far as it got, and the new turn follows it
         assert [m["role"] for m in pane.messages] == ["user", "assistant", "user", "assistant"]
+        await pilot.press("ctrl+o")  # copy the last answer
+        assert app.clipboard == pane.last_answer and pane.last_answer
+        await pilot.press("up")  # recall the last input
+        assert pane.query_one("#chat-input").text == "Hello"
+        await pilot.press("up")
+        assert pane.query_one("#chat-input").text == "Tell me a long story about a dragon."
+        await pilot.press("ctrl+l")  # clear
+        await pilot.pause(0.1)
+        assert pane.messages == [] and not pane.query("#chat-log Markdown")
 
         # terminate, after saying yes
         app.query_one(ModelsTable).focus()
@@ -217,3 +226,40 @@ def test_the_server_going_away_shows_a_banner_and_recovers(tmp_path: Path) -> No
             again.stop()
 
     run(test, srv.url)
+
+
+def test_log_view_follows_the_worker_and_themes_cycle_and_stick(dash_server: ServerProcess) -> None:
+    """`g` shows the selected worker's log as it is written; Ctrl+T changes the theme and the config keeps it."""
+    from xitui.core.config import load_config
+
+    client = Client(dash_server.url)
+    client.launch_model(model_name="dash-gemma", model_uid="dash-logged")
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        from textual.widgets import Log
+
+        await until(pilot, lambda: state_of(app, "dash-logged") == "ready", what="ready row")
+        app.query_one(ModelsTable).focus()
+        await pilot.press("g")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "LogView", what="log view")
+        log = app.screen.query_one(Log)
+        await until(pilot, lambda: log.line_count > 0, what="log lines")
+        before = log.line_count
+        with open(dash_server.home / "logs" / "dash-logged.log", "a") as fh:
+            fh.write("a line written while the view is open\n")
+        await until(pilot, lambda: any("written while the view is open" in line for line in log.lines),
+                    what="the new line")
+        assert log.line_count > before
+        await pilot.press("escape")
+        await pilot.press("v")  # the selected model's spec
+        await until(pilot, lambda: app.screen.__class__.__name__ == "SpecView", what="spec view")
+        assert "dash-gemma" in app.screen.title_text
+        await pilot.press("escape")
+        assert app.theme == "xitui-dark"
+        await pilot.press("ctrl+t")
+        assert app.theme != "xitui-dark" and load_config().theme == app.theme_name
+
+    try:
+        run(test, dash_server.url)
+    finally:
+        client.terminate_model("dash-logged")

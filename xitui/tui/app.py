@@ -65,7 +65,8 @@ class XituiApp(App[None]):
         Binding("g", "follow_log", "Log", id="follow_log", tooltip="Follow the selected model's worker log"),
         Binding("ctrl+t", "cycle_theme", "Theme", id="cycle_theme", tooltip="Next theme (remembered)"),
         Binding("escape", "stop", "Stop", id="stop", tooltip="Stop the answer being written", show=False),
-        Binding("ctrl+y", "copy_answer", "Copy", id="copy_answer", tooltip="Copy the last answer", show=False),
+        # not Ctrl+Y: the chat input (a TextArea) takes that for redo, so it would never reach the app
+        Binding("ctrl+o", "copy_answer", "Copy", id="copy_answer", tooltip="Copy the last answer", show=False),
         Binding("ctrl+l", "clear_chat", "Clear", id="clear_chat", tooltip="Clear the conversation", show=False),
         Binding("1", "tab('chat')", "Chat tab", id="tab_chat", show=False),
         Binding("2", "tab('registrations')", "Registrations tab", id="tab_registrations", show=False),

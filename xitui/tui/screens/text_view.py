@@ -46,7 +46,7 @@ class LogView(ModalScreen[None]):
     def __init__(self, uid: str) -> None:
         super().__init__()
         self.uid = uid
-        self.offset = -16384
+        self.log_offset = -16384
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -63,11 +63,11 @@ class LogView(ModalScreen[None]):
         worker = get_current_worker()
         while not worker.is_cancelled:
             try:
-                part = self.app.client.model_logs(self.uid, offset=self.offset)
+                part = self.app.client.model_logs(self.uid, offset=self.log_offset)
             except Exception as exc:  # noqa: BLE001 - Xinference has no log route; a gone model has no log
                 self.app.call_from_thread(self.query_one(Log).write_line, f"(no log: {' '.join(str(exc).split())})")
                 return
-            self.offset = part.get("offset", self.offset)
+            self.log_offset = part.get("offset", self.log_offset)
             if part.get("text"):
                 self.app.call_from_thread(self.query_one(Log).write, part["text"])
             for _ in range(10):

@@ -22,7 +22,7 @@ from textual.worker import get_current_worker
 from xitui.tui.widgets.prompt_input import PromptInput
 
 HELP = ("Pick a running model (or press c on its row) and write below. Enter sends · Alt+Enter or Ctrl+N adds a "
-        "line · ↑/↓ recall earlier inputs · Esc stops an answer · Ctrl+Y copies the last answer · Ctrl+L clears. "
+        "line · ↑/↓ recall earlier inputs · Esc stops an answer · Ctrl+O copies the last answer · Ctrl+L clears. "
         "Generate-only models continue your text; embedding models compare two texts.")
 
 
