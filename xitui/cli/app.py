@@ -11,6 +11,7 @@ from xitui import __version__
 from xitui.cli import (
     config_commands,
     dashboard_commands,
+    doctor_commands,
     generation_commands,
     model_commands,
     registration_commands,
@@ -68,6 +69,7 @@ app.command()(generation_commands.chat)
 app.command()(generation_commands.embed)
 app.command()(server_commands.serve)
 app.command()(server_commands.stop)
+app.command()(doctor_commands.doctor)
 app.add_typer(config_commands.config_app, name="config")
 
 

@@ -1,0 +1,170 @@
+"""`doctor`: what a user would otherwise find out by failing, one line each with what to do."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import typer
+
+from xitui.cli import output
+from xitui.cli.common import ApiKey, Endpoint, Json
+
+
+@dataclass
+class Finding:
+    level: str  # "ok", "warning" or "error"
+    what: str
+    fix: str = ""
+
+    def line(self) -> str:
+        return f"{self.level}: {self.what}" + (f" — {self.fix}" if self.fix else "")
+
+
+def check_config() -> list[Finding]:
+    from xitui.core.config import config_path, load_config
+    from xitui.core.errors import XituiError
+
+    try:
+        load_config()
+    except XituiError as exc:
+        return [Finding("error", str(exc), f"fix or remove {config_path()}")]
+    return [Finding("ok", f"settings read ({config_path()})")]
+
+
+def check_server(endpoint: str | None, api_key: str | None) -> list[Finding]:
+    from xitui.client import Client
+    from xitui.client.autostart import local_address
+    from xitui.core.config import Config, load_config
+    from xitui.core.errors import XituiError
+
+    try:
+        config = load_config()
+    except XituiError:
+        config = Config()  # the config's own finding says what is wrong with it
+    url = endpoint or config.endpoint
+    client = Client(url, api_key or config.api_key)
+    try:
+        kind = client.server_kind()
+        client.list_models()
+    except XituiError as exc:
+        if local_address(url) is not None and "no server answers" in str(exc):
+            return [Finding("warning", f"no server runs at {url}", "any command starts one; or `xitui serve`")]
+        return [Finding("error", f"the server at {url} cannot be used: {exc}", "check -e/XITUI_ENDPOINT and --api-key")]
+    return [Finding("ok", f"{'xitui' if kind == 'xitui' else 'an Xinference'} server answers at {url}")]
+
+
+def check_registrations() -> list[Finding]:
+    """Persisted specs: do they validate with today's rules, are their files there, are GGUFs GGUF."""
+    from xitui.core.config import home_dir
+    from xitui.core.errors import SpecError, XituiError
+    from xitui.core.inspect.gguf_header import read_header
+    from xitui.core.spec import local_path, parse_spec
+
+    found: list[Finding] = []
+    for kind, folder in (("LLM", "llm"), ("embedding", "embedding")):
+        for path in sorted((home_dir() / "model" / folder).glob("*.json")):
+            try:
+                spec = parse_spec(kind, path.read_bytes())
+            except SpecError as exc:
+                found.append(Finding("error", f"{path.name} would not validate: {exc}", f"fix or remove {path}"))
+                continue
+            for entry in spec.model_specs:
+                uri = getattr(entry, "model_uri", None)
+                if not uri:
+                    continue
+                where = Path(local_path(uri))
+                template = getattr(entry, "model_file_name_template", None)
+                if template and where.is_dir():
+                    where = where / template.format(quantization=entry.quantization)
+                label = f"{kind} {spec.model_name}"
+                if not where.exists():
+                    found.append(Finding("error", f"{label}: {where} is missing",
+                                         "put the files back, or unregister it and register the new place"))
+                elif not os.access(where, os.R_OK):
+                    found.append(Finding("error", f"{label}: {where} is not readable", "fix its permissions"))
+                elif entry.model_format == "ggufv2" and where.is_file():
+                    try:
+                        read_header(where)
+                    except XituiError as exc:
+                        found.append(Finding("error", f"{label}: {exc}", "download the GGUF file again"))
+    return found or [Finding("ok", "persisted registrations validate and their files are there")]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def check_engines(gpu_count: int) -> list[Finding]:
+    found: list[Finding] = []
+    try:
+        import llama_cpp
+    except ImportError:
+        return [Finding("warning", "llama-cpp-python is not installed: GGUF models cannot launch",
+                        "scripts/install llamacpp")]
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    built = {part.split("=")[0].strip().lower(): part.split("=")[-1].strip() == "1"
+             for part in info.replace("CPU :", "|").split("|") if "=" in part}
+    flags = _cpu_flags()
+    missing = [name.upper() for name, flag in (("avx2", "avx2"), ("fma", "fma"), ("f16c", "f16c"),
+                                               ("avx512", "avx512f"))
+               if flag in flags and built.get(name) is False]
+    if missing:
+        found.append(Finding("warning", f"llama.cpp is built without {', '.join(missing)}, which this CPU has",
+                             "rebuild it: pip uninstall llama-cpp-python, then scripts/install"))
+    if gpu_count and not llama_cpp.llama_supports_gpu_offload():
+        found.append(Finding("warning", "llama.cpp cannot offload to the GPU this machine has",
+                             "rebuild it with CMAKE_ARGS=-DGGML_CUDA=on scripts/install"))
+    if gpu_count:
+        try:
+            import torch
+
+            if not torch.cuda.is_available():
+                found.append(Finding("warning", "torch has no CUDA although this machine has a GPU",
+                                     "install a CUDA build of torch"))
+        except ImportError:
+            pass
+    return found or [Finding("ok", "llama.cpp uses this CPU's instruction sets" + (" and the GPU" if gpu_count else ""))]
+
+
+def check_hf_cache() -> list[Finding]:
+    from xitui.core.download import cache_dir
+
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return [Finding("error", f"the download cache {folder} is not writable ({exc.strerror})",
+                        "point HF_HUB_CACHE or XITUI_HOME at a writable folder")]
+    return [Finding("ok", f"the download cache {folder} is writable")]
+
+
+def doctor(
+    endpoint: Endpoint = None,
+    api_key: ApiKey = None,
+    as_json: Json = False,
+) -> None:
+    """Check settings, server, registrations and their files, llama.cpp and torch builds, the download cache."""
+    from xitui.server.resources import gpus
+
+    devices, _ = gpus()
+    findings = [*check_config(), *check_server(endpoint, api_key), *check_registrations(),
+                *check_engines(len(devices)), *check_hf_cache()]
+    if as_json:
+        output.print_json([asdict(f) for f in findings])
+    else:
+        for finding in findings:
+            print(finding.line())
+    if any(f.level == "error" for f in findings):
+        raise typer.Exit(1)
+
