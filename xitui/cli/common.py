@@ -56,14 +56,3 @@ MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Most tokens
 Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0: greedy).")]
 TopP = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling probability mass.")]
 Stop = Annotated[list[str] | None, typer.Option("--stop", help="Stop word (repeatable).")]
-
-
-def human_bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(value)

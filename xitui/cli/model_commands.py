@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
-from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
 
 from xitui.cli import output
-from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect, human_bytes
+from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
+from xitui.core.units import human_bytes
 
 
 def launch(
@@ -32,7 +30,7 @@ def launch(
 
     client = connect(endpoint, api_key)
     start = time.monotonic()
-    with launch_progress(f"launching {model_uid or model_name}") as on_progress:
+    with output.launch_progress(f"launching {model_uid or model_name}") as on_progress:
         uid = launch_and_wait(
             client, on_progress, model_name=model_name, model_type=model_type, model_format=model_format,
             model_size_in_billions=size_in_billions, quantization=quantization, model_uid=model_uid,
@@ -45,21 +43,6 @@ def launch(
     where = f" on Xinference at {client.base_url}" if client.is_xinference else ""
     output.info(f"{uid} is ready{where} ({', '.join(f for f in facts if f)})")
     print(uid)
-
-
-@contextlib.contextmanager
-def launch_progress(title: str) -> Iterator[Callable[[float, str], None] | None]:
-    """A rich progress bar on stderr while a launch runs (nothing when stderr is not a terminal)."""
-    if output.plain(sys.stderr):
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-                        TimeElapsedColumn(), console=output.console(stderr=True), transient=True)
-    task = progress.add_task(title, total=1.0, stage="")
-    with progress:
-        yield lambda done, stage: progress.update(task, completed=done, stage=stage)
 
 
 def list_models(

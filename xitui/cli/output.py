@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -48,3 +50,21 @@ def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -
     for row in rows:
         tbl.add_row(*("" if v is None else str(v) for v in row))
     console().print(tbl)
+
+
+@contextlib.contextmanager
+def launch_progress(title: str, to: Any = None) -> Iterator[Callable[[float, str], None] | None]:
+    """A progress bar while a launch runs, on the rich console `to` (default: stderr, and nothing when
+    stderr is not a terminal); yields the callback `launch_and_wait` reports to. The CLI and the wizard."""
+    if to is None:
+        if plain(sys.stderr):
+            yield None
+            return
+        to = console(stderr=True)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+                        TimeElapsedColumn(), console=to, transient=True)
+    task = progress.add_task(title, total=1.0, stage="")
+    with progress:
+        yield lambda done, stage: progress.update(task, completed=done, stage=stage)

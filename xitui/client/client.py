@@ -303,14 +303,9 @@ def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
 def xinference_spec(model_type: str, model: str) -> str:
     """A spec as Xinference 4 takes it: parsed and checked with xitui's rules (so bad input gets xitui's
     one-line errors), then the version 2 form without the fields only xitui knows."""
-    from xitui.core.errors import SpecError
     from xitui.core.spec import parse_spec
 
-    try:
-        spec = parse_spec(model_type, model)
-    except SpecError:
-        raise
-    data = spec.registration()
+    data = parse_spec(model_type, model).registration()
     for key in ("is_builtin", "persisted", "prompt_style"):
         data.pop(key, None)
     return json.dumps(data)

@@ -41,6 +41,16 @@ def style_fields(name: str) -> dict[str, Any] | None:
     return _raw_styles().get(name.upper())
 
 
+def with_style_stops(stop: list[str] | None, stop_ids: list[int] | None,
+                     style_name: str) -> tuple[list[str] | None, list[int] | None]:
+    """A style's stop words and ids added to those a spec already has (its files' end tokens): a spec that
+    names both says what stops its answers, since a spec's own `stop` wins over its style's."""
+    style = style_fields(style_name) or {}
+    merged_stop = list(dict.fromkeys([*(stop or []), *(style.get("stop") or [])])) or None
+    merged_ids = list(dict.fromkeys([*(stop_ids or []), *(style.get("stop_token_ids") or [])])) or None
+    return merged_stop, merged_ids
+
+
 def is_builtin_name(name: str) -> bool:
     """True when `name` (any case) is a builtin LLM or embedding model."""
     key = name.lower()

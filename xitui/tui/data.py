@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from xitui.core import units
+
 DASH = "—"
 
 
@@ -26,15 +28,15 @@ class Snapshot:
 
 def fetch(client: Any, with_registrations: bool) -> Snapshot:
     """Read the server (blocking: run it in a worker thread). Resources are xitui's own route."""
-    from xitui.core.errors import XituiError
+    from xitui.core.errors import ServerUnavailableError, XituiError
 
     snap = Snapshot(models=client.list_models())
     try:
         snap.resources = client.resources()
-    except XituiError as exc:
-        if getattr(exc, "status_code", 0) >= 500 or "cannot reach" in str(exc):
-            raise
-        snap.resources = None  # a server without the route
+    except ServerUnavailableError:
+        raise
+    except XituiError:
+        snap.resources = None  # a server without the route (Xinference)
     if with_registrations:
         # apart from the rest: a server slow to list (Xinference checks every spec's cache) must not stop
         # the models table from updating
@@ -50,14 +52,7 @@ def fetch(client: Any, with_registrations: bool) -> Snapshot:
 
 
 def human_bytes(value: Any) -> str:
-    if not isinstance(value, (int, float)):
-        return DASH
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" or size >= 100 else f"{size:.1f} {unit}"
-        size /= 1024
-    return DASH
+    return units.human_bytes(value, missing=DASH)
 
 
 def duration(seconds: Any) -> str:

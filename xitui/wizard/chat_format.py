@@ -155,12 +155,10 @@ def _read_template(path_text: str) -> str:
 
 
 def _add_style_stops(w: Wizard, name: str) -> None:
-    style = get_style(name)
-    if style is None:
-        return
-    for key, extra in (("stop", style.stop), ("stop_token_ids", style.stop_token_ids)):
-        if extra:
-            w.draft.values[key] = list(dict.fromkeys([*(w.draft.get(key) or []), *extra]))
+    stop, ids = catalog.with_style_stops(w.draft.get("stop"), w.draft.get("stop_token_ids"), name)
+    for key, merged in (("stop", stop), ("stop_token_ids", ids)):
+        if merged:
+            w.draft.values[key] = merged
 
 
 def rendered_sample(w: Wizard) -> str:

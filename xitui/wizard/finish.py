@@ -107,8 +107,7 @@ def carry_out(w: Wizard, chosen: dict[str, bool], path: Path | None) -> None:
 
 
 def launch(w: Wizard, spec: dict[str, Any], model_type: str) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from xitui.cli.output import launch_progress
     from xitui.client.launching import launch_and_wait
 
     client = w.client()
@@ -119,12 +118,8 @@ def launch(w: Wizard, spec: dict[str, Any], model_type: str) -> None:
         kwargs.update(model_format=entry.get("model_format"), quantization=entry.get("quantization"),
                       model_size_in_billions=entry.get("model_size_in_billions"))
     start = time.monotonic()
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-                        TimeElapsedColumn(), console=w.console, transient=True, disable=w.ask.yes)
-    task = progress.add_task(f"launching {name}", total=1.0, stage="")
-    with progress:
-        uid = launch_and_wait(client, lambda done, stage: progress.update(task, completed=done, stage=stage),
-                              **kwargs)
+    with launch_progress(f"launching {name}", None if w.ask.yes else w.console) as on_progress:
+        uid = launch_and_wait(client, on_progress, **kwargs)
     w.launched_uid = uid
     w.journal.append(lambda: client.terminate_model(uid))
     w.say(f"launched {uid} in {time.monotonic() - start:.1f} s")

@@ -71,7 +71,10 @@ def ask_model_type(w: Wizard) -> Any:
             if w.ask.yes:
                 raise NoProposal("--yes: the model type does not fit the source")
             continue
-        _switch_to_embedding(w) if answer == "embedding" else inspect_into(w, w.draft.source or found.source)
+        if answer == "embedding":
+            _switch_to_embedding(w)
+        else:
+            inspect_into(w, w.draft.source or found.source)
         return None
 
 

@@ -76,8 +76,7 @@ def inspect_hub(model_id: str, revision: str | None = None) -> Inspection:
             bare.notes.append(f"{model_id} has no .gguf or .safetensors files xitui can serve")
             return bare
     found.source, found.kind = model_id, "hub"
-    for key in ("model_uri",):
-        found.proposals.pop(key, None)
+    found.proposals.pop("model_uri", None)  # the stand-in folder; a Hub model downloads by model_id
     found.propose("model_id", model_id, "the Hub id you gave")
     found.propose("model_name", model_name_from(model_id), "the Hub id")
     found.facts["files"] = files

@@ -259,13 +259,10 @@ def add_style_stops(found: Inspection, style_name: str) -> None:
     """The style's stop words and ids added to those the model's files gave."""
     from xitui.core import catalog
 
-    style = catalog.style_fields(style_name)
-    if style is None:
-        return
-    for key, extra in (("stop", style.get("stop")), ("stop_token_ids", style.get("stop_token_ids"))):
-        if extra:
-            merged = list(dict.fromkeys([*(found.value(key) or []), *extra]))
-            found.propose(key, merged, found.origin(key) or f"prompt style {style['style_name']}")
+    stop, ids = catalog.with_style_stops(found.value("stop"), found.value("stop_token_ids"), style_name)
+    for key, merged in (("stop", stop), ("stop_token_ids", ids)):
+        if merged and merged != found.value(key):
+            found.propose(key, merged, found.origin(key) or f"prompt style {style_name}")
 
 
 def _model_id_from_readme(readme: Path) -> str | None:

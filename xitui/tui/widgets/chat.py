@@ -89,6 +89,8 @@ class ChatPane(Vertical):
         self._answer: Markdown | None = None
         self._stats_label: Label | None = None
         self._pieces: list[str] = []
+        self._options: list[tuple[str, str]] = []
+        self._stopped = False
         self.last_stats: StreamStats | None = None
 
     def compose(self) -> ComposeResult:
@@ -113,7 +115,7 @@ class ChatPane(Vertical):
         self.models = ready
         select = self.query_one("#chat-model", Select)
         options = [(f"{uid} ({m.get('model_type', 'LLM')})", uid) for uid, m in ready.items()]
-        if [v for _, v in options] != [v for _, v in getattr(self, "_options", [])]:
+        if [v for _, v in options] != [v for _, v in self._options]:
             self._options = options
             current = self.uid if self.uid in ready else Select.NULL
             with self.prevent(Select.Changed):
@@ -241,8 +243,6 @@ class ChatPane(Vertical):
         if self._stats_label is not None:
             self._stats_label.update(label)
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
-
-    _stopped = False
 
     def stop(self) -> bool:
         """Esc: stop the answer being written; True when there was one."""
