@@ -34,6 +34,7 @@ SETTINGS: dict[str, type] = {
     "server.allowed_hosts": list,
     "server.allowed_origins": list,
     "server.max_body_mib": int,
+    "server.ttl": str,
 }
 
 #: Environment variables that override a setting.
@@ -80,9 +81,11 @@ class Config:
     generation: dict[str, Any] = field(
         default_factory=lambda: {"max_tokens": 512, "temperature": 0.7, "top_p": 0.95}
     )
-    #: Who the server answers besides loopback clients (see xitui/server/guard.py), and its body limit.
+    #: Who the server answers besides loopback clients (see xitui/server/guard.py), its body limit, and how
+    #: long a model may stay idle when its launch names no ttl ("never", "30m"...).
     server: dict[str, Any] = field(
-        default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB}
+        default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
+                                 "ttl": "never"}
     )
     #: Dashboard key rebinding, binding id -> keys ("launch" = "L"), from the file's [keymap] table.
     keymap: dict[str, str] = field(default_factory=dict)
@@ -161,6 +164,13 @@ def set_value(key: str, raw: str) -> Any:
             check_origin(origin)
     if key == "server.max_body_mib" and value < 1:
         raise ConfigError("server.max_body_mib: must be at least 1")
+    if key == "server.ttl":
+        from xitui.core.units import parse_duration
+
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"server.ttl: {exc}") from None
     if key == "endpoint" and not raw.startswith(("http://", "https://")):
         raise ConfigError("endpoint: must start with http:// or https://")
     path = config_path()

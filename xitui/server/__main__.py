@@ -34,15 +34,21 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
         )
     import uvicorn
 
+    from xitui.core.units import parse_duration
     from xitui.server.app import create_asgi
 
     settings = load_config().server
+    try:
+        default_ttl = parse_duration(settings.get("ttl", "never"))
+    except ValueError as exc:
+        raise XituiError(f"server.ttl in the config: {exc}") from None
+    _log_to_stderr(log_level)
     origins = [check_origin(o) for o in [*settings["allowed_origins"], *(allowed_origins or [])]]
     policy = Policy.for_bind(host, [*settings["allowed_hosts"], *(allowed_hosts or [])], origins,
                              max_body_mib or settings["max_body_mib"])
     home = home_dir()
     home.mkdir(parents=True, exist_ok=True)
-    app = create_asgi(home, api_key=api_key, policy=policy)
+    app = create_asgi(home, api_key=api_key, policy=policy, default_ttl=default_ttl)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
@@ -69,6 +75,19 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
                 info.unlink()
         except (OSError, ValueError):
             pass
+
+
+def _log_to_stderr(level: str) -> None:
+    """xitui's own log lines (models unloaded, restored, failed) go where uvicorn's go, with a time."""
+    import logging
+
+    logger = logging.getLogger("xitui")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s xitui: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if level.lower() == "debug" else logging.INFO)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import asyncio
 import base64
 import os
 import time
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xitui import __version__
 from xitui.core.config import home_dir
-from xitui.core.errors import XituiError
+from xitui.core.errors import NotFoundError, XituiError
 from xitui.core.registry import Registry
 from xitui.server import resources
 from xitui.server.asgi import BearerAuth, FastPath, error_response
@@ -41,17 +42,23 @@ from xitui.server.supervisor import Supervisor
 # --- the app -------------------------------------------------------------------------------------
 
 
-def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
-    """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it."""
+def create_app(home: Path | None = None, api_key: str | None = None, default_ttl: float | None = None) -> FastAPI:
+    """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it.
+
+    `default_ttl`: seconds a model may stay idle before it is unloaded, when its launch names none."""
     home = home or home_dir()
     registry = Registry(home)
-    supervisor = Supervisor(registry, home)
+    supervisor = Supervisor(registry, home, default_ttl=default_ttl)
     started = time.time()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources.snapshot()  # primes psutil's CPU counter
+        tasks = [asyncio.create_task(supervisor.watch_idle()), asyncio.create_task(supervisor.restore_marked())]
         yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await supervisor.shutdown()
 
     app = FastAPI(title="xitui", version=__version__, lifespan=lifespan)
@@ -87,11 +94,11 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
     @app.get("/status")
     async def status() -> dict[str, Any]:
         workers = {
-            uid: {"pid": m.pid, "state": m.state, "memory_rss": m.memory_rss()}
+            uid: {"pid": m.pid, "pids": m.pids, "state": m.state, "memory_rss": m.memory_rss()}
             for uid, m in supervisor.models.items()
         }
         return {"status": "ok", "version": __version__, "pid": os.getpid(), "uptime": time.time() - started,
-                "home": str(home), "workers": workers}
+                "home": str(home), "workers": workers, "restored": supervisor.restored}
 
     @app.get("/v1/cluster/info")
     async def cluster_info() -> list[dict[str, Any]]:
@@ -105,7 +112,7 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
 
     @app.get("/v1/resources")
     async def machine_resources() -> dict[str, Any]:
-        owners = {m.pid: uid for uid, m in supervisor.models.items() if m.pid}
+        owners = {pid: uid for uid, m in supervisor.models.items() for pid in m.pids}
         return resources.snapshot(owners)
 
     # --- registrations --------------------------------------------------------------------------
@@ -133,6 +140,11 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
         uid = await supervisor.launch(body.model_dump(), wait_ready=wait_ready)
         return {"model_uid": uid}
 
+    @app.post("/v1/models/estimate")
+    async def estimate_launch(body: LaunchBody) -> dict[str, Any]:
+        """The memory a launch would need and whether it fits now; launches nothing."""
+        return await supervisor.estimate(body.model_dump())
+
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
         data = [
@@ -148,14 +160,20 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
     @app.get("/v1/models/{model_uid}/progress")
     async def launch_progress(model_uid: str) -> dict[str, Any]:
         model = supervisor.get(model_uid)
-        return {"progress": model.progress, "stage": model.stage, "state": model.state, "error": model.error,
-                "download_files": [], "replicas": []}
+        progress, stage = model.progress()
+        if model.state == "ready":
+            progress, stage = 1.0, "ready"
+        return {"progress": progress, "stage": stage, "state": model.state, "error": model.error,
+                "download_files": [], "replicas": [r.describe() for r in model.replicas]}
 
     @app.get("/v1/models/{model_uid}/logs")
-    async def model_logs(model_uid: str, offset: int = -16384) -> dict[str, Any]:
-        """The worker's log from byte `offset` (negative: that many bytes before the end), at most 64 KiB,
+    async def model_logs(model_uid: str, offset: int = -16384, replica: int = 0) -> dict[str, Any]:
+        """A worker's log from byte `offset` (negative: that many bytes before the end), at most 64 KiB,
         and the offset to ask from next: what the dashboard's log view follows."""
-        path = supervisor.get(model_uid).log_path
+        model = supervisor.get(model_uid)
+        if not 0 <= replica < len(model.replicas):
+            raise NotFoundError(f"model {model_uid!r} has no replica {replica} (it has {len(model.replicas)})")
+        path = model.replicas[replica].log_path
         try:
             with open(path, "rb") as fh:
                 size = fh.seek(0, os.SEEK_END)
@@ -232,10 +250,11 @@ def create_app(home: Path | None = None, api_key: str | None = None) -> FastAPI:
     return app
 
 
-def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None) -> Any:
+def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None,
+                default_ttl: float | None = None) -> Any:
     """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
     the inference fast path, then the FastAPI app."""
-    inner = BearerAuth(FastPath(create_app(home, api_key)), api_key=api_key)
+    inner = BearerAuth(FastPath(create_app(home, api_key, default_ttl)), api_key=api_key)
     return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"))
 
 

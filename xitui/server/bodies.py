@@ -35,6 +35,14 @@ class LaunchBody(_Body):
     replica: int = 1
     n_gpu: int | str | None = "auto"
     envs: dict[str, str] | None = None
+    #: xitui's own: tokens of context to allocate (default: the spec's context_length)
+    context_length: int | None = None
+    #: idle time before the model is unloaded: seconds, or "30s", "10m", "1h"; 0 = once idle, -1 = never
+    ttl: int | float | str | None = None
+    #: bring the model back, with these settings, whenever the server starts
+    restore: bool = False
+    #: launch even when the memory estimate says it will not fit
+    force: bool = False
 
 
 class GenerationBody(_Body):

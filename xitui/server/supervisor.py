@@ -1,8 +1,8 @@
-"""Runs one worker process per launched model and routes requests to it (no model library here).
+"""Runs launched models, each as one or more worker processes (replicas), and routes requests to them.
 
-A worker's death, whatever the cause (SIGKILL included), closes its protocol pipe; the reader task sees
-that at once, fails the requests in flight and marks the model `error`. The server itself never waits
-on a worker for anything but the answers it asked for.
+No model library is imported here. Around launching: the memory estimate is checked before anything
+starts (core/estimate.py via capacity.py), models idle past their time to live are unloaded, and the
+launch settings are remembered so that marked models come back when the server starts again.
 """
 
 from __future__ import annotations
@@ -11,157 +11,236 @@ import asyncio
 import itertools
 import logging
 import os
-import signal
-import sys
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from xitui.core.errors import ConflictError, LaunchError, ModelFailedError, NotFoundError, XituiError
+from xitui.core.estimate import Estimate, InsufficientMemoryError
+from xitui.core.launches import LaunchMemory
 from xitui.core.registry import Registry
+from xitui.core.units import human_duration, parse_duration
+from xitui.server import capacity
 from xitui.server.launch import LaunchPlan
+from xitui.server.worker_process import Inbox, Metrics, Replica
 
 log = logging.getLogger("xitui.supervisor")
 
-#: Longest protocol line the supervisor accepts (a batch of embedding vectors is one line).
-LINE_LIMIT = 256 * 1024 * 1024
+#: How often idle models are looked at (seconds).
+IDLE_CHECK = 1.0
+MAX_REPLICAS = 64
 
 
-class Inbox:
-    """Messages for one request, in order. asyncio.Queue does the same with far more machinery, and one
-    is made per request: at a few hundred embedding requests a second that showed in profiles."""
-
-    __slots__ = ("items", "waiter")
-
-    def __init__(self) -> None:
-        self.items: deque[dict[str, Any]] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, msg: dict[str, Any]) -> None:
-        self.items.append(msg)
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def get(self) -> dict[str, Any]:
-        while not self.items:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        return self.items.popleft()
+def launch_options(request: dict[str, Any], default_ttl: float | None) -> tuple[int, float | None, bool, bool]:
+    """(replicas, ttl seconds or None for never, restore, force) from a launch request, checked."""
+    replicas = request.get("replica", 1)
+    if replicas is None:
+        replicas = 1
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
+        raise LaunchError(f"replica: a whole number from 1 to {MAX_REPLICAS}")
+    ttl = default_ttl
+    if request.get("ttl") is not None:
+        try:
+            ttl = parse_duration(request["ttl"])
+        except ValueError as exc:
+            raise LaunchError(f"ttl: {exc}") from None
+    return replicas, ttl, bool(request.get("restore")), bool(request.get("force"))
 
 
-@dataclass
-class Metrics:
-    requests: int = 0
-    errors: int = 0
-    in_flight: int = 0
-    tokens_generated: int = 0
-    last_ttft: float | None = None
-    last_tokens_per_s: float | None = None
-    #: Texts in the last and in the largest embedding batch (dynamic batching at work).
-    last_batch_size: int | None = None
-    max_batch_size: int = 0
-    #: When the last request ended (epoch seconds; None: never used), for the idle time.
-    last_used: float | None = None
+def _threads_each(replicas: int) -> int:
+    """Physical cores shared out between replicas: more threads than cores slows every one of them."""
+    try:
+        import psutil
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except Exception:  # psutil cannot read the topology in some sandboxes
+        cores = os.cpu_count() or 1
+    return max(1, cores // replicas)
 
 
 @dataclass
-class ModelProcess:
+class Model:
     uid: str
     plan: LaunchPlan
-    log_path: Path
-    state: str = "launching"
-    error: str | None = None
-    progress: float = 0.0
-    stage: str = "starting worker"
-    info: dict[str, Any] = field(default_factory=dict)
-    metrics: Metrics = field(default_factory=Metrics)
-    proc: asyncio.subprocess.Process | None = None
+    request: dict[str, Any]
+    replicas: list[Replica]
+    ttl: float | None = None
+    restore: bool = False
+    estimate: Estimate | None = None
     launched_at: float = field(default_factory=time.time)
-    launch_seconds: float | None = None
-    pending: dict[int, Inbox] = field(default_factory=dict)
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
-    reader: asyncio.Task[None] | None = None
-    terminating: bool = False
+    ready_at: float | None = None
+    #: Why the launch failed (a replica that could not load, files that are gone...).
+    failure: str | None = None
+    settling: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> str:
+        states = {r.state for r in self.replicas}
+        if self.failure is not None or not self.replicas or states == {"error"}:
+            return "error"
+        if "launching" in states:
+            return "launching"
+        return "ready"
+
+    @property
+    def error(self) -> str | None:
+        if self.failure is not None:
+            return self.failure
+        errors = [r.error for r in self.replicas if r.error]
+        if self.state == "error":
+            return errors[0] if errors else "no replica is running"
+        if errors:  # some replicas died, the others serve
+            return "; ".join(f"replica {r.index}: {r.error}" for r in self.replicas if r.error)
+        return None
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        return self.replicas[0].pid if self.replicas else None
+
+    @property
+    def pids(self) -> list[int]:
+        return [r.pid for r in self.replicas if r.pid is not None and r.state != "error"]
+
+    @property
+    def log_path(self) -> Path:
+        return self.replicas[0].log_path
+
+    def in_flight(self) -> int:
+        return sum(r.metrics.in_flight for r in self.replicas)
+
+    def idle_since(self) -> float | None:
+        """When the model last finished a request (or became ready); None while it is busy or launching."""
+        if self.state != "ready" or self.in_flight():
+            return None
+        used = [r.metrics.last_used for r in self.replicas if r.metrics.last_used]
+        return max([self.ready_at or self.launched_at, *used])
+
+    def unload_at(self) -> float | None:
+        since = self.idle_since()
+        return None if since is None or self.ttl is None else since + self.ttl
+
+    def metrics(self) -> dict[str, Any]:
+        """The replicas' metrics together (speeds from the replica used last)."""
+        parts = [r.metrics for r in self.replicas]
+        total = Metrics()
+        for m in parts:
+            total.requests += m.requests
+            total.errors += m.errors
+            total.in_flight += m.in_flight
+            total.tokens_generated += m.tokens_generated
+            total.max_batch_size = max(total.max_batch_size, m.max_batch_size)
+        used = [m for m in parts if m.last_used]
+        if used:
+            last = max(used, key=lambda m: m.last_used or 0)
+            total.last_used = last.last_used
+            total.last_ttft, total.last_tokens_per_s = last.last_ttft, last.last_tokens_per_s
+            total.last_batch_size = last.last_batch_size
+        return total.as_dict()
 
     def memory_rss(self) -> int | None:
-        """Resident memory of the worker process (None once it is gone)."""
-        if self.pid is None or self.state == "error":
-            return None
-        try:
-            import psutil
+        sizes = [s for s in (r.memory_rss() for r in self.replicas) if s is not None]
+        return sum(sizes) if sizes else None
 
-            return psutil.Process(self.pid).memory_info().rss
-        except Exception:  # the process ended between the check and the reading
-            return None
+    def progress(self) -> tuple[float, str]:
+        """The slowest replica's progress and stage."""
+        if not self.replicas:
+            return 0.0, "error" if self.failure else "starting"
+        slowest = min(self.replicas, key=lambda r: r.progress)
+        return slowest.progress, slowest.stage
 
     def describe(self) -> dict[str, Any]:
-        """Xinference's describe fields, plus what a dashboard shows (state, pid, memory, metrics)."""
+        """Xinference's describe fields, plus what a dashboard shows (state, pid, memory, metrics, replicas)."""
         data = self.plan.describe()
+        first = self.replicas[0] if self.replicas else None
+        info = first.info if first else {}
+        progress, stage = self.progress()
+        launch_times = [r.launch_seconds for r in self.replicas if r.launch_seconds is not None]
         data.update(
             model_engine=self.plan.engine,
-            replica=1,
+            replica=len(self.replicas) or int(self.request.get("replica") or 1),
             state=self.state,
             error=self.error,
-            progress=self.progress,
-            stage=self.stage,
+            progress=1.0 if self.state == "ready" else progress,
+            stage="ready" if self.state == "ready" else stage,
             pid=self.pid,
             memory_rss=self.memory_rss(),
             launched_at=self.launched_at,
-            launch_seconds=self.launch_seconds,
-            device=self.info.get("device"),
-            chat_format=self.info.get("chat_format"),
-            metrics=self.metrics.as_dict(),
+            launch_seconds=max(launch_times) if launch_times else None,
+            device=info.get("device"),
+            chat_format=info.get("chat_format"),
+            metrics=self.metrics(),
+            ttl=self.ttl,
+            idle_since=self.idle_since(),
+            unload_at=self.unload_at(),
+            restore=self.restore,
+            estimate=self.estimate.as_dict() if self.estimate else None,
+            replicas=[r.describe() for r in self.replicas],
         )
-        if self.info.get("context_length"):
-            data["context_length"] = self.info["context_length"]
+        if info.get("context_length"):
+            data["context_length"] = info["context_length"]
         return data
 
-
-def _log_tail(path: Path, lines: int = 3) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 4096))
-            text = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip()]
-    return " | ".join(kept[-lines:])
+    def pick(self) -> Replica:
+        """The least busy ready replica (fewest requests in flight, then fewest served)."""
+        ready = [r for r in self.replicas if r.state == "ready"]
+        if not ready:
+            state = self.state
+            if state == "launching":
+                raise XituiError(f"model {self.uid!r} is still launching; wait until it is ready")
+            raise ModelFailedError(f"model {self.uid!r} is in error: {self.error}")
+        return min(ready, key=lambda r: (r.metrics.in_flight, r.metrics.requests))
 
 
 class Supervisor:
-    def __init__(self, registry: Registry, home: Path):
+    def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None):
         self.registry = registry
         self.home = home
-        self.models: dict[str, ModelProcess] = {}
+        self.default_ttl = default_ttl
+        self.models: dict[str, Model] = {}
+        #: uid -> why it is gone, for models unloaded for being idle (a 404 says so).
+        self.unloaded: dict[str, str] = {}
+        self.memory = LaunchMemory(home)
+        #: What the last start's restore did: one entry per marked model.
+        self.restored: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def get(self, uid: str) -> ModelProcess:
+    def get(self, uid: str) -> Model:
         model = self.models.get(uid)
         if model is None:
+            if uid in self.unloaded:
+                raise NotFoundError(f"model {uid!r} {self.unloaded[uid]}; launch it again to use it")
             raise NotFoundError(f"model {uid!r} is not running (see `xitui list`)")
         return model
 
-    async def launch(self, request: dict[str, Any], wait_ready: bool = True) -> str:
+    def _reserved(self) -> tuple[int, int]:
+        """Memory that launches still loading will take on top of what they hold now (RAM, GPU)."""
+        ram = gpu = 0
+        for model in self.models.values():
+            if model.state == "launching" and model.estimate is not None:
+                ram += max(0, model.estimate.ram - (model.memory_rss() or 0))
+                gpu += model.estimate.gpu
+        return ram, gpu
+
+    async def estimate(self, request: dict[str, Any]) -> dict[str, Any]:
+        """What `launch --estimate-only` shows: the estimate and how it fits, launching nothing."""
+        replicas, _, _, _ = launch_options(request, self.default_ttl)
+        plan = LaunchPlan.build(self.registry, request)
+        est, fit = await capacity.measure(plan.worker_settings(), replicas, *self._reserved())
+        if fit is None:
+            return {"model_name": plan.model_name, "estimate": None, "fits": None,
+                    "reason": "the model's files are not on this machine yet (they are downloaded or assembled "
+                              "at launch): nothing to measure"}
+        return {"model_name": plan.model_name, **fit.as_dict(), "line": fit.line()}
+
+    async def launch(self, request: dict[str, Any], wait_ready: bool = True, keep_failed: bool = False) -> str:
+        """Start a model's replicas. `wait_ready`: answer once all are ready (or one failed); `keep_failed`:
+        a failed launch stays listed as an error (restores do this, so a user sees why)."""
+        replicas, ttl, restore, force = launch_options(request, self.default_ttl)
         plan = LaunchPlan.build(self.registry, request)
         uid = request.get("model_uid") or plan.model_name
         if not isinstance(uid, str) or not uid.strip() or "/" in uid:
@@ -175,180 +254,162 @@ class Supervisor:
                 )
             if old is not None:
                 await self._stop(old)
-            model = ModelProcess(uid=uid, plan=plan, log_path=self.home / "logs" / f"{uid}.log")
+                self.models.pop(uid, None)
+            settings = plan.worker_settings()
+            est, fit = await capacity.measure(settings, replicas, *self._reserved())
+            if fit is not None and not fit.fits and not force:
+                raise InsufficientMemoryError(f"{plan.model_name} {fit.line()}; --force launches anyway")
+            self.unloaded.pop(uid, None)
+            model = Model(uid=uid, plan=plan, request=dict(request), replicas=[], ttl=ttl, restore=restore,
+                          estimate=est)
+            envs = dict(plan.envs)
+            if replicas > 1 and "n_threads" not in settings and "XITUI_THREADS" not in {**os.environ, **envs}:
+                envs["XITUI_THREADS"] = str(_threads_each(replicas))
+            logs = self.home / "logs"
+            for index in range(replicas):
+                replica = Replica(uid=uid, index=index,
+                                  log_path=logs / (f"{uid}.log" if index == 0 else f"{uid}.{index}.log"))
+                model.replicas.append(replica)
+                await replica.spawn(settings, envs)
             self.models[uid] = model
-            await self._spawn(model)
+            model.settling = asyncio.create_task(self._settle(model))
         if not wait_ready:
             return uid
-        await model.settled.wait()
+        await asyncio.shield(model.settling)
         if model.state == "error":
-            if self.models.get(uid) is model:
+            if not keep_failed and self.models.get(uid) is model:
                 del self.models[uid]
             raise LaunchError(f"could not launch {plan.model_name}: {model.error}")
         return uid
 
-    async def _spawn(self, model: ModelProcess) -> None:
-        model.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(model.log_path, "ab") as log_file:
-            model.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "xitui.worker",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log_file,
-                limit=LINE_LIMIT,
-                env={**os.environ, **model.plan.envs},
-            )
-        assert model.proc.stdin is not None
-        model.proc.stdin.write(orjson.dumps(model.plan.worker_settings()) + b"\n")
-        model.reader = asyncio.create_task(self._read(model))
-
-    async def _read(self, model: ModelProcess) -> None:
-        """Route everything the worker says; on EOF, the worker is gone."""
-        proc = model.proc
-        assert proc is not None and proc.stdout is not None
-        last_error: str | None = None
-        start = time.perf_counter()
-        while True:
-            try:
-                line = await proc.stdout.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                last_error = "the worker sent a line too long to read"
-                break
-            if not line:
-                break
-            try:
-                msg = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            rid = msg.get("id")
-            if rid is not None:
-                queue = model.pending.get(rid)
-                if queue is not None:
-                    queue.put_nowait(msg)
-                continue
-            event = msg.get("event")
-            if event == "progress":
-                model.progress = float(msg.get("progress", 0.0))
-                model.stage = str(msg.get("stage", ""))
-            elif event == "ready":
-                model.info = msg.get("info") or {}
-                model.state = "ready"
-                model.progress = 1.0
-                model.stage = "ready"
-                model.launch_seconds = time.perf_counter() - start
-                model.settled.set()
-            elif event == "error":
-                last_error = str(msg.get("message"))
-        code = await proc.wait()
-        if model.terminating:
-            return
-        if last_error is None:
-            how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            tail = _log_tail(model.log_path)
-            last_error = f"the worker process {how}" + (f" ({tail})" if tail else "")
-            if code == -signal.SIGKILL and model.state == "launching":
-                last_error += "; it may have run out of memory"
-        was = model.state
-        model.state = "error"
-        model.error = last_error
-        model.stage = "error"
-        model.settled.set()
-        log.warning("model %s (%s): %s", model.uid, was, last_error)
-        for queue in list(model.pending.values()):
-            queue.put_nowait({"error": f"model {model.uid!r} failed: {last_error}", "status": 500})
+    async def _settle(self, model: Model) -> None:
+        """Wait for every replica; one that fails to load fails the launch and stops the others."""
+        pending = {asyncio.ensure_future(r.settled.wait()): r for r in model.replicas}
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                replica = pending.pop(task)
+                if replica.state == "error" and model.failure is None:
+                    model.failure = replica.error if len(model.replicas) == 1 else \
+                        f"replica {replica.index}: {replica.error}"
+                    for other in model.replicas:
+                        if other is not replica:
+                            await other.stop("failed to launch with its other replicas")
+        if model.failure is None and model.state == "ready":
+            model.ready_at = time.time()
+            self.memory.remember(model.uid, model.request, model.restore)
 
     async def terminate(self, uid: str) -> None:
+        """Stop a model because its user said so: it does not come back at the next start."""
         model = self.get(uid)
         self.models.pop(uid, None)
+        self.memory.unmark(uid)
         await self._stop(model)
 
-    async def _stop(self, model: ModelProcess) -> None:
-        model.terminating = True
-        proc = model.proc
-        if proc is None:
-            return
-        for queue in list(model.pending.values()):
-            queue.put_nowait({"error": f"model {model.uid!r} was terminated", "status": 400})
-        if proc.returncode is None:
-            if model.state == "launching":
-                proc.kill()  # a loading worker reads no stdin yet: nothing to wait for
-                await proc.wait()
-            else:
-                try:
-                    assert proc.stdin is not None
-                    proc.stdin.close()  # the worker exits when its stdin closes
-                    await asyncio.wait_for(proc.wait(), timeout=3)
-                except (asyncio.TimeoutError, OSError):
-                    proc.kill()
-                    await proc.wait()
-        if model.reader is not None:
-            await asyncio.gather(model.reader, return_exceptions=True)
-        if not model.settled.is_set():  # a launch waiting for this model gets its answer
-            model.state = "error"
-            model.error = "it was terminated while launching"
-            model.settled.set()
+    async def _stop(self, model: Model, why: str = "was terminated") -> None:
+        for replica in model.replicas:
+            await replica.stop(why)
+        if model.settling is not None:
+            await asyncio.gather(model.settling, return_exceptions=True)
 
     async def shutdown(self) -> None:
         for uid in list(self.models):
-            await self.terminate(uid)
+            model = self.models.pop(uid)
+            await self._stop(model)
+
+    # --- idle unload and restore ----------------------------------------------------------------
+
+    async def unload_idle(self) -> list[str]:
+        """Unload every model idle past its time to live; returns their uids."""
+        now = time.time()
+        gone = []
+        for uid, model in list(self.models.items()):
+            when = model.unload_at()
+            if when is None or now < when or self.models.get(uid) is not model:
+                continue
+            idle = human_duration(now - (model.idle_since() or now))
+            why = f"was unloaded after {idle} idle (its ttl is {human_duration(model.ttl)})"
+            self.models.pop(uid, None)
+            self.unloaded[uid] = why
+            await self._stop(model, why)
+            log.info("model %s %s", uid, why)
+            gone.append(uid)
+        return gone
+
+    async def watch_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_CHECK)
+            try:
+                await self.unload_idle()
+            except Exception:  # the watcher must outlive any one model's trouble
+                log.exception("idle check failed")
+
+    async def restore_marked(self) -> list[dict[str, Any]]:
+        """Relaunch the models marked to come back, one after the other; each result is logged and kept
+        in `restored`. A model that cannot come back is listed in error with the reason."""
+        marked = self.memory.marked()
+        self.restored = [{"model_uid": uid, "result": "pending"} for uid, _ in marked]
+        for entry, (uid, request) in zip(self.restored, marked, strict=True):
+            start = time.perf_counter()
+            try:
+                await self.launch({**request, "restore": True}, keep_failed=True)
+            except XituiError as exc:
+                entry.update(result="error", error=str(exc))
+                if uid not in self.models:
+                    self._failed_entry(uid, request, str(exc))
+                log.warning("could not restore model %s: %s", uid, exc)
+                continue
+            entry.update(result="ready", seconds=round(time.perf_counter() - start, 2))
+            log.info("restored model %s (%.1f s)", uid, entry["seconds"])
+        return self.restored
+
+    def _failed_entry(self, uid: str, request: dict[str, Any], reason: str) -> None:
+        """List a model that could not even be planned (registration or files gone) as an error."""
+        registration: dict[str, Any] = {"model_ability": [], "model_family": "", "model_lang": [],
+                                        "dimensions": None, "max_tokens": None, "language": []}
+        model_type = "embedding" if str(request.get("model_type", "LLM")).lower() == "embedding" else "LLM"
+        plan = LaunchPlan(model_name=str(request.get("model_name")), model_type=model_type, engine="",
+                          model_format=str(request.get("model_format") or ""), model_size_in_billions=None,
+                          quantization=str(request.get("quantization") or ""), model_path=None, model_id=None,
+                          file_name=None, context_length=request.get("context_length"), registration=registration)
+        self.models[uid] = Model(uid=uid, plan=plan, request=request, replicas=[], restore=True, failure=reason)
 
     # --- requests -------------------------------------------------------------------------------
 
     async def call(self, uid: str, op: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Send one request to a model's worker and yield its messages until the last one.
+        """Send one request to the least busy replica and yield its messages until the last one.
 
         Messages are the worker's: {"text"} pieces, then {"done"} or {"result"}; an {"error"} message
         is raised as an XituiError instead. Closing the iterator early cancels the request.
         """
         model = self.get(uid)
-        if model.state == "error":
+        if model.failure is not None:
             raise ModelFailedError(f"model {uid!r} is in error: {model.error}")
-        if model.state != "ready":
-            raise XituiError(f"model {uid!r} is still {model.state}; wait until it is ready")
+        replica = model.pick()
         rid = next(self._ids)
         queue = Inbox()
-        model.pending[rid] = queue
-        metrics = model.metrics
-        metrics.requests += 1
-        metrics.in_flight += 1
+        replica.pending[rid] = queue
+        metrics = replica.metrics
+        metrics.started()
         finished = False
         try:
-            assert model.proc is not None and model.proc.stdin is not None
-            try:
-                model.proc.stdin.write(orjson.dumps({"id": rid, "op": op, **payload}) + b"\n")
-            except (BrokenPipeError, ConnectionResetError, RuntimeError):
-                raise ModelFailedError(f"model {uid!r} is not running any more") from None
+            if not replica.send({"id": rid, "op": op, **payload}):
+                raise ModelFailedError(f"model {uid!r} is not running any more")
             while True:
                 msg = await queue.get()
-                if "error" in msg:
+                if "error" in msg or "done" in msg or "result" in msg:
                     finished = True
+                    metrics.record(msg)
+                if "error" in msg:
                     status = int(msg.get("status", 500))
-                    metrics.errors += status >= 500
                     error = (ModelFailedError if status >= 500 else XituiError)(msg["error"])
                     error.status_code = status
                     raise error
-                if "done" in msg:
-                    finished = True
-                    done = msg["done"]
-                    metrics.last_ttft = done.get("ttft")
-                    metrics.last_tokens_per_s = done.get("tokens_per_s")
-                    metrics.tokens_generated += done.get("usage", {}).get("completion_tokens", 0)
-                elif "result" in msg:
-                    finished = True
-                    batch = msg["result"].get("batch")
-                    if batch:
-                        metrics.last_batch_size = batch
-                        metrics.max_batch_size = max(metrics.max_batch_size, batch)
                 yield msg
                 if finished:
                     return
         finally:
-            metrics.in_flight -= 1
-            metrics.last_used = time.time()
-            model.pending.pop(rid, None)
-            if not finished and model.proc is not None and model.proc.returncode is None:
-                try:
-                    assert model.proc.stdin is not None
-                    model.proc.stdin.write(orjson.dumps({"id": rid, "op": "cancel"}) + b"\n")
-                except (BrokenPipeError, ConnectionResetError, RuntimeError):
-                    pass
+            metrics.ended()
+            replica.pending.pop(rid, None)
+            if not finished:
+                replica.send({"id": rid, "op": "cancel"})

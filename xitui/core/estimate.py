@@ -1,0 +1,250 @@
+"""How much memory a launch needs, from the spec and the files' headers (no weights read), and whether that
+fits in what the machine has free.
+
+The parts, each stated so a user can check them:
+- weights: a GGUF file's size; for PyTorch, parameters (safetensors headers) x bytes per weight for the
+  dtype the backend loads (float32 on the CPU, the config's dtype on a GPU, 1 or 0.5 byte for 8-/4-bit);
+- KV cache: 2 (K and V) x layers x KV heads x head size x context length x bytes per value (llama.cpp
+  keeps f16; transformers the model's dtype), from GGUF metadata or config.json;
+- overhead: the engine's working buffers (llama.cpp: 64 MiB + 5 % of the weights for its compute graph;
+  transformers and sentence-transformers: 20 % of the weights + 128 MiB for activations and the allocator,
+  the rule of thumb accelerate's `estimate-memory` states for inference);
+- runtime: the worker process with its library imported, before any model (measured on the build machine:
+  python + llama_cpp 41 MiB, python + torch + transformers 243 MiB).
+
+A GGUF file is memory-mapped: replicas on the CPU share its pages, so its weights count once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xitui.core.errors import XituiError
+from xitui.core.units import human_bytes
+
+MIB = 2**20
+RUNTIME = {"llama.cpp": 41 * MIB, "transformers": 243 * MIB, "sentence_transformers": 260 * MIB}
+DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
+
+
+@dataclass
+class Estimate:
+    """Bytes a launch needs; `ram` and `gpu` say where (per replica, except weights shared by mmap)."""
+
+    engine: str
+    context_length: int | None
+    weights: int
+    kv_cache: int
+    overhead: int
+    runtime: int
+    replicas: int = 1
+    #: Bytes of KV cache per token of context (0 for embedding models): what the largest context uses.
+    kv_per_token: int = 0
+    #: "cpu" or "gpu": where weights and cache go (the runtime always takes RAM).
+    device: str = "cpu"
+    #: Fraction of the weights on the GPU (llama.cpp's n_gpu_layers may offload only some layers).
+    gpu_fraction: float = 0.0
+    shared_weights: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def per_replica(self) -> int:
+        return self.weights + self.kv_cache + self.overhead + self.runtime
+
+    @property
+    def gpu(self) -> int:
+        """Bytes every replica needs on the GPU(s)."""
+        if self.device != "gpu":
+            return 0
+        return self.replicas * int(self.weights * self.gpu_fraction + self.kv_cache + self.overhead)
+
+    @property
+    def ram(self) -> int:
+        """Bytes the replicas need in system memory."""
+        if self.device == "gpu":
+            host = int(self.weights * (1 - self.gpu_fraction))
+            return self.replicas * (self.runtime + host)
+        weights = self.weights if self.shared_weights else self.replicas * self.weights
+        return weights + self.replicas * (self.kv_cache + self.overhead + self.runtime)
+
+    @property
+    def total(self) -> int:
+        return self.ram + self.gpu
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(ram=self.ram, gpu=self.gpu, total=self.total, per_replica=self.per_replica)
+        return data
+
+    def parts_text(self) -> str:
+        parts = [f"weights {human_bytes(self.weights)}"]
+        if self.kv_per_token:
+            parts.append(f"KV cache {human_bytes(self.kv_cache)} for {self.context_length} tokens")
+        parts += [f"overhead {human_bytes(self.overhead)}", f"runtime {human_bytes(self.runtime)}"]
+        text = " + ".join(parts)
+        return f"{self.replicas} x ({text})" if self.replicas > 1 else text
+
+
+@dataclass
+class Fit:
+    """An estimate set against free memory: whether it fits, and the largest context that would."""
+
+    estimate: Estimate
+    free_ram: int
+    free_gpu: int | None
+    fits: bool
+    largest_context: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"estimate": self.estimate.as_dict(), "free_ram": self.free_ram, "free_gpu": self.free_gpu,
+                "fits": self.fits, "largest_context": self.largest_context}
+
+    def line(self) -> str:
+        """One line: what it needs, what is free, and the largest context that would fit."""
+        est = self.estimate
+        where = "GPU memory" if est.device == "gpu" else "memory"
+        need = est.gpu if est.device == "gpu" else est.ram
+        free = self.free_gpu if est.device == "gpu" else self.free_ram
+        text = f"needs about {human_bytes(need)} of {where} ({est.parts_text()}), {human_bytes(free)} is free"
+        if not self.fits and est.kv_per_token:
+            if self.largest_context:
+                text += f"; the largest context that fits is {self.largest_context} tokens (--context-length)"
+            else:
+                text += "; it does not fit at any context length"
+        return text
+
+
+def check_fit(est: Estimate, free_ram: int, free_gpu: int | None) -> Fit:
+    """Set an estimate against free memory (free_gpu: None when there is no GPU)."""
+    on_gpu = est.device == "gpu" and free_gpu is not None
+    need, free = (est.gpu, free_gpu) if on_gpu else (est.ram, free_ram)
+    assert free is not None
+    fits = need <= free and (not on_gpu or est.ram <= free_ram)
+    largest = None
+    if not fits and est.kv_per_token and est.context_length:
+        spare = free - (need - est.replicas * est.kv_cache)
+        tokens = spare // (est.replicas * est.kv_per_token) if spare > 0 else 0
+        tokens = min(int(tokens) // 256 * 256, est.context_length)
+        largest = tokens if tokens >= 256 else None
+    return Fit(est, free_ram, free_gpu, fits, largest)
+
+
+# --- the parts, read from the files -------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _kv(layers: Any, kv_heads: Any, key_length: Any, value_length: Any, value_bytes: int) -> int:
+    """KV bytes per token of context."""
+    if not all(isinstance(v, int) and v > 0 for v in (layers, kv_heads, key_length, value_length)):
+        return 0
+    return int(layers * kv_heads * (key_length + value_length) * value_bytes)
+
+
+def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) -> Estimate | None:
+    """The estimate for a worker's launch settings (LaunchPlan.worker_settings), or None when the files are
+    not on this machine yet (a Hub model not downloaded, a bundled model not assembled).
+
+    `gpu`: the engine will put the model on a GPU (the caller knows whether one is there and usable)."""
+    path = settings.get("model_path")
+    if not path or not os.path.exists(path):
+        return None
+    engine = settings["engine"]
+    context = settings.get("context_length")
+    if engine == "llama.cpp":
+        est = _gguf(Path(path), context, settings.get("n_gpu_layers"), gpu)
+    elif engine == "transformers":
+        est = _pytorch(Path(path), context, settings.get("quantization") or "none", gpu)
+    else:
+        est = _sentence_transformers(Path(path), gpu)
+    est.replicas = max(1, int(replicas))
+    return est
+
+
+def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool) -> Estimate:
+    from xitui.core.inspect.gguf_header import read_header
+
+    header = read_header(path, token_ids=())
+    heads = header.arch("attention.head_count")
+    embedding = header.arch("embedding_length")
+    head_size = embedding // heads if isinstance(embedding, int) and isinstance(heads, int) and heads else None
+    layers = header.arch("block_count")
+    per_token = _kv(layers, header.arch("attention.head_count_kv") or heads,
+                    header.arch("attention.key_length") or head_size,
+                    header.arch("attention.value_length") or head_size, 2)
+    context = context or header.arch("context_length") or 2048
+    weights = header.file_size
+    notes = [] if per_token else ["the GGUF metadata does not give the KV cache's shape: not counted"]
+    fraction = 0.0
+    if gpu:
+        wanted = -1 if n_gpu_layers is None else int(n_gpu_layers)
+        total_layers = (layers or 0) + 1  # the output layer counts as one more
+        fraction = 1.0 if wanted < 0 or not layers else min(1.0, wanted / total_layers)
+        gpu = fraction > 0
+    return Estimate(
+        engine="llama.cpp", context_length=context, weights=weights, kv_cache=per_token * context,
+        overhead=64 * MIB + weights // 20, runtime=RUNTIME["llama.cpp"], kv_per_token=per_token,
+        device="gpu" if gpu else "cpu", gpu_fraction=fraction if gpu else 0.0, shared_weights=not gpu, notes=notes,
+    )
+
+
+def _parameters(folder: Path) -> tuple[int, str]:
+    """Parameters from safetensors headers; without those, the weight files' size as float32."""
+    from xitui.core.inspect.local import safetensors_parameters
+
+    count = safetensors_parameters(folder)
+    if count:
+        return count, ""
+    size = sum(p.stat().st_size for p in folder.glob("*.bin"))
+    return size // 4, "no safetensors headers: parameters guessed from the .bin files' size"
+
+
+def _pytorch(folder: Path, context: int | None, quantization: str, gpu: bool) -> Estimate:
+    config = _read_json(folder / "config.json")
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or text.get("torch_dtype") or "float32")
+    value_bytes = DTYPE_BYTES.get(dtype, 2) if gpu else 4  # the backend loads float32 on the CPU
+    weight_bytes = {"8-bit": 1.0, "4-bit": 0.5}.get(quantization, value_bytes)
+    parameters, note = _parameters(folder)
+    heads = text.get("num_attention_heads")
+    hidden = text.get("hidden_size")
+    head_size = text.get("head_dim") or (hidden // heads if isinstance(hidden, int) and isinstance(heads, int)
+                                         and heads else None)
+    per_token = _kv(text.get("num_hidden_layers"), text.get("num_key_value_heads") or heads, head_size, head_size,
+                    value_bytes)
+    context = context or text.get("max_position_embeddings") or 2048
+    weights = int(parameters * weight_bytes)
+    notes = [note] if note else []
+    if not per_token:
+        notes.append("config.json does not give the KV cache's shape: not counted")
+    return Estimate(
+        engine="transformers", context_length=context, weights=weights, kv_cache=per_token * context,
+        overhead=weights // 5 + 128 * MIB, runtime=RUNTIME["transformers"], kv_per_token=per_token,
+        device="gpu" if gpu else "cpu", gpu_fraction=1.0 if gpu else 0.0, notes=notes,
+    )
+
+
+def _sentence_transformers(folder: Path, gpu: bool) -> Estimate:
+    parameters, note = _parameters(folder)
+    weights = parameters * 4
+    return Estimate(
+        engine="sentence_transformers", context_length=None, weights=weights, kv_cache=0,
+        overhead=weights // 5 + 128 * MIB, runtime=RUNTIME["sentence_transformers"],
+        device="gpu" if gpu else "cpu", gpu_fraction=1.0 if gpu else 0.0, notes=[note] if note else [],
+    )
+
+
+class InsufficientMemoryError(XituiError):
+    """A launch that would not fit; `--force` (force: true) launches anyway."""
+
+    status_code = 409

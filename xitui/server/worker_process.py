@@ -1,0 +1,257 @@
+"""One worker process (a replica of a model): spawning it, reading what it says, stopping it.
+
+A worker's death, whatever the cause (SIGKILL included), closes its protocol pipe; the reader task sees
+that at once, fails the requests in flight and marks the replica `error`. The server never waits on a
+worker for anything but the answers it asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("xitui.supervisor")
+
+#: Longest protocol line the supervisor accepts (a batch of embedding vectors is one line).
+LINE_LIMIT = 256 * 1024 * 1024
+
+
+class Inbox:
+    """Messages for one request, in order. asyncio.Queue does the same with far more machinery, and one
+    is made per request: at a few hundred embedding requests a second that showed in profiles."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: deque[dict[str, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, msg: dict[str, Any]) -> None:
+        self.items.append(msg)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> dict[str, Any]:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.popleft()
+
+
+@dataclass
+class Metrics:
+    requests: int = 0
+    errors: int = 0
+    in_flight: int = 0
+    tokens_generated: int = 0
+    last_ttft: float | None = None
+    last_tokens_per_s: float | None = None
+    #: Texts in the last and in the largest embedding batch (dynamic batching at work).
+    last_batch_size: int | None = None
+    max_batch_size: int = 0
+    #: When the last request ended (epoch seconds; None: never used), for the idle time.
+    last_used: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def started(self) -> None:
+        self.requests += 1
+        self.in_flight += 1
+
+    def ended(self) -> None:
+        self.in_flight -= 1
+        self.last_used = time.time()
+
+    def record(self, msg: dict[str, Any]) -> None:
+        """Note what a request's last message says (speed, tokens, batch size, errors)."""
+        if "error" in msg:
+            self.errors += int(msg.get("status", 500)) >= 500
+        elif "done" in msg:
+            done = msg["done"]
+            self.last_ttft = done.get("ttft")
+            self.last_tokens_per_s = done.get("tokens_per_s")
+            self.tokens_generated += done.get("usage", {}).get("completion_tokens", 0)
+        elif "result" in msg:
+            batch = msg["result"].get("batch")
+            if batch:
+                self.last_batch_size = batch
+                self.max_batch_size = max(self.max_batch_size, batch)
+
+
+def log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])
+
+
+@dataclass
+class Replica:
+    """One worker process of a model; `index` 0 is the first (its log is `logs/UID.log`)."""
+
+    uid: str
+    index: int
+    log_path: Path
+    state: str = "launching"
+    error: str | None = None
+    progress: float = 0.0
+    stage: str = "starting worker"
+    info: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
+    proc: asyncio.subprocess.Process | None = None
+    launch_seconds: float | None = None
+    pending: dict[int, Inbox] = field(default_factory=dict)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    reader: asyncio.Task[None] | None = None
+    terminating: bool = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def name(self) -> str:
+        return self.uid if self.index == 0 else f"{self.uid} replica {self.index}"
+
+    def memory_rss(self) -> int | None:
+        """Resident memory of the worker process (None once it is gone)."""
+        if self.pid is None or self.state == "error":
+            return None
+        try:
+            import psutil
+
+            return psutil.Process(self.pid).memory_info().rss
+        except Exception:  # the process ended between the check and the reading
+            return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"index": self.index, "state": self.state, "error": self.error, "progress": self.progress,
+                "stage": self.stage, "pid": self.pid, "memory_rss": self.memory_rss(),
+                "launch_seconds": self.launch_seconds, "metrics": self.metrics.as_dict()}
+
+    async def spawn(self, settings: dict[str, Any], envs: dict[str, str]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "xitui.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_file,
+                limit=LINE_LIMIT,
+                env={**os.environ, **envs},
+            )
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(orjson.dumps(settings) + b"\n")
+        self.reader = asyncio.create_task(self._read())
+
+    def send(self, msg: dict[str, Any]) -> bool:
+        """Write one request line; False when the worker is gone."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None or proc.stdin is None:
+            return False
+        try:
+            proc.stdin.write(orjson.dumps(msg) + b"\n")
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            return False
+        return True
+
+    async def _read(self) -> None:
+        """Route everything the worker says; on EOF, the worker is gone."""
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        last_error: str | None = None
+        start = time.perf_counter()
+        while True:
+            try:
+                line = await proc.stdout.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                last_error = "the worker sent a line too long to read"
+                break
+            if not line:
+                break
+            try:
+                msg = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            rid = msg.get("id")
+            if rid is not None:
+                queue = self.pending.get(rid)
+                if queue is not None:
+                    queue.put_nowait(msg)
+                continue
+            event = msg.get("event")
+            if event == "progress":
+                self.progress = float(msg.get("progress", 0.0))
+                self.stage = str(msg.get("stage", ""))
+            elif event == "ready":
+                self.info = msg.get("info") or {}
+                self.state = "ready"
+                self.progress = 1.0
+                self.stage = "ready"
+                self.launch_seconds = time.perf_counter() - start
+                self.settled.set()
+            elif event == "error":
+                last_error = str(msg.get("message"))
+        code = await proc.wait()
+        if self.terminating:
+            return
+        if last_error is None:
+            how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            tail = log_tail(self.log_path)
+            last_error = f"the worker process {how}" + (f" ({tail})" if tail else "")
+            if code == -signal.SIGKILL and self.state == "launching":
+                last_error += "; it may have run out of memory"
+        was = self.state
+        self.state = "error"
+        self.error = last_error
+        self.stage = "error"
+        self.settled.set()
+        log.warning("model %s (%s): %s", self.name, was, last_error)
+        for queue in list(self.pending.values()):
+            queue.put_nowait({"error": f"model {self.uid!r} failed: {last_error}", "status": 500})
+
+    async def stop(self, why: str = "was terminated") -> None:
+        self.terminating = True
+        proc = self.proc
+        if proc is None:
+            return
+        for queue in list(self.pending.values()):
+            queue.put_nowait({"error": f"model {self.uid!r} {why}", "status": 400})
+        if proc.returncode is None:
+            if self.state == "launching":
+                proc.kill()  # a loading worker reads no stdin yet: nothing to wait for
+                await proc.wait()
+            else:
+                try:
+                    assert proc.stdin is not None
+                    proc.stdin.close()  # the worker exits when its stdin closes
+                    await asyncio.wait_for(proc.wait(), timeout=3)
+                except (asyncio.TimeoutError, OSError):
+                    proc.kill()
+                    await proc.wait()
+        if self.reader is not None:
+            await asyncio.gather(self.reader, return_exceptions=True)
+        if not self.settled.is_set():  # a launch waiting for this replica gets its answer
+            self.state = "error"
+            self.error = "it was terminated while launching"
+            self.settled.set()
