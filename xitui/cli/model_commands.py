@@ -9,7 +9,7 @@ import typer
 
 from xitui.cli import output
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
-from xitui.core.units import human_bytes
+from xitui.core.units import human_bytes, human_duration
 
 
 def launch(
@@ -22,27 +22,89 @@ def launch(
     quantization: Annotated[str | None, typer.Option("--quantization", "-q", help="Which quantization.")] = None,
     model_uid: Annotated[str | None, typer.Option("--model-uid", "-u", help="Uid to give it (default: its name).")] = None,
     model_engine: Annotated[str | None, typer.Option("--model-engine", help="Engine (inferred from the format).")] = None,
+    context_length: Annotated[int | None, typer.Option(
+        "--context-length", "-c", min=16, help="Tokens of context to allocate (default: the spec's).")] = None,
+    replica: Annotated[int, typer.Option("--replica", "-r", min=1, help="Worker processes serving this uid.")] = 1,
+    ttl: Annotated[str | None, typer.Option(
+        "--ttl", help="Unload after this long idle: 30s, 10m, 1h; 0 = once idle, -1 = never (default: config).")] = None,
+    restore: Annotated[bool, typer.Option(
+        "--restore", help="Bring it back, with these settings, whenever the server starts.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Launch even if the memory estimate says it will not fit.")] = False,
+    estimate_only: Annotated[bool, typer.Option(
+        "--estimate-only", help="Print the memory it would need and what is free; launch nothing.")] = False,
+    as_json: Json = False,
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
     """Launch a registered model into a worker process; prints its uid."""
     from xitui.client.launching import launch_and_wait
+    from xitui.core.errors import XituiError
 
     client = connect(endpoint, api_key)
+    launch: dict[str, Any] = dict(
+        model_name=model_name, model_type=model_type, model_format=model_format,
+        model_size_in_billions=size_in_billions, quantization=quantization, model_uid=model_uid,
+        model_engine=model_engine, replica=replica,
+    )
+    ours = {"context_length": context_length, "ttl": ttl, "restore": restore or None, "force": force or None}
+    if client.is_xinference:
+        given = [f"--{k.replace('_', '-')}" for k, v in ours.items() if v is not None]
+        if given or estimate_only:
+            raise XituiError(f"{', '.join(given + ['--estimate-only'] * estimate_only)}: xitui's own, the "
+                             f"Xinference server at {client.base_url} does not take it")
+    launch.update({k: v for k, v in ours.items() if v is not None})
+    if estimate_only:
+        found = client.estimate_launch(**{k: v for k, v in launch.items() if k not in ("force", "restore")})
+        if as_json:
+            output.print_json(found)
+        else:
+            print(estimate_text(found))
+        return
     start = time.monotonic()
     with output.launch_progress(f"launching {model_uid or model_name}") as on_progress:
-        uid = launch_and_wait(
-            client, on_progress, model_name=model_name, model_type=model_type, model_format=model_format,
-            model_size_in_billions=size_in_billions, quantization=quantization, model_uid=model_uid,
-            model_engine=model_engine,
-        )
+        uid = launch_and_wait(client, on_progress, **launch)
     desc = client.describe_model(uid)
     facts = [f"{time.monotonic() - start:.1f} s", str(desc.get("device") or "")]
     if "chat" in (desc.get("model_ability") or []) and "chat_format" in desc:  # xitui's own field
         facts.append(f"chat format: {desc.get('chat_format') or 'none (add prompt_style or chat_template to chat)'}")
     where = f" on Xinference at {client.base_url}" if client.is_xinference else ""
+    if desc.get("ttl") is not None:
+        facts.append(f"unloads after {human_duration(desc['ttl'])} idle")
+    if desc.get("restore"):
+        facts.append("comes back when the server restarts")
+    if (desc.get("replica") or 1) > 1:
+        facts.append(f"{desc['replica']} replicas")
     output.info(f"{uid} is ready{where} ({', '.join(f for f in facts if f)})")
     print(uid)
+
+
+def estimate_text(found: dict[str, Any]) -> str:
+    """`launch --estimate-only` for people: the parts, what is free, the verdict."""
+    est = found.get("estimate")
+    if est is None:
+        return f"{found.get('model_name')}: no estimate: {found.get('reason')}"
+    lines = [f"{found.get('model_name')} ({est['engine']}, {est['device']}"
+             + (f", context {est['context_length']} tokens" if est.get("context_length") else "")
+             + (f", {est['replicas']} replicas" if est["replicas"] > 1 else "") + ")"]
+    parts = [("weights", est["weights"]), ("KV cache", est["kv_cache"]), ("overhead", est["overhead"]),
+             ("runtime", est["runtime"])]
+    lines += [f"  {name:<9} {human_bytes(value):>10}" for name, value in parts]
+    lines.append(f"  {'needs':<9} {human_bytes(est['ram']):>10} of memory"
+                 + (f", {human_bytes(est['gpu'])} of GPU memory" if est["gpu"] else ""))
+    free = f"  {'free':<9} {human_bytes(found['free_ram']):>10} of memory"
+    if found.get("free_gpu") is not None:
+        free += f", {human_bytes(found['free_gpu'])} of GPU memory"
+    lines.append(free)
+    for note in est.get("notes") or []:
+        lines.append(f"  note: {note}")
+    if found["fits"]:
+        lines.append("fits")
+    else:
+        verdict = "does not fit"
+        if found.get("largest_context"):
+            verdict += f": the largest context that fits is {found['largest_context']} tokens (--context-length)"
+        lines.append(verdict + "; --force launches anyway")
+    return "\n".join(lines)
 
 
 def list_models(
@@ -64,15 +126,30 @@ def list_models(
         state = m.get("state", "ready")
         if state == "error" and m.get("error"):
             state = f"error: {m['error']}"
+        pids = [str(r["pid"]) for r in m.get("replicas") or [] if r.get("pid") and r.get("state") != "error"]
         rows.append([
-            uid, m.get("model_name"), m.get("model_type"), m.get("model_format"), m.get("model_engine"), state,
-            m.get("pid") or "-", human_bytes(m.get("memory_rss")), metrics.get("requests", "-"),
-            f"{ttft * 1000:.0f} ms" if ttft is not None else "-", f"{tps:.1f}" if tps else "-",
+            uid + (" (restores)" if m.get("restore") else ""), m.get("model_name"), m.get("model_type"),
+            m.get("model_format"), m.get("model_engine"), state, ",".join(pids) or m.get("pid") or "-",
+            human_bytes(m.get("memory_rss")), metrics.get("requests", "-"),
+            f"{ttft * 1000:.0f} ms" if ttft is not None else "-", f"{tps:.1f}" if tps else "-", idle_text(m),
         ])
-    output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "requests", "ttft", "tok/s"],
-                 rows, title="running models")
+    output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "requests", "ttft", "tok/s",
+                  "idle"], rows, title="running models")
     if not output.plain():
         output.info(machine_summary(client))
+
+
+def idle_text(model: dict[str, Any], now: float | None = None) -> str:
+    """`4m, unloads in 6m` / `busy` / `-`: how long a model has been idle and when its ttl unloads it."""
+    since = model.get("idle_since")
+    if since is None:
+        return "busy" if (model.get("metrics") or {}).get("in_flight") else "-"
+    now = time.time() if now is None else now
+    text = human_duration(now - since)
+    unload_at = model.get("unload_at")
+    if unload_at is not None:
+        text += f", unloads in {human_duration(unload_at - now)}"
+    return text
 
 
 def machine_summary(client: Any) -> str:

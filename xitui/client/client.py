@@ -211,6 +211,16 @@ class Client:
         }
         return self._post_json("/v1/models", body, wait_ready=str(wait_ready).lower())["model_uid"]
 
+    def estimate_launch(self, model_name: str, model_type: str = "LLM", **launch: Any) -> dict[str, Any]:
+        """The memory a launch would need and whether it fits now (xitui's server only): {"estimate",
+        "fits", "free_ram", "free_gpu", "largest_context", "line"}; "estimate" is None when the files are
+        not on the server's machine yet."""
+        if self.is_xinference:
+            raise ClientError(f"the server at {self.base_url} is Xinference, which does not estimate launches")
+        body = {"model_name": model_name, "model_type": model_type,
+                **{k: v for k, v in launch.items() if v is not None}}
+        return self._post_json("/v1/models/estimate", body)
+
     def launch_status(self, model_uid: str) -> dict[str, Any]:
         """Where a launch stands, the same on both servers: {"state": launching|ready|error, "progress",
         "stage", "error"}. xitui says so in `/progress`; Xinference in its instance list (`status`

@@ -1,0 +1,102 @@
+"""Will it fit: the estimate against what real workers use, the refusal, and `launch --estimate-only`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import run_env, xitui_cmd
+from tests.server.conftest import ServerProcess, gguf_spec, pytorch_spec
+from xitui.client import Client, ClientError
+from xitui.core.estimate import estimate
+
+#: gemma-3-270m: 18 layers x 1 KV head x (256 + 256) x 2 bytes (f16) per token of context
+GEMMA_KV_PER_TOKEN = 18 * 1 * 512 * 2
+
+
+def _measured(client: Client, uid: str) -> tuple[int, int]:
+    """(estimate of the launch, the worker's resident memory after a generation)."""
+    client.get_model(uid).generate("The largest animal in the world is", {"max_tokens": 32, "temperature": 0})
+    desc = client.describe_model(uid)
+    return desc["estimate"]["ram"], desc["memory_rss"]
+
+
+@pytest.mark.parametrize("context", [2048, 16384])
+def test_gguf_estimate_is_within_a_quarter_of_the_worker_memory(server: ServerProcess, gguf_path: Path,
+                                                                context: int) -> None:
+    client = Client(server.url)
+    client.register_model("LLM", gguf_spec(f"fit-gguf-{context}", gguf_path))
+    uid = client.launch_model(model_name=f"fit-gguf-{context}", context_length=context)
+    try:
+        est = client.describe_model(uid)["estimate"]
+        assert est["weights"] == gguf_path.stat().st_size
+        assert est["kv_cache"] == GEMMA_KV_PER_TOKEN * context
+        predicted, used = _measured(client, uid)
+        assert abs(predicted - used) <= 0.25 * used, (predicted, used)
+    finally:
+        client.terminate_model(uid)
+
+
+def test_pytorch_estimate_is_within_a_quarter_of_the_worker_memory(server: ServerProcess, gemma_pt_dir: Path) -> None:
+    client = Client(server.url)
+    client.register_model("LLM", pytorch_spec("fit-pt", gemma_pt_dir))
+    uid = client.launch_model(model_name="fit-pt", quantization="none")
+    try:
+        est = client.describe_model(uid)["estimate"]
+        assert est["engine"] == "transformers" and est["weights"] == 268_098_176 * 4  # float32 on the CPU
+        predicted, used = _measured(client, uid)
+        assert abs(predicted - used) <= 0.25 * used, (predicted, used)
+    finally:
+        client.terminate_model(uid)
+
+
+def test_a_launch_that_cannot_fit_is_refused_with_what_would(server: ServerProcess, gguf_path: Path) -> None:
+    client = Client(server.url)
+    client.register_model("LLM", gguf_spec("too-big", gguf_path))
+    context = 10_000_000  # 172 GiB of KV cache
+    if psutil.virtual_memory().available > GEMMA_KV_PER_TOKEN * context:
+        pytest.skip("this machine has room for a 10M-token context")
+    with pytest.raises(ClientError) as caught:
+        client.launch_model(model_name="too-big", context_length=context)
+    assert caught.value.status_code == 409
+    message = str(caught.value)
+    assert "needs about 172 GiB of memory" in message and "is free" in message
+    assert "the largest context that fits is" in message and "--force" in message
+    largest = int(message.split("the largest context that fits is ")[1].split()[0])
+    assert 256 <= largest < context
+    assert client.list_models() == {}  # nothing started
+    # the context it names does fit
+    fits = client.estimate_launch("too-big", context_length=largest)
+    assert fits["fits"] is True and fits["estimate"]["context_length"] == largest
+
+
+def test_estimate_only_prints_the_parts_and_launches_nothing(server: ServerProcess, gguf_path: Path) -> None:
+    client = Client(server.url)
+    client.register_model("LLM", gguf_spec("weigh-me", gguf_path))
+    base = [*xitui_cmd(), "launch", "-n", "weigh-me", "-c", "4096", "--estimate-only", "-e", server.url]
+    shown = subprocess.run(base, capture_output=True, text=True, env=run_env(), timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "weights" in shown.stdout and "KV cache" in shown.stdout and "72.0 MiB" in shown.stdout
+    assert shown.stdout.strip().endswith("fits")
+    data = json.loads(subprocess.run([*base, "--json"], capture_output=True, text=True, env=run_env(),
+                                     timeout=60).stdout)
+    assert data["fits"] is True and data["estimate"]["kv_cache"] == GEMMA_KV_PER_TOKEN * 4096
+    assert data["free_ram"] > 0 and data["estimate"]["device"] == "cpu"
+    assert client.list_models() == {}
+
+
+def test_replicas_share_the_mapped_gguf_weights(gguf_path: Path) -> None:
+    """Two llama.cpp replicas on the CPU map the same file: its weights count once, the rest twice."""
+    settings = {"engine": "llama.cpp", "model_path": str(gguf_path), "context_length": 2048}
+    one = estimate(settings)
+    two = estimate(settings, replicas=2)
+    assert one is not None and two is not None
+    assert two.ram == one.ram + (one.ram - one.weights)
+
+
+def test_estimate_of_files_not_here_yet_is_none() -> None:
+    assert estimate({"engine": "llama.cpp", "model_path": None, "context_length": 2048}) is None
