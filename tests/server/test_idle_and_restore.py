@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -38,12 +39,15 @@ def test_a_model_idle_past_its_ttl_is_unloaded_and_says_so(server: ServerProcess
     with pytest.raises(ClientError) as caught:
         client.get_model(uid)
     assert caught.value.status_code == 404
-    assert "was unloaded after 3s idle (its ttl is 3s)" in str(caught.value)
+    assert re.search(r"was unloaded after [34]s idle \(its ttl is 3s\)", str(caught.value))
     with pytest.raises(ClientError, match="unloaded after"):
         client._post_json("/v1/completions", {"model": uid, "prompt": "x", "max_tokens": 1})
-    assert not Path(f"/proc/{pid}").exists()
+    deadline = time.monotonic() + 5  # the worker's memory is freed: its process has exited
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     log = (server.home / "test-server.log").read_text()
-    assert "model sleepy was unloaded after 3s idle" in log
+    assert re.search(r"model sleepy was unloaded after [34]s idle", log)
     # launching it again brings it back, with no trace of the unload
     assert client.launch_model(model_name="sleepy", ttl=-1) == uid
     assert client.describe_model(uid)["unload_at"] is None
