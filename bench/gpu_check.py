@@ -51,7 +51,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}, "
           f"device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-'}")
-    from xitui.server import resources
+    from xitui.core import machine as resources
 
     gpus, note = resources.gpus()
     print(f"NVML: {len(gpus)} GPU(s) {note or ''}: " + "; ".join(

@@ -263,3 +263,50 @@ def test_log_view_follows_the_worker_and_themes_cycle_and_stick(dash_server: Ser
         run(test, dash_server.url)
     finally:
         client.terminate_model("dash-logged")
+
+
+def test_launch_modal_estimate_replicas_ttl_and_restore(dash_server: ServerProcess) -> None:
+    """The modal shows the memory estimate as the context changes (a launch that cannot fit turns the
+    button into "Launch anyway"); replicas, idle ttl and restore reach the server; the row shows when the
+    model unloads and the detail line its replicas."""
+    from textual.widgets import Button, Checkbox, Input, Select, Static
+
+    client = Client(dash_server.url)
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        await until(pilot, lambda: app.registrations, what="registrations")
+        await pilot.press("l")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "LaunchModal", what="launch modal")
+        modal = app.screen
+        modal.query_one("#registration", Select).value = "LLM/dash-gemma"
+
+        def estimate() -> str:
+            return str(modal.query_one("#estimate", Static).render())
+
+        await until(pilot, lambda: "KV cache 18.0 MiB for 1024 tokens" in estimate(), what="the spec's estimate")
+        assert estimate().startswith("fits: needs about")
+        modal.query_one("#context", Input).value = "10000000"
+        await until(pilot, lambda: estimate().startswith("does not fit"), what="a refusal")
+        assert "the largest context that fits is" in estimate()
+        assert str(modal.query_one("#launch", Button).label) == "Launch anyway"
+        modal.query_one("#context", Input).value = "2048"
+        await until(pilot, lambda: estimate().startswith("fits:"), what="fits again")
+        assert str(modal.query_one("#launch", Button).label) == "Launch"
+        modal.query_one("#replicas", Input).value = "2"
+        modal.query_one("#ttl", Input).value = "5m"
+        modal.query_one("#restore", Checkbox).value = True
+        await pilot.pause()
+        await pilot.click("#launch")
+        await until(pilot, lambda: state_of(app, "dash-gemma") == "ready", what="ready row")
+        desc = client.describe_model("dash-gemma")
+        assert desc["replica"] == 2 and desc["ttl"] == 300 and desc["restore"] is True
+        assert desc["context_length"] == 2048
+        table = app.query_one(ModelsTable)
+        await until(pilot, lambda: "unloads in" in table._rows["dash-gemma"][-1], what="the unload time")
+        table.move_cursor(row=0)
+        await until(pilot, lambda: "2 replicas" in str(app.query_one("#model-detail", Static).render()),
+                    what="the replicas in the detail line")
+        assert "ttl 5m" in str(app.query_one("#model-detail", Static).render())
+        client.terminate_model("dash-gemma")
+
+    run(test, dash_server.url)

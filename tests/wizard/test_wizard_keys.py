@@ -64,6 +64,8 @@ def test_gguf_save_register_launch_and_a_prompt(server: ServerProcess, gguf_path
     assert spec["model_name"] == "wz-gemma" and spec["context_length"] == 2048
     assert spec["prompt_style"].upper() == "GEMMA"
     assert "<start_of_turn>user" in shown  # the preview showed the rendered conversation
+    # the review showed the launch's memory estimate: 2048 tokens of KV cache at 18 KiB each
+    assert "at launch on this machine: needs about" in shown and "KV cache 36.0 MiB for 2048 tokens" in shown
     client = Client(server.url)
     assert client.get_model_registration("LLM", "wz-gemma")["context_length"] == 2048
     assert (server.home / "model" / "llm" / "wz-gemma.json").is_file()  # persisted
@@ -85,6 +87,7 @@ def test_pytorch_directory_saved_only(server: ServerProcess, gemma_pt_dir: Path,
     family = parse_spec("LLM", out.read_text())
     assert family.model_name == "wz-pt" and family.context_length == 4096
     assert family.model_specs[0].model_format == "pytorch" and family.model_specs[0].quantization == "none"
+    assert "weights 1023 MiB" in " ".join(shown.split())  # 268M float32 parameters, in the review's estimate
     assert "wz-pt" not in registered(server.url)
 
 

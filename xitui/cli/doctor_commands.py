@@ -155,7 +155,7 @@ def doctor(
     as_json: Json = False,
 ) -> None:
     """Check settings, server, registrations and their files, llama.cpp and torch builds, the download cache."""
-    from xitui.server.resources import gpus
+    from xitui.core.machine import gpus
 
     devices, _ = gpus()
     findings = [*check_config(), *check_server(endpoint, api_key), *check_registrations(),

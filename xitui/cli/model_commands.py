@@ -10,6 +10,7 @@ import typer
 from xitui.cli import output
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
 from xitui.core.units import human_bytes, human_duration
+from xitui.core.units import idle_text as units_idle_text
 
 
 def launch(
@@ -140,16 +141,9 @@ def list_models(
 
 
 def idle_text(model: dict[str, Any], now: float | None = None) -> str:
-    """`4m, unloads in 6m` / `busy` / `-`: how long a model has been idle and when its ttl unloads it."""
-    since = model.get("idle_since")
-    if since is None:
-        return "busy" if (model.get("metrics") or {}).get("in_flight") else "-"
     now = time.time() if now is None else now
-    text = human_duration(now - since)
-    unload_at = model.get("unload_at")
-    if unload_at is not None:
-        text += f", unloads in {human_duration(unload_at - now)}"
-    return text
+    return units_idle_text(model.get("idle_since"), model.get("unload_at"), now,
+                           busy=bool((model.get("metrics") or {}).get("in_flight")))
 
 
 def machine_summary(client: Any) -> str:

@@ -61,3 +61,13 @@ def human_duration(seconds: float | None, never: str = "never") -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600}h"
+
+
+def idle_text(idle_since: float | None, unload_at: float | None, now: float, busy: bool = False) -> str:
+    """`4m, unloads in 6m` / `busy` / `-`: how long a model has been idle, and when its ttl unloads it."""
+    if idle_since is None:
+        return "busy" if busy else "-"
+    text = human_duration(now - idle_since)
+    if unload_at is not None:
+        text += f", unloads in {human_duration(unload_at - now)}"
+    return text

@@ -19,10 +19,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xitui import __version__
+from xitui.core import machine
 from xitui.core.config import home_dir
 from xitui.core.errors import NotFoundError, XituiError
 from xitui.core.registry import Registry
-from xitui.server import resources
 from xitui.server.asgi import BearerAuth, FastPath, error_response
 from xitui.server.bodies import (
     ChatBody,
@@ -53,7 +53,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resources.snapshot()  # primes psutil's CPU counter
+        machine.snapshot()  # primes psutil's CPU counter
         tasks = [asyncio.create_task(supervisor.watch_idle()), asyncio.create_task(supervisor.restore_marked())]
         yield
         for task in tasks:
@@ -102,7 +102,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
     @app.get("/v1/cluster/info")
     async def cluster_info() -> list[dict[str, Any]]:
-        gpus, _ = resources.gpus()
+        gpus, _ = machine.gpus()
         return [{
             "node_type": "Supervisor",
             "ip_address": "127.0.0.1",
@@ -113,7 +113,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
     @app.get("/v1/resources")
     async def machine_resources() -> dict[str, Any]:
         owners = {pid: uid for uid, m in supervisor.models.items() for pid in m.pids}
-        return resources.snapshot(owners)
+        return machine.snapshot(owners)
 
     # --- registrations --------------------------------------------------------------------------
 

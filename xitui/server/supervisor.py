@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xitui.core import capacity
 from xitui.core.errors import ConflictError, LaunchError, ModelFailedError, NotFoundError, XituiError
 from xitui.core.estimate import Estimate, InsufficientMemoryError
 from xitui.core.launches import LaunchMemory
 from xitui.core.registry import Registry
 from xitui.core.units import human_duration, parse_duration
-from xitui.server import capacity
 from xitui.server.launch import LaunchPlan
 from xitui.server.worker_process import Inbox, Metrics, Replica
 
@@ -230,7 +230,7 @@ class Supervisor:
         """What `launch --estimate-only` shows: the estimate and how it fits, launching nothing."""
         replicas, _, _, _ = launch_options(request, self.default_ttl)
         plan = LaunchPlan.build(self.registry, request)
-        est, fit = await capacity.measure(plan.worker_settings(), replicas, *self._reserved())
+        est, fit = await asyncio.to_thread(capacity.measure, plan.worker_settings(), replicas, *self._reserved())
         if fit is None:
             return {"model_name": plan.model_name, "estimate": None, "fits": None,
                     "reason": "the model's files are not on this machine yet (they are downloaded or assembled "
@@ -256,7 +256,7 @@ class Supervisor:
                 await self._stop(old)
                 self.models.pop(uid, None)
             settings = plan.worker_settings()
-            est, fit = await capacity.measure(settings, replicas, *self._reserved())
+            est, fit = await asyncio.to_thread(capacity.measure, settings, replicas, *self._reserved())
             if fit is not None and not fit.fits and not force:
                 raise InsufficientMemoryError(f"{plan.model_name} {fit.line()}; --force launches anyway")
             self.unloaded.pop(uid, None)

@@ -218,7 +218,8 @@ class XituiApp(App[None]):
         if not self.registrations:
             self.notify("no registrations read yet", severity="warning")
             return
-        self.push_screen(LaunchModal(self.registrations, chosen), callback=self._launch_chosen)
+        estimator = self.client.estimate_launch if self.live else None
+        self.push_screen(LaunchModal(self.registrations, chosen, estimator), callback=self._launch_chosen)
 
     def _launch_chosen(self, args: dict[str, Any] | None) -> None:
         if args:

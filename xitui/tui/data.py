@@ -110,7 +110,11 @@ def model_row(uid: str, model: dict[str, Any], gpu_held: dict[str, int], now: fl
     rate = metrics.get("last_tokens_per_s")
     last = metrics.get("last_used") or model.get("launched_at")
     ready = (model.get("state") or "ready") == "ready"
-    idle = duration(now - last) if ready and isinstance(last, (int, float)) and not metrics.get("in_flight") else DASH
+    if "idle_since" in model:  # xitui's server says when a model went idle and when its ttl unloads it
+        idle = units.idle_text(model.get("idle_since"), model.get("unload_at"), now, busy=bool(metrics.get("in_flight")))
+    else:
+        idle = duration(now - last) if ready and isinstance(last, (int, float)) and not metrics.get("in_flight") \
+            else DASH
     kind = model.get("model_type")
     return (
         uid,
@@ -142,8 +146,17 @@ def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
         parts.append(f"context {model['context_length']}")
     if model.get("chat_format"):
         parts.append(f"chat: {model['chat_format']}")
-    if model.get("pid"):
+    replicas = model.get("replicas") or []
+    if len(replicas) > 1:
+        up = sum(r.get("state") == "ready" for r in replicas)
+        parts.append(f"{len(replicas)} replicas" + (f" ({up} ready)" if up != len(replicas) else "")
+                     + ": pids " + ",".join(str(r["pid"]) for r in replicas if r.get("pid")))
+    elif model.get("pid"):
         parts.append(f"pid {model['pid']}")
+    if model.get("ttl") is not None:
+        parts.append(f"ttl {units.human_duration(model['ttl'])}")
+    if model.get("restore"):
+        parts.append("restores at server start")
     return " · ".join(parts)
 
 

@@ -46,6 +46,39 @@ def facts_line(w: Wizard) -> str:
     return ", ".join(parts)
 
 
+def estimate_line(spec: dict[str, Any], model_type: str) -> tuple[str, bool] | None:
+    """What launching the spec's first entry would take on this machine, and whether it fits now: the same
+    estimate `launch --estimate-only` and the dashboard's launch modal show. None without local files."""
+    import os
+
+    from xitui.core import capacity
+    from xitui.core.spec import local_path
+
+    first = (spec.get("model_specs") or [{}])[0]
+    if not first.get("model_uri"):
+        return None
+    path = local_path(first["model_uri"])
+    fmt = first.get("model_format")
+    if model_type == "embedding":
+        engine = "sentence_transformers"
+    elif fmt == "ggufv2":
+        engine = "llama.cpp"
+        template = first.get("model_file_name_template")
+        if os.path.isdir(path) and template:
+            path = os.path.join(path, template.format(quantization=first.get("quantization")))
+    elif fmt == "pytorch":
+        engine = "transformers"
+    else:
+        return None
+    settings = {"engine": engine, "model_path": path, "context_length": spec.get("context_length"),
+                "quantization": first.get("quantization")}
+    try:
+        _, fit = capacity.measure(settings)
+    except (XituiError, OSError, ValueError):
+        return None
+    return (fit.line(), fit.fits) if fit else None
+
+
 def review(w: Wizard) -> Any:
     spec = w.draft.spec()
     model_type = w.draft.model_type or "LLM"
@@ -61,6 +94,11 @@ def review(w: Wizard) -> Any:
     line = facts_line(w)
     if line:
         w.say(f"read from the files: {line}", style="dim")
+    memory = estimate_line(spec, model_type) if not problems else None
+    if memory is not None:
+        text, fits = memory
+        w.say(f"at launch on this machine: {text}" + ("" if fits else "; launch --force would try anyway"),
+              style="dim" if fits else "yellow")
     if problems:
         for problem in problems:
             w.say(f"problem: {problem}", style="red")

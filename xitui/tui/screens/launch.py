@@ -1,16 +1,21 @@
-"""The launch modal: pick a registration and its format, size, quantization, engine, uid, GPU layers and
-context length; returns the launch arguments (or None when cancelled)."""
+"""The launch modal: pick a registration and its format, size, quantization, engine, uid, GPU layers,
+context length, replicas, idle ttl and restore; shows the memory estimate as the choices change; returns the
+launch arguments (or None when cancelled)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+#: Asks the server for the estimate of a launch (Client.estimate_launch); None: the server cannot.
+Estimator = Callable[..., dict[str, Any]]
 
 
 def _options(values: list[Any]) -> list[tuple[str, Any]]:
@@ -23,17 +28,24 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
     LaunchModal > Vertical { width: 76; max-height: 95%; height: auto; border: thick $primary;
                              background: $surface; padding: 0 1; }
     LaunchModal VerticalScroll { height: auto; max-height: 18; }
-    LaunchModal .row { height: 1; margin-bottom: 1; }
+    LaunchModal .row { height: 1; }
     LaunchModal .row Label { width: 16; }
     LaunchModal .row Select, LaunchModal .row Input { width: 1fr; }
     LaunchModal #launch-title { text-style: bold; margin-bottom: 1; }
     LaunchModal #launch-buttons { height: 3; align-horizontal: right; }
     LaunchModal #launch-buttons Button { margin-left: 1; }
+    LaunchModal #estimate { height: auto; margin-bottom: 1; color: $text-muted; }
+    LaunchModal #estimate.too-big { color: $error; }
+    LaunchModal Checkbox { border: none; padding: 0; height: 1; }
     """
     BINDINGS = [Binding("escape", "cancel", "cancel", id="launch.cancel")]
 
-    def __init__(self, registrations: list[dict[str, Any]], chosen: dict[str, Any] | None = None) -> None:
+    def __init__(self, registrations: list[dict[str, Any]], chosen: dict[str, Any] | None = None,
+                 estimator: Estimator | None = None) -> None:
         super().__init__()
+        self.estimator = estimator
+        #: The last estimate said it does not fit: the launch button then forces it.
+        self.too_big = False
         self.registrations = {f"{r['model_type']}/{r['model_name']}": r for r in registrations}
         self.chosen = f"{chosen['model_type']}/{chosen['model_name']}" if chosen else next(iter(self.registrations), None)
 
@@ -53,10 +65,15 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
                     ("GPU layers", Input(placeholder="all on a GPU, none on CPU (-1 = all)", id="gpu-layers",
                                          type="integer", compact=True)),
                     ("context length", Input(placeholder="the spec's", id="context", type="integer", compact=True)),
+                    ("replicas", Input(placeholder="1 worker process", id="replicas", type="integer", compact=True)),
+                    ("unload idle", Input(placeholder="after: 30s, 10m, 1h (default: config)", id="ttl",
+                                          compact=True)),
+                    ("restore", Checkbox("bring it back when the server starts", id="restore", compact=True)),
                 ):
                     with Horizontal(classes="row"):
                         yield Label(label)
                         yield widget
+            yield Static("", id="estimate")
             with Horizontal(id="launch-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Launch", id="launch", variant="primary")
@@ -64,6 +81,42 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
     def on_mount(self) -> None:
         self._fill()
         self.query_one("#launch", Button).focus()  # l, Enter: launch the registration highlighted
+
+    # --- the estimate ----------------------------------------------------------------------------
+
+    @on(Select.Changed)
+    @on(Input.Changed, "#context, #replicas, #gpu-layers")
+    def _choices_changed(self) -> None:
+        args = self.launch_args()
+        if args is None or self.estimator is None:
+            self.query_one("#estimate", Static).update("")
+            return
+        args.pop("force", None)
+        args.pop("restore", None)
+        args.pop("ttl", None)
+        self._estimate(args)
+
+    @work(thread=True, exclusive=True, group="estimate")
+    def _estimate(self, args: dict[str, Any]) -> None:
+        assert self.estimator is not None
+        try:
+            found = self.estimator(**args)
+        except Exception as exc:  # noqa: BLE001 - a bad choice (or Xinference) is shown, never a crash
+            text, too_big = f"no estimate: {exc}", False
+        else:
+            if found.get("estimate") is None:
+                text, too_big = f"no estimate: {found.get('reason')}", False
+            else:
+                too_big = not found["fits"]
+                text = ("does not fit: " if too_big else "fits: ") + str(found.get("line", ""))
+        self.app.call_from_thread(self._show_estimate, text, too_big)
+
+    def _show_estimate(self, text: str, too_big: bool) -> None:
+        self.too_big = too_big
+        shown = self.query_one("#estimate", Static)
+        shown.update(text)
+        shown.set_class(too_big, "too-big")
+        self.query_one("#launch", Button).label = "Launch anyway" if too_big else "Launch"
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
@@ -110,22 +163,33 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
         self.dismiss(None)
 
     def action_launch(self) -> None:
-        reg = self.registration
-        if reg is None:
+        args = self.launch_args()
+        if args is None:
             self.notify("choose a registration", severity="warning")
             return
+        self.dismiss(args)
+
+    def launch_args(self) -> dict[str, Any] | None:
+        """The launch arguments the fields say (None: no registration chosen)."""
+        reg = self.registration
+        if reg is None:
+            return None
         args: dict[str, Any] = {"model_name": reg["model_name"], "model_type": reg["model_type"]}
         for key, field in (("format", "model_format"), ("size", "model_size_in_billions"),
                            ("quantization", "quantization")):
             value = self.query_one(f"#{key}", Select).value
             if value is not Select.NULL:
                 args[field] = value
-        for key, field in (("engine", "model_engine"), ("uid", "model_uid")):
+        for key, field in (("engine", "model_engine"), ("uid", "model_uid"), ("ttl", "ttl")):
             text = self.query_one(f"#{key}", Input).value.strip()
             if text:
                 args[field] = text
-        for key, field in (("gpu-layers", "n_gpu_layers"), ("context", "context_length")):
+        for key, field in (("gpu-layers", "n_gpu_layers"), ("context", "context_length"), ("replicas", "replica")):
             text = self.query_one(f"#{key}", Input).value.strip()
-            if text and reg["model_type"] == "LLM":
+            if text.lstrip("-").isdigit() and (reg["model_type"] == "LLM" or field == "replica"):
                 args[field] = int(text)
-        self.dismiss(args)
+        if self.query_one("#restore", Checkbox).value:
+            args["restore"] = True
+        if self.too_big:
+            args["force"] = True
+        return args

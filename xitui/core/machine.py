@@ -1,4 +1,5 @@
-"""Machine resources for the dashboard: GPU memory per device (NVML) and system memory (psutil)."""
+"""This machine's resources: GPU memory per device (NVML) and system memory (psutil); for the dashboard, the
+launch estimate and `xitui doctor`. No model library here."""
 
 from __future__ import annotations
 

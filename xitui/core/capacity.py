@@ -1,4 +1,5 @@
-"""Will a launch fit: the estimate (core/estimate.py) against free RAM and free GPU memory.
+"""Will a launch fit: the estimate (estimate.py) against free RAM and free GPU memory, for the server's
+launches and the wizard's review.
 
 Whether an engine puts the model on the GPU is asked of the engine itself, once, in a child process (the
 server imports no model library): `llama_supports_gpu_offload()` for llama.cpp, `torch.cuda.is_available()`
@@ -7,14 +8,13 @@ for the torch engines. On a machine without an NVIDIA GPU nothing is asked.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 from typing import Any
 
+from xitui.core import machine
 from xitui.core.estimate import Estimate, Fit, check_fit, estimate
-from xitui.server import resources
 
 _PROBES = {
     "llama.cpp": "import llama_cpp; print(bool(llama_cpp.llama_supports_gpu_offload()))",
@@ -37,14 +37,18 @@ def _engine_uses_gpu(engine: str) -> bool:
     return _usable[key]
 
 
-def _measure(settings: dict[str, Any], replicas: int, reserved_ram: int, reserved_gpu: int
-             ) -> tuple[Estimate | None, Fit | None]:
-    gpus, _ = resources.gpus()
+def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, reserved_gpu: int = 0
+            ) -> tuple[Estimate | None, Fit | None]:
+    """The estimate and how it fits now (None, None when the files are not here to read yet).
+
+    `settings`: LaunchPlan.worker_settings(); `reserved_*`: memory that launches still loading will take
+    but have not taken yet. Blocking (file headers, NVML, maybe a probe): run it off the event loop."""
+    gpus, _ = machine.gpus()
     on_gpu = bool(gpus) and settings.get("n_gpu_layers") != 0 and _engine_uses_gpu(settings["engine"])
     est = estimate(settings, gpu=on_gpu, replicas=replicas)
     if est is None:
         return None, None
-    free_ram = resources.system_memory()["available"] - reserved_ram
+    free_ram = machine.system_memory()["available"] - reserved_ram
     free_gpu = None
     if on_gpu:
         # llama.cpp splits layers over every GPU; transformers puts the model on the first one
@@ -52,10 +56,3 @@ def _measure(settings: dict[str, Any], replicas: int, reserved_ram: int, reserve
         free_gpu = (sum(free) if settings["engine"] == "llama.cpp" else free[0]) - reserved_gpu
     return est, check_fit(est, max(0, free_ram), None if free_gpu is None else max(0, free_gpu))
 
-
-async def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, reserved_gpu: int = 0
-                  ) -> tuple[Estimate | None, Fit | None]:
-    """The estimate and how it fits (None, None when the files are not here to read yet).
-
-    `reserved_*`: memory that launches still loading will take but have not taken yet."""
-    return await asyncio.to_thread(_measure, settings, replicas, reserved_ram, reserved_gpu)
