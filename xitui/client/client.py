@@ -219,7 +219,7 @@ class Client:
             raise ClientError(f"the server at {self.base_url} is Xinference, which does not estimate launches")
         body = {"model_name": model_name, "model_type": model_type,
                 **{k: v for k, v in launch.items() if v is not None}}
-        return self._post_json("/v1/models/estimate", body)
+        return self._post_json("/v1/estimate", body)
 
     def launch_status(self, model_uid: str) -> dict[str, Any]:
         """Where a launch stands, the same on both servers: {"state": launching|ready|error, "progress",

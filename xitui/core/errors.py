@@ -26,6 +26,12 @@ class ConflictError(XituiError):
     status_code = 400
 
 
+class ForbiddenError(XituiError):
+    """Understood, and refused: the operation is not allowed on this resource (a builtin model)."""
+
+    status_code = 403
+
+
 class LaunchError(XituiError):
     """A model could not be launched (missing file, unsupported format, no GPU...)."""
 

@@ -16,7 +16,7 @@ from typing import Any
 from filelock import FileLock
 
 from xitui.core import catalog
-from xitui.core.errors import ConflictError, NotFoundError, SpecError
+from xitui.core.errors import ConflictError, ForbiddenError, NotFoundError, SpecError
 from xitui.core.files import atomic_write
 from xitui.core.spec import ModelSpec, ModelType, normalise_model_type, parse_embedding, parse_llm, parse_spec
 
@@ -137,7 +137,7 @@ class Registry:
         kind = normalise_model_type(model_type)
         key = model_name.lower()
         if key in self._builtins(kind):
-            raise ConflictError(f"{model_name!r} is a builtin model and cannot be unregistered")
+            raise ForbiddenError(f"{model_name!r} is a builtin model and cannot be unregistered")
         with self._lock():
             removed = self._memory[kind].pop(key, None) is not None
             for path in self._dir(kind).glob("*.json") if self._dir(kind).is_dir() else []:

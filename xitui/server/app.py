@@ -10,12 +10,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xitui import __version__
@@ -37,7 +39,11 @@ from xitui.server.bodies import (
 )
 from xitui.server.generation import respond
 from xitui.server.guard import Policy, RequestGuard
+from xitui.server.openapi import MODEL_TYPES, answers, document, streaming_ok
 from xitui.server.supervisor import Supervisor
+
+#: A model type in a path: documented as LLM or embedding (any case is read).
+ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPES})]
 
 # --- the app -------------------------------------------------------------------------------------
 
@@ -71,7 +77,10 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method served at this path, not just the first route's
+            headers["Allow"] = ", ".join(sorted(methods_for(app, request.url.path)))
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
 
     # Two registrations on purpose: Starlette answers XituiError in its exception middleware, while an
     # `Exception` handler runs in the outermost one, which logs and re-raises after answering.
@@ -117,30 +126,30 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
     # --- registrations --------------------------------------------------------------------------
 
-    @app.post("/v1/model_registrations/{model_type}")
-    async def register_model(model_type: str, body: RegisterBody) -> None:
+    @app.post("/v1/model_registrations/{model_type}", responses=answers(400))
+    async def register_model(model_type: ModelTypePath, body: RegisterBody) -> None:
         registry.register(model_type, body.model, persist=body.persist)
 
-    @app.get("/v1/model_registrations/{model_type}")
-    async def list_registrations(model_type: str, detailed: bool = False) -> list[dict[str, Any]]:
+    @app.get("/v1/model_registrations/{model_type}", responses=answers(400))
+    async def list_registrations(model_type: ModelTypePath, detailed: bool = False) -> list[dict[str, Any]]:
         return registry.list(model_type, detailed=detailed)
 
-    @app.get("/v1/model_registrations/{model_type}/{model_name}")
-    async def get_registration(model_type: str, model_name: str) -> dict[str, Any]:
+    @app.get("/v1/model_registrations/{model_type}/{model_name}", responses=answers(400, 404))
+    async def get_registration(model_type: ModelTypePath, model_name: str) -> dict[str, Any]:
         return registry.get(model_type, model_name).registration()
 
-    @app.delete("/v1/model_registrations/{model_type}/{model_name}")
-    async def unregister_model(model_type: str, model_name: str) -> None:
+    @app.delete("/v1/model_registrations/{model_type}/{model_name}", responses=answers(400, 403, 404))
+    async def unregister_model(model_type: ModelTypePath, model_name: str) -> None:
         registry.unregister(model_type, model_name)
 
     # --- running models -------------------------------------------------------------------------
 
-    @app.post("/v1/models")
+    @app.post("/v1/models", responses=answers(400, 404, 409))
     async def launch_model(body: LaunchBody, wait_ready: bool = True) -> dict[str, str]:
         uid = await supervisor.launch(body.model_dump(), wait_ready=wait_ready)
         return {"model_uid": uid}
 
-    @app.post("/v1/models/estimate")
+    @app.post("/v1/estimate", responses=answers(400, 404))
     async def estimate_launch(body: LaunchBody) -> dict[str, Any]:
         """The memory a launch would need and whether it fits now; launches nothing."""
         return await supervisor.estimate(body.model_dump())
@@ -153,11 +162,11 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         ]
         return {"object": "list", "data": data}
 
-    @app.get("/v1/models/{model_uid}")
+    @app.get("/v1/models/{model_uid}", responses=answers(404))
     async def describe_model(model_uid: str) -> dict[str, Any]:
         return supervisor.get(model_uid).describe()
 
-    @app.get("/v1/models/{model_uid}/progress")
+    @app.get("/v1/models/{model_uid}/progress", responses=answers(404))
     async def launch_progress(model_uid: str) -> dict[str, Any]:
         model = supervisor.get(model_uid)
         progress, stage = model.progress()
@@ -166,7 +175,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         return {"progress": progress, "stage": stage, "state": model.state, "error": model.error,
                 "download_files": [], "replicas": [r.describe() for r in model.replicas]}
 
-    @app.get("/v1/models/{model_uid}/logs")
+    @app.get("/v1/models/{model_uid}/logs", responses=answers(400, 404))
     async def model_logs(model_uid: str, offset: int = -16384, replica: int = 0) -> dict[str, Any]:
         """A worker's log from byte `offset` (negative: that many bytes before the end), at most 64 KiB,
         and the offset to ask from next: what the dashboard's log view follows."""
@@ -184,7 +193,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             return {"offset": 0, "text": ""}
         return {"offset": start + len(data), "text": data.decode("utf-8", errors="replace")}
 
-    @app.delete("/v1/models/{model_uid}")
+    @app.delete("/v1/models/{model_uid}", responses=answers(404))
     async def terminate_model(model_uid: str) -> None:
         await supervisor.terminate(model_uid)
 
@@ -193,7 +202,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
     # The inference routes read their bodies themselves (orjson + the same pydantic models): FastAPI's
     # per-request machinery cost more than the rest of an embedding request. The schema stays documented.
 
-    @app.post("/v1/completions", openapi_extra=body_schema(CompletionBody))
+    @app.post("/v1/completions", openapi_extra=body_schema(CompletionBody),
+              responses={**streaming_ok(), **answers(400, 404, 500)})
     async def completions(request: Request) -> Any:
         body = await read_body(request, CompletionBody)
         prompt = body.prompt
@@ -205,14 +215,16 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         stream = supervisor.call(body.model, "generate", {"prompt": prompt, "params": generation_params(body)})
         return await respond(request, stream, body, chat=False)
 
-    @app.post("/v1/chat/completions", openapi_extra=body_schema(ChatBody))
+    @app.post("/v1/chat/completions", openapi_extra=body_schema(ChatBody),
+              responses={**streaming_ok(), **answers(400, 404, 500)})
     async def chat_completions(request: Request) -> Any:
         body = await read_body(request, ChatBody)
         _require_ability(supervisor, body.model, "chat")
-        stream = supervisor.call(body.model, "chat", {"messages": body.messages, "params": generation_params(body)})
+        stream = supervisor.call(body.model, "chat", {"messages": [m.model_dump() for m in body.messages],
+                                                          "params": generation_params(body)})
         return await respond(request, stream, body, chat=True)
 
-    @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingBody))
+    @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingBody), responses=answers(400, 404, 500))
     async def embeddings(request: Request) -> Response:
         body = await read_body(request, EmbeddingBody)
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
@@ -242,6 +254,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         }
         return Response(orjson.dumps(payload), media_type="application/json")
 
+    document(app)
     app.state.fast_routes = {
         "/v1/completions": completions,
         "/v1/chat/completions": chat_completions,
@@ -254,8 +267,16 @@ def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Po
                 default_ttl: float | None = None) -> Any:
     """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
     the inference fast path, then the FastAPI app."""
-    inner = BearerAuth(FastPath(create_app(home, api_key, default_ttl)), api_key=api_key)
-    return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"))
+    app = create_app(home, api_key, default_ttl)
+    inner = BearerAuth(FastPath(app), api_key=api_key)
+    return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"),
+                        takes_body=lambda path: "POST" in methods_for(app, path))
+
+
+def methods_for(app: FastAPI, path: str) -> set[str]:
+    """The methods some route serves at `path` (Starlette's 405 names only the first route's)."""
+    return {method for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(path)
+            for method in route.methods}
 
 
 def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> None:

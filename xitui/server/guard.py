@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,9 @@ from xitui.core.config import DEFAULT_MAX_BODY_MIB
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Methods whose bodies are checked: POST is the one a web page can send cross-site without a preflight,
+#: and the only one the API takes a body with (PUT and PATCH get 405 from the router).
+_BODY_METHODS = frozenset({"POST"})
 
 Scope = dict[str, Any]
 
@@ -112,9 +114,11 @@ def split_host(header: str) -> tuple[str, str] | None:
 class RequestGuard:
     """Host, Origin, Content-Type and size checks, then CORS for allowed origins (see the module doc)."""
 
-    def __init__(self, app: Any, policy: Policy):
+    def __init__(self, app: Any, policy: Policy, takes_body: Callable[[str], bool] | None = None):
         self.app = app
         self.policy = policy
+        #: Whether a POST to this path reaches a route (others get 405 from the router, bodies unread).
+        self.takes_body = takes_body or (lambda path: True)
         self.cors = CORSMiddleware(
             app,
             allow_origins=["*"] if policy.any_origin else sorted(policy.origins),
@@ -137,9 +141,12 @@ class RequestGuard:
             return await _answer(send, *refusal)
         origin = headers.get(b"origin")
         target = self.cors if origin is not None else self.app
-        if scope["method"] in _BODY_METHODS:
+        if self._checks_body(scope):
             return await self._limited(target, scope, receive, send, headers)
         return await target(scope, receive, send)
+
+    def _checks_body(self, scope: Scope) -> bool:
+        return scope["method"] in _BODY_METHODS and self.takes_body(scope["path"])
 
     def _refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
         policy = self.policy
@@ -162,7 +169,7 @@ class RequestGuard:
             return 403, (f"origin {shown!r} is not allowed: web pages may use this server only from allowed "
                          f"origins; allow one with --allowed-origins {shown}, XITUI_ALLOWED_ORIGINS or "
                          f"`xitui config set server.allowed_origins {shown}`")
-        if scope["method"] in _BODY_METHODS:
+        if self._checks_body(scope):
             kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if kind != b"application/json":
                 shown = kind.decode("latin-1") or "none"

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from xitui.core.errors import LaunchError
+from xitui.core.errors import LaunchError, NotFoundError
 from xitui.core.registry import Registry
 from xitui.core.spec import EmbeddingSpec, LLMFamily, LLMSpec, local_path, normalise_model_type
 
@@ -55,7 +55,7 @@ class LaunchPlan:
         if engine:
             wanted = ENGINE_ALIASES.get(str(engine).lower())
             if wanted != plan.engine:
-                raise LaunchError(
+                raise NotFoundError(
                     f"model_engine {engine!r} cannot run {plan.model_format} models; "
                     f"leave it out, or use {plan.engine!r}"
                 )
@@ -119,7 +119,7 @@ def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
     quant = request.get("quantization")
     found = family.find_specs(fmt, size, quant)
     if not found:
-        raise LaunchError(
+        raise NotFoundError(
             f"{family.model_name} has no spec for format={fmt or 'any'} size={size or 'any'} "
             f"quantization={quant or 'any'} (it has: {_choices(family.model_specs)})"
         )
