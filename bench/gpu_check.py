@@ -94,6 +94,19 @@ def main() -> None:
                 f"{(p['memory_used'] or 0) / 2**20:.0f} MiB" for p in gpu["processes"]) or "none listed")
         joined = any(p["model_uid"] == uid for g in snap["gpus"] for p in g["processes"])
         print(f"worker pid joined with its model in NVML's process list: {joined}")
+        est = client.describe_model(uid)["estimate"]
+        held = sum(p["memory_used"] or 0 for g in snap["gpus"] for p in g["processes"] if p["model_uid"] == uid)
+        print(f"estimate: device {est['device']}, GPU {est['gpu'] / 2**20:.0f} MiB (weights "
+              f"{est['weights'] / 2**20:.0f} + KV {est['kv_cache'] / 2**20:.0f} + overhead "
+              f"{est['overhead'] / 2**20:.0f}), RAM {est['ram'] / 2**20:.0f} MiB; NVML says the worker holds "
+              f"{held / 2**20:.0f} MiB ({est['gpu'] / held:.2f} x)" if held else "no NVML figure for the worker")
+        from xitui.core.errors import XituiError
+
+        try:
+            client.launch_model(model_name="gpu-llama", model_uid="too-big", context_length=10_000_000)
+            print("a 10M-token context launched: the GPU fit check did not refuse it")
+        except XituiError as exc:
+            print(f"a 10M-token context was refused: {exc}")
 
         from xitui.tui.app import make_app
         from xitui.tui.widgets.models_table import ModelsTable

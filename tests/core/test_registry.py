@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES
-from xitui.core.errors import ConflictError, NotFoundError, SpecError
+from xitui.core.errors import ConflictError, ForbiddenError, NotFoundError, SpecError
 from xitui.core.registry import Registry
 
 DOC_LLM = (EXAMPLES / "custom-llama-2.json").read_text()
@@ -67,8 +67,9 @@ def test_refusals(tmp_path: Path) -> None:
     reg.register("LLM", DOC_LLM, persist=True)
     with pytest.raises(ConflictError, match="Model custom-llama-2 already registered"):
         reg.register("LLM", DOC_LLM)
-    with pytest.raises(ConflictError, match="builtin"):
+    with pytest.raises(ForbiddenError, match="builtin") as refused:
         reg.unregister("LLM", "llama-2")
+    assert refused.value.status_code == 403
     with pytest.raises(NotFoundError):
         reg.unregister("LLM", "never-registered")
     with pytest.raises(SpecError):

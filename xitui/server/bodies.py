@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from starlette.requests import Request
 
 from xitui.core.errors import XituiError
@@ -24,7 +24,8 @@ class RegisterBody(_Body):
     worker_ip: str | None = None
 
 
-#: A time to live as `parse_duration` reads it: seconds, 30s / 10m / 1h30m / 2d, or never.
+#: A time to live as `parse_duration` reads it: seconds, 30s / 10m / 1h30m / 2d, or never (documented;
+#: the launch itself checks it, so a bad one gets parse_duration's one line).
 TTL_PATTERN = r"^(never|-?[0-9]+(\.[0-9]+)?|([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+)$"
 
 
@@ -47,7 +48,7 @@ class LaunchBody(_Body):
     #: xitui's own: tokens of context to allocate (default: the spec's context_length)
     context_length: Annotated[int, Field(ge=16, le=10_000_000)] | None = None
     #: idle time before the model is unloaded: seconds, or "30s", "10m", "1h"; 0 = once idle, -1 = never
-    ttl: int | float | Annotated[str, Field(pattern=TTL_PATTERN)] | None = None
+    ttl: int | float | Annotated[str, WithJsonSchema({"type": "string", "pattern": TTL_PATTERN})] | None = None
     #: bring the model back, with these settings, whenever the server starts
     restore: bool = False
     #: launch even when the memory estimate says it will not fit

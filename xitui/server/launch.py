@@ -54,6 +54,9 @@ class LaunchPlan:
         engine = request.get("model_engine")
         if engine:
             wanted = ENGINE_ALIASES.get(str(engine).lower())
+            if wanted is None:
+                raise LaunchError(f"model_engine {engine!r} is not an engine xitui runs (llama.cpp, transformers, "
+                                  "sentence_transformers); leave it out to have it follow the format")
             if wanted != plan.engine:
                 raise NotFoundError(
                     f"model_engine {engine!r} cannot run {plan.model_format} models; "
