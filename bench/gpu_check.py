@@ -98,9 +98,12 @@ def main() -> None:
         held = sum(p["memory_used"] or 0 for g in snap["gpus"] for p in g["processes"] if p["model_uid"] == uid)
         print(f"estimate: device {est['device']}, GPU {est['gpu'] / 2**20:.0f} MiB (weights "
               f"{est['weights'] / 2**20:.0f} + KV {est['kv_cache'] / 2**20:.0f} + overhead "
-              f"{est['overhead'] / 2**20:.0f}), RAM {est['ram'] / 2**20:.0f} MiB; NVML says the worker holds "
+              f"{est['overhead'] / 2**20:.0f} + CUDA runtime {est['gpu_runtime'] / 2**20:.0f}), RAM {est['ram'] / 2**20:.0f} MiB; NVML says the worker holds "
               f"{held / 2**20:.0f} MiB ({est['gpu'] / held:.2f} x)" if held else "no NVML figure for the worker")
+        from xitui.cli.model_commands import estimate_text
         from xitui.core.errors import XituiError
+
+        print(estimate_text(client.estimate_launch("gpu-llama", context_length=4096)))
 
         try:
             client.launch_model(model_name="gpu-llama", model_uid="too-big", context_length=10_000_000)

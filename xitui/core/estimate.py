@@ -10,7 +10,10 @@ The parts, each stated so a user can check them:
   transformers and sentence-transformers: 20 % of the weights + 128 MiB for activations and the allocator,
   the rule of thumb accelerate's `estimate-memory` states for inference);
 - runtime: the worker process with its library imported, before any model (measured on the build machine:
-  python + llama_cpp 41 MiB, python + torch + transformers 243 MiB).
+  python + llama_cpp 41 MiB, python + torch + transformers 243 MiB);
+- on a GPU, the CUDA runtime: each worker's CUDA context and its libraries' workspaces (cuBLAS...), 512 MiB
+  for torch (an H100 worker held 1082 MiB for 361 MiB of weights and cache, 197 MiB of stated overhead)
+  and 256 MiB for llama.cpp (its own smaller set of CUDA libraries; not measured).
 
 A GGUF file is memory-mapped: replicas on the CPU share its pages, so its weights count once.
 """
@@ -28,6 +31,7 @@ from xitui.core.units import human_bytes
 
 MIB = 2**20
 RUNTIME = {"llama.cpp": 41 * MIB, "transformers": 243 * MIB, "sentence_transformers": 260 * MIB}
+CUDA_RUNTIME = {"llama.cpp": 256 * MIB, "transformers": 512 * MIB, "sentence_transformers": 512 * MIB}
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
 
 
@@ -49,6 +53,8 @@ class Estimate:
     #: Fraction of the weights on the GPU (llama.cpp's n_gpu_layers may offload only some layers).
     gpu_fraction: float = 0.0
     shared_weights: bool = False
+    #: Each worker's CUDA context and library workspaces, on the GPU (0 on the CPU).
+    gpu_runtime: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -60,7 +66,7 @@ class Estimate:
         """Bytes every replica needs on the GPU(s)."""
         if self.device != "gpu":
             return 0
-        return self.replicas * int(self.weights * self.gpu_fraction + self.kv_cache + self.overhead)
+        return self.replicas * int(self.weights * self.gpu_fraction + self.kv_cache + self.overhead + self.gpu_runtime)
 
     @property
     def ram(self) -> int:
@@ -84,7 +90,10 @@ class Estimate:
         parts = [f"weights {human_bytes(self.weights)}"]
         if self.kv_per_token:
             parts.append(f"KV cache {human_bytes(self.kv_cache)} for {self.context_length} tokens")
-        parts += [f"overhead {human_bytes(self.overhead)}", f"runtime {human_bytes(self.runtime)}"]
+        parts.append(f"overhead {human_bytes(self.overhead)}")
+        # the parts of what the line's figure counts: GPU memory on a GPU, system memory otherwise
+        parts.append(f"CUDA runtime {human_bytes(self.gpu_runtime)}" if self.device == "gpu"
+                     else f"runtime {human_bytes(self.runtime)}")
         text = " + ".join(parts)
         return f"{self.replicas} x ({text})" if self.replicas > 1 else text
 
@@ -168,6 +177,8 @@ def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) 
     else:
         est = _sentence_transformers(Path(path), gpu)
     est.replicas = max(1, int(replicas))
+    if est.device == "gpu":
+        est.gpu_runtime = CUDA_RUNTIME[engine]
     return est
 
 
