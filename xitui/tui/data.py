@@ -147,10 +147,10 @@ def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
     if model.get("chat_format"):
         parts.append(f"chat: {model['chat_format']}")
     replicas = model.get("replicas") or []
-    if len(replicas) > 1:
-        up = sum(r.get("state") == "ready" for r in replicas)
-        parts.append(f"{len(replicas)} replicas" + (f" ({up} ready)" if up != len(replicas) else "")
-                     + ": pids " + ",".join(str(r["pid"]) for r in replicas if r.get("pid")))
+    if len(replicas) > 1:  # each replica: pid, state when not ready, requests served
+        each = [f"{r.get('pid') or DASH}" + ("" if r.get("state") == "ready" else f" {r.get('state')}")
+                + f" {(r.get('metrics') or {}).get('requests', 0)} req" for r in replicas]
+        parts.append(f"{len(replicas)} replicas: " + ", ".join(each))
     elif model.get("pid"):
         parts.append(f"pid {model['pid']}")
     if model.get("ttl") is not None:
