@@ -9,6 +9,7 @@ import typer
 
 from xitui import __version__
 from xitui.cli import (
+    chats_commands,
     config_commands,
     dashboard_commands,
     doctor_commands,
@@ -71,6 +72,7 @@ app.command()(server_commands.serve)
 app.command()(server_commands.stop)
 app.command()(doctor_commands.doctor)
 app.add_typer(config_commands.config_app, name="config")
+app.add_typer(chats_commands.chats_app, name="chats")
 
 
 def main() -> None:

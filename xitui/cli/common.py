@@ -9,6 +9,7 @@ import typer
 
 if TYPE_CHECKING:
     from xitui.client import Client
+    from xitui.core.chats import ChatStore
     from xitui.core.config import Config
 
 Endpoint = Annotated[
@@ -56,3 +57,19 @@ MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Most tokens
 Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0: greedy).")]
 TopP = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling probability mass.")]
 Stop = Annotated[list[str] | None, typer.Option("--stop", help="Stop word (repeatable).")]
+
+
+def chat_store(no_save: bool = False, force: bool = False) -> ChatStore | None:
+    """The saved-conversations store, or None when saving is off (`--no-save`, `chats.save = false`)."""
+    if no_save and not force:
+        return None
+    if not force and not settings().chats.get("save", True):
+        return None
+    from xitui.core.chats import ChatStore
+    from xitui.core.config import home_dir
+
+    return ChatStore(home_dir())
+
+
+NoSave = Annotated[bool, typer.Option("--no-save", help="Keep no record of this conversation.")]
+Raw = Annotated[bool, typer.Option("--raw", help="Print the answer as plain text, not rendered Markdown.")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -15,9 +14,12 @@ from xitui.cli.common import (
     Json,
     MaxTokens,
     ModelUid,
+    NoSave,
+    Raw,
     Stop,
     Temperature,
     TopP,
+    chat_store,
     connect,
     generation_config,
 )
@@ -30,18 +32,6 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-def _stream_text(chunks: Iterator[dict[str, Any]], chat: bool) -> str:
-    """Print pieces as they arrive; returns the whole text."""
-    pieces = []
-    for chunk in chunks:
-        choices = chunk.get("choices") or [{}]
-        text = (choices[0].get("delta") or {}).get("content") if chat else choices[0].get("text")
-        if text:
-            pieces.append(text)
-            _write(text)
-    return "".join(pieces)
-
-
 def _read_stdin() -> str:
     from xitui.core.errors import XituiError
 
@@ -51,12 +41,24 @@ def _read_stdin() -> str:
     return text
 
 
-def _ask(label: str) -> str | None:
-    """One line from the user; None at end of input."""
-    try:
-        return input(label)
-    except EOFError:
-        return None
+def _conversation(handle: Any, uid: str, kind: str, config: dict[str, Any], store: Any, raw: bool,
+                  system: str | None = None, session: Any = None) -> Any:
+    from xitui.cli.conversation import Conversation
+
+    return Conversation(handle=handle, model_uid=uid, model_name=(getattr(handle, "description", None) or {}).get("model_name") or uid,
+                        kind=kind, params=config, store=store, system=system, raw=raw, session=session)
+
+
+def _loop(conversation: Any, kind: str, intro: str) -> None:
+    from xitui.cli.conversation import history_path
+    from xitui.core.config import home_dir
+
+    output.info(intro)
+    conversation.loop(history_path(home_dir(), kind))
+    if conversation.store is not None and conversation.session_id is not None:
+        output.info(f"saved as session {conversation.session_id} (`xitui chat --session "
+                    f"{conversation.session_id}` resumes it)" if kind == "chat" else
+                    f"saved as session {conversation.session_id} (`xitui chats show {conversation.session_id}`)")
 
 
 def generate(
@@ -67,11 +69,14 @@ def generate(
     top_p: TopP = None,
     stop: Stop = None,
     no_stream: NoStream = False,
+    raw: Raw = False,
+    no_save: NoSave = False,
     as_json: Json = False,
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Complete text. With stdin piped, all of stdin is one prompt and only the generated text is printed."""
+    """Complete text. With stdin piped, all of stdin is one prompt and only the generated text is printed;
+    on a terminal, a loop whose prompts and completions are saved (`xitui chats`)."""
     handle = connect(endpoint, api_key).get_model(model_uid)
     if not hasattr(handle, "generate"):
         from xitui.core.errors import XituiError
@@ -85,7 +90,8 @@ def generate(
         elif no_stream:
             _write(handle.generate(text, {**config, "stream": False})["choices"][0]["text"])
         else:
-            _stream_text(handle.generate(text, {**config, "stream": True}), chat=False)
+            _conversation(handle, model_uid, "generate", config, None, raw).ask(text)
+            return
         if sys.stdout.isatty() and not as_json:
             _write("\n")
 
@@ -94,72 +100,93 @@ def generate(
     elif not sys.stdin.isatty():
         run(_read_stdin())
     else:
-        output.info(f"generating with {model_uid}; an empty line or Ctrl-D ends")
-        while (text := _ask("prompt> ")) not in (None, ""):
-            try:
-                run(text)
-            except KeyboardInterrupt:
-                _write("\n")
+        conversation = _conversation(handle, model_uid, "generate", config, chat_store(no_save), raw)
+        _loop(conversation, "generate", f"generating with {model_uid}; /help for commands, Ctrl-D ends")
 
 
 def chat(
-    model_uid: ModelUid,
+    model_uid: Annotated[str | None, typer.Option(
+        "--model-uid", "-u", help="The running model's uid (default with --continue/--session: the session's).")
+    ] = None,
     system: Annotated[str | None, typer.Option("--system", help="System prompt for the conversation.")] = None,
     message: Annotated[str | None, typer.Argument(help="One message (default: stdin when piped, else a loop).")] = None,
+    resume_last: Annotated[bool, typer.Option("--continue", "-C", help="Resume the last saved conversation.")] = False,
+    session_id: Annotated[int | None, typer.Option("--session", help="Resume saved conversation ID.")] = None,
     max_tokens: MaxTokens = None,
     temperature: Temperature = None,
     top_p: TopP = None,
     stop: Stop = None,
     no_stream: NoStream = False,
+    raw: Raw = False,
+    no_save: NoSave = False,
     as_json: Json = False,
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Chat with a model, keeping the conversation's history (/reset clears it, /exit or Ctrl-D ends)."""
+    """Chat with a model; the conversation is saved (`xitui chats`) and can be resumed (--continue)."""
     from xitui.core.errors import XituiError
 
-    handle = connect(endpoint, api_key).get_model(model_uid)
-    if not hasattr(handle, "chat"):
-        raise XituiError(f"model {model_uid!r} cannot chat (see `xitui list`); try `xitui generate`")
-    config = generation_config(max_tokens, temperature, top_p, stop)
-    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    session = None
+    if resume_last or session_id is not None:
+        from xitui.core.chats import ChatStore
+        from xitui.core.config import home_dir
 
-    def turn(text: str) -> None:
-        messages = [*history, {"role": "user", "content": text}]
-        if as_json:
-            result = handle.chat(messages, generate_config={**config, "stream": False})
-            output.print_json(result)
+        store = ChatStore(home_dir())
+        session = store.get(session_id) if session_id is not None else store.last(kind="chat")
+        if session is None:
+            raise XituiError("no saved conversation to continue (see `xitui chats list`)")
+        if session.kind != "chat":
+            raise XituiError(f"session {session.id} is a generate session: `xitui chats show {session.id}`")
+    uid = model_uid or (session.model_uid if session else None)
+    if uid is None:
+        raise XituiError("which model? give --model-uid (see `xitui list`), or --continue a saved conversation")
+    handle = connect(endpoint, api_key).get_model(uid)
+    if not hasattr(handle, "chat"):
+        raise XituiError(f"model {uid!r} cannot chat (see `xitui list`); try `xitui generate`")
+    config = generation_config(max_tokens, temperature, top_p, stop)
+    if session is not None:
+        config = {**session.params, **{k: v for k, v in config.items() if k in _given(max_tokens, temperature,
+                                                                                          top_p, stop)}}
+    store = chat_store(no_save)
+    conversation = _conversation(handle, uid, "chat", config, store, raw, system, session)
+    if session is not None and store is not None and uid != session.model_uid:
+        store.update(session.id, model_uid=uid)
+
+    def one(text: str) -> None:
+        if as_json or no_stream:
+            from xitui.cli.answer_view import AnswerStats
+            from xitui.cli.conversation import Turn
+
+            result = handle.chat(conversation.messages_for(text), generate_config={**config, "stream": False})
             answer = result["choices"][0]["message"]["content"]
-        elif no_stream:
-            answer = handle.chat(messages, generate_config={**config, "stream": False})["choices"][0]["message"]["content"]
-            _write(answer)
+            if as_json:
+                output.print_json(result)
+            else:
+                _write(answer + "\n")
+            stats = AnswerStats()
+            stats.tokens = (result.get("usage") or {}).get("completion_tokens")
+            conversation.remember(Turn(text, answer, stats))
         else:
-            answer = _stream_text(handle.chat(messages, generate_config={**config, "stream": True}), chat=True)
-        if not as_json:
-            _write("\n")
-        history.extend([{"role": "user", "content": text}, {"role": "assistant", "content": answer}])
+            conversation.ask(text)
 
     if message is not None:
-        turn(message)
+        one(message)
         return
     if not sys.stdin.isatty():
-        turn(_read_stdin())
+        one(_read_stdin())
         return
-    output.info(f"chatting with {model_uid}; /reset clears the history, /exit or Ctrl-D ends")
-    while True:
-        text = _ask("you> ")
-        if text is None or text.strip() == "/exit":
-            break
-        if text.strip() == "/reset":
-            del history[1 if system else 0:]
-            output.info("(history cleared)")
-            continue
-        if not text.strip():
-            continue
-        try:
-            turn(text)
-        except KeyboardInterrupt:
-            _write("\n")
+    if session is not None:
+        output.info(f"resuming session {session.id} with {uid} ({len(session.messages)} messages)")
+        for earlier in session.messages[-2:]:
+            who = "you" if earlier.role == "user" else uid
+            output.info(f"  {who}: {' '.join(earlier.content.split())[:200]}")
+    _loop(conversation, "chat", f"chatting with {uid}; /help for commands, Ctrl-C stops an answer, Ctrl-D ends")
+
+
+def _given(max_tokens: Any, temperature: Any, top_p: Any, stop: Any) -> set[str]:
+    """The parameters given on the command line (they win over a resumed session's)."""
+    named = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop}
+    return {k for k, v in named.items() if v is not None}
 
 
 def embed(

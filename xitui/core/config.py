@@ -35,6 +35,7 @@ SETTINGS: dict[str, type] = {
     "server.allowed_origins": list,
     "server.max_body_mib": int,
     "server.ttl": str,
+    "chats.save": bool,
 }
 
 #: Environment variables that override a setting.
@@ -87,6 +88,8 @@ class Config:
         default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
                                  "ttl": "never"}
     )
+    #: Saved conversations (xitui/core/chats.py): `save = false` keeps none.
+    chats: dict[str, Any] = field(default_factory=lambda: {"save": True})
     #: Dashboard key rebinding, binding id -> keys ("launch" = "L"), from the file's [keymap] table.
     keymap: dict[str, str] = field(default_factory=dict)
     #: Which source each value came from ("default", "file" or "env"), for `xitui config show`.
@@ -96,6 +99,7 @@ class Config:
         values: dict[str, Any] = {"endpoint": self.endpoint, "api_key": self.api_key, "theme": self.theme}
         values.update({f"generation.{k}": v for k, v in self.generation.items()})
         values.update({f"server.{k}": v for k, v in self.server.items()})
+        values.update({f"chats.{k}": v for k, v in self.chats.items()})
         return values
 
 
@@ -118,6 +122,8 @@ def _fits(kind: type, value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is bool:
+        return isinstance(value, bool)
     return isinstance(value, kind) and not isinstance(value, bool)
 
 
@@ -156,7 +162,10 @@ def set_value(key: str, raw: str) -> Any:
         raise ConfigError(f"unknown setting {key!r} (known: {', '.join(SETTINGS)})")
     kind = SETTINGS[key]
     try:
-        value: Any = split_list(raw) if kind is list else kind(raw)
+        if kind is bool:
+            value: Any = _boolean(raw)
+        else:
+            value = split_list(raw) if kind is list else kind(raw)
     except ValueError:
         raise ConfigError(f"{key}: {raw!r} is not a valid {kind.__name__}") from None
     if key == "server.allowed_origins":
@@ -184,6 +193,15 @@ def set_value(key: str, raw: str) -> Any:
 
     atomic_write(path, tomli_w.dumps(data).encode("utf-8"))
     return value
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(raw)
 
 
 def check_origin(origin: str) -> str:

@@ -1,0 +1,123 @@
+"""An answer as it streams in: Markdown rendered by rich on a terminal, the exact text anywhere else.
+
+On a terminal the finished blocks (paragraphs, lists, closed code fences) are printed once and for good,
+and only the block still being written is redrawn (rich Live): the redrawn part stays a few lines high, so
+a long answer never has to be repainted from above the top of the screen, and nothing flickers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Seconds between redraws of the block being written (tokens arrive faster than eyes read).
+REDRAW = 1 / 20
+
+
+@dataclass
+class AnswerStats:
+    started: float = field(default_factory=time.monotonic)
+    first: float | None = None
+    last: float | None = None
+    pieces: int = 0
+    #: The server's count of generated tokens, when it says (the last chunk's usage)
+    tokens: int | None = None
+
+    def piece(self) -> None:
+        now = time.monotonic()
+        self.first = self.first or now
+        self.last = now
+        self.pieces += 1
+
+    @property
+    def ttft(self) -> float | None:
+        return None if self.first is None else self.first - self.started
+
+    @property
+    def count(self) -> int:
+        return self.tokens if self.tokens is not None else self.pieces
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        span = (self.last or 0) - (self.first or 0)
+        return (self.pieces - 1) / span if self.pieces > 1 and span > 0 else None
+
+    def line(self) -> str:
+        if self.first is None:
+            return "no answer"
+        rate = self.tokens_per_s
+        return (f"first token {self.ttft * 1000:.0f} ms · " + (f"{rate:.1f} tokens/s · " if rate else "")
+                + f"{self.count} tokens")
+
+
+def _settled_end(text: str) -> int:
+    """Where the finished blocks end: the last blank line outside a code fence (0: none finished)."""
+    end = 0
+    fenced = False
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        pos += len(line)
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            fenced = not fenced
+            if not fenced and pos < len(text):
+                end = pos  # a closed code block is finished
+        elif not stripped and not fenced and pos < len(text):
+            end = pos
+    return end
+
+
+class AnswerView:
+    """Feed it pieces with `add`; `close` ends the answer (and prints the stats line on a terminal)."""
+
+    def __init__(self, rendered: bool, console: Any = None):
+        self.rendered = rendered
+        self.text = ""
+        self.stats = AnswerStats()
+        self._printed = 0
+        self._live: Any = None
+        self.console = console
+        if rendered:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.console = console or Console(highlight=False)
+            # redrawn from this thread only, at most every REDRAW seconds: no second thread writes to the terminal
+            self._live = Live(console=self.console, transient=True, auto_refresh=False)
+            self._live.start()
+            self._drawn = 0.0
+
+    def add(self, piece: str) -> None:
+        self.stats.piece()
+        self.text += piece
+        if not self.rendered:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+            return
+        from rich.markdown import Markdown
+
+        end = _settled_end(self.text)
+        if end > self._printed:
+            self._live.update("", refresh=True)
+            self.console.print(Markdown(self.text[self._printed:end]))
+            self._printed = end
+        now = time.monotonic()
+        if now - self._drawn >= REDRAW:
+            self._live.update(Markdown(self.text[self._printed:]), refresh=True)
+            self._drawn = now
+
+    def close(self, note: str | None = None) -> None:
+        """The answer is over: print what is left, then (on a terminal) one dim line of figures."""
+        if not self.rendered:
+            return
+        from rich.markdown import Markdown
+
+        self._live.update("", refresh=True)
+        self._live.stop()
+        rest = self.text[self._printed:]
+        if rest.strip():
+            self.console.print(Markdown(rest))
+        line = self.stats.line() + (f" · {note}" if note else "")
+        self.console.print(line, style="dim", markup=False)
