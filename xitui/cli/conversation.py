@@ -8,6 +8,7 @@ on; Ctrl-C at the prompt clears the line; Ctrl-D ends.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -266,6 +267,7 @@ class on_interrupt:  # noqa: N801 - used like a function: `asked = on_interrupt(
             self.tty = (fd, termios.tcgetattr(fd))
             quiet = termios.tcgetattr(fd)
             quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+            quiet[3] |= termios.ISIG  # Ctrl-C must be a signal here, whatever mode the line editor left
             termios.tcsetattr(fd, termios.TCSANOW, quiet)
         except (ImportError, OSError, ValueError, AttributeError):
             self.tty = None
@@ -302,6 +304,9 @@ class LineReader:
 
         history_file.parent.mkdir(parents=True, exist_ok=True)
         keys = KeyBindings()
+        # The line needs no cursor position report: a terminal that never answers one would keep the line
+        # editor waiting (in raw mode, with Ctrl-C no signal) while the answer streams.
+        os.environ.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
 
         @keys.add("escape", "enter")
         def _newline(event: Any) -> None:

@@ -76,9 +76,11 @@ class XituiApp(App[None]):
 
     def __init__(self, client: Any, endpoint: str, theme: str = "dark", *,
                  generation: dict[str, Any] | None = None, keymap: dict[str, str] | None = None,
-                 refresh: float = REFRESH, live: bool = True) -> None:
+                 refresh: float = REFRESH, live: bool = True, chat_store: Any = None) -> None:
         super().__init__()
         self.client = client
+        #: Saved conversations (core/chats.py), shared with `xitui chat`; None keeps none.
+        self.chat_store = chat_store
         #: The periodic reads get their own client with a read timeout: a server that stops answering shows
         #: as such instead of freezing the table (answers and launches may take as long as they take).
         self.poll_client = _polling(client)
@@ -430,4 +432,9 @@ def make_app(client: Any, endpoint: str, theme: str | None = None, **kwargs: Any
         raise XituiError(f"no theme {name!r} (themes: {', '.join(theme_files())})")
     kwargs.setdefault("generation", {k: v for k, v in config.generation.items() if v is not None})
     kwargs.setdefault("keymap", config.keymap)
+    if "chat_store" not in kwargs and kwargs.get("live", True) and config.chats.get("save", True):
+        from xitui.core.chats import ChatStore
+        from xitui.core.config import home_dir
+
+        kwargs["chat_store"] = ChatStore(home_dir())
     return XituiApp(client, endpoint, name, **kwargs)

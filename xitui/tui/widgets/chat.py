@@ -1,4 +1,5 @@
-"""The live chat pane: pick a running model and talk to it.
+"""The live chat pane: pick a running model and talk to it; conversations are saved (core/chats.py) and the
+model's earlier ones can be resumed from the session picker.
 
 Chat models get a conversation with an editable system prompt; answers stream in as Markdown with time to
 first token and tokens/s under each; Esc stops a generation (the request is closed, so the server cancels
@@ -53,7 +54,8 @@ class ChatPane(Vertical):
     DEFAULT_CSS = """
     ChatPane { height: 1fr; }
     ChatPane #chat-top { height: 1; margin-bottom: 1; }
-    ChatPane #chat-model { width: 40; }
+    ChatPane #chat-model { width: 34; }
+    ChatPane #chat-session { width: 36; }
     ChatPane #chat-system { width: 1fr; }
     ChatPane #chat-log { height: 1fr; }
     ChatPane .user { margin: 1 0 0 0; color: $text-accent; }
@@ -92,10 +94,14 @@ class ChatPane(Vertical):
         self._options: list[tuple[str, str]] = []
         self._stopped = False
         self.last_stats: StreamStats | None = None
+        #: The saved session this conversation goes to (None: a new one is made at the first answer).
+        self.session_id: int | None = None
+        self._question = ""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-top"):
             yield Select([], prompt="pick a running model", id="chat-model", allow_blank=True, compact=True)
+            yield Select([], prompt="new conversation", id="chat-session", allow_blank=True, compact=True)
             yield Input(placeholder="system prompt (chat models)", id="chat-system", compact=True)
         with VerticalScroll(id="chat-log"):
             yield Static(HELP, id="chat-help")
@@ -142,6 +148,75 @@ class ChatPane(Vertical):
             what = {"chat": "chat", "completion": "completion (a generate-only model: your text is continued)",
                     "embedding": f"embedding, {model.get('dimensions', '?')} dimensions"}[kind]
             self.app.notify(f"{uid}: {what}", timeout=2)
+        self.session_id = None
+        self._list_sessions(uid)
+
+    # --- saved conversations -------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Any:
+        return getattr(self.app, "chat_store", None)
+
+    @work(thread=True, exclusive=True, group="sessions")
+    def _list_sessions(self, uid: str | None) -> None:
+        found = []
+        if uid is not None and self.store is not None and self.mode != "embedding":
+            try:
+                found = self.store.sessions(model_uid=uid, limit=30)
+            except Exception as exc:  # noqa: BLE001 - a broken store is shown, never a crash
+                self.app.call_from_thread(self.app.notify, f"saved conversations: {exc}", severity="warning")
+        options = [(f"#{s.id} {s.title or '(empty)'} ({s.count})", s.id) for s in found]
+        self.app.call_from_thread(self._show_sessions, options)
+
+    def _show_sessions(self, options: list[tuple[str, int]]) -> None:
+        select = self.query_one("#chat-session", Select)
+        with self.prevent(Select.Changed):
+            select.set_options(options)
+            select.value = self.session_id if self.session_id in [v for _, v in options] else Select.NULL
+
+    @on(Select.Changed, "#chat-session")
+    async def _session_chosen(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL:
+            if self.session_id is not None:
+                await self.clear()
+            return
+        if self.store is None or int(event.value) == self.session_id:  # type: ignore[arg-type]
+            return
+        session = self.store.get(int(event.value))  # type: ignore[arg-type]
+        await self.clear()
+        self.session_id = session.id
+        log = self.query_one("#chat-log", VerticalScroll)
+        for hint in log.query("#chat-help"):
+            await hint.remove()
+        for message in session.messages:
+            if message.role == "user":
+                await log.mount(Static(message.content, classes="user", markup=False))
+            else:
+                await log.mount(Markdown(message.content, classes="answer"))
+        if session.kind == "chat":
+            self.messages = [{"role": m.role, "content": m.content} for m in session.messages]
+            self.query_one("#chat-system", Input).value = session.system or ""
+        self.last_answer = next((m.content for m in reversed(session.messages) if m.role == "assistant"), "")
+        log.scroll_end(animate=False)
+        self.app.notify(f"resumed conversation #{session.id} ({len(session.messages)} messages)", timeout=2)
+
+    @work(thread=True, group="save")
+    def _save(self, uid: str, question: str, answer: str, stats: StreamStats, kind: str, system: str) -> None:
+        from xitui.core.chats import ChatMessage
+
+        try:
+            if self.session_id is None:
+                name = str(self.models.get(uid, {}).get("model_name") or uid)
+                self.session_id = self.store.new_session(kind, uid, name, system or None, dict(self.app.generation))
+            ttft = (stats.first - stats.started) if stats.first is not None else None
+            self.store.add(self.session_id, ChatMessage("user", question),
+                           ChatMessage("assistant", answer, ttft=ttft, tokens_per_s=stats.rate or None,
+                                       tokens=stats.tokens))
+        except Exception as exc:  # noqa: BLE001 - shown, never a crash
+            self.app.call_from_thread(self.app.notify, f"could not save the conversation: {exc}",
+                                      severity="warning")
+            return
+        self._list_sessions(uid)
 
     @property
     def mode(self) -> str:
@@ -174,6 +249,7 @@ class ChatPane(Vertical):
         self._pieces = []
         self._md_stream = Markdown.get_stream(self._answer)
         self.generating = True
+        self._question = text
         if self.mode == "chat":
             system = self.query_one("#chat-system", Input).value.strip()
             history = ([{"role": "system", "content": system}] if system else []) + self.messages
@@ -232,6 +308,10 @@ class ChatPane(Vertical):
         self.last_answer = event.text
         if self.mode == "chat" and event.text:
             self.messages.append({"role": "assistant", "content": event.text})
+        if event.text and self.store is not None and self.uid is not None:
+            kind = "chat" if self.mode == "chat" else "generate"
+            self._save(self.uid, self._question, event.text, event.stats, kind,
+                       self.query_one("#chat-system", Input).value.strip())
         label = event.stats.text()
         if event.error:
             label = f"error: {event.error}"
@@ -253,10 +333,16 @@ class ChatPane(Vertical):
         return True
 
     async def clear(self) -> None:
+        """Ctrl+L: a new conversation (the last one stays saved)."""
         self.stop()
         self.messages = []
         self.last_answer = ""
+        self.session_id = None
         await self.query_one("#chat-log", VerticalScroll).remove_children()
+        select = self.query_one("#chat-session", Select)
+        if select.value is not Select.NULL:
+            with self.prevent(Select.Changed):
+                select.value = Select.NULL
 
     # --- embeddings ----------------------------------------------------------------------------------
 

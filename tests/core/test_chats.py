@@ -1,0 +1,123 @@
+"""The chat store: sessions and messages in SQLite, search, export, and what survives crashes and
+concurrent writers (real processes, a real file)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from xitui.core.chats import ChatMessage, ChatStore, ChatStoreError, to_json, to_markdown
+from xitui.core.errors import NotFoundError
+
+EXPECTED = Path(__file__).resolve().parent / "expected"
+
+
+def test_sessions_are_saved_listed_and_read_back(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path)
+    first = store.new_session("chat", "gemma", "demo-gemma3-270m", "Be brief.", {"temperature": 0.2})
+    store.add(first, ChatMessage("user", "What is the capital of France?"),
+              ChatMessage("assistant", "Paris.", ttft=0.034, tokens_per_s=81.5, tokens=3))
+    second = store.new_session("generate", "gemma", None)
+    store.add(second, ChatMessage("user", "Once upon a time"), ChatMessage("assistant", " there was a king."))
+    listed = store.sessions()
+    assert [s.id for s in listed] == [second, first]  # the most recently used first
+    assert listed[1].title == "What is the capital of France?" and listed[1].count == 2
+    session = store.get(first)
+    assert session.system == "Be brief." and session.params == {"temperature": 0.2}
+    assert session.conversation() == [{"role": "system", "content": "Be brief."},
+                                      {"role": "user", "content": "What is the capital of France?"},
+                                      {"role": "assistant", "content": "Paris."}]
+    assert session.messages[1].ttft == 0.034 and session.messages[1].tokens == 3
+    assert store.last(kind="chat").id == first
+    assert [s.id for s in store.sessions(model_uid="other")] == []
+    store.update(first, system="", params={"temperature": 0.0})
+    assert store.get(first).system is None and store.get(first).params == {"temperature": 0.0}
+    store.delete(second)
+    with pytest.raises(NotFoundError, match="no saved chat session"):
+        store.get(second)
+    with pytest.raises(NotFoundError):
+        store.add(second, ChatMessage("user", "x"))
+
+
+def test_search_finds_words_phrases_and_prefixes(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path)
+    one = store.new_session("chat", "a")
+    store.add(one, ChatMessage("user", "Tell me about the blue whale"), ChatMessage("assistant", "It is huge."))
+    two = store.new_session("chat", "b")
+    store.add(two, ChatMessage("user", "What do whales eat?"), ChatMessage("assistant", "Krill, mostly."))
+    assert {h["session_id"] for h in store.search("whale")} == {one}
+    assert {h["session_id"] for h in store.search("whale*")} == {one, two}
+    assert [h["session_id"] for h in store.search('"blue whale"')] == [one]
+    assert store.search("krill")[0]["role"] == "assistant" and "[Krill]" in store.search("krill")[0]["snippet"]
+    assert store.search("what? (eat)")  # punctuation is read as words, never as query syntax
+    store.delete(one)
+    assert store.search("whale") == []  # the index follows deletions
+    with pytest.raises(ChatStoreError):
+        store.search("   ")
+
+
+def test_markdown_and_json_exports(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path)
+    sid = store.new_session("chat", "gemma", "demo-gemma3-270m", "Answer in one line.", {"temperature": 0.0})
+    store.add(sid, ChatMessage("user", "Name a colour.", created=0.0),
+              ChatMessage("assistant", "**Blue**, like the sea.\n", created=1.0, ttft=0.05, tokens_per_s=80.0,
+                          tokens=7))
+    session = store.get(sid)
+    session.created = time.mktime((2026, 11, 26, 9, 30, 0, 0, 0, -1))
+    assert to_markdown(session) == (EXPECTED / "chat_export.md").read_text()
+    assert '"content": "**Blue**, like the sea.\\n"' in to_json(session)
+
+
+def _writer(home: str, label: str, count: int) -> None:
+    store = ChatStore(Path(home))
+    for i in range(count):
+        sid = store.new_session("chat", label)
+        store.add(sid, ChatMessage("user", f"{label} question {i}"), ChatMessage("assistant", f"{label} answer {i}"))
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), label, 40)) for label in ("left", "right")]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    store = ChatStore(tmp_path)
+    sessions = store.sessions(limit=1000)
+    assert len(sessions) == 80 and all(s.count == 2 for s in sessions)
+    assert len(store.search("left", limit=1000)) == 80 and len(store.search("right", limit=1000)) == 80
+
+
+def test_a_writer_killed_mid_stream_leaves_a_readable_store(tmp_path: Path) -> None:
+    """SIGKILL a process that keeps writing: the file passes SQLite's integrity check, and every session has
+    both halves of each exchange or none (an exchange is one transaction)."""
+    code = ("import sys; from pathlib import Path; from xitui.core.chats import ChatStore, ChatMessage\n"
+            "s = ChatStore(Path(sys.argv[1]))\n"
+            "while True:\n"
+            "    sid = s.new_session('chat', 'crash')\n"
+            "    s.add(sid, ChatMessage('user', 'q' * 5000), ChatMessage('assistant', 'a' * 50000))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "chats.sqlite3").exists() or len(ChatStore(tmp_path).sessions(limit=5)) < 5:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    conn = sqlite3.connect(tmp_path / "chats.sqlite3")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    store = ChatStore(tmp_path)
+    sessions = store.sessions(limit=100000)
+    assert sessions and all(s.count in (0, 2) for s in sessions)
+    sid = store.new_session("chat", "after")  # and it takes writes again
+    store.add(sid, ChatMessage("user", "still here?"))
+    assert store.get(sid).messages[0].content == "still here?"
