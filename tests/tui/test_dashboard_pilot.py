@@ -310,3 +310,51 @@ def test_launch_modal_estimate_replicas_ttl_and_restore(dash_server: ServerProce
         client.terminate_model("dash-gemma")
 
     run(test, dash_server.url)
+
+
+def test_chat_pane_saves_lists_and_resumes_conversations(dash_server: ServerProcess, tmp_path: Path) -> None:
+    """A conversation saved by `xitui chat` shows in the pane's session picker; resuming it shows its
+    messages and the next answer goes to the same session; Ctrl+L starts a new one, saved on its own."""
+    import subprocess
+
+    from textual.widgets import Select
+
+    from tests.conftest import run_env, xitui_cmd
+    from xitui.core.chats import ChatStore
+
+    client = Client(dash_server.url)
+    client.launch_model(model_name="dash-gemma", model_uid="saver")
+    said = subprocess.run([*xitui_cmd(), "chat", "-u", "saver", "-e", dash_server.url, "--max-tokens", "3",
+                           "Remember the word lighthouse."], capture_output=True, text=True,
+                          env=run_env(XITUI_HOME=str(tmp_path)), timeout=60)
+    assert said.returncode == 0, said.stderr
+    store = ChatStore(tmp_path)
+    first = store.sessions()[0].id
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        pane = app.query_one(ChatPane)
+        await until(pilot, lambda: "saver" in app.query_one(ModelsTable)._rows, what="the model's row")
+        app.query_one(ModelsTable).move_cursor(row=list(app.query_one(ModelsTable)._rows).index("saver"))
+        await pilot.press("c")
+        picker = pane.query_one("#chat-session", Select)
+        await until(pilot, lambda: any(v == first for _, v in picker._options), what="the saved session")
+        picker.value = first
+        await until(pilot, lambda: pane.session_id == first, what="the resumed session")
+        assert pane.messages[0] == {"role": "user", "content": "Remember the word lighthouse."}
+        assert len(pane.messages) == 2
+        await pane.send("And now?")
+        await until(pilot, lambda: not pane.generating and store.get(first).count == 4, what="the saved answer")
+        assert store.get(first).messages[2].content == "And now?"
+        await pilot.press("ctrl+l")
+        assert pane.session_id is None and picker.value is Select.NULL
+        await pane.send("A new topic.")
+        await until(pilot, lambda: len(store.sessions()) == 2, what="a second session")
+        assert store.sessions()[0].title == "A new topic." and store.get(first).count == 4
+
+    async def main() -> None:
+        app = make_app(Client(dash_server.url), dash_server.url, "dark", refresh=0.3, chat_store=store)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await test(app, pilot)
+
+    asyncio.run(main())
+    client.terminate_model("saver")

@@ -23,7 +23,8 @@ from textual.worker import get_current_worker
 from xitui.tui.widgets.prompt_input import PromptInput
 
 HELP = ("Pick a running model (or press c on its row) and write below. Enter sends · Alt+Enter or Ctrl+N adds a "
-        "line · ↑/↓ recall earlier inputs · Esc stops an answer · Ctrl+O copies the last answer · Ctrl+L clears. "
+        "line · ↑/↓ recall earlier inputs · Esc stops an answer · Ctrl+O copies the last answer · Ctrl+L starts a "
+        "new conversation. Conversations are saved: the second picker resumes one (`xitui chats` lists them). "
         "Generate-only models continue your text; embedding models compare two texts.")
 
 
@@ -54,8 +55,8 @@ class ChatPane(Vertical):
     DEFAULT_CSS = """
     ChatPane { height: 1fr; }
     ChatPane #chat-top { height: 1; margin-bottom: 1; }
-    ChatPane #chat-model { width: 34; }
-    ChatPane #chat-session { width: 36; }
+    ChatPane #chat-model { width: 28; }
+    ChatPane #chat-session { width: 30; }
     ChatPane #chat-system { width: 1fr; }
     ChatPane #chat-log { height: 1fr; }
     ChatPane .user { margin: 1 0 0 0; color: $text-accent; }
