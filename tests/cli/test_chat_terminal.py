@@ -164,3 +164,38 @@ def test_markdown_rendered_on_a_terminal_and_the_exact_text_in_a_pipe(chat_serve
     assert f"• {first_item}" in rendered  # the list is drawn as a list, not as "- " source
     raw = terminal("--raw").replace("\r\n", "\n")
     assert text in raw  # --raw on a terminal prints the same bytes as the pipe
+
+
+def test_a_chat_killed_mid_answer_keeps_the_question_and_resumes(chat_server: ServerProcess, tmp_path: Path) -> None:
+    import os
+    import signal
+    import sqlite3
+
+    url = chat_server.url
+    child = spawn(["chat", "-u", "talker", "-e", url, "--max-tokens", "400"], tmp_path)
+    try:
+        child.expect("you>")
+        child.send("Tell me a long story.\r")
+        deadline = time.monotonic() + 5
+        while not in_flight(url):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child.expect(r"\w+ \w+ \w+")
+        os.kill(child.pid, signal.SIGKILL)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    conn = sqlite3.connect(tmp_path / "chats.sqlite3")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    store = ChatStore(tmp_path)
+    session = store.sessions()[0]
+    assert [m.role for m in store.get(session.id).messages] == ["user"]  # only the answer was lost
+    deadline = time.monotonic() + 5
+    while in_flight(url):  # the server noticed the client was gone and stopped generating
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    done = subprocess.run([*xitui_cmd(), "chat", "--continue", "--json", "--max-tokens", "2", "-e", url, "Go on."],
+                          capture_output=True, text=True, env=run_env(XITUI_HOME=str(tmp_path)), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [m.role for m in store.get(session.id).messages] == ["user", "user", "assistant"]

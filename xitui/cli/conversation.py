@@ -17,7 +17,7 @@ from typing import Any
 
 from xitui.cli import output
 from xitui.cli.answer_view import AnswerView
-from xitui.core.chats import ChatMessage, ChatSession, ChatStore, to_json, to_markdown
+from xitui.core.chats import ChatMessage, ChatSession, ChatStore, answered, to_json, to_markdown
 from xitui.core.errors import XituiError
 
 #: `/set NAME VALUE`: the parameters a user may change, with their types.
@@ -67,7 +67,7 @@ class Conversation:
         if self.session is not None:
             self.session_id = self.session.id
             self.system = self.session.system if self.system is None else self.system
-            self.history = [{"role": m.role, "content": m.content} for m in self.session.messages]
+            self.history = answered(self.session.messages)
 
     # --- one turn ----------------------------------------------------------------------------------
 
@@ -87,6 +87,7 @@ class Conversation:
 
     def ask(self, text: str) -> Turn:
         """Send one message, show the answer as it comes, remember (and save) the exchange."""
+        self.save_question(text)
         view = AnswerView(self.rendered)
         stream = self._chunks(text)
         stopped = False
@@ -116,19 +117,25 @@ class Conversation:
         self.remember(turn)
         return turn
 
-    def remember(self, turn: Turn) -> None:
-        if self.kind == "chat" and turn.answer:
-            self.history += [{"role": "user", "content": turn.question},
-                             {"role": "assistant", "content": turn.answer}]
-        if self.store is None or (not turn.answer and turn.stopped):
+    def save_question(self, text: str) -> None:
+        """Saved before the answer is asked for: a process killed mid-answer loses only the answer."""
+        if self.store is None:
             return
         if self.session_id is None:
             self.session_id = self.store.new_session(self.kind, self.model_uid, self.model_name, self.system,
                                                      self.params)
+        self.store.add(self.session_id, ChatMessage("user", text))
+
+    def remember(self, turn: Turn) -> None:
+        """The answer came (or was stopped): keep it in the conversation and in the store."""
+        if self.kind == "chat" and turn.answer:
+            self.history += [{"role": "user", "content": turn.question},
+                             {"role": "assistant", "content": turn.answer}]
+        if self.store is None or self.session_id is None or not turn.answer:
+            return
         stats = turn.stats
-        self.store.add(self.session_id, ChatMessage("user", turn.question),
-                       ChatMessage("assistant", turn.answer, ttft=stats.ttft, tokens_per_s=stats.tokens_per_s,
-                                   tokens=stats.count))
+        self.store.add(self.session_id, ChatMessage("assistant", turn.answer, ttft=stats.ttft,
+                                                    tokens_per_s=stats.tokens_per_s, tokens=stats.count))
 
     # --- slash commands ------------------------------------------------------------------------------
 

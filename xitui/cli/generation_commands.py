@@ -157,6 +157,7 @@ def chat(
             from xitui.cli.answer_view import AnswerStats
             from xitui.cli.conversation import Turn
 
+            conversation.save_question(text)
             result = handle.chat(conversation.messages_for(text), generate_config={**config, "stream": False})
             answer = result["choices"][0]["message"]["content"]
             if as_json:

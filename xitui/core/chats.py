@@ -242,6 +242,18 @@ class ChatStore:
                            params=params, **extra)
 
 
+def answered(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """A saved conversation as requests send it: a question whose answer never came (the process ended, or
+    the answer was stopped before its first word) is left out, so user and assistant still take turns."""
+    kept: list[dict[str, str]] = []
+    for i, message in enumerate(messages):
+        following = messages[i + 1] if i + 1 < len(messages) else None
+        if message.role == "user" and (following is None or following.role != "assistant"):
+            continue
+        kept.append({"role": message.role, "content": message.content})
+    return kept
+
+
 def _title(text: str | None, width: int = 60) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Label, Markdown, Select, Static
 from textual.worker import get_current_worker
 
+from xitui.core.chats import answered
 from xitui.tui.widgets.prompt_input import PromptInput
 
 HELP = ("Pick a running model (or press c on its row) and write below. Enter sends · Alt+Enter or Ctrl+N adds a "
@@ -97,7 +98,7 @@ class ChatPane(Vertical):
         self.last_stats: StreamStats | None = None
         #: The saved session this conversation goes to (None: a new one is made at the first answer).
         self.session_id: int | None = None
-        self._question = ""
+        self._saver: Any = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-top"):
@@ -195,29 +196,52 @@ class ChatPane(Vertical):
             else:
                 await log.mount(Markdown(message.content, classes="answer"))
         if session.kind == "chat":
-            self.messages = [{"role": m.role, "content": m.content} for m in session.messages]
+            self.messages = answered(session.messages)
             self.query_one("#chat-system", Input).value = session.system or ""
         self.last_answer = next((m.content for m in reversed(session.messages) if m.role == "assistant"), "")
         log.scroll_end(animate=False)
         self.app.notify(f"resumed conversation #{session.id} ({len(session.messages)} messages)", timeout=2)
 
-    @work(thread=True, group="save")
-    def _save(self, uid: str, question: str, answer: str, stats: StreamStats, kind: str, system: str) -> None:
+    def _save_question(self, uid: str, question: str, kind: str, system: str) -> None:
+        """Saved before the answer is asked for (a dashboard killed mid-answer loses only the answer); the
+        saves of one pane run one after another on their own thread, in the order they were asked for."""
         from xitui.core.chats import ChatMessage
 
-        try:
+        def save() -> None:
             if self.session_id is None:
                 name = str(self.models.get(uid, {}).get("model_name") or uid)
                 self.session_id = self.store.new_session(kind, uid, name, system or None, dict(self.app.generation))
+            self.store.add(self.session_id, ChatMessage("user", question))
+
+        self._saving(save, uid)
+
+    def _save_answer(self, uid: str, answer: str, stats: StreamStats) -> None:
+        from xitui.core.chats import ChatMessage
+
+        def save() -> None:
+            if self.session_id is None:
+                return
             ttft = (stats.first - stats.started) if stats.first is not None else None
-            self.store.add(self.session_id, ChatMessage("user", question),
-                           ChatMessage("assistant", answer, ttft=ttft, tokens_per_s=stats.rate or None,
-                                       tokens=stats.tokens))
-        except Exception as exc:  # noqa: BLE001 - shown, never a crash
-            self.app.call_from_thread(self.app.notify, f"could not save the conversation: {exc}",
-                                      severity="warning")
-            return
-        self._list_sessions(uid)
+            self.store.add(self.session_id, ChatMessage("assistant", answer, ttft=ttft,
+                                                        tokens_per_s=stats.rate or None, tokens=stats.tokens))
+
+        self._saving(save, uid)
+
+    def _saving(self, save: Any, uid: str) -> None:
+        def run() -> None:
+            try:
+                save()
+            except Exception as exc:  # noqa: BLE001 - shown, never a crash
+                self.app.call_from_thread(self.app.notify, f"could not save the conversation: {exc}",
+                                          severity="warning")
+                return
+            self.app.call_from_thread(self._list_sessions, uid)
+
+        if self._saver is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-save")
+        self._saver.submit(run)
 
     @property
     def mode(self) -> str:
@@ -250,7 +274,9 @@ class ChatPane(Vertical):
         self._pieces = []
         self._md_stream = Markdown.get_stream(self._answer)
         self.generating = True
-        self._question = text
+        if self.store is not None and self.uid is not None:
+            self._save_question(self.uid, text, "chat" if self.mode == "chat" else "generate",
+                                self.query_one("#chat-system", Input).value.strip())
         if self.mode == "chat":
             system = self.query_one("#chat-system", Input).value.strip()
             history = ([{"role": "system", "content": system}] if system else []) + self.messages
@@ -310,9 +336,7 @@ class ChatPane(Vertical):
         if self.mode == "chat" and event.text:
             self.messages.append({"role": "assistant", "content": event.text})
         if event.text and self.store is not None and self.uid is not None:
-            kind = "chat" if self.mode == "chat" else "generate"
-            self._save(self.uid, self._question, event.text, event.stats, kind,
-                       self.query_one("#chat-system", Input).value.strip())
+            self._save_answer(self.uid, event.text, event.stats)
         label = event.stats.text()
         if event.error:
             label = f"error: {event.error}"
