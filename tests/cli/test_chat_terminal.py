@@ -43,6 +43,18 @@ def in_flight(url: str) -> int:
     return Client(url).describe_model("talker")["metrics"]["in_flight"]
 
 
+def wait_streaming(url: str, request: int) -> None:
+    """Until the server runs request number `request` (and only it), then a moment for some tokens."""
+    deadline = time.monotonic() + 10
+    while True:
+        metrics = Client(url).describe_model("talker")["metrics"]
+        if metrics["requests"] >= request and metrics["in_flight"] == 1:
+            break
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.05)
+    time.sleep(0.4)
+
+
 def test_chat_in_a_terminal_history_commands_ctrl_c_and_resume(chat_server: ServerProcess, tmp_path: Path) -> None:
     url = chat_server.url
     child = spawn(["chat", "-u", "talker", "-e", url, "--temperature", "0", "--max-tokens", "12"], tmp_path)
@@ -55,11 +67,7 @@ def test_chat_in_a_terminal_history_commands_ctrl_c_and_resume(chat_server: Serv
         child.expect("max_tokens = 400")
         child.expect("you>")
         child.send("Tell me a long story.\r")
-        deadline = time.monotonic() + 5
-        while not in_flight(url):  # the answer is streaming
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        child.expect(r"\w+ \w+ \w+")  # some of it is on the screen
+        wait_streaming(url, request=2)
         child.sendintr()
         child.expect(r"tokens · stopped")
         child.expect("you>")
@@ -175,12 +183,9 @@ def test_a_chat_killed_mid_answer_keeps_the_question_and_resumes(chat_server: Se
     child = spawn(["chat", "-u", "talker", "-e", url, "--max-tokens", "400"], tmp_path)
     try:
         child.expect("you>")
+        before = Client(url).describe_model("talker")["metrics"]["requests"]
         child.send("Tell me a long story.\r")
-        deadline = time.monotonic() + 5
-        while not in_flight(url):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        child.expect(r"\w+ \w+ \w+")
+        wait_streaming(url, request=before + 1)
         os.kill(child.pid, signal.SIGKILL)
         child.expect(pexpect.EOF)
     finally:

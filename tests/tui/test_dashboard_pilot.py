@@ -352,7 +352,8 @@ def test_chat_pane_saves_lists_and_resumes_conversations(dash_server: ServerProc
         assert store.sessions()[0].title == "A new topic." and store.get(first).count == 4
 
     async def main() -> None:
-        app = make_app(Client(dash_server.url), dash_server.url, "dark", refresh=0.3, chat_store=store)
+        app = make_app(Client(dash_server.url), dash_server.url, "dark", refresh=0.3, chat_store=store,
+                       generation={"max_tokens": 8})
         async with app.run_test(size=(120, 40)) as pilot:
             await test(app, pilot)
 

@@ -87,11 +87,15 @@ class Conversation:
 
     def ask(self, text: str) -> Turn:
         """Send one message, show the answer as it comes, remember (and save) the exchange."""
-        self.save_question(text)
-        view = AnswerView(self.rendered)
-        stream = self._chunks(text)
+        asked = on_interrupt()  # from here on, Ctrl-C stops this answer and never ends the program
+        try:
+            self.save_question(text)
+            view = AnswerView(self.rendered)
+            stream = self._chunks(text)
+        except BaseException:
+            asked.restore()
+            raise
         stopped = False
-        asked = on_interrupt()
         try:
             for chunk in stream:
                 if asked():
