@@ -59,6 +59,23 @@ class ChatStoreError(XituiError):
     pass
 
 
+def _prepare(conn: sqlite3.Connection) -> None:
+    """WAL mode and the tables, once per store object. Switching to WAL takes the database for itself and
+    SQLite answers "locked" at once rather than waiting (busy_timeout does not cover it), so processes that
+    open a new store together retry here until BUSY_TIMEOUT."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 @dataclass
 class ChatMessage:
     role: str
@@ -110,8 +127,7 @@ class ChatStore:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA foreign_keys = ON")
             if not self._ready:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(_SCHEMA)
+                _prepare(conn)
                 self._ready = True
             yield conn
         except sqlite3.DatabaseError as exc:
