@@ -1,0 +1,227 @@
+"""Continuous batching for llama.cpp: several requests decoded in one batch, as llama.cpp's own server does
+with parallel slots.
+
+One context with `n_seq_max = slots`: each slot is a sequence id with its own share of the context (the
+KV cache is not unified, so no request can overflow another's space). Each step builds one `llama_batch`:
+the next token of every running slot, then chunks of newcomers' prompts up to the batch size, so running
+streams never wait for a long prompt in one piece. Each slot samples with its own llama.cpp sampler chain
+(penalties, top-k, top-p, temperature, seeded dist; greedy at temperature 0), its own stop words and ids,
+max_tokens and cancellation; a slot that ends is freed (its cells cleared) and a queued request takes it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xitui.backends.base import GenerateParams, RequestError, StopWords
+
+#: Prompt tokens decoded per step, over all newcomers (llama.cpp's n_batch).
+BATCH_TOKENS = 512
+
+
+@dataclass
+class Slot:
+    seq: int
+    rid: Any
+    params: GenerateParams
+    prompt: list[int]
+    budget: int
+    sampler: Any
+    stop: StopWords
+    stop_ids: set[int]
+    started: float = field(default_factory=time.perf_counter)
+    fed: int = 0
+    pos: int = 0
+    generated: int = 0
+    last: int | None = None
+    #: Index in the last batch whose logits are this slot's next token (None: none yet).
+    logits_at: int | None = None
+    pending: bytes = b""
+    first: float | None = None
+
+
+class BatchEngine:
+    """Owns the batching context; `send(rid, message)` delivers text pieces and the final `done`."""
+
+    def __init__(self, llm: Any, slots: int, slot_context: int, threads: int,
+                 send: Callable[[Any, dict[str, Any]], None]):
+        import llama_cpp
+
+        self.L = llama_cpp
+        self.llm = llm
+        self.slots_total = slots
+        self.slot_context = slot_context
+        self.send = send
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = slot_context * slots
+        params.n_batch = params.n_ubatch = BATCH_TOKENS
+        params.n_seq_max = slots
+        params.n_threads = params.n_threads_batch = threads
+        self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create the batching context")
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS + slots, 0, 1)
+        self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        self.free = deque(range(slots))
+        self.running: dict[int, Slot] = {}
+        self.queue: deque[tuple[Any, list[int], GenerateParams, set[int]]] = deque()
+        self.cancelled: set[Any] = set()
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def submit(self, rid: Any, prompt: list[int], params: GenerateParams, stop_ids: set[int]) -> None:
+        if len(prompt) >= self.slot_context:
+            raise RequestError(f"the prompt is {len(prompt)} tokens long; this model's context holds "
+                               f"{self.slot_context} per request ({self.slots_total} requests at once)")
+        self.queue.append((rid, prompt, params, stop_ids))
+
+    def cancel(self, rid: Any) -> None:
+        self.cancelled.add(rid)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.running or self.queue)
+
+    def counts(self) -> dict[str, int]:
+        return {"running": len(self.running), "queued": len(self.queue), "slots": self.slots_total}
+
+    def _sampler(self, params: GenerateParams) -> Any:
+        L = self.L
+        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        eos = L.llama_vocab_eos(self.vocab)
+        if params.ignore_eos and eos >= 0:
+            bias = (L.llama_logit_bias * 1)(L.llama_logit_bias(token=eos, bias=float("-inf")))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_logit_bias(L.llama_vocab_n_tokens(self.vocab), 1,
+                                                                             bias))
+        if params.repeat_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_penalties(
+                64, params.repeat_penalty, params.frequency_penalty, params.presence_penalty))
+        if params.temperature <= 0:
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+        else:
+            if params.top_k and params.top_k > 0:
+                L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(params.top_k))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(params.top_p, 1))
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(params.temperature))
+            seed = params.seed if params.seed is not None and params.seed >= 0 else L.LLAMA_DEFAULT_SEED
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    def _start_waiting(self) -> None:
+        while self.free and self.queue:
+            rid, prompt, params, stop_ids = self.queue.popleft()
+            if rid in self.cancelled:
+                self.cancelled.discard(rid)
+                continue
+            seq = self.free.popleft()
+            budget = min(params.max_tokens or self.slot_context, self.slot_context - len(prompt))
+            self.running[seq] = Slot(seq=seq, rid=rid, params=params, prompt=prompt, budget=budget,
+                                     sampler=self._sampler(params), stop=StopWords(params.stop), stop_ids=stop_ids)
+
+    # --- one step --------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Sample for every slot whose logits are ready, then decode one batch."""
+        self._start_waiting()
+        L = self.L
+        for slot in list(self.running.values()):
+            if slot.rid in self.cancelled:
+                self._finish(slot, "stop", cancelled=True)
+            elif slot.logits_at is not None:
+                token = L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
+                slot.logits_at = None
+                self._emit(slot, token)
+        batch = self.batch
+        n = 0
+        for slot in self.running.values():
+            if slot.last is not None:  # decoding: its last sampled token
+                self._put(n, slot.last, slot.pos, slot.seq, True)
+                slot.logits_at = n
+                slot.pos += 1
+                slot.last = None
+                n += 1
+        for slot in self.running.values():
+            if slot.fed < len(slot.prompt) and n < BATCH_TOKENS:
+                take = min(len(slot.prompt) - slot.fed, BATCH_TOKENS - n)
+                for i in range(take):
+                    last = slot.fed + i == len(slot.prompt) - 1
+                    self._put(n, slot.prompt[slot.fed + i], slot.pos, slot.seq, last)
+                    if last:
+                        slot.logits_at = n
+                    slot.pos += 1
+                    n += 1
+                slot.fed += take
+        if n == 0:
+            return
+        batch.n_tokens = n
+        code = L.llama_decode(self.ctx, batch)
+        if code != 0:
+            for slot in list(self.running.values()):
+                self._finish(slot, "error", error=f"llama.cpp could not decode the batch (code {code})")
+
+    def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        batch = self.batch
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = logits
+
+    def _emit(self, slot: Slot, token: int) -> None:
+        L = self.L
+        slot.generated += 1
+        if slot.first is None:
+            slot.first = time.perf_counter()
+        if token in slot.stop_ids or L.llama_vocab_is_eog(self.vocab, token):
+            self._finish(slot, "stop")
+            return
+        buf = (ctypes.c_char * 256)()
+        size = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        slot.pending += buf.raw[:max(0, size)]
+        try:
+            text = slot.pending.decode("utf-8")
+            slot.pending = b""
+        except UnicodeDecodeError:  # the rest of a character comes with the next token
+            text = ""
+        if text:
+            shown, stopped = slot.stop.feed(text)
+            if shown:
+                self.send(slot.rid, {"text": shown})
+            if stopped:
+                self._finish(slot, "stop")
+                return
+        if slot.generated >= slot.budget:
+            self._finish(slot, "length")
+            return
+        slot.last = token
+
+    def _finish(self, slot: Slot, reason: str, cancelled: bool = False, error: str | None = None) -> None:
+        L = self.L
+        self.running.pop(slot.seq, None)
+        L.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+        L.llama_sampler_free(slot.sampler)
+        self.free.append(slot.seq)
+        if cancelled:
+            self.cancelled.discard(slot.rid)
+            return
+        if error is not None:
+            self.send(slot.rid, {"error": error, "status": 500})
+            return
+        rest = slot.stop.flush() if reason != "stop" or not slot.stop.words else ""
+        if rest:
+            self.send(slot.rid, {"text": rest})
+        end = time.perf_counter()
+        ttft = (slot.first or end) - slot.started
+        decode = end - (slot.first or end)
+        tps = (slot.generated - 1) / decode if decode > 0 and slot.generated > 1 else 0.0
+        self.send(slot.rid, {"done": {
+            "finish_reason": reason,
+            "usage": {"prompt_tokens": len(slot.prompt), "completion_tokens": slot.generated,
+                      "total_tokens": len(slot.prompt) + slot.generated},
+            "ttft": ttft, "tokens_per_s": tps}})
