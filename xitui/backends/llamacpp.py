@@ -43,7 +43,14 @@ class LlamaCppBackend(Backend):
         self.model_chat_template = meta.get("tokenizer.chat_template")
         self.bos_token = self._token_text(self.llm.token_bos())
         self.eos_token = self._token_text(self.llm.token_eos())
+        slots = int(launch.get("n_parallel") or 1)
+        self.engine = None
+        if slots > 1:
+            from xitui.backends.llamacpp_batch import BatchEngine
+
+            self.engine = BatchEngine(self.llm, slots, int(launch["context_length"]), threads, self._send)
         return {
+            "n_parallel": slots,
             "engine": "llama.cpp",
             "device": "gpu" if gpu and n_gpu_layers != 0 else "cpu",
             "n_gpu_layers": n_gpu_layers,
@@ -51,6 +58,14 @@ class LlamaCppBackend(Backend):
             "context_length": self.llm.n_ctx(),
             "eos_token_id": self.llm.token_eos(),
         }
+
+    #: Set by the worker: delivers one message of a request (`send(rid, message)`), for the batch engine.
+    _send: Any = None
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        if self.bos_token and prompt.startswith(self.bos_token):
+            prompt = prompt[len(self.bos_token):]
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
     def _token_text(self, token: int) -> str:
         if token < 0:

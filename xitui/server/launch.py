@@ -62,7 +62,7 @@ class LaunchPlan:
                     f"model_engine {engine!r} cannot run {plan.model_format} models; "
                     f"leave it out, or use {plan.engine!r}"
                 )
-        for key in ("n_gpu_layers", "n_threads"):
+        for key in ("n_gpu_layers", "n_threads", "n_parallel"):
             if request.get(key) is not None:
                 plan.options[key] = request[key]
         context = request.get("context_length")

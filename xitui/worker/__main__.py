@@ -80,6 +80,7 @@ class Worker:
             )
         progress(0.1, "importing " + settings["engine"])
         self.backend = load_backend(settings["engine"])
+        self.backend._send = lambda rid, msg: self.channel.send({"id": rid, **msg})
         info = self.backend.load(settings, progress)
         if self.family is not None and "chat" in self.family.model_ability:
             from xitui.worker.chat import chat_format
@@ -103,7 +104,35 @@ class Worker:
         # The server closed our stdin (terminate, or it died): nothing left to serve.
         os._exit(0)
 
+    def serve_batched(self) -> None:
+        """Requests join the running batch as they come; one engine step between reads of the queue."""
+        engine = self.backend.engine
+        engine.cancelled = self.cancelled  # the reader thread notes cancellations here
+        while True:
+            block = not engine.busy
+            while True:
+                try:
+                    req = self.requests.get(block=block)
+                except queue.Empty:
+                    break
+                block = False
+                self.run_guarded_batched(req)
+            engine.step()
+
+    def run_guarded_batched(self, req: dict[str, Any]) -> None:
+        try:
+            self.handle(req)
+        except Exception as exc:
+            if isinstance(exc, XituiError):
+                answer = {"error": str(exc), "status": exc.status_code}
+            else:
+                traceback.print_exc()
+                answer = {"error": f"the model failed: {type(exc).__name__}: {exc}", "status": 500}
+            self.channel.send({"id": req["id"], **answer})
+
     def serve(self) -> None:
+        if getattr(self.backend, "engine", None) is not None:
+            return self.serve_batched()
         deferred: list[dict[str, Any]] = []
         while True:
             req = deferred.pop() if deferred else self.requests.get()
@@ -180,6 +209,13 @@ class Worker:
         # The spec's stop words and ids apply to every request, on top of the request's own.
         params.stop = list(dict.fromkeys([*params.stop, *(family.stop or [])]))
         params.stop_token_ids = list(dict.fromkeys([*params.stop_token_ids, *(family.stop_token_ids or [])]))
+        engine = getattr(self.backend, "engine", None)
+        if engine is not None:
+            if params.max_tokens is not None and params.max_tokens <= 0:
+                params.max_tokens = None
+            stop_ids = set(params.stop_token_ids) | self.backend.special_stop_ids(params.stop)
+            engine.submit(rid, self.backend.prompt_tokens(prompt), params, stop_ids)
+            return
         start = time.perf_counter()
         first: float | None = None
         for piece in self.backend.generate(prompt, params, lambda: rid in self.cancelled):
