@@ -8,6 +8,7 @@ from typing import Any
 
 from xitui.backends.base import Backend, Finish, GenerateParams, token_budget
 from xitui.backends.device import default_threads
+from xitui.core.config import DEFAULT_LLAMACPP_SLOTS as DEFAULT_SLOTS
 from xitui.core.errors import LaunchError
 
 
@@ -27,11 +28,14 @@ class LlamaCppBackend(Backend):
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         n_gpu_layers = int(launch.get("n_gpu_layers", -1 if gpu else 0))
         threads = int(launch.get("n_threads") or default_threads())
+        slots = max(1, int(launch.get("n_parallel") or DEFAULT_SLOTS))
+        context = int(launch["context_length"])
         progress(0.5, "loading weights")
         try:
             self.llm = llama_cpp.Llama(
                 model_path=path,
-                n_ctx=int(launch["context_length"]),
+                # with slots, the batch engine holds the real context; this one only tokenizes
+                n_ctx=context if slots == 1 else 64,
                 n_threads=threads,
                 n_threads_batch=threads,
                 n_gpu_layers=n_gpu_layers,
@@ -43,19 +47,22 @@ class LlamaCppBackend(Backend):
         self.model_chat_template = meta.get("tokenizer.chat_template")
         self.bos_token = self._token_text(self.llm.token_bos())
         self.eos_token = self._token_text(self.llm.token_eos())
-        slots = int(launch.get("n_parallel") or 1)
         self.engine = None
         if slots > 1:
             from xitui.backends.llamacpp_batch import BatchEngine
 
-            self.engine = BatchEngine(self.llm, slots, int(launch["context_length"]), threads, self._send)
+            try:
+                self.engine = BatchEngine(self.llm, slots, context, threads, self._send)
+            except RuntimeError as exc:
+                raise LaunchError(f"{exc} ({slots} slots of {context} tokens: try a smaller n_parallel or "
+                                  "context_length)") from None
         return {
             "n_parallel": slots,
             "engine": "llama.cpp",
             "device": "gpu" if gpu and n_gpu_layers != 0 else "cpu",
             "n_gpu_layers": n_gpu_layers,
             "n_threads": threads,
-            "context_length": self.llm.n_ctx(),
+            "context_length": context if self.engine is not None else self.llm.n_ctx(),
             "eos_token_id": self.llm.token_eos(),
         }
 

@@ -12,6 +12,7 @@ max_tokens and cancellation; a slot that ends is freed (its cells cleared) and a
 from __future__ import annotations
 
 import ctypes
+import heapq
 import time
 from collections import deque
 from collections.abc import Callable
@@ -57,7 +58,10 @@ class BatchEngine:
         self.slots_total = slots
         self.slot_context = slot_context
         self.send = send
-        params = llama_cpp.llama_context_default_params()
+        # the settings the unbatched path's context has (flash attention, SWA cache...): a request alone gives
+        # the same text either way
+        params = llama_cpp.llama_context_params()
+        ctypes.pointer(params)[0] = llm.context_params
         params.n_ctx = slot_context * slots
         params.n_batch = params.n_ubatch = BATCH_TOKENS
         params.n_seq_max = slots
@@ -68,7 +72,9 @@ class BatchEngine:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS + slots, 0, 1)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
-        self.free = deque(range(slots))
+        #: Free sequence ids, lowest first: a request alone always runs as sequence 0, where it gives the same
+        #: text as the unbatched path (another sequence's cache can round differently)
+        self.free = list(range(slots))
         self.running: dict[int, Slot] = {}
         self.queue: deque[tuple[Any, list[int], GenerateParams, set[int]]] = deque()
         self.cancelled: set[Any] = set()
@@ -119,7 +125,7 @@ class BatchEngine:
             if rid in self.cancelled:
                 self.cancelled.discard(rid)
                 continue
-            seq = self.free.popleft()
+            seq = heapq.heappop(self.free)
             budget = min(params.max_tokens or self.slot_context, self.slot_context - len(prompt))
             self.running[seq] = Slot(seq=seq, rid=rid, params=params, prompt=prompt, budget=budget,
                                      sampler=self._sampler(params), stop=StopWords(params.stop), stop_ids=stop_ids)
@@ -205,8 +211,12 @@ class BatchEngine:
         L = self.L
         self.running.pop(slot.seq, None)
         L.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+        if not self.running:
+            # idle: the whole cache starts over, so the next request's cells sit where a fresh context puts them
+            # (cells placed elsewhere round differently, and a lone request would not give its usual text)
+            L.llama_memory_clear(self.memory, True)
         L.llama_sampler_free(slot.sampler)
-        self.free.append(slot.seq)
+        heapq.heappush(self.free, slot.seq)
         if cancelled:
             self.cancelled.discard(slot.rid)
             return

@@ -5,7 +5,8 @@ The parts, each stated so a user can check them:
 - weights: a GGUF file's size; for PyTorch, parameters (safetensors headers) x bytes per weight for the
   dtype the backend loads (float32 on the CPU, the config's dtype on a GPU, 1 or 0.5 byte for 8-/4-bit);
 - KV cache: 2 (K and V) x layers x KV heads x head size x context length x bytes per value (llama.cpp
-  keeps f16; transformers the model's dtype), from GGUF metadata or config.json;
+  keeps f16, once per slot of its batch: n_parallel; transformers the model's dtype), from GGUF metadata or
+  config.json;
 - overhead: the engine's working buffers (llama.cpp: 64 MiB + 5 % of the weights for its compute graph;
   transformers and sentence-transformers: 20 % of the weights + 128 MiB for activations and the allocator,
   the rule of thumb accelerate's `estimate-memory` states for inference);
@@ -55,6 +56,8 @@ class Estimate:
     shared_weights: bool = False
     #: Each worker's CUDA context and library workspaces, on the GPU (0 on the CPU).
     gpu_runtime: int = 0
+    #: Requests decoded together, each with its own KV cache (llama.cpp's n_parallel).
+    slots: int = 1
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -89,7 +92,8 @@ class Estimate:
     def parts_text(self) -> str:
         parts = [f"weights {human_bytes(self.weights)}"]
         if self.kv_per_token:
-            parts.append(f"KV cache {human_bytes(self.kv_cache)} for {self.context_length} tokens")
+            parts.append(f"KV cache {human_bytes(self.kv_cache)} for {self.context_length} tokens"
+                         + (f" x {self.slots} slots" if self.slots > 1 else ""))
         parts.append(f"overhead {human_bytes(self.overhead)}")
         # the parts of what the line's figure counts: GPU memory on a GPU, system memory otherwise
         parts.append(f"CUDA runtime {human_bytes(self.gpu_runtime)}" if self.device == "gpu"
@@ -171,7 +175,10 @@ def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) 
     engine = settings["engine"]
     context = settings.get("context_length")
     if engine == "llama.cpp":
-        est = _gguf(Path(path), context, settings.get("n_gpu_layers"), gpu)
+        from xitui.core.config import DEFAULT_LLAMACPP_SLOTS
+
+        slots = max(1, int(settings.get("n_parallel") or DEFAULT_LLAMACPP_SLOTS))
+        est = _gguf(Path(path), context, settings.get("n_gpu_layers"), gpu, slots)
     elif engine == "transformers":
         est = _pytorch(Path(path), context, settings.get("quantization") or "none", gpu)
     else:
@@ -182,7 +189,7 @@ def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) 
     return est
 
 
-def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool) -> Estimate:
+def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool, slots: int = 1) -> Estimate:
     from xitui.core.inspect.gguf_header import read_header
 
     header = read_header(path, token_ids=())
@@ -192,7 +199,7 @@ def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool) -> Esti
     layers = header.arch("block_count")
     per_token = _kv(layers, header.arch("attention.head_count_kv") or heads,
                     header.arch("attention.key_length") or head_size,
-                    header.arch("attention.value_length") or head_size, 2)
+                    header.arch("attention.value_length") or head_size, 2) * slots  # each slot its own cache
     context = context or header.arch("context_length") or 2048
     weights = header.file_size
     notes = [] if per_token else ["the GGUF metadata does not give the KV cache's shape: not counted"]
@@ -206,6 +213,7 @@ def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool) -> Esti
         engine="llama.cpp", context_length=context, weights=weights, kv_cache=per_token * context,
         overhead=64 * MIB + weights // 20, runtime=RUNTIME["llama.cpp"], kv_per_token=per_token,
         device="gpu" if gpu else "cpu", gpu_fraction=fraction if gpu else 0.0, shared_weights=not gpu, notes=notes,
+        slots=slots,
     )
 
 

@@ -180,6 +180,10 @@ class Model:
         )
         if info.get("context_length"):
             data["context_length"] = info["context_length"]
+        slots = int(info.get("n_parallel") or 1)  # requests a worker decodes together; more wait their turn
+        busy = [r.metrics.in_flight for r in self.replicas]
+        data.update(slots=slots, running=sum(min(n, slots) for n in busy),
+                    queued=sum(max(0, n - slots) for n in busy))
         return data
 
     def pick(self) -> Replica:

@@ -153,6 +153,8 @@ def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
         parts.append(f"{len(replicas)} replicas: " + ", ".join(each))
     elif model.get("pid"):
         parts.append(f"pid {model['pid']}")
+    if (model.get("slots") or 1) > 1:
+        parts.append(f"{model['slots']} slots: {model.get('running', 0)} running, {model.get('queued', 0)} queued")
     if model.get("ttl") is not None:
         parts.append(f"ttl {units.human_duration(model['ttl'])}")
     if model.get("restore"):

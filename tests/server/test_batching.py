@@ -1,0 +1,128 @@
+"""Continuous batching in the llama.cpp worker: concurrent requests share one batch, each ending on its own
+terms; cancelled ones free their slot for the queue; a dead worker fails them all; one request alone gives
+the text it gave before batching (real server, the bundled GGUF)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import ServerProcess, gguf_spec
+from xitui.client import Client, ClientError
+
+PROMPTS = ["The capital of France is", "Once upon a time,", "def fibonacci(n):", "1, 2, 3, 4,",
+           "Roses are red,", "The sea is", "My favourite food is", "In 1492,"]
+
+
+def launched(server: ServerProcess, gguf: Path, name: str, **launch: object) -> Client:
+    client = Client(server.url)
+    client.register_model("LLM", gguf_spec(name, gguf))
+    client.launch_model(model_name=name, **launch)
+    return client
+
+
+def test_eight_concurrent_requests_each_end_on_their_own_terms(server: ServerProcess, gguf_path: Path) -> None:
+    client = launched(server, gguf_path, "batcher", n_parallel=8)
+    assert client.describe_model("batcher")["slots"] == 8
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            own = Client(server.url)
+            stop = [", and"] if i == 4 else []
+            results[i] = own.get_model("batcher").generate(
+                PROMPTS[i], {"max_tokens": 10 + 3 * i, "temperature": 0, "stop": stop, "ignore_eos": i != 4})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    desc = client.describe_model("batcher")
+    assert desc["running"] + desc["queued"] >= 1
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    for i, answer in results.items():
+        choice = answer["choices"][0]
+        if i == 4:
+            assert choice["finish_reason"] == "stop" and ", and" not in choice["text"], choice
+        else:
+            assert choice["finish_reason"] == "length" and answer["usage"]["completion_tokens"] == 10 + 3 * i
+    assert results[3]["choices"][0]["text"].startswith(" 5, 6, 7")  # the counting prompt kept counting
+    assert "return" in results[2]["choices"][0]["text"]  # and the code prompt kept coding
+    client.terminate_model("batcher")
+
+
+def test_a_cancelled_stream_frees_its_slot_for_the_queue(server: ServerProcess, gguf_path: Path) -> None:
+    client = launched(server, gguf_path, "two-slots", n_parallel=2)
+    config = {"max_tokens": 300, "temperature": 0, "ignore_eos": True, "stream": True}
+    first = client.get_model("two-slots").generate("Once upon a time,", config)
+    second = Client(server.url).get_model("two-slots").generate("The sea is", config)
+    next(first)
+    next(second)
+    done: dict[str, str] = {}
+
+    def queued() -> None:
+        answer = Client(server.url).get_model("two-slots").generate("1, 2, 3,", {"max_tokens": 5, "temperature": 0})
+        done["text"] = answer["choices"][0]["text"]
+
+    waiter = threading.Thread(target=queued)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while client.describe_model("two-slots")["queued"] != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    first.close()  # the client hangs up: its slot goes to the queued request
+    waiter.join(30)
+    assert done["text"].startswith(" 4,")
+    assert next(second)  # the other stream never stopped
+    second.close()
+    deadline = time.monotonic() + 3
+    while client.describe_model("two-slots")["metrics"]["in_flight"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    client.terminate_model("two-slots")
+
+
+def test_a_worker_killed_mid_batch_fails_every_request_in_it(server: ServerProcess, gguf_path: Path) -> None:
+    client = launched(server, gguf_path, "doomed-batch", n_parallel=4)
+    config = {"max_tokens": 300, "temperature": 0, "ignore_eos": True, "stream": True}
+    streams = [Client(server.url).get_model("doomed-batch").generate(p, config) for p in PROMPTS[:4]]
+    for stream in streams:
+        next(stream)
+    os.kill(client.describe_model("doomed-batch")["pid"], signal.SIGKILL)
+    for stream in streams:
+        with pytest.raises(ClientError, match="killed by signal 9"):
+            for _ in stream:
+                pass
+    client.terminate_model("doomed-batch")
+
+
+def test_one_request_alone_gives_the_text_it_gave_before_batching(server: ServerProcess, gguf_path: Path) -> None:
+    """The unbatched path (n_parallel 1) is what served every request before; a lone request on a batching
+    worker gives the same greedy text. Each prompt goes to a fresh worker: the unbatched path reuses the
+    previous prompt's cache and its text depends on what came before, the batching one does not."""
+    config = {"max_tokens": 48, "temperature": 0}
+    texts: dict[int, list[str]] = {1: [], 4: []}
+    for slots in (1, 4):
+        name = f"solo-{slots}"
+        client = Client(server.url)
+        client.register_model("LLM", gguf_spec(name, gguf_path))
+        for prompt in PROMPTS[:3]:
+            client.launch_model(model_name=name, n_parallel=slots)
+            texts[slots].append(client.get_model(name).generate(prompt, config)["choices"][0]["text"])
+            client.terminate_model(name)
+    assert texts[4] == texts[1]
+    # and on a batching worker the text does not depend on the requests before it
+    client = launched(server, gguf_path, "solo-again", n_parallel=4)
+    again = [client.get_model("solo-again").generate(p, config)["choices"][0]["text"] for p in PROMPTS[:3]]
+    assert again == texts[4]
+    client.terminate_model("solo-again")
