@@ -25,16 +25,17 @@ def _measured(client: Client, uid: str) -> tuple[int, int]:
     return desc["estimate"]["ram"], desc["memory_rss"]
 
 
-@pytest.mark.parametrize("context", [2048, 16384])
+@pytest.mark.parametrize(("context", "slots"), [(2048, 1), (2048, 4), (16384, 1), (4096, 8)])
 def test_gguf_estimate_is_within_a_quarter_of_the_worker_memory(server: ServerProcess, gguf_path: Path,
-                                                                context: int) -> None:
+                                                                context: int, slots: int) -> None:
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec(f"fit-gguf-{context}", gguf_path))
-    uid = client.launch_model(model_name=f"fit-gguf-{context}", context_length=context)
+    name = f"fit-gguf-{context}-{slots}"
+    client.register_model("LLM", gguf_spec(name, gguf_path))
+    uid = client.launch_model(model_name=name, context_length=context, n_parallel=slots)
     try:
         est = client.describe_model(uid)["estimate"]
         assert est["weights"] == gguf_path.stat().st_size
-        assert est["kv_cache"] == GEMMA_KV_PER_TOKEN * context
+        assert est["kv_cache"] == GEMMA_KV_PER_TOKEN * context * slots  # each slot holds the whole context
         predicted, used = _measured(client, uid)
         assert abs(predicted - used) <= 0.25 * used, (predicted, used)
     finally:
@@ -61,7 +62,7 @@ def test_a_launch_that_cannot_fit_is_refused_with_what_would(server: ServerProce
     if psutil.virtual_memory().available > GEMMA_KV_PER_TOKEN * context:
         pytest.skip("this machine has room for a 10M-token context")
     with pytest.raises(ClientError) as caught:
-        client.launch_model(model_name="too-big", context_length=context)
+        client.launch_model(model_name="too-big", context_length=context, n_parallel=1)
     assert caught.value.status_code == 409
     message = str(caught.value)
     assert "needs about 172 GiB of memory" in message and "is free" in message
@@ -70,7 +71,7 @@ def test_a_launch_that_cannot_fit_is_refused_with_what_would(server: ServerProce
     assert 256 <= largest < context
     assert client.list_models() == {}  # nothing started
     # the context it names does fit
-    fits = client.estimate_launch("too-big", context_length=largest)
+    fits = client.estimate_launch("too-big", context_length=largest, n_parallel=1)
     assert fits["fits"] is True and fits["estimate"]["context_length"] == largest
 
 
@@ -78,20 +79,21 @@ def test_estimate_only_prints_the_parts_and_launches_nothing(server: ServerProce
     client = Client(server.url)
     client.register_model("LLM", gguf_spec("weigh-me", gguf_path))
     base = [*xitui_cmd(), "launch", "-n", "weigh-me", "-c", "4096", "--estimate-only", "-e", server.url]
+    # (the CLI names no n_parallel: the default 4 slots, each with its own cache)
     shown = subprocess.run(base, capture_output=True, text=True, env=run_env(), timeout=60)
     assert shown.returncode == 0, shown.stderr
-    assert "weights" in shown.stdout and "KV cache" in shown.stdout and "72.0 MiB" in shown.stdout
+    assert "weights" in shown.stdout and "KV cache" in shown.stdout and "288 MiB" in shown.stdout
     assert shown.stdout.strip().endswith("fits")
     data = json.loads(subprocess.run([*base, "--json"], capture_output=True, text=True, env=run_env(),
                                      timeout=60).stdout)
-    assert data["fits"] is True and data["estimate"]["kv_cache"] == GEMMA_KV_PER_TOKEN * 4096
+    assert data["fits"] is True and data["estimate"]["kv_cache"] == GEMMA_KV_PER_TOKEN * 4096 * 4
     assert data["free_ram"] > 0 and data["estimate"]["device"] == "cpu"
     assert client.list_models() == {}
 
 
 def test_replicas_share_the_mapped_gguf_weights(gguf_path: Path) -> None:
     """Two llama.cpp replicas on the CPU map the same file: its weights count once, the rest twice."""
-    settings = {"engine": "llama.cpp", "model_path": str(gguf_path), "context_length": 2048}
+    settings = {"engine": "llama.cpp", "model_path": str(gguf_path), "context_length": 2048, "n_parallel": 1}
     one = estimate(settings)
     two = estimate(settings, replicas=2)
     assert one is not None and two is not None

@@ -26,6 +26,8 @@ def launch(
     context_length: Annotated[int | None, typer.Option(
         "--context-length", "-c", min=16, help="Tokens of context to allocate (default: the spec's).")] = None,
     replica: Annotated[int, typer.Option("--replica", "-r", min=1, help="Worker processes serving this uid.")] = 1,
+    n_parallel: Annotated[int | None, typer.Option(
+        "--n-parallel", min=1, max=64, help="GGUF: requests decoded together in one batch (default 4).")] = None,
     ttl: Annotated[str | None, typer.Option(
         "--ttl", help="Unload after this long idle: 30s, 10m, 1h; 0 = once idle, -1 = never (default: config).")] = None,
     restore: Annotated[bool, typer.Option(
@@ -47,7 +49,8 @@ def launch(
         model_size_in_billions=size_in_billions, quantization=quantization, model_uid=model_uid,
         model_engine=model_engine, replica=replica,
     )
-    ours = {"context_length": context_length, "ttl": ttl, "restore": restore or None, "force": force or None}
+    ours = {"context_length": context_length, "ttl": ttl, "restore": restore or None, "force": force or None,
+            "n_parallel": n_parallel}
     if client.is_xinference:
         given = [f"--{k.replace('_', '-')}" for k, v in ours.items() if v is not None]
         if given or estimate_only:

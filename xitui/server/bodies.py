@@ -53,6 +53,8 @@ class LaunchBody(_Body):
     restore: bool = False
     #: launch even when the memory estimate says it will not fit
     force: bool = False
+    #: llama.cpp: requests decoded together in one batch (each with the whole context); more wait their turn
+    n_parallel: Annotated[int, Field(ge=1, le=64)] | None = None
 
 
 #: Token counts and ids are C ints in the engines; JSON numbers past 64 bits do not parse at all.
