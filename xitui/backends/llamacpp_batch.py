@@ -200,14 +200,15 @@ class BatchEngine:
             if shown:
                 self.send(slot.rid, {"text": shown})
             if stopped:
-                self._finish(slot, "stop")
+                self._finish(slot, "stop", by_word=True)
                 return
         if slot.generated >= slot.budget:
             self._finish(slot, "length")
             return
         slot.last = token
 
-    def _finish(self, slot: Slot, reason: str, cancelled: bool = False, error: str | None = None) -> None:
+    def _finish(self, slot: Slot, reason: str, cancelled: bool = False, error: str | None = None,
+                by_word: bool = False) -> None:
         L = self.L
         self.running.pop(slot.seq, None)
         L.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
@@ -223,7 +224,7 @@ class BatchEngine:
         if error is not None:
             self.send(slot.rid, {"error": error, "status": 500})
             return
-        rest = slot.stop.flush() if reason != "stop" or not slot.stop.words else ""
+        rest = "" if by_word else slot.stop.flush()  # text held back in case it began a stop word
         if rest:
             self.send(slot.rid, {"text": rest})
         end = time.perf_counter()
