@@ -44,6 +44,8 @@ class Slot:
     logits_at: int | None = None
     pending: bytes = b""
     first: float | None = None
+    #: Tokens in this sequence's cache: what the next request on it may reuse as a prefix.
+    cached: list[int] = field(default_factory=list)
 
 
 class BatchEngine:
@@ -72,9 +74,10 @@ class BatchEngine:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS + slots, 0, 1)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
-        #: Free sequence ids, lowest first: a request alone always runs as sequence 0, where it gives the same
-        #: text as the unbatched path (another sequence's cache can round differently)
+        #: Free sequence ids, lowest first, and what each one's cache holds: a request goes where the longest
+        #: start of its prompt is cached already (as llama.cpp's server reuses prompts), else to the lowest.
         self.free = list(range(slots))
+        self.cached: dict[int, list[int]] = {seq: [] for seq in range(slots)}
         self.running: dict[int, Slot] = {}
         self.queue: deque[tuple[Any, list[int], GenerateParams, set[int]]] = deque()
         self.cancelled: set[Any] = set()
@@ -125,10 +128,18 @@ class BatchEngine:
             if rid in self.cancelled:
                 self.cancelled.discard(rid)
                 continue
-            seq = heapq.heappop(self.free)
+            seq, common = max(((seq, _common(self.cached[seq], prompt)) for seq in self.free),
+                              key=lambda pair: (pair[1], -pair[0]))
+            self.free.remove(seq)
+            heapq.heapify(self.free)
+            common = min(common, len(prompt) - 1)  # the last prompt token is decoded again for its logits
+            if not self.L.llama_memory_seq_rm(self.memory, seq, common, -1):
+                self.L.llama_memory_seq_rm(self.memory, seq, -1, -1)
+                common = 0
             budget = min(params.max_tokens or self.slot_context, self.slot_context - len(prompt))
             self.running[seq] = Slot(seq=seq, rid=rid, params=params, prompt=prompt, budget=budget,
-                                     sampler=self._sampler(params), stop=StopWords(params.stop), stop_ids=stop_ids)
+                                     sampler=self._sampler(params), stop=StopWords(params.stop), stop_ids=stop_ids,
+                                     fed=common, pos=common, cached=prompt[:common])
 
     # --- one step --------------------------------------------------------------------------------
 
@@ -148,6 +159,7 @@ class BatchEngine:
         for slot in self.running.values():
             if slot.last is not None:  # decoding: its last sampled token
                 self._put(n, slot.last, slot.pos, slot.seq, True)
+                slot.cached.append(slot.last)
                 slot.logits_at = n
                 slot.pos += 1
                 slot.last = None
@@ -155,6 +167,7 @@ class BatchEngine:
         for slot in self.running.values():
             if slot.fed < len(slot.prompt) and n < BATCH_TOKENS:
                 take = min(len(slot.prompt) - slot.fed, BATCH_TOKENS - n)
+                slot.cached += slot.prompt[slot.fed:slot.fed + take]
                 for i in range(take):
                     last = slot.fed + i == len(slot.prompt) - 1
                     self._put(n, slot.prompt[slot.fed + i], slot.pos, slot.seq, last)
@@ -211,11 +224,10 @@ class BatchEngine:
                 by_word: bool = False) -> None:
         L = self.L
         self.running.pop(slot.seq, None)
-        L.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
-        if not self.running:
-            # idle: the whole cache starts over, so the next request's cells sit where a fresh context puts them
-            # (cells placed elsewhere round differently, and a lone request would not give its usual text)
-            L.llama_memory_clear(self.memory, True)
+        if cancelled or error is not None:  # what the cache holds is not a whole exchange: start it over
+            L.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+            slot.cached = []
+        self.cached[slot.seq] = slot.cached
         L.llama_sampler_free(slot.sampler)
         heapq.heappush(self.free, slot.seq)
         if cancelled:
@@ -236,3 +248,13 @@ class BatchEngine:
             "usage": {"prompt_tokens": len(slot.prompt), "completion_tokens": slot.generated,
                       "total_tokens": len(slot.prompt) + slot.generated},
             "ttft": ttft, "tokens_per_s": tps}})
+
+
+def _common(cached: list[int], prompt: list[int]) -> int:
+    """How many tokens at the start of `prompt` the cache holds already."""
+    n = 0
+    for a, b in zip(cached, prompt, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
