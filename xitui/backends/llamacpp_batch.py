@@ -67,6 +67,9 @@ class BatchEngine:
         params.n_ctx = slot_context * slots
         params.n_batch = params.n_ubatch = BATCH_TOKENS
         params.n_seq_max = slots
+        # a cache per sequence (llama-cpp-python unifies them): no request can take another's space, and
+        # each one's attention reads only its own cells, however much the others keep cached
+        params.kv_unified = False
         params.n_threads = params.n_threads_batch = threads
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
         if not self.ctx:
