@@ -223,6 +223,27 @@ class BatchEngine:
             return
         slot.last = token
 
+    def _start_over(self, last: Slot) -> None:
+        """Idle: a fresh cache holding only the last request's tokens, as sequence 0.
+
+        Sequences removed from a cache that stays in use leave it slower to decode with (measured: 8 streams
+        at 90 ms a step instead of 45 after one burst, even with every sequence removed); a cleared cache is
+        fast again. The last request's cells are copied out and back (llama_state_seq_*), so a follow-up that
+        starts with its tokens (the next turn of a chat, the same prompt again) still skips them."""
+        L = self.L
+        kept = b""
+        if last.cached:
+            size = L.llama_state_seq_get_size(self.ctx, last.seq)
+            buf = (ctypes.c_ubyte * size)()
+            got = L.llama_state_seq_get_data(self.ctx, buf, size, last.seq)
+            kept = bytes(buf[:got])
+        L.llama_memory_clear(self.memory, True)
+        self.cached = {seq: [] for seq in range(self.slots_total)}
+        if kept:
+            data = (ctypes.c_ubyte * len(kept)).from_buffer_copy(kept)
+            if L.llama_state_seq_set_data(self.ctx, data, len(kept), 0):
+                self.cached[0] = last.cached
+
     def _finish(self, slot: Slot, reason: str, cancelled: bool = False, error: str | None = None,
                 by_word: bool = False) -> None:
         L = self.L
@@ -233,6 +254,8 @@ class BatchEngine:
         self.cached[slot.seq] = slot.cached
         L.llama_sampler_free(slot.sampler)
         heapq.heappush(self.free, slot.seq)
+        if not self.running and not self.queue:
+            self._start_over(slot)
         if cancelled:
             self.cancelled.discard(slot.rid)
             return
