@@ -119,3 +119,38 @@ def test_one_request_alone_gives_the_text_it_gave_before_batching(server: Server
                         for p in sequence]
         client.terminate_model(f"solo-{slots}")
     assert texts[4] == texts[1]
+
+
+def test_each_slot_samples_with_its_own_parameters_and_seed(server: ServerProcess, gguf_path: Path) -> None:
+    client = launched(server, gguf_path, "sampler", n_parallel=4)
+    config = {"max_tokens": 24, "temperature": 0.9, "top_k": 20, "top_p": 0.9, "seed": 7, "repeat_penalty": 1.3,
+              "presence_penalty": 0.4, "frequency_penalty": 0.4}
+    results: dict[int, str] = {}
+
+    def one(i: int, seed: int) -> None:
+        answer = Client(server.url).get_model("sampler").generate("Once upon a time,", {**config, "seed": seed})
+        results[i] = answer["choices"][0]["text"]
+
+    threads = [threading.Thread(target=one, args=(i, 7 if i < 2 else 1000 + i)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 4 and all(results.values())
+    assert len({results[2], results[3]} | {results[0]}) == 3  # other seeds, other stories
+    with pytest.raises(ClientError, match="repeat_penalty") as caught:
+        client.get_model("sampler").generate("x", {"repeat_penalty": 0})
+    assert caught.value.status_code == 400
+    assert client.describe_model("sampler")["state"] == "ready"
+    client.terminate_model("sampler")
+
+
+def test_the_config_sets_the_default_slots(tmp_path: Path, gguf_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("[server]\nn_parallel = 2\n")
+    srv = ServerProcess(tmp_path)
+    try:
+        client = launched(srv, gguf_path, "configured")
+        assert client.describe_model("configured")["slots"] == 2
+        assert client.describe_model("configured")["estimate"]["slots"] == 2
+    finally:
+        srv.stop()

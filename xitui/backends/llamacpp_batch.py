@@ -23,6 +23,9 @@ from xitui.backends.base import GenerateParams, RequestError, StopWords
 
 #: Prompt tokens decoded per step, over all newcomers (llama.cpp's n_batch).
 BATCH_TOKENS = 512
+#: Tokens the repeat, presence and frequency penalties look back over (llama.cpp's default), the prompt's
+#: last ones included, as llama.cpp's server counts them.
+PENALTY_LAST_N = 64
 
 
 @dataclass
@@ -112,8 +115,12 @@ class BatchEngine:
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_logit_bias(L.llama_vocab_n_tokens(self.vocab), 1,
                                                                              bias))
         if params.repeat_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
+            if params.repeat_penalty <= 0:
+                L.llama_sampler_free(chain)
+                raise RequestError("repeat_penalty: must be above 0 (1 = none)")
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_penalties(
-                64, params.repeat_penalty, params.frequency_penalty, params.presence_penalty))
+                L.llama_vocab_n_tokens(self.vocab), PENALTY_LAST_N, params.repeat_penalty,
+                params.frequency_penalty, params.presence_penalty))
         if params.temperature <= 0:
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
         else:
@@ -131,6 +138,13 @@ class BatchEngine:
             if rid in self.cancelled:
                 self.cancelled.discard(rid)
                 continue
+            try:
+                sampler = self._sampler(params)
+            except RequestError as exc:  # this request's own fault: it alone gets the error
+                self.send(rid, {"error": str(exc), "status": exc.status_code})
+                continue
+            for token in prompt[-PENALTY_LAST_N:]:
+                self.L.llama_sampler_accept(sampler, token)
             seq, common = max(((seq, _common(self.cached[seq], prompt)) for seq in self.free),
                               key=lambda pair: (pair[1], -pair[0]))
             self.free.remove(seq)
@@ -141,10 +155,19 @@ class BatchEngine:
                 common = 0
             budget = min(params.max_tokens or self.slot_context, self.slot_context - len(prompt))
             self.running[seq] = Slot(seq=seq, rid=rid, params=params, prompt=prompt, budget=budget,
-                                     sampler=self._sampler(params), stop=StopWords(params.stop), stop_ids=stop_ids,
+                                     sampler=sampler, stop=StopWords(params.stop), stop_ids=stop_ids,
                                      fed=common, pos=common, cached=prompt[:common])
 
     # --- one step --------------------------------------------------------------------------------
+
+    def fail_all(self, message: str) -> None:
+        """Something went wrong in a step: every request in the batch (and waiting) gets the error, and the
+        engine starts over, ready for the next ones."""
+        for slot in list(self.running.values()):
+            self._finish(slot, "error", error=message)
+        while self.queue:
+            rid = self.queue.popleft()[0]
+            self.send(rid, {"error": message, "status": 500})
 
     def step(self) -> None:
         """Sample for every slot whose logits are ready, then decode one batch."""

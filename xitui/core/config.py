@@ -35,6 +35,7 @@ SETTINGS: dict[str, type] = {
     "server.allowed_origins": list,
     "server.max_body_mib": int,
     "server.ttl": str,
+    "server.n_parallel": int,
     "chats.save": bool,
 }
 
@@ -91,7 +92,7 @@ class Config:
     #: long a model may stay idle when its launch names no ttl ("never", "30m"...).
     server: dict[str, Any] = field(
         default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
-                                 "ttl": "never"}
+                                 "ttl": "never", "n_parallel": DEFAULT_LLAMACPP_SLOTS}
     )
     #: Saved conversations (xitui/core/chats.py): `save = false` keeps none.
     chats: dict[str, Any] = field(default_factory=lambda: {"save": True})
@@ -176,6 +177,8 @@ def set_value(key: str, raw: str) -> Any:
     if key == "server.allowed_origins":
         for origin in value:
             check_origin(origin)
+    if key == "server.n_parallel" and not 1 <= value <= 64:
+        raise ConfigError("server.n_parallel: from 1 to 64")
     if key == "server.max_body_mib" and value < 1:
         raise ConfigError("server.max_body_mib: must be at least 1")
     if key == "server.ttl":

@@ -48,7 +48,8 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
                              max_body_mib or settings["max_body_mib"])
     home = home_dir()
     home.mkdir(parents=True, exist_ok=True)
-    app = create_asgi(home, api_key=api_key, policy=policy, default_ttl=default_ttl)
+    app = create_asgi(home, api_key=api_key, policy=policy, default_ttl=default_ttl,
+                      default_parallel=int(settings.get("n_parallel") or 0) or None)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)

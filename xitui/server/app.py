@@ -48,13 +48,14 @@ ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPE
 # --- the app -------------------------------------------------------------------------------------
 
 
-def create_app(home: Path | None = None, api_key: str | None = None, default_ttl: float | None = None) -> FastAPI:
+def create_app(home: Path | None = None, api_key: str | None = None, default_ttl: float | None = None,
+               default_parallel: int | None = None) -> FastAPI:
     """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it.
 
     `default_ttl`: seconds a model may stay idle before it is unloaded, when its launch names none."""
     home = home or home_dir()
     registry = Registry(home)
-    supervisor = Supervisor(registry, home, default_ttl=default_ttl)
+    supervisor = Supervisor(registry, home, default_ttl=default_ttl, default_parallel=default_parallel)
     started = time.time()
 
     @asynccontextmanager
@@ -264,10 +265,10 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
 
 def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None,
-                default_ttl: float | None = None) -> Any:
+                default_ttl: float | None = None, default_parallel: int | None = None) -> Any:
     """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
     the inference fast path, then the FastAPI app."""
-    app = create_app(home, api_key, default_ttl)
+    app = create_app(home, api_key, default_ttl, default_parallel)
     inner = BearerAuth(FastPath(app), api_key=api_key)
     return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"),
                         takes_body=lambda path: "POST" in methods_for(app, path))

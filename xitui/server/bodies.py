@@ -62,21 +62,24 @@ INT32_MAX = 2**31 - 1
 
 
 class GenerationBody(_Body):
+    """Numbers and switches are strict: `true` is not a temperature, "3" is not a token count."""
+
     model: str
     #: At least 1, as OpenAI's API demands (a negative or zero count is a 400, not a silent default).
-    max_tokens: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: Annotated[int, Field(ge=-1, le=INT32_MAX)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=INT32_MAX, strict=True)] | None = None
+    temperature: Annotated[float, Field(strict=True)] | None = None
+    top_p: Annotated[float, Field(strict=True)] | None = None
+    top_k: Annotated[int, Field(ge=-1, le=INT32_MAX, strict=True)] | None = None
     stop: str | list[str] | None = None
-    stop_token_ids: list[Annotated[int, Field(ge=0, le=INT32_MAX)]] | None = None
+    stop_token_ids: list[Annotated[int, Field(ge=0, le=INT32_MAX, strict=True)]] | None = None
     #: Within what a JSON number carries exactly (2**53); the engines use 32 bits of it.
-    seed: Annotated[int, Field(ge=-(2**53), le=2**53)] | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    repeat_penalty: float | None = None
-    ignore_eos: bool | None = None
-    stream: bool = False
+    seed: Annotated[int, Field(ge=-(2**53), le=2**53, strict=True)] | None = None
+    presence_penalty: Annotated[float, Field(strict=True)] | None = None
+    frequency_penalty: Annotated[float, Field(strict=True)] | None = None
+    #: 1 = none; above 1 discourages repeats (the engines divide by it)
+    repeat_penalty: Annotated[float, Field(gt=0, strict=True)] | None = None
+    ignore_eos: Annotated[bool, Field(strict=True)] | None = None
+    stream: Annotated[bool, Field(strict=True)] = False
 
 
 class CompletionBody(GenerationBody):

@@ -198,10 +198,13 @@ class Model:
 
 
 class Supervisor:
-    def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None):
+    def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None,
+                 default_parallel: int | None = None):
         self.registry = registry
         self.home = home
         self.default_ttl = default_ttl
+        #: Slots of a llama.cpp model whose launch names no n_parallel (config server.n_parallel).
+        self.default_parallel = default_parallel
         self.models: dict[str, Model] = {}
         #: uid -> why it is gone, for models unloaded for being idle (a 404 says so).
         self.unloaded: dict[str, str] = {}
@@ -230,10 +233,16 @@ class Supervisor:
                 gpu += model.estimate.gpu
         return ram, gpu
 
+    def _plan(self, request: dict[str, Any]) -> LaunchPlan:
+        plan = LaunchPlan.build(self.registry, request)
+        if plan.engine == "llama.cpp" and "n_parallel" not in plan.options and self.default_parallel:
+            plan.options["n_parallel"] = self.default_parallel
+        return plan
+
     async def estimate(self, request: dict[str, Any]) -> dict[str, Any]:
         """What `launch --estimate-only` shows: the estimate and how it fits, launching nothing."""
         replicas, _, _, _ = launch_options(request, self.default_ttl)
-        plan = LaunchPlan.build(self.registry, request)
+        plan = self._plan(request)
         est, fit = await asyncio.to_thread(capacity.measure, plan.worker_settings(), replicas, *self._reserved())
         if fit is None:
             return {"model_name": plan.model_name, "estimate": None, "fits": None,
@@ -245,7 +254,7 @@ class Supervisor:
         """Start a model's replicas. `wait_ready`: answer once all are ready (or one failed); `keep_failed`:
         a failed launch stays listed as an error (restores do this, so a user sees why)."""
         replicas, ttl, restore, force = launch_options(request, self.default_ttl)
-        plan = LaunchPlan.build(self.registry, request)
+        plan = self._plan(request)
         uid = request.get("model_uid") or plan.model_name
         if not isinstance(uid, str) or not uid.strip() or "/" in uid:
             raise LaunchError("model_uid: must be a non-empty name without '/'")

@@ -117,7 +117,11 @@ class Worker:
                     break
                 block = False
                 self.run_guarded_batched(req)
-            engine.step()
+            try:
+                engine.step()
+            except Exception as exc:  # the worker lives on: the requests of this batch get the error
+                traceback.print_exc()
+                engine.fail_all(f"the model failed: {type(exc).__name__}: {exc}")
 
     def run_guarded_batched(self, req: dict[str, Any]) -> None:
         try:
