@@ -12,7 +12,6 @@ max_tokens and cancellation; a slot that ends is freed (its cells cleared) and a
 from __future__ import annotations
 
 import ctypes
-import heapq
 import time
 from collections import deque
 from collections.abc import Callable
@@ -80,7 +79,7 @@ class BatchEngine:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS + slots, 0, 1)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
-        #: Free sequence ids, lowest first, and what each one's cache holds: a request goes where the longest
+        #: Free sequence ids, and what each one's cache holds: a request goes where the longest
         #: start of its prompt is cached already (as llama.cpp's server reuses prompts), else to the lowest.
         self.free = list(range(slots))
         self.cached: dict[int, list[int]] = {seq: [] for seq in range(slots)}
@@ -148,7 +147,6 @@ class BatchEngine:
             seq, common = max(((seq, _common(self.cached[seq], prompt)) for seq in self.free),
                               key=lambda pair: (pair[1], -pair[0]))
             self.free.remove(seq)
-            heapq.heapify(self.free)
             common = min(common, len(prompt) - 1)  # the last prompt token is decoded again for its logits
             if not self.L.llama_memory_seq_rm(self.memory, seq, common, -1):
                 self.L.llama_memory_seq_rm(self.memory, seq, -1, -1)
@@ -276,7 +274,7 @@ class BatchEngine:
             slot.cached = []
         self.cached[slot.seq] = slot.cached
         L.llama_sampler_free(slot.sampler)
-        heapq.heappush(self.free, slot.seq)
+        self.free.append(slot.seq)
         if not self.running and not self.queue:
             self._start_over(slot)
         if cancelled:

@@ -40,6 +40,14 @@ class Channel:
                 data = data[os.write(self._fd, data):]
 
 
+def failure(exc: Exception) -> dict[str, Any]:
+    """A request's error message: the user's errors with their status, anything else a 500 (traced to the log)."""
+    if isinstance(exc, XituiError):
+        return {"error": str(exc), "status": exc.status_code}
+    traceback.print_exc()
+    return {"error": f"the model failed: {type(exc).__name__}: {exc}", "status": 500}
+
+
 class Worker:
     def __init__(self, channel: Channel, settings: dict[str, Any]):
         self.channel = channel
@@ -124,15 +132,12 @@ class Worker:
                 engine.fail_all(f"the model failed: {type(exc).__name__}: {exc}")
 
     def run_guarded_batched(self, req: dict[str, Any]) -> None:
+        """Hand a request to the engine; a refusal goes back at once. Its cancellation is the engine's to
+        clear (when the slot ends), not this call's: the request is still running when it returns."""
         try:
             self.handle(req)
         except Exception as exc:
-            if isinstance(exc, XituiError):
-                answer = {"error": str(exc), "status": exc.status_code}
-            else:
-                traceback.print_exc()
-                answer = {"error": f"the model failed: {type(exc).__name__}: {exc}", "status": 500}
-            self.channel.send({"id": req["id"], **answer})
+            self.channel.send({"id": req["id"], **failure(exc)})
 
     def serve(self) -> None:
         if getattr(self.backend, "engine", None) is not None:
@@ -177,11 +182,7 @@ class Worker:
         try:
             work()
         except Exception as exc:
-            if isinstance(exc, XituiError):
-                answer = {"error": str(exc), "status": exc.status_code}
-            else:
-                traceback.print_exc()
-                answer = {"error": f"the model failed: {type(exc).__name__}: {exc}", "status": 500}
+            answer = failure(exc)
             for req in reqs:
                 self.channel.send({"id": req["id"], **answer})
         finally:
