@@ -106,6 +106,9 @@ class Backend:
         """Yield text pieces as they are produced, then one Finish."""
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """Run the model once on a tiny input, so the first request does not pay for first-use setup."""
+
     #: Longest input an embedding model reads, in tokens (longer inputs are cut or refused).
     max_input_tokens: int = 512
 

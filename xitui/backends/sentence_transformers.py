@@ -39,6 +39,9 @@ class SentenceTransformersBackend(Backend):
         return {"engine": "sentence_transformers", "device": device, "dimensions": dims,
                 "context_length": self.max_input_tokens}
 
+    def warm_up(self) -> None:
+        self.embed(["warm-up"])
+
     def token_counts(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
 

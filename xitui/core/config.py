@@ -36,6 +36,7 @@ SETTINGS: dict[str, type] = {
     "server.max_body_mib": int,
     "server.ttl": str,
     "server.n_parallel": int,
+    "server.warm": list,
     "chats.save": bool,
 }
 
@@ -45,7 +46,13 @@ ENV_OVERRIDES = {
     "api_key": "XITUI_API_KEY",
     "server.allowed_hosts": "XITUI_ALLOWED_HOSTS",
     "server.allowed_origins": "XITUI_ALLOWED_ORIGINS",
+    "server.warm": "XITUI_WARM",
 }
+
+#: Engines the warm worker can import ahead of launches (xitui/worker/warm.py). All of them by default:
+#: idle, that process holds about 420 MiB (torch, transformers, sentence-transformers, llama.cpp; 40 MiB
+#: for llama.cpp alone), and each worker forked from it shares those pages instead of loading its own.
+WARM_ENGINES = ("llama.cpp", "transformers", "sentence_transformers")
 
 #: Requests a llama.cpp model decodes together when its launch names no n_parallel: on the 2-core build
 #: machine 4 sequences in one batch give 1.7 x the tokens/s of one (8 give 2.4 x for twice the KV cache);
@@ -92,7 +99,8 @@ class Config:
     #: long a model may stay idle when its launch names no ttl ("never", "30m"...).
     server: dict[str, Any] = field(
         default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
-                                 "ttl": "never", "n_parallel": DEFAULT_LLAMACPP_SLOTS}
+                                 "ttl": "never", "n_parallel": DEFAULT_LLAMACPP_SLOTS,
+                                 "warm": ["all"]}
     )
     #: Saved conversations (xitui/core/chats.py): `save = false` keeps none.
     chats: dict[str, Any] = field(default_factory=lambda: {"save": True})
@@ -131,6 +139,20 @@ def _fits(kind: type, value: Any) -> bool:
     if kind is bool:
         return isinstance(value, bool)
     return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def warm_engines(setting: list[str]) -> list[str]:
+    """The engines `server.warm` names: a list of them, `all` or `none`."""
+    items = [item.strip() for item in setting if item.strip()]
+    if items == ["all"]:
+        return list(WARM_ENGINES)
+    if not items or items == ["none"]:
+        return []
+    unknown = [item for item in items if item not in WARM_ENGINES]
+    if unknown:
+        raise ConfigError(f"server.warm: {', '.join(unknown)} is not an engine "
+                          f"(all, none, or some of: {', '.join(WARM_ENGINES)})")
+    return [engine for engine in WARM_ENGINES if engine in items]
 
 
 def load_config() -> Config:
@@ -177,6 +199,8 @@ def set_value(key: str, raw: str) -> Any:
     if key == "server.allowed_origins":
         for origin in value:
             check_origin(origin)
+    if key == "server.warm":
+        warm_engines(value)
     if key == "server.n_parallel" and not 1 <= value <= 64:
         raise ConfigError("server.n_parallel: from 1 to 64")
     if key == "server.max_body_mib" and value < 1:

@@ -24,7 +24,7 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
     """Serve until interrupted; the pid file says who serves where while it runs.
 
     Hosts and origins given here add to the config's (`server.allowed_hosts`, `server.allowed_origins`)."""
-    from xitui.core.config import check_origin
+    from xitui.core.config import check_origin, warm_engines
     from xitui.server.guard import Policy, is_loopback
 
     if not is_loopback(host.strip("[]")) and not api_key:
@@ -42,6 +42,10 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
         default_ttl = parse_duration(settings.get("ttl", "never"))
     except ValueError as exc:
         raise XituiError(f"server.ttl in the config: {exc}") from None
+    try:
+        warm = warm_engines(settings.get("warm", ["all"]))
+    except XituiError as exc:
+        raise XituiError(f"{exc} (in the config or XITUI_WARM)") from None
     _log_to_stderr(log_level)
     origins = [check_origin(o) for o in [*settings["allowed_origins"], *(allowed_origins or [])]]
     policy = Policy.for_bind(host, [*settings["allowed_hosts"], *(allowed_hosts or [])], origins,
@@ -49,7 +53,7 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
     home = home_dir()
     home.mkdir(parents=True, exist_ok=True)
     app = create_asgi(home, api_key=api_key, policy=policy, default_ttl=default_ttl,
-                      default_parallel=int(settings.get("n_parallel") or 0) or None)
+                      default_parallel=int(settings.get("n_parallel") or 0) or None, warm_engines=warm)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)

@@ -49,18 +49,20 @@ ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPE
 
 
 def create_app(home: Path | None = None, api_key: str | None = None, default_ttl: float | None = None,
-               default_parallel: int | None = None) -> FastAPI:
+               default_parallel: int | None = None, warm_engines: list[str] | None = None) -> FastAPI:
     """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it.
 
     `default_ttl`: seconds a model may stay idle before it is unloaded, when its launch names none."""
     home = home or home_dir()
     registry = Registry(home)
-    supervisor = Supervisor(registry, home, default_ttl=default_ttl, default_parallel=default_parallel)
+    supervisor = Supervisor(registry, home, default_ttl=default_ttl, default_parallel=default_parallel,
+                            warm_engines=warm_engines)
     started = time.time()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         machine.snapshot()  # primes psutil's CPU counter
+        await supervisor.warm.start()
         tasks = [asyncio.create_task(supervisor.watch_idle()), asyncio.create_task(supervisor.restore_marked())]
         yield
         for task in tasks:
@@ -108,7 +110,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             for uid, m in supervisor.models.items()
         }
         return {"status": "ok", "version": __version__, "pid": os.getpid(), "uptime": time.time() - started,
-                "home": str(home), "workers": workers, "restored": supervisor.restored}
+                "home": str(home), "workers": workers, "restored": supervisor.restored,
+                "warm_worker": supervisor.warm.describe()}
 
     @app.get("/v1/cluster/info")
     async def cluster_info() -> list[dict[str, Any]]:
@@ -265,10 +268,11 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
 
 def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None,
-                default_ttl: float | None = None, default_parallel: int | None = None) -> Any:
+                default_ttl: float | None = None, default_parallel: int | None = None,
+                warm_engines: list[str] | None = None) -> Any:
     """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
     the inference fast path, then the FastAPI app."""
-    app = create_app(home, api_key, default_ttl, default_parallel)
+    app = create_app(home, api_key, default_ttl, default_parallel, warm_engines)
     inner = BearerAuth(FastPath(app), api_key=api_key)
     return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"),
                         takes_body=lambda path: "POST" in methods_for(app, path))

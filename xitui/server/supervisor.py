@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from xitui.core import capacity
+from xitui.core.config import WARM_ENGINES
 from xitui.core.errors import ConflictError, LaunchError, ModelFailedError, NotFoundError, XituiError
 from xitui.core.estimate import Estimate, InsufficientMemoryError
 from xitui.core.launches import LaunchMemory
 from xitui.core.registry import Registry
 from xitui.core.units import human_duration, parse_duration
 from xitui.server.launch import LaunchPlan
+from xitui.server.warm import WarmWorker
 from xitui.server.worker_process import Inbox, Metrics, Replica
 
 log = logging.getLogger("xitui.supervisor")
@@ -199,8 +201,11 @@ class Model:
 
 class Supervisor:
     def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None,
-                 default_parallel: int | None = None):
+                 default_parallel: int | None = None, warm_engines: list[str] | None = None):
         self.registry = registry
+        #: Forks workers with their libraries already imported (config server.warm; [] keeps it off).
+        self.warm = WarmWorker(list(WARM_ENGINES) if warm_engines is None else warm_engines,
+                               home / "logs" / "warm-worker.log")
         self.home = home
         self.default_ttl = default_ttl
         #: Slots of a llama.cpp model whose launch names no n_parallel (config server.n_parallel).
@@ -283,7 +288,7 @@ class Supervisor:
                 replica = Replica(uid=uid, index=index,
                                   log_path=logs / (f"{uid}.log" if index == 0 else f"{uid}.{index}.log"))
                 model.replicas.append(replica)
-                await replica.spawn(settings, envs)
+                await replica.spawn(settings, envs, self.warm)
             self.models[uid] = model
             model.settling = asyncio.create_task(self._settle(model))
         if not wait_ready:
@@ -329,6 +334,7 @@ class Supervisor:
         for uid in list(self.models):
             model = self.models.pop(uid)
             await self._stop(model)
+        await self.warm.stop()
 
     # --- idle unload and restore ----------------------------------------------------------------
 

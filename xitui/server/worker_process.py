@@ -118,8 +118,14 @@ class Replica:
     stage: str = "starting worker"
     info: dict[str, Any] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
-    proc: asyncio.subprocess.Process | None = None
+    #: asyncio's Process for a cold start, a ForkedProcess (xitui/server/warm.py) for one from the warm worker.
+    proc: Any = None
+    #: "warm" (forked from the warm worker) or "cold" (a new Python process).
+    start: str = "cold"
     launch_seconds: float | None = None
+    #: Seconds each launch stage took: start (process and protocol), download, import, weights, warm-up.
+    stages: dict[str, float] = field(default_factory=dict)
+    spawned_at: float = 0.0
     pending: dict[int, Inbox] = field(default_factory=dict)
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
@@ -147,19 +153,26 @@ class Replica:
     def describe(self) -> dict[str, Any]:
         return {"index": self.index, "state": self.state, "error": self.error, "progress": self.progress,
                 "stage": self.stage, "pid": self.pid, "memory_rss": self.memory_rss(),
-                "launch_seconds": self.launch_seconds, "metrics": self.metrics.as_dict()}
+                "launch_seconds": self.launch_seconds, "start": self.start, "stages": self.stages,
+                "metrics": self.metrics.as_dict()}
 
-    async def spawn(self, settings: dict[str, Any], envs: dict[str, str]) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log_file:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "xitui.worker",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log_file,
-                limit=LINE_LIMIT,
-                env={**os.environ, **envs},
-            )
+    async def spawn(self, settings: dict[str, Any], envs: dict[str, str], warm: Any = None) -> None:
+        """Start the worker: forked from `warm` (a WarmWorker) when it is ready, else as a new process."""
+        self.spawned_at = time.perf_counter()
+        self.proc = await warm.fork(self.log_path, envs) if warm is not None else None
+        if self.proc is not None:
+            self.start = "warm"
+        else:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "ab") as log_file:
+                self.proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "xitui.worker",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log_file,
+                    limit=LINE_LIMIT,
+                    env={**os.environ, **envs},
+                )
         assert self.proc.stdin is not None
         self.proc.stdin.write(orjson.dumps(settings) + b"\n")
         self.reader = asyncio.create_task(self._read())
@@ -180,7 +193,6 @@ class Replica:
         proc = self.proc
         assert proc is not None and proc.stdout is not None
         last_error: str | None = None
-        start = time.perf_counter()
         while True:
             try:
                 line = await proc.stdout.readline()
@@ -208,7 +220,10 @@ class Replica:
                 self.state = "ready"
                 self.progress = 1.0
                 self.stage = "ready"
-                self.launch_seconds = time.perf_counter() - start
+                self.launch_seconds = time.perf_counter() - self.spawned_at
+                stages = self.info.pop("stages", None) or {}
+                # what the worker did not time is starting: the process, Python and xitui's imports, the pipe
+                self.stages = {"start": max(0.0, self.launch_seconds - sum(stages.values())), **stages}
                 self.settled.set()
             elif event == "error":
                 last_error = str(msg.get("message"))
@@ -216,7 +231,8 @@ class Replica:
         if self.terminating:
             return
         if last_error is None:
-            how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            how = ("ended" if code is None else
+                   f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
             tail = log_tail(self.log_path)
             last_error = f"the worker process {how}" + (f" ({tail})" if tail else "")
             if code == -signal.SIGKILL and self.state == "launching":

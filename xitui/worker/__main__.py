@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from xitui.backends.base import Finish, GenerateParams, RequestError
+from xitui.backends.base import Backend, Finish, GenerateParams, RequestError
 from xitui.core.errors import XituiError
 
 #: Dynamic batching of embeddings: gather requests arriving within BATCH_GAP of each other, for at most
@@ -48,6 +48,30 @@ def failure(exc: Exception) -> dict[str, Any]:
     return {"error": f"the model failed: {type(exc).__name__}: {exc}", "status": 500}
 
 
+class StageClock:
+    """Seconds each launch stage takes, told apart by the words the progress line starts with."""
+
+    STAGES = (("fetching", "download"), ("downloading", "download"), ("assembling", "download"),
+              ("importing", "import"), ("loading", "weights"), ("warming", "warm-up"))
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.current: str | None = None
+        self.since = time.perf_counter()
+
+    def enter(self, text: str) -> None:
+        key = next((k for prefix, k in self.STAGES if text.startswith(prefix)), self.current)
+        if key != self.current:
+            self.stop()
+            self.current = key
+
+    def stop(self) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.seconds[self.current] = self.seconds.get(self.current, 0.0) + now - self.since
+        self.since = now
+
+
 class Worker:
     def __init__(self, channel: Channel, settings: dict[str, Any]):
         self.channel = channel
@@ -68,9 +92,11 @@ class Worker:
         settings = self.settings
 
         shown = [0.0]
+        clock = StageClock()
 
         def progress(value: float, stage: str) -> None:
             shown[0] = max(shown[0], value)  # a bar never runs backwards (download, then loading)
+            clock.enter(stage)
             self.channel.send({"event": "progress", "progress": shown[0], "stage": stage})
 
         if settings["model_type"] == "LLM":
@@ -90,6 +116,11 @@ class Worker:
         self.backend = load_backend(settings["engine"])
         self.backend._send = lambda rid, msg: self.channel.send({"id": rid, **msg})
         info = self.backend.load(settings, progress)
+        if type(self.backend).warm_up is not Backend.warm_up:
+            progress(0.95, "warming up")
+            self.backend.warm_up()
+        clock.stop()
+        info["stages"] = clock.seconds
         if self.family is not None and "chat" in self.family.model_ability:
             from xitui.worker.chat import chat_format
 
