@@ -78,10 +78,18 @@ def main() -> None:
                 "model_specs": [{"model_format": "pytorch", "model_size_in_billions": "0_1", "quantization": "none",
                                  "model_uri": str(model_dir)}]}
         client.register_model("LLM", json.dumps(spec))
+        deadline = time.monotonic() + 120
+        while client._get("/status")["warm_worker"]["state"] not in ("ready", "off") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        warm = client._get("/status")["warm_worker"]
+        print(f"warm worker {warm['state']}: imported {warm['loaded']} in {warm['import_seconds'] or 0:.1f} s "
+              f"(failed: {warm['failed'] or 'none'}), RSS {(warm['memory_rss'] or 0) / 2**20:.0f} MiB")
         start = time.monotonic()
         uid = client.launch_model(model_name="gpu-llama")
         desc = client.describe_model(uid)
-        print(f"launched {uid} in {time.monotonic() - start:.1f} s: device {desc.get('device')}, pid {desc.get('pid')}")
+        print(f"launched {uid} in {time.monotonic() - start:.1f} s ({desc.get('start')} start, stages "
+              f"{ {k: round(v, 2) for k, v in (desc.get('launch_stages') or {}).items()} }): "
+              f"device {desc.get('device')}, pid {desc.get('pid')}")
         answer = client.get_model(uid).generate("the word of the day is", {"max_tokens": 32, "temperature": 0,
                                                                           "ignore_eos": True})
         metrics = client.describe_model(uid)["metrics"]
@@ -127,6 +135,16 @@ def main() -> None:
                 app.save_screenshot(filename="dashboard_resources.svg", path=str(out))
 
         asyncio.run(dashboard())
+        # the same model started cold (a launch that sets a library variable never forks), for comparison
+        start = time.monotonic()
+        cold = client.launch_model(model_name="gpu-llama", model_uid="cold", envs={"CUDA_MODULE_LOADING": "LAZY"})
+        cdesc = client.describe_model(cold)
+        text = client.get_model(cold).generate("the word of the day is", {"max_tokens": 32, "temperature": 0,
+                                                                        "ignore_eos": True})["choices"][0]["text"]
+        print(f"cold launch {time.monotonic() - start:.1f} s ({cdesc.get('start')} start, stages "
+              f"{ {k: round(v, 2) for k, v in (cdesc.get('launch_stages') or {}).items()} }), device "
+              f"{cdesc.get('device')}; same greedy text as the forked worker: {text == answer['choices'][0]['text']}")
+        client.terminate_model(cold)
         client.terminate_model(uid)
         time.sleep(1.0)
         after = client.resources()

@@ -27,10 +27,11 @@ from tests.model_files import gemma_pt_dir, gguf_path
 DIRECT = r'''
 import json, sys, time
 from xitui.backends.device import default_threads, set_torch_threads
+from xitui.core.config import WARM_ENGINES
 from xitui.worker.warm import preload
 kind, path = sys.argv[1], sys.argv[2]
 threads = default_threads()
-preload(["llama.cpp" if kind.startswith("gguf") else "sentence_transformers" if kind == "minilm" else "transformers"])
+preload(list(WARM_ENGINES))
 if kind.startswith("gguf"):
     import ctypes, llama_cpp
     start = time.perf_counter()
@@ -69,7 +70,10 @@ print(json.dumps({"load": load, "ready": first}))
 
 
 def direct(kind: str, path: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", DIRECT, kind, path], capture_output=True, text=True, check=True)
+    # offline, as xitui loads (local_files_only): no hub lookups that fail slowly on a closed network
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", DIRECT, kind, path], capture_output=True, text=True, check=True,
+                         env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

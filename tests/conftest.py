@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 #: Model files built once (the assembled GGUF, the dequantised safetensors model) and kept between runs.
 os.environ.setdefault("XITUI_CACHE", str(TEST_CACHE))
+#: Servers in tests keep only llama.cpp warm (0.1 s to import, against 3.6 s for torch and friends): every
+#: launch still forks from the warm worker; tests/server/test_warm_worker.py runs the default, all engines.
+os.environ.setdefault("XITUI_WARM", "llama.cpp")
 
 
 @pytest.fixture(autouse=True)

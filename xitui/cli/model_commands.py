@@ -9,7 +9,7 @@ import typer
 
 from xitui.cli import output
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
-from xitui.core.units import human_bytes, human_duration
+from xitui.core.units import human_bytes, human_duration, launch_text
 from xitui.core.units import idle_text as units_idle_text
 
 
@@ -69,6 +69,8 @@ def launch(
         uid = launch_and_wait(client, on_progress, **launch)
     desc = client.describe_model(uid)
     facts = [f"{time.monotonic() - start:.1f} s", str(desc.get("device") or "")]
+    if desc.get("launch_stages"):  # xitui's server: where the server's part of it went
+        facts.insert(1, "server " + launch_text(desc.get("launch_seconds"), desc["launch_stages"], desc.get("start")))
     if "chat" in (desc.get("model_ability") or []) and "chat_format" in desc:  # xitui's own field
         facts.append(f"chat format: {desc.get('chat_format') or 'none (add prompt_style or chat_template to chat)'}")
     where = f" on Xinference at {client.base_url}" if client.is_xinference else ""
@@ -136,9 +138,10 @@ def list_models(
             m.get("model_format"), m.get("model_engine"), state, ",".join(pids) or m.get("pid") or "-",
             human_bytes(m.get("memory_rss")), metrics.get("requests", "-"),
             f"{ttft * 1000:.0f} ms" if ttft is not None else "-", f"{tps:.1f}" if tps else "-", idle_text(m),
+            launch_text(m.get("launch_seconds"), start=m.get("start"), detail=False),
         ])
     output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "requests", "ttft", "tok/s",
-                  "idle"], rows, title="running models")
+                  "idle", "launch"], rows, title="running models")
     if not output.plain():
         output.info(machine_summary(client))
 

@@ -71,3 +71,17 @@ def idle_text(idle_since: float | None, unload_at: float | None, now: float, bus
     if unload_at is not None:
         text += f", unloads in {human_duration(unload_at - now)}"
     return text
+
+
+def launch_text(seconds: float | None, stages: dict[str, float] | None = None, start: str | None = None,
+                detail: bool = True) -> str:
+    """`0.7 s` / `0.7 s warm: weights 0.62, warm-up 0.05`: how long a launch took and where the time went.
+
+    Stages under 10 ms are left out (a warm start's import, for one); `detail=False` keeps it to the total."""
+    if seconds is None:
+        return "-"
+    text = f"{seconds:.1f} s" + (f" {start}" if start else "")
+    shown = [f"{name} {value:.2f}" for name, value in (stages or {}).items() if value >= 0.01]
+    if detail and shown:
+        text += ": " + ", ".join(shown)
+    return text

@@ -159,6 +159,9 @@ class Model:
         info = first.info if first else {}
         progress, stage = self.progress()
         launch_times = [r.launch_seconds for r in self.replicas if r.launch_seconds is not None]
+        # the launch took as long as its slowest replica: its stages say where that time went
+        slowest = max((r for r in self.replicas if r.launch_seconds is not None),
+                      key=lambda r: r.launch_seconds or 0.0, default=None)
         data.update(
             model_engine=self.plan.engine,
             replica=len(self.replicas) or int(self.request.get("replica") or 1),
@@ -170,6 +173,8 @@ class Model:
             memory_rss=self.memory_rss(),
             launched_at=self.launched_at,
             launch_seconds=max(launch_times) if launch_times else None,
+            launch_stages=slowest.stages if slowest else None,
+            start=first.start if first else None,
             device=info.get("device"),
             chat_format=info.get("chat_format"),
             metrics=self.metrics(),
@@ -182,6 +187,8 @@ class Model:
         )
         if info.get("context_length"):
             data["context_length"] = info["context_length"]
+        if info.get("n_threads"):
+            data["n_threads"] = info["n_threads"]
         slots = int(info.get("n_parallel") or 1)  # requests a worker decodes together; more wait their turn
         busy = [r.metrics.in_flight for r in self.replicas]
         data.update(slots=slots, running=sum(min(n, slots) for n in busy),

@@ -87,10 +87,14 @@ class ForkedProcess:
 
 class WarmWorker:
     def __init__(self, engines: list[str], log_path: Path):
+        self.error: str | None = None
+        if engines and not sys.platform.startswith("linux"):
+            # fork after importing torch is Linux's to do safely (macOS frameworks refuse it), and the
+            # descriptors travel over a SOCK_SEQPACKET socket
+            engines, self.error = [], "the warm worker runs on Linux only: launches start cold"
         self.engines = engines
         self.log_path = log_path
         self.state = "off" if not engines else "stopped"
-        self.error: str | None = None
         self.pid: int | None = None
         self.loaded: list[str] = []
         self.failed: dict[str, str] = {}

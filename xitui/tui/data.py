@@ -155,6 +155,9 @@ def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
         parts.append(f"pid {model['pid']}")
     if (model.get("slots") or 1) > 1:
         parts.append(f"{model['slots']} slots: {model.get('running', 0)} running, {model.get('queued', 0)} queued")
+    if model.get("launch_seconds") is not None:
+        parts.append("launched in " + units.launch_text(model["launch_seconds"], model.get("launch_stages"),
+                                                          model.get("start")))
     if model.get("ttl") is not None:
         parts.append(f"ttl {units.human_duration(model['ttl'])}")
     if model.get("restore"):

@@ -32,12 +32,15 @@ from typing import Any
 import orjson
 
 #: What each engine's worker imports, in order (the worker's own modules last, so they find them loaded).
+#: transformers imports its model-loading machinery at the first from_pretrained (and compiles its weight
+#: renaming patterns then): a third of MiniLM's load when left to the worker.
+TRANSFORMERS = ["torch", "safetensors.torch", "transformers", "transformers.modeling_utils",
+                "transformers.models.auto.modeling_auto", "transformers.models.auto.tokenization_auto",
+                "transformers.generation.utils"]
 PRELOAD = {
     "llama.cpp": ["llama_cpp", "xitui.backends.llamacpp", "xitui.backends.llamacpp_batch"],
-    "transformers": ["torch", "safetensors.torch", "transformers", "transformers.models.auto.modeling_auto",
-                     "transformers.models.auto.tokenization_auto", "transformers.generation.utils",
-                     "xitui.backends.transformers"],
-    "sentence_transformers": ["torch", "sentence_transformers", "xitui.backends.sentence_transformers"],
+    "transformers": [*TRANSFORMERS, "xitui.backends.transformers"],
+    "sentence_transformers": [*TRANSFORMERS, "sentence_transformers", "xitui.backends.sentence_transformers"],
 }
 COMMON = ["xitui.worker.__main__", "xitui.backends.base", "xitui.core.spec", "xitui.core.bundled",
           "xitui.worker.chat"]

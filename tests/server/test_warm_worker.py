@@ -1,0 +1,203 @@
+"""The warm worker: launches forked from a process that imported the engines' libraries already.
+
+Each test here runs a server with every engine kept warm (XITUI_WARM=all, the default users get); the
+rest of the suite keeps only llama.cpp warm, which is cheap to import and still forks every launch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import run_env, xitui_cmd
+from tests.server.conftest import ServerProcess, gguf_spec
+from xitui.client import Client
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def warm_state(client: Client) -> dict:
+    return client._get("/status")["warm_worker"]
+
+
+@pytest.fixture()
+def warm_server(tmp_path: Path, gguf_path: Path) -> Iterator[ServerProcess]:
+    (tmp_path / "home").mkdir()
+    srv = ServerProcess(tmp_path / "home", env={"XITUI_WARM": "all"})
+    yield srv
+    srv.stop()
+
+
+def ready_warm(client: Client) -> dict:
+    wait_for(lambda: warm_state(client)["state"] == "ready", 90, "the warm worker")
+    return warm_state(client)
+
+
+def private_dirty(pid: int) -> int:
+    """Memory only this process holds and that only its end gives back: written pages no other process
+    maps (not the warm worker's pages it still shares, nor file pages, which stay cached)."""
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("Private_Dirty:"))
+
+
+def replica(client: Client, uid: str) -> dict:
+    return client.describe_model(uid)["replicas"][0]
+
+
+def gone(pid: int, zombie_ok: bool = False) -> bool:
+    """The process has ended and was reaped; `zombie_ok`: or is a zombie (ended, holding no memory), for
+    an orphan whose reaping is up to the machine's init."""
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return True
+    return zombie_ok and status == psutil.STATUS_ZOMBIE
+
+
+def test_a_launch_while_the_warm_worker_starts_goes_cold_then_launches_fork(warm_server: ServerProcess,
+                                                                            gguf_path: Path) -> None:
+    client = Client(warm_server.url)
+    client.register_model("LLM", gguf_spec("early", gguf_path))
+    assert warm_state(client)["state"] == "starting"  # torch and friends take seconds to import
+    uid = client.launch_model(model_name="early", n_parallel=1)
+    first = replica(client, uid)
+    assert first["state"] == "ready" and first["start"] == "cold"
+    assert client.get_model(uid).generate("Hello", {"max_tokens": 4})["choices"][0]["text"]
+
+    warm = ready_warm(client)
+    assert warm["loaded"] == ["llama.cpp", "transformers", "sentence_transformers"]
+    uid2 = client.launch_model(model_name="early", model_uid="early-2", n_parallel=1)
+    second = replica(client, uid2)
+    assert second["start"] == "warm"
+    # the launch is reported by stage; importing cost nothing, the libraries were there
+    assert set(second["stages"]) >= {"start", "import", "weights"}
+    assert second["stages"]["import"] < 0.05 < second["stages"]["weights"]
+    assert psutil.Process(second["pid"]).ppid() == warm["pid"]
+    same = client.get_model(uid2).generate("Hello", {"max_tokens": 8, "temperature": 0})["choices"][0]["text"]
+    assert same == client.get_model(uid).generate("Hello", {"max_tokens": 8, "temperature": 0})["choices"][0]["text"]
+
+
+def test_two_launches_at_once_both_fork_and_serve(warm_server: ServerProcess, gguf_path: Path) -> None:
+    client = Client(warm_server.url)
+    client.register_model("LLM", gguf_spec("pair", gguf_path))
+    ready_warm(client)
+    uids: list[str] = []
+    errors: list[BaseException] = []
+
+    def launch(name: str, kind: str) -> None:
+        try:
+            own = Client(warm_server.url)
+            if kind == "embedding":
+                uids.append(own.launch_model(model_name="demo-minilm", model_type="embedding", model_uid=name))
+            else:
+                uids.append(own.launch_model(model_name="pair", model_uid=name, n_parallel=1))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=launch, args=("a", "LLM")), threading.Thread(target=launch, args=("b", "embedding"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert sorted(uids) == ["a", "b"]
+    a, b = replica(client, "a"), replica(client, "b")
+    assert a["start"] == b["start"] == "warm" and a["pid"] != b["pid"]
+    assert "warm-up" in b["stages"]  # the embedding model ran once before it was called ready
+    assert client.get_model("a").generate("Hi", {"max_tokens": 4})["choices"][0]["text"]
+    vectors = client.get_model("b").create_embedding(["one", "two"])["data"]
+    assert len(vectors) == 2 and len(vectors[0]["embedding"]) == 384
+    assert warm_state(client)["forks"] == 2
+
+
+def test_a_dead_warm_worker_is_replaced_and_launches_go_on(warm_server: ServerProcess, gguf_path: Path) -> None:
+    client = Client(warm_server.url)
+    client.register_model("LLM", gguf_spec("phoenix", gguf_path))
+    before = ready_warm(client)
+    uid = client.launch_model(model_name="phoenix", n_parallel=1)  # forked: it outlives its warm parent
+    assert replica(client, uid)["start"] == "warm"
+    os.kill(before["pid"], signal.SIGKILL)
+    wait_for(lambda: warm_state(client)["pid"] != before["pid"], 10, "a new warm worker")
+    # the launch right after does not wait for the new one's imports
+    uid2 = client.launch_model(model_name="phoenix", model_uid="phoenix-2", n_parallel=1)
+    assert replica(client, uid2)["start"] == "cold"
+    after = ready_warm(client)
+    assert after["restarts"] == 1 and after["pid"] != before["pid"]
+    uid3 = client.launch_model(model_name="phoenix", model_uid="phoenix-3", n_parallel=1)
+    assert replica(client, uid3)["start"] == "warm"
+    for each in (uid, uid2, uid3):
+        assert client.get_model(each).generate("Hi", {"max_tokens": 4})["choices"][0]["text"]
+    # the orphaned worker still ends cleanly when terminated
+    orphan = replica(client, uid)["pid"]
+    client.terminate_model(uid)
+    wait_for(lambda: gone(orphan, zombie_ok=True), 10, "the orphaned worker to end")
+    log = (warm_server.home / "test-server.log").read_text()
+    assert "warm worker killed by signal 9; starting another" in log
+
+
+def test_terminating_a_forked_model_frees_its_memory(warm_server: ServerProcess, gemma_pt_dir: Path) -> None:
+    from tests.server.conftest import pytorch_spec
+
+    client = Client(warm_server.url)
+    client.register_model("LLM", pytorch_spec("heavy", gemma_pt_dir))
+    warm = ready_warm(client)
+    warm_rss = psutil.Process(warm["pid"]).memory_info().rss
+    uid = client.launch_model(model_name="heavy", model_format="pytorch")
+    worker = replica(client, uid)
+    assert worker["start"] == "warm" and worker["stages"]["warm-up"] > 0
+    pid = worker["pid"]
+    private = private_dirty(pid)
+    assert private > 300 * 2**20  # weights copied out of the file (the rest are mapped from it)
+    available = psutil.virtual_memory().available
+    client.terminate_model(uid)
+    wait_for(lambda: gone(pid), 10, "the worker to end and be reaped")
+    wait_for(lambda: psutil.virtual_memory().available > available + private * 0.8, 10, "its memory back")
+    # the weights never entered the warm worker: it is as large as before the launch
+    assert psutil.Process(warm["pid"]).memory_info().rss < warm_rss + 64 * 2**20
+
+
+def test_launches_that_set_library_variables_start_cold(warm_server: ServerProcess, gguf_path: Path) -> None:
+    client = Client(warm_server.url)
+    client.register_model("LLM", gguf_spec("envs", gguf_path))
+    ready_warm(client)
+    # libraries read OMP_NUM_THREADS when they are imported: a forked worker would not see it
+    uid = client.launch_model(model_name="envs", n_parallel=1, envs={"OMP_NUM_THREADS": "1"})
+    assert replica(client, uid)["start"] == "cold"
+    # xitui's own variables are read at load time: those launches still fork
+    uid2 = client.launch_model(model_name="envs", model_uid="envs-2", n_parallel=1, envs={"XITUI_THREADS": "1"})
+    desc = client.describe_model(uid2)
+    assert desc["replicas"][0]["start"] == "warm" and desc["n_threads"] == 1
+
+
+def test_warm_worker_setting(tmp_path: Path, gguf_path: Path) -> None:
+    import subprocess
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = run_env(XITUI_HOME=str(home), XITUI_CONFIG=str(home / "config.toml"))
+    bad = subprocess.run([*xitui_cmd(), "config", "set", "server.warm", "llama.cpp,vllm"], env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "vllm is not an engine" in bad.stderr and "Traceback" not in bad.stderr
+    ok = subprocess.run([*xitui_cmd(), "config", "set", "server.warm", "none"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    srv = ServerProcess(home, env={"XITUI_WARM": ""})
+    try:
+        client = Client(srv.url)
+        assert warm_state(client)["state"] == "off"
+        client.register_model("LLM", gguf_spec("cold", gguf_path))
+        uid = client.launch_model(model_name="cold", n_parallel=1)
+        assert replica(client, uid)["start"] == "cold"
+    finally:
+        srv.stop()
