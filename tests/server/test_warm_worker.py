@@ -82,7 +82,7 @@ def test_a_launch_while_the_warm_worker_starts_goes_cold_then_launches_fork(warm
     second = replica(client, uid2)
     assert second["start"] == "warm"
     # the launch is reported by stage; importing cost nothing, the libraries were there
-    assert set(second["stages"]) >= {"start", "import", "weights"}
+    assert set(second["stages"]) >= {"process", "import", "weights"}
     assert second["stages"]["import"] < 0.05 < second["stages"]["weights"]
     assert psutil.Process(second["pid"]).ppid() == warm["pid"]
     same = client.get_model(uid2).generate("Hello", {"max_tokens": 8, "temperature": 0})["choices"][0]["text"]
@@ -201,3 +201,18 @@ def test_warm_worker_setting(tmp_path: Path, gguf_path: Path) -> None:
         assert replica(client, uid)["start"] == "cold"
     finally:
         srv.stop()
+
+
+def test_the_cli_says_where_a_launch_went(warm_server: ServerProcess) -> None:
+    import subprocess
+
+    client = Client(warm_server.url)
+    ready_warm(client)
+    env = run_env(XITUI_ENDPOINT=warm_server.url)
+    done = subprocess.run([*xitui_cmd(), "launch", "-n", "demo-minilm", "-t", "embedding"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "(warm start): process" in done.stderr and "weights" in done.stderr and "warm-up" in done.stderr
+    listed = subprocess.run([*xitui_cmd(), "list"], env=env, capture_output=True, text=True, timeout=60)
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("demo-minilm"))
+    assert row.endswith("s (warm start)"), row

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from xitui.core import machine
@@ -21,6 +22,7 @@ _PROBES = {
     "transformers": "import torch; print(torch.cuda.is_available())",
 }
 _usable: dict[str, bool] = {}
+_probing = threading.Lock()
 
 
 def _engine_uses_gpu(engine: str) -> bool:
@@ -28,13 +30,23 @@ def _engine_uses_gpu(engine: str) -> bool:
     if forced:
         return forced.startswith("cuda")
     key = "llama.cpp" if engine == "llama.cpp" else "transformers"
-    if key not in _usable:
-        try:
-            done = subprocess.run([sys.executable, "-c", _PROBES[key]], capture_output=True, text=True, timeout=60)
-            _usable[key] = done.stdout.strip() == "True"
-        except (OSError, subprocess.TimeoutExpired):
-            _usable[key] = False
+    with _probing:  # one probe per engine, even when a launch comes while `prime` asks
+        if key not in _usable:
+            try:
+                done = subprocess.run([sys.executable, "-c", _PROBES[key]], capture_output=True, text=True,
+                                      timeout=60)
+                _usable[key] = done.stdout.strip() == "True"
+            except (OSError, subprocess.TimeoutExpired):
+                _usable[key] = False
     return _usable[key]
+
+
+def prime() -> None:
+    """Ask the engines now (the server does at start, in the background) rather than at the first launch:
+    on a GPU machine a probe imports torch, seconds the first launch would otherwise wait for."""
+    if machine.gpus()[0]:
+        for engine in _PROBES:
+            _engine_uses_gpu(engine)
 
 
 def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, reserved_gpu: int = 0

@@ -75,12 +75,12 @@ def idle_text(idle_since: float | None, unload_at: float | None, now: float, bus
 
 def launch_text(seconds: float | None, stages: dict[str, float] | None = None, start: str | None = None,
                 detail: bool = True) -> str:
-    """`0.7 s` / `0.7 s warm: weights 0.62, warm-up 0.05`: how long a launch took and where the time went.
-
-    Stages under 10 ms are left out (a warm start's import, for one); `detail=False` keeps it to the total."""
+    """`0.7 s` / `0.7 s (warm start): process 0.02, weights 0.62`: how long a launch took and where the time
+    went. Stages under 10 ms are left out (a warm start's import, for one); `detail=False` keeps it to the
+    total and how it started."""
     if seconds is None:
         return "-"
-    text = f"{seconds:.1f} s" + (f" {start}" if start else "")
+    text = f"{seconds:.1f} s" + (f" ({start} start)" if start else "")
     shown = [f"{name} {value:.2f}" for name, value in (stages or {}).items() if value >= 0.01]
     if detail and shown:
         text += ": " + ", ".join(shown)

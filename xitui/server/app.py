@@ -6,6 +6,7 @@ import array
 import asyncio
 import base64
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xitui import __version__
-from xitui.core import machine
+from xitui.core import capacity, machine
 from xitui.core.config import home_dir
 from xitui.core.errors import NotFoundError, XituiError
 from xitui.core.registry import Registry
@@ -64,6 +65,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         machine.snapshot()  # primes psutil's CPU counter
         await supervisor.warm.start()
         tasks = [asyncio.create_task(supervisor.watch_idle()), asyncio.create_task(supervisor.restore_marked())]
+        # a daemon thread: a server stopped at once does not wait for the probes to end
+        threading.Thread(target=capacity.prime, daemon=True, name="engine probes").start()
         yield
         for task in tasks:
             task.cancel()

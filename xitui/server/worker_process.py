@@ -123,7 +123,7 @@ class Replica:
     #: "warm" (forked from the warm worker) or "cold" (a new Python process).
     start: str = "cold"
     launch_seconds: float | None = None
-    #: Seconds each launch stage took: start (process and protocol), download, import, weights, warm-up.
+    #: Seconds each launch stage took: process (fork or start, and the pipe), download, import, weights, warm-up.
     stages: dict[str, float] = field(default_factory=dict)
     spawned_at: float = 0.0
     pending: dict[int, Inbox] = field(default_factory=dict)
@@ -222,8 +222,8 @@ class Replica:
                 self.stage = "ready"
                 self.launch_seconds = time.perf_counter() - self.spawned_at
                 stages = self.info.pop("stages", None) or {}
-                # what the worker did not time is starting: the process, Python and xitui's imports, the pipe
-                self.stages = {"start": max(0.0, self.launch_seconds - sum(stages.values())), **stages}
+                # what the worker did not time is its process: fork or Python start, xitui's imports, the pipe
+                self.stages = {"process": max(0.0, self.launch_seconds - sum(stages.values())), **stages}
                 self.settled.set()
             elif event == "error":
                 last_error = str(msg.get("message"))
