@@ -47,6 +47,16 @@ def test_sessions_are_saved_listed_and_read_back(tmp_path: Path) -> None:
         store.add(second, ChatMessage("user", "x"))
 
 
+def test_a_new_session_comes_with_its_first_message_or_not_at_all(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path)
+    sid = store.new_session("chat", "m", messages=(ChatMessage("user", "A new topic."),))
+    listed = store.sessions()
+    assert [(s.id, s.title, s.count) for s in listed] == [(sid, "A new topic.", 1)]
+    with pytest.raises(ChatStoreError):  # a message that cannot be written takes its session with it
+        store.new_session("chat", "m", messages=(ChatMessage("user", None),))  # type: ignore[arg-type]
+    assert [s.id for s in store.sessions()] == [sid]
+
+
 def test_search_finds_words_phrases_and_prefixes(tmp_path: Path) -> None:
     store = ChatStore(tmp_path)
     one = store.new_session("chat", "a")

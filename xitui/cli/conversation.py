@@ -127,8 +127,9 @@ class Conversation:
             return
         if self.session_id is None:
             self.session_id = self.store.new_session(self.kind, self.model_uid, self.model_name, self.system,
-                                                     self.params)
-        self.store.add(self.session_id, ChatMessage("user", text))
+                                                     self.params, messages=(ChatMessage("user", text),))
+        else:
+            self.store.add(self.session_id, ChatMessage("user", text))
 
     def remember(self, turn: Turn) -> None:
         """The answer came (or was stopped): keep it in the conversation and in the store."""
@@ -200,11 +201,9 @@ class Conversation:
         from xitui.cli.common import chat_store
 
         self.store = chat_store(force=True)
+        pairs = tuple(ChatMessage(m["role"], m["content"]) for m in self.history)
         self.session_id = self.store.new_session(self.kind, self.model_uid, self.model_name, self.system,
-                                                 self.params)
-        pairs = [ChatMessage(m["role"], m["content"]) for m in self.history]
-        if pairs:
-            self.store.add(self.session_id, *pairs)
+                                                 self.params, messages=pairs)
         output.info(f"saved as session {self.session_id}; the rest of this conversation will be too")
 
     def _export(self, target: str) -> None:

@@ -150,24 +150,31 @@ class ChatStore:
     # --- writing ---------------------------------------------------------------------------------
 
     def new_session(self, kind: str, model_uid: str, model_name: str | None = None, system: str | None = None,
-                    params: dict[str, Any] | None = None) -> int:
+                    params: dict[str, Any] | None = None, messages: tuple[ChatMessage, ...] = ()) -> int:
+        """A new session with its first messages, in one transaction: no reader ever sees it empty."""
         now = time.time()
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO sessions (created, updated, kind, model_uid, model_name, system, params) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (now, now, kind, model_uid, model_name, system or None, json.dumps(params or {})))
-            return int(cur.lastrowid or 0)
+            session_id = int(cur.lastrowid or 0)
+            self._insert(conn, session_id, messages)
+            return session_id
 
     def add(self, session_id: int, *messages: ChatMessage) -> None:
         """Append messages (a question and its answer together, so neither is saved without the other)."""
         with self._write() as conn:
             self._exists(conn, session_id)
-            conn.executemany(
-                "INSERT INTO messages (session_id, created, role, content, ttft, tokens_per_s, tokens) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(session_id, m.created, m.role, m.content, m.ttft, m.tokens_per_s, m.tokens) for m in messages])
+            self._insert(conn, session_id, messages)
             conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), session_id))
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, session_id: int, messages: tuple[ChatMessage, ...]) -> None:
+        conn.executemany(
+            "INSERT INTO messages (session_id, created, role, content, ttft, tokens_per_s, tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(session_id, m.created, m.role, m.content, m.ttft, m.tokens_per_s, m.tokens) for m in messages])
 
     def update(self, session_id: int, *, system: str | None = None, params: dict[str, Any] | None = None,
                model_uid: str | None = None) -> None:

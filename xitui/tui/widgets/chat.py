@@ -208,10 +208,13 @@ class ChatPane(Vertical):
         from xitui.core.chats import ChatMessage
 
         def save() -> None:
+            message = ChatMessage("user", question)
             if self.session_id is None:
                 name = str(self.models.get(uid, {}).get("model_name") or uid)
-                self.session_id = self.store.new_session(kind, uid, name, system or None, dict(self.app.generation))
-            self.store.add(self.session_id, ChatMessage("user", question))
+                self.session_id = self.store.new_session(kind, uid, name, system or None, dict(self.app.generation),
+                                                         messages=(message,))
+            else:
+                self.store.add(self.session_id, message)
 
         self._saving(save, uid)
 
