@@ -19,12 +19,14 @@ closes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import select
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -66,6 +68,30 @@ def preload(engines: list[str]) -> tuple[list[str], dict[str, str]]:
         else:
             loaded.append(engine)
     return loaded, failed
+
+
+def preload_when_idle(engines: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`preload` on a thread of the lowest priority (SCHED_IDLE): the imports take seconds of a core at
+    server start, just when a restored or first model is loading and answering, and must not slow it
+    (measured: a GGUF's first 128 tokens at 34-40 tokens/s beside normal-priority imports, 78 beside these,
+    75-78 with no warm worker). The policy is the thread's own: the main thread, which forks the workers,
+    keeps the normal one."""
+    done: dict[str, Any] = {}
+
+    def run() -> None:
+        with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: normal priority
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        try:
+            done["result"] = preload(engines)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
+            done["error"] = exc
+
+    thread = threading.Thread(target=run, name="preload")
+    thread.start()
+    thread.join()
+    if "error" in done:
+        raise done["error"]
+    return done["result"]
 
 
 def name_process(name: str) -> None:
@@ -171,7 +197,7 @@ def main() -> None:
     name_process("xitui-warm")
     warm = WarmProcess(sock)
     start = time.perf_counter()
-    loaded, failed = preload(engines)
+    loaded, failed = preload_when_idle(engines)
     warm.send({"event": "warm", "engines": loaded, "failed": failed, "seconds": time.perf_counter() - start})
     warm.serve()
 
