@@ -217,3 +217,6 @@ def test_the_cli_says_where_a_launch_went(warm_server: ServerProcess) -> None:
     listed = subprocess.run([*xitui_cmd(), "list"], env=env, capture_output=True, text=True, timeout=60)
     row = next(line for line in listed.stdout.splitlines() if line.startswith("demo-minilm"))
     assert row.endswith("s (warm start)"), row
+    doctor = subprocess.run([*xitui_cmd(), "doctor"], env=env, capture_output=True, text=True, timeout=60)
+    assert "ok: launches fork from the warm worker (llama.cpp, transformers, sentence_transformers imported" \
+        in doctor.stdout + doctor.stderr, doctor.stdout + doctor.stderr

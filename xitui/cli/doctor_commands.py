@@ -53,7 +53,31 @@ def check_server(endpoint: str | None, api_key: str | None) -> list[Finding]:
         if local_address(url) is not None and "no server answers" in str(exc):
             return [Finding("warning", f"no server runs at {url}", "any command starts one; or `xitui serve`")]
         return [Finding("error", f"the server at {url} cannot be used: {exc}", "check -e/XITUI_ENDPOINT and --api-key")]
-    return [Finding("ok", f"{'xitui' if kind == 'xitui' else 'an Xinference'} server answers at {url}")]
+    found = [Finding("ok", f"{'xitui' if kind == 'xitui' else 'an Xinference'} server answers at {url}")]
+    if kind == "xitui":
+        found += warm_findings(client._get("/status").get("warm_worker") or {})
+    return found
+
+
+def warm_findings(warm: dict) -> list[Finding]:
+    """The server's warm worker: forking launches, still importing, or off and why."""
+    from xitui.core.units import human_bytes
+
+    state = warm.get("state")
+    if state == "ready":
+        found = [Finding("ok", f"launches fork from the warm worker ({', '.join(warm.get('loaded') or []) or 'no engine'}"
+                               f" imported, {human_bytes(warm.get('memory_rss'))})")]
+    elif state == "starting":
+        found = [Finding("ok", "the warm worker is importing the engines; launches start cold until it is ready")]
+    elif warm.get("error"):
+        found = [Finding("warning", f"the warm worker is off: {warm['error']}", "launches start cold (slower)")]
+    else:
+        found = [Finding("ok", "no warm worker (server.warm = none): launches start cold",
+                         "`xitui config set server.warm all` and restart the server for faster launches")]
+    for engine, why in (warm.get("failed") or {}).items():
+        found.append(Finding("warning", f"the warm worker could not import {engine}: {why}",
+                             f"launches of {engine} models import it themselves and will say what fails"))
+    return found
 
 
 def check_registrations() -> list[Finding]:
