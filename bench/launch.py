@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 from common import Server, median
 
 from tests.model_files import gemma_pt_dir, gguf_path
@@ -87,7 +88,7 @@ def warm_ready(client, timeout: float = 60) -> dict:
     raise RuntimeError("the warm worker did not get ready")
 
 
-def our_launches(client, rounds: int, minilm_dir: str) -> dict[str, list[tuple[float, dict, int]]]:
+def our_launches(client, rounds: int) -> dict[str, list[tuple[float, dict, int]]]:
     spec = {"version": 1, "context_length": 2048, "model_name": "bench-torch", "model_lang": ["en"],
             "model_ability": ["generate"], "model_family": "other",
             "model_specs": [{"model_format": "pytorch", "model_size_in_billions": "0_27",
@@ -107,8 +108,6 @@ def our_launches(client, rounds: int, minilm_dir: str) -> dict[str, list[tuple[f
             took = time.perf_counter() - start
             info = client.describe_model(uid)
             replica = info["replicas"][0]
-            import psutil
-
             uss = psutil.Process(replica["pid"]).memory_full_info().uss
             rows[kind].append((took, {"start": replica["start"], **replica["stages"]}, uss))
             client.terminate_model(uid)
@@ -137,13 +136,11 @@ def main() -> None:
             client = Client(server.url)
             info = warm_ready(client)
             if mode == "warm":
-                import psutil
-
                 mem = psutil.Process(info["pid"]).memory_full_info()
                 with open(f"/proc/{info['pid']}/status") as fh:
                     anon = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("RssAnon"))
                 warm_info = (info, mem.rss, mem.uss, anon)
-            results[mode] = our_launches(client, args.rounds, minilm)
+            results[mode] = our_launches(client, args.rounds)
         finally:
             server.stop()
     directs = {kind: [direct(kind, path) for _ in range(args.rounds)] for kind, path in paths.items()}

@@ -158,7 +158,6 @@ class Model:
         first = self.replicas[0] if self.replicas else None
         info = first.info if first else {}
         progress, stage = self.progress()
-        launch_times = [r.launch_seconds for r in self.replicas if r.launch_seconds is not None]
         # the launch took as long as its slowest replica: its stages say where that time went
         slowest = max((r for r in self.replicas if r.launch_seconds is not None),
                       key=lambda r: r.launch_seconds or 0.0, default=None)
@@ -172,7 +171,7 @@ class Model:
             pid=self.pid,
             memory_rss=self.memory_rss(),
             launched_at=self.launched_at,
-            launch_seconds=max(launch_times) if launch_times else None,
+            launch_seconds=slowest.launch_seconds if slowest else None,
             launch_stages=slowest.stages if slowest else None,
             start=first.start if first else None,
             device=info.get("device"),

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from xitui.server.worker_process import LINE_LIMIT
+from xitui.server.worker_process import LINE_LIMIT, process_rss
 
 log = logging.getLogger("xitui.supervisor")
 
@@ -114,14 +114,7 @@ class WarmWorker:
         self._lock = asyncio.Lock()
 
     def describe(self) -> dict[str, Any]:
-        rss = None
-        if self.pid is not None and self.state in ("starting", "ready"):
-            try:
-                import psutil
-
-                rss = psutil.Process(self.pid).memory_info().rss
-            except Exception:  # it ended between the check and the reading
-                rss = None
+        rss = process_rss(self.pid) if self.state in ("starting", "ready") else None
         return {"state": self.state, "engines": self.engines, "loaded": self.loaded, "failed": self.failed,
                 "pid": self.pid, "memory_rss": rss, "import_seconds": self.import_seconds, "forks": self.forks,
                 "restarts": self.restarts, "error": self.error}

@@ -16,9 +16,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from xitui.server.warm import WarmWorker
 
 log = logging.getLogger("xitui.supervisor")
 
@@ -93,6 +96,18 @@ class Metrics:
                 self.max_batch_size = max(self.max_batch_size, batch)
 
 
+def process_rss(pid: int | None) -> int | None:
+    """Resident memory of a process (None when there is none, or it ended between the check and the reading)."""
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss
+    except Exception:  # psutil.NoSuchProcess, AccessDenied
+        return None
+
+
 def log_tail(path: Path, lines: int = 3) -> str:
     try:
         with open(path, "rb") as fh:
@@ -141,14 +156,7 @@ class Replica:
 
     def memory_rss(self) -> int | None:
         """Resident memory of the worker process (None once it is gone)."""
-        if self.pid is None or self.state == "error":
-            return None
-        try:
-            import psutil
-
-            return psutil.Process(self.pid).memory_info().rss
-        except Exception:  # the process ended between the check and the reading
-            return None
+        return None if self.state == "error" else process_rss(self.pid)
 
     def describe(self) -> dict[str, Any]:
         return {"index": self.index, "state": self.state, "error": self.error, "progress": self.progress,
@@ -156,7 +164,7 @@ class Replica:
                 "launch_seconds": self.launch_seconds, "start": self.start, "stages": self.stages,
                 "metrics": self.metrics.as_dict()}
 
-    async def spawn(self, settings: dict[str, Any], envs: dict[str, str], warm: Any = None) -> None:
+    async def spawn(self, settings: dict[str, Any], envs: dict[str, str], warm: WarmWorker | None = None) -> None:
         """Start the worker: forked from `warm` (a WarmWorker) when it is ready, else as a new process."""
         self.spawned_at = time.perf_counter()
         self.proc = await warm.fork(self.log_path, envs) if warm is not None else None

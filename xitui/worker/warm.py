@@ -58,11 +58,6 @@ def preload(engines: list[str]) -> tuple[list[str], dict[str, str]]:
         try:
             for module in PRELOAD[engine]:
                 importlib.import_module(module)
-            if engine == "transformers":
-                import transformers
-
-                # transformers resolves these names lazily, on first use: do it once here
-                _ = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
         except Exception as exc:  # not installed, or broken: a worker for it imports (and reports) itself
             failed[engine] = f"{type(exc).__name__}: {exc}"
         else:
@@ -96,11 +91,8 @@ def preload_when_idle(engines: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def name_process(name: str) -> None:
     """What `ps`/`top` show for this process (Linux; elsewhere nothing happens)."""
-    try:
-        with open("/proc/self/comm", "w") as fh:
-            fh.write(name[:15])
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as fh:
+        fh.write(name[:15])
 
 
 class WarmProcess:
