@@ -121,6 +121,21 @@ def test_one_request_alone_gives_the_text_it_gave_before_batching(server: Server
     assert texts[4] == texts[1]
 
 
+@pytest.mark.parametrize("slots", [1, 4])
+def test_a_prompt_after_a_long_answer_gives_its_greedy_text(server: ServerProcess, gguf_path: Path, slots: int) -> None:
+    """gemma-3 attends over a 512-token sliding window: after an answer longer than that, the cache copied
+    while idle no longer holds the prompt's first cells, and reusing them gave '[\n[\n[' instead."""
+    name = f"long-{slots}"
+    handle = launched(server, gguf_path, name, n_parallel=slots).get_model(name)
+    messages = [{"role": "user", "content": "Tell me about the sea."}]
+    greedy = {"max_tokens": 24, "temperature": 0}
+    before = handle.chat(messages, generate_config=greedy)["choices"][0]["message"]["content"]
+    long = handle.chat(messages, generate_config={"max_tokens": 530, "temperature": 0.7, "seed": 3,
+                                                  "ignore_eos": True})
+    assert long["usage"]["completion_tokens"] == 530
+    assert handle.chat(messages, generate_config=greedy)["choices"][0]["message"]["content"] == before
+
+
 def test_each_slot_samples_with_its_own_parameters_and_seed(server: ServerProcess, gguf_path: Path) -> None:
     client = launched(server, gguf_path, "sampler", n_parallel=4)
     config = {"max_tokens": 24, "temperature": 0.9, "top_k": 20, "top_p": 0.9, "seed": 7, "repeat_penalty": 1.3,

@@ -79,6 +79,8 @@ class BatchEngine:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS + slots, 0, 1)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        #: Sliding-window attention span (gemma-3: 512; 0 without one), for what a reused cache must hold.
+        self.n_swa = int(llama_cpp.llama_model_n_swa(llm._model.model))
         #: Free sequence ids, and what each one's cache holds: a request goes where the longest
         #: start of its prompt is cached already (as llama.cpp's server reuses prompts), else to the lowest.
         self.free = list(range(slots))
@@ -148,6 +150,11 @@ class BatchEngine:
                               key=lambda pair: (pair[1], -pair[0]))
             self.free.remove(seq)
             common = min(common, len(prompt) - 1)  # the last prompt token is decoded again for its logits
+            if common and self.L.llama_memory_seq_pos_min(self.memory, seq) > max(0, common - self.n_swa):
+                # the cells the new tokens would attend to are gone: a sliding-window cache keeps only the
+                # last n_swa positions of a copied sequence (_start_over), so gemma-3's early prompt cells
+                # do not come back after a long answer. Decode the prompt whole, as llama.cpp's server does.
+                common = 0
             if not self.L.llama_memory_seq_rm(self.memory, seq, common, -1):
                 self.L.llama_memory_seq_rm(self.memory, seq, -1, -1)
                 common = 0
