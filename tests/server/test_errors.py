@@ -66,7 +66,7 @@ def test_bad_requests(server: ServerProcess, gemma: str, gguf_path: Path, tmp_pa
         ("POST", "/v1/model_registrations/LLM", {"model": "{\"model_name\": \"bad\"}"}, 400, "model_specs"),
         ("POST", "/v1/model_registrations/LLM", {"model": gguf_spec("err-gemma", gguf_path)}, 400, "already registered"),
         ("POST", "/v1/model_registrations/LLM", {"model": gguf_spec("llama-2-chat", gguf_path)}, 400, "builtin"),
-        ("POST", "/v1/models", {"model_name": "err-gemma"}, 400, "already running"),
+        ("POST", "/v1/models", {"model_name": "err-gemma"}, 409, "already running"),
         ("POST", "/v1/models", {"model_name": "nobody"}, 404, "not registered"),
         ("POST", "/v1/models", {"model_name": "err-gemma", "model_uid": "x2", "model_format": "pytorch"}, 404, "no spec"),
         ("POST", "/v1/models", {"model_name": "err-gemma", "model_uid": "x4", "model_engine": "transformers"}, 404,

@@ -19,6 +19,7 @@ from xitui.cli import output
 from xitui.cli.answer_view import AnswerView
 from xitui.core.chats import ChatMessage, ChatSession, ChatStore, answered, to_json, to_markdown
 from xitui.core.errors import XituiError
+from xitui.core.files import private_file
 
 #: `/set NAME VALUE`: the parameters a user may change, with their types.
 PARAMETERS: dict[str, type] = {
@@ -312,7 +313,7 @@ class LineReader:
         from prompt_toolkit.history import FileHistory
         from prompt_toolkit.key_binding import KeyBindings
 
-        history_file.parent.mkdir(parents=True, exist_ok=True)
+        private_file(history_file)
         keys = KeyBindings()
         # The line needs no cursor position report: a terminal that never answers one would keep the line
         # editor waiting (in raw mode, with Ctrl-C no signal) while the answer streams.

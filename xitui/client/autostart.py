@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from xitui.core.config import home_dir
 from xitui.core.errors import ServerUnavailableError, XituiError
+from xitui.core.files import private_dir, private_file
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 START_TIMEOUT = 30.0
@@ -48,8 +49,7 @@ def start_background_server(base_url: str, api_key: str | None = None) -> None:
     host, port = address
     from filelock import FileLock
 
-    home = home_dir()
-    home.mkdir(parents=True, exist_ok=True)
+    home = private_dir(home_dir())
     with FileLock(str(home / "server.start.lock"), timeout=START_TIMEOUT):
         if _answers(host, port):
             return
@@ -57,7 +57,7 @@ def start_background_server(base_url: str, api_key: str | None = None) -> None:
         env = dict(os.environ)
         if api_key:
             env["XITUI_SERVER_API_KEY"] = api_key
-        with open(home / "server.log", "ab") as log:
+        with open(private_file(home / "server.log"), "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "xitui.server", "--host", host, "--port", str(port)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
@@ -89,6 +89,10 @@ def stop_background_server(timeout: float = 10.0) -> int | None:
         pid = int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if not is_xitui_server(pid):
+        # a stale file whose pid now belongs to another process: that one is not ours to signal
+        info_path.unlink(missing_ok=True)
+        return None
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -105,6 +109,38 @@ def stop_background_server(timeout: float = 10.0) -> int | None:
         os.kill(pid, signal.SIGKILL)
     info_path.unlink(missing_ok=True)
     return pid
+
+
+def is_xitui_server(pid: int) -> bool:
+    """Whether `pid` runs a xitui server (`python -m xitui.server`, or `xitui serve`) of this user."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        command = process.cmdline()
+        if hasattr(os, "getuid") and process.uids().real != os.getuid():
+            return False
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    if "xitui.server" in command:
+        return True
+    return "serve" in command and any(os.path.basename(arg) in ("xitui", "xitui.exe") or arg == "xitui"
+                                      or arg.endswith(("xitui/__main__.py", "-mxitui")) for arg in command)
+
+
+def check_listener(base_url: str) -> None:
+    """Before a command sends anything to a local endpoint: whoever listens there must be this user (or
+    root). Another user's process on the port would read every prompt, and answer what it likes."""
+    address = local_address(base_url)
+    if address is None or not hasattr(os, "getuid"):
+        return
+    from xitui.core import peers
+
+    uid = peers.listener_uid(address[1], address[0] if address[0] != "localhost" else "127.0.0.1")
+    if uid is not None and uid not in (os.getuid(), 0):
+        raise ServerUnavailableError(
+            f"port {address[1]} on {address[0]} is held by another user's process ({peers.user_name(uid)}): "
+            "nothing was sent to it; choose another port with -e http://127.0.0.1:PORT or XITUI_ENDPOINT")
 
 
 def alive(pid: int) -> bool:

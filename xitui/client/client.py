@@ -73,6 +73,7 @@ class Client:
         self._http = httpx.Client(base_url=self.base_url, headers=headers, verify=verify,
                                   timeout=TIMEOUT if timeout is None else timeout, trust_env=False)
         self._kind: str | None = None
+        self._listener_checked = False
         self._query_timeout = QUERY_TIMEOUT if timeout is None else timeout
 
     # --- which server -----------------------------------------------------------------------------
@@ -104,6 +105,12 @@ class Client:
     # --- transport ------------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self.autostart and not self._listener_checked:
+            # a local endpoint the CLI would start a server for: never send prompts to another user's port
+            from xitui.client.autostart import check_listener
+
+            check_listener(self.base_url)
+            self._listener_checked = True
         try:
             return self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -111,10 +118,11 @@ class Client:
                 raise self._unavailable(exc) from None
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from None
-        from xitui.client.autostart import start_background_server
+        from xitui.client.autostart import check_listener, start_background_server
 
         start_background_server(self.base_url, self.api_key)
         self.autostart = False
+        check_listener(self.base_url)
         try:
             return self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:

@@ -49,22 +49,35 @@ def prime() -> None:
             _engine_uses_gpu(engine)
 
 
-def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, reserved_gpu: int = 0
-            ) -> tuple[Estimate | None, Fit | None]:
-    """The estimate and how it fits now (None, None when the files are not here to read yet).
-
-    `settings`: LaunchPlan.worker_settings(); `reserved_*`: memory that launches still loading will take
-    but have not taken yet. Blocking (file headers, NVML, maybe a probe): run it off the event loop."""
+def on_gpu(settings: dict[str, Any]) -> bool:
+    """Whether the launch's engine will put the model on a GPU (blocking: NVML, maybe an engine probe)."""
     gpus, _ = machine.gpus()
-    on_gpu = bool(gpus) and settings.get("n_gpu_layers") != 0 and _engine_uses_gpu(settings["engine"])
-    est = estimate(settings, gpu=on_gpu, replicas=replicas)
-    if est is None:
-        return None, None
+    return bool(gpus) and settings.get("n_gpu_layers") != 0 and _engine_uses_gpu(settings["engine"])
+
+
+def weigh(settings: dict[str, Any], replicas: int = 1) -> Estimate | None:
+    """The estimate for a launch, read from the files' headers (None when the files are not here yet).
+    `settings`: LaunchPlan.worker_settings(). Blocking: the server runs `on_gpu` and `estimate` apart, off
+    the event loop and outside its launch lock (the files are the spec's, not the server's)."""
+    return estimate(settings, gpu=on_gpu(settings), replicas=replicas)
+
+
+def fit_now(est: Estimate, engine: str, reserved_ram: int = 0, reserved_gpu: int = 0) -> Fit:
+    """How `est` fits in the memory free now, less what launches still loading will take (`reserved_*`)."""
     free_ram = machine.system_memory()["available"] - reserved_ram
     free_gpu = None
-    if on_gpu:
+    if est.device == "gpu":
+        gpus, _ = machine.gpus()
         # llama.cpp splits layers over every GPU; transformers puts the model on the first one
-        free = [g["memory_free"] for g in gpus]
-        free_gpu = (sum(free) if settings["engine"] == "llama.cpp" else free[0]) - reserved_gpu
-    return est, check_fit(est, max(0, free_ram), None if free_gpu is None else max(0, free_gpu))
+        free = [g["memory_free"] for g in gpus] or [0]
+        free_gpu = (sum(free) if engine == "llama.cpp" else free[0]) - reserved_gpu
+    return check_fit(est, max(0, free_ram), None if free_gpu is None else max(0, free_gpu))
 
+
+def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, reserved_gpu: int = 0
+            ) -> tuple[Estimate | None, Fit | None]:
+    """The estimate and how it fits now (None, None when the files are not here to read yet)."""
+    est = weigh(settings, replicas)
+    if est is None:
+        return None, None
+    return est, fit_now(est, settings["engine"], reserved_ram, reserved_gpu)

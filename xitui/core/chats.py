@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xitui.core.errors import NotFoundError, XituiError
+from xitui.core.files import private_file
 
 FILE_NAME = "chats.sqlite3"
 BUSY_TIMEOUT = 10.0
@@ -118,10 +119,11 @@ class ChatStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if not self._ready:  # SQLite gives its -wal and -shm files the database file's mode
+                private_file(self.path)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise ChatStoreError(f"cannot open the chat store {self.path}: {exc}") from None
         try:
             conn.row_factory = sqlite3.Row

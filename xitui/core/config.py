@@ -37,6 +37,8 @@ SETTINGS: dict[str, type] = {
     "server.ttl": str,
     "server.n_parallel": int,
     "server.warm": list,
+    "server.allow_other_users": bool,
+    "server.allowed_envs": list,
     "chats.save": bool,
 }
 
@@ -100,7 +102,7 @@ class Config:
     server: dict[str, Any] = field(
         default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
                                  "ttl": "never", "n_parallel": DEFAULT_LLAMACPP_SLOTS,
-                                 "warm": ["all"]}
+                                 "warm": ["all"], "allow_other_users": False, "allowed_envs": []}
     )
     #: Saved conversations (xitui/core/chats.py): `save = false` keeps none.
     chats: dict[str, Any] = field(default_factory=lambda: {"save": True})

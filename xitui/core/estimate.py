@@ -21,7 +21,6 @@ A GGUF file is memory-mapped: replicas on the CPU share its pages, so its weight
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -150,11 +149,9 @@ def check_fit(est: Estimate, free_ram: int, free_gpu: int | None) -> Fit:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    from xitui.core.bounded import read_json
+
+    return read_json(path) or {}
 
 
 def _kv(layers: Any, kv_heads: Any, key_length: Any, value_length: Any, value_bytes: int) -> int:

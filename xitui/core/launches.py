@@ -40,17 +40,28 @@ class LaunchMemory:
         atomic_write(self.path, json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
 
     def remember(self, uid: str, request: dict[str, Any], restore: bool) -> None:
-        """A model launched with these settings; `restore` marks it to come back when the server starts."""
+        """A model launched with these settings; `restore` marks it to come back when the server starts.
+        `request` holds only the launch fields the server knows (it checked them)."""
         settings = {k: v for k, v in request.items() if k not in _NOT_SETTINGS and v is not None}
         settings["model_uid"] = uid
         self.entries[uid] = {"request": settings, "restore": bool(restore), "launched_at": time.time()}
         self._write()
 
-    def unmark(self, uid: str) -> None:
-        """The user stopped this model: it does not come back (its settings stay remembered)."""
-        entry = self.entries.get(uid)
-        if entry is not None and entry.get("restore"):
-            entry["restore"] = False
+    def forget(self, uid: str) -> None:
+        """The user stopped this model: it does not come back, and its settings are dropped."""
+        if self.entries.pop(uid, None) is not None:
+            self._write()
+
+    def forget_model(self, model_type: str, model_name: str) -> None:
+        """A model was unregistered: no launch of it is remembered any more."""
+        kind = "embedding" if model_type.lower() == "embedding" else "LLM"
+        gone = [uid for uid, entry in self.entries.items()
+                if str(entry["request"].get("model_name", "")).lower() == model_name.lower()
+                and ("embedding" if str(entry["request"].get("model_type") or "LLM").lower() == "embedding"
+                     else "LLM") == kind]
+        for uid in gone:
+            del self.entries[uid]
+        if gone:
             self._write()
 
     def is_marked(self, uid: str) -> bool:

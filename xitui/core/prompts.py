@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -394,14 +394,32 @@ def _jinja_env() -> Any:
     return env
 
 
+#: Longest chat template accepted: the largest real ones (tool-calling templates) are tens of KiB; compiling
+#: one costs about 7 ms per KiB here.
+MAX_CHAT_TEMPLATE = 64 * 1024
+
+
 def compile_chat_template(template: str) -> Any:
-    """Compile `template`; a syntax error becomes ChatTemplateError with the line number."""
+    """Compile `template`; any problem (syntax, size, nesting too deep) becomes one ChatTemplateError line.
+    Compiled templates are kept: specs are parsed again at every registry read."""
+    if len(template) > MAX_CHAT_TEMPLATE:
+        raise ChatTemplateError(f"chat_template: {len(template) // 1024} KiB, longer than the "
+                                f"{MAX_CHAT_TEMPLATE // 1024} KiB a chat template may be")
+    return _compiled(template)
+
+
+@lru_cache(maxsize=64)
+def _compiled(template: str) -> Any:
     from jinja2 import TemplateSyntaxError
 
     try:
         return _jinja_env().from_string(template)
     except TemplateSyntaxError as exc:
         raise ChatTemplateError(f"chat_template: line {exc.lineno}: {exc.message}") from None
+    except (RecursionError, MemoryError, SyntaxError, ValueError, TypeError) as exc:
+        # Jinja turns a template into Python source: blocks nested hundreds deep fail there
+        raise ChatTemplateError(f"chat_template: cannot be compiled ({type(exc).__name__}: nested too deep or "
+                                "too large)") from None
 
 
 def render_chat_template(

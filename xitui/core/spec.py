@@ -312,13 +312,19 @@ def _check_template(c: _Checker, spec: dict[str, Any], path: str, fmt: str, uri:
         if fmt in ("ggufv2", "ggmlv3") and not names_file:
             c.fail(f"{path}.model_file_name_template", f"required for {fmt}")
         return None
+    if len(template) > 255:
+        c.fail(f"{path}.model_file_name_template", "must name a file: at most 255 characters")
+        return None
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        parts = list(string.Formatter().parse(template))
     except ValueError as exc:
         c.fail(f"{path}.model_file_name_template", f"not a valid template ({exc})")
         return None
-    if fields - {"quantization"}:
-        c.fail(f"{path}.model_file_name_template", "may only use the {quantization} placeholder")
+    # `{quantization}` exactly: a format spec (`{quantization:>100000000}`) or a conversion would make every
+    # parse of the spec allocate or fail
+    if any(f is not None and (f != "quantization" or spec or conv) for _, f, spec, conv in parts):
+        c.fail(f"{path}.model_file_name_template", "may only use the {quantization} placeholder, as it is "
+               "(no format spec or conversion)")
         return None
     if "/" in template.replace("{quantization}", "") or template.startswith(".."):
         c.fail(f"{path}.model_file_name_template", "must name a file, not a path")

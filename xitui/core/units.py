@@ -22,6 +22,10 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
 
+#: Longest duration kept: anything longer (ten years) means never.
+MAX_DURATION = 10 * 365 * 24 * 3600
+
+
 def parse_duration(value: Any) -> float | None:
     """A time to live as users write it, in seconds; None for "never".
 
@@ -30,7 +34,10 @@ def parse_duration(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(f"{value!r} is not a duration") from None
     else:
         text = str(value).strip().lower().replace(" ", "")
         if text in ("never", "forever", "none", "inf"):
@@ -46,7 +53,7 @@ def parse_duration(value: Any) -> float | None:
             seconds = sign * sum(float(amount) * _UNITS[unit] for amount, unit in parts)
     if seconds != seconds or seconds in (float("inf"), float("-inf")):
         raise ValueError(f"{value!r} is not a duration")
-    return None if seconds < 0 else seconds
+    return None if seconds < 0 or seconds > MAX_DURATION else seconds
 
 
 def human_duration(seconds: float | None, never: str = "never") -> str:

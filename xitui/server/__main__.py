@@ -11,7 +11,7 @@ from pathlib import Path
 
 from xitui.core.config import DEFAULT_HOST, DEFAULT_PORT, home_dir, load_config, split_list
 from xitui.core.errors import XituiError
-from xitui.core.files import atomic_write
+from xitui.core.files import atomic_write, private_dir
 
 
 def pid_file(home: Path) -> Path:
@@ -36,6 +36,7 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
 
     from xitui.core.units import parse_duration
     from xitui.server.app import create_asgi
+    from xitui.server.connection import protocol_class
 
     settings = load_config().server
     try:
@@ -50,12 +51,16 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
     origins = [check_origin(o) for o in [*settings["allowed_origins"], *(allowed_origins or [])]]
     policy = Policy.for_bind(host, [*settings["allowed_hosts"], *(allowed_hosts or [])], origins,
                              max_body_mib or settings["max_body_mib"])
-    home = home_dir()
-    home.mkdir(parents=True, exist_ok=True)
+    # Everything the server and its workers write (logs, registrations, launches, downloads) is the user's
+    # alone, whatever the umask it was started with.
+    os.umask(0o077)
+    home = private_dir(home_dir())
     app = create_asgi(home, api_key=api_key, policy=policy, default_ttl=default_ttl,
-                      default_parallel=int(settings.get("n_parallel") or 0) or None, warm_engines=warm)
+                      default_parallel=int(settings.get("n_parallel") or 0) or None, warm_engines=warm,
+                      allowed_envs=settings.get("allowed_envs") or [])
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            timeout_graceful_shutdown=3)
+                            timeout_graceful_shutdown=3,
+                            http=protocol_class(bool(settings.get("allow_other_users")), api_key))
     server = uvicorn.Server(config)
     info = pid_file(home)
     try:

@@ -28,6 +28,7 @@ from xitui.core.errors import NotFoundError, XituiError
 from xitui.core.registry import Registry
 from xitui.server.asgi import BearerAuth, FastPath, error_response
 from xitui.server.bodies import (
+    LAUNCH_FIELDS,
     ChatBody,
     CompletionBody,
     EmbeddingBody,
@@ -41,7 +42,7 @@ from xitui.server.bodies import (
 from xitui.server.generation import respond
 from xitui.server.guard import Policy, RequestGuard
 from xitui.server.openapi import MODEL_TYPES, answers, document, streaming_ok
-from xitui.server.supervisor import Supervisor
+from xitui.server.supervisor import Model, Supervisor
 
 #: A model type in a path: documented as LLM or embedding (any case is read).
 ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPES})]
@@ -50,14 +51,15 @@ ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPE
 
 
 def create_app(home: Path | None = None, api_key: str | None = None, default_ttl: float | None = None,
-               default_parallel: int | None = None, warm_engines: list[str] | None = None) -> FastAPI:
+               default_parallel: int | None = None, warm_engines: list[str] | None = None,
+               allowed_envs: list[str] | None = None) -> FastAPI:
     """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it.
 
     `default_ttl`: seconds a model may stay idle before it is unloaded, when its launch names none."""
     home = home or home_dir()
     registry = Registry(home)
     supervisor = Supervisor(registry, home, default_ttl=default_ttl, default_parallel=default_parallel,
-                            warm_engines=warm_engines)
+                            warm_engines=warm_engines, allowed_envs=allowed_envs)
     started = time.time()
 
     @asynccontextmanager
@@ -133,33 +135,40 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
     # --- registrations --------------------------------------------------------------------------
 
-    @app.post("/v1/model_registrations/{model_type}", responses=answers(400))
-    async def register_model(model_type: ModelTypePath, body: RegisterBody) -> None:
-        registry.register(model_type, body.model, persist=body.persist)
+    # Parsing a spec (its chat template compiled) and reading the persisted ones are work for a thread: the
+    # event loop keeps serving every other route and stream meanwhile.
+
+    @app.post("/v1/model_registrations/{model_type}", responses=answers(400),
+              openapi_extra=body_schema(RegisterBody))
+    async def register_model(model_type: ModelTypePath, request: Request) -> None:
+        body = await read_body(request, RegisterBody)  # a spec may be large: parsed in a thread when it is
+        await asyncio.to_thread(registry.register, model_type, body.model, persist=body.persist)
 
     @app.get("/v1/model_registrations/{model_type}", responses=answers(400))
     async def list_registrations(model_type: ModelTypePath, detailed: bool = False) -> list[dict[str, Any]]:
-        return registry.list(model_type, detailed=detailed)
+        return await asyncio.to_thread(registry.list, model_type, detailed=detailed)
 
     @app.get("/v1/model_registrations/{model_type}/{model_name}", responses=answers(400, 404))
     async def get_registration(model_type: ModelTypePath, model_name: str) -> dict[str, Any]:
-        return registry.get(model_type, model_name).registration()
+        spec = await asyncio.to_thread(registry.get, model_type, model_name)
+        return spec.registration()
 
     @app.delete("/v1/model_registrations/{model_type}/{model_name}", responses=answers(400, 403, 404))
     async def unregister_model(model_type: ModelTypePath, model_name: str) -> None:
-        registry.unregister(model_type, model_name)
+        await asyncio.to_thread(registry.unregister, model_type, model_name)
+        supervisor.memory.forget_model(model_type, model_name)
 
     # --- running models -------------------------------------------------------------------------
 
     @app.post("/v1/models", responses=answers(400, 404, 409))
     async def launch_model(body: LaunchBody, wait_ready: bool = True) -> dict[str, str]:
-        uid = await supervisor.launch(body.model_dump(), wait_ready=wait_ready)
+        uid = await supervisor.launch(body.model_dump(include=LAUNCH_FIELDS), wait_ready=wait_ready)
         return {"model_uid": uid}
 
     @app.post("/v1/estimate", responses=answers(400, 404))
     async def estimate_launch(body: LaunchBody) -> dict[str, Any]:
         """The memory a launch would need and whether it fits now; launches nothing."""
-        return await supervisor.estimate(body.model_dump())
+        return await supervisor.estimate(body.model_dump(include=LAUNCH_FIELDS))
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -218,7 +227,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             if len(prompt) != 1 or not isinstance(prompt[0], str):
                 raise XituiError("prompt: send one prompt per request")
             prompt = prompt[0]
-        _require_ability(supervisor, body.model, "generate")
+        model = _require_ability(supervisor, body.model, "generate")
+        _check_prompt_size(model, len(prompt), "prompt")
         stream = supervisor.call(body.model, "generate", {"prompt": prompt, "params": generation_params(body)})
         return await respond(request, stream, body, chat=False)
 
@@ -226,9 +236,15 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
               responses={**streaming_ok(), **answers(400, 404, 500)})
     async def chat_completions(request: Request) -> Any:
         body = await read_body(request, ChatBody)
-        _require_ability(supervisor, body.model, "chat")
-        stream = supervisor.call(body.model, "chat", {"messages": [m.model_dump() for m in body.messages],
-                                                          "params": generation_params(body)})
+        model = _require_ability(supervisor, body.model, "chat")
+        messages = []
+        for i, message in enumerate(body.messages):
+            try:
+                messages.append(message.forwarded())
+            except XituiError as exc:
+                raise XituiError(f"messages[{i}].{exc}") from None
+        _check_prompt_size(model, sum(len(m["content"]) for m in messages), "messages")
+        stream = supervisor.call(body.model, "chat", {"messages": messages, "params": generation_params(body)})
         return await respond(request, stream, body, chat=True)
 
     @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingBody), responses=answers(400, 404, 500))
@@ -272,10 +288,11 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
 def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None,
                 default_ttl: float | None = None, default_parallel: int | None = None,
-                warm_engines: list[str] | None = None) -> Any:
+                warm_engines: list[str] | None = None, allowed_envs: list[str] | None = None) -> Any:
     """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
-    the inference fast path, then the FastAPI app."""
-    app = create_app(home, api_key, default_ttl, default_parallel, warm_engines)
+    the inference fast path, then the FastAPI app. (Who is on the other end of a connection is checked
+    before any of these: xitui/server/connection.py.)"""
+    app = create_app(home, api_key, default_ttl, default_parallel, warm_engines, allowed_envs)
     inner = BearerAuth(FastPath(app), api_key=api_key)
     return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"),
                         takes_body=lambda path: "POST" in methods_for(app, path))
@@ -287,11 +304,28 @@ def methods_for(app: FastAPI, path: str) -> set[str]:
             for method in route.methods}
 
 
-def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> None:
+#: Characters a token may stand for, at most, for the prompt bound below (English averages about 4; runs of
+#: spaces in code, up to a few dozen in some vocabularies).
+CHARS_PER_TOKEN = 16
+
+
+def _check_prompt_size(model: Model, chars: int, field: str) -> None:
+    """Refuse a prompt that cannot fit the model's context before its worker tokenizes it: a 15 MiB prompt
+    took the worker half a minute to tokenize, a half minute every other request to that model waited."""
+    info = model.replicas[0].info if model.replicas else {}
+    context = int(info.get("context_length") or model.plan.context_length or 2048)
+    limit = context * CHARS_PER_TOKEN
+    if chars > limit:
+        raise XituiError(f"{field}: {chars} characters cannot fit the model's context of {context} tokens "
+                         f"(at most {limit} characters are read)")
+
+
+def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> Model:
     model = supervisor.get(uid)
     if model.plan.model_type != "LLM":
         raise XituiError(f"model {uid!r} is an embedding model: use /v1/embeddings")
     abilities = model.plan.registration.get("model_ability", [])
     if ability not in abilities:
         raise XituiError(f"model {uid!r} cannot {ability} (its abilities: {', '.join(abilities)})")
+    return model
 

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from starlette.requests import Request
 
+from xitui.core import launch_envs
 from xitui.core.errors import XituiError
+
+
+def _whole_number(value: Any) -> Any:
+    """A JSON number that is whole (2 or 2.0, as JSON Schema's integer) as an int; true and false are not
+    numbers here, and "2" stays a string (refused by the strict check after this)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true or false")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: Whole numbers as JSON Schema's `integer` reads them: 2.0 is one, true and "2" are not.
+WHOLE = BeforeValidator(_whole_number)
 
 
 class _Body(BaseModel):
@@ -34,50 +50,87 @@ ENGINE_NAMES = ("llama.cpp", "llama_cpp", "llama-cpp", "llama-cpp-python", "tran
                 "sentence_transformers", "sentence-transformers")
 
 
+#: A model uid: it names the model's log files, so a file name's characters, and short enough for any disk.
+UID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+#: Longest ttl in seconds (ten years): past it, say "never" (-1).
+MAX_TTL = 10 * 365 * 24 * 3600
+
+
 class LaunchBody(_Body):
-    model_uid: str | None = None
-    model_name: Annotated[str, Field(min_length=1)]
+    #: Letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 (default: the name).
+    model_uid: Annotated[str, Field(pattern=UID_PATTERN)] | None = None
+    model_name: Annotated[str, Field(min_length=1, max_length=200)]
     model_type: Annotated[str, Field(json_schema_extra={"enum": ["LLM", "embedding"]})] = "LLM"
     model_engine: Annotated[str, Field(json_schema_extra={"enum": sorted(ENGINE_NAMES)})] | None = None
-    model_format: str | None = None
-    model_size_in_billions: int | float | str | None = None
-    quantization: str | None = None
-    replica: Annotated[int, Field(ge=1, le=64)] = 1
-    n_gpu: int | str | None = "auto"
-    envs: dict[str, str] | None = None
+    model_format: Annotated[str, Field(max_length=64)] | None = None
+    model_size_in_billions: int | float | Annotated[str, Field(max_length=64)] | None = None
+    quantization: Annotated[str, Field(max_length=64)] | None = None
+    replica: Annotated[int, Field(ge=1, le=64, strict=True), WHOLE] = 1
+    n_gpu: Annotated[int, Field(ge=0, le=1024, strict=True), WHOLE] | Literal["auto"] | None = "auto"
+    #: Environment variables for the worker: only those on the allow-list (devices, threads, Hugging Face,
+    #: XITUI_THREADS...; see README's Security section); anything else is refused.
+    envs: Annotated[dict[str, str], Field(max_length=64), WithJsonSchema({
+        "type": "object", "maxProperties": 64, "propertyNames": {"enum": sorted(launch_envs.ALLOWED)},
+        "additionalProperties": {"type": "string", "maxLength": launch_envs.MAX_VALUE, "pattern": "^[^\\u0000]*$"}})
+    ] | None = None
     #: xitui's own: tokens of context to allocate (default: the spec's context_length)
-    context_length: Annotated[int, Field(ge=16, le=10_000_000)] | None = None
+    context_length: Annotated[int, Field(ge=16, le=10_000_000, strict=True), WHOLE] | None = None
+    #: llama.cpp: layers on the GPU (-1: all, 0: none)
+    n_gpu_layers: Annotated[int, Field(ge=-1, le=100_000, strict=True), WHOLE] | None = None
+    #: threads the model computes with (default: the physical cores, shared out between replicas)
+    n_threads: Annotated[int, Field(ge=1, le=1024, strict=True), WHOLE] | None = None
     #: idle time before the model is unloaded: seconds, or "30s", "10m", "1h"; 0 = once idle, -1 = never
-    ttl: int | float | Annotated[str, WithJsonSchema({"type": "string", "pattern": TTL_PATTERN})] | None = None
+    ttl: (Annotated[int, Field(ge=-1, le=MAX_TTL, strict=True), WHOLE]
+          | Annotated[float, Field(ge=-1, le=MAX_TTL, allow_inf_nan=False, strict=True)]
+          | Annotated[str, Field(max_length=64), WithJsonSchema({"type": "string", "pattern": TTL_PATTERN, "maxLength": 64})]
+          | None) = None
     #: bring the model back, with these settings, whenever the server starts
-    restore: bool = False
+    restore: Annotated[bool, Field(strict=True)] = False
     #: launch even when the memory estimate says it will not fit
-    force: bool = False
+    force: Annotated[bool, Field(strict=True)] = False
     #: llama.cpp: requests decoded together in one batch (each with the whole context); more wait their turn
-    n_parallel: Annotated[int, Field(ge=1, le=64)] | None = None
+    n_parallel: Annotated[int, Field(ge=1, le=64, strict=True), WHOLE] | None = None
+
+
+#: The launch fields the server knows: what it keeps of a launch (launches.json); other keys are dropped.
+LAUNCH_FIELDS = frozenset(LaunchBody.model_fields)
 
 
 #: Token counts and ids are C ints in the engines; JSON numbers past 64 bits do not parse at all.
 INT32_MAX = 2**31 - 1
 
 
-class GenerationBody(_Body):
-    """Numbers and switches are strict: `true` is not a temperature, "3" is not a token count."""
+#: Stop words a request may give, and their longest length (OpenAI allows 4; llama.cpp's server any): each
+#: is looked for after every token, so thousands of them slowed every stream of the model.
+MAX_STOP_WORDS = 16
+MAX_STOP_LENGTH = 256
+#: Messages in one chat request (a conversation that long would not fit any context anyway).
+MAX_MESSAGES = 10_000
 
-    model: str
+
+class GenerationBody(_Body):
+    """Numbers and switches are strict: `true` is not a temperature, "3" is not a token count; each is bounded
+    by what the engines read."""
+
+    model: Annotated[str, Field(max_length=200)]
     #: At least 1, as OpenAI's API demands (a negative or zero count is a 400, not a silent default).
-    max_tokens: Annotated[int, Field(ge=1, le=INT32_MAX, strict=True)] | None = None
-    temperature: Annotated[float, Field(strict=True)] | None = None
-    top_p: Annotated[float, Field(strict=True)] | None = None
-    top_k: Annotated[int, Field(ge=-1, le=INT32_MAX, strict=True)] | None = None
-    stop: str | list[str] | None = None
-    stop_token_ids: list[Annotated[int, Field(ge=0, le=INT32_MAX, strict=True)]] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=INT32_MAX, strict=True), WHOLE] | None = None
+    #: 0 is greedy.
+    temperature: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False, strict=True)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)] | None = None
+    top_k: Annotated[int, Field(ge=-1, le=INT32_MAX, strict=True), WHOLE] | None = None
+    stop: (Annotated[str, Field(max_length=MAX_STOP_LENGTH)]
+           | Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_LENGTH)]],
+                       Field(max_length=MAX_STOP_WORDS)]
+           | None) = None
+    stop_token_ids: Annotated[list[Annotated[int, Field(ge=0, le=INT32_MAX, strict=True), WHOLE]],
+                              Field(max_length=64)] | None = None
     #: Within what a JSON number carries exactly (2**53); the engines use 32 bits of it.
-    seed: Annotated[int, Field(ge=-(2**53), le=2**53, strict=True)] | None = None
-    presence_penalty: Annotated[float, Field(strict=True)] | None = None
-    frequency_penalty: Annotated[float, Field(strict=True)] | None = None
+    seed: Annotated[int, Field(ge=-(2**53), le=2**53, strict=True), WHOLE] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2, allow_inf_nan=False, strict=True)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2, allow_inf_nan=False, strict=True)] | None = None
     #: 1 = none; above 1 discourages repeats (the engines divide by it)
-    repeat_penalty: Annotated[float, Field(gt=0, strict=True)] | None = None
+    repeat_penalty: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False, strict=True)] | None = None
     ignore_eos: Annotated[bool, Field(strict=True)] | None = None
     stream: Annotated[bool, Field(strict=True)] = False
 
@@ -87,11 +140,33 @@ class CompletionBody(GenerationBody):
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
 
 
+class ContentPart(BaseModel):
+    """One of OpenAI's content parts; the text ones are read (other kinds are refused by the model's worker)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Annotated[str, Field(max_length=64)]
+    text: Annotated[str, Field(strict=True)] | None = None
+
+
 class ChatMessage(_Body):
     #: The roles every chat format reads; "tool" is read by chat templates that know it (400 elsewhere).
     role: Annotated[str, Field(json_schema_extra={"enum": ["system", "user", "assistant"]})]
     #: Text, or OpenAI's content parts (the text parts are read)
-    content: str | list[dict[str, Any]]
+    content: str | Annotated[list[ContentPart], Field(max_length=1000)]
+
+    def forwarded(self) -> dict[str, Any]:
+        """What the worker gets: the role and the text, nothing a client added beside them."""
+        content = self.content
+        if isinstance(content, list):
+            texts = []
+            for i, part in enumerate(content):
+                if part.type != "text":
+                    raise XituiError(f"content[{i}]: {part.type!r} parts are not read by this server (only text)")
+                if part.text is None:
+                    raise XituiError(f"content[{i}].text: required for a text part")
+                texts.append(part.text)
+            content = "".join(texts)
+        return {"role": self.role, "content": content}
 
 
 def _conversation(schema: dict[str, Any]) -> None:
@@ -102,12 +177,14 @@ def _conversation(schema: dict[str, Any]) -> None:
 
 
 class ChatBody(GenerationBody):
-    messages: Annotated[list[ChatMessage], Field(min_length=1, json_schema_extra=_conversation)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES,
+                                                 json_schema_extra=_conversation)]
 
 
 class EmbeddingBody(_Body):
     model: str
-    input: str | Annotated[list[str], Field(min_length=1)]
+    #: At most 2048 texts per request, as OpenAI's API
+    input: str | Annotated[list[str], Field(min_length=1, max_length=2048)]
     #: "float" (lists of numbers) or "base64" (little-endian float32, what OpenAI's client asks for)
     encoding_format: Literal["float", "base64"] = "float"
     #: Cut inputs longer than the model's max_tokens (the response says so); false refuses them.
@@ -151,24 +228,47 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
 
 
+#: Bodies larger than this are parsed and checked in a thread: tens of MiB of JSON take a second or more,
+#: which every other request and stream would otherwise wait for.
+INLINE_BODY = 256 * 1024
+
+
 async def read_body(request: Request, model: type[_B]) -> _B:
     """Parse and check a JSON body; any problem is a 400 with a one-line detail."""
+    raw = await request.body()
+    if len(raw) > INLINE_BODY:
+        return await asyncio.to_thread(parse_body, raw, model)
+    return parse_body(raw, model)
+
+
+def parse_body(raw: bytes, model: type[_B]) -> _B:
     try:
-        data = orjson.loads(await request.body())
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise XituiError("request body is not valid JSON") from None
+        raise XituiError("request body is not valid JSON (or nested too deep)") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise XituiError(problems_text(exc.errors())) from None
 
 
+#: Names pydantic gives the members of a union in an error's location: not fields, left out of the line.
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "none"})
+
+
 def problems_text(errors: Sequence[Any]) -> str:
-    """Pydantic's (or FastAPI's) validation errors as one line: `field.path: message; ...`."""
-    problems = []
+    """Pydantic's (or FastAPI's) validation errors as one line: `field.path: message; ...`, one message per
+    field (a value that matches no member of a union fails each member: the first says enough)."""
+    problems: dict[str, str] = {}
     for err in errors:
         if err.get("type") == "json_invalid":
             return "request body is not valid JSON"
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        problems.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
-    return "; ".join(problems) or "invalid request"
+        parts = [str(p) for p in err.get("loc", ()) if p != "body"]
+        parts = [p for p in parts if p not in _UNION_TAGS and "[" not in p and not p.startswith(("constrained-",
+                                                                                               "function-"))]
+        loc = ".".join(parts)[:200] or "body"
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.setdefault(loc, message)
+    lines = [f"{loc}: {message}" for loc, message in problems.items()]
+    more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""
+    return "; ".join(lines[:5]) + more or "invalid request"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xitui.core.errors import LaunchError, NotFoundError
+from xitui.core.launch_envs import check_envs
 from xitui.core.registry import Registry
 from xitui.core.spec import EmbeddingSpec, LLMFamily, LLMSpec, local_path, normalise_model_type
 
@@ -37,20 +38,21 @@ class LaunchPlan:
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, registry: Registry, request: dict[str, Any]) -> LaunchPlan:
+    def build(cls, registry: Registry, request: dict[str, Any], allowed_envs: frozenset[str] = frozenset()
+              ) -> LaunchPlan:
+        """The plan for a launch request; `allowed_envs`: `envs` names the config allows besides the
+        builtin allow-list. Blocking (the registry's files, the model's path): run it off the event loop."""
         name = request.get("model_name")
         if not isinstance(name, str) or not name:
             raise LaunchError("model_name: required")
         kind = normalise_model_type(request.get("model_type") or "LLM")
         spec = registry.get(kind, name)
-        envs = request.get("envs") or {}
-        if not isinstance(envs, dict):
-            raise LaunchError("envs: must be an object of strings")
+        envs = check_envs(request.get("envs"), allowed_envs)
         if isinstance(spec, LLMFamily):
             plan = _plan_llm(spec, request)
         else:
             plan = _plan_embedding(spec, request)
-        plan.envs = {str(k): str(v) for k, v in envs.items()}
+        plan.envs = envs
         engine = request.get("model_engine")
         if engine:
             wanted = ENGINE_ALIASES.get(str(engine).lower())
@@ -174,6 +176,8 @@ def _check_exists(name: str, path: str, fmt: str, bundled: bool) -> None:
         if not os.path.isdir(path):
             raise LaunchError(f"{name}: model directory not found: {path}")
     elif not os.path.isfile(path):
+        if os.path.exists(path):
+            raise LaunchError(f"{name}: {os.path.basename(path)} is not a regular file")
         if os.path.isdir(os.path.dirname(path)):
             raise LaunchError(f"{name}: model file not found: {path}")
         raise LaunchError(f"{name}: model file not found: {path} (its directory does not exist either)")

@@ -27,11 +27,12 @@ class ErrorBody(BaseModel):
 _WHY = {
     400: "Bad input: the detail names the field and the rule it breaks",
     401: "The server has an API key and the request did not send it ('Authorization: Bearer KEY')",
-    403: "Refused: a Host or Origin the server does not serve (DNS rebinding, web pages), or an operation this "
-         "resource does not allow (unregistering a builtin model)",
+    403: "Refused: a connection from another user of this machine (server.allow_other_users), a Host or "
+         "Origin the server does not serve (DNS rebinding, web pages), or an operation this resource does not "
+         "allow (unregistering a builtin model)",
     404: "No such model or registration; for a model unloaded for being idle, the detail says so",
     409: "The launch would not fit in free memory: the detail says what it needs and what is free "
-         "(send force: true to launch anyway)",
+         "(send force: true to launch anyway); or its uid is held by a running or launching model",
     413: "The request body is larger than the server's limit (server.max_body_mib)",
     415: "The request body is not application/json",
     500: "The model's worker failed while answering (it died or raised); the server stays up",

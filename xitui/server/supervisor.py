@@ -11,19 +11,23 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from xitui.core import capacity
 from xitui.core.config import WARM_ENGINES
-from xitui.core.errors import ConflictError, LaunchError, ModelFailedError, NotFoundError, XituiError
-from xitui.core.estimate import Estimate, InsufficientMemoryError
+from xitui.core.errors import LaunchError, ModelFailedError, NotFoundError, XituiError
+from xitui.core.estimate import Estimate, InsufficientMemoryError, estimate
 from xitui.core.launches import LaunchMemory
 from xitui.core.registry import Registry
 from xitui.core.units import human_duration, parse_duration
+from xitui.server.bodies import LAUNCH_FIELDS, UID_PATTERN, LaunchBody, problems_text
 from xitui.server.launch import LaunchPlan
 from xitui.server.warm import WarmWorker
 from xitui.server.worker_process import Inbox, Metrics, Replica
@@ -33,6 +37,23 @@ log = logging.getLogger("xitui.supervisor")
 #: How often idle models are looked at (seconds).
 IDLE_CHECK = 1.0
 MAX_REPLICAS = 64
+#: Seconds the files' headers may take to read for the estimate (a stuck network disk, a huge sparse file).
+READ_TIMEOUT = 30.0
+UID_RE = re.compile(UID_PATTERN)
+
+
+class UidInUseError(XituiError):
+    """A launch names a uid that a running (or launching) model holds."""
+
+    status_code = 409
+
+
+def check_uid(uid: object) -> str:
+    """A model uid as a launch may give it: it names the model's log files."""
+    if not isinstance(uid, str) or not UID_RE.match(uid):
+        raise LaunchError("model_uid: letters, digits, '.', '_' and '-', starting with a letter or digit, "
+                          "at most 100 characters")
+    return uid
 
 
 def launch_options(request: dict[str, Any], default_ttl: float | None) -> tuple[int, float | None, bool, bool]:
@@ -207,8 +228,11 @@ class Model:
 
 class Supervisor:
     def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None,
-                 default_parallel: int | None = None, warm_engines: list[str] | None = None):
+                 default_parallel: int | None = None, warm_engines: list[str] | None = None,
+                 allowed_envs: list[str] | None = None):
         self.registry = registry
+        #: Launch `envs` names the config allows besides the builtin allow-list (core/launch_envs.py).
+        self.allowed_envs = frozenset(allowed_envs or ())
         #: Forks workers with their libraries already imported (config server.warm; [] keeps it off).
         self.warm = WarmWorker(list(WARM_ENGINES) if warm_engines is None else warm_engines,
                                home / "logs" / "warm-worker.log")
@@ -245,44 +269,55 @@ class Supervisor:
         return ram, gpu
 
     def _plan(self, request: dict[str, Any]) -> LaunchPlan:
-        plan = LaunchPlan.build(self.registry, request)
+        plan = LaunchPlan.build(self.registry, request, self.allowed_envs)
         if plan.engine == "llama.cpp" and "n_parallel" not in plan.options and self.default_parallel:
             plan.options["n_parallel"] = self.default_parallel
         return plan
 
+    async def _weigh(self, settings: dict[str, Any], replicas: int) -> Estimate | None:
+        """The launch's memory estimate, from the headers of the files its spec names: off the event loop,
+        outside the launch lock (a slow read holds up no other launch), within READ_TIMEOUT."""
+        gpu = await asyncio.to_thread(capacity.on_gpu, settings)
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(estimate, settings, gpu=gpu, replicas=replicas),
+                                          READ_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise LaunchError(f"reading the model's file headers took longer than {READ_TIMEOUT:.0f} s "
+                              "(a slow or stuck disk?)") from None
+
     async def estimate(self, request: dict[str, Any]) -> dict[str, Any]:
         """What `launch --estimate-only` shows: the estimate and how it fits, launching nothing."""
         replicas, _, _, _ = launch_options(request, self.default_ttl)
-        plan = self._plan(request)
-        est, fit = await asyncio.to_thread(capacity.measure, plan.worker_settings(), replicas, *self._reserved())
-        if fit is None:
+        plan = await asyncio.to_thread(self._plan, request)
+        est = await self._weigh(plan.worker_settings(), replicas)
+        if est is None:
             return {"model_name": plan.model_name, "estimate": None, "fits": None,
                     "reason": "the model's files are not on this machine yet (they are downloaded or assembled "
                               "at launch): nothing to measure"}
+        fit = await asyncio.to_thread(capacity.fit_now, est, plan.engine, *self._reserved())
         return {"model_name": plan.model_name, **fit.as_dict(), "line": fit.line()}
 
     async def launch(self, request: dict[str, Any], wait_ready: bool = True, keep_failed: bool = False) -> str:
         """Start a model's replicas. `wait_ready`: answer once all are ready (or one failed); `keep_failed`:
-        a failed launch stays listed as an error (restores do this, so a user sees why)."""
+        a failed launch stays listed as an error (restores do this, so a user sees why).
+
+        All or nothing: a replica that cannot be started stops those started before it."""
         replicas, ttl, restore, force = launch_options(request, self.default_ttl)
-        plan = self._plan(request)
-        uid = request.get("model_uid") or plan.model_name
-        if not isinstance(uid, str) or not uid.strip() or "/" in uid:
-            raise LaunchError("model_uid: must be a non-empty name without '/'")
+        plan = await asyncio.to_thread(self._plan, request)
+        uid = check_uid(request.get("model_uid") or plan.model_name)
+        settings = plan.worker_settings()
+        self._refuse_running(uid)
+        est = await self._weigh(settings, replicas)
         async with self._lock:
+            self._refuse_running(uid)
             old = self.models.get(uid)
-            if old is not None and old.state != "error":
-                raise ConflictError(
-                    f"model uid {uid!r} is already {'running' if old.state == 'ready' else old.state}; "
-                    "terminate it first or choose another --model-uid"
-                )
             if old is not None:
                 await self._stop(old)
                 self.models.pop(uid, None)
-            settings = plan.worker_settings()
-            est, fit = await asyncio.to_thread(capacity.measure, settings, replicas, *self._reserved())
-            if fit is not None and not fit.fits and not force:
-                raise InsufficientMemoryError(f"{plan.model_name} {fit.line()}; --force launches anyway")
+            if est is not None:
+                fit = await asyncio.to_thread(capacity.fit_now, est, plan.engine, *self._reserved())
+                if not fit.fits and not force:
+                    raise InsufficientMemoryError(f"{plan.model_name} {fit.line()}; --force launches anyway")
             self.unloaded.pop(uid, None)
             model = Model(uid=uid, plan=plan, request=dict(request), replicas=[], ttl=ttl, restore=restore,
                           estimate=est)
@@ -290,11 +325,17 @@ class Supervisor:
             if replicas > 1 and "n_threads" not in settings and "XITUI_THREADS" not in {**os.environ, **envs}:
                 envs["XITUI_THREADS"] = str(_threads_each(replicas))
             logs = self.home / "logs"
-            for index in range(replicas):
-                replica = Replica(uid=uid, index=index,
-                                  log_path=logs / (f"{uid}.log" if index == 0 else f"{uid}.{index}.log"))
-                model.replicas.append(replica)
-                await replica.spawn(settings, envs, self.warm)
+            try:
+                for index in range(replicas):
+                    replica = Replica(uid=uid, index=index,
+                                      log_path=logs / (f"{uid}.log" if index == 0 else f"{uid}.{index}.log"))
+                    model.replicas.append(replica)
+                    await replica.spawn(settings, envs, self.warm)
+            except (OSError, ValueError) as exc:
+                for started in model.replicas:
+                    await started.stop("failed to launch with its other replicas")
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise LaunchError(f"could not start a worker for {uid!r}: {why}") from None
             self.models[uid] = model
             model.settling = asyncio.create_task(self._settle(model))
         if not wait_ready:
@@ -305,6 +346,14 @@ class Supervisor:
                 del self.models[uid]
             raise LaunchError(f"could not launch {plan.model_name}: {model.error}")
         return uid
+
+    def _refuse_running(self, uid: str) -> None:
+        old = self.models.get(uid)
+        if old is not None and old.state != "error":
+            raise UidInUseError(
+                f"model uid {uid!r} is already {'running' if old.state == 'ready' else old.state}; "
+                "terminate it first or choose another --model-uid"
+            )
 
     async def _settle(self, model: Model) -> None:
         """Wait for every replica; one that fails to load fails the launch and stops the others."""
@@ -327,7 +376,7 @@ class Supervisor:
         """Stop a model because its user said so: it does not come back at the next start."""
         model = self.get(uid)
         self.models.pop(uid, None)
-        self.memory.unmark(uid)
+        self.memory.forget(uid)
         await self._stop(model)
 
     async def _stop(self, model: Model, why: str = "was terminated") -> None:
@@ -377,6 +426,12 @@ class Supervisor:
         for entry, (uid, request) in zip(self.restored, marked, strict=True):
             start = time.perf_counter()
             try:
+                # what launches.json holds passes the checks a launch request does (it is a file on disk)
+                try:
+                    request = LaunchBody.model_validate(request).model_dump(include=LAUNCH_FIELDS)
+                except ValidationError as exc:
+                    raise LaunchError(f"the remembered launch settings are refused: {problems_text(exc.errors())}"
+                                      ) from None
                 await self.launch({**request, "restore": True}, keep_failed=True)
             except XituiError as exc:
                 entry.update(result="error", error=str(exc))

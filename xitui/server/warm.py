@@ -132,6 +132,9 @@ class WarmWorker:
                     sys.executable, "-m", "xitui.worker.warm", str(theirs.fileno()), ",".join(self.engines),
                     stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                     pass_fds=(theirs.fileno(),),
+                    # its own session: a signal to the server's process group (a terminal's Ctrl-C, a service
+                    # manager's SIGTERM) is the server's to handle; the warm worker ends when its socket closes
+                    start_new_session=True,
                 )
             except OSError as exc:
                 self.state, self.error = "off", f"could not start: {exc}"
@@ -185,6 +188,9 @@ class WarmWorker:
         self._children.clear()
         if self._stopping:
             return
+        await asyncio.sleep(0.05)  # a shutdown that killed it may be about to call stop()
+        if self._stopping:
+            return
         self._failed_starts += was == "starting"
         why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         if self._failed_starts >= MAX_FAILED_STARTS:
@@ -205,10 +211,20 @@ class WarmWorker:
             sock = self._sock
             if self.state != "ready" or sock is None:
                 return None
-            stdin_r, stdin_w = os.pipe()
-            stdout_r, stdout_w = os.pipe()
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            # every descriptor opened here is closed on every path, the log first (it is the one that fails)
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                stdin_r, stdin_w = os.pipe()
+            except OSError:
+                os.close(log_fd)
+                raise
+            try:
+                stdout_r, stdout_w = os.pipe()
+            except OSError:
+                for fd in (log_fd, stdin_r, stdin_w):
+                    os.close(fd)
+                raise
             rid = next(self._ids)
             answer = asyncio.get_running_loop().create_future()
             self._answers[rid] = answer
@@ -228,7 +244,12 @@ class WarmWorker:
                 log.warning("warm worker could not fork (%s): starting cold", reply.get("error"))
                 return None
             self.forks += 1
-            process = await _connect(reply["pid"], stdin_w, stdout_r)
+            try:
+                process = await _connect(reply["pid"], stdin_w, stdout_r)
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(reply["pid"], signal.SIGKILL)
+                raise
             if process.pid in self._early_exits:
                 process.exited(self._early_exits.pop(process.pid))
             else:

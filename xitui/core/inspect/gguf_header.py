@@ -10,12 +10,14 @@ against the `gguf` package's `LlamaFileType` in the tests.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
 from typing import Any
 
+from xitui.core.bounded import UnreadableFileError, open_regular
 from xitui.core.errors import XituiError
 
 #: GGUF metadata value types (gguf.GGUFValueType).
@@ -23,6 +25,10 @@ _STRING, _ARRAY = 8, 9
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 #: Arrays longer than this are skipped (token lists, scores, merges); their length is kept.
 _SMALL_ARRAY = 64
+#: Metadata entries, tensors and strings stepped over, at most: a header announcing more is refused rather
+#: than walked (a sparse file of zeros reads as endless empty strings). Real files: a few hundred entries,
+#: some thousands of tensors, token lists and merges of up to about a million strings each.
+_MAX_ITEMS = 16_000_000
 
 #: llama.cpp's llama_ftype, as the quantization name users write in file names (gguf.LlamaFileType).
 FILE_TYPES: dict[int, str] = {
@@ -79,6 +85,16 @@ class GGUFHeader:
 class _Cursor:
     def __init__(self, buf: mmap.mmap, path: Path):
         self.buf, self.pos, self.path = buf, 0, path
+        self.budget = _MAX_ITEMS
+
+    def spend(self, count: int, least_bytes: int) -> None:
+        """Account for `count` items of at least `least_bytes` each before stepping over them: refuse counts
+        the rest of the file cannot hold, or more items than any real header has."""
+        if count * least_bytes > len(self.buf) - self.pos:
+            raise GGUFError(f"{self.path.name}: GGUF header announces {count} items, more than the file holds")
+        self.budget -= count
+        if self.budget < 0:
+            raise GGUFError(f"{self.path.name}: GGUF header has more than {_MAX_ITEMS} items: not read")
 
     def unpack(self, fmt: str) -> Any:
         try:
@@ -98,6 +114,7 @@ class _Cursor:
         return text
 
     def skip_strings(self, count: int) -> None:
+        self.spend(count, 8)
         unpack, buf, pos = struct.unpack_from, self.buf, self.pos
         try:
             for _ in range(count):
@@ -106,7 +123,7 @@ class _Cursor:
             raise GGUFError(f"{self.path.name}: GGUF header is cut short (a partial download?)") from None
         self.pos = pos
 
-    def value(self, kind: int) -> Any:
+    def value(self, kind: int, depth: int = 0) -> Any:
         if kind == _STRING:
             return self.string()
         if kind == _ARRAY:
@@ -116,11 +133,17 @@ class _Cursor:
                 if item_type == _STRING:
                     self.skip_strings(length)
                 elif item_type in _SCALARS:
-                    self.pos += struct.calcsize(_SCALARS[item_type]) * length
+                    width = struct.calcsize(_SCALARS[item_type])
+                    if width * length > len(self.buf) - self.pos:
+                        raise GGUFError(f"{self.path.name}: GGUF header is cut short (a partial download?)")
+                    self.pos += width * length
                 else:
                     raise GGUFError(f"{self.path.name}: nested metadata arrays are not supported")
                 return info
-            return [self.value(item_type) for _ in range(length)]
+            if item_type == _ARRAY and depth >= 2:
+                raise GGUFError(f"{self.path.name}: metadata arrays nested too deep")
+            self.spend(length, 1)
+            return [self.value(item_type, depth + 1) for _ in range(length)]
         fmt = _SCALARS.get(kind)
         if fmt is None:
             raise GGUFError(f"{self.path.name}: unknown GGUF value type {kind}")
@@ -133,14 +156,20 @@ def read_header(path: str | Path, token_ids: tuple[str, ...] = ("tokenizer.ggml.
     """The header of the GGUF file at `path`; the texts of the tokens whose ids `token_ids` keys hold."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            size = path.stat().st_size
+        fd = open_regular(path)  # a FIFO or a device is refused, never waited on or read without end
+    except UnreadableFileError:
+        raise GGUFError(f"{path.name}: not a GGUF file (not a regular file)") from None
+    except OSError:
+        raise GGUFError(f"{path}: cannot be read") from None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
             if size < 24:
                 raise GGUFError(f"{path.name}: not a GGUF file")
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 return _parse(buf, path, size, token_ids)
-    except OSError as exc:
-        raise GGUFError(f"{path}: cannot read ({exc.strerror})") from None
+    except OSError:
+        raise GGUFError(f"{path}: cannot be read") from None
 
 
 def _parse(buf: mmap.mmap, path: Path, size: int, token_ids: tuple[str, ...]) -> GGUFHeader:
@@ -152,6 +181,8 @@ def _parse(buf: mmap.mmap, path: Path, size: int, token_ids: tuple[str, ...]) ->
     if version not in (2, 3):
         raise GGUFError(f"{path.name}: GGUF version {version} is not supported (2 and 3 are)")
     tensor_count, kv_count = cur.unpack("<Q"), cur.unpack("<Q")
+    cur.spend(kv_count, 8 + 4 + 1)  # a key (length + text), a type, a value of at least a byte
+    cur.spend(tensor_count, 8 + 4 + 4 + 8)  # a name, dimensions count, type and offset
     metadata: dict[str, Any] = {}
     for _ in range(kv_count):
         key = cur.string()
@@ -159,7 +190,10 @@ def _parse(buf: mmap.mmap, path: Path, size: int, token_ids: tuple[str, ...]) ->
     parameters = 0
     for _ in range(tensor_count):
         cur.string()  # name
-        dims = [cur.unpack("<Q") for _ in range(cur.unpack("<I"))]
+        rank = cur.unpack("<I")
+        if rank > 8:  # ggml tensors have at most 4 dimensions
+            raise GGUFError(f"{path.name}: a tensor with {rank} dimensions: not a GGUF file xitui can read")
+        dims = [cur.unpack("<Q") for _ in range(rank)]
         cur.unpack("<I")  # ggml type
         cur.unpack("<Q")  # data offset
         parameters += prod(dims)

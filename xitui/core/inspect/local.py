@@ -7,11 +7,13 @@ generation_config.json, safetensors headers (for the parameter count), modules.j
 from __future__ import annotations
 
 import json
+import os
 import struct
 from math import prod
 from pathlib import Path
 from typing import Any
 
+from xitui.core import bounded
 from xitui.core.errors import XituiError
 from xitui.core.inspect.gguf_header import read_header
 from xitui.core.inspect.naming import (
@@ -31,12 +33,8 @@ class InspectError(XituiError):
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A small JSON file as a dict; None when it is missing or not an object."""
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    """A small JSON file as a dict; None when it is missing, not a regular file, too large or not an object."""
+    return bounded.read_json(path)
 
 
 def inspect_local(path: Path, gguf_file: str | None = None) -> Inspection:
@@ -149,7 +147,7 @@ def inspect_pytorch(folder: Path) -> Inspection:
         template = next((t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"),
                         None)
     if not template and (folder / "chat_template.jinja").is_file():
-        template = (folder / "chat_template.jinja").read_text("utf-8")
+        template = bounded.read_text(folder / "chat_template.jinja")
     if isinstance(template, str) and template.strip():
         found.propose("chat_template", template, "tokenizer_config.json")
     generation = read_json(folder / "generation_config.json") or {}
@@ -174,7 +172,7 @@ def inspect_pytorch(folder: Path) -> Inspection:
 def inspect_sentence_transformers(folder: Path) -> Inspection:
     """A sentence-transformers folder: dimensions from the last Dense or the pooling layer, max tokens."""
     found = Inspection(source=str(folder), kind="sentence-transformers", model_type="embedding")
-    modules = json.loads((folder / "modules.json").read_text("utf-8")) if (folder / "modules.json").is_file() else []
+    modules: Any = bounded.read_json_value(folder / "modules.json") or []
     config = read_json(folder / "config.json") or {}
     dims: tuple[int, str] | None = None
     for module in modules if isinstance(modules, list) else []:
@@ -211,19 +209,28 @@ def inspect_sentence_transformers(folder: Path) -> Inspection:
     return found
 
 
+#: Largest safetensors JSON header read (the format's own limit is 100 MB; real ones are a few MiB at most).
+MAX_SAFETENSORS_HEADER = 64 * 2**20
+
+
 def safetensors_parameters(folder: Path) -> int:
     """Parameters in a folder's safetensors files, from their JSON headers (no weights read)."""
     total = 0
     for file in folder.glob("*.safetensors"):
         try:
-            with open(file, "rb") as fh:
+            fd = bounded.open_regular(file)
+            with os.fdopen(fd, "rb") as fh:
                 (length,) = struct.unpack("<Q", fh.read(8))
-                if length > 100 * 2**20:
+                if length > MAX_SAFETENSORS_HEADER:
                     continue
                 header = json.loads(fh.read(length))
-        except (OSError, struct.error, ValueError):
+            if not isinstance(header, dict):
+                continue
+        except (OSError, struct.error, ValueError, RecursionError, XituiError):
             continue
-        total += sum(prod(t["shape"]) for k, t in header.items() if k != "__metadata__" and "shape" in t)
+        total += sum(prod(t["shape"]) for k, t in header.items()
+                     if k != "__metadata__" and isinstance(t, dict) and isinstance(t.get("shape"), list)
+                     and all(isinstance(d, int) and d >= 0 for d in t["shape"]))
     return total
 
 
@@ -268,10 +275,10 @@ def add_style_stops(found: Inspection, style_name: str) -> None:
 def _model_id_from_readme(readme: Path) -> str | None:
     import re
 
-    try:
-        text = readme.read_text("utf-8")[:20000]
-    except OSError:
+    head = bounded.read_head(readme, 80_000)
+    if head is None:
         return None
+    text = head.decode("utf-8", errors="replace")[:20000]
     match = re.search(r"SentenceTransformer\(['\"]([A-Za-z0-9][\w.\-]*/[\w.\-]+)['\"]\)", text)
     if match:
         return match.group(1)

@@ -1,0 +1,591 @@
+"""Hostile input and other local users, against a real server with the bundled GGUF launched: each attack gets
+a 4xx with one line, the server stays healthy (its models list answers and a 4-token completion is quick),
+nothing runs, nothing outside the home is written, no worker is left untracked, and other clients wait little.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import xitui_cmd
+from tests.server.conftest import ServerProcess, gguf_spec
+from xitui.client import Client
+
+pytestmark = pytest.mark.slow
+
+OTHER_USER = "xitui-other"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[tuple[ServerProcess, str]]:
+    srv = ServerProcess(tmp_path_factory.mktemp("hostile-home"), env={"XITUI_HEAD_TIMEOUT": "2"})
+    client = Client(srv.url)
+    client.register_model("LLM", gguf_spec("target", gguf_path))
+    uid = client.launch_model(model_name="target", n_parallel=1)
+    yield srv, uid
+    srv.stop()
+
+
+def http(srv: ServerProcess, timeout: float = 60) -> httpx.Client:
+    return httpx.Client(base_url=srv.url, timeout=timeout)
+
+
+def assert_healthy(srv: ServerProcess, uid: str) -> None:
+    """The server answers, and a 4-token completion comes back within a second."""
+    with http(srv) as h:
+        assert h.get("/v1/models").status_code == 200
+        start = time.monotonic()
+        answer = h.post("/v1/completions", json={"model": uid, "prompt": "Hello", "max_tokens": 4})
+        took = time.monotonic() - start
+    assert answer.status_code == 200, answer.text
+    assert took < 1.0, f"a 4-token completion took {took:.2f} s"
+
+
+def one_line_4xx(response: httpx.Response, *words: str) -> str:
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and len(detail) < 1000, detail
+    for word in words:
+        assert word in detail, detail
+    return detail
+
+
+def workers(srv: ServerProcess) -> set[int]:
+    """Every process under the server (cold workers) or its warm worker (forked workers), by pid."""
+    found = set()
+    for proc in psutil.process_iter(["pid", "environ"]):
+        try:
+            if (proc.info["environ"] or {}).get("XITUI_HOME") == str(srv.home) and proc.pid != srv.proc.pid:
+                found.add(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def latency_during(srv: ServerProcess, uid: str, attack: callable) -> float:  # type: ignore[valid-type]
+    """The slowest 4-token completion another client got while `attack` ran."""
+    worst = 0.0
+    done = threading.Event()
+
+    def other_client() -> None:
+        nonlocal worst
+        with http(srv) as h:
+            while not done.is_set():
+                start = time.monotonic()
+                h.post("/v1/completions", json={"model": uid, "prompt": "Hi", "max_tokens": 4})
+                worst = max(worst, time.monotonic() - start)
+
+    thread = threading.Thread(target=other_client)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        attack()
+        time.sleep(0.3)
+    finally:
+        done.set()
+        thread.join()
+    return worst
+
+
+# --- code execution through a launch ------------------------------------------------------------------
+
+
+def test_launch_envs_that_load_code_are_refused_and_never_remembered(
+        hostile: tuple[ServerProcess, str], tmp_path: Path) -> None:
+    srv, uid = hostile
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    marker = tmp_path / "it-ran"
+    (planted / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
+    with http(srv) as h:
+        for name in ("PYTHONPATH", "LD_PRELOAD", "HOME", "PATH", "PYTHONSTARTUP", "EVIL_NAME"):
+            answer = h.post("/v1/models", json={"model_name": "target", "model_uid": "envs-attack",
+                                                "envs": {name: str(planted)}, "restore": True})
+            one_line_4xx(answer, name)
+        # an allowed one still launches, and what is remembered is the known fields only
+        answer = h.post("/v1/models", json={"model_name": "target", "model_uid": "envs-ok", "n_parallel": 1,
+                                            "envs": {"OMP_NUM_THREADS": "1"}, "restore": True,
+                                            "smuggled": {"PYTHONPATH": str(planted)}})
+        assert answer.status_code == 200, answer.text
+    assert not marker.exists()
+    remembered = json.loads((srv.home / "launches.json").read_text())["models"]
+    assert "envs-attack" not in remembered
+    assert set(remembered["envs-ok"]["request"]) <= {"model_uid", "model_name", "model_type", "replica", "n_gpu",
+                                                     "envs", "n_parallel"}
+    # terminated: forgotten (not merely unmarked)
+    Client(srv.url).terminate_model("envs-ok")
+    assert "envs-ok" not in json.loads((srv.home / "launches.json").read_text())["models"]
+    assert_healthy(srv, uid)
+
+
+def test_a_restore_passes_the_same_checks(tmp_path: Path, gguf_path: Path) -> None:
+    """A launches.json planted with PYTHONPATH brings the model back as an error with the reason; nothing runs."""
+    home = tmp_path / "home"
+    planted = tmp_path / "planted"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "it-ran"
+    (planted / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
+    spec = json.loads(gguf_spec("restored", gguf_path))
+    (home / "model" / "llm").mkdir(parents=True)
+    (home / "model" / "llm" / "restored.json").write_text(json.dumps(spec))
+    request = {"model_name": "restored", "model_uid": "restored", "envs": {"PYTHONPATH": str(planted)}}
+    (home / "launches.json").write_text(json.dumps({"version": 1, "models": {
+        "restored": {"request": request, "restore": True, "launched_at": 1}}}))
+    srv = ServerProcess(home)
+    try:
+        client = Client(srv.url)
+        deadline = time.monotonic() + 30
+        while client.describe_model("restored")["state"] == "launching" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        desc = client.describe_model("restored")
+        assert desc["state"] == "error" and "PYTHONPATH" in desc["error"]
+    finally:
+        srv.stop()
+    assert not marker.exists()
+
+
+# --- untracked workers, leaked descriptors, launch races ----------------------------------------------
+
+
+def test_bad_uids_are_refused_before_anything_opens(hostile: tuple[ServerProcess, str]) -> None:
+    srv, uid = hostile
+    before_fds = psutil.Process(srv.proc.pid).num_fds()
+    before = workers(srv)
+    with http(srv) as h:
+        for bad in ("x" * 250, "nul\u0000uid", "../escape", ".hidden", "sp ace", ""):
+            for _ in range(5):
+                answer = h.post("/v1/models", json={"model_name": "target", "model_uid": bad})
+                one_line_4xx(answer, "model_uid")
+    time.sleep(0.5)
+    assert workers(srv) == before
+    assert psutil.Process(srv.proc.pid).num_fds() <= before_fds + 2
+    assert_healthy(srv, uid)
+
+
+def test_a_replica_that_cannot_start_stops_the_ones_started(hostile: tuple[ServerProcess, str]) -> None:
+    srv, uid = hostile
+    before = workers(srv)
+    (srv.home / "logs" / "half.1.log").mkdir(parents=True)  # replica 1 cannot open its log
+    with http(srv) as h:
+        answer = h.post("/v1/models", json={"model_name": "target", "model_uid": "half", "replica": 2,
+                                            "n_parallel": 1})
+        one_line_4xx(answer, "could not start a worker")
+        assert "half" not in [m["id"] for m in h.get("/v1/models").json()["data"]]
+    deadline = time.monotonic() + 5
+    while workers(srv) != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers(srv) == before, "a replica of the failed launch is still running"
+    (srv.home / "logs" / "half.1.log").rmdir()
+    assert_healthy(srv, uid)
+
+
+def test_the_same_uid_launched_twice_at_once_is_a_conflict(hostile: tuple[ServerProcess, str]) -> None:
+    srv, uid = hostile
+    codes: list[int] = []
+
+    def launch() -> None:
+        with http(srv) as h:
+            codes.append(h.post("/v1/models", json={"model_name": "target", "model_uid": "twice",
+                                                    "n_parallel": 1}).status_code)
+
+    threads = [threading.Thread(target=launch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [200, 409]
+    Client(srv.url).terminate_model("twice")
+
+
+# --- files named by specs -----------------------------------------------------------------------------
+
+
+def _gguf_header_announcing(path: Path, strings: int) -> None:
+    """A GGUF whose one metadata entry announces `strings` strings, in a sparse file of zeros."""
+    key = b"tokenizer.ggml.tokens"
+    head = (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+            + struct.pack("<IIQ", 9, 8, strings))
+    with open(path, "wb") as fh:
+        fh.write(head)
+        fh.truncate(1 << 30)  # 1 GiB, all holes
+
+
+def test_files_a_spec_names_are_read_bounded(hostile: tuple[ServerProcess, str], tmp_path: Path,
+                                             gguf_path: Path) -> None:
+    srv, uid = hostile
+    client = Client(srv.url)
+    folder = tmp_path / "trap"
+    folder.mkdir()
+    os.mkfifo(folder / "fifo.gguf")
+    os.symlink("/dev/zero", folder / "zero.gguf")
+    _gguf_header_announcing(folder / "sparse.gguf", 2**62)
+    _gguf_header_announcing(folder / "many.gguf", 100_000_000)  # fits the file, more than any real header
+    pt = tmp_path / "pt"
+    pt.mkdir()
+    os.mkfifo(pt / "config.json")
+    (pt / "model.safetensors").write_bytes(struct.pack("<Q", 2**40))
+    for name in ("fifo", "zero", "sparse", "many"):
+        spec = json.loads(gguf_spec(f"trap-{name}", gguf_path))
+        spec["model_specs"][0].update(model_uri=f"file://{folder}", model_file_name_template=f"{name}.gguf")
+        client.register_model("LLM", json.dumps(spec))
+    client.register_model("LLM", json.dumps({
+        "version": 2, "model_name": "trap-pt", "model_ability": ["generate"], "context_length": 2048,
+        "model_specs": [{"model_format": "pytorch", "model_size_in_billions": 1, "quantization": "none",
+                         "model_uri": f"file://{pt}"}]}))
+
+    def attack() -> None:
+        with http(srv) as h:
+            for name in ("fifo", "zero", "sparse", "many"):
+                start = time.monotonic()
+                answer = h.post("/v1/estimate", json={"model_name": f"trap-{name}"})
+                assert time.monotonic() - start < 2
+                detail = one_line_4xx(answer)
+                assert {"fifo": "not a regular file", "zero": "not a regular file", "sparse": "more than the file",
+                        "many": "more than 16000000"}[name] in detail, detail
+            start = time.monotonic()
+            answer = h.post("/v1/estimate", json={"model_name": "trap-pt"})
+            assert time.monotonic() - start < 2 and answer.status_code == 200, answer.text
+
+    worst = latency_during(srv, uid, attack)
+    assert worst < 1.0
+    assert_healthy(srv, uid)
+
+
+# --- specs that cost the server -----------------------------------------------------------------------
+
+
+def test_spec_templates_cannot_cost_the_server(hostile: tuple[ServerProcess, str], gguf_path: Path) -> None:
+    srv, uid = hostile
+    cases = {
+        "{quantization:>100000000}": "placeholder",
+        "{quantization:>9000000000000000000}": "placeholder",
+        "{quantization!r}.gguf": "placeholder",
+        "{quantization.__class__}.gguf": "placeholder",
+    }
+    with http(srv) as h:
+        for template, word in cases.items():
+            spec = json.loads(gguf_spec("costly", gguf_path))
+            spec["model_specs"][0]["model_file_name_template"] = template
+            one_line_4xx(h.post("/v1/model_registrations/LLM", json={"model": json.dumps(spec)}), word)
+        nested = "{% if true %}" * 400 + "x" + "{% endif %}" * 400
+        huge = "{{ messages[0]['content'] }}" * 10_000  # 280 KiB
+        for template, word in ((nested, "chat_template"), (huge, "KiB")):
+            spec = json.loads(gguf_spec("costly", gguf_path, chat_template=template))
+            one_line_4xx(h.post("/v1/model_registrations/LLM", json={"model": json.dumps(spec)}), word)
+        assert h.get("/v1/model_registrations/LLM/costly").status_code == 404
+
+    # a persisted spec that no longer parses is skipped; listing never breaks
+    bad = json.loads(gguf_spec("planted-bad", gguf_path))
+    bad["model_specs"][0]["model_file_name_template"] = "{quantization:>100000000}"
+    (srv.home / "model" / "llm").mkdir(parents=True, exist_ok=True)
+    (srv.home / "model" / "llm" / "planted-bad.json").write_text(json.dumps(bad))
+    with http(srv) as h:
+        start = time.monotonic()
+        listed = h.get("/v1/model_registrations/LLM")
+        assert listed.status_code == 200 and time.monotonic() - start < 1
+        assert "planted-bad" not in [r["model_name"] for r in listed.json()]
+    (srv.home / "model" / "llm" / "planted-bad.json").unlink()
+
+    # a large (allowed) template compiles in a thread: other clients keep their latency
+    big = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}" * 800  # ~58 KiB
+
+    def register_big() -> None:
+        with http(srv) as h:
+            for i in range(3):
+                spec = gguf_spec(f"big-template-{i}", gguf_path, chat_template=big + f"{{# {i} #}}")
+                assert h.post("/v1/model_registrations/LLM", json={"model": spec}).status_code == 200
+
+    assert latency_during(srv, uid, register_big) < 1.0
+    assert_healthy(srv, uid)
+
+
+# --- requests that stall every user of a model --------------------------------------------------------
+
+
+def test_oversized_requests_are_refused_before_they_cost(hostile: tuple[ServerProcess, str]) -> None:
+    srv, uid = hostile
+
+    def attack() -> None:
+        with http(srv) as h:
+            cases = [
+                ({"model": uid, "prompt": "Hi", "stop": [f"w{i}" for i in range(150_000)]}, "stop"),
+                ({"model": uid, "prompt": "Hi", "stop": ["x" * 5000]}, "stop"),
+                ({"model": uid, "prompt": "word " * 3_000_000}, "characters"),
+                ({"model": uid, "prompt": "Hi", "temperature": 1e300}, "temperature"),
+                ({"model": uid, "prompt": "Hi", "top_p": 7.0}, "top_p"),
+                ({"model": uid, "prompt": "Hi", "stop_token_ids": list(range(10_000))}, "stop_token_ids"),
+            ]
+            for body, word in cases:
+                start = time.monotonic()
+                one_line_4xx(h.post("/v1/completions", json=body), word)
+                assert time.monotonic() - start < 2.5, word
+            chats = [
+                ({"model": uid, "messages": [{"role": "user", "content": "Hi"}] * 20_000}, "messages"),
+                ({"model": uid, "messages": [{"role": "user", "content": "x" * 200_000}] * 10}, "characters"),
+                ({"model": uid, "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "text"),
+                ({"model": uid, "messages": [{"role": "user", "content": [{"type": "text", "text": ["a"]}]}]},
+                 "text"),
+                ({"model": uid, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "image_url"),
+                ({"model": uid, "messages": [{"role": "user", "content": "Hi", "deep": _nested(300)}],
+                  "max_tokens": 2}, None),
+            ]
+            for body, word in chats:
+                answer = h.post("/v1/chat/completions", json=body)
+                if word is None:  # an extra key is not forwarded: the request is served
+                    assert answer.status_code == 200, answer.text
+                else:
+                    one_line_4xx(answer, word)
+            raw = '{"model": "x", "messages": ' + "[" * 100_000 + "]" * 100_000 + "}"
+            one_line_4xx(h.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"}))
+
+    worst = latency_during(srv, uid, attack)
+    assert worst < 1.0, f"another client's 4-token completion took {worst:.2f} s during the attack"
+    assert_healthy(srv, uid)
+
+
+def _nested(depth: int) -> object:
+    value: object = "x"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_launch_numbers_are_typed_and_bounded(hostile: tuple[ServerProcess, str]) -> None:
+    srv, uid = hostile
+    cases = [
+        ({"ttl": 10**400}, "ttl"),
+        ({"n_threads": "abc"}, "n_threads"),
+        ({"n_threads": 0}, "n_threads"),
+        ({"n_gpu_layers": 10**30}, "n_gpu_layers"),
+        ({"context_length": True}, "context_length"),
+        ({"replica": 1000}, "replica"),
+        ({"envs": {"OMP_NUM_THREADS": 3}}, "envs"),
+    ]
+    with http(srv) as h:
+        for extra, word in cases:
+            body = json.dumps({"model_name": "target", "model_uid": "numbers", **extra}) if extra.get("ttl") != 10**400 \
+                else '{"model_name": "target", "model_uid": "numbers", "ttl": 1' + "0" * 400 + "}"
+            one_line_4xx(h.post("/v1/models", content=body, headers={"content-type": "application/json"}), word)
+        deep = '{"model_name": "target", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
+        one_line_4xx(h.post("/v1/models", content=deep, headers={"content-type": "application/json"}))
+    assert_healthy(srv, uid)
+
+
+# --- HTTP and process edges ---------------------------------------------------------------------------
+
+
+def test_oversized_heads_and_silent_connections_are_cut(hostile: tuple[ServerProcess, str]) -> None:
+    srv, uid = hostile
+    with http(srv) as h:
+        answer = h.get("/v1/models", headers={"x-filler": "a" * 200_000})
+        assert answer.status_code == 431 and "KiB" in answer.json()["detail"]
+        many = {f"x-h{i}": "b" * 100 for i in range(2000)}
+        assert h.get("/v1/models", headers=many).status_code == 431
+    silent = socket.create_connection(("127.0.0.1", srv.port))
+    trickle = socket.create_connection(("127.0.0.1", srv.port))
+    trickle.sendall(b"GET /v1/models HTTP/1.1\r\n")
+    start = time.monotonic()
+    silent.settimeout(10)
+    assert silent.recv(1) == b""  # closed by the server after XITUI_HEAD_TIMEOUT (2 s here)
+    assert time.monotonic() - start < 5
+    trickle.settimeout(10)
+    assert trickle.recv(1) == b""
+    silent.close()
+    trickle.close()
+    assert_healthy(srv, uid)
+
+
+def test_sigterm_to_the_process_group_starts_no_new_warm_worker(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "XITUI_HOME": str(home), "XITUI_CONFIG": str(home / "config.toml")}
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "xitui.server", "--port", str(port)], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = Client(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if client.status()["warm_worker"]["state"] == "ready":
+                break
+        except Exception:
+            pass
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(15)
+    time.sleep(1.5)
+    left = [p for p in psutil.process_iter(["environ", "cmdline"])
+            if (p.info["environ"] or {}).get("XITUI_HOME") == str(home)]
+    assert not left, [p.info["cmdline"] for p in left]
+    log = (home / "logs" / "warm-worker.log").read_text() if (home / "logs" / "warm-worker.log").exists() else ""
+    assert log.count("warm worker ready") <= 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_stop_never_signals_a_process_that_is_not_a_xitui_server(tmp_path: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        home = Path(os.environ["XITUI_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "server.json").write_text(json.dumps({"pid": bystander.pid, "host": "127.0.0.1", "port": 1}))
+        done = subprocess.run([*xitui_cmd(), "stop"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0
+        assert "no background server" in done.stderr + done.stdout
+        assert bystander.poll() is None, "xitui stop signalled a process that is not a xitui server"
+        assert not (home / "server.json").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_home_files_are_private_whatever_the_umask(tmp_path: Path, gguf_path: Path) -> None:
+    home = tmp_path / "home"
+    old = os.umask(0)
+    try:
+        home.mkdir(mode=0o777)
+        srv = ServerProcess(home)
+    finally:
+        os.umask(old)
+    try:
+        client = Client(srv.url)
+        client.register_model("LLM", gguf_spec("private", gguf_path), persist=True)
+        uid = client.launch_model(model_name="private", n_parallel=1)
+        env = {**os.environ, "XITUI_HOME": str(home)}
+        subprocess.run([*xitui_cmd(), "chat", "-u", uid, "-e", srv.url, "--max-tokens", "2"], input="Hi\n",
+                       capture_output=True, text=True, timeout=120, env=env,
+                       preexec_fn=lambda: os.umask(0))
+    finally:
+        srv.stop()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    for path in [home / "logs" / "private.log", home / "chats.sqlite3", home / "launches.json",
+                 home / "model" / "llm" / "private.json"]:
+        assert path.exists(), path
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path} is {oct(path.stat().st_mode)}"
+
+
+# --- other users of this machine ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_user() -> pwd.struct_passwd:
+    if os.geteuid() != 0:
+        pytest.skip("creating a second OS user needs root (this test runs as a normal user)")
+    if shutil.which("useradd") is None or shutil.which("setpriv") is None:
+        pytest.skip("useradd and setpriv are needed to act as a second OS user")
+    try:
+        return pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER], check=True)
+        return pwd.getpwnam(OTHER_USER)
+
+
+def as_user(user: pwd.struct_passwd, code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Python code run as `user` (the system's Python, standard library only), from /tmp."""
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    return subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
+                           python, "-c", code], capture_output=True, text=True, timeout=timeout, cwd="/tmp",
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+
+
+GET_AS_OTHER = """
+import json, sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1] if len(sys.argv) > 1 else {url!r}, headers={headers!r})
+try:
+    with urllib.request.urlopen(req, timeout=20) as r:
+        print(r.status, r.read().decode()[:300])
+except urllib.error.HTTPError as e:
+    print(e.code, json.loads(e.read())["detail"])
+"""
+
+
+def test_another_user_is_refused_and_admitted_when_configured(
+        other_user: pwd.struct_passwd, tmp_path: Path, gguf_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    srv = ServerProcess(home)
+    try:
+        url = f"{srv.url}/v1/models"
+        refused = as_user(other_user, GET_AS_OTHER.format(url=url, headers={}))
+        assert refused.stdout.startswith("403"), refused.stdout + refused.stderr
+        assert "server.allow_other_users" in refused.stdout and OTHER_USER in refused.stdout
+        # the owner (and root) are served as always
+        assert httpx.get(url).status_code == 200
+    finally:
+        srv.stop()
+
+    (home / "config.toml").write_text("[server]\nallow_other_users = true\n")
+    srv = ServerProcess(home)
+    try:
+        admitted = as_user(other_user, GET_AS_OTHER.format(url=f"{srv.url}/v1/models", headers={}))
+        assert admitted.stdout.startswith("200"), admitted.stdout + admitted.stderr
+    finally:
+        srv.stop()
+
+    (home / "config.toml").write_text("")
+    srv = ServerProcess(home, api_key="s3cret")
+    try:
+        keyed = as_user(other_user, GET_AS_OTHER.format(url=f"{srv.url}/v1/models",
+                                                        headers={"Authorization": "Bearer s3cret"}))
+        assert keyed.stdout.startswith("200"), keyed.stdout + keyed.stderr
+        keyless = as_user(other_user, GET_AS_OTHER.format(url=f"{srv.url}/v1/models", headers={}))
+        assert keyless.stdout.startswith("401"), keyless.stdout
+    finally:
+        srv.stop()
+
+
+def test_the_cli_sends_nothing_to_another_users_port(other_user: pwd.struct_passwd) -> None:
+    port = _free_port()
+    listener = subprocess.Popen(
+        ["setpriv", f"--reuid={other_user.pw_uid}", f"--regid={other_user.pw_gid}", "--clear-groups",
+         "/usr/bin/python3", "-c",
+         f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); "
+         "c,_=s.accept(); print('GOT', c.recv(100), flush=True)"],
+        stdout=subprocess.PIPE, text=True, cwd="/tmp")
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        # the probe above was the listener's one accept: start another that would print what it gets
+        listener.wait(10)
+        listener = subprocess.Popen(
+            ["setpriv", f"--reuid={other_user.pw_uid}", f"--regid={other_user.pw_gid}", "--clear-groups",
+             "/usr/bin/python3", "-c",
+             f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); "
+             "s.settimeout(8)\ntry:\n c,_=s.accept(); print('GOT', c.recv(100), flush=True)\n"
+             "except OSError: print('NOTHING', flush=True)"],
+            stdout=subprocess.PIPE, text=True, cwd="/tmp")
+        time.sleep(1.0)
+        done = subprocess.run([*xitui_cmd(), "generate", "-u", "x", "-e", f"http://127.0.0.1:{port}",
+                               "my secret prompt"], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        assert "another user" in done.stderr and "Traceback" not in done.stderr
+        out, _ = listener.communicate(timeout=20)
+        assert "NOTHING" in out and "secret" not in out
+    finally:
+        listener.kill()
