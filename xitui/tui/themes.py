@@ -1,7 +1,7 @@
 """Dashboard themes: `themes/*.tcss` files whose `$variable: value;` lines are a Textual theme palette.
 
-The files live at the top of the repository and ship inside the wheel (`xitui/themes` links to them), so
-they are found from a checkout and from an installed package alike; a user's own go in
+The files live in the package (`xitui/themes`; the repository's top-level `themes` links there) and ship
+inside the wheel, so they are found from a checkout and from an installed package alike; a user's own go in
 `<config dir>/themes/NAME.tcss` and win over the shipped ones of the same name.
 """
 
