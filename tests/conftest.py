@@ -19,6 +19,19 @@ os.environ.setdefault("XITUI_CACHE", str(TEST_CACHE))
 os.environ.setdefault("XITUI_WARM", "llama.cpp")
 
 
+#: Fixtures that start a real server or build model files: a test using one is `slow`.
+SLOW_FIXTURES = frozenset({"server", "gemma_pt_dir", "tiny_pt_dir", "cluster"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that starts real servers or loads models (a fixture that does, or a module
+    that starts its own ServerProcess), so `scripts/test -m "not slow"` is the quick loop."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or getattr(module, "ServerProcess", None):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def xitui_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own XITUI_HOME and config file, so nothing leaks between tests or to the user."""

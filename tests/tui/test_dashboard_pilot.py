@@ -359,3 +359,33 @@ def test_chat_pane_saves_lists_and_resumes_conversations(dash_server: ServerProc
 
     asyncio.run(main())
     client.terminate_model("saver")
+
+
+def test_the_demo_proposes_the_bundled_chat_model_and_it_chats(dash_server: ServerProcess) -> None:
+    """`l` with nothing chosen proposes demo-smollm2-135m; launched from the modal, it answers a question."""
+    client = Client(dash_server.url)
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        from textual.widgets import Select
+
+        await until(pilot, lambda: app.registrations, what="registrations")
+        await pilot.press("l")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "LaunchModal", what="launch modal")
+        assert app.screen.query_one("#registration", Select).value == "LLM/demo-smollm2-135m"
+        await pilot.click("#launch")
+        await until(pilot, lambda: state_of(app, "demo-smollm2-135m") == "ready", 60, "ready row")
+        await pilot.press("c")
+        pane = app.query_one(ChatPane)
+        assert pane.uid == "demo-smollm2-135m"
+        app.generation = {"max_tokens": 32, "temperature": 0}
+        for key in "What is the capital of France?":
+            await pilot.press(key if key != " " else "space")
+        await pilot.press("enter")
+        await until(pilot, lambda: not pane.generating and pane.last_answer, 60, "answer")
+        assert "Paris" in pane.last_answer
+
+    try:
+        run(test, dash_server.url)
+    finally:
+        if "demo-smollm2-135m" in client.list_models():
+            client.terminate_model("demo-smollm2-135m")

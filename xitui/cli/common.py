@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from xitui.cli import completion
+
 if TYPE_CHECKING:
     from xitui.client import Client
     from xitui.core.chats import ChatStore
@@ -18,7 +20,8 @@ Endpoint = Annotated[
 ]
 ApiKey = Annotated[str | None, typer.Option("--api-key", help="API key for a server that demands one.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-ModelUid = Annotated[str, typer.Option("--model-uid", "-u", help="The running model's uid.")]
+ModelUid = Annotated[str, typer.Option("--model-uid", "-u", help="The running model's uid.",
+                                       autocompletion=completion.model_uids)]
 ModelType = Annotated[str, typer.Option("--model-type", "-t", help="LLM or embedding.")]
 
 

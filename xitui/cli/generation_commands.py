@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from xitui.cli import output
+from xitui.cli import completion, output
 from xitui.cli.common import (
     ApiKey,
     Endpoint,
@@ -106,7 +106,8 @@ def generate(
 
 def chat(
     model_uid: Annotated[str | None, typer.Option(
-        "--model-uid", "-u", help="The running model's uid (default with --continue/--session: the session's).")
+        "--model-uid", "-u", help="The running model's uid (default with --continue/--session: the session's).",
+        autocompletion=completion.model_uids)
     ] = None,
     system: Annotated[str | None, typer.Option("--system", help="System prompt for the conversation.")] = None,
     message: Annotated[str | None, typer.Argument(help="One message (default: stdin when piped, else a loop).")] = None,

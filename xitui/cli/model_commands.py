@@ -7,14 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from xitui.cli import output
+from xitui.cli import completion, output
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
 from xitui.core.units import human_bytes, human_duration, launch_text
 from xitui.core.units import idle_text as units_idle_text
 
 
 def launch(
-    model_name: Annotated[str, typer.Option("--model-name", "-n", help="A registered model name.")],
+    model_name: Annotated[str, typer.Option("--model-name", "-n", help="A registered model name.",
+                                                      autocompletion=completion.model_names)],
     model_type: ModelType = "LLM",
     model_format: Annotated[str | None, typer.Option("--model-format", "-f", help="pytorch or ggufv2.")] = None,
     size_in_billions: Annotated[

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xitui.cli import output
+from xitui.cli import completion, output
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, connect
 
 
@@ -66,7 +66,8 @@ def registrations(
 
 
 def unregister(
-    model_name: Annotated[str, typer.Option("--model-name", "-n", help="The registered name.")],
+    model_name: Annotated[str, typer.Option("--model-name", "-n", help="The registered name.",
+                                                      autocompletion=completion.model_names)],
     model_type: ModelType = "LLM",
     endpoint: Endpoint = None,
     api_key: ApiKey = None,

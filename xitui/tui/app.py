@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
+from xitui.core.bundled import BUNDLED_ORDER
 from xitui.tui.data import Snapshot, fetch
 from xitui.tui.widgets.chat import ChatPane
 from xitui.tui.widgets.models_table import ModelsTable
@@ -201,7 +202,9 @@ class XituiApp(App[None]):
         if not table.models and self.last_snapshot is not None:
             text = "no model is running: press l to launch one"
             if any(r.get("model_name", "").startswith("demo-") for r in self.registrations):
-                text += " (the bundled demo-gemma3-270m and demo-minilm are ready to launch)"
+                demos = [name for name in BUNDLED_ORDER
+                         if any(r.get("model_name") == name for r in self.registrations)]
+                text += f" (the bundled {', '.join(demos)} are ready to launch)" if demos else ""
         self._main_query("#model-detail", Static).update(text)
 
     # --- actions -------------------------------------------------------------------------------------

@@ -186,10 +186,14 @@ def registration_row(item: dict[str, Any]) -> tuple[str, ...]:
 
 
 def sort_registrations(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The bundled demo models first, then custom ones, then the other builtins; by name within each."""
-    def key(item: dict[str, Any]) -> tuple[int, str]:
+    """The bundled demo models first (the chat model leading), then custom ones, then the other builtins; by
+    name within each."""
+    from xitui.core.bundled import BUNDLED_ORDER
+
+    def key(item: dict[str, Any]) -> tuple[int, int, str]:
         name = str(item.get("model_name"))
         group = 0 if name.startswith("demo-") else (1 if not item.get("is_builtin") else 2)
-        return group, name.lower()
+        rank = BUNDLED_ORDER.index(name) if name in BUNDLED_ORDER else len(BUNDLED_ORDER)
+        return group, rank, name.lower()
 
     return sorted(items, key=key)

@@ -91,7 +91,8 @@ class _Cursor:
         """Account for `count` items of at least `least_bytes` each before stepping over them: refuse counts
         the rest of the file cannot hold, or more items than any real header has."""
         if count * least_bytes > len(self.buf) - self.pos:
-            raise GGUFError(f"{self.path.name}: GGUF header announces {count} items, more than the file holds")
+            raise GGUFError(f"{self.path.name}: GGUF header is cut short or corrupt: it announces {count} items, "
+                            "more than the file holds (a partial download?)")
         self.budget -= count
         if self.budget < 0:
             raise GGUFError(f"{self.path.name}: GGUF header has more than {_MAX_ITEMS} items: not read")

@@ -14,6 +14,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from xitui.tui.data import sort_registrations
+
 #: Asks the server for the estimate of a launch (Client.estimate_launch); None: the server cannot.
 Estimator = Callable[..., dict[str, Any]]
 
@@ -46,7 +48,7 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
         self.estimator = estimator
         #: The last estimate said it does not fit: the launch button then forces it.
         self.too_big = False
-        self.registrations = {f"{r['model_type']}/{r['model_name']}": r for r in registrations}
+        self.registrations = {f"{r['model_type']}/{r['model_name']}": r for r in sort_registrations(registrations)}
         self.chosen = f"{chosen['model_type']}/{chosen['model_name']}" if chosen else next(iter(self.registrations), None)
 
     def compose(self) -> ComposeResult:
