@@ -24,10 +24,12 @@ def free_port() -> int:
 class Server:
     """`python -m xitui.server` on a free port with a fresh XITUI_HOME."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: str = "") -> None:
+        """`config`: the server's config.toml text (its settings, e.g. "[server]\nallow_other_users = true")."""
         self.home = Path(tempfile.mkdtemp(prefix="xitui-bench-"))
         os.environ["XITUI_HOME"] = str(self.home)
         os.environ["XITUI_CONFIG"] = str(self.home / "config.toml")
+        (self.home / "config.toml").write_text(config)
         os.environ.setdefault("XITUI_CACHE", str(Path.home() / ".cache" / "xitui-test"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -17,44 +17,16 @@ import argparse
 import os
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port  # noqa: E402
+from bench.common import Server  # noqa: E402
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea. Once upon a time,"
-
-
-class Server:
-    def __init__(self, allow_other_users: bool) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="xitui-bench-peer-"))
-        config = self.home / "config.toml"
-        config.write_text(f"[server]\nallow_other_users = {'true' if allow_other_users else 'false'}\n")
-        env = {**os.environ, "XITUI_HOME": str(self.home), "XITUI_CONFIG": str(config), "XITUI_WARM": "llama.cpp"}
-        env.setdefault("XITUI_CACHE", str(Path.home() / ".cache" / "xitui-test"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "xitui.server", "--port", str(self.port)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def lookup_cost(calls: int) -> float:
@@ -122,7 +94,9 @@ def main() -> None:
 
     print(f"peer_uid lookup: {lookup_cost(5000):.1f} µs per call")
     gguf = model_files.gguf_path()
-    servers = {"check on": Server(False), "check off": Server(True)}
+    os.environ.setdefault("XITUI_WARM", "llama.cpp")
+    servers = {"check on": Server("[server]\nallow_other_users = false\n"),
+               "check off": Server("[server]\nallow_other_users = true\n")}
     try:
         handles = {}
         for name, srv in servers.items():

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from tests import model_files
 from tests.conftest import ROOT
 from tests.server.conftest import free_port
+from tests.tmux import wait_for, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -87,13 +87,10 @@ def test_the_installed_wheel_runs_outside_the_checkout(installed: Path, tmp_path
             subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-c", str(tmp_path),
                             command], check=True)
             try:
-                shown = _wait_screen(session, "no model is running")
+                shown = wait_for(session, "no model is running", 40)
                 assert "uid" in shown and "state" in shown
                 subprocess.run(["tmux", "send-keys", "-t", session, "C-q"], check=True)
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and _alive(session):
-                    time.sleep(0.2)
-                assert not _alive(session), "ctrl+q did not quit the dashboard"
+                assert wait_gone(session), "ctrl+q did not quit the dashboard"
             finally:
                 subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     finally:
@@ -108,24 +105,3 @@ def test_the_installed_wheel_runs_outside_the_checkout(installed: Path, tmp_path
     inspected = run(installed, "inspect", str(gguf_path), cwd=tmp_path, env=env)
     assert inspected.returncode == 0, inspected.stderr
     assert json.loads(inspected.stdout)["model_specs"][0]["quantization"].lower() == "q4_k_m"
-
-
-def _screen(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-
-
-def _wait_screen(session: str, text: str, seconds: float = 40) -> str:
-    deadline = time.monotonic() + seconds
-    shown = ""
-    while time.monotonic() < deadline:
-        shown = _screen(session)
-        if text in shown:
-            return shown
-        if not _alive(session):
-            break
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} never showed; the screen was:\n{shown}")
-
-
-def _alive(session: str) -> bool:
-    return subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0

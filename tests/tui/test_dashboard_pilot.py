@@ -50,6 +50,11 @@ async def until(pilot: Any, check: Callable[[], Any], seconds: float = 30, what:
     raise AssertionError(f"timed out waiting for {what or check}")
 
 
+async def type_text(pilot: Any, text: str) -> None:
+    for key in text:
+        await pilot.press(key if key != " " else "space")
+
+
 def state_of(app: XituiApp, uid: str) -> str:
     table = app.query_one(ModelsTable)
     row = table._rows.get(uid)
@@ -91,8 +96,7 @@ def test_launch_chat_stop_and_terminate(dash_server: ServerProcess) -> None:
         pane = app.query_one(ChatPane)
         assert pane.uid == "dash-gemma"
         app.generation = {"max_tokens": 400, "temperature": 0}
-        for key in "Tell me a long story about a dragon.":
-            await pilot.press(key if key != " " else "space")
+        await type_text(pilot, "Tell me a long story about a dragon.")
         await pilot.press("enter")
         await until(pilot, lambda: pane.generating and len(pane._pieces) >= 5, what="tokens while streaming")
         assert pane.generating  # still streaming: the pieces arrived before the end
@@ -378,8 +382,7 @@ def test_the_demo_proposes_the_bundled_chat_model_and_it_chats(dash_server: Serv
         pane = app.query_one(ChatPane)
         assert pane.uid == "demo-smollm2-135m"
         app.generation = {"max_tokens": 32, "temperature": 0}
-        for key in "What is the capital of France?":
-            await pilot.press(key if key != " " else "space")
+        await type_text(pilot, "What is the capital of France?")
         await pilot.press("enter")
         await until(pilot, lambda: not pane.generating and pane.last_answer, 60, "answer")
         assert "Paris" in pane.last_answer

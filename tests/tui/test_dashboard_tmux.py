@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import xitui_cmd
 from tests.server.conftest import ServerProcess
+from tests.tmux import wait_for, wait_gone
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
-
-def screen(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
-
-
-def wait_for(session: str, text: str, seconds: float = 30) -> str:
-    deadline = time.monotonic() + seconds
-    shown = ""
-    while time.monotonic() < deadline:
-        shown = screen(session)
-        if text in shown:
-            return shown
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} never showed; the screen was:\n{shown}")
 
 
 def test_dashboard_in_tmux_shows_the_models_table_and_the_bundled_models(server: ServerProcess,
@@ -45,9 +30,6 @@ def test_dashboard_in_tmux_shows_the_models_table_and_the_bundled_models(server:
         assert "demo-minilm" in shown and "builtin" in shown
         assert shown.index("demo-gemma3-270m") < shown.index("llama-2-chat") if "llama-2-chat" in shown else True
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and subprocess.run(["tmux", "has-session", "-t", session],
-                                                             capture_output=True).returncode == 0:
-            time.sleep(0.2)
+        wait_gone(session)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
