@@ -118,3 +118,13 @@ def test_the_owner_of_a_loopback_connection_is_known() -> None:
     finally:
         for sock in (client, accepted, listener):
             sock.close()
+
+
+def test_spec_stop_lists_are_bounded() -> None:
+    with pytest.raises(SpecError, match="stop: at most 64"):
+        parse_llm(_spec(stop=[f"w{i}" for i in range(150_000)]))
+    with pytest.raises(SpecError, match="stop: at most 64"):
+        parse_llm(_spec(stop=["x" * 5000]))
+    with pytest.raises(SpecError, match="stop_token_ids"):
+        parse_llm(_spec(stop_token_ids=list(range(10_000))))
+    assert parse_llm(_spec(stop=["<|im_end|>"], stop_token_ids=[2])).stop == ["<|im_end|>"]

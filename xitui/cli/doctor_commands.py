@@ -28,10 +28,25 @@ def check_config() -> list[Finding]:
     from xitui.core.errors import XituiError
 
     try:
-        load_config()
+        config = load_config()
     except XituiError as exc:
         return [Finding("error", str(exc), f"fix or remove {config_path()}")]
-    return [Finding("ok", f"settings read ({config_path()})")]
+    found = [Finding("ok", f"settings read ({config_path()})")]
+    if config.api_key:
+        found.append(Finding("ok", "the server admits whoever sends the API key, no one else"))
+    elif config.server.get("allow_other_users"):
+        found.append(Finding("warning", "other users of this machine may use the server (server.allow_other_users)",
+                             "`xitui config set server.allow_other_users false` serves only you"))
+    else:
+        from xitui.core import peers
+
+        found.append(Finding("ok", "the server serves only your user on this machine") if peers.supported() else
+                     Finding("warning", "other users of this machine could use the server (the same-user check "
+                             "runs on Linux only)", "set an API key: `xitui config set api_key KEY`"))
+    if config.server.get("allowed_envs"):
+        found.append(Finding("ok", "launches may also set " + ", ".join(config.server["allowed_envs"])
+                             + " (server.allowed_envs)"))
+    return found
 
 
 def check_server(endpoint: str | None, api_key: str | None) -> list[Finding]:

@@ -202,7 +202,10 @@ class _Checker:
         required: bool = False,
         default: list[str] | None = None,
         non_empty: bool = False,
+        most: int = 256,
     ) -> list[str] | None:
+        """A list of at most `most` strings of at most 256 characters (a spec is re-read on every registry
+        read, and stop words are looked for after every token)."""
         value = self.get(
             obj, key, path, list, required=required, default=_MISSING, kind_name="a list of strings"
         )
@@ -210,6 +213,9 @@ class _Checker:
             return default
         if not all(isinstance(v, str) for v in value):
             self.fail(path, "must be a list of strings")
+            return default
+        if len(value) > most or any(len(v) > 256 for v in value):
+            self.fail(path, f"at most {most} strings of at most 256 characters")
             return default
         if non_empty and not value:
             self.fail(path, "must not be empty")
@@ -220,8 +226,11 @@ class _Checker:
         value = self.get(obj, key, path, list, kind_name="a list of integers")
         if value is None:
             return None
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-            self.fail(path, "must be a list of non-negative integers")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**31 - 1 for v in value):
+            self.fail(path, "must be a list of non-negative integers (token ids)")
+            return None
+        if len(value) > 256:
+            self.fail(path, "at most 256 token ids")
             return None
         return value
 
@@ -466,7 +475,7 @@ def _check_prompt_style(c: _Checker, value: Any) -> PromptStyle | None:
             c.fail("prompt_style.roles", "must hold exactly two roles (user, assistant)")
         else:
             fields["roles"] = roles
-    stop = c.str_list(value, "stop", "prompt_style.stop")
+    stop = c.str_list(value, "stop", "prompt_style.stop", most=64)
     if stop is not None:
         fields["stop"] = stop
     ids = c.int_list(value, "stop_token_ids", "prompt_style.stop_token_ids")
@@ -532,7 +541,7 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False) ->
             compile_chat_template(chat_template)
         except ChatTemplateError as exc:
             c.problems.append(str(exc))
-    stop = c.str_list(data, "stop", "stop")
+    stop = c.str_list(data, "stop", "stop", most=64)
     stop_ids = c.int_list(data, "stop_token_ids", "stop_token_ids")
     if c.problems:
         raise SpecError(c.problems)
