@@ -15,34 +15,41 @@ import typer
 TIMEOUT = 0.5
 
 
-def _endpoint(ctx: typer.Context) -> tuple[str, str | None]:
-    from xitui.core.config import load_config
+class _Server:
+    """The endpoint the command would use (its -e/--api-key, else the config), asked at most once per path."""
 
-    config = load_config()
-    params = ctx.params if ctx is not None else {}
-    return params.get("endpoint") or config.endpoint, params.get("api_key") or config.api_key
+    def __init__(self, ctx: typer.Context | None):
+        from xitui.client.autostart import check_listener
+        from xitui.core.config import load_config
+        from xitui.core.errors import XituiError
 
+        config = load_config()
+        params = ctx.params if ctx is not None else {}
+        self.url = (params.get("endpoint") or config.endpoint).rstrip("/")
+        key = params.get("api_key") or config.api_key
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        try:
+            check_listener(self.url)  # nothing, not even a key, goes to another user's port
+            self.usable = True
+        except XituiError:
+            self.usable = False
 
-def _ask(ctx: typer.Context, path: str) -> Any:
-    """One GET to the endpoint the command would use; None when nothing (of this user) answers in time."""
-    import httpx
+    def get(self, path: str) -> Any:
+        """One GET; None when nothing answers in time (or not with 200 and JSON)."""
+        import httpx
 
-    from xitui.client.autostart import check_listener
-    from xitui.core.errors import XituiError
-
-    url, key = _endpoint(ctx)
-    try:
-        check_listener(url)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        answer = httpx.get(url.rstrip("/") + path, headers=headers, timeout=TIMEOUT, trust_env=False)
-        return answer.json() if answer.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, XituiError):
-        return None
+        if not self.usable:
+            return None
+        try:
+            answer = httpx.get(self.url + path, headers=self.headers, timeout=TIMEOUT, trust_env=False)
+            return answer.json() if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
 
 
 def model_uids(ctx: typer.Context, incomplete: str) -> list[str]:
     """The uids of the running models."""
-    found = _ask(ctx, "/v1/models")
+    found = _Server(ctx).get("/v1/models")
     if isinstance(found, dict) and isinstance(found.get("data"), list):  # xitui's and OpenAI's shape
         uids = [str(m.get("id")) for m in found["data"] if isinstance(m, dict)]
     elif isinstance(found, dict):  # Xinference's: uid -> description
@@ -54,11 +61,12 @@ def model_uids(ctx: typer.Context, incomplete: str) -> list[str]:
 
 def model_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Registered model names, LLM and embedding (the command's --model-type when given)."""
-    kind = (ctx.params.get("model_type") if ctx is not None else None) or None
+    kind = ctx.params.get("model_type") if ctx is not None else None
     kinds = [kind] if kind in ("LLM", "embedding") else ["LLM", "embedding"]
+    server = _Server(ctx)
     names: list[str] = []
     for each in kinds:
-        found = _ask(ctx, f"/v1/model_registrations/{each}")
+        found = server.get(f"/v1/model_registrations/{each}")
         if found is None:
             names += _local_names(each)
         else:

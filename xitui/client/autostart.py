@@ -122,10 +122,9 @@ def is_xitui_server(pid: int) -> bool:
             return False
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
-    if "xitui.server" in command:
-        return True
-    return "serve" in command and any(os.path.basename(arg) in ("xitui", "xitui.exe") or arg == "xitui"
-                                      or arg.endswith(("xitui/__main__.py", "-mxitui")) for arg in command)
+    # `python -m xitui.server` (the background server), or `xitui serve` / `python -m xitui serve`
+    return "xitui.server" in command or ("serve" in command and any(os.path.basename(arg) in ("xitui", "xitui.exe")
+                                                                    for arg in command))
 
 
 def check_listener(base_url: str) -> None:

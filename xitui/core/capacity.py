@@ -55,13 +55,6 @@ def on_gpu(settings: dict[str, Any]) -> bool:
     return bool(gpus) and settings.get("n_gpu_layers") != 0 and _engine_uses_gpu(settings["engine"])
 
 
-def weigh(settings: dict[str, Any], replicas: int = 1) -> Estimate | None:
-    """The estimate for a launch, read from the files' headers (None when the files are not here yet).
-    `settings`: LaunchPlan.worker_settings(). Blocking: the server runs `on_gpu` and `estimate` apart, off
-    the event loop and outside its launch lock (the files are the spec's, not the server's)."""
-    return estimate(settings, gpu=on_gpu(settings), replicas=replicas)
-
-
 def fit_now(est: Estimate, engine: str, reserved_ram: int = 0, reserved_gpu: int = 0) -> Fit:
     """How `est` fits in the memory free now, less what launches still loading will take (`reserved_*`)."""
     free_ram = machine.system_memory()["available"] - reserved_ram
@@ -76,8 +69,10 @@ def fit_now(est: Estimate, engine: str, reserved_ram: int = 0, reserved_gpu: int
 
 def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, reserved_gpu: int = 0
             ) -> tuple[Estimate | None, Fit | None]:
-    """The estimate and how it fits now (None, None when the files are not here to read yet)."""
-    est = weigh(settings, replicas)
+    """The estimate and how it fits now (None, None when the files are not here to read yet). Blocking (file
+    headers, NVML, maybe a probe); the server runs `on_gpu`, `estimate` and `fit_now` apart, so that the files'
+    reads stay outside its launch lock."""
+    est = estimate(settings, gpu=on_gpu(settings), replicas=replicas)
     if est is None:
         return None, None
     return est, fit_now(est, settings["engine"], reserved_ram, reserved_gpu)

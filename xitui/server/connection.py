@@ -32,7 +32,7 @@ MAX_HEAD = 64 * 1024
 HEAD_TIMEOUT = float(os.environ.get("XITUI_HEAD_TIMEOUT") or 20.0)
 
 
-def refusal_app(uid: int, api_key: str | None) -> Any:
+def refusal_app(uid: int) -> Any:
     """The ASGI app a connection from another user gets: 403 with the way to be let in."""
     body = orjson.dumps({"detail": (
         f"this server serves only its own user ({peers.user_name(os.geteuid())}), and this connection comes "
@@ -67,7 +67,7 @@ def protocol_class(allow_other_users: bool, api_key: str | None) -> type[HttpToo
                 uid = peers.peer_uid(self.client, (self.server[0], int(self.server[1] or 0)))
                 # root may read the server's files and its memory anyway: refusing it protects nothing
                 if uid is not None and uid not in (owner, 0):
-                    self.app = refusal_app(uid, api_key)
+                    self.app = refusal_app(uid)
 
         def _arm_head_timer(self) -> None:
             if self._head_timer is None:

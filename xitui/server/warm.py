@@ -188,9 +188,6 @@ class WarmWorker:
         self._children.clear()
         if self._stopping:
             return
-        await asyncio.sleep(0.05)  # a shutdown that killed it may be about to call stop()
-        if self._stopping:
-            return
         self._failed_starts += was == "starting"
         why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         if self._failed_starts >= MAX_FAILED_STARTS:
@@ -212,17 +209,15 @@ class WarmWorker:
             if self.state != "ready" or sock is None:
                 return None
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            # every descriptor opened here is closed on every path, the log first (it is the one that fails)
-            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            opened: list[int] = []  # every descriptor opened here is closed on every path
             try:
+                log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                opened.append(log_fd)
                 stdin_r, stdin_w = os.pipe()
-            except OSError:
-                os.close(log_fd)
-                raise
-            try:
+                opened += [stdin_r, stdin_w]
                 stdout_r, stdout_w = os.pipe()
             except OSError:
-                for fd in (log_fd, stdin_r, stdin_w):
+                for fd in opened:
                     os.close(fd)
                 raise
             rid = next(self._ids)
