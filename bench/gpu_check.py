@@ -79,9 +79,9 @@ def main() -> None:
                                  "model_uri": str(model_dir)}]}
         client.register_model("LLM", json.dumps(spec))
         deadline = time.monotonic() + 120
-        while client._get("/status")["warm_worker"]["state"] not in ("ready", "off") and time.monotonic() < deadline:
+        while client.status()["warm_worker"]["state"] not in ("ready", "off") and time.monotonic() < deadline:
             time.sleep(0.2)
-        warm = client._get("/status")["warm_worker"]
+        warm = client.status()["warm_worker"]
         print(f"warm worker {warm['state']}: imported {warm['loaded']} in {warm['import_seconds'] or 0:.1f} s "
               f"(failed: {warm['failed'] or 'none'}), RSS {(warm['memory_rss'] or 0) / 2**20:.0f} MiB")
         start = time.monotonic()

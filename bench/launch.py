@@ -81,7 +81,7 @@ def direct(kind: str, path: str) -> dict[str, float]:
 def warm_ready(client, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        warm = client._get("/status")["warm_worker"]
+        warm = client.status()["warm_worker"]
         if warm["state"] in ("ready", "off"):
             return warm
         time.sleep(0.1)

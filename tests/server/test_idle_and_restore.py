@@ -41,7 +41,7 @@ def test_a_model_idle_past_its_ttl_is_unloaded_and_says_so(server: ServerProcess
     assert caught.value.status_code == 404
     assert re.search(r"was unloaded after [34]s idle \(its ttl is 3s\)", str(caught.value))
     with pytest.raises(ClientError, match="unloaded after"):
-        client._post_json("/v1/completions", {"model": uid, "prompt": "x", "max_tokens": 1})
+        client.transport.post_json("/v1/completions", {"model": uid, "prompt": "x", "max_tokens": 1})
     deadline = time.monotonic() + 5  # the worker's memory is freed: its process has exited
     while Path(f"/proc/{pid}").exists():
         assert time.monotonic() < deadline

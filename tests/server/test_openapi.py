@@ -53,7 +53,7 @@ def test_every_answer_is_documented_and_no_request_breaks_the_server(loaded: Ser
 
 
 def test_the_document_lists_the_error_answers(loaded: ServerProcess) -> None:
-    doc = Client(loaded.url)._get("/openapi.json")
+    doc = Client(loaded.url).transport.get("/openapi.json")
     paths = doc["paths"]
     completions = paths["/v1/completions"]["post"]["responses"]
     assert {"200", "400", "401", "403", "404", "413", "415", "500"} <= set(completions)

@@ -29,7 +29,7 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 def warm_state(client: Client) -> dict:
-    return client._get("/status")["warm_worker"]
+    return client.status()["warm_worker"]
 
 
 @pytest.fixture()

@@ -82,7 +82,7 @@ def main() -> None:
     try:
         app()
     except XituiError as exc:
-        from xitui.cli.output import error
+        from xitui.terminal.output import error
 
         error(str(exc))
         sys.exit(1)

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from xitui.cli import output
 from xitui.cli.common import Json
+from xitui.terminal import output
 
 chats_app = typer.Typer(help="Saved conversations: list, show, export, delete, search.", no_args_is_help=True)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from xitui.cli import output
+from xitui.terminal import output
 
 config_app = typer.Typer(help="Show or change settings (config.toml).", no_args_is_help=True)
 

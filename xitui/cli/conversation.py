@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xitui.cli import output
 from xitui.cli.answer_view import AnswerView
 from xitui.core.chats import ChatMessage, ChatSession, ChatStore, answered, to_json, to_markdown
 from xitui.core.errors import XituiError
 from xitui.core.files import private_file
+from xitui.terminal import output
 
 #: `/set NAME VALUE`: the parameters a user may change, with their types.
 PARAMETERS: dict[str, type] = {

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
-from xitui.cli import output
 from xitui.cli.common import ApiKey, Endpoint, Json
+from xitui.terminal import output
 
 
 @dataclass
@@ -53,7 +53,7 @@ def check_server(endpoint: str | None, api_key: str | None) -> list[Finding]:
     from xitui.client import Client
     from xitui.client.autostart import local_address
     from xitui.core.config import Config, load_config
-    from xitui.core.errors import XituiError
+    from xitui.core.errors import ServerUnavailableError, XituiError
 
     try:
         config = load_config()
@@ -65,12 +65,12 @@ def check_server(endpoint: str | None, api_key: str | None) -> list[Finding]:
         kind = client.server_kind()
         client.list_models()
     except XituiError as exc:
-        if local_address(url) is not None and "no server answers" in str(exc):
+        if local_address(url) is not None and isinstance(exc, ServerUnavailableError) and exc.refused:
             return [Finding("warning", f"no server runs at {url}", "any command starts one; or `xitui serve`")]
         return [Finding("error", f"the server at {url} cannot be used: {exc}", "check -e/XITUI_ENDPOINT and --api-key")]
     found = [Finding("ok", f"{'xitui' if kind == 'xitui' else 'an Xinference'} server answers at {url}")]
     if kind == "xitui":
-        found += warm_findings(client._get("/status").get("warm_worker") or {})
+        found += warm_findings(client.status().get("warm_worker") or {})
     return found
 
 

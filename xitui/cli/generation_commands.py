@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from xitui.cli import completion, output
+from xitui.cli import completion
 from xitui.cli.common import (
     ApiKey,
     Endpoint,
@@ -23,6 +23,7 @@ from xitui.cli.common import (
     connect,
     generation_config,
 )
+from xitui.terminal import output
 
 NoStream = Annotated[bool, typer.Option("--no-stream", help="Print the answer at the end instead of as it comes.")]
 

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from xitui.cli import completion, output
+from xitui.cli import completion
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
 from xitui.core.units import human_bytes, human_duration, launch_text
 from xitui.core.units import idle_text as units_idle_text
+from xitui.terminal import output
 
 
 def launch(

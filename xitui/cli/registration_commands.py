@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from xitui.cli import completion, output
+from xitui.cli import completion
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, connect
+from xitui.terminal import output
 
 
 def register(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from xitui.cli import output
+from xitui.terminal import output
 
 
 def serve(
@@ -26,7 +26,7 @@ def serve(
 ) -> None:
     """Run the server in the foreground (Ctrl-C stops it and its models)."""
     from xitui.core.config import load_config, split_list
-    from xitui.server.__main__ import serve as run
+    from xitui.server.serve import serve as run
 
     output.info(f"xitui server on http://{host}:{port} (Ctrl-C stops it)")
     run(host, port, api_key or load_config().api_key, log_level,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from xitui.cli import output
+from xitui.terminal import output
 
 
 def read_spec_file(file: Path) -> bytes:

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from xitui.cli import output
 from xitui.cli.common import ApiKey, Endpoint, connect
+from xitui.terminal import output
 
 
 def wizard(

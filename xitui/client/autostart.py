@@ -15,7 +15,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from xitui.core.config import home_dir
+from xitui.core.config import home_dir, server_record
 from xitui.core.errors import ServerUnavailableError, XituiError
 from xitui.core.files import private_dir, private_file
 
@@ -45,7 +45,7 @@ def start_background_server(base_url: str, api_key: str | None = None) -> None:
     """Start `python -m xitui.server` detached for `base_url`; return once it accepts connections."""
     address = local_address(base_url)
     if address is None:
-        raise ServerUnavailableError(f"no server answers at {base_url}")
+        raise ServerUnavailableError(f"no server answers at {base_url}", refused=True)
     host, port = address
     from filelock import FileLock
 
@@ -83,7 +83,7 @@ def _last_line(path: os.PathLike[str] | str) -> str:
 
 def stop_background_server(timeout: float = 10.0) -> int | None:
     """Stop the server recorded in XITUI_HOME/server.json; returns its pid, or None if none ran."""
-    info_path = home_dir() / "server.json"
+    info_path = server_record(home_dir())
     try:
         info = json.loads(info_path.read_text())
         pid = int(info["pid"])

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from xitui.client.client import Client
+from xitui.client.transport import Transport
 
 
 class ModelHandle:
-    def __init__(self, client: Client, model_uid: str, description: dict[str, Any]):
-        self.client = client
+    """A running model of one server, as `Client.get_model` returns it."""
+
+    def __init__(self, transport: Transport, model_uid: str, description: dict[str, Any]):
+        self.transport = transport
         self.model_uid = model_uid
         self.description = description
 
@@ -20,15 +21,19 @@ class ModelHandle:
 
 
 class GenerateModelHandle(ModelHandle):
+    """A model that continues text (`/v1/completions`)."""
+
     def generate(
         self, prompt: str, generate_config: dict[str, Any] | None = None, **kwargs: Any
     ) -> dict[str, Any] | Iterator[dict[str, Any]]:
         """A completion dict, or an iterator of chunks when generate_config has "stream": True."""
         body = {"model": self.model_uid, "prompt": prompt, **(generate_config or {}), **kwargs}
-        return self.client._inference("/v1/completions", body)
+        return self.transport.inference("/v1/completions", body)
 
 
 class ChatModelHandle(GenerateModelHandle):
+    """A model with the chat ability: conversations (`/v1/chat/completions`) as well as completions."""
+
     def chat(
         self,
         messages: list[dict[str, Any]] | str,
@@ -42,10 +47,12 @@ class ChatModelHandle(GenerateModelHandle):
         body: dict[str, Any] = {"model": self.model_uid, "messages": messages, **(generate_config or {}), **kwargs}
         if tools:
             body["tools"] = tools
-        return self.client._inference("/v1/chat/completions", body)
+        return self.transport.inference("/v1/chat/completions", body)
 
 
 class EmbeddingModelHandle(ModelHandle):
+    """An embedding model (`/v1/embeddings`)."""
+
     def create_embedding(self, input: str | list[str], **kwargs: Any) -> dict[str, Any]:
         body = {"model": self.model_uid, "input": input, **kwargs}
-        return self.client._post_json("/v1/embeddings", body)
+        return self.transport.post_json("/v1/embeddings", body)

@@ -1,14 +1,13 @@
-"""The builtin catalog: LLM families and embedding models that ship with xitui (package data)."""
+"""The builtin catalog: LLM families and embedding models that ship with xitui (package data), as plain
+data. Parsing them into specs is the registry's job (core/spec.py asks this module about names, so this
+one imports no spec)."""
 
 from __future__ import annotations
 
 import json
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from xitui.core.spec import EmbeddingSpec, LLMFamily
+from typing import Any
 
 
 def _load(name: str) -> list[dict[str, Any]]:
@@ -16,7 +15,7 @@ def _load(name: str) -> list[dict[str, Any]]:
 
 
 @cache
-def _raw_llm() -> dict[str, dict[str, Any]]:
+def raw_llms() -> dict[str, dict[str, Any]]:
     from xitui.core import bundled
 
     items = _load("llm_families.json") + bundled.llm_specs()
@@ -24,7 +23,7 @@ def _raw_llm() -> dict[str, dict[str, Any]]:
 
 
 @cache
-def _raw_embedding() -> dict[str, dict[str, Any]]:
+def raw_embeddings() -> dict[str, dict[str, Any]]:
     from xitui.core import bundled
 
     items = _load("embedding_models.json") + bundled.embedding_specs()
@@ -54,32 +53,14 @@ def with_style_stops(stop: list[str] | None, stop_ids: list[int] | None,
 def is_builtin_name(name: str) -> bool:
     """True when `name` (any case) is a builtin LLM or embedding model."""
     key = name.lower()
-    return key in _raw_llm() or key in _raw_embedding()
+    return key in raw_llms() or key in raw_embeddings()
 
 
 def is_builtin_family(name: str) -> bool:
-    return name.lower() in _raw_llm()
+    return name.lower() in raw_llms()
 
 
 def family_prompt_style(family: str) -> str | None:
     """The builtin prompt style name that a builtin family uses, if any."""
-    item = _raw_llm().get(family.lower())
+    item = raw_llms().get(family.lower())
     return item.get("prompt_style") if item else None
-
-
-def family_info(family: str) -> dict[str, Any] | None:
-    return _raw_llm().get(family.lower())
-
-
-@cache
-def builtin_llms() -> dict[str, LLMFamily]:
-    from xitui.core.spec import parse_llm
-
-    return {key: parse_llm(raw, builtin=True) for key, raw in _raw_llm().items()}
-
-
-@cache
-def builtin_embeddings() -> dict[str, EmbeddingSpec]:
-    from xitui.core.spec import parse_embedding
-
-    return {key: parse_embedding(raw, builtin=True) for key, raw in _raw_embedding().items()}

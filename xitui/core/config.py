@@ -80,6 +80,12 @@ def home_dir() -> Path:
     return Path(user_data_dir("xitui", appauthor=False))
 
 
+def server_record(home: Path) -> Path:
+    """Where a running server says who serves where ({"pid", "host", "port"}); written by the server,
+    read by `xitui stop`."""
+    return home / "server.json"
+
+
 def config_path() -> Path:
     env = os.environ.get("XITUI_CONFIG")
     if env:

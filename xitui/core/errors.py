@@ -45,4 +45,10 @@ class ModelFailedError(XituiError):
 
 
 class ServerUnavailableError(XituiError):
+    """No server answered: `refused` when nothing listens at the address (rather than a slow answer)."""
+
     status_code = 503
+
+    def __init__(self, message: str, *, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,17 @@ from xitui.core.spec import ModelSpec, ModelType, normalise_model_type, parse_em
 log = logging.getLogger("xitui.registry")
 
 _SUBDIR = {"LLM": "llm", "embedding": "embedding"}
+
+
+@cache
+def builtin_llms() -> dict[str, ModelSpec]:
+    """The catalog's LLM families, parsed once."""
+    return {key: parse_llm(raw, builtin=True) for key, raw in catalog.raw_llms().items()}
+
+
+@cache
+def builtin_embeddings() -> dict[str, ModelSpec]:
+    return {key: parse_embedding(raw, builtin=True) for key, raw in catalog.raw_embeddings().items()}
 
 
 class Registry:
@@ -72,7 +84,7 @@ class Registry:
     # --- queries --------------------------------------------------------------------------------
 
     def _builtins(self, model_type: ModelType) -> dict[str, ModelSpec]:
-        return dict(catalog.builtin_llms() if model_type == "LLM" else catalog.builtin_embeddings())
+        return dict(builtin_llms() if model_type == "LLM" else builtin_embeddings())
 
     def _custom(self, model_type: ModelType) -> dict[str, ModelSpec]:
         merged = self._read_disk(model_type)

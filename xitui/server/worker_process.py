@@ -16,14 +16,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
-if TYPE_CHECKING:
-    from xitui.server.warm import WarmWorker
-
 log = logging.getLogger("xitui.supervisor")
+
+
+class Forker(Protocol):
+    """What can start a worker faster than a new Python process: the warm worker (xitui/server/warm.py)."""
+
+    async def fork(self, log_path: Path, envs: dict[str, str]) -> Any | None: ...
 
 #: Longest protocol line the supervisor accepts (a batch of embedding vectors is one line).
 LINE_LIMIT = 256 * 1024 * 1024
@@ -164,7 +167,7 @@ class Replica:
                 "launch_seconds": self.launch_seconds, "start": self.start, "stages": self.stages,
                 "metrics": self.metrics.as_dict()}
 
-    async def spawn(self, settings: dict[str, Any], envs: dict[str, str], warm: WarmWorker | None = None) -> None:
+    async def spawn(self, settings: dict[str, Any], envs: dict[str, str], warm: Forker | None = None) -> None:
         """Start the worker: forked from `warm` (a WarmWorker) when it is ready, else as a new process."""
         self.spawned_at = time.perf_counter()
         self.proc = await warm.fork(self.log_path, envs) if warm is not None else None

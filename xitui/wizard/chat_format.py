@@ -27,7 +27,7 @@ SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?[A-Za-z_][\w.:-]{0,40}>|\[/?INST\
 def _style_notes() -> dict[str, str]:
     """One line per builtin style: its roles and a family that uses it."""
     users: dict[str, str] = {}
-    for name, raw in catalog._raw_llm().items():
+    for name, raw in catalog.raw_llms().items():
         style = raw.get("prompt_style")
         if isinstance(style, str):
             users.setdefault(style.upper(), name)

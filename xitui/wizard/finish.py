@@ -107,8 +107,8 @@ def carry_out(w: Wizard, chosen: dict[str, bool], path: Path | None) -> None:
 
 
 def launch(w: Wizard, spec: dict[str, Any], model_type: str) -> None:
-    from xitui.cli.output import launch_progress
     from xitui.client.launching import launch_and_wait
+    from xitui.terminal.output import launch_progress
 
     client = w.client()
     name = spec["model_name"]

@@ -238,7 +238,7 @@ def ask_family(w: Wizard) -> Any:
 
     found = w.draft.inspection
     first = list(found.facts.get("families", [])) if found else []
-    names = first + ["other"] + sorted(n for n in catalog._raw_llm() if n not in first)
+    names = first + ["other"] + sorted(n for n in catalog.raw_llms() if n not in first)
 
     def check(text: str) -> str | None:
         if text != "other" and not catalog.is_builtin_family(text):

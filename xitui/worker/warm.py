@@ -44,7 +44,7 @@ PRELOAD = {
     "transformers": [*TRANSFORMERS, "xitui.backends.transformers"],
     "sentence_transformers": [*TRANSFORMERS, "sentence_transformers", "xitui.backends.sentence_transformers"],
 }
-COMMON = ["xitui.worker.__main__", "xitui.backends.base", "xitui.core.spec", "xitui.core.bundled",
+COMMON = ["xitui.worker.process", "xitui.backends.base", "xitui.core.spec", "xitui.core.bundled",
           "xitui.worker.chat"]
 
 
@@ -168,7 +168,7 @@ class WarmProcess:
             self.sock.close()
             os.environ.update(envs)
             name_process("xitui-worker")
-            from xitui.worker.__main__ import main
+            from xitui.worker.process import main
 
             main()
             code = 0

@@ -1,4 +1,4 @@
-"""Terminal output: rich on a terminal, plain text when piped or with NO_COLOR."""
+"""Terminal output: rich on a terminal, plain text when piped or with NO_COLOR; one-line errors on stderr."""
 
 from __future__ import annotations
 
