@@ -28,7 +28,6 @@ from xitui.core.errors import NotFoundError, XituiError
 from xitui.core.registry import Registry
 from xitui.server.asgi import BearerAuth, FastPath, error_response
 from xitui.server.bodies import (
-    LAUNCH_FIELDS,
     ChatBody,
     CompletionBody,
     EmbeddingBody,
@@ -41,8 +40,9 @@ from xitui.server.bodies import (
 )
 from xitui.server.generation import respond
 from xitui.server.guard import Policy, RequestGuard
+from xitui.server.model import Model
 from xitui.server.openapi import MODEL_TYPES, answers, document, streaming_ok
-from xitui.server.supervisor import Model, Supervisor
+from xitui.server.supervisor import Supervisor
 
 #: A model type in a path: documented as LLM or embedding (any case is read).
 ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPES})]
@@ -162,13 +162,13 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
     @app.post("/v1/models", responses=answers(400, 404, 409))
     async def launch_model(body: LaunchBody, wait_ready: bool = True) -> dict[str, str]:
-        uid = await supervisor.launch(body.model_dump(include=LAUNCH_FIELDS), wait_ready=wait_ready)
+        uid = await supervisor.launch(body, wait_ready=wait_ready)
         return {"model_uid": uid}
 
     @app.post("/v1/estimate", responses=answers(400, 404))
     async def estimate_launch(body: LaunchBody) -> dict[str, Any]:
         """The memory a launch would need and whether it fits now; launches nothing."""
-        return await supervisor.estimate(body.model_dump(include=LAUNCH_FIELDS))
+        return await supervisor.estimate(body)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from xitui.core import launch_envs
 from xitui.core.errors import XituiError
+from xitui.core.units import parse_duration
 
 
 def _whole_number(value: Any) -> Any:
@@ -90,6 +91,14 @@ class LaunchBody(_Body):
     force: Annotated[bool, Field(strict=True)] = False
     #: llama.cpp: requests decoded together in one batch (each with the whole context); more wait their turn
     n_parallel: Annotated[int, Field(ge=1, le=64, strict=True), WHOLE] | None = None
+
+    def request(self) -> dict[str, Any]:
+        """The launch as plain data: what the plan is built from and what launches.json keeps."""
+        return self.model_dump(include=LAUNCH_FIELDS)
+
+    def ttl_seconds(self, default: float | None) -> float | None:
+        """Idle seconds before the model is unloaded (None: never); `default` when the launch names none."""
+        return default if self.ttl is None else parse_duration(self.ttl)
 
 
 #: The launch fields the server knows: what it keeps of a launch (launches.json); other keys are dropped.

@@ -14,7 +14,6 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,17 @@ from xitui.core.errors import LaunchError, ModelFailedError, NotFoundError, Xitu
 from xitui.core.estimate import Estimate, InsufficientMemoryError, estimate
 from xitui.core.launches import LaunchMemory
 from xitui.core.registry import Registry
-from xitui.core.units import human_duration, parse_duration
-from xitui.server.bodies import LAUNCH_FIELDS, UID_PATTERN, LaunchBody, problems_text
+from xitui.core.units import human_duration
+from xitui.server.bodies import UID_PATTERN, LaunchBody, problems_text
 from xitui.server.launch import LaunchPlan
+from xitui.server.model import Model
 from xitui.server.warm import WarmWorker
-from xitui.server.worker_process import Inbox, Metrics, Replica
+from xitui.server.worker_process import Inbox, Replica
 
 log = logging.getLogger("xitui.supervisor")
 
 #: How often idle models are looked at (seconds).
 IDLE_CHECK = 1.0
-MAX_REPLICAS = 64
 #: Seconds the files' headers may take to read for the estimate (a stuck network disk, a huge sparse file).
 READ_TIMEOUT = 30.0
 UID_RE = re.compile(UID_PATTERN)
@@ -56,22 +55,6 @@ def check_uid(uid: object) -> str:
     return uid
 
 
-def launch_options(request: dict[str, Any], default_ttl: float | None) -> tuple[int, float | None, bool, bool]:
-    """(replicas, ttl seconds or None for never, restore, force) from a launch request, checked."""
-    replicas = request.get("replica", 1)
-    if replicas is None:
-        replicas = 1
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= MAX_REPLICAS:
-        raise LaunchError(f"replica: a whole number from 1 to {MAX_REPLICAS}")
-    ttl = default_ttl
-    if request.get("ttl") is not None:
-        try:
-            ttl = parse_duration(request["ttl"])
-        except ValueError as exc:
-            raise LaunchError(f"ttl: {exc}") from None
-    return replicas, ttl, bool(request.get("restore")), bool(request.get("force"))
-
-
 def _threads_each(replicas: int) -> int:
     """Physical cores shared out between replicas: more threads than cores slows every one of them."""
     try:
@@ -83,150 +66,10 @@ def _threads_each(replicas: int) -> int:
     return max(1, cores // replicas)
 
 
-@dataclass
-class Model:
-    uid: str
-    plan: LaunchPlan
-    request: dict[str, Any]
-    replicas: list[Replica]
-    ttl: float | None = None
-    restore: bool = False
-    estimate: Estimate | None = None
-    launched_at: float = field(default_factory=time.time)
-    ready_at: float | None = None
-    #: Why the launch failed (a replica that could not load, files that are gone...).
-    failure: str | None = None
-    settling: asyncio.Task[None] | None = None
-
-    @property
-    def state(self) -> str:
-        states = {r.state for r in self.replicas}
-        if self.failure is not None or not self.replicas or states == {"error"}:
-            return "error"
-        if "launching" in states:
-            return "launching"
-        return "ready"
-
-    @property
-    def error(self) -> str | None:
-        if self.failure is not None:
-            return self.failure
-        errors = [r.error for r in self.replicas if r.error]
-        if self.state == "error":
-            return errors[0] if errors else "no replica is running"
-        if errors:  # some replicas died, the others serve
-            return "; ".join(f"replica {r.index}: {r.error}" for r in self.replicas if r.error)
-        return None
-
-    @property
-    def pid(self) -> int | None:
-        return self.replicas[0].pid if self.replicas else None
-
-    @property
-    def pids(self) -> list[int]:
-        return [r.pid for r in self.replicas if r.pid is not None and r.state != "error"]
-
-    @property
-    def log_path(self) -> Path:
-        return self.replicas[0].log_path
-
-    def in_flight(self) -> int:
-        return sum(r.metrics.in_flight for r in self.replicas)
-
-    def idle_since(self) -> float | None:
-        """When the model last finished a request (or became ready); None while it is busy or launching."""
-        if self.state != "ready" or self.in_flight():
-            return None
-        used = [r.metrics.last_used for r in self.replicas if r.metrics.last_used]
-        return max([self.ready_at or self.launched_at, *used])
-
-    def unload_at(self) -> float | None:
-        since = self.idle_since()
-        return None if since is None or self.ttl is None else since + self.ttl
-
-    def metrics(self) -> dict[str, Any]:
-        """The replicas' metrics together (speeds from the replica used last)."""
-        parts = [r.metrics for r in self.replicas]
-        total = Metrics()
-        for m in parts:
-            total.requests += m.requests
-            total.errors += m.errors
-            total.in_flight += m.in_flight
-            total.tokens_generated += m.tokens_generated
-            total.max_batch_size = max(total.max_batch_size, m.max_batch_size)
-        used = [m for m in parts if m.last_used]
-        if used:
-            last = max(used, key=lambda m: m.last_used or 0)
-            total.last_used = last.last_used
-            total.last_ttft, total.last_tokens_per_s = last.last_ttft, last.last_tokens_per_s
-            total.last_batch_size = last.last_batch_size
-        return total.as_dict()
-
-    def memory_rss(self) -> int | None:
-        sizes = [s for s in (r.memory_rss() for r in self.replicas) if s is not None]
-        return sum(sizes) if sizes else None
-
-    def progress(self) -> tuple[float, str]:
-        """The slowest replica's progress and stage."""
-        if not self.replicas:
-            return 0.0, "error" if self.failure else "starting"
-        slowest = min(self.replicas, key=lambda r: r.progress)
-        return slowest.progress, slowest.stage
-
-    def describe(self) -> dict[str, Any]:
-        """Xinference's describe fields, plus what a dashboard shows (state, pid, memory, metrics, replicas)."""
-        data = self.plan.describe()
-        first = self.replicas[0] if self.replicas else None
-        info = first.info if first else {}
-        progress, stage = self.progress()
-        # the launch took as long as its slowest replica: its stages say where that time went
-        slowest = max((r for r in self.replicas if r.launch_seconds is not None),
-                      key=lambda r: r.launch_seconds or 0.0, default=None)
-        data.update(
-            model_engine=self.plan.engine,
-            replica=len(self.replicas) or int(self.request.get("replica") or 1),
-            state=self.state,
-            error=self.error,
-            progress=1.0 if self.state == "ready" else progress,
-            stage="ready" if self.state == "ready" else stage,
-            pid=self.pid,
-            memory_rss=self.memory_rss(),
-            launched_at=self.launched_at,
-            launch_seconds=slowest.launch_seconds if slowest else None,
-            launch_stages=slowest.stages if slowest else None,
-            start=first.start if first else None,
-            device=info.get("device"),
-            chat_format=info.get("chat_format"),
-            metrics=self.metrics(),
-            ttl=self.ttl,
-            idle_since=self.idle_since(),
-            unload_at=self.unload_at(),
-            restore=self.restore,
-            estimate=self.estimate.as_dict() if self.estimate else None,
-            replicas=[r.describe() for r in self.replicas],
-        )
-        if info.get("context_length"):
-            data["context_length"] = info["context_length"]
-        if info.get("n_threads"):
-            data["n_threads"] = info["n_threads"]
-        slots = int(info.get("n_parallel") or 1)  # requests a worker decodes together; more wait their turn
-        busy = [r.metrics.in_flight for r in self.replicas]
-        data.update(slots=slots, running=sum(min(n, slots) for n in busy),
-                    queued=sum(max(0, n - slots) for n in busy))
-        return data
-
-    def pick(self) -> Replica:
-        """The least busy ready replica (fewest requests in flight, then fewest served)."""
-        ready = [r for r in self.replicas if r.state == "ready"]
-        if not ready:
-            state = self.state
-            if state == "launching":
-                raise XituiError(f"model {self.uid!r} is still launching; wait until it is ready")
-            raise ModelFailedError(f"model {self.uid!r} is in error: {self.error}")
-        return min(ready, key=lambda r: (r.metrics.in_flight, r.metrics.requests))
-
-
 class Supervisor:
+    """Every model the server runs: launches (fit check, replicas, warm forks), idle unloads, restores at
+    start, and each request routed to the least busy ready replica."""
+
     def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None,
                  default_parallel: int | None = None, warm_engines: list[str] | None = None,
                  allowed_envs: list[str] | None = None):
@@ -285,11 +128,10 @@ class Supervisor:
             raise LaunchError(f"reading the model's file headers took longer than {READ_TIMEOUT:.0f} s "
                               "(a slow or stuck disk?)") from None
 
-    async def estimate(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def estimate(self, body: LaunchBody) -> dict[str, Any]:
         """What `launch --estimate-only` shows: the estimate and how it fits, launching nothing."""
-        replicas, _, _, _ = launch_options(request, self.default_ttl)
-        plan = await asyncio.to_thread(self._plan, request)
-        est = await self._weigh(plan.worker_settings(), replicas)
+        plan = await asyncio.to_thread(self._plan, body.request())
+        est = await self._weigh(plan.worker_settings(), body.replica)
         if est is None:
             return {"model_name": plan.model_name, "estimate": None, "fits": None,
                     "reason": "the model's files are not on this machine yet (they are downloaded or assembled "
@@ -297,12 +139,17 @@ class Supervisor:
         fit = await asyncio.to_thread(capacity.fit_now, est, plan.engine, *self._reserved())
         return {"model_name": plan.model_name, **fit.as_dict(), "line": fit.line()}
 
-    async def launch(self, request: dict[str, Any], wait_ready: bool = True, keep_failed: bool = False) -> str:
+    async def launch(self, body: LaunchBody, wait_ready: bool = True, keep_failed: bool = False) -> str:
         """Start a model's replicas. `wait_ready`: answer once all are ready (or one failed); `keep_failed`:
         a failed launch stays listed as an error (restores do this, so a user sees why).
 
         All or nothing: a replica that cannot be started stops those started before it."""
-        replicas, ttl, restore, force = launch_options(request, self.default_ttl)
+        request = body.request()
+        replicas, restore, force = body.replica, body.restore, body.force
+        try:
+            ttl = body.ttl_seconds(self.default_ttl)
+        except ValueError as exc:
+            raise LaunchError(f"ttl: {exc}") from None
         plan = await asyncio.to_thread(self._plan, request)
         uid = check_uid(request.get("model_uid") or plan.model_name)
         settings = plan.worker_settings()
@@ -428,11 +275,11 @@ class Supervisor:
             try:
                 # what launches.json holds passes the checks a launch request does (it is a file on disk)
                 try:
-                    request = LaunchBody.model_validate(request).model_dump(include=LAUNCH_FIELDS)
+                    body = LaunchBody.model_validate({**request, "restore": True})
                 except ValidationError as exc:
                     raise LaunchError(f"the remembered launch settings are refused: {problems_text(exc.errors())}"
                                       ) from None
-                await self.launch({**request, "restore": True}, keep_failed=True)
+                await self.launch(body, keep_failed=True)
             except XituiError as exc:
                 entry.update(result="error", error=str(exc))
                 if uid not in self.models:
