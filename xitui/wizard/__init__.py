@@ -42,7 +42,8 @@ def run_wizard(options: Options, console: Any, connect: Callable[[], Client], as
             w.say(HINT, style="dim")
             if options.needs_server:
                 w.prefetch()
-        run_steps(steps(), w)
+        w.steps = steps()
+        run_steps(w.steps, w)
     except (KeyboardInterrupt, EOFError):  # Ctrl-C, or Ctrl-D at a question
         if not w.committed:
             undo(w)

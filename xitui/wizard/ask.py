@@ -15,14 +15,13 @@ from typing import Any
 from xitui.core.errors import XituiError
 
 
-class Back:
-    """The answer of a question the user left with `<`."""
-
-    def __repr__(self) -> str:
-        return "BACK"
+class Back(Exception):
+    """The user left a question with `<`: raised by the question, caught by the step machine (which goes
+    back a step) or by a step that asks something again."""
 
 
-BACK = Back()
+#: What a question's application returns when `<` left it.
+_LEFT = object()
 
 HINT = "Enter takes the proposal (grey), → edits it, < goes back, Ctrl-C cancels."
 
@@ -57,7 +56,7 @@ class Asker:
 
     def text(self, message: str, proposal: str | None, *, origin: str | None = None, field: str = "",
              validate: Callable[[str], str | None] | None = None, required: bool = True,
-             completer: Any = None, multiline: bool = False) -> str | Back:
+             completer: Any = None, multiline: bool = False) -> str:
         """A line of text; Enter on an empty line takes the proposal. `validate` returns a problem or None."""
         if self.yes:
             if proposal is None and required:
@@ -94,7 +93,7 @@ class Asker:
 
         @keys.add("<", filter=empty, eager=True)
         def _back(event: Any) -> None:
-            event.app.exit(result=BACK)
+            event.app.exit(result=_LEFT)
 
         if proposal:
             @keys.add("right", filter=empty, eager=True)
@@ -104,14 +103,14 @@ class Asker:
 
         app.key_bindings = merge_key_bindings([app.key_bindings, keys])
         answer = question.unsafe_ask()
-        if answer is BACK:
-            return BACK
+        if answer is _LEFT:
+            raise Back
         if not required and answer.strip() == "-":
             return ""
         return answer or (proposal or "")
 
     def number(self, message: str, proposal: int | None, *, origin: str | None = None, field: str = "",
-               minimum: int = 1, maximum: int = 10_000_000) -> int | Back:
+               minimum: int = 1, maximum: int = 10_000_000) -> int:
         def check(text: str) -> str | None:
             if not text.strip().isdigit():
                 return "a whole number, please"
@@ -121,7 +120,7 @@ class Asker:
 
         answer = self.text(message, None if proposal is None else str(proposal), origin=origin, field=field,
                            validate=check)
-        return answer if isinstance(answer, Back) else int(answer)
+        return int(answer)
 
     # --- choices --------------------------------------------------------------------------------
 
@@ -141,7 +140,7 @@ class Asker:
         return _ask_with_back(question)
 
     def checkbox(self, message: str, choices: Sequence[Choice], proposal: Sequence[Any], *,
-                 origin: str | None = None, field: str = "", at_least_one: bool = True) -> list[Any] | Back:
+                 origin: str | None = None, field: str = "", at_least_one: bool = True) -> list[Any]:
         """Any of `choices`; the proposal comes checked."""
         if self.yes:
             if at_least_one and not proposal:
@@ -156,7 +155,7 @@ class Asker:
         )
         return _ask_with_back(question)
 
-    def yes_no(self, message: str, proposal: bool, *, origin: str | None = None) -> bool | Back:
+    def yes_no(self, message: str, proposal: bool, *, origin: str | None = None) -> bool:
         return self.select(message, [Choice("yes", True), Choice("no", False)], proposal, origin=origin)
 
 
@@ -179,8 +178,11 @@ def _ask_with_back(question: Any) -> Any:
 
     @keys.add("<", eager=True)
     def _back(event: Any) -> None:
-        event.app.exit(result=BACK)
+        event.app.exit(result=_LEFT)
 
     app = question.application
     app.key_bindings = merge_key_bindings([app.key_bindings, keys])
-    return question.unsafe_ask()
+    answer = question.unsafe_ask()
+    if answer is _LEFT:
+        raise Back
+    return answer

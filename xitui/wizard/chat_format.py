@@ -17,7 +17,7 @@ from xitui.core.prompts import (
     conversation_prompt,
     get_style,
 )
-from xitui.wizard.ask import BACK, Back, Choice
+from xitui.wizard.ask import Back, Choice
 from xitui.wizard.context import Wizard
 
 #: Special tokens as templates write them: <start_of_turn>, <|im_start|>, [INST], <<SYS>>, </s>.
@@ -81,21 +81,20 @@ def ask_chat_format(w: Wizard) -> Any:
         elif kind == "style":
             origin = w.draft.origin("prompt_style") or f"family {w.draft.get('model_family')}"
         answer = w.ask.select("Chat format", choices, proposal, origin=origin, field="chat format")
-        if isinstance(answer, Back):
-            return BACK
-        chosen = _choose(w, answer, detail if kind == "style" else None)
-        if isinstance(chosen, Back):
-            continue
+        try:
+            _choose(w, answer, detail if kind == "style" else None)
+        except Back:
+            continue  # back from the style or file question: the chat format is asked again
         if answer != "keep":
             w.draft.format_from_spec = False
-        accepted = preview(w)
-        if accepted is True:
-            return None
-        if isinstance(accepted, Back):
+        try:
+            preview(w)
+        except Back:
             continue
+        return None
 
 
-def _choose(w: Wizard, kind: str, style_proposal: str | None) -> Any:
+def _choose(w: Wizard, kind: str, style_proposal: str | None) -> None:
     if kind == "keep":
         return None
     if kind == "own":
@@ -109,8 +108,6 @@ def _choose(w: Wizard, kind: str, style_proposal: str | None) -> Any:
         proposal = style_proposal or (catalog.family_prompt_style(family) or "").upper() or None
         answer = w.ask.select("Prompt style", choices, proposal, origin=f"family {family}" if proposal else None,
                               field="prompt_style")
-        if isinstance(answer, Back):
-            return BACK
         w.draft.set("prompt_style", answer)
         w.draft.set("chat_template", None)
         _add_style_stops(w, answer)
@@ -126,8 +123,6 @@ def _choose(w: Wizard, kind: str, style_proposal: str | None) -> Any:
 
     answer = w.ask.text("Jinja chat template file", None, field="chat_template file", validate=check,
                         completer=PathCompleter(expanduser=True))
-    if isinstance(answer, Back):
-        return BACK
     w.draft.set("chat_template", _read_template(answer))
     w.draft.set("prompt_style", None)
     return None
@@ -196,19 +191,19 @@ def show_prompt(w: Wizard, text: str) -> None:
                           subtitle="special tokens in colour, ↵ = newline"))
 
 
-def preview(w: Wizard) -> Any:
+def preview(w: Wizard) -> None:
+    """Show the sample conversation as the model will see it; Back when the user wants another format."""
     try:
         text = rendered_sample(w)
     except XituiError as exc:
         w.say(f"this chat format fails on the sample conversation: {exc}", style="red")
         if w.ask.yes:
             raise
-        return BACK
+        raise Back from None
     if w.ask.yes:
-        return True
+        return
     show_prompt(w, text)
     answer = w.ask.select("Use this chat format?", [Choice("yes, use it", True), Choice("no, choose again", False)],
                           True)
-    if isinstance(answer, Back) or answer is False:
-        return BACK
-    return True
+    if answer is False:
+        raise Back

@@ -14,6 +14,7 @@ from xitui.wizard.draft import Draft
 
 if TYPE_CHECKING:
     from xitui.client import Client
+    from xitui.wizard.machine import Step
 
 
 @dataclass
@@ -54,6 +55,8 @@ class Wizard:
         self.journal: list[Callable[[], None]] = []
         self.committed = False
         self.launched_uid: str | None = None
+        #: The steps being run (wizard/steps.py): the review sends problems and changes to them.
+        self.steps: list[Step] = []
 
     # --- the server, reached lazily ---------------------------------------------------------------
 

@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from xitui.core.inspect import Inspection
 from xitui.core.names import ModelType
 
-#: Which step owns a spec field: a review problem sends the user back there.
-FIELD_STEPS: list[tuple[str, str]] = [
-    (r"^model_name", "name"),
-    (r"^model_family", "family"),
-    (r"^model_ability", "abilities"),
-    (r"^(model_lang|language)", "languages"),
-    (r"^(context_length)", "context_length"),
-    (r"^dimensions", "dimensions"),
-    (r"^max_tokens", "max_tokens"),
-    (r"^model_description", "description"),
-    (r"^model_specs\[\d+\]\.model_id|needs model_id", "model_id"),
-    (r"^model_specs\[\d+\]\.(model_format|model_size_in_billions|quantization|model_file_name_template)",
-     "weights"),
-    (r"^(prompt_style|chat_template|stop)", "chat_format"),
-    (r"^version", "source"),
-    (r"^model_specs", "source"),
-]
-
-
-def step_for(problem: str) -> str:
-    """The step that owns the field a validation problem names (`model_specs[0].model_id: ...`)."""
-    for pattern, step in FIELD_STEPS:
-        if re.search(pattern, problem):
-            return step
-    return "source"
-
 
 @dataclass
 class Draft:
+    """The spec being built, with where each of its values came from."""
+
     model_type: ModelType | None = None
     source: str | None = None
     inspection: Inspection | None = None

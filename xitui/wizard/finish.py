@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xitui.core.errors import XituiError
-from xitui.wizard.ask import BACK, Back, Choice
+from xitui.wizard.ask import Back, Choice
 from xitui.wizard.context import Wizard
 
 ACTIONS = [("save", "save the spec to a file"), ("register", "register it on the server"),
@@ -33,16 +33,15 @@ def finish(w: Wizard) -> Any:
                 proposal = ["save"]
             answer = w.ask.checkbox("What now?", [Choice(label, key) for key, label in ACTIONS], proposal,
                                     at_least_one=False)
-            if isinstance(answer, Back):
-                return BACK
             chosen = {key: key in answer for key, _ in ACTIONS}
             if (chosen["persist"] or chosen["launch"]) and not chosen["register"]:
                 chosen["register"] = True
                 w.say("(registering too: persisting and launching need a registration)", style="dim")
         path: Path | None = None
         if chosen["save"]:
-            path = ask_path(w)
-            if isinstance(path, Back):
+            try:
+                path = ask_path(w)
+            except Back:
                 continue
         break
     if not any(chosen.values()):
@@ -55,12 +54,10 @@ def finish(w: Wizard) -> Any:
     return None
 
 
-def ask_path(w: Wizard) -> Path | Back:
+def ask_path(w: Wizard) -> Path:
     default = w.options.output or Path(f"{w.draft.get('model_name')}.json")
     while True:
         answer = w.ask.text("Save the spec to", str(default), field="output file")
-        if isinstance(answer, Back):
-            return BACK
         path = Path(answer).expanduser()
         if path.is_dir():
             w.say(f"{path} is a folder: name a file", style="red")
@@ -138,8 +135,11 @@ def try_prompt(w: Wizard, uid: str) -> None:
         return
     chat = hasattr(handle, "chat")
     proposal = w.options.test_prompt or ("Say hello in one short sentence." if chat else "The capital of France is")
-    answer = w.ask.text("Try a prompt (- to skip)", proposal, field="test prompt", required=False)
-    if isinstance(answer, Back) or not answer:
+    try:
+        answer = w.ask.text("Try a prompt (- to skip)", proposal, field="test prompt", required=False)
+    except Back:  # everything is done by now: going back means skipping the try
+        answer = ""
+    if not answer:
         _next_steps(w, uid)
         return
     config = {"stream": True, "max_tokens": 64, "temperature": 0}

@@ -8,16 +8,9 @@ from typing import Any
 
 from xitui.core.errors import SpecError, XituiError
 from xitui.core.spec import parse_spec
-from xitui.wizard.ask import BACK, Back, Choice
+from xitui.wizard.ask import Choice
 from xitui.wizard.context import Wizard
-from xitui.wizard.draft import step_for
-from xitui.wizard.machine import Jump
-
-#: Steps a user may return to from the review, with what they own.
-EDITABLE = [("name", "model name"), ("family", "family"), ("abilities", "abilities"), ("languages", "languages"),
-            ("context_length", "context length"), ("dimensions", "dimensions"), ("max_tokens", "max tokens"),
-            ("description", "description"), ("model_id", "Hub id"), ("weights", "format, size and quantizations"), ("chat_format", "chat format"),
-            ("source", "weights' location")]
+from xitui.wizard.machine import Jump, editable, owner
 
 
 def problems_of(spec: dict[str, Any], model_type: str) -> list[str]:
@@ -102,24 +95,12 @@ def review(w: Wizard) -> Any:
     if problems:
         for problem in problems:
             w.say(f"problem: {problem}", style="red")
-        target = step_for(problems[0])
+        target = owner(w.steps, problems[0], fallback="source")
         w.say(f"back to the question that owns {problems[0].split(':')[0]}", style="yellow")
         return Jump(target)
     w.say(f"ok: a valid {model_type} spec", style="green")
-    owned = [(name, label) for name, label in EDITABLE if _applies(w, name)]
+    owned = editable(w.steps, w)
     choices = [Choice("continue", "continue")] + [Choice(f"change the {label}", name) for name, label in owned]
     answer = w.ask.select("Review", choices, "continue")
-    if isinstance(answer, Back):
-        return BACK
     return None if answer == "continue" else Jump(answer)
 
-
-def _applies(w: Wizard, step_name: str) -> bool:
-    from xitui.wizard.steps import steps
-
-    if step_name == "weights":
-        return w.draft.model_type == "LLM"
-    for step in steps():
-        if step.name == step_name:
-            return step.applies(w) or step_name == "source"
-    return False

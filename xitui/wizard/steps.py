@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from xitui.core import catalog
 from xitui.core.errors import XituiError
 from xitui.core.inspect import inspect_source
 from xitui.core.names import LLM_ABILITIES, MODEL_ID_RE, NAME_RE
-from xitui.wizard.ask import BACK, Back, Choice, NoProposal
+from xitui.wizard.ask import Back, Choice, NoProposal
 from xitui.wizard.context import Wizard
 from xitui.wizard.machine import Jump, Step
 
@@ -42,8 +43,6 @@ def ask_source(w: Wizard) -> Any:
     proposal = w.draft.source or w.options.source
     answer = w.ask.text("Where are the weights? A .gguf file, a model folder or a Hub id", proposal,
                         field="source", validate=check, completer=PathCompleter(expanduser=True))
-    if isinstance(answer, Back):
-        return BACK
     if answer.strip() != w.draft.source or w.draft.inspection is None:
         inspect_into(w, answer.strip(), found=seen.get(answer.strip()))
     return None
@@ -60,8 +59,6 @@ def ask_model_type(w: Wizard) -> Any:
         answer = w.ask.select("Model type", [Choice("LLM", "LLM", "generate and chat"),
                                              Choice("embedding", "embedding", "vectors for search")],
                               w.draft.model_type, origin=origin, field="model type")
-        if isinstance(answer, Back):
-            return BACK
         if answer == w.draft.model_type:
             return None
         if found is None or found.kind != "pytorch":
@@ -111,8 +108,6 @@ def ask_gguf_file(w: Wizard) -> Any:
     choices = [Choice(name, name, f"{(folder / name).stat().st_size / 2**20:,.0f} MiB") for name in found.gguf_files]
     answer = w.ask.select("Which GGUF file? (the others with the same name pattern become further quantizations)",
                           choices, current, origin="the folder", field="GGUF file")
-    if isinstance(answer, Back):
-        return BACK
     if answer != current:
         inspect_into(w, str(folder), answer)
     return None
@@ -135,8 +130,6 @@ def ask_weights(w: Wizard) -> Any:
     fmt = w.ask.select("Weights format", [Choice("ggufv2", "ggufv2", "GGUF files, run by llama.cpp"),
                                           Choice("pytorch", "pytorch", "safetensors, run by transformers")],
                        first.get("model_format"), field="model_format")
-    if isinstance(fmt, Back):
-        return BACK
 
     def size_problem(text: str) -> str | None:
         text = text.strip().replace(".", "_")
@@ -144,8 +137,6 @@ def ask_weights(w: Wizard) -> Any:
 
     size = w.ask.text("Size in billions of parameters", None if first.get("model_size_in_billions") is None
                       else str(first["model_size_in_billions"]), field="model_size_in_billions", validate=size_problem)
-    if isinstance(size, Back):
-        return BACK
     size_value: int | str = int(size) if size.strip().isdigit() else size.strip().replace(".", "_")
 
     def quant_problem(text: str) -> str | None:
@@ -160,8 +151,6 @@ def ask_weights(w: Wizard) -> Any:
     proposal = ", ".join(known) if known and (fmt == "ggufv2" or set(known) <= set(PYTORCH_QUANTIZATIONS)) else (
         "none" if fmt == "pytorch" else None)
     quants = w.ask.text("Quantizations (comma-separated)", proposal, field="quantization", validate=quant_problem)
-    if isinstance(quants, Back):
-        return BACK
     template = None
     if fmt == "ggufv2" and not str(first.get("model_uri") or "").endswith(".gguf"):
         def template_problem(text: str) -> str | None:
@@ -170,8 +159,6 @@ def ask_weights(w: Wizard) -> Any:
         template = w.ask.text("GGUF file name ({quantization} stands for the quantization)",
                               first.get("model_file_name_template"), field="model_file_name_template",
                               validate=template_problem)
-        if isinstance(template, Back):
-            return BACK
     keep = {k: v for k, v in first.items() if k in ("model_id", "model_uri", "model_hub", "model_revision")}
     w.draft.values["model_specs"] = [
         {"model_format": fmt, "model_size_in_billions": size_value, "quantization": quant,
@@ -196,8 +183,6 @@ def ask_name(w: Wizard) -> Any:
     while True:
         answer = w.ask.text("Model name", w.draft.get("model_name"), origin=w.draft.origin("model_name"),
                             field="model_name", validate=name_problem)
-        if isinstance(answer, Back):
-            return BACK
         w.draft.set("model_name", answer)
         w.draft.replace = False
         if not w.options.needs_server:
@@ -214,11 +199,12 @@ def ask_name(w: Wizard) -> Any:
                 return None
             raise NoProposal(f"--yes: model_name {answer!r} is already registered on the server; "
                              "pass --name NAME or --replace")
-        choice = w.ask.select(f"{answer!r} is already registered on the server",
-                              [Choice("choose another name", "rename"),
-                               Choice(f"replace the registration of {answer}", "replace")], "rename")
-        if isinstance(choice, Back):
-            continue
+        try:
+            choice = w.ask.select(f"{answer!r} is already registered on the server",
+                                  [Choice("choose another name", "rename"),
+                                   Choice(f"replace the registration of {answer}", "replace")], "rename")
+        except Back:
+            continue  # back to the name
         if choice == "replace":
             w.draft.replace = True
             return None
@@ -248,8 +234,6 @@ def ask_family(w: Wizard) -> Any:
     answer = w.ask.text("Family (Tab lists them; its prompt style applies unless you choose a chat format)",
                         w.draft.get("model_family", "other"), origin=w.draft.origin("model_family"),
                         field="model_family", validate=check, completer=FuzzyWordCompleter(names))
-    if isinstance(answer, Back):
-        return BACK
     w.draft.set("model_family", answer)
     return None
 
@@ -260,8 +244,6 @@ def ask_abilities(w: Wizard) -> Any:
     answer = w.ask.checkbox("Abilities", [Choice(a, a, notes[a]) for a in LLM_ABILITIES],
                             w.draft.get("model_ability", ["generate"]), origin=w.draft.origin("model_ability"),
                             field="model_ability")
-    if isinstance(answer, Back):
-        return BACK
     if not {"generate", "chat"} & set(answer):
         w.say("an LLM needs generate or chat", style="red")
         return Jump("abilities")
@@ -273,8 +255,6 @@ def ask_languages(w: Wizard) -> Any:
     key = "model_lang" if _is_llm(w) else "language"
     answer = w.ask.text("Languages (comma-separated codes)", ", ".join(w.draft.get(key, ["en"])),
                         origin=w.draft.origin(key), field=key)
-    if isinstance(answer, Back):
-        return BACK
     w.draft.set(key, [part.strip() for part in answer.split(",") if part.strip()] or ["en"])
     return None
 
@@ -282,8 +262,6 @@ def ask_languages(w: Wizard) -> Any:
 def _number_step(key: str, message: str, maximum: int = 10_000_000) -> Any:
     def ask(w: Wizard) -> Any:
         answer = w.ask.number(message, w.draft.get(key), origin=w.draft.origin(key), field=key, maximum=maximum)
-        if isinstance(answer, Back):
-            return BACK
         w.draft.set(key, answer)
         return None
 
@@ -293,8 +271,6 @@ def _number_step(key: str, message: str, maximum: int = 10_000_000) -> Any:
 def ask_description(w: Wizard) -> Any:
     answer = w.ask.text("Description (- for none)", w.draft.get("model_description"),
                         origin=w.draft.origin("model_description"), field="model_description", required=False)
-    if isinstance(answer, Back):
-        return BACK
     w.draft.set("model_description", answer)
     return None
 
@@ -309,8 +285,6 @@ def ask_model_id(w: Wizard) -> Any:
     message = "Hub id (model_id)" + (" — optional, the files are local; - for none" if local else "")
     answer = w.ask.text(message, w.draft.model_id, origin=w.draft.origin("model_id"), field="model_id",
                         validate=check, required=not local)
-    if isinstance(answer, Back):
-        return BACK
     w.draft.set_model_id(answer or None)
     return None
 
@@ -322,7 +296,7 @@ def has_chat(w: Wizard) -> bool:
     return w.draft.model_type == "LLM" and "chat" in (w.draft.get("model_ability") or [])
 
 
-def _later(module: str, name: str) -> Any:
+def _later(module: str, name: str) -> Callable[[Wizard], Any]:
     """A step whose module is imported when it runs (the preview, review and finish need pydantic and
     rich: importing them up front would delay the first question)."""
 
@@ -338,21 +312,28 @@ def steps() -> list[Step]:
     ask_chat_format = _later("chat_format", "ask_chat_format")
     review = _later("review", "review")
     finish = _later("finish", "finish")
+    spec_entry = r"^model_specs\[\d+\]\."
     return [
-        Step("source", ask_source, lambda w: not (w.options.source or w.options.from_spec)),
+        Step("source", ask_source, lambda w: not (w.options.source or w.options.from_spec),
+             fields=(r"^version", r"^model_specs"), label="weights' location", editable_when=lambda w: True),
         Step("model_type", ask_model_type, lambda w: not w.options.from_spec),
         Step("gguf_file", ask_gguf_file, _gguf_choices),
-        Step("weights", ask_weights, _needs_weights),
-        Step("name", ask_name),
-        Step("family", ask_family, _is_llm),
-        Step("abilities", ask_abilities, _is_llm),
-        Step("languages", ask_languages),
-        Step("context_length", _number_step("context_length", "Context length (tokens)"), _is_llm),
-        Step("dimensions", _number_step("dimensions", "Dimensions of a vector"), _is_embedding),
-        Step("max_tokens", _number_step("max_tokens", "Most tokens per input"), _is_embedding),
-        Step("description", ask_description, _is_llm),
-        Step("model_id", ask_model_id),
-        Step("chat_format", ask_chat_format, has_chat),
+        Step("weights", ask_weights, _needs_weights, label="format, size and quantizations", editable_when=_is_llm,
+             fields=(spec_entry + "(model_format|model_size_in_billions|quantization|model_file_name_template)",)),
+        Step("name", ask_name, fields=(r"^model_name",), label="model name"),
+        Step("family", ask_family, _is_llm, fields=(r"^model_family",), label="family"),
+        Step("abilities", ask_abilities, _is_llm, fields=(r"^model_ability",), label="abilities"),
+        Step("languages", ask_languages, fields=(r"^(model_lang|language)",), label="languages"),
+        Step("context_length", _number_step("context_length", "Context length (tokens)"), _is_llm,
+             fields=(r"^context_length",), label="context length"),
+        Step("dimensions", _number_step("dimensions", "Dimensions of a vector"), _is_embedding,
+             fields=(r"^dimensions",), label="dimensions"),
+        Step("max_tokens", _number_step("max_tokens", "Most tokens per input"), _is_embedding,
+             fields=(r"^max_tokens",), label="max tokens"),
+        Step("description", ask_description, _is_llm, fields=(r"^model_description",), label="description"),
+        Step("model_id", ask_model_id, fields=(spec_entry + "model_id", r"needs model_id"), label="Hub id"),
+        Step("chat_format", ask_chat_format, has_chat, fields=(r"^(prompt_style|chat_template|stop)",),
+             label="chat format"),
         Step("review", review),
         Step("finish", finish),
     ]
