@@ -19,6 +19,7 @@ from xitui.tui.app import XituiApp, make_app
 from xitui.tui.data import state_text
 from xitui.tui.widgets.chat import ChatPane
 from xitui.tui.widgets.models_table import ModelsTable
+from xitui.tui.widgets.transcript import Transcript
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def state_of(app: XituiApp, uid: str) -> str:
 
 def launch_via_modal(app: XituiApp, pilot: Any, name: str) -> Any:
     async def go() -> None:
-        await until(pilot, lambda: app.registrations, what="registrations")
+        await until(pilot, lambda: app.dashboard.registrations, what="registrations")
         await pilot.press("l")
         await until(pilot, lambda: app.screen.__class__.__name__ == "LaunchModal", what="launch modal")
         from textual.widgets import Select
@@ -95,28 +96,33 @@ def test_launch_chat_stop_and_terminate(dash_server: ServerProcess) -> None:
         await pilot.press("c")
         pane = app.query_one(ChatPane)
         assert pane.uid == "dash-gemma"
-        app.generation = {"max_tokens": 400, "temperature": 0}
+        pane.generation = {"max_tokens": 400, "temperature": 0}
         await type_text(pilot, "Tell me a long story about a dragon.")
         await pilot.press("enter")
-        await until(pilot, lambda: pane.generating and len(pane._pieces) >= 5, what="tokens while streaming")
+        transcript = pane.query_one(Transcript)
+
+        def written() -> str:
+            return transcript.query(".answer").last().source
+
+        await until(pilot, lambda: pane.generating and len(written()) >= 20, what="tokens while streaming")
         assert pane.generating  # still streaming: the pieces arrived before the end
         assert client.describe_model("dash-gemma")["metrics"]["in_flight"] == 1
         await pilot.press("escape")
         await until(pilot, lambda: not pane.generating, what="stopped")
         await until(pilot, lambda: client.describe_model("dash-gemma")["metrics"]["in_flight"] == 0, 10,
                     "in flight back to 0")
-        assert "stopped" in str(pane._stats_label.render())
+        assert "stopped" in str(transcript.figures.render())
         assert pane.last_stats is not None and pane.last_stats.tokens < 400
 
         # a full answer, with its statistics under it
-        app.generation = {"max_tokens": 8, "temperature": 0}
+        pane.generation = {"max_tokens": 8, "temperature": 0}
         for key in "Hello":
             await pilot.press(key)
         await pilot.press("enter")
         await until(pilot, lambda: not pane.generating and pane.last_stats and pane.last_stats.tokens, what="answer")
-        assert "tokens/s" in str(pane._stats_label.render())
+        assert "tokens/s" in str(transcript.figures.render())
         # the stopped answer stays in the conversation as far as it got, and the new turn follows it
-        assert [m["role"] for m in pane.messages] == ["user", "assistant", "user", "assistant"]
+        assert [m["role"] for m in pane.history] == ["user", "assistant", "user", "assistant"]
         await pilot.press("ctrl+o")  # copy the last answer
         assert app.clipboard == pane.last_answer and pane.last_answer
         await pilot.press("up")  # recall the last input
@@ -125,7 +131,7 @@ def test_launch_chat_stop_and_terminate(dash_server: ServerProcess) -> None:
         assert pane.query_one("#chat-input").text == "Tell me a long story about a dragon."
         await pilot.press("ctrl+l")  # clear
         await pilot.pause(0.1)
-        assert pane.messages == [] and not pane.query("#chat-log Markdown")
+        assert pane.history == [] and not pane.query("#chat-log Markdown")
 
         # terminate, after saying yes
         app.query_one(ModelsTable).focus()
@@ -182,7 +188,7 @@ def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, g
         await pilot.pause(0.2)
         assert str(app.screen.query_one("#problems", Static).render()).strip() == ""
         await pilot.click("#register")
-        await until(pilot, lambda: any(r["model_name"] == "dash-filed" for r in app.registrations),
+        await until(pilot, lambda: any(r["model_name"] == "dash-filed" for r in app.dashboard.registrations),
                     what="registered row")
         assert client.get_model_registration("LLM", "dash-filed")["model_name"] == "dash-filed"
 
@@ -194,7 +200,7 @@ def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, g
         await pilot.press("u")
         await until(pilot, lambda: app.screen.__class__.__name__ == "ConfirmModal", what="confirmation")
         await pilot.press("y")
-        await until(pilot, lambda: not any(r["model_name"] == "dash-filed" for r in app.registrations),
+        await until(pilot, lambda: not any(r["model_name"] == "dash-filed" for r in app.dashboard.registrations),
                     what="unregistered")
         # builtins are refused with the reason, without asking
         filter_input.value = "llama-2-chat"
@@ -218,7 +224,7 @@ def test_the_server_going_away_shows_a_banner_and_recovers(tmp_path: Path) -> No
         from textual.widgets import Static
 
         banner = app.query_one("#banner", Static)
-        await until(pilot, lambda: app.last_snapshot is not None, what="first read")
+        await until(pilot, lambda: app.dashboard.last_snapshot is not None, what="first read")
         assert not banner.has_class("-shown")
         srv.stop()
         await until(pilot, lambda: banner.has_class("-shown"), 15, "banner")
@@ -278,7 +284,7 @@ def test_launch_modal_estimate_replicas_ttl_and_restore(dash_server: ServerProce
     client = Client(dash_server.url)
 
     async def test(app: XituiApp, pilot: Any) -> None:
-        await until(pilot, lambda: app.registrations, what="registrations")
+        await until(pilot, lambda: app.dashboard.registrations, what="registrations")
         await pilot.press("l")
         await until(pilot, lambda: app.screen.__class__.__name__ == "LaunchModal", what="launch modal")
         modal = app.screen
@@ -344,8 +350,8 @@ def test_chat_pane_saves_lists_and_resumes_conversations(dash_server: ServerProc
         await until(pilot, lambda: any(v == first for _, v in picker._options), what="the saved session")
         picker.value = first
         await until(pilot, lambda: pane.session_id == first, what="the resumed session")
-        assert pane.messages[0] == {"role": "user", "content": "Remember the word lighthouse."}
-        assert len(pane.messages) == 2
+        assert pane.history[0] == {"role": "user", "content": "Remember the word lighthouse."}
+        assert len(pane.history) == 2
         await pane.send("And now?")
         await until(pilot, lambda: not pane.generating and store.get(first).count == 4, what="the saved answer")
         assert store.get(first).messages[2].content == "And now?"
@@ -372,7 +378,7 @@ def test_the_demo_proposes_the_bundled_chat_model_and_it_chats(dash_server: Serv
     async def test(app: XituiApp, pilot: Any) -> None:
         from textual.widgets import Select
 
-        await until(pilot, lambda: app.registrations, what="registrations")
+        await until(pilot, lambda: app.dashboard.registrations, what="registrations")
         await pilot.press("l")
         await until(pilot, lambda: app.screen.__class__.__name__ == "LaunchModal", what="launch modal")
         assert app.screen.query_one("#registration", Select).value == "LLM/demo-smollm2-135m"
@@ -381,7 +387,7 @@ def test_the_demo_proposes_the_bundled_chat_model_and_it_chats(dash_server: Serv
         await pilot.press("c")
         pane = app.query_one(ChatPane)
         assert pane.uid == "demo-smollm2-135m"
-        app.generation = {"max_tokens": 32, "temperature": 0}
+        pane.generation = {"max_tokens": 32, "temperature": 0}
         await type_text(pilot, "What is the capital of France?")
         await pilot.press("enter")
         await until(pilot, lambda: not pane.generating and pane.last_answer, 60, "answer")

@@ -17,7 +17,8 @@ def fixed_app(theme: str) -> Any:
 
 
 async def show(pilot: Any) -> None:
-    pilot.app.show_snapshot(fixed_snapshot())
+    await pilot.pause()  # the dashboard screen's widgets are mounted
+    pilot.app.dashboard.show_snapshot(fixed_snapshot())
     await pilot.pause()
 
 

@@ -9,47 +9,10 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 #: Seconds between redraws of the block being written (tokens arrive faster than eyes read).
 REDRAW = 1 / 20
-
-
-@dataclass
-class AnswerStats:
-    started: float = field(default_factory=time.monotonic)
-    first: float | None = None
-    last: float | None = None
-    pieces: int = 0
-    #: The server's count of generated tokens, when it says (the last chunk's usage)
-    tokens: int | None = None
-
-    def piece(self) -> None:
-        now = time.monotonic()
-        self.first = self.first or now
-        self.last = now
-        self.pieces += 1
-
-    @property
-    def ttft(self) -> float | None:
-        return None if self.first is None else self.first - self.started
-
-    @property
-    def count(self) -> int:
-        return self.tokens if self.tokens is not None else self.pieces
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        span = (self.last or 0) - (self.first or 0)
-        return (self.pieces - 1) / span if self.pieces > 1 and span > 0 else None
-
-    def line(self) -> str:
-        if self.first is None:
-            return "no answer"
-        rate = self.tokens_per_s
-        return (f"first token {self.ttft * 1000:.0f} ms · " + (f"{rate:.1f} tokens/s · " if rate else "")
-                + f"{self.count} tokens")
 
 
 def _settled_end(text: str) -> int:
@@ -70,12 +33,11 @@ def _settled_end(text: str) -> int:
 
 
 class AnswerView:
-    """Feed it pieces with `add`; `close` ends the answer (and prints the stats line on a terminal)."""
+    """Feed it pieces with `add`; `close` ends the answer (and prints its figures on a terminal)."""
 
     def __init__(self, rendered: bool, console: Any = None):
         self.rendered = rendered
         self.text = ""
-        self.stats = AnswerStats()
         self._printed = 0
         self._live: Any = None
         self.console = console
@@ -90,7 +52,6 @@ class AnswerView:
             self._drawn = 0.0
 
     def add(self, piece: str) -> None:
-        self.stats.piece()
         self.text += piece
         if not self.rendered:
             sys.stdout.write(piece)
@@ -108,8 +69,8 @@ class AnswerView:
             self._live.update(Markdown(self.text[self._printed:]), refresh=True)
             self._drawn = now
 
-    def close(self, note: str | None = None) -> None:
-        """The answer is over: print what is left, then (on a terminal) one dim line of figures."""
+    def close(self, figures: str | None = None) -> None:
+        """The answer is over: print what is left, then (on a terminal) `figures` as one dim line."""
         if not self.rendered:
             return
         from rich.markdown import Markdown
@@ -119,5 +80,5 @@ class AnswerView:
         rest = self.text[self._printed:]
         if rest.strip():
             self.console.print(Markdown(rest))
-        line = self.stats.line() + (f" · {note}" if note else "")
-        self.console.print(line, style="dim", markup=False)
+        if figures:
+            self.console.print(figures, style="dim", markup=False)

@@ -1,6 +1,6 @@
-"""The interactive loop of `xitui chat` and `xitui generate`: a prompt_toolkit line (history kept across
-runs, Alt+Enter or a \"\"\" block for more lines, slash commands with completion), answers rendered as they
-stream, every turn saved in the chat store (core/chats.py) unless told not to.
+"""The terminal face of `xitui chat` and `xitui generate`: a prompt_toolkit line (history kept across runs,
+Alt+Enter or a \"\"\" block for more lines, slash commands with completion), answers rendered as they
+stream. The conversation itself (history, requests, figures, saving) is client/conversation.py's.
 
 Ctrl-C while an answer streams closes the request (the server cancels the generation) and the session goes
 on; Ctrl-C at the prompt clears the line; Ctrl-D ends.
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xitui.cli.answer_view import AnswerView
-from xitui.core.chats import ChatMessage, ChatSession, ChatStore, answered, to_json, to_markdown
+from xitui.client.conversation import Answer, Conversation
+from xitui.core.chats import to_json, to_markdown
 from xitui.core.errors import XituiError
 from xitui.core.files import private_file
 from xitui.terminal import output
@@ -39,109 +38,46 @@ Ctrl-C stops an answer (the conversation goes on)"""
 COMMANDS = ["/system", "/clear", "/set", "/save", "/export", "/help", "/exit"]
 
 
-@dataclass
-class Turn:
-    """One exchange: what the user sent and what came back."""
+class ChatLoop:
+    """`xitui chat` and `xitui generate` on a terminal: a conversation (client/conversation.py) shown as it
+    streams, driven by lines and slash commands."""
 
-    question: str
-    answer: str
-    stats: Any
-    stopped: bool = False
-
-
-@dataclass
-class Conversation:
-    handle: Any
-    model_uid: str
-    model_name: str | None
-    kind: str  # "chat" or "generate"
-    params: dict[str, Any]
-    store: ChatStore | None
-    system: str | None = None
-    raw: bool = False
-    session: ChatSession | None = None
-    #: The conversation so far (chat), as requests send it, without the system prompt.
-    history: list[dict[str, str]] = field(default_factory=list)
-    session_id: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.session is not None:
-            self.session_id = self.session.id
-            self.system = self.session.system if self.system is None else self.system
-            self.history = answered(self.session.messages)
-
-    # --- one turn ----------------------------------------------------------------------------------
+    def __init__(self, conversation: Conversation, raw: bool = False):
+        self.conversation = conversation
+        self.raw = raw
 
     @property
     def rendered(self) -> bool:
         return not self.raw and sys.stdout.isatty()
 
-    def messages_for(self, text: str) -> list[dict[str, str]]:
-        head = [{"role": "system", "content": self.system}] if self.system else []
-        return [*head, *self.history, {"role": "user", "content": text}]
+    # --- one turn ----------------------------------------------------------------------------------
 
-    def _chunks(self, text: str) -> Iterator[dict[str, Any]]:
-        config = {**self.params, "stream": True}
-        if self.kind == "chat":
-            return self.handle.chat(self.messages_for(text), generate_config=config)
-        return self.handle.generate(text, config)
-
-    def ask(self, text: str) -> Turn:
-        """Send one message, show the answer as it comes, remember (and save) the exchange."""
+    def ask(self, text: str) -> Answer:
+        """Send one message and show the answer as it comes; the conversation remembers (and saves) it."""
         asked = on_interrupt()  # from here on, Ctrl-C stops this answer and never ends the program
         try:
-            self.save_question(text)
+            answer = self.conversation.ask(text)
             view = AnswerView(self.rendered)
-            stream = self._chunks(text)
         except BaseException:
             asked.restore()
             raise
-        stopped = False
         try:
-            for chunk in stream:
+            for piece in answer:
+                view.add(piece)
                 if asked():
-                    stopped = True
                     break
-                choice = (chunk.get("choices") or [{}])[0]
-                piece = (choice.get("delta") or {}).get("content") if self.kind == "chat" else choice.get("text")
-                if piece:
-                    view.add(piece)
-                usage = chunk.get("usage")
-                if usage:
-                    view.stats.tokens = usage.get("completion_tokens")
         except KeyboardInterrupt:
-            stopped = True
+            pass
         finally:
             asked.restore()
-            if hasattr(stream, "close"):
-                stream.close()  # a stopped answer: closing the request makes the server cancel it
-            view.close("stopped" if stopped else None)
+            if asked.asked:
+                answer.stop()  # closing the request makes the server cancel the generation
+            answer.close()
+            view.close(answer.stats.line(answer.note()))
         if not self.rendered and sys.stdout.isatty():
             sys.stdout.write("\n")
-        turn = Turn(text, view.text, view.stats, stopped)
-        self.remember(turn)
-        return turn
-
-    def save_question(self, text: str) -> None:
-        """Saved before the answer is asked for: a process killed mid-answer loses only the answer."""
-        if self.store is None:
-            return
-        if self.session_id is None:
-            self.session_id = self.store.new_session(self.kind, self.model_uid, self.model_name, self.system,
-                                                     self.params, messages=(ChatMessage("user", text),))
-        else:
-            self.store.add(self.session_id, ChatMessage("user", text))
-
-    def remember(self, turn: Turn) -> None:
-        """The answer came (or was stopped): keep it in the conversation and in the store."""
-        if self.kind == "chat" and turn.answer:
-            self.history += [{"role": "user", "content": turn.question},
-                             {"role": "assistant", "content": turn.answer}]
-        if self.store is None or self.session_id is None or not turn.answer:
-            return
-        stats = turn.stats
-        self.store.add(self.session_id, ChatMessage("assistant", turn.answer, ttft=stats.ttft,
-                                                    tokens_per_s=stats.tokens_per_s, tokens=stats.count))
+        self.conversation.remember(answer)
+        return answer
 
     # --- slash commands ------------------------------------------------------------------------------
 
@@ -149,22 +85,20 @@ class Conversation:
         """Run a slash command; False when it ends the conversation."""
         name, _, rest = line.strip().partition(" ")
         rest = rest.strip()
+        talk = self.conversation
         if name == "/exit":
             return False
         if name == "/help":
             output.info(HELP)
         elif name == "/system":
-            if self.kind != "chat":
+            if talk.kind != "chat":
                 output.info("/system: completions have no system prompt")
             else:
-                self.system = rest or None
-                if self.store is not None and self.session_id is not None:
-                    self.store.update(self.session_id, system=rest)
+                talk.set_system(rest)
                 output.info(f"system prompt {'set' if rest else 'cleared'}")
         elif name == "/clear":
-            self.history = []
-            self.session_id = None
-            output.info("new conversation" + (" (the last one is saved)" if self.store is not None else ""))
+            self.conversation = talk.fresh()
+            output.info("new conversation" + (" (the last one is saved)" if talk.store is not None else ""))
         elif name == "/set":
             self._set(rest)
         elif name == "/save":
@@ -176,8 +110,9 @@ class Conversation:
         return True
 
     def _set(self, rest: str) -> None:
+        params = self.conversation.params
         if not rest:
-            shown = ", ".join(f"{k} {v}" for k, v in sorted(self.params.items())) or "server defaults"
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(params.items())) or "server defaults"
             output.info(f"parameters: {shown}; /set NAME VALUE changes one ({', '.join(PARAMETERS)})")
             return
         key, _, raw = rest.partition(" ")
@@ -189,29 +124,26 @@ class Conversation:
         except ValueError:
             output.info(f"/set {key}: {raw.strip()!r} is not a {PARAMETERS[key].__name__}")
             return
-        self.params[key] = [value] if key == "stop" else value
-        if self.store is not None and self.session_id is not None:
-            self.store.update(self.session_id, params=self.params)
+        self.conversation.set_param(key, [value] if key == "stop" else value)
         output.info(f"{key} = {value}")
 
     def _save(self) -> None:
-        if self.store is not None:
-            output.info(f"saved as session {self.session_id}" if self.session_id else
+        talk = self.conversation
+        if talk.store is not None:
+            output.info(f"saved as session {talk.session_id}" if talk.session_id else
                         "saving: the conversation is saved from its first answer")
             return
         from xitui.cli.common import chat_store
 
-        self.store = chat_store(force=True)
-        pairs = tuple(ChatMessage(m["role"], m["content"]) for m in self.history)
-        self.session_id = self.store.new_session(self.kind, self.model_uid, self.model_name, self.system,
-                                                 self.params, messages=pairs)
-        output.info(f"saved as session {self.session_id}; the rest of this conversation will be too")
+        store = chat_store(force=True)
+        assert store is not None
+        output.info(f"saved as session {talk.save_to(store)}; the rest of this conversation will be too")
 
     def _export(self, target: str) -> None:
         if not target:
             output.info("/export FILE: a .md or .json file")
             return
-        session = self.snapshot()
+        session = self.conversation.snapshot()
         path = Path(target).expanduser()
         text = to_json(session) if path.suffix.lower() == ".json" else to_markdown(session)
         try:
@@ -221,21 +153,10 @@ class Conversation:
             return
         output.info(f"wrote {path}")
 
-    def snapshot(self) -> ChatSession:
-        """This conversation as a session (the saved one when there is one)."""
-        if self.store is not None and self.session_id is not None:
-            return self.store.get(self.session_id)
-        import time
-
-        now = time.time()
-        return ChatSession(id=0, created=now, updated=now, kind=self.kind, model_uid=self.model_uid,
-                           model_name=self.model_name, system=self.system, params=dict(self.params),
-                           messages=[ChatMessage(m["role"], m["content"]) for m in self.history])
-
     # --- the loop ------------------------------------------------------------------------------------
 
     def loop(self, history_file: Path) -> None:
-        read = LineReader(history_file, "you> " if self.kind == "chat" else "prompt> ")
+        read = LineReader(history_file, "you> " if self.conversation.kind == "chat" else "prompt> ")
         while True:
             text = read()
             if text is None:

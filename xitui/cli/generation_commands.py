@@ -42,20 +42,30 @@ def _read_stdin() -> str:
     return text
 
 
-def _conversation(handle: Any, uid: str, kind: str, config: dict[str, Any], store: Any, raw: bool,
+def _conversation(handle: Any, uid: str, kind: str, config: dict[str, Any], store: Any,
                   system: str | None = None, session: Any = None) -> Any:
-    from xitui.cli.conversation import Conversation
+    from xitui.client.conversation import Conversation
 
-    return Conversation(handle=handle, model_uid=uid, model_name=(getattr(handle, "description", None) or {}).get("model_name") or uid,
-                        kind=kind, params=config, store=store, system=system, raw=raw, session=session)
+    name = (getattr(handle, "description", None) or {}).get("model_name") or uid
+    return Conversation(handle, model_uid=uid, model_name=name, kind=kind, params=config, store=store,
+                        system=system, session=session)
 
 
-def _loop(conversation: Any, kind: str, intro: str) -> None:
+def _chat_loop(conversation: Any, raw: bool) -> Any:
+    from xitui.cli.conversation import ChatLoop
+
+    return ChatLoop(conversation, raw)
+
+
+def _loop(conversation: Any, raw: bool, intro: str) -> None:
     from xitui.cli.conversation import history_path
     from xitui.core.config import home_dir
 
     output.info(intro)
-    conversation.loop(history_path(home_dir(), kind))
+    kind = conversation.kind
+    looping = _chat_loop(conversation, raw)
+    looping.loop(history_path(home_dir(), kind))
+    conversation = looping.conversation  # /clear starts a new one
     if conversation.store is not None and conversation.session_id is not None:
         output.info(f"saved as session {conversation.session_id} (`xitui chat --session "
                     f"{conversation.session_id}` resumes it)" if kind == "chat" else
@@ -91,7 +101,7 @@ def generate(
         elif no_stream:
             _write(handle.generate(text, {**config, "stream": False})["choices"][0]["text"])
         else:
-            _conversation(handle, model_uid, "generate", config, None, raw).ask(text)
+            _chat_loop(_conversation(handle, model_uid, "generate", config, None), raw).ask(text)
             return
         if sys.stdout.isatty() and not as_json:
             _write("\n")
@@ -101,8 +111,8 @@ def generate(
     elif not sys.stdin.isatty():
         run(_read_stdin())
     else:
-        conversation = _conversation(handle, model_uid, "generate", config, chat_store(no_save), raw)
-        _loop(conversation, "generate", f"generating with {model_uid}; /help for commands, Ctrl-D ends")
+        conversation = _conversation(handle, model_uid, "generate", config, chat_store(no_save))
+        _loop(conversation, raw, f"generating with {model_uid}; /help for commands, Ctrl-D ends")
 
 
 def chat(
@@ -150,27 +160,19 @@ def chat(
         config = {**session.params, **{k: v for k, v in config.items() if k in _given(max_tokens, temperature,
                                                                                           top_p, stop)}}
     store = chat_store(no_save)
-    conversation = _conversation(handle, uid, "chat", config, store, raw, system, session)
+    conversation = _conversation(handle, uid, "chat", config, store, system, session)
     if session is not None and store is not None and uid != session.model_uid:
         store.update(session.id, model_uid=uid)
 
     def one(text: str) -> None:
         if as_json or no_stream:
-            from xitui.cli.answer_view import AnswerStats
-            from xitui.cli.conversation import Turn
-
-            conversation.save_question(text)
-            result = handle.chat(conversation.messages_for(text), generate_config={**config, "stream": False})
-            answer = result["choices"][0]["message"]["content"]
+            result = conversation.complete(text)
             if as_json:
                 output.print_json(result)
             else:
-                _write(answer + "\n")
-            stats = AnswerStats()
-            stats.tokens = (result.get("usage") or {}).get("completion_tokens")
-            conversation.remember(Turn(text, answer, stats))
+                _write((result["choices"][0]["message"].get("content") or "") + "\n")
         else:
-            conversation.ask(text)
+            _chat_loop(conversation, raw).ask(text)
 
     if message is not None:
         one(message)
@@ -183,7 +185,7 @@ def chat(
         for earlier in session.messages[-2:]:
             who = "you" if earlier.role == "user" else uid
             output.info(f"  {who}: {' '.join(earlier.content.split())[:200]}")
-    _loop(conversation, "chat", f"chatting with {uid}; /help for commands, Ctrl-C stops an answer, Ctrl-D ends")
+    _loop(conversation, raw, f"chatting with {uid}; /help for commands, Ctrl-C stops an answer, Ctrl-D ends")
 
 
 def _given(max_tokens: Any, temperature: Any, top_p: Any, stop: Any) -> set[str]:

@@ -165,12 +165,15 @@ class Client:
         return self.transport.get(f"/v1/models/{model_uid}/progress")
 
     def get_model(self, model_uid: str) -> ModelHandle:
-        desc = self.describe_model(model_uid)
-        if desc.get("model_type", "LLM") == "embedding":
-            return EmbeddingModelHandle(self.transport, model_uid, desc)
-        if "chat" in desc.get("model_ability", []):
-            return ChatModelHandle(self.transport, model_uid, desc)
-        return GenerateModelHandle(self.transport, model_uid, desc)
+        return self.handle_for(model_uid, self.describe_model(model_uid))
+
+    def handle_for(self, model_uid: str, description: dict[str, Any]) -> ModelHandle:
+        """The handle for a model whose description is already known (a listing's entry): no request."""
+        if description.get("model_type", "LLM") == "embedding":
+            return EmbeddingModelHandle(self.transport, model_uid, description)
+        if "chat" in description.get("model_ability", []):
+            return ChatModelHandle(self.transport, model_uid, description)
+        return GenerateModelHandle(self.transport, model_uid, description)
 
     def model_logs(self, model_uid: str, offset: int = -16384) -> dict[str, Any]:
         """xitui's own route: the worker's log from `offset` ({"offset": next, "text": ...})."""

@@ -43,9 +43,10 @@ class LogView(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,q", "dismiss", "close", id="log.close")]
 
-    def __init__(self, uid: str) -> None:
+    def __init__(self, uid: str, client: Any) -> None:
         super().__init__()
         self.uid = uid
+        self.client = client
         self.log_offset = -16384
 
     def compose(self) -> ComposeResult:
@@ -63,7 +64,7 @@ class LogView(ModalScreen[None]):
         worker = get_current_worker()
         while not worker.is_cancelled:
             try:
-                part = self.app.client.model_logs(self.uid, offset=self.log_offset)
+                part = self.client.model_logs(self.uid, offset=self.log_offset)
             except Exception as exc:  # noqa: BLE001 - Xinference has no log route; a gone model has no log
                 self.app.call_from_thread(self.query_one(Log).write_line, f"(no log: {' '.join(str(exc).split())})")
                 return

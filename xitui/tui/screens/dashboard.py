@@ -1,0 +1,364 @@
+"""The dashboard screen: running models on top, chat, registrations and resources in tabs below, the
+server read every second (paused while a modal covers it), and every action the footer lists."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+
+from xitui.core.bundled import BUNDLED_ORDER
+from xitui.tui.data import Snapshot, fetch, model_detail
+from xitui.tui.widgets.chat import ChatPane
+from xitui.tui.widgets.models_table import ModelsTable
+from xitui.tui.widgets.registrations import Registrations
+from xitui.tui.widgets.resources import Resources
+
+#: Seconds between reads of the server (the timer re-arms after each read, so reads never overlap).
+REFRESH = 1.0
+#: Registrations change rarely: read them every this many refreshes (and after each change made here).
+REGISTRATIONS_EVERY = 10
+#: After a failed read, wait this long before the next try.
+RETRY = 2.0
+
+
+class DataFetched(Message):
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class DataFailed(Message):
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class ActionDone(Message):
+    """A change made from the dashboard finished: say so, and read the server again."""
+
+    def __init__(self, text: str, error: bool = False) -> None:
+        super().__init__()
+        self.text, self.error = text, error
+
+
+def _one_line(exc: Exception) -> str:
+    from xitui.core.errors import XituiError
+
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, XituiError) else f"{type(exc).__name__}: {text}"
+
+
+class DashboardScreen(Screen[None]):
+    """What the server runs and holds, and what can be done with it."""
+
+    BINDINGS = [
+        Binding("l", "launch", "Launch", id="launch", tooltip="Launch a registered model"),
+        Binding("t", "terminate", "Terminate", id="terminate", tooltip="Terminate (or cancel) the selected model"),
+        Binding("c", "chat", "Chat", id="chat", tooltip="Chat with the selected model"),
+        Binding("r", "register", "Wizard", id="register", tooltip="Register a model with the wizard"),
+        Binding("f", "register_file", "Spec file", id="register_file", tooltip="Register a spec file"),
+        Binding("u", "unregister", "Unregister", id="unregister", tooltip="Unregister the selected registration"),
+        Binding("v", "view_spec", "Spec", id="view_spec", tooltip="View the selected model's spec"),
+        Binding("g", "follow_log", "Log", id="follow_log", tooltip="Follow the selected model's worker log"),
+        Binding("escape", "stop", "Stop", id="stop", tooltip="Stop the answer being written", show=False),
+        # not Ctrl+Y: the chat input (a TextArea) takes that for redo, so it would never reach the screen
+        Binding("ctrl+o", "copy_answer", "Copy", id="copy_answer", tooltip="Copy the last answer", show=False),
+        Binding("ctrl+l", "clear_chat", "Clear", id="clear_chat", tooltip="Clear the conversation", show=False),
+        Binding("1", "tab('chat')", "Chat tab", id="tab_chat", show=False),
+        Binding("2", "tab('registrations')", "Registrations tab", id="tab_registrations", show=False),
+        Binding("3", "tab('resources')", "Resources tab", id="tab_resources", show=False),
+    ]
+
+    #: Why the server does not answer (None: it does); the banner shows it.
+    down: reactive[str | None] = reactive(None, init=False)
+
+    def __init__(self, client: Any, endpoint: str, *, generation: dict[str, Any] | None = None,
+                 chat_store: Any = None, refresh: float = REFRESH, live: bool = True) -> None:
+        super().__init__()
+        self.client = client
+        self.endpoint = endpoint
+        self.generation = generation or {}
+        self.chat_store = chat_store
+        #: The periodic reads get their own client with a read timeout: a server that stops answering shows
+        #: as such instead of freezing the table (answers and launches may take as long as they take).
+        self.poll_client = _polling(client)
+        self.refresh_every = refresh
+        #: False for snapshot tests: no reads of the server, the data is given with `show_snapshot`.
+        self.live = live
+        self.reads = 0
+        self.want_registrations = True
+        self.last_snapshot: Snapshot | None = None
+        self.registrations: list[dict[str, Any]] = []
+        self.first_paint: float | None = None
+        self._covered = False
+        #: A read came due while a modal covered the screen: it is made when the screen shows again.
+        self._due = False
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static("", id="banner")
+        yield ModelsTable(id="models")
+        yield Static("", id="model-detail")
+        with TabbedContent(id="tabs", initial="chat"):
+            with TabPane("Chat", id="chat"):
+                yield ChatPane(self.client, self.chat_store, self.generation, id="chat-pane")
+            with TabPane("Registrations", id="registrations"):
+                yield Registrations(id="registrations-pane")
+            with TabPane("Resources", id="resources"):
+                yield Resources(id="resources-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ModelsTable).focus()
+        if self.live:
+            self.read_server()
+
+    # --- reading the server ------------------------------------------------------------------------
+
+    def on_screen_suspend(self) -> None:
+        self._covered = True
+
+    def on_screen_resume(self) -> None:
+        self._covered = False
+        if self._due:
+            self._due = False
+            self.read_server()
+
+    def _next_read(self, delay: float) -> None:
+        self.set_timer(delay, self._read_if_shown)
+
+    def _read_if_shown(self) -> None:
+        if self._covered:
+            self._due = True  # nobody sees the table under a modal: read again when it shows
+        else:
+            self.read_server()
+
+    @work(thread=True, exclusive=True, group="read")
+    def read_server(self) -> None:
+        with_registrations = self.want_registrations or self.reads % REGISTRATIONS_EVERY == 0
+        try:
+            snapshot = fetch(self.poll_client, with_registrations)
+        except Exception as exc:  # noqa: BLE001 - a broken answer is a failed read, not a crash
+            self.post_message(DataFailed(_one_line(exc)))
+            return
+        self.post_message(DataFetched(snapshot))
+
+    @on(DataFetched)
+    def _fetched(self, message: DataFetched) -> None:
+        self.reads += 1
+        if message.snapshot.registrations is not None:
+            self.want_registrations = False
+        elif message.snapshot.registrations_error and self.want_registrations:
+            self.want_registrations = False  # tried: the next try comes with the periodic ones
+            self.notify(f"registrations not read: {message.snapshot.registrations_error}", severity="warning")
+        self.show_snapshot(message.snapshot)
+        if self.down is not None:
+            self.down = None
+            self.notify(f"the server at {self.endpoint} answers again")
+        self._next_read(self.refresh_every)
+
+    @on(DataFailed)
+    def _failed(self, message: DataFailed) -> None:
+        self.down = message.reason
+        self._next_read(RETRY)
+
+    def watch_down(self, reason: str | None) -> None:
+        banner = self.query_one("#banner", Static)
+        if reason is not None:
+            banner.update(f"server not answering: {reason} — retrying every {RETRY:.0f} s")
+        banner.set_class(reason is not None, "-shown")
+
+    def show_snapshot(self, snapshot: Snapshot) -> None:
+        """Put a reading on screen (also how snapshot tests give fixed data)."""
+        self.last_snapshot = snapshot
+        self.query_one(ModelsTable).show(snapshot)
+        self._show_detail()
+        self.query_one(ChatPane).show_models(snapshot.models)
+        self.query_one(Resources).show(snapshot.resources)
+        if snapshot.registrations is not None:
+            self.registrations = snapshot.registrations
+            self.query_one(Registrations).show(snapshot.registrations)
+        if self.first_paint is None:
+            self.first_paint = time.monotonic()
+
+    @on(ModelsTable.RowHighlighted, "#models")
+    def _show_detail(self) -> None:
+        table = self.query_one(ModelsTable)
+        uid = table.selected_uid
+        text = model_detail(uid, table.models.get(uid or ""))
+        if not table.models and self.last_snapshot is not None:
+            text = "no model is running: press l to launch one"
+            demos = [name for name in BUNDLED_ORDER if any(r.get("model_name") == name for r in self.registrations)]
+            text += f" (the bundled {', '.join(demos)} are ready to launch)" if demos else ""
+        self.query_one("#model-detail", Static).update(text)
+
+    # --- changes made from here ---------------------------------------------------------------------
+
+    @property
+    def selected_uid(self) -> str | None:
+        return self.query_one(ModelsTable).selected_uid
+
+    @work(thread=True, group="change")
+    def change(self, call: Callable[[], Any], done: Callable[[Any], str], registrations: bool = False) -> None:
+        """Run one change on the server off the screen's thread; say how it went, then read again."""
+        try:
+            result = call()
+        except Exception as exc:  # noqa: BLE001 - shown, never a crash of the dashboard
+            self.post_message(ActionDone(_one_line(exc), error=True))
+            return
+        if registrations:
+            self.want_registrations = True
+        self.post_message(ActionDone(done(result)))
+
+    @on(ActionDone)
+    def _done(self, message: ActionDone) -> None:
+        self.notify(message.text, severity="error" if message.error else "information",
+                    timeout=8 if message.error else 4)
+        if self.live:
+            self.read_server()
+
+    def confirm(self, question: str, then: Callable[[], Any]) -> None:
+        from xitui.tui.screens.confirm import ConfirmModal
+
+        self.app.push_screen(ConfirmModal(question), callback=lambda yes: then() if yes else None)
+
+    # --- actions -------------------------------------------------------------------------------------
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_launch(self) -> None:
+        from xitui.tui.screens.launch import LaunchModal
+
+        if not self.registrations:
+            self.notify("no registrations read yet", severity="warning")
+            return
+        chosen = self.query_one(Registrations).selected
+        estimator = self.client.estimate_launch if self.live else None
+
+        def launch(args: dict[str, Any] | None) -> None:
+            if args:
+                self.change(lambda: self.client.launch_model(wait_ready=False, **args),
+                            lambda uid: f"launching {uid}: progress shows in the table")
+
+        self.app.push_screen(LaunchModal(self.registrations, chosen, estimator), callback=launch)
+
+    def action_terminate(self) -> None:
+        uid = self.selected_uid
+        if uid is None:
+            self.notify("select a running model first", severity="warning")
+            return
+        state = (self.query_one(ModelsTable).models.get(uid) or {}).get("state", "ready")
+        verb = "Cancel the launch of" if state == "launching" else "Terminate"
+        self.confirm(f"{verb} {uid}? Its worker process stops and its memory is freed.",
+                     lambda: self.change(lambda: self.client.terminate_model(uid), lambda _: f"terminated {uid}"))
+
+    def action_chat(self) -> None:
+        uid = self.selected_uid
+        self.query_one(TabbedContent).active = "chat"
+        pane = self.query_one(ChatPane)
+        if uid is not None and uid in pane.models:
+            pane.choose(uid)
+        pane.query_one("#chat-input").focus()
+
+    def action_register(self) -> None:
+        """Suspend the dashboard, run the wizard in this terminal, then come back and refresh."""
+        import subprocess
+        import sys
+
+        from textual.app import SuspendNotSupported
+
+        try:
+            with self.app.suspend():
+                subprocess.run([sys.executable, "-m", "xitui", "wizard", "-e", self.endpoint], check=False)
+        except SuspendNotSupported:
+            self.notify("this terminal cannot hand over to the wizard: run `xitui wizard` beside the dashboard",
+                        severity="warning")
+            return
+        self.want_registrations = True
+        if self.live:
+            self.read_server()
+
+    def action_register_file(self) -> None:
+        from xitui.tui.screens.spec_file import SpecFileModal
+
+        def register(found: dict[str, Any] | None) -> None:
+            if found:
+                import json
+
+                name = json.loads(found["model"]).get("model_name")
+                self.change(lambda: self.client.register_model(found["model_type"], found["model"],
+                                                               persist=found["persist"]),
+                            lambda _: f"registered {name}", registrations=True)
+
+        self.app.push_screen(SpecFileModal(), callback=register)
+
+    def action_unregister(self) -> None:
+        item = self.query_one(Registrations).selected
+        if item is None:
+            self.query_one(TabbedContent).active = "registrations"
+            self.notify("select a registration in the Registrations tab", severity="warning")
+            return
+        name, kind = item["model_name"], item["model_type"]
+        if item.get("is_builtin"):
+            self.notify(f"{name} is a builtin model: builtins cannot be unregistered", severity="warning")
+            return
+        self.confirm(f"Unregister {kind} model {name}?",
+                     lambda: self.change(lambda: self.client.unregister_model(kind, name),
+                                         lambda _: f"unregistered {name}", registrations=True))
+
+    def action_view_spec(self) -> None:
+        from xitui.tui.screens.text_view import SpecView
+
+        tabs = self.query_one(TabbedContent)
+        item = self.query_one(Registrations).selected if tabs.active == "registrations" else None
+        if item is None and self.selected_uid is not None:
+            model = self.query_one(ModelsTable).models.get(self.selected_uid, {})
+            item = next((r for r in self.registrations if r.get("model_name") == model.get("model_name")
+                         and r.get("model_type") == model.get("model_type")), None)
+        if item is None:
+            self.notify("select a model or a registration", severity="warning")
+            return
+        self.app.push_screen(SpecView(f"{item['model_type']} {item['model_name']}", item))
+
+    def action_follow_log(self) -> None:
+        from xitui.tui.screens.text_view import LogView
+
+        uid = self.selected_uid
+        if uid is None:
+            self.notify("select a running model", severity="warning")
+            return
+        self.app.push_screen(LogView(uid, self.client))
+
+    def action_stop(self) -> None:
+        if not self.query_one(ChatPane).stop() and isinstance(self.focused, Static):
+            self.query_one(ModelsTable).focus()
+
+    def action_copy_answer(self) -> None:
+        text = self.query_one(ChatPane).last_answer
+        if text:
+            self.app.copy_to_clipboard(text)
+            self.notify("copied the last answer")
+
+    async def action_clear_chat(self) -> None:
+        await self.query_one(ChatPane).clear()
+
+
+def _polling(client: Any) -> Any:
+    if client is None or not hasattr(client, "base_url"):
+        return client
+    import httpx
+
+    from xitui.client import Client
+
+    return Client(client.base_url, client.api_key, timeout=httpx.Timeout(connect=5.0, read=10.0, write=10.0,
+                                                                         pool=None))

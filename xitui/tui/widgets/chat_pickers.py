@@ -1,0 +1,81 @@
+"""The chat pane's top line: which running model, which saved conversation, and the system prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Input, Select
+
+
+class ChatPickers(Horizontal):
+    """Two pickers and the system prompt; a choice made here is posted as `ModelPicked`/`SessionPicked`
+    (choices set from code post nothing)."""
+
+    @dataclass
+    class ModelPicked(Message):
+        uid: str | None
+
+    @dataclass
+    class SessionPicked(Message):
+        session_id: int | None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._models: list[tuple[str, str]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Select([], prompt="pick a running model", id="chat-model", allow_blank=True, compact=True)
+        yield Select([], prompt="new conversation", id="chat-session", allow_blank=True, compact=True)
+        yield Input(placeholder="system prompt (chat models)", id="chat-system", compact=True)
+
+    @property
+    def system(self) -> str:
+        return self.query_one("#chat-system", Input).value.strip()
+
+    @system.setter
+    def system(self, text: str) -> None:
+        self.query_one("#chat-system", Input).value = text
+
+    def show_models(self, options: list[tuple[str, str]], current: str | None) -> None:
+        """Offer these models (label, uid); redrawn only when the list changed."""
+        if [v for _, v in options] == [v for _, v in self._models]:
+            return
+        self._models = options
+        select = self.query_one("#chat-model", Select)
+        with self.prevent(Select.Changed):
+            select.set_options(options)
+            select.value = current if current in [v for _, v in options] else Select.NULL
+
+    def pick_model(self, uid: str) -> None:
+        select = self.query_one("#chat-model", Select)
+        if select.value != uid:
+            with self.prevent(Select.Changed):
+                select.value = uid
+
+    def show_sessions(self, options: list[tuple[str, int]], current: int | None) -> None:
+        select = self.query_one("#chat-session", Select)
+        with self.prevent(Select.Changed):
+            select.set_options(options)
+            select.value = current if current in [v for _, v in options] else Select.NULL
+
+    def new_session(self) -> None:
+        """Show "new conversation" (the one shown is no longer the one being written)."""
+        select = self.query_one("#chat-session", Select)
+        if select.value is not Select.NULL:
+            with self.prevent(Select.Changed):
+                select.value = Select.NULL
+
+    @on(Select.Changed, "#chat-model")
+    def _model(self, event: Select.Changed) -> None:
+        event.stop()
+        self.post_message(self.ModelPicked(None if event.value is Select.NULL else str(event.value)))
+
+    @on(Select.Changed, "#chat-session")
+    def _session(self, event: Select.Changed) -> None:
+        event.stop()
+        self.post_message(self.SessionPicked(None if event.value is Select.NULL else int(event.value)))  # type: ignore[arg-type]
