@@ -398,3 +398,70 @@ def test_the_demo_proposes_the_bundled_chat_model_and_it_chats(dash_server: Serv
     finally:
         if "demo-smollm2-135m" in client.list_models():
             client.terminate_model("demo-smollm2-135m")
+
+
+def test_the_cli_and_the_pane_count_an_answer_the_same(dash_server: ServerProcess, tmp_path: Path) -> None:
+    """An answer asked from `xitui chat` and one asked from the pane: both record and show the server's own
+    count of the tokens it generated for them (its metrics say how many that was)."""
+    import subprocess
+
+    from tests.conftest import run_env, xitui_cmd
+    from xitui.core.chats import ChatStore
+
+    client = Client(dash_server.url)
+    client.launch_model(model_name="dash-gemma", model_uid="counter")
+
+    def generated() -> int:
+        return client.describe_model("counter")["metrics"]["tokens_generated"]
+
+    before = generated()
+    said = subprocess.run([*xitui_cmd(), "chat", "-u", "counter", "-e", dash_server.url, "--max-tokens", "12",
+                           "Name three colours."], capture_output=True, text=True,
+                          env=run_env(XITUI_HOME=str(tmp_path)), timeout=60)
+    assert said.returncode == 0, said.stderr
+    by_cli = generated() - before
+    store = ChatStore(tmp_path)
+    assert store.get(store.sessions()[0].id).messages[-1].tokens == by_cli
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        pane = app.query_one(ChatPane)
+        await until(pilot, lambda: "counter" in pane.models, what="the model offered")
+        pane.choose("counter")
+        start = generated()
+        await pane.send("Name three colours.")
+        await until(pilot, lambda: not pane.generating and pane.last_stats, what="the answer")
+        by_pane = generated() - start
+        assert pane.last_stats.tokens == by_pane > 0
+        assert f"· {by_pane} tokens" in str(pane.query_one(Transcript).figures.render())
+        await until(pilot, lambda: len(store.sessions()) == 2, what="the pane's session saved")
+        await until(pilot, lambda: store.get(store.sessions()[0].id).count == 2, what="its answer saved")
+        assert store.get(store.sessions()[0].id).messages[-1].tokens == by_pane
+
+    async def main() -> None:
+        app = make_app(Client(dash_server.url), dash_server.url, "dark", refresh=0.3, chat_store=store,
+                       generation={"max_tokens": 12})
+        async with app.run_test(size=(120, 40)) as pilot:
+            await test(app, pilot)
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.terminate_model("counter")
+
+
+def test_reads_pause_while_a_modal_covers_the_dashboard(dash_server: ServerProcess) -> None:
+    """Nobody sees the table under a modal: the server is not read until the dashboard shows again."""
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        dashboard = app.dashboard
+        await until(pilot, lambda: dashboard.reads >= 2, what="reads")
+        await pilot.press("f")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "SpecFileModal", what="a modal")
+        await pilot.pause(0.5)  # a read already under way may still land
+        covered = dashboard.reads
+        await pilot.pause(1.5)  # five refresh periods
+        assert dashboard.reads == covered
+        await pilot.press("escape")
+        await until(pilot, lambda: dashboard.reads > covered, 5, "reads again")
+
+    run(test, dash_server.url)

@@ -11,6 +11,8 @@ from xitui.core.errors import XituiError
 
 @dataclass
 class GenerateParams:
+    """What one generation request asks for (sampling, limits, stops), as every backend takes it."""
+
     max_tokens: int | None = None
     temperature: float = 0.7
     top_p: float = 0.95

@@ -13,6 +13,8 @@ from xitui.core.errors import LaunchError
 
 
 class LlamaCppBackend(Backend):
+    """GGUF models on llama-cpp-python: one request at a time, or the batch engine for several slots."""
+
     def __init__(self) -> None:
         self.llm: Any = None
 

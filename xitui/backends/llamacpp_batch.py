@@ -29,6 +29,8 @@ PENALTY_LAST_N = 64
 
 @dataclass
 class Slot:
+    """One sequence of the batch engine: its request, its sampler chain, where it is in the context."""
+
     seq: int
     rid: Any
     params: GenerateParams

@@ -12,6 +12,8 @@ from xitui.core.errors import LaunchError
 
 
 class SentenceTransformersBackend(Backend):
+    """Embedding models on sentence-transformers (pooling and normalising as the model's folder says)."""
+
     def __init__(self) -> None:
         self.model: Any = None
         self.max_input_tokens = 512

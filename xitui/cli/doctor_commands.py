@@ -15,6 +15,8 @@ from xitui.terminal import output
 
 @dataclass
 class Finding:
+    """One line of `xitui doctor`: ok, warning or error, and what to do about it."""
+
     level: str  # "ok", "warning" or "error"
     what: str
     fix: str = ""
@@ -80,7 +82,8 @@ def warm_findings(warm: dict) -> list[Finding]:
 
     state = warm.get("state")
     if state == "ready":
-        found = [Finding("ok", f"launches fork from the warm worker ({', '.join(warm.get('loaded') or []) or 'no engine'}"
+        loaded = ", ".join(warm.get("loaded") or []) or "no engine"
+        found = [Finding("ok", f"launches fork from the warm worker ({loaded}"
                                f" imported, {human_bytes(warm.get('memory_rss'))})")]
     elif state == "starting":
         found = [Finding("ok", "the warm worker is importing the engines; launches start cold until it is ready")]
@@ -171,7 +174,8 @@ def check_engines(gpu_count: int) -> list[Finding]:
                                      "install a CUDA build of torch"))
         except ImportError:
             pass
-    return found or [Finding("ok", "llama.cpp uses this CPU's instruction sets" + (" and the GPU" if gpu_count else ""))]
+    using = "llama.cpp uses this CPU's instruction sets" + (" and the GPU" if gpu_count else "")
+    return found or [Finding("ok", using)]
 
 
 def check_hf_cache() -> list[Finding]:

@@ -23,18 +23,22 @@ def launch(
         str | None, typer.Option("--size-in-billions", "-s", help="Which size, when the spec has several.")
     ] = None,
     quantization: Annotated[str | None, typer.Option("--quantization", "-q", help="Which quantization.")] = None,
-    model_uid: Annotated[str | None, typer.Option("--model-uid", "-u", help="Uid to give it (default: its name).")] = None,
-    model_engine: Annotated[str | None, typer.Option("--model-engine", help="Engine (inferred from the format).")] = None,
+    model_uid: Annotated[str | None, typer.Option(
+        "--model-uid", "-u", help="Uid to give it (default: its name).")] = None,
+    model_engine: Annotated[str | None, typer.Option(
+        "--model-engine", help="Engine (inferred from the format).")] = None,
     context_length: Annotated[int | None, typer.Option(
         "--context-length", "-c", min=16, help="Tokens of context to allocate (default: the spec's).")] = None,
     replica: Annotated[int, typer.Option("--replica", "-r", min=1, help="Worker processes serving this uid.")] = 1,
     n_parallel: Annotated[int | None, typer.Option(
         "--n-parallel", min=1, max=64, help="GGUF: requests decoded together in one batch (default 4).")] = None,
     ttl: Annotated[str | None, typer.Option(
-        "--ttl", help="Unload after this long idle: 30s, 10m, 1h; 0 = once idle, -1 = never (default: config).")] = None,
+        "--ttl", help="Unload after this long idle: 30s, 10m, 1h; 0 = once idle, -1 = never (default: config)."
+    )] = None,
     restore: Annotated[bool, typer.Option(
         "--restore", help="Bring it back, with these settings, whenever the server starts.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Launch even if the memory estimate says it will not fit.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Launch even if the memory estimate says it will not fit.")] = False,
     estimate_only: Annotated[bool, typer.Option(
         "--estimate-only", help="Print the memory it would need and what is free; launch nothing.")] = False,
     as_json: Json = False,

@@ -13,7 +13,8 @@ from xitui.terminal import output
 
 
 def wizard(
-    source: Annotated[str | None, typer.Argument(help="A .gguf file, a model folder or a Hub id to start from.")] = None,
+    source: Annotated[str | None, typer.Argument(
+        help="A .gguf file, a model folder or a Hub id to start from.")] = None,
     from_spec: Annotated[Path | None, typer.Option("--from-spec", help="Edit an existing spec (v1 or v2).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Ask nothing: take every proposed answer.")] = False,
     output_file: Annotated[Path | None, typer.Option("--output", "-o", help="Save the spec to this file.")] = None,
@@ -22,7 +23,8 @@ def wizard(
         "--register/--no-register", help="Register it on the server (with --yes: only when given).")] = None,
     persist: Annotated[bool, typer.Option("--persist", help="Keep the registration across restarts.")] = False,
     launch: Annotated[bool, typer.Option("--launch", help="Launch it once registered.")] = False,
-    replace: Annotated[bool, typer.Option("--replace", help="With --yes: replace a registration of that name.")] = False,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="With --yes: replace a registration of that name.")] = False,
     prompt: Annotated[str | None, typer.Option("--prompt", help="The test prompt after launching.")] = None,
     endpoint: Endpoint = None,
     api_key: ApiKey = None,

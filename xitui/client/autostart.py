@@ -67,7 +67,8 @@ def start_background_server(base_url: str, api_key: str | None = None) -> None:
             if _answers(host, port):
                 return
             if proc.poll() is not None:
-                raise ServerUnavailableError(f"the background server could not start: {_last_line(home / 'server.log')}")
+                why = _last_line(home / "server.log")
+                raise ServerUnavailableError(f"the background server could not start: {why}")
             time.sleep(0.02)
         raise ServerUnavailableError(f"the background server did not answer within {START_TIMEOUT:.0f} s")
 

@@ -57,6 +57,8 @@ END;
 
 
 class ChatStoreError(XituiError):
+    """The chat store could not be read or written (a locked or broken file)."""
+
     pass
 
 
@@ -79,6 +81,8 @@ def _prepare(conn: sqlite3.Connection) -> None:
 
 @dataclass
 class ChatMessage:
+    """One message of a saved conversation, with the answer's figures when it is one."""
+
     role: str
     content: str
     created: float = field(default_factory=time.time)
@@ -89,6 +93,8 @@ class ChatMessage:
 
 @dataclass
 class ChatSession:
+    """A saved conversation: its model, system prompt, parameters and messages."""
+
     id: int
     created: float
     updated: float
@@ -113,6 +119,8 @@ class ChatSession:
 
 
 class ChatStore:
+    """The saved conversations of one XITUI_HOME (an SQLite file any process or thread may use)."""
+
     def __init__(self, home: Path):
         self.path = home / FILE_NAME
         self._ready = False

@@ -67,6 +67,8 @@ DEFAULT_MAX_BODY_MIB = 64
 
 
 class ConfigError(XituiError):
+    """The config file (or an XITUI_* variable) says something xitui cannot use."""
+
     pass
 
 
@@ -97,6 +99,8 @@ def config_path() -> Path:
 
 @dataclass
 class Config:
+    """The user's settings: config.toml over the defaults, with XITUI_* variables over both."""
+
     endpoint: str = DEFAULT_ENDPOINT
     api_key: str | None = None
     theme: str = "dark"

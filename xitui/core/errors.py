@@ -19,10 +19,14 @@ class SpecError(XituiError):
 
 
 class NotFoundError(XituiError):
+    """No such model, registration or session."""
+
     status_code = 404
 
 
 class ConflictError(XituiError):
+    """The name is taken (a registration that exists, a builtin's name)."""
+
     status_code = 400
 
 

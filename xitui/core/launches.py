@@ -20,6 +20,8 @@ _NOT_SETTINGS = ("force", "restore")
 
 
 class LaunchMemory:
+    """The launch settings of models marked to come back when the server starts (launches.json)."""
+
     def __init__(self, home: Path):
         self.path = home / FILE_NAME
         self.entries: dict[str, dict[str, Any]] = self._read()

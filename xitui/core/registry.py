@@ -38,6 +38,8 @@ def builtin_embeddings() -> dict[str, ModelSpec]:
 
 
 class Registry:
+    """Every registration: the builtin catalog, the persisted specs on disk and those of this server's lifetime."""
+
     def __init__(self, home: Path):
         self.home = Path(home)
         self._memory: dict[ModelType, dict[str, ModelSpec]] = {"LLM": {}, "embedding": {}}

@@ -59,6 +59,8 @@ class LLMSpec(_Model):
 
 
 class LLMFamily(_Model):
+    """An LLM spec (Xinference's family form): what the model is, its weights' entries, its chat format."""
+
     version: int = 2
     context_length: int = 2048
     model_name: str
@@ -93,6 +95,8 @@ class LLMFamily(_Model):
 
 
 class EmbeddingModelSpec(_Model):
+    """One weights entry of an embedding model (format, quantization, where the files are)."""
+
     model_format: str = "pytorch"
     model_id: str | None = None
     model_uri: str | None = None
@@ -102,6 +106,8 @@ class EmbeddingModelSpec(_Model):
 
 
 class EmbeddingSpec(_Model):
+    """An embedding model spec: dimensions, input limit, languages and its weights' entries."""
+
     version: int = 2
     model_name: str
     dimensions: int

@@ -36,6 +36,8 @@ class _Body(BaseModel):
 
 
 class RegisterBody(_Body):
+    """POST /v1/model_registrations/{type}: a spec as JSON text, and whether to keep it on disk."""
+
     model: str | dict[str, Any]
     persist: bool = False
     worker_ip: str | None = None
@@ -58,6 +60,8 @@ MAX_TTL = 10 * 365 * 24 * 3600
 
 
 class LaunchBody(_Body):
+    """POST /v1/models (and /v1/estimate, and what launches.json remembers): one launch, checked."""
+
     #: Letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 (default: the name).
     model_uid: Annotated[str, Field(pattern=UID_PATTERN)] | None = None
     model_name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -83,7 +87,8 @@ class LaunchBody(_Body):
     #: idle time before the model is unloaded: seconds, or "30s", "10m", "1h"; 0 = once idle, -1 = never
     ttl: (Annotated[int, Field(ge=-1, le=MAX_TTL, strict=True), WHOLE]
           | Annotated[float, Field(ge=-1, le=MAX_TTL, allow_inf_nan=False, strict=True)]
-          | Annotated[str, Field(max_length=64), WithJsonSchema({"type": "string", "pattern": TTL_PATTERN, "maxLength": 64})]
+          | Annotated[str, Field(max_length=64),
+                      WithJsonSchema({"type": "string", "pattern": TTL_PATTERN, "maxLength": 64})]
           | None) = None
     #: bring the model back, with these settings, whenever the server starts
     restore: Annotated[bool, Field(strict=True)] = False
@@ -145,6 +150,8 @@ class GenerationBody(_Body):
 
 
 class CompletionBody(GenerationBody):
+    """POST /v1/completions: a prompt to continue."""
+
     #: One prompt (OpenAI's list form is read when it holds exactly one).
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
 
@@ -158,6 +165,8 @@ class ContentPart(BaseModel):
 
 
 class ChatMessage(_Body):
+    """One message of a chat request (OpenAI's shape; text parts only)."""
+
     #: The roles every chat format reads; "tool" is read by chat templates that know it (400 elsewhere).
     role: Annotated[str, Field(json_schema_extra={"enum": ["system", "user", "assistant"]})]
     #: Text, or OpenAI's content parts (the text parts are read)
@@ -186,11 +195,15 @@ def _conversation(schema: dict[str, Any]) -> None:
 
 
 class ChatBody(GenerationBody):
+    """POST /v1/chat/completions: a conversation to answer."""
+
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES,
                                                  json_schema_extra=_conversation)]
 
 
 class EmbeddingBody(_Body):
+    """POST /v1/embeddings: texts to turn into vectors."""
+
     model: str
     #: At most 2048 texts per request, as OpenAI's API
     input: str | Annotated[list[str], Field(min_length=1, max_length=2048)]

@@ -22,6 +22,8 @@ ENGINE_ALIASES = {
 
 @dataclass
 class LaunchPlan:
+    """What a launch request resolves to: the registration, the engine, the files and the worker's settings."""
+
     model_name: str
     model_type: str
     engine: str

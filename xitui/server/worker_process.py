@@ -60,6 +60,8 @@ class Inbox:
 
 @dataclass
 class Metrics:
+    """One replica's counters and latest speeds, as `describe` and the dashboard show them."""
+
     requests: int = 0
     errors: int = 0
     in_flight: int = 0

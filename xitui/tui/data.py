@@ -111,7 +111,8 @@ def model_row(uid: str, model: dict[str, Any], gpu_held: dict[str, int], now: fl
     last = metrics.get("last_used") or model.get("launched_at")
     ready = (model.get("state") or "ready") == "ready"
     if "idle_since" in model:  # xitui's server says when a model went idle and when its ttl unloads it
-        idle = units.idle_text(model.get("idle_since"), model.get("unload_at"), now, busy=bool(metrics.get("in_flight")))
+        busy = bool(metrics.get("in_flight"))
+        idle = units.idle_text(model.get("idle_since"), model.get("unload_at"), now, busy=busy)
     else:
         idle = duration(now - last) if ready and isinstance(last, (int, float)) and not metrics.get("in_flight") \
             else DASH
@@ -137,9 +138,9 @@ def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
     if uid is None or model is None:
         return ""
     parts = [f"{uid}: {model.get('model_name') or DASH}", state_text(model)]
-    fmt = " ".join(str(v) for v in (model.get("model_format"), model.get("quantization"),
-                                    model.get("model_size_in_billions") and f"{str(model['model_size_in_billions']).replace('_', '.')}B")
-                   if v)
+    size = model.get("model_size_in_billions")
+    size_text = size and f"{str(size).replace('_', '.')}B"
+    fmt = " ".join(str(v) for v in (model.get("model_format"), model.get("quantization"), size_text) if v)
     if fmt:
         parts.append(fmt)
     if model.get("context_length"):

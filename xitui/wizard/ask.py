@@ -32,6 +32,8 @@ class NoProposal(XituiError):
 
 @dataclass
 class Choice:
+    """One option of a select or checkbox question."""
+
     title: str
     value: Any
     #: Shown dimmed after the title (a style's description, a file's size...).
@@ -43,7 +45,8 @@ def _style() -> Any:
     from questionary import Style
 
     return Style([("origin", "fg:ansibrightblack italic"), ("placeholder", "fg:ansibrightblack"),
-                  ("qmark", "fg:ansicyan bold"), ("answer", "fg:ansigreen bold"), ("instruction", "fg:ansibrightblack")])
+                  ("qmark", "fg:ansicyan bold"), ("answer", "fg:ansigreen bold"),
+                  ("instruction", "fg:ansibrightblack")])
 
 
 class Asker:
@@ -150,7 +153,8 @@ class Asker:
 
         items = [questionary.Choice(title=_title(c), value=c.value, checked=c.value in proposal) for c in choices]
         question = questionary.checkbox(
-            _message(message, origin), choices=items, style=_style(), instruction="(Space toggles, Enter accepts; < back)",
+            _message(message, origin), choices=items, style=_style(),
+            instruction="(Space toggles, Enter accepts; < back)",
             validate=(lambda chosen: True if chosen or not at_least_one else "choose at least one"),
         )
         return _ask_with_back(question)

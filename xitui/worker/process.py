@@ -74,6 +74,8 @@ class StageClock:
 
 
 class Worker:
+    """The model a worker process serves, and the loop that answers the server's requests."""
+
     def __init__(self, channel: Channel, settings: dict[str, Any]):
         self.channel = channel
         self.settings = settings

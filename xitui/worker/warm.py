@@ -96,6 +96,8 @@ def name_process(name: str) -> None:
 
 
 class WarmProcess:
+    """The warm worker's own side: import the engines once, then fork a worker for each launch asked for."""
+
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.wake_r, self.wake_w = os.pipe()

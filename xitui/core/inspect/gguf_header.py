@@ -55,6 +55,8 @@ class ArrayInfo:
 
 @dataclass
 class GGUFHeader:
+    """What a GGUF file's header says (metadata and tensor shapes), read without loading the weights."""
+
     path: Path
     version: int
     metadata: dict[str, Any]

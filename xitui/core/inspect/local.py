@@ -154,7 +154,8 @@ def inspect_pytorch(folder: Path) -> Inspection:
     eos = generation.get("eos_token_id", config.get("eos_token_id"))
     ids = [eos] if isinstance(eos, int) else [i for i in eos or [] if isinstance(i, int)]
     if ids:
-        found.propose("stop_token_ids", ids, "generation_config.json" if "eos_token_id" in generation else "config.json")
+        origin = "generation_config.json" if "eos_token_id" in generation else "config.json"
+        found.propose("stop_token_ids", ids, origin)
     eos_text = tok.get("eos_token")
     eos_text = eos_text.get("content") if isinstance(eos_text, dict) else eos_text
     bos_text = tok.get("bos_token")

@@ -10,6 +10,8 @@ from textual.widgets import Button, Label
 
 
 class ConfirmModal(ModalScreen[bool]):
+    """A yes/no question; dismissed with True only on yes."""
+
     DEFAULT_CSS = """
     ConfirmModal { align: center middle; }
     ConfirmModal > Vertical { width: 60; height: auto; border: thick $primary; background: $surface; padding: 1 2; }

@@ -31,12 +31,16 @@ RETRY = 2.0
 
 
 class DataFetched(Message):
+    """A read of the server, to put on screen."""
+
     def __init__(self, snapshot: Snapshot) -> None:
         super().__init__()
         self.snapshot = snapshot
 
 
 class DataFailed(Message):
+    """A read of the server failed; `reason` says why, in one line."""
+
     def __init__(self, reason: str) -> None:
         super().__init__()
         self.reason = reason

@@ -25,6 +25,9 @@ def _options(values: list[Any]) -> list[tuple[str, Any]]:
 
 
 class LaunchModal(ModalScreen[dict[str, Any] | None]):
+    """Launch a registration: its settings and the memory estimate as they change; dismissed with the
+    launch's arguments."""
+
     DEFAULT_CSS = """
     LaunchModal { align: center middle; }
     LaunchModal > Vertical { width: 76; max-height: 95%; height: auto; border: thick $primary;
@@ -49,7 +52,8 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
         #: The last estimate said it does not fit: the launch button then forces it.
         self.too_big = False
         self.registrations = {f"{r['model_type']}/{r['model_name']}": r for r in sort_registrations(registrations)}
-        self.chosen = f"{chosen['model_type']}/{chosen['model_name']}" if chosen else next(iter(self.registrations), None)
+        first = next(iter(self.registrations), None)
+        self.chosen = f"{chosen['model_type']}/{chosen['model_name']}" if chosen else first
 
     def compose(self) -> ComposeResult:
         with Vertical():

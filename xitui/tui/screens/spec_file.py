@@ -35,6 +35,8 @@ def check_spec_file(text: str) -> tuple[str, str] | list[str]:
 
 
 class SpecFileModal(ModalScreen[dict[str, Any] | None]):
+    """Register a spec file: its problems shown as the path is typed; dismissed with what to register."""
+
     DEFAULT_CSS = """
     SpecFileModal { align: center middle; }
     SpecFileModal > Vertical { width: 80; height: auto; border: thick $primary; background: $surface; padding: 0 1; }

@@ -16,6 +16,8 @@ from textual.widgets import Label, Log, Static
 
 
 class SpecView(ModalScreen[None]):
+    """A registration's spec as highlighted JSON."""
+
     DEFAULT_CSS = """
     SpecView { align: center middle; }
     SpecView > Vertical { width: 90%; height: 90%; border: thick $primary; background: $surface; }

@@ -52,8 +52,6 @@ class ChatPane(Vertical):
 
     #: "chat", "completion" or "embedding": what the chosen model does (the look follows it).
     mode: reactive[str] = reactive("chat")
-    #: An answer is being written (the input waits; Esc stops it).
-    generating: reactive[bool] = reactive(False)
 
     class Piece(Message):
         def __init__(self, text: str) -> None:
@@ -88,6 +86,8 @@ class ChatPane(Vertical):
         self.conversation: Conversation | None = None
         self.last_answer = ""
         self.last_stats: AnswerStats | None = None
+        #: An answer is being written (the input waits; Esc stops it).
+        self.generating = False
         #: Esc was pressed while the answer being written came in.
         self._stop_asked = False
         #: Saves run on this one thread, in the order they were asked for, never on the screen's.

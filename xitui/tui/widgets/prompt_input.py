@@ -12,6 +12,8 @@ from textual.widgets import TextArea
 
 
 class PromptInput(TextArea):
+    """The chat input: Enter sends (posts Submitted), other keys edit several lines."""
+
     DEFAULT_CSS = """
     PromptInput { height: auto; max-height: 8; min-height: 3; }
     """
