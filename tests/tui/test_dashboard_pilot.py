@@ -432,6 +432,8 @@ def test_the_cli_and_the_pane_count_an_answer_the_same(dash_server: ServerProces
         await until(pilot, lambda: not pane.generating and pane.last_stats, what="the answer")
         by_pane = generated() - start
         assert pane.last_stats.tokens == by_pane > 0
+        # the wait for the first token counts from the request: at least what the server measured for it
+        assert pane.last_stats.ttft >= client.describe_model("counter")["metrics"]["last_ttft"] > 0
         assert f"· {by_pane} tokens" in str(pane.query_one(Transcript).figures.render())
         await until(pilot, lambda: len(store.sessions()) == 2, what="the pane's session saved")
         await until(pilot, lambda: store.get(store.sessions()[0].id).count == 2, what="its answer saved")

@@ -77,11 +77,12 @@ class Answer:
     """One answer as it streams: iterate it for its text pieces; `close` ends the request early (the
     server then cancels the generation). `text`, `stats`, `stopped` and `error` say how it went."""
 
-    def __init__(self, question: str, kind: str, chunks: Iterator[dict[str, Any]]):
+    def __init__(self, question: str, kind: str, chunks: Iterator[dict[str, Any]],
+                 stats: AnswerStats | None = None):
         self.question = question
         self.kind = kind
         self.text = ""
-        self.stats = AnswerStats()
+        self.stats = stats or AnswerStats()
         self.stopped = False
         self.error: str | None = None
         self._chunks = chunks
@@ -147,11 +148,12 @@ class Conversation:
         """Save the question, send it, and return its answer to iterate (nothing is read yet)."""
         self.save_question(text)
         config = {**self.params, "stream": True}
+        stats = AnswerStats()  # the time to the first token counts from the request, not from its answer's head
         if self.kind == "chat":
             chunks = self.handle.chat(self.messages_for(text), generate_config=config)
         else:
             chunks = self.handle.generate(text, generate_config=config)
-        return Answer(text, self.kind, chunks)
+        return Answer(text, self.kind, chunks, stats)
 
     def complete(self, text: str) -> dict[str, Any]:
         """One turn without streaming: the server's whole answer (a chat.completion or a completion),
