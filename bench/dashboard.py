@@ -75,12 +75,12 @@ def chat_rate(url: str, uid: str) -> tuple[float, float]:
                 await pilot.pause(0.05)
             pane = app.query_one(ChatPane)
             pane.choose(uid)
-            app.generation = {"max_tokens": 200, "temperature": 0, "ignore_eos": True}
+            pane.generation = {"max_tokens": 200, "temperature": 0, "ignore_eos": True}
             await pane.send("Once upon a time")
             while pane.generating or pane.last_stats is None:
                 await pilot.pause(0.05)
             server = Client(url).describe_model(uid)["metrics"]["last_tokens_per_s"]
-            return pane.last_stats.rate, server
+            return pane.last_stats.tokens_per_s or 0.0, server
 
     return asyncio.run(main())
 

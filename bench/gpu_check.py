@@ -125,8 +125,8 @@ def main() -> None:
         async def dashboard() -> None:
             app = make_app(Client(server.url), server.url, "dark")
             async with app.run_test(size=(120, 40)) as pilot:
-                while uid not in app.query_one(ModelsTable)._rows or app.last_snapshot is None \
-                        or not app.last_snapshot.resources:
+                while uid not in app.query_one(ModelsTable)._rows or app.dashboard.last_snapshot is None \
+                        or not app.dashboard.last_snapshot.resources:
                     await pilot.pause(0.1)
                 await pilot.pause(1.2)
                 print("dashboard row:", " | ".join(app.query_one(ModelsTable)._rows[uid]))
