@@ -24,6 +24,10 @@ class GenerateParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     ignore_eos: bool = False
+    #: The answer's form, as the server sends it ({"json": True}, {"json_schema": ...}, {"gbnf": ...}).
+    constraint: dict[str, Any] | None = None
+    #: That form as the backend enforces it (llama.cpp: GBNF text), from `Backend.grammar_for`.
+    grammar: Any = None
 
     @classmethod
     def from_request(cls, data: dict[str, Any]) -> GenerateParams:
@@ -35,6 +39,7 @@ class GenerateParams:
         stop = data.get("stop")
         params.stop = [stop] if isinstance(stop, str) else list(stop or [])
         params.stop_token_ids = list(data.get("stop_token_ids") or [])
+        params.constraint = data.get("constraint") or None
         return params
 
 
@@ -107,6 +112,15 @@ class Backend:
     def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
         """Yield text pieces as they are produced, then one Finish."""
         raise NotImplementedError
+
+    #: The engine's name, for what it says it cannot do.
+    engine_name = "this engine"
+
+    def grammar_for(self, constraint: dict[str, Any]) -> Any:
+        """The form an answer must take (`GenerateParams.constraint`), as this backend enforces it while
+        generating; RequestError when it cannot."""
+        raise RequestError(f"response_format and grammar are not served by the {self.engine_name} engine yet "
+                           "(GGUF models on llama.cpp serve them)")
 
     def warm_up(self) -> None:
         """Run the model once on a tiny input, so the first request does not pay for first-use setup."""

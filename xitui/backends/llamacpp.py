@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from xitui.backends.base import Backend, Finish, GenerateParams, token_budget
+from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, token_budget
 from xitui.backends.device import default_threads
 from xitui.core.config import DEFAULT_LLAMACPP_SLOTS as DEFAULT_SLOTS
 from xitui.core.errors import LaunchError
@@ -14,6 +15,8 @@ from xitui.core.errors import LaunchError
 
 class LlamaCppBackend(Backend):
     """GGUF models on llama-cpp-python: one request at a time, or the batch engine for several slots."""
+
+    engine_name = "llama.cpp"
 
     def __init__(self) -> None:
         self.llm: Any = None
@@ -90,6 +93,29 @@ class LlamaCppBackend(Backend):
                 ids.add(tokens[0])
         return ids
 
+    def grammar_for(self, constraint: dict[str, Any]) -> str:
+        """GBNF text (llama.cpp converts JSON schemas), checked to parse: an unparsable grammar would give
+        llama-cpp-python a null sampler, and the worker would crash on it."""
+        import llama_cpp
+        from llama_cpp import llama_grammar
+
+        if "gbnf" in constraint:
+            text, what = str(constraint["gbnf"]), "grammar"
+        elif "json_schema" in constraint:
+            what = "response_format.json_schema.schema"
+            try:
+                text = llama_grammar.json_schema_to_gbnf(json.dumps(constraint["json_schema"]))
+            except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+                raise RequestError(f"{what}: cannot become a grammar ({' '.join(str(exc).split())[:200]})") from None
+        else:
+            text, what = llama_grammar.JSON_GBNF, "response_format"
+        vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
+        if not sampler:
+            raise RequestError(f"{what}: llama.cpp cannot parse this grammar (its first rule must be root)")
+        llama_cpp.llama_sampler_free(sampler)
+        return text
+
     def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
         import llama_cpp
 
@@ -123,6 +149,7 @@ class LlamaCppBackend(Backend):
             frequency_penalty=params.frequency_penalty,
             stopping_criteria=llama_cpp.StoppingCriteriaList([stopping]),
             logit_bias={llm.token_eos(): -1e9} if params.ignore_eos else None,
+            grammar=llama_cpp.LlamaGrammar.from_string(params.grammar) if params.grammar else None,
             stream=True,
         )
         reason = "stop"

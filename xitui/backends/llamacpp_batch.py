@@ -109,9 +109,19 @@ class BatchEngine:
     def counts(self) -> dict[str, int]:
         return {"running": len(self.running), "queued": len(self.queue), "slots": self.slots_total}
 
-    def _sampler(self, params: GenerateParams) -> Any:
+    def _sampler(self, params: GenerateParams) -> tuple[Any, Any]:
+        """The request's sampler chain, and the sampler in it that should see the prompt's last tokens (the
+        penalties; None without them). A grammar must never see them: it reads the answer only."""
         L = self.L
+        history = None
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        if params.grammar:
+            # first in the chain: the other samplers pick among the tokens the grammar allows
+            grammar = L.llama_sampler_init_grammar(self.vocab, params.grammar.encode("utf-8"), b"root")
+            if not grammar:
+                L.llama_sampler_free(chain)
+                raise RequestError("grammar: llama.cpp cannot parse it")
+            L.llama_sampler_chain_add(chain, grammar)
         eos = L.llama_vocab_eos(self.vocab)
         if params.ignore_eos and eos >= 0:
             bias = (L.llama_logit_bias * 1)(L.llama_logit_bias(token=eos, bias=float("-inf")))
@@ -124,6 +134,7 @@ class BatchEngine:
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_penalties(
                 L.llama_vocab_n_tokens(self.vocab), PENALTY_LAST_N, params.repeat_penalty,
                 params.frequency_penalty, params.presence_penalty))
+            history = L.llama_sampler_chain_get(chain, L.llama_sampler_chain_n(chain) - 1)
         if params.temperature <= 0:
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
         else:
@@ -133,7 +144,7 @@ class BatchEngine:
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(params.temperature))
             seed = params.seed if params.seed is not None and params.seed >= 0 else L.LLAMA_DEFAULT_SEED
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        return chain
+        return chain, history
 
     def _start_waiting(self) -> None:
         while self.free and self.queue:
@@ -142,12 +153,13 @@ class BatchEngine:
                 self.cancelled.discard(rid)
                 continue
             try:
-                sampler = self._sampler(params)
+                sampler, history = self._sampler(params)
             except RequestError as exc:  # this request's own fault: it alone gets the error
                 self.send(rid, {"error": str(exc), "status": exc.status_code})
                 continue
-            for token in prompt[-PENALTY_LAST_N:]:
-                self.L.llama_sampler_accept(sampler, token)
+            if history is not None:
+                for token in prompt[-PENALTY_LAST_N:]:
+                    self.L.llama_sampler_accept(history, token)
             seq, common = max(((seq, _common(self.cached[seq], prompt)) for seq in self.free),
                               key=lambda pair: (pair[1], -pair[0]))
             self.free.remove(seq)

@@ -42,6 +42,8 @@ def check_quantization(quantization: str) -> None:
 class TransformersBackend(Backend):
     """PyTorch (safetensors) LLMs on transformers, generating with its streamer in a thread."""
 
+    engine_name = "transformers"
+
     def __init__(self) -> None:
         self.model: Any = None
         self.tokenizer: Any = None

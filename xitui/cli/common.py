@@ -56,6 +56,35 @@ def generation_config(
     return {k: v for k, v in config.items() if v is not None}
 
 
+def response_format(schema: str | None) -> dict[str, Any] | None:
+    """`--schema FILE|JSON` as a request's response_format (checked here: a bad schema is one line before
+    anything is sent)."""
+    if schema is None:
+        return None
+    import json
+    from pathlib import Path
+
+    from xitui.core.errors import XituiError
+    from xitui.core.json_schema import check_schema
+
+    text = schema
+    if not schema.lstrip().startswith("{"):
+        try:
+            text = Path(schema).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise XituiError(f"--schema: cannot read {schema} ({exc.strerror}); give a file or the JSON itself"
+                             ) from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise XituiError(f"--schema: not JSON ({exc})") from None
+    check_schema(data, "--schema")
+    return {"type": "json_schema", "json_schema": {"name": str(data.get("title") or "schema")[:64], "schema": data,
+                                                    "strict": True}}
+
+
+Schema = Annotated[str | None, typer.Option(
+    "--schema", help="A JSON schema (a file, or the JSON itself) the answer must follow; it prints as JSON.")]
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Most tokens to generate.")]
 Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0: greedy).")]
 TopP = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling probability mass.")]

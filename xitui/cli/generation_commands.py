@@ -16,12 +16,14 @@ from xitui.cli.common import (
     ModelUid,
     NoSave,
     Raw,
+    Schema,
     Stop,
     Temperature,
     TopP,
     chat_store,
     connect,
     generation_config,
+    response_format,
 )
 from xitui.terminal import output
 
@@ -79,6 +81,7 @@ def generate(
     temperature: Temperature = None,
     top_p: TopP = None,
     stop: Stop = None,
+    schema: Schema = None,
     no_stream: NoStream = False,
     raw: Raw = False,
     no_save: NoSave = False,
@@ -94,6 +97,10 @@ def generate(
 
         raise XituiError(f"model {model_uid!r} is an embedding model: use `xitui embed`")
     config = generation_config(max_tokens, temperature, top_p, stop)
+    form = response_format(schema)
+    if form is not None:
+        config["response_format"] = form
+        raw = True  # JSON, printed as it comes: no Markdown rendering
 
     def run(text: str) -> None:
         if as_json:
@@ -128,6 +135,7 @@ def chat(
     temperature: Temperature = None,
     top_p: TopP = None,
     stop: Stop = None,
+    schema: Schema = None,
     no_stream: NoStream = False,
     raw: Raw = False,
     no_save: NoSave = False,
@@ -159,6 +167,10 @@ def chat(
     if session is not None:
         config = {**session.params, **{k: v for k, v in config.items() if k in _given(max_tokens, temperature,
                                                                                           top_p, stop)}}
+    form = response_format(schema)
+    if form is not None:
+        config["response_format"] = form
+        raw = True  # JSON, printed as it comes: no Markdown rendering
     store = chat_store(no_save)
     conversation = _conversation(handle, uid, "chat", config, store, system, session)
     if session is not None and store is not None and uid != session.model_uid:

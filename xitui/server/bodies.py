@@ -13,6 +13,7 @@ from starlette.requests import Request
 from xitui.core import launch_envs
 from xitui.core.errors import XituiError
 from xitui.core.units import parse_duration
+from xitui.server.structured import UNSERVED, ResponseFormat, constraint, refuse_unserved
 
 
 def _whole_number(value: Any) -> Any:
@@ -122,13 +123,23 @@ MAX_STOP_LENGTH = 256
 MAX_MESSAGES = 10_000
 
 
+def _document_unserved(schema: dict[str, Any]) -> None:
+    """The OpenAI fields refused with a 400 (structured.UNSERVED), in the documented body."""
+    for key, (_, why) in UNSERVED.items():
+        schema.setdefault("properties", {}).setdefault(key, {"description": f"refused when set: {why}"})
+
+
 class GenerationBody(_Body):
     """Numbers and switches are strict: `true` is not a temperature, "3" is not a token count; each is bounded
     by what the engines read."""
 
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), json_schema_extra=_document_unserved)
+
     model: Annotated[str, Field(max_length=200)]
     #: At least 1, as OpenAI's API demands (a negative or zero count is a 400, not a silent default).
     max_tokens: Annotated[int, Field(ge=1, le=INT32_MAX, strict=True), WHOLE] | None = None
+    #: OpenAI's newer name for max_tokens (max_tokens wins when both are given)
+    max_completion_tokens: Annotated[int, Field(ge=1, le=INT32_MAX, strict=True), WHOLE] | None = None
     #: 0 is greedy.
     temperature: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False, strict=True)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)] | None = None
@@ -147,6 +158,13 @@ class GenerationBody(_Body):
     repeat_penalty: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False, strict=True)] | None = None
     ignore_eos: Annotated[bool, Field(strict=True)] | None = None
     stream: Annotated[bool, Field(strict=True)] = False
+    #: {"include_usage": true}: the last chunk carries the usage (it always does here)
+    stream_options: dict[str, Any] | None = None
+    #: The answer's form, enforced while it is written: {"type": "json_object"} or {"type": "json_schema",
+    #: "json_schema": {"name", "schema", "strict"}}
+    response_format: ResponseFormat | None = None
+    #: llama.cpp's extension: a GBNF grammar the answer must follow (llama.cpp engine)
+    grammar: Annotated[str, Field(max_length=64 * 1024)] | None = None
 
 
 class CompletionBody(GenerationBody):
@@ -223,8 +241,13 @@ DEFAULT_MAX_TOKENS = 256
 
 
 def generation_params(body: GenerationBody) -> dict[str, Any]:
+    """What the worker gets of a request; raises XituiError (400) for what it would not serve."""
+    refuse_unserved(body.model_extra)
     params = {k: getattr(body, k) for k in _PARAM_KEYS if getattr(body, k) is not None}
-    params.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+    params.setdefault("max_tokens", body.max_completion_tokens or DEFAULT_MAX_TOKENS)
+    form = constraint(body.response_format, body.grammar)
+    if form is not None:
+        params["constraint"] = form
     return params
 
 

@@ -245,6 +245,10 @@ class Worker:
             )
         if not isinstance(prompt, str):
             raise RequestError("prompt: must be a string")
+        if params.constraint:
+            if params.ignore_eos:
+                raise RequestError("ignore_eos: an answer of a given form ends where the form does; leave it out")
+            params.grammar = self.backend.grammar_for(params.constraint)
         # The spec's stop words and ids apply to every request, on top of the request's own.
         params.stop = list(dict.fromkeys([*params.stop, *(family.stop or [])]))
         params.stop_token_ids = list(dict.fromkeys([*params.stop_token_ids, *(family.stop_token_ids or [])]))

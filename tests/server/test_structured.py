@@ -1,0 +1,163 @@
+"""Answers of a given form, enforced while they are written (the bundled SmolLM2 GGUF through the openai SDK),
+and the OpenAI fields the server does not serve refused with one line instead of ignored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from enum import Enum
+
+import pytest
+from pydantic import BaseModel, Field
+
+from tests.server.conftest import ServerProcess
+from xitui.client import Client
+
+MODEL = "demo-smollm2-135m"
+
+
+class Address(BaseModel):
+    city: str = Field(max_length=40)
+    country: str = Field(max_length=40)
+
+
+class Person(BaseModel):
+    name: str = Field(max_length=40)
+    home: Address
+
+
+class Colour(str, Enum):
+    red = "red"
+    green = "green"
+    blue = "blue"
+
+
+class Sky(BaseModel):
+    colour: Colour
+
+
+class Primes(BaseModel):
+    primes: list[int] = Field(min_length=2, max_length=4)
+
+
+@pytest.fixture(scope="module", params=["batch", "single"])
+def uid(request: pytest.FixtureRequest, server: ServerProcess) -> Iterator[str]:
+    """The model on the batch engine (4 slots) and on the one-request path (n_parallel 1)."""
+    client = Client(server.url)
+    name = f"json-{request.param}"
+    client.launch_model(model_name=MODEL, model_uid=name, n_parallel=4 if request.param == "batch" else 1)
+    yield name
+    client.terminate_model(name)
+
+
+def openai_client(server: ServerProcess):  # noqa: ANN201 - the SDK's own type
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+
+
+@pytest.mark.parametrize(("schema", "question"), [
+    (Person, "Give a person and where they live, as JSON."),
+    (Sky, "What colour is the sky? Answer as JSON."),
+    (Primes, "List a few prime numbers as JSON."),
+], ids=["nested", "enum", "array-bounds"])
+def test_parse_returns_an_object_of_the_schema(server: ServerProcess, uid: str, schema: type[BaseModel],
+                                               question: str) -> None:
+    """The openai SDK's parse() gets an object of the pydantic model back, however small the model."""
+    done = openai_client(server).chat.completions.parse(
+        model=uid, messages=[{"role": "user", "content": question}], response_format=schema,
+        max_tokens=200, temperature=0)
+    choice = done.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content
+    assert isinstance(choice.message.parsed, schema)
+
+
+def test_a_streamed_answer_follows_the_schema_too(server: ServerProcess, uid: str) -> None:
+    sdk = openai_client(server)
+    pieces = []
+    with sdk.chat.completions.stream(model=uid, messages=[{"role": "user", "content": "Where is Paris?"}],
+                                     response_format=Person, max_tokens=200, temperature=0.7, seed=3) as stream:
+        for event in stream:
+            if event.type == "content.delta":
+                pieces.append(event.delta)
+        final = stream.get_final_completion()
+    assert len(pieces) > 3  # it streamed
+    assert isinstance(final.choices[0].message.parsed, Person)
+    assert Person.model_validate_json("".join(pieces)) == final.choices[0].message.parsed
+
+
+def test_json_object_and_a_gbnf_grammar_on_completions(server: ServerProcess, uid: str) -> None:
+    client = Client(server.url)
+    whole = client.get_model(uid).chat([{"role": "user", "content": "Describe a cat."}], generate_config={
+        "response_format": {"type": "json_object"}, "max_tokens": 200, "temperature": 0})
+    assert isinstance(json.loads(whole["choices"][0]["message"]["content"]), dict)
+    answer = client.get_model(uid).generate("Is the sea wet? Answer:", generate_config={
+        "grammar": 'root ::= " " ("yes" | "no")', "max_tokens": 20})
+    assert answer["choices"][0]["text"] in (" yes", " no")
+    assert answer["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}}}},
+     "response_format.json_schema.schema.properties.age.minimum: 'minimum' cannot be enforced"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "string", "format": "email"}}}}, "format 'email' cannot be enforced"),
+    ({"grammar": "not a grammar"}, "grammar: llama.cpp cannot parse"),
+    ({"n": 2}, "n: one choice per request"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools: tool calling"),
+    ({"logprobs": True, "top_logprobs": 2}, "logprobs: log probabilities are not served yet"),
+    ({"logit_bias": {"1": 5}}, "logit_bias"),
+    ({"response_format": {"type": "json_object"}, "ignore_eos": True}, "ignore_eos"),
+])
+def test_what_is_not_served_is_refused_with_one_line(server: ServerProcess, uid: str, extra: dict,
+                                                     says: str) -> None:
+    import httpx
+
+    body = {"model": uid, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, **extra}
+    response = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert says in detail and "\n" not in detail
+
+
+def test_a_pytorch_model_refuses_a_schema_rather_than_ignore_it(server: ServerProcess, tiny_pt_dir) -> None:
+    import httpx
+
+    from tests.server.conftest import pytorch_spec
+
+    client = Client(server.url)
+    client.register_model("LLM", pytorch_spec("tiny-structured", tiny_pt_dir))
+    uid = client.launch_model(model_name="tiny-structured")
+    try:
+        response = httpx.post(f"{server.url}/v1/completions", timeout=60, json={
+            "model": uid, "prompt": "x", "max_tokens": 4, "response_format": {"type": "json_object"}})
+        assert response.status_code == 400
+        assert "not served by the transformers engine yet" in response.json()["detail"]
+    finally:
+        client.terminate_model(uid)
+
+
+def test_the_cli_prints_json_of_the_schema(server: ServerProcess, uid: str, tmp_path) -> None:
+    """`xitui chat --schema FILE` prints JSON that follows it; a schema no grammar can enforce is one line."""
+    import subprocess
+
+    from tests.conftest import xitui_cmd
+
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
+                                               "country": {"type": "string", "maxLength": 30}},
+              "required": ["city", "country"], "additionalProperties": False}
+    path = tmp_path / "city.json"
+    path.write_text(json.dumps(schema))
+    done = subprocess.run([*xitui_cmd(), "chat", "-u", uid, "-e", server.url, "--schema", str(path), "--no-save",
+                           "--temperature", "0", "Where is the Eiffel tower?"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert set(answer) == {"city", "country"} and all(isinstance(v, str) for v in answer.values())
+    refused = subprocess.run([*xitui_cmd(), "generate", "-u", uid, "-e", server.url, "--schema",
+                              '{"type": "string", "format": "email"}', "x"], capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error: --schema.format: format 'email' cannot be enforced (enforced: date, date-time, time, uuid, uuid1, "
+        "uuid2, uuid3, uuid4, uuid5)"]
