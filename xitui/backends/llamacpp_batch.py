@@ -22,6 +22,8 @@ from xitui.backends.base import GenerateParams, RequestError, StopWords
 
 #: Prompt tokens decoded per step, over all newcomers (llama.cpp's n_batch).
 BATCH_TOKENS = 512
+#: Tokens a grammar checks first when it refuses the chain's pick (see BatchEngine._best_allowed).
+SHORTLIST = 1024
 #: Tokens the repeat, presence and frequency penalties look back over (llama.cpp's default), the prompt's
 #: last ones included, as llama.cpp's server counts them.
 PENALTY_LAST_N = 64
@@ -50,6 +52,10 @@ class Slot:
     first: float | None = None
     #: Tokens in this sequence's cache: what the next request on it may reuse as a prefix.
     cached: list[int] = field(default_factory=list)
+    #: The grammar the answer must follow (a llama.cpp sampler kept out of the chain; see _sample_within).
+    grammar: Any = None
+    #: The chain remembers what it picked (its penalties): a pick must be final before the chain sees it.
+    remembers: bool = False
 
 
 class BatchEngine:
@@ -90,6 +96,9 @@ class BatchEngine:
         self.running: dict[int, Slot] = {}
         self.queue: deque[tuple[Any, list[int], GenerateParams, set[int]]] = deque()
         self.cancelled: set[Any] = set()
+        #: Every token's logit, reused by the steps of slots held to a grammar (_sample_within).
+        self._cand: Any = None
+        self._cand_c: Any = None
 
     # --- requests --------------------------------------------------------------------------------
 
@@ -109,19 +118,21 @@ class BatchEngine:
     def counts(self) -> dict[str, int]:
         return {"running": len(self.running), "queued": len(self.queue), "slots": self.slots_total}
 
+    def _grammar(self, params: GenerateParams) -> Any:
+        """The request's grammar sampler (None without one); it reads the answer only, never the prompt."""
+        if not params.grammar:
+            return None
+        grammar = self.L.llama_sampler_init_grammar(self.vocab, params.grammar.encode("utf-8"), b"root")
+        if not grammar:
+            raise RequestError("grammar: llama.cpp cannot parse it")
+        return grammar
+
     def _sampler(self, params: GenerateParams) -> tuple[Any, Any]:
         """The request's sampler chain, and the sampler in it that should see the prompt's last tokens (the
-        penalties; None without them). A grammar must never see them: it reads the answer only."""
+        penalties; None without them)."""
         L = self.L
         history = None
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
-        if params.grammar:
-            # first in the chain: the other samplers pick among the tokens the grammar allows
-            grammar = L.llama_sampler_init_grammar(self.vocab, params.grammar.encode("utf-8"), b"root")
-            if not grammar:
-                L.llama_sampler_free(chain)
-                raise RequestError("grammar: llama.cpp cannot parse it")
-            L.llama_sampler_chain_add(chain, grammar)
         eos = L.llama_vocab_eos(self.vocab)
         if params.ignore_eos and eos >= 0:
             bias = (L.llama_logit_bias * 1)(L.llama_logit_bias(token=eos, bias=float("-inf")))
@@ -153,6 +164,7 @@ class BatchEngine:
                 self.cancelled.discard(rid)
                 continue
             try:
+                grammar = self._grammar(params)
                 sampler, history = self._sampler(params)
             except RequestError as exc:  # this request's own fault: it alone gets the error
                 self.send(rid, {"error": str(exc), "status": exc.status_code})
@@ -175,7 +187,8 @@ class BatchEngine:
             budget = min(params.max_tokens or self.slot_context, self.slot_context - len(prompt))
             self.running[seq] = Slot(seq=seq, rid=rid, params=params, prompt=prompt, budget=budget,
                                      sampler=sampler, stop=StopWords(params.stop), stop_ids=stop_ids,
-                                     fed=common, pos=common, cached=prompt[:common])
+                                     fed=common, pos=common, cached=prompt[:common], grammar=grammar,
+                                     remembers=history is not None)
 
     # --- one step --------------------------------------------------------------------------------
 
@@ -196,7 +209,10 @@ class BatchEngine:
             if slot.rid in self.cancelled:
                 self._finish(slot, "stop", cancelled=True)
             elif slot.logits_at is not None:
-                token = L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
+                if slot.grammar is None:
+                    token = L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
+                else:
+                    token = self._sample_within(slot)
                 slot.logits_at = None
                 self._emit(slot, token)
         batch = self.batch
@@ -228,6 +244,80 @@ class BatchEngine:
         if code != 0:
             for slot in list(self.running.values()):
                 self._finish(slot, "error", error=f"llama.cpp could not decode the batch (code {code})")
+
+    def _candidates(self, index: int) -> Any:
+        """The logits at `index` of the last batch as llama.cpp's candidate array (every token, unsorted)."""
+        import numpy as np
+
+        L = self.L
+        if self._cand is None:
+            n_vocab = L.llama_vocab_n_tokens(self.vocab)
+            self._cand = np.zeros(n_vocab, dtype=_token_data_dtype())
+            self._cand["id"] = np.arange(n_vocab, dtype=np.int32)
+            self._cand_c = L.llama_token_data_array(
+                data=self._cand.ctypes.data_as(L.llama_token_data_p), size=n_vocab, selected=-1, sorted=False)
+        cand = self._cand
+        cand["logit"] = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, index), shape=(len(cand),))
+        cand["p"] = 0.0
+        arr = self._cand_c
+        arr.data = self._cand.ctypes.data_as(L.llama_token_data_p)
+        arr.size, arr.selected, arr.sorted = len(cand), -1, False
+        return arr
+
+    def _sample_within(self, slot: Slot) -> int:
+        """A token the grammar allows, as llama.cpp's server samples one: the chain picks from every token;
+        only when the grammar refuses that pick is the grammar applied to the whole vocabulary (a few
+        milliseconds for a large one) and the chain asked again. Most picks pass: the check costs one token."""
+        import ctypes as c
+
+        L = self.L
+        if slot.remembers:
+            arr = self._candidates(slot.logits_at)
+            L.llama_sampler_apply(slot.sampler, c.byref(arr))
+            token = int(arr.data[arr.selected].id)
+        else:  # a chain without penalties keeps nothing of its picks: llama.cpp's own sampling loop will do
+            token = L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
+        single = (L.llama_token_data * 1)(L.llama_token_data(id=token, logit=1.0, p=0.0))
+        one = L.llama_token_data_array(data=single, size=1, selected=-1, sorted=False)
+        L.llama_sampler_apply(slot.grammar, c.byref(one))
+        if single[0].logit == float("-inf"):
+            arr = self._best_allowed(slot)
+            if arr is None:
+                arr = self._candidates(slot.logits_at)
+                L.llama_sampler_apply(slot.grammar, c.byref(arr))
+            L.llama_sampler_apply(slot.sampler, c.byref(arr))
+            token = int(arr.data[arr.selected].id)
+        L.llama_sampler_accept(slot.grammar, token)
+        if slot.remembers:
+            L.llama_sampler_accept(slot.sampler, token)
+        return token
+
+    def _best_allowed(self, slot: Slot) -> Any:
+        """The grammar applied to the SHORTLIST best tokens only, when that decides the pick exactly: a chain
+        without penalties (which would reorder the logits) that needs its top k allowed tokens (1 when
+        greedy), and at least that many allowed among the shortlist. Checking every token of a 262k
+        vocabulary takes the grammar about 40 ms; this, a millisecond. None: check them all."""
+        import ctypes as c
+
+        import numpy as np
+
+        params = slot.params
+        need = 1 if params.temperature <= 0 else params.top_k
+        if slot.remembers or not need or need <= 0 or need > SHORTLIST:
+            return None
+        L = self.L
+        n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, slot.logits_at), shape=(n_vocab,))
+        best = np.argpartition(logits, n_vocab - SHORTLIST)[n_vocab - SHORTLIST:]
+        short = np.zeros(SHORTLIST, dtype=_token_data_dtype())
+        short["id"], short["logit"] = best, logits[best]
+        arr = L.llama_token_data_array(data=short.ctypes.data_as(L.llama_token_data_p), size=SHORTLIST,
+                                       selected=-1, sorted=False)
+        L.llama_sampler_apply(slot.grammar, c.byref(arr))
+        if int(np.isfinite(short["logit"][:arr.size]).sum()) < need:
+            return None
+        self._short = short  # the array must outlive the chain's apply
+        return arr
 
     def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         batch = self.batch
@@ -295,6 +385,8 @@ class BatchEngine:
             slot.cached = []
         self.cached[slot.seq] = slot.cached
         L.llama_sampler_free(slot.sampler)
+        if slot.grammar is not None:
+            L.llama_sampler_free(slot.grammar)
         self.free.append(slot.seq)
         if not self.running and not self.queue:
             self._start_over(slot)
@@ -316,6 +408,13 @@ class BatchEngine:
             "usage": {"prompt_tokens": len(slot.prompt), "completion_tokens": slot.generated,
                       "total_tokens": len(slot.prompt) + slot.generated},
             "ttft": ttft, "tokens_per_s": tps}})
+
+
+def _token_data_dtype() -> Any:
+    """llama_token_data (id, logit, p) as a numpy record, so logits fill candidate arrays without a loop."""
+    import numpy as np
+
+    return np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 
 
 def _common(cached: list[int], prompt: list[int]) -> int:

@@ -1,0 +1,67 @@
+"""Structured output's cost: tokens/s of an answer held to a JSON schema against the same number of tokens
+generated freely, same prompt, same model, same server; and the first token's wait with and without.
+
+    python bench/structured.py [--rounds 3]
+
+Both bundled GGUF models (SmolLM2: 49k-token vocabulary; Gemma 3: 262k, where a grammar has five times the
+tokens to check per step), on the batch engine (4 slots) and on the one-request path (n_parallel 1). The
+figures are the server's own (`metrics.last_tokens_per_s`, `last_ttft` after each request). Target (issue 22):
+constrained >= 0.9 x free.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import common
+
+SCHEMA = {"type": "object", "additionalProperties": False, "required": ["names"], "properties": {
+    "names": {"type": "array", "minItems": 24, "maxItems": 24, "items": {"type": "string", "maxLength": 12}}}}
+PROMPT = "List twenty-four first names as JSON."
+
+
+def one(client: object, uid: str, body: dict) -> tuple[float, float, int]:
+    """(tokens/s, ttft seconds, completion tokens) of one request, as the server measured them."""
+    done = client.get_model(uid).chat([{"role": "user", "content": PROMPT}], generate_config=body)  # type: ignore[attr-defined]
+    metrics = client.describe_model(uid)["metrics"]  # type: ignore[attr-defined]
+    return metrics["last_tokens_per_s"], metrics["last_ttft"], done["usage"]["completion_tokens"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    from xitui.client import Client
+
+    server = common.Server()
+    client = Client(server.url)
+    form = {"type": "json_schema", "json_schema": {"name": "names", "schema": SCHEMA}}
+    try:
+        print(f"{'model, engine':<34} {'free tok/s':>10} {'schema tok/s':>12} {'ratio':>6}   "
+              f"{'free ttft':>9} {'schema ttft':>11}")
+        for name in ("demo-smollm2-135m", "demo-gemma3-270m"):
+            for slots in (4, 1):
+                uid = f"{name}-{slots}"
+                client.launch_model(model_name=name, model_uid=uid, n_parallel=slots, context_length=2048)
+                free, held, free_ttft, held_ttft = [], [], [], []
+                one(client, uid, {"max_tokens": 8, "temperature": 0})  # warm
+                for _ in range(args.rounds):  # interleaved
+                    rate, ttft, tokens = one(client, uid, {"response_format": form, "max_tokens": 400,
+                                                           "temperature": 0})
+                    held.append(rate)
+                    held_ttft.append(ttft)
+                    rate, ttft, _ = one(client, uid, {"max_tokens": tokens, "ignore_eos": True, "temperature": 0})
+                    free.append(rate)
+                    free_ttft.append(ttft)
+                ratio = common.median(held) / common.median(free)
+                engine = "batch, 4 slots" if slots > 1 else "one request"
+                print(f"{name + ', ' + engine:<34} {common.median(free):10.1f} {common.median(held):12.1f} "
+                      f"{ratio:6.3f}   {common.median(free_ttft) * 1000:7.1f} ms {common.median(held_ttft) * 1000:8.1f} ms"
+                      f"   ({tokens} tokens)  {'OK' if ratio >= 0.9 else 'UNDER the 0.9 target'}")
+                client.terminate_model(uid)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
