@@ -105,7 +105,7 @@ def test_json_object_and_a_gbnf_grammar_on_completions(server: ServerProcess, ui
     ({"grammar": "not a grammar"}, "grammar: llama.cpp cannot parse"),
     ({"n": 2}, "n: one choice per request"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools: tool calling"),
-    ({"logprobs": True, "top_logprobs": 2}, "logprobs: log probabilities are not served yet"),
+    ({"top_logprobs": 2}, "top_logprobs: needs logprobs: true"),
     ({"logit_bias": {"1": 5}}, "logit_bias"),
     ({"response_format": {"type": "json_object"}, "ignore_eos": True}, "ignore_eos"),
 ])
@@ -161,3 +161,43 @@ def test_the_cli_prints_json_of_the_schema(server: ServerProcess, uid: str, tmp_
     assert refused.stderr.strip().splitlines() == [
         "error: --schema.format: format 'email' cannot be enforced (enforced: date, date-time, time, uuid, uuid1, "
         "uuid2, uuid3, uuid4, uuid5)"]
+
+
+def test_log_probabilities_of_each_token_with_alternatives(server: ServerProcess, uid: str) -> None:
+    """Chat (the openai SDK, whole and streamed) and completions: one entry per generated token, its text
+    adding up to the answer, with the asked number of alternatives, the greedy pick the likeliest."""
+    import httpx
+
+    sdk = openai_client(server)
+    question = [{"role": "user", "content": "Name a colour."}]
+    if uid.endswith("single"):
+        response = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
+            "model": uid, "messages": question, "max_tokens": 4, "logprobs": True})
+        assert response.status_code == 400 and "logprobs: served by the llama.cpp batch engine" in response.text
+        return
+    whole = sdk.chat.completions.create(model=uid, messages=question, max_tokens=12, temperature=0,
+                                        logprobs=True, top_logprobs=3)
+    choice = whole.choices[0]
+    entries = choice.logprobs.content
+    assert "".join(e.token for e in entries) == choice.message.content
+    ended = 1 if choice.finish_reason == "stop" else 0  # the end-of-turn token is counted, not shown
+    assert len(entries) == whole.usage.completion_tokens - ended
+    for entry in entries:
+        assert len(entry.top_logprobs) == 3 and entry.logprob <= 0
+        assert [t.logprob for t in entry.top_logprobs] == sorted((t.logprob for t in entry.top_logprobs), reverse=True)
+        assert entry.top_logprobs[0].token == entry.token and entry.top_logprobs[0].logprob == entry.logprob
+        assert bytes(entry.bytes).decode() == entry.token
+    streamed = []
+    for chunk in sdk.chat.completions.create(model=uid, messages=question, max_tokens=12, temperature=0,
+                                             logprobs=True, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+            streamed += chunk.choices[0].logprobs.content
+    assert [(e.token, round(e.logprob, 4)) for e in streamed] == [(e.token, round(e.logprob, 4)) for e in entries]
+    assert all(e.top_logprobs == [] for e in streamed)
+
+    done = sdk.completions.create(model=uid, prompt="One, two,", max_tokens=5, temperature=0, logprobs=2)
+    found = done.choices[0].logprobs
+    assert "".join(found.tokens) == done.choices[0].text and len(found.tokens) == 5
+    assert found.text_offset == [sum(len(t) for t in found.tokens[:i]) for i in range(5)]
+    assert all(len(top) <= 2 and max(top.values()) == lp for top, lp in zip(found.top_logprobs,
+                                                                            found.token_logprobs, strict=True))

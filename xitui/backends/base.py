@@ -28,6 +28,8 @@ class GenerateParams:
     constraint: dict[str, Any] | None = None
     #: That form as the backend enforces it (llama.cpp: GBNF text), from `Backend.grammar_for`.
     grammar: Any = None
+    #: Give each token's log probability with this many likeliest alternatives (None: none).
+    logprobs: int | None = None
 
     @classmethod
     def from_request(cls, data: dict[str, Any]) -> GenerateParams:
@@ -40,6 +42,7 @@ class GenerateParams:
         params.stop = [stop] if isinstance(stop, str) else list(stop or [])
         params.stop_token_ids = list(data.get("stop_token_ids") or [])
         params.constraint = data.get("constraint") or None
+        params.logprobs = data.get("logprobs")
         return params
 
 

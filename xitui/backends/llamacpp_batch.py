@@ -56,6 +56,8 @@ class Slot:
     grammar: Any = None
     #: The chain remembers what it picked (its penalties): a pick must be final before the chain sees it.
     remembers: bool = False
+    #: Log probabilities of tokens whose text has not been sent yet (when the request asks for them).
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class BatchEngine:
@@ -213,6 +215,8 @@ class BatchEngine:
                     token = L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
                 else:
                     token = self._sample_within(slot)
+                if slot.params.logprobs is not None:
+                    slot.logprobs.append(self._logprob(slot.logits_at, token, slot.params.logprobs))
                 slot.logits_at = None
                 self._emit(slot, token)
         batch = self.batch
@@ -319,6 +323,42 @@ class BatchEngine:
         self._short = short  # the array must outlive the chain's apply
         return arr
 
+    def _piece_message(self, slot: Slot, text: str) -> dict[str, Any]:
+        """A piece of the answer, with the log probabilities of the tokens it completes when asked for."""
+        if slot.params.logprobs is None:
+            return {"text": text}
+        given, slot.logprobs = slot.logprobs, []
+        return {"text": text, "logprobs": given}
+
+    def _token_bytes(self, token: int) -> bytes:
+        buf = (ctypes.c_char * 256)()
+        size = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+        return buf.raw[:max(0, size)]
+
+    def _logprob(self, index: int, token: int, alternatives: int) -> dict[str, Any]:
+        """OpenAI's entry for one token: its text, bytes and log probability under the model (the logits
+        before any sampler), and the `alternatives` likeliest tokens at that position."""
+        import numpy as np
+
+        L = self.L
+        n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, index), shape=(n_vocab,))
+        peak = float(logits.max())
+        total = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
+
+        def entry(tok: int) -> dict[str, Any]:
+            raw = self._token_bytes(tok)
+            return {"token": raw.decode("utf-8", errors="replace"), "bytes": list(raw),
+                    "logprob": float(logits[tok]) - total}
+
+        found = entry(token)
+        top = []
+        if alternatives:
+            best = np.argpartition(logits, n_vocab - alternatives)[n_vocab - alternatives:]
+            top = [entry(int(t)) for t in best[np.argsort(-logits[best])]]
+        found["top_logprobs"] = top
+        return found
+
     def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         batch = self.batch
         batch.token[i] = token
@@ -333,6 +373,8 @@ class BatchEngine:
         if slot.first is None:
             slot.first = time.perf_counter()
         if token in slot.stop_ids or L.llama_vocab_is_eog(self.vocab, token):
+            if slot.logprobs:
+                slot.logprobs.pop()  # the end of the answer is not a token of it
             self._finish(slot, "stop")
             return
         buf = (ctypes.c_char * 256)()
@@ -346,7 +388,7 @@ class BatchEngine:
         if text:
             shown, stopped = slot.stop.feed(text)
             if shown:
-                self.send(slot.rid, {"text": shown})
+                self.send(slot.rid, self._piece_message(slot, shown))
             if stopped:
                 self._finish(slot, "stop", by_word=True)
                 return
@@ -397,8 +439,8 @@ class BatchEngine:
             self.send(slot.rid, {"error": error, "status": 500})
             return
         rest = "" if by_word else slot.stop.flush()  # text held back in case it began a stop word
-        if rest:
-            self.send(slot.rid, {"text": rest})
+        if rest or (slot.logprobs and not by_word):
+            self.send(slot.rid, self._piece_message(slot, rest))
         end = time.perf_counter()
         ttft = (slot.first or end) - slot.started
         decode = end - (slot.first or end)

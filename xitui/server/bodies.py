@@ -166,12 +166,21 @@ class GenerationBody(_Body):
     #: llama.cpp's extension: a GBNF grammar the answer must follow (llama.cpp engine)
     grammar: Annotated[str, Field(max_length=64 * 1024)] | None = None
 
+    def logprob_count(self) -> int | None:
+        """Alternatives to give with each token's log probability; None: no log probabilities."""
+        return None
+
 
 class CompletionBody(GenerationBody):
     """POST /v1/completions: a prompt to continue."""
 
     #: One prompt (OpenAI's list form is read when it holds exactly one).
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
+    #: The log probability of each generated token, with this many likeliest alternatives (0 to 5)
+    logprobs: Annotated[int, Field(ge=0, le=5, strict=True), WHOLE] | None = None
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs
 
 
 class ContentPart(BaseModel):
@@ -217,6 +226,15 @@ class ChatBody(GenerationBody):
 
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES,
                                                  json_schema_extra=_conversation)]
+    #: The log probability of each generated token in `choices[].logprobs.content`
+    logprobs: Annotated[bool, Field(strict=True)] | None = None
+    #: With logprobs: this many likeliest alternatives at each position (0 to 20)
+    top_logprobs: Annotated[int, Field(ge=0, le=20, strict=True), WHOLE] | None = None
+
+    def logprob_count(self) -> int | None:
+        if self.top_logprobs and not self.logprobs:
+            raise XituiError("top_logprobs: needs logprobs: true")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class EmbeddingBody(_Body):
@@ -248,6 +266,9 @@ def generation_params(body: GenerationBody) -> dict[str, Any]:
     form = constraint(body.response_format, body.grammar)
     if form is not None:
         params["constraint"] = form
+    count = body.logprob_count()
+    if count is not None:
+        params["logprobs"] = count
     return params
 
 

@@ -74,8 +74,6 @@ UNSERVED: dict[str, tuple[Any, str]] = {
     "tool_choice": (lambda v: v not in (None, "none", "auto"), "tool calling is not served yet"),
     "functions": (_set, "function calling is not served (and deprecated: tools replaces it)"),
     "function_call": (_set, "function calling is not served (and deprecated: tools replaces it)"),
-    "logprobs": (_set, "log probabilities are not served yet (leave logprobs out for the answer alone)"),
-    "top_logprobs": (_set, "log probabilities are not served yet"),
     "logit_bias": (_set, "logit_bias is not served"),
     "n": (lambda v: v not in (None, 1), "one choice per request (n = 1): send the request again for another"),
     "best_of": (lambda v: v not in (None, 1), "best_of is not served (one choice per request)"),
