@@ -103,7 +103,7 @@ def test_json_object_and_a_gbnf_grammar_on_completions(server: ServerProcess, ui
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
         "type": "string", "format": "email"}}}}, "format 'email' cannot be enforced"),
     ({"grammar": "not a grammar"}, "grammar: llama.cpp cannot parse"),
-    ({"n": 2}, "n: one choice per request"),
+    ({"n": 17}, "n: Input should be less than or equal to 16"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools: tool calling"),
     ({"top_logprobs": 2}, "top_logprobs: needs logprobs: true"),
     ({"logit_bias": {"1": 5}}, "logit_bias"),
@@ -201,3 +201,29 @@ def test_log_probabilities_of_each_token_with_alternatives(server: ServerProcess
     assert found.text_offset == [sum(len(t) for t in found.tokens[:i]) for i in range(5)]
     assert all(len(top) <= 2 and max(top.values()) == lp for top, lp in zip(found.top_logprobs,
                                                                             found.token_logprobs, strict=True))
+
+
+def test_several_choices_at_once(server: ServerProcess, uid: str) -> None:
+    """`n` choices, whole (the openai SDK) and streamed (each chunk names its choice; a last chunk carries
+    the usage of them all), each following the response_format when one is given."""
+    sdk = openai_client(server)
+    question = [{"role": "user", "content": "What colour is the sky?"}]
+    whole = sdk.chat.completions.parse(model=uid, messages=question, n=3, seed=7, temperature=0.9, max_tokens=60,
+                                       response_format=Sky)
+    assert [c.index for c in whole.choices] == [0, 1, 2]
+    assert all(isinstance(c.message.parsed, Sky) for c in whole.choices)
+    texts: dict[int, str] = {}
+    finished, usage = set(), None
+    for chunk in sdk.chat.completions.create(model=uid, messages=question, n=2, max_tokens=8, stream=True):
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finished.add(choice.index)
+        if chunk.usage is not None:
+            assert chunk.choices == [] and usage is None
+            usage = chunk.usage
+    assert finished == {0, 1} and all(texts.values())
+    assert usage is not None and usage.completion_tokens >= 2
+    done = sdk.completions.create(model=uid, prompt="One, two,", n=2, max_tokens=3, temperature=0)
+    assert [c.index for c in done.choices] == [0, 1] and done.choices[0].text == done.choices[1].text
+    assert done.usage.completion_tokens == 6

@@ -34,7 +34,7 @@ from xitui.server.bodies import (
     LaunchBody,
     RegisterBody,
     body_schema,
-    generation_params,
+    choice_params,
     problems_text,
     read_body,
 )
@@ -229,8 +229,9 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             prompt = prompt[0]
         model = _require_ability(supervisor, body.model, "generate")
         _check_prompt_size(model, len(prompt), "prompt")
-        stream = supervisor.call(body.model, "generate", {"prompt": prompt, "params": generation_params(body)})
-        return await respond(request, stream, body, chat=False)
+        streams = [supervisor.call(body.model, "generate", {"prompt": prompt, "params": params})
+                   for params in choice_params(body)]
+        return await respond(request, streams, body, chat=False)
 
     @app.post("/v1/chat/completions", openapi_extra=body_schema(ChatBody),
               responses={**streaming_ok(), **answers(400, 404, 500)})
@@ -244,8 +245,9 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             except XituiError as exc:
                 raise XituiError(f"messages[{i}].{exc}") from None
         _check_prompt_size(model, sum(len(m["content"]) for m in messages), "messages")
-        stream = supervisor.call(body.model, "chat", {"messages": messages, "params": generation_params(body)})
-        return await respond(request, stream, body, chat=True)
+        streams = [supervisor.call(body.model, "chat", {"messages": messages, "params": params})
+                   for params in choice_params(body)]
+        return await respond(request, streams, body, chat=True)
 
     @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingBody), responses=answers(400, 404, 500))
     async def embeddings(request: Request) -> Response:

@@ -121,6 +121,8 @@ MAX_STOP_WORDS = 16
 MAX_STOP_LENGTH = 256
 #: Messages in one chat request (a conversation that long would not fit any context anyway).
 MAX_MESSAGES = 10_000
+#: Choices one request may ask for (`n`): each is a generation of its own.
+MAX_CHOICES = 16
 
 
 def _document_unserved(schema: dict[str, Any]) -> None:
@@ -160,6 +162,9 @@ class GenerationBody(_Body):
     stream: Annotated[bool, Field(strict=True)] = False
     #: {"include_usage": true}: the last chunk carries the usage (it always does here)
     stream_options: dict[str, Any] | None = None
+    #: Choices to generate for the prompt, at once (on the batch engine's slots); with a seed, choice i
+    #: uses seed + i
+    n: Annotated[int, Field(ge=1, le=MAX_CHOICES, strict=True), WHOLE] = 1
     #: The answer's form, enforced while it is written: {"type": "json_object"} or {"type": "json_schema",
     #: "json_schema": {"name", "schema", "strict"}}
     response_format: ResponseFormat | None = None
@@ -256,6 +261,15 @@ _PARAM_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "stop", "stop_toke
 #: Tokens generated when a request names no max_tokens (OpenAI's completions default of 16 cuts answers
 #: short; running on to the end of the context keeps a base model busy for minutes).
 DEFAULT_MAX_TOKENS = 256
+
+
+def choice_params(body: GenerationBody) -> list[dict[str, Any]]:
+    """The worker's parameters for each of the `n` choices a request asks for (seeds apart)."""
+    params = generation_params(body)
+    if body.n == 1:
+        return [params]
+    seed = params.get("seed")
+    return [{**params, **({"seed": seed + i} if seed is not None else {})} for i in range(body.n)]
 
 
 def generation_params(body: GenerationBody) -> dict[str, Any]:

@@ -42,17 +42,17 @@ async def _unless_disconnected(request: Request, work: Any) -> Any:
     raise _ClientGone
 
 
-async def respond(request: Request, stream: AsyncIterator[dict[str, Any]], body: GenerationBody, *,
-                   chat: bool) -> Any:
-    """Run a generation; errors before the first piece become a 4xx/5xx, later ones an error chunk.
+async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]], body: GenerationBody, *,
+                  chat: bool) -> Any:
+    """Run a request's generations (`n` of them, one per choice); errors before the first piece become a
+    4xx/5xx, later ones an error chunk.
 
-    Until the first byte of the answer goes out, a client that hangs up cancels the generation."""
+    Until the first byte of the answer goes out, a client that hangs up cancels the generations."""
     ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
     created = int(time.time())
-
     wants_logprobs = body.logprob_count() is not None
 
-    async def collect() -> dict[str, Any]:
+    async def collect(stream: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
         pieces: list[str] = []
         entries: list[dict[str, Any]] = []
         done: dict[str, Any] | None = None
@@ -66,63 +66,126 @@ async def respond(request: Request, stream: AsyncIterator[dict[str, Any]], body:
             raise XituiError("the generation ended without an answer")
         return {"text": "".join(pieces), "logprobs": entries, **done}
 
+    async def close_all() -> None:
+        for stream in streams:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+
     try:
         if not body.stream:
-            done = await _unless_disconnected(request, collect())
+            dones = await _unless_disconnected(request, asyncio.gather(*(collect(s) for s in streams)))
         else:
-            first = await _unless_disconnected(request, stream.__anext__())
+            firsts = await _unless_disconnected(request, asyncio.gather(*(s.__anext__() for s in streams)))
     except _ClientGone:
-        await stream.aclose()
+        await close_all()
         return Response(status_code=499)
+    except BaseException:
+        await close_all()
+        raise
     if not body.stream:
-        found = logprobs_field(done["logprobs"], chat) if wants_logprobs else None
-        if chat:
-            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": done["text"]},
-                                      "logprobs": found, "finish_reason": done["finish_reason"]}
-        else:
-            choice = {"text": done["text"], "index": 0, "logprobs": found, "finish_reason": done["finish_reason"]}
+        choices = []
+        for index, done in enumerate(dones):
+            found = logprobs_field(done["logprobs"], chat) if wants_logprobs else None
+            if chat:
+                choices.append({"index": index, "message": {"role": "assistant", "content": done["text"]},
+                                "logprobs": found, "finish_reason": done["finish_reason"]})
+            else:
+                choices.append({"text": done["text"], "index": index, "logprobs": found,
+                                "finish_reason": done["finish_reason"]})
         return Response(orjson.dumps({
             "id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
-            "model": body.model, "choices": [choice], "usage": done["usage"],
+            "model": body.model, "choices": choices, "usage": _total([d["usage"] for d in dones]),
         }), media_type="application/json")
 
     kind = "chat.completion.chunk" if chat else "text_completion"
 
-    def chunk(text: str | None, finish: str | None = None, usage: dict[str, Any] | None = None,
+    def chunk(index: int, text: str | None, finish: str | None = None, usage: dict[str, Any] | None = None,
               role: bool = False, entries: list[dict[str, Any]] | None = None) -> bytes:
         found = logprobs_field(entries or [], chat) if wants_logprobs and entries is not None else None
         if chat:
             delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
             if text is not None:
                 delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": found, "finish_reason": finish}
+            choice = {"index": index, "delta": delta, "logprobs": found, "finish_reason": finish}
         else:
-            choice = {"text": text or "", "index": 0, "logprobs": found, "finish_reason": finish}
+            choice = {"text": text or "", "index": index, "logprobs": found, "finish_reason": finish}
         data: dict[str, Any] = {"id": ident, "object": kind, "created": created, "model": body.model,
-                                "choices": [choice]}
+                                "choices": [choice] if index >= 0 else []}
         if usage is not None:
             data["usage"] = usage
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
+    many = len(streams) > 1
+
     async def events() -> AsyncIterator[bytes]:
+        usages: list[dict[str, Any]] = []
         try:
             if chat:
-                yield chunk(None, role=True)
-            msg = first
-            while True:
+                for index in range(len(streams)):
+                    yield chunk(index, None, role=True)
+            async for index, msg in _merged(streams, firsts):
                 if "done" in msg:
                     done = msg["done"]
-                    yield chunk("" if chat else None, finish=done["finish_reason"], usage=done["usage"])
-                    break
-                yield chunk(msg["text"], entries=msg.get("logprobs"))
-                msg = await stream.__anext__()
+                    usages.append(done["usage"])
+                    # one choice: its last chunk carries the usage; several: a last chunk of no choice does
+                    yield chunk(index, "" if chat else None, finish=done["finish_reason"],
+                                usage=None if many else done["usage"])
+                else:
+                    yield chunk(index, msg["text"], entries=msg.get("logprobs"))
+            if many:
+                yield chunk(-1, None, usage=_total(usages))
         except XituiError as exc:
             yield b"data: " + orjson.dumps({"error": str(exc), "detail": str(exc)}) + b"\n\n"
         finally:
-            await stream.aclose()
+            await close_all()
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def _merged(streams: list[AsyncIterator[dict[str, Any]]],
+                  firsts: list[dict[str, Any]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """(choice index, message) from every stream as they come, each stream to its `done`."""
+    if len(streams) == 1:  # the common case: no tasks, no queue
+        msg = firsts[0]
+        while True:
+            yield 0, msg
+            if "done" in msg:
+                return
+            msg = await streams[0].__anext__()
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+
+    async def pump(index: int) -> None:
+        msg = firsts[index]
+        try:
+            while True:
+                await queue.put((index, msg))
+                if "done" in msg:
+                    return
+                msg = await streams[index].__anext__()
+        except Exception as exc:  # noqa: BLE001 - handed to the reader, which raises it
+            await queue.put((index, exc))
+
+    tasks = [asyncio.ensure_future(pump(i)) for i in range(len(streams))]
+    try:
+        left = len(streams)
+        while left:
+            index, msg = await queue.get()
+            if isinstance(msg, BaseException):
+                raise msg
+            if "done" in msg:
+                left -= 1
+            yield index, msg
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _total(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The usage of a request's choices together: one prompt, every choice's tokens."""
+    prompt = usages[0]["prompt_tokens"] if usages else 0
+    completion = sum(u["completion_tokens"] for u in usages)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def logprobs_field(entries: list[dict[str, Any]], chat: bool) -> dict[str, Any]:

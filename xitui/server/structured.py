@@ -75,7 +75,6 @@ UNSERVED: dict[str, tuple[Any, str]] = {
     "functions": (_set, "function calling is not served (and deprecated: tools replaces it)"),
     "function_call": (_set, "function calling is not served (and deprecated: tools replaces it)"),
     "logit_bias": (_set, "logit_bias is not served"),
-    "n": (lambda v: v not in (None, 1), "one choice per request (n = 1): send the request again for another"),
     "best_of": (lambda v: v not in (None, 1), "best_of is not served (one choice per request)"),
     "echo": (_set, "echo is not served"),
     "suffix": (_set, "suffix (fill in the middle) is not served"),
