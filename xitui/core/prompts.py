@@ -456,15 +456,15 @@ def render_chat_template(
 
 
 def conversation_prompt(family: Any, model_template: str | None, messages: Sequence[dict[str, Any]],
-                        bos: str = "", eos: str = "") -> str:
+                        bos: str = "", eos: str = "", **extra: Any) -> str:
     """The prompt a model sees for a conversation: the spec's chat_template, else its prompt style, else the
     model's own template. What the server renders for every chat request, and what the wizard previews."""
     if family.chat_template:
-        return render_chat_template(family.chat_template, messages, bos_token=bos, eos_token=eos)
+        return render_chat_template(family.chat_template, messages, bos_token=bos, eos_token=eos, **extra)
     if family.prompt_style is not None:
         return render_prompt(family.prompt_style, messages)
     if model_template:
-        return render_chat_template(model_template, messages, bos_token=bos, eos_token=eos)
+        return render_chat_template(model_template, messages, bos_token=bos, eos_token=eos, **extra)
     raise PromptError(
         f"model {family.model_name!r} has no chat format: add \"prompt_style\" (see `xitui styles`) "
         "or \"chat_template\" to its spec"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from xitui.core import catalog
+from xitui.core import catalog, tool_calls
 from xitui.core.errors import SpecError
 from xitui.core.names import LLM_ABILITIES, MODEL_ID_RE, NAME_RE, ModelType
 from xitui.core.prompts import PromptStyle, get_style, renderable_style_names
@@ -74,6 +74,12 @@ class LLMFamily(_Model):
     stop: list[str] | None = None
     #: xitui keeps the documented prompt style when a spec gave one (Xinference 4.x dropped the field).
     prompt_style: PromptStyle | None = None
+    #: How the model writes tool calls (Xinference's field: hermes, qwen, llama3, mistral...; default: read
+    #: from the chat template, see core/tool_calls.py).
+    tool_parser: str | None = None
+    #: What opens and closes the thinking of a model with the reasoning ability (Xinference's fields).
+    reasoning_start_tag: str | None = None
+    reasoning_end_tag: str | None = None
     is_builtin: bool = False
 
     def registration(self) -> dict[str, Any]:
@@ -549,6 +555,11 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False) ->
             c.problems.append(str(exc))
     stop = c.str_list(data, "stop", "stop", most=64)
     stop_ids = c.int_list(data, "stop_token_ids", "stop_token_ids")
+    tool_parser = c.text(data, "tool_parser", "tool_parser")
+    if tool_parser is not None and tool_parser.lower() not in tool_calls.PARSERS:
+        c.fail("tool_parser", f"{tool_parser!r} is not a format xitui reads (it reads: "
+                              f"{', '.join(sorted(tool_calls.PARSERS))})")
+    reasoning = [c.text(data, key, key) for key in ("reasoning_start_tag", "reasoning_end_tag")]
     if c.problems:
         raise SpecError(c.problems)
 
@@ -572,6 +583,9 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False) ->
         stop_token_ids=stop_ids,
         stop=stop,
         prompt_style=style,
+        tool_parser=tool_parser.lower() if tool_parser else None,
+        reasoning_start_tag=reasoning[0],
+        reasoning_end_tag=reasoning[1],
         is_builtin=builtin,
     )
 

@@ -245,7 +245,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             except XituiError as exc:
                 raise XituiError(f"messages[{i}].{exc}") from None
         _check_prompt_size(model, sum(len(m["content"]) for m in messages), "messages")
-        streams = [supervisor.call(body.model, "chat", {"messages": messages, "params": params})
+        tools = tool_request(body, model)
+        streams = [supervisor.call(body.model, "chat", {"messages": messages, "params": params, **tools})
                    for params in choice_params(body)]
         return await respond(request, streams, body, chat=True)
 
@@ -320,6 +321,29 @@ def _check_prompt_size(model: Model, chars: int, field: str) -> None:
     if chars > limit:
         raise XituiError(f"{field}: {chars} characters cannot fit the model's context of {context} tokens "
                          f"(at most {limit} characters are read)")
+
+
+def tool_request(body: ChatBody, model: Model) -> dict[str, Any]:
+    """What the worker gets of a request's tools; one line for what cannot be served."""
+    from xitui.core.json_schema import check_schema
+
+    choice = body.tool_choice.model_dump() if hasattr(body.tool_choice, "model_dump") else body.tool_choice
+    if not body.tools:
+        if choice not in (None, "none", "auto"):
+            raise XituiError("tool_choice: needs tools to choose from")
+        return {}
+    if choice == "none":
+        return {"tools": [t.model_dump() for t in body.tools], "tool_choice": "none"}
+    abilities = model.plan.registration.get("model_ability", [])
+    if "tools" not in abilities:
+        raise XituiError(f"tools: model {body.model!r} does not call tools (its abilities: {', '.join(abilities)}; "
+                         "a spec whose model can says \"tools\" in model_ability)")
+    if choice not in (None, "auto"):  # forced: each possible call is held to its schema by a grammar
+        for i, tool in enumerate(body.tools):
+            if tool.function.parameters:
+                check_schema(tool.function.parameters, f"tools[{i}].function.parameters")
+    return {"tools": [t.model_dump() for t in body.tools], "tool_choice": choice or "auto",
+            "parallel_tool_calls": body.parallel_tool_calls}
 
 
 def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> Model:

@@ -196,17 +196,42 @@ class ContentPart(BaseModel):
     text: Annotated[str, Field(strict=True)] | None = None
 
 
+class FunctionCall(BaseModel):
+    """A call an assistant message made: the function's name and its arguments as JSON text."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: Annotated[str, Field(max_length=64)]
+    arguments: Annotated[str, Field(max_length=1024 * 1024)] = "{}"
+
+
+class ToolCall(BaseModel):
+    """One of an assistant message's `tool_calls`."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: Annotated[str, Field(max_length=256)] = ""
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Body):
     """One message of a chat request (OpenAI's shape; text parts only)."""
 
-    #: The roles every chat format reads; "tool" is read by chat templates that know it (400 elsewhere).
-    role: Annotated[str, Field(json_schema_extra={"enum": ["system", "user", "assistant"]})]
-    #: Text, or OpenAI's content parts (the text parts are read)
-    content: str | Annotated[list[ContentPart], Field(max_length=1000)]
+    #: "tool" answers an assistant's tool call (with its tool_call_id)
+    role: Annotated[str, Field(json_schema_extra={"enum": ["system", "user", "assistant", "tool"]})]
+    #: Text, or OpenAI's content parts (the text parts are read); may be null on an assistant's tool call
+    content: str | Annotated[list[ContentPart], Field(max_length=1000)] | None = None
+    #: An assistant's calls (the conversation's earlier turns)
+    tool_calls: Annotated[list[ToolCall], Field(max_length=128)] | None = None
+    #: A tool message's answer to this call
+    tool_call_id: Annotated[str, Field(max_length=256)] | None = None
 
     def forwarded(self) -> dict[str, Any]:
-        """What the worker gets: the role and the text, nothing a client added beside them."""
+        """What the worker gets: the role, the text and the calls, nothing a client added beside them."""
         content = self.content
+        if content is None:
+            if not (self.role == "assistant" and self.tool_calls):
+                raise XituiError("content: required (only an assistant's tool call may leave it out)")
+            content = ""
         if isinstance(content, list):
             texts = []
             for i, part in enumerate(content):
@@ -216,14 +241,52 @@ class ChatMessage(_Body):
                     raise XituiError(f"content[{i}].text: required for a text part")
                 texts.append(part.text)
             content = "".join(texts)
-        return {"role": self.role, "content": content}
+        message: dict[str, Any] = {"role": self.role, "content": content}
+        if self.tool_calls:
+            message["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        return message
 
 
 def _conversation(schema: dict[str, Any]) -> None:
     """What every chat format reads: a system message may open the conversation, and only open it."""
     message = schema["items"]
     schema["prefixItems"] = [message]
-    schema["items"] = {"allOf": [message, {"properties": {"role": {"enum": ["user", "assistant"]}}}]}
+    schema["items"] = {"allOf": [message, {"properties": {"role": {"enum": ["user", "assistant", "tool"]}}}]}
+
+
+class Function(BaseModel):
+    """A function a model may call: its name, what it does, the JSON schema of its arguments."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    description: Annotated[str, Field(max_length=8192)] | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    """One of a chat request's `tools`."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"] = "function"
+    function: Function
+
+
+class FunctionName(BaseModel):
+    """The function a named `tool_choice` asks for."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: Annotated[str, Field(max_length=64)]
+
+
+class NamedToolChoice(BaseModel):
+    """`tool_choice` naming the function the answer must call."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"] = "function"
+    function: FunctionName
 
 
 class ChatBody(GenerationBody):
@@ -231,6 +294,13 @@ class ChatBody(GenerationBody):
 
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES,
                                                  json_schema_extra=_conversation)]
+    #: Functions the model may call (a model with the `tools` ability)
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
+    #: "auto" (the model decides), "none", "required" (some call, held to its schema while it is written),
+    #: or {"type": "function", "function": {"name": ...}} (that call)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    #: With a forced call: one or more calls (true) or exactly one
+    parallel_tool_calls: Annotated[bool, Field(strict=True)] | None = None
     #: The log probability of each generated token in `choices[].logprobs.content`
     logprobs: Annotated[bool, Field(strict=True)] | None = None
     #: With logprobs: this many likeliest alternatives at each position (0 to 20)

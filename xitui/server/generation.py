@@ -55,16 +55,19 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
     async def collect(stream: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
         pieces: list[str] = []
         entries: list[dict[str, Any]] = []
+        calls: list[dict[str, Any]] = []
         done: dict[str, Any] | None = None
         async for msg in stream:  # to the end: the call's bookkeeping runs when it finishes
             if "done" in msg:
                 done = msg["done"]
+            elif "tool_calls" in msg:
+                calls += msg["tool_calls"]
             else:
                 pieces.append(msg["text"])
                 entries += msg.get("logprobs") or []
         if done is None:
             raise XituiError("the generation ended without an answer")
-        return {"text": "".join(pieces), "logprobs": entries, **done}
+        return {"text": "".join(pieces), "logprobs": entries, "tool_calls": calls, **done}
 
     async def close_all() -> None:
         for stream in streams:
@@ -87,8 +90,11 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
         for index, done in enumerate(dones):
             found = logprobs_field(done["logprobs"], chat) if wants_logprobs else None
             if chat:
-                choices.append({"index": index, "message": {"role": "assistant", "content": done["text"]},
-                                "logprobs": found, "finish_reason": done["finish_reason"]})
+                message: dict[str, Any] = {"role": "assistant", "content": done["text"]}
+                if done["tool_calls"]:
+                    message.update(content=done["text"] or None, tool_calls=done["tool_calls"])
+                choices.append({"index": index, "message": message, "logprobs": found,
+                                "finish_reason": done["finish_reason"]})
             else:
                 choices.append({"text": done["text"], "index": index, "logprobs": found,
                                 "finish_reason": done["finish_reason"]})
@@ -100,12 +106,15 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
     kind = "chat.completion.chunk" if chat else "text_completion"
 
     def chunk(index: int, text: str | None, finish: str | None = None, usage: dict[str, Any] | None = None,
-              role: bool = False, entries: list[dict[str, Any]] | None = None) -> bytes:
+              role: bool = False, entries: list[dict[str, Any]] | None = None,
+              calls: list[dict[str, Any]] | None = None) -> bytes:
         found = logprobs_field(entries or [], chat) if wants_logprobs and entries is not None else None
         if chat:
             delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
             if text is not None:
                 delta["content"] = text
+            if calls is not None:
+                delta["tool_calls"] = calls
             choice = {"index": index, "delta": delta, "logprobs": found, "finish_reason": finish}
         else:
             choice = {"text": text or "", "index": index, "logprobs": found, "finish_reason": finish}
@@ -117,8 +126,19 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
 
     many = len(streams) > 1
 
+    def call_chunks(index: int, calls: list[dict[str, Any]], first: int) -> list[bytes]:
+        """OpenAI's way: a call's id and name first, then its arguments."""
+        out = []
+        for k, call in enumerate(calls, start=first):
+            function = call["function"]
+            out.append(chunk(index, None, calls=[{"index": k, "id": call["id"], "type": "function",
+                                                  "function": {"name": function["name"], "arguments": ""}}]))
+            out.append(chunk(index, None, calls=[{"index": k, "function": {"arguments": function["arguments"]}}]))
+        return out
+
     async def events() -> AsyncIterator[bytes]:
         usages: list[dict[str, Any]] = []
+        called: dict[int, int] = {}
         try:
             if chat:
                 for index in range(len(streams)):
@@ -130,6 +150,10 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
                     # one choice: its last chunk carries the usage; several: a last chunk of no choice does
                     yield chunk(index, "" if chat else None, finish=done["finish_reason"],
                                 usage=None if many else done["usage"])
+                elif "tool_calls" in msg:
+                    for data in call_chunks(index, msg["tool_calls"], called.get(index, 0)):
+                        yield data
+                    called[index] = called.get(index, 0) + len(msg["tool_calls"])
                 else:
                     yield chunk(index, msg["text"], entries=msg.get("logprobs"))
             if many:

@@ -70,8 +70,6 @@ def _set(value: Any) -> bool:
 #: OpenAI fields this server does not serve yet, with when a value asks for them: such a request is refused
 #: (400) rather than answered as if the field were not there.
 UNSERVED: dict[str, tuple[Any, str]] = {
-    "tools": (_set, "tool calling is not served yet (leave tools out for a plain answer)"),
-    "tool_choice": (lambda v: v not in (None, "none", "auto"), "tool calling is not served yet"),
     "functions": (_set, "function calling is not served (and deprecated: tools replaces it)"),
     "function_call": (_set, "function calling is not served (and deprecated: tools replaces it)"),
     "logit_bias": (_set, "logit_bias is not served"),

@@ -30,10 +30,12 @@ def validate_messages(messages: Any) -> list[dict[str, Any]]:
 
 
 def chat_prompt(
-    family: LLMFamily, model_template: str | None, messages: list[dict[str, Any]], bos: str, eos: str
+    family: LLMFamily, model_template: str | None, messages: list[dict[str, Any]], bos: str, eos: str,
+    **extra: Any,
 ) -> str:
-    """The prompt text for a conversation, ending where the assistant speaks next."""
+    """The prompt text for a conversation, ending where the assistant speaks next (`extra`: more template
+    variables, such as the tools)."""
     try:
-        return conversation_prompt(family, model_template, messages, bos, eos)
+        return conversation_prompt(family, model_template, messages, bos, eos, **extra)
     except (PromptError, ChatTemplateError) as exc:
         raise RequestError(str(exc)) from None

@@ -85,6 +85,8 @@ class Worker:
         #: Requests in the last embedding batch: how many to expect in the next one.
         self.last_batch = 1
         self.family: Any = None
+        #: Readers of tool calls, for the requests that gave tools (worker/tools.py).
+        self.readers: dict[int, Any] = {}
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -117,7 +119,7 @@ class Worker:
             )
         progress(0.1, "importing " + settings["engine"])
         self.backend = load_backend(settings["engine"])
-        self.backend._send = lambda rid, msg: self.channel.send({"id": rid, **msg})
+        self.backend._send = self.deliver
         info = self.backend.load(settings, progress)
         if type(self.backend).warm_up is not Backend.warm_up:
             progress(0.95, "warming up")
@@ -128,6 +130,10 @@ class Worker:
             from xitui.worker.chat import chat_format
 
             info["chat_format"] = chat_format(self.family, self.backend.model_chat_template)
+            if "tools" in self.family.model_ability:
+                from xitui.worker.tools import tool_format
+
+                info["tool_format"] = tool_format(self.family, self.backend.model_chat_template)
         self.channel.send({"event": "ready", "info": info})
 
     # --- serving --------------------------------------------------------------------------------
@@ -141,6 +147,7 @@ class Worker:
                 continue
             if req.get("op") == "cancel":
                 self.cancelled.add(req["id"])
+                self.readers.pop(req["id"], None)
             else:
                 self.requests.put(req)
         # The server closed our stdin (terminate, or it died): nothing left to serve.
@@ -171,6 +178,7 @@ class Worker:
         try:
             self.handle(req)
         except Exception as exc:
+            self.readers.pop(req["id"], None)
             self.channel.send({"id": req["id"], **failure(exc)})
 
     def serve(self) -> None:
@@ -222,6 +230,7 @@ class Worker:
         finally:
             for req in reqs:
                 self.cancelled.discard(req["id"])
+                self.readers.pop(req["id"], None)
 
     def handle(self, req: dict[str, Any]) -> None:
         rid = req["id"]
@@ -237,12 +246,15 @@ class Worker:
         family = self.family
         prompt = req.get("prompt")
         if req["op"] == "chat":
+            from xitui.worker import tools
             from xitui.worker.chat import chat_prompt, validate_messages
 
             messages = validate_messages(req.get("messages"))
-            prompt = chat_prompt(
-                family, self.backend.model_chat_template, messages, self.backend.bos_token, self.backend.eos_token
-            )
+            template = self.backend.model_chat_template
+            messages, extra, reader = tools.prepare(req, messages, family, template, self.backend, params)
+            prompt = chat_prompt(family, template, messages, self.backend.bos_token, self.backend.eos_token, **extra)
+            if reader is not None:
+                self.readers[rid] = reader
         if not isinstance(prompt, str):
             raise RequestError("prompt: must be a string")
         if params.constraint:
@@ -270,8 +282,7 @@ class Worker:
                 ttft = (first or end) - start
                 decode = end - (first or end)
                 tps = (piece.completion_tokens - 1) / decode if decode > 0 and piece.completion_tokens > 1 else 0.0
-                self.channel.send({
-                    "id": rid,
+                self.deliver(rid, {
                     "done": {
                         "finish_reason": piece.reason,
                         "usage": {
@@ -286,7 +297,32 @@ class Worker:
                 return
             if first is None:
                 first = time.perf_counter()
-            self.channel.send({"id": rid, "text": piece})
+            self.deliver(rid, {"text": piece})
+
+    def deliver(self, rid: int, msg: dict[str, Any]) -> None:
+        """Send a generation's message; with tools, the answer's calls are taken out of its text first."""
+        reader = self.readers.get(rid)
+        if reader is None:
+            self.channel.send({"id": rid, **msg})
+            return
+        if "text" in msg:
+            shown, calls = reader.feed(msg["text"])
+        elif "done" in msg:
+            shown, calls = reader.finish()
+        else:  # an error: the request is over
+            self.readers.pop(rid, None)
+            self.channel.send({"id": rid, **msg})
+            return
+        if shown:
+            self.channel.send({"id": rid, "text": shown})
+        if calls:
+            self.channel.send({"id": rid, "tool_calls": calls})
+        if "done" in msg:
+            self.readers.pop(rid, None)
+            done = dict(msg["done"])
+            if reader.calls:
+                done["finish_reason"] = "tool_calls"
+            self.channel.send({"id": rid, "done": done})
 
     def embed(self, batch: list[dict[str, Any]]) -> None:
         """One encode call for every text of every request in the batch; answers split back out."""

@@ -1,0 +1,163 @@
+"""Tool calling against a real server (the bundled SmolLM2 GGUF through the openai SDK and xinference-client):
+forced calls follow the tool's schema whole and streamed, the follow-up with the tool's answer gets an
+answer, templates that render tools get them, and what cannot be served is one line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.conftest import ServerProcess, gguf_spec
+from xitui.client import Client
+
+MODEL = "demo-smollm2-135m"
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "additionalProperties": False, "required": ["city", "unit"], "properties": {
+        "city": {"type": "string", "maxLength": 40}, "unit": {"enum": ["celsius", "fahrenheit"]}}}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
+    "type": "object", "properties": {"zone": {"type": "string", "maxLength": 20}}, "required": ["zone"]}}}
+QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+@pytest.fixture(scope="module")
+def uid(server: ServerProcess) -> Iterator[str]:
+    client = Client(server.url)
+    name = client.launch_model(model_name=MODEL, model_uid="tooling")
+    yield name
+    client.terminate_model(name)
+
+
+def sdk(server: ServerProcess):  # noqa: ANN201 - the SDK's own type
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+
+
+def valid_weather(arguments: str) -> dict:
+    args = json.loads(arguments)
+    assert set(args) == {"city", "unit"} and args["unit"] in ("celsius", "fahrenheit")
+    assert isinstance(args["city"], str) and len(args["city"]) <= 40
+    return args
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}],
+                         ids=["required", "named"])
+def test_a_forced_call_follows_the_tools_schema_and_the_follow_up_is_answered(server, uid, choice):
+    client = sdk(server)
+    done = client.chat.completions.create(model=uid, messages=QUESTION, tools=[WEATHER, TIME], tool_choice=choice,
+                                          temperature=0, max_tokens=120)
+    message = done.choices[0].message
+    assert done.choices[0].finish_reason == "tool_calls" and message.content is None
+    call = message.tool_calls[0]
+    if choice != "required":
+        assert call.function.name == "get_weather"
+    if call.function.name == "get_weather":
+        valid_weather(call.function.arguments)
+    follow = QUESTION + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                         {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21, "unit": "celsius"}'}]
+    answer = client.chat.completions.create(model=uid, messages=follow, tools=[WEATHER, TIME], temperature=0,
+                                            max_tokens=40)
+    assert answer.choices[0].message.content or answer.choices[0].message.tool_calls
+
+
+def test_a_streamed_call_comes_as_openai_streams_it(server, uid):
+    """The id and name first, then the arguments; finish_reason tool_calls; the SDK puts it together."""
+    client = sdk(server)
+    deltas, finish = [], None
+    for chunk in client.chat.completions.create(model=uid, messages=QUESTION, tools=[WEATHER], stream=True,
+                                                tool_choice="required", temperature=0, max_tokens=120):
+        delta = chunk.choices[0].delta
+        deltas += delta.tool_calls or []
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert deltas[0].id and deltas[0].function.name == "get_weather" and deltas[0].function.arguments == ""
+    valid_weather("".join(d.function.arguments or "" for d in deltas))
+    with client.chat.completions.stream(model=uid, messages=QUESTION, tools=[WEATHER], tool_choice="required",
+                                        temperature=0, max_tokens=120) as stream:
+        final = stream.get_final_completion()
+    valid_weather(final.choices[0].message.tool_calls[0].function.arguments)
+
+
+def test_parallel_calls_and_auto(server, uid):
+    client = sdk(server)
+    done = client.chat.completions.create(model=uid, messages=QUESTION, tools=[WEATHER, TIME], temperature=0,
+                                          tool_choice="required", parallel_tool_calls=True, max_tokens=200)
+    assert len(done.choices[0].message.tool_calls) >= 1
+    auto = client.chat.completions.create(model=uid, messages=QUESTION, tools=[WEATHER], max_tokens=60,
+                                          temperature=0)
+    choice = auto.choices[0]  # a small model may answer or call: either way, in the right field
+    if choice.finish_reason == "tool_calls":
+        valid_weather(choice.message.tool_calls[0].function.arguments)
+    else:
+        assert choice.message.content and "<tool_call>" not in choice.message.content
+
+
+def test_xinference_client_chat_with_tools(server, uid):
+    from xinference_client import RESTfulClient
+
+    model = RESTfulClient(server.url).get_model(uid)
+    done = model.chat(messages=QUESTION, tools=[WEATHER],
+                      generate_config={"tool_choice": "required", "temperature": 0, "max_tokens": 120})
+    assert done["choices"][0]["finish_reason"] == "tool_calls"
+    valid_weather(done["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
+
+
+def test_a_template_that_renders_tools_gets_them(server: ServerProcess, gguf_path: Path):
+    """A chat template that mentions `tools` renders them itself (here only their count: the prompt grows by
+    a token or two), instead of the long system prompt a template without them gets."""
+    template = ("{% if tools %}{{ tools | length }} tools\\n{% endif %}{% for m in messages %}"
+                "{{ m['role'] }}: {{ m['content'] }}\\n{% endfor %}assistant:")
+    client = Client(server.url)
+    for name, spec_template in (("tools-template", template), ("plain-template", template.replace("tools", "x"))):
+        client.register_model("LLM", gguf_spec(name, gguf_path, model_ability=["chat", "tools"], prompt_style=None,
+                                               chat_template=spec_template))
+    grown = {}
+    try:
+        for name in ("tools-template", "plain-template"):
+            client.launch_model(model_name=name, context_length=1024)
+            without = client.get_model(name).chat(QUESTION, generate_config={"max_tokens": 1})
+            with_tools = client.get_model(name).chat(QUESTION, tools=[WEATHER], generate_config={"max_tokens": 1})
+            grown[name] = with_tools["usage"]["prompt_tokens"] - without["usage"]["prompt_tokens"]
+            client.terminate_model(name)
+    finally:
+        for name in ("tools-template", "plain-template"):
+            client.unregister_model("LLM", name)
+    assert 0 < grown["tools-template"] <= 4
+    assert grown["plain-template"] > 40  # the tools written into the system prompt
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"tool_choice": "required"}, "tool_choice: needs tools"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+     "tool_choice: no tool named 'nope'"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}}], "tool_choice": "required"},
+     "tools[0].function.parameters.properties.n.minimum"),
+    ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}},
+     "a forced tool call has its own form"),
+    ({"functions": [{"name": "f"}]}, "functions: function calling is not served"),
+])
+def test_what_cannot_be_served_is_one_line(server, uid, body, says):
+    response = httpx.post(f"{server.url}/v1/chat/completions", timeout=60,
+                          json={"model": uid, "messages": QUESTION, "max_tokens": 4, **body})
+    assert response.status_code == 400, response.text
+    assert says in response.json()["detail"]
+
+
+def test_a_model_without_the_tools_ability_says_so(server: ServerProcess):
+    client = Client(server.url)
+    name = client.launch_model(model_name="demo-gemma3-270m", model_uid="no-tools", context_length=512)
+    try:
+        response = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
+            "model": name, "messages": QUESTION, "tools": [WEATHER], "max_tokens": 4})
+        assert response.status_code == 400
+        assert "does not call tools" in response.json()["detail"]
+        plain = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
+            "model": name, "messages": QUESTION, "tools": [WEATHER], "tool_choice": "none", "max_tokens": 4})
+        assert plain.status_code == 200
+    finally:
+        client.terminate_model(name)

@@ -1,0 +1,238 @@
+"""Tool calling, the parts that are plain text: how a model is told about tools when its chat template does
+not take them, how it writes a call in each format, the schema a forced call must follow, and reading the
+calls back out of the answer as it streams.
+
+Formats (a spec's `tool_parser` names one, Xinference's names included; else it is read from the chat
+template):
+
+- `hermes` (Qwen 2.5/3, Hermes, SmolLM2, and the default): `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`
+- `mistral`: `[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]`
+- `llama3`: the answer is one JSON object `{"name": ..., "parameters": {...}}`
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from xitui.core.errors import XituiError
+
+#: Xinference's tool_parser names, and xitui's, to the format they write.
+PARSERS = {"hermes": "hermes", "qwen": "hermes", "glm4": "hermes", "minicpm5": "hermes",
+           "llama3": "llama3", "mistral": "mistral"}
+FORMATS = ("hermes", "mistral", "llama3")
+#: Where a call starts and ends in the answer, per format (llama3's is the whole answer).
+MARKERS = {"hermes": ("<tool_call>", "</tool_call>"), "mistral": ("[TOOL_CALLS]", None), "llama3": ("{", None)}
+
+
+def detect(template: str | None, parser: str | None = None) -> str:
+    """The format a model writes calls in: the spec's `tool_parser`, else what its template shows."""
+    if parser:
+        return PARSERS.get(parser.lower(), "hermes")
+    text = template or ""
+    if "[TOOL_CALLS]" in text:
+        return "mistral"
+    if "<|python_tag|>" in text or ("<|start_header_id|>" in text and "tools" in text):
+        return "llama3"
+    return "hermes"
+
+
+def template_takes_tools(template: str | None) -> bool:
+    """Whether a Jinja chat template renders the tools it is given (else they go in the system prompt)."""
+    return bool(template) and "tools" in template  # type: ignore[operator]
+
+
+# --- the prompt ---------------------------------------------------------------------------------------
+
+def tools_prompt(tools: list[dict[str, Any]], fmt: str) -> str:
+    """What a model whose template does not take tools reads about them, at the end of the system prompt."""
+    listed = "\n".join(json.dumps(t.get("function", t), ensure_ascii=False) for t in tools)
+    if fmt == "mistral":
+        how = 'reply with [TOOL_CALLS] and a JSON list: [TOOL_CALLS][{"name": "<name>", "arguments": {...}}]'
+    elif fmt == "llama3":
+        how = 'reply with only a JSON object: {"name": "<name>", "parameters": {...}}'
+    else:
+        how = ('reply with one <tool_call></tool_call> block per call:\n<tool_call>\n'
+               '{"name": "<name>", "arguments": {...}}\n</tool_call>')
+    return ("You can call these functions (JSON schemas of their arguments):\n" + listed
+            + f"\nTo call one, {how}\nOtherwise answer normally.")
+
+
+def call_text(call: dict[str, Any], fmt: str) -> str:
+    """An assistant's earlier call, written back the way the model writes calls."""
+    function = call.get("function") or {}
+    arguments = function.get("arguments") or "{}"
+    try:
+        args = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        args = arguments
+    if fmt == "llama3":
+        return json.dumps({"name": function.get("name"), "parameters": args}, ensure_ascii=False)
+    body = json.dumps({"name": function.get("name"), "arguments": args}, ensure_ascii=False)
+    return f"[TOOL_CALLS][{body}]" if fmt == "mistral" else f"<tool_call>\n{body}\n</tool_call>"
+
+
+def plain_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                   fmt: str) -> list[dict[str, Any]]:
+    """A conversation with tools, for a chat format that knows only system, user and assistant text: the
+    tools at the end of the system prompt, earlier calls as the assistant wrote them, results as user turns."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = message["role"]
+        if role == "tool":
+            result = f"<tool_response>\n{message.get('content') or ''}\n</tool_response>"
+            if out and out[-1]["role"] == "user" and out[-1].get("_results"):
+                out[-1]["content"] += "\n" + result
+            else:
+                out.append({"role": "user", "content": result, "_results": True})
+        elif role == "assistant" and message.get("tool_calls"):
+            calls = "\n".join(call_text(c, fmt) for c in message["tool_calls"])
+            out.append({"role": "assistant", "content": ((message.get("content") or "") + "\n" + calls).strip()})
+        else:
+            out.append({"role": role, "content": message.get("content") or ""})
+    for message in out:
+        message.pop("_results", None)
+    if tools:
+        text = tools_prompt(tools, fmt)
+        if out and out[0]["role"] == "system":
+            out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{text}"}
+        else:
+            out.insert(0, {"role": "system", "content": text})
+    return out
+
+
+# --- forcing a call ------------------------------------------------------------------------------------
+
+def chosen_tools(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any]] | None:
+    """The tools a call must be one of (`required`: any; a named function: that one); None: no call forced."""
+    if choice in (None, "auto", "none"):
+        return None
+    if choice == "required":
+        return tools
+    name = ((choice or {}).get("function") or {}).get("name") if isinstance(choice, dict) else None
+    found = [t for t in tools if (t.get("function") or {}).get("name") == name]
+    if not found:
+        raise XituiError(f"tool_choice: no tool named {name!r} among the request's tools")
+    return found
+
+
+def call_schema(tools: list[dict[str, Any]], fmt: str) -> dict[str, Any]:
+    """The JSON schema of one call to one of `tools`, as the format writes it."""
+    key = "parameters" if fmt == "llama3" else "arguments"
+    options = []
+    for tool in tools:
+        function = tool.get("function") or {}
+        params = function.get("parameters") or {"type": "object"}
+        options.append({"type": "object", "additionalProperties": False, "required": ["name", key],
+                        "properties": {"name": {"const": function.get("name")}, key: params}})
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def call_grammar(call_gbnf: str, fmt: str, several: bool) -> str:
+    """A GBNF grammar for a forced answer: one call (or, with `several`, one or more) in the format's
+    markers around `call_gbnf`, the grammar of one call's JSON (its root rule becomes `call`)."""
+    lines = call_gbnf.splitlines()
+    renamed = "\n".join(("call ::=" + line[len("root ::="):]) if line.startswith("root ::=") else line
+                        for line in lines)
+    if fmt == "mistral":
+        root = 'root ::= "[TOOL_CALLS][" call ("," space call)* "]"' if several else \
+            'root ::= "[TOOL_CALLS][" call "]"'
+    elif fmt == "llama3":
+        root = "root ::= call"
+    else:
+        one = '"<tool_call>\\n" call "\\n</tool_call>"'
+        root = f'root ::= {one} ("\\n" {one})*' if several else f"root ::= {one}"
+    return root + "\n" + renamed
+
+
+# --- reading calls back --------------------------------------------------------------------------------
+
+@dataclass
+class CallReader:
+    """Splits an answer as it streams into text for `content` and the calls it makes. Text that may be the
+    start of a call's marker is held back until it is clear which it is."""
+
+    fmt: str
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    _held: str = ""
+    _in_call: bool = False
+    _started: bool = False
+
+    def feed(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+        """The content safe to show now, and the calls completed by this text."""
+        start, end = MARKERS[self.fmt]
+        buf = self._held + text
+        self._held = ""
+        if self.fmt == "llama3":  # a call is the whole answer: decide on its first visible character
+            if not self._started:
+                stripped = buf.lstrip()
+                if not stripped:
+                    self._held = buf
+                    return "", []
+                self._started = True
+                self._in_call = stripped.startswith("{")
+            if self._in_call:
+                self._held = buf
+                return "", []
+            return buf, []
+        shown, found = "", []
+        while buf:
+            if not self._in_call:
+                at = buf.find(start)
+                if at < 0:
+                    keep = _partial_suffix(buf, start)
+                    shown += buf[:len(buf) - keep]
+                    self._held = buf[len(buf) - keep:]
+                    return shown, found
+                shown += buf[:at]
+                buf = buf[at + len(start):]
+                self._in_call = True
+            if end is None:  # mistral: the rest of the answer is the list of calls
+                self._held = buf
+                return shown, found
+            at = buf.find(end)
+            if at < 0:
+                self._held = buf
+                return shown, found
+            found += self._calls_in(buf[:at])
+            buf = buf[at + len(end):]
+            self._in_call = False
+        return shown, found
+
+    def finish(self) -> tuple[str, list[dict[str, Any]]]:
+        """The end of the answer: what was held back, as calls or as text."""
+        rest, self._held = self._held, ""
+        if not self._in_call:
+            return rest, []
+        calls = self._calls_in(rest)
+        if calls:
+            return "", calls
+        start, _ = MARKERS[self.fmt]
+        return ("" if self.fmt == "llama3" else start) + rest, []  # not a call after all: give it as text
+
+    def _calls_in(self, text: str) -> list[dict[str, Any]]:
+        try:
+            data = json.loads(text.strip())
+        except ValueError:
+            return []
+        items = data if isinstance(data, list) else [data]
+        found = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                continue
+            args = item.get("arguments", item.get("parameters", {}))
+            found.append({"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+                          "function": {"name": item["name"],
+                                       "arguments": args if isinstance(args, str) else json.dumps(args)}})
+        self.calls += found
+        return found
+
+
+def _partial_suffix(text: str, marker: str) -> int:
+    """How many characters at the end of `text` could begin `marker`."""
+    for k in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:k]):
+            return k
+    return 0
