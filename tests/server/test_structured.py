@@ -104,7 +104,7 @@ def test_json_object_and_a_gbnf_grammar_on_completions(server: ServerProcess, ui
         "type": "string", "format": "email"}}}}, "format 'email' cannot be enforced"),
     ({"grammar": "not a grammar"}, "grammar: llama.cpp cannot parse"),
     ({"n": 17}, "n: Input should be less than or equal to 16"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools: tool calling"),
+    ({"best_of": 3}, "best_of is not served"),
     ({"top_logprobs": 2}, "top_logprobs: needs logprobs: true"),
     ({"logit_bias": {"1": 5}}, "logit_bias"),
     ({"response_format": {"type": "json_object"}, "ignore_eos": True}, "ignore_eos"),

@@ -161,3 +161,58 @@ def test_a_model_without_the_tools_ability_says_so(server: ServerProcess):
         assert plain.status_code == 200
     finally:
         client.terminate_model(name)
+
+
+THINKING_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "<|im_start|>assistant\n{% if enable_thinking is not defined or enable_thinking %}<think>\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def thinker(server: ServerProcess) -> Iterator[str]:
+    """SmolLM2 registered as a model that thinks (its template opens the thought unless told not to)."""
+    from xitui.core import bundled
+
+    path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
+    client = Client(server.url)
+    client.register_model("LLM", json.dumps({
+        "version": 2, "model_name": "thinker", "model_lang": ["en"], "context_length": 2048,
+        "model_ability": ["chat", "reasoning"], "chat_template": THINKING_TEMPLATE, "stop": ["<|im_end|>"],
+        "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_135", "quantization": "q4_1",
+                         "model_uri": str(path)}]}))
+    client.launch_model(model_name="thinker")
+    yield "thinker"
+    client.terminate_model("thinker")
+    client.unregister_model("LLM", "thinker")
+
+
+def test_a_thinking_models_reasoning_is_apart_from_its_answer(server, thinker):
+    """The text inside the thought goes to reasoning_content, whole and streamed; with the template told
+    not to open the thought (chat_template_kwargs), tags the model writes itself are split the same way.
+    (A grammar makes this small model write a thought and an answer.)"""
+    client = sdk(server)
+    opened = 'root ::= [a-z ]{3,30} "</think>" [A-Za-z ]{3,30}'
+    done = client.chat.completions.create(model=thinker, messages=QUESTION, max_tokens=80, temperature=0,
+                                          extra_body={"grammar": opened})
+    message = done.choices[0].message
+    thought = message.model_extra["reasoning_content"]
+    assert thought and "<think>" not in thought and "</think>" not in thought
+    assert message.content and "think>" not in message.content
+    streamed = {"reasoning_content": "", "content": ""}
+    for chunk in client.chat.completions.create(model=thinker, messages=QUESTION, max_tokens=80, temperature=0,
+                                                stream=True, extra_body={"grammar": opened}):
+        delta = chunk.choices[0].delta
+        streamed["content"] += delta.content or ""
+        streamed["reasoning_content"] += (delta.model_extra or {}).get("reasoning_content") or ""
+    assert streamed == {"reasoning_content": thought, "content": message.content}
+
+    closed = 'root ::= "<think>" [a-z ]{3,20} "</think>" [A-Za-z ]{3,20}'
+    done = client.chat.completions.create(model=thinker, messages=QUESTION, max_tokens=80, temperature=0,
+                                          extra_body={"grammar": closed,
+                                                      "chat_template_kwargs": {"enable_thinking": False}})
+    message = done.choices[0].message
+    assert message.model_extra["reasoning_content"] and message.content
+    assert "think>" not in message.content + message.model_extra["reasoning_content"]
+    refused = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
+        "model": thinker, "messages": QUESTION, "chat_template_kwargs": {"messages": []}})
+    assert refused.status_code == 400 and "chat_template_kwargs: 'messages'" in refused.json()["detail"]

@@ -42,6 +42,7 @@ from xitui.server.generation import respond
 from xitui.server.guard import Policy, RequestGuard
 from xitui.server.model import Model
 from xitui.server.openapi import MODEL_TYPES, answers, document, streaming_ok
+from xitui.server.structured import template_kwargs
 from xitui.server.supervisor import Supervisor
 
 #: A model type in a path: documented as LLM or embedding (any case is read).
@@ -246,6 +247,9 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
                 raise XituiError(f"messages[{i}].{exc}") from None
         _check_prompt_size(model, sum(len(m["content"]) for m in messages), "messages")
         tools = tool_request(body, model)
+        kwargs = template_kwargs((body.model_extra or {}).get("chat_template_kwargs"))
+        if kwargs:
+            tools["template_kwargs"] = kwargs
         streams = [supervisor.call(body.model, "chat", {"messages": messages, "params": params, **tools})
                    for params in choice_params(body)]
         return await respond(request, streams, body, chat=True)

@@ -56,18 +56,22 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
         pieces: list[str] = []
         entries: list[dict[str, Any]] = []
         calls: list[dict[str, Any]] = []
+        thought: list[str] = []
         done: dict[str, Any] | None = None
         async for msg in stream:  # to the end: the call's bookkeeping runs when it finishes
             if "done" in msg:
                 done = msg["done"]
             elif "tool_calls" in msg:
                 calls += msg["tool_calls"]
+            elif "reasoning" in msg:
+                thought.append(msg["reasoning"])
             else:
                 pieces.append(msg["text"])
                 entries += msg.get("logprobs") or []
         if done is None:
             raise XituiError("the generation ended without an answer")
-        return {"text": "".join(pieces), "logprobs": entries, "tool_calls": calls, **done}
+        return {"text": "".join(pieces), "logprobs": entries, "tool_calls": calls,
+                "reasoning": "".join(thought) if thought else None, **done}
 
     async def close_all() -> None:
         for stream in streams:
@@ -91,6 +95,8 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
             found = logprobs_field(done["logprobs"], chat) if wants_logprobs else None
             if chat:
                 message: dict[str, Any] = {"role": "assistant", "content": done["text"]}
+                if done["reasoning"] is not None:
+                    message["reasoning_content"] = done["reasoning"]
                 if done["tool_calls"]:
                     message.update(content=done["text"] or None, tool_calls=done["tool_calls"])
                 choices.append({"index": index, "message": message, "logprobs": found,
@@ -107,7 +113,7 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
 
     def chunk(index: int, text: str | None, finish: str | None = None, usage: dict[str, Any] | None = None,
               role: bool = False, entries: list[dict[str, Any]] | None = None,
-              calls: list[dict[str, Any]] | None = None) -> bytes:
+              calls: list[dict[str, Any]] | None = None, reasoning: str | None = None) -> bytes:
         found = logprobs_field(entries or [], chat) if wants_logprobs and entries is not None else None
         if chat:
             delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
@@ -115,6 +121,8 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
                 delta["content"] = text
             if calls is not None:
                 delta["tool_calls"] = calls
+            if reasoning is not None:
+                delta["reasoning_content"] = reasoning
             choice = {"index": index, "delta": delta, "logprobs": found, "finish_reason": finish}
         else:
             choice = {"text": text or "", "index": index, "logprobs": found, "finish_reason": finish}
@@ -154,6 +162,8 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
                     for data in call_chunks(index, msg["tool_calls"], called.get(index, 0)):
                         yield data
                     called[index] = called.get(index, 0) + len(msg["tool_calls"])
+                elif "reasoning" in msg:
+                    yield chunk(index, None, reasoning=msg["reasoning"])
                 else:
                     yield chunk(index, msg["text"], entries=msg.get("logprobs"))
             if many:

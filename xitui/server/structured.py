@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from xitui.core.errors import XituiError
@@ -63,6 +64,25 @@ def constraint(response_format: ResponseFormat | None, grammar: str | None) -> d
     return {"json_schema": schema}
 
 
+#: What a chat template reads besides a request's chat_template_kwargs (they may not replace these).
+TEMPLATE_NAMES = frozenset({"messages", "tools", "add_generation_prompt", "bos_token", "eos_token"})
+
+
+def template_kwargs(value: Any) -> dict[str, Any]:
+    """A request's `chat_template_kwargs` (e.g. {"enable_thinking": false}), checked: names, not too many,
+    none of the variables the server gives the template itself."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 32:
+        raise XituiError("chat_template_kwargs: an object of at most 32 names")
+    for key in value:
+        if not isinstance(key, str) or not key.isidentifier() or key in TEMPLATE_NAMES:
+            raise XituiError(f"chat_template_kwargs: {key!r} is not a name a request may give the template")
+    if len(orjson.dumps(value)) > 16 * 1024:
+        raise XituiError("chat_template_kwargs: longer than 16 KiB")
+    return value
+
+
 def _set(value: Any) -> bool:
     return value not in (None, False, 0, "", [], {}, "none")
 
@@ -81,7 +101,6 @@ UNSERVED: dict[str, tuple[Any, str]] = {
     "prediction": (_set, "predicted outputs are not served"),
     "web_search_options": (_set, "web search is not served"),
     "reasoning_effort": (_set, "reasoning_effort is not served yet"),
-    "chat_template_kwargs": (_set, "chat_template_kwargs are not served yet"),
 }
 
 

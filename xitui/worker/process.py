@@ -251,10 +251,12 @@ class Worker:
 
             messages = validate_messages(req.get("messages"))
             template = self.backend.model_chat_template
-            messages, extra, reader = tools.prepare(req, messages, family, template, self.backend, params)
+            messages, extra, calls = tools.prepare(req, messages, family, template, self.backend, params)
+            extra.update(req.get("template_kwargs") or {})
             prompt = chat_prompt(family, template, messages, self.backend.bos_token, self.backend.eos_token, **extra)
-            if reader is not None:
-                self.readers[rid] = reader
+            thoughts = tools.thought_reader(family, prompt)
+            if calls is not None or thoughts is not None:
+                self.readers[rid] = tools.AnswerSplit(thoughts, calls)
         if not isinstance(prompt, str):
             raise RequestError("prompt: must be a string")
         if params.constraint:
@@ -300,27 +302,28 @@ class Worker:
             self.deliver(rid, {"text": piece})
 
     def deliver(self, rid: int, msg: dict[str, Any]) -> None:
-        """Send a generation's message; with tools, the answer's calls are taken out of its text first."""
-        reader = self.readers.get(rid)
-        if reader is None:
+        """Send a generation's message; a thinking model's reasoning and a tool call are taken out of the
+        answer's text first (worker/tools.py)."""
+        split = self.readers.get(rid)
+        if split is None:
             self.channel.send({"id": rid, **msg})
             return
         if "text" in msg:
-            shown, calls = reader.feed(msg["text"])
+            if msg.get("logprobs"):
+                self.channel.send({"id": rid, "text": "", "logprobs": msg["logprobs"]})
+            out = split.feed(msg["text"])
         elif "done" in msg:
-            shown, calls = reader.finish()
+            out = split.finish()
         else:  # an error: the request is over
             self.readers.pop(rid, None)
             self.channel.send({"id": rid, **msg})
             return
-        if shown:
-            self.channel.send({"id": rid, "text": shown})
-        if calls:
-            self.channel.send({"id": rid, "tool_calls": calls})
+        for part in out:
+            self.channel.send({"id": rid, **part})
         if "done" in msg:
             self.readers.pop(rid, None)
             done = dict(msg["done"])
-            if reader.calls:
+            if split.called:
                 done["finish_reason"] = "tool_calls"
             self.channel.send({"id": rid, "done": done})
 

@@ -8,6 +8,7 @@ from typing import Any
 from xitui.backends.base import GenerateParams, RequestError
 from xitui.core import tool_calls
 from xitui.core.errors import XituiError
+from xitui.core.reasoning import DEFAULT_TAGS, ThoughtReader
 
 
 def template_in_use(family: Any, model_template: str | None) -> str | None:
@@ -58,3 +59,52 @@ def prepare(req: dict[str, Any], messages: list[dict[str, Any]], family: Any, mo
         except RequestError as exc:
             raise RequestError(f"tool_choice: a forced call needs a grammar: {exc}") from None
     return messages, extra, tool_calls.CallReader(fmt)
+
+
+class AnswerSplit:
+    """An answer's text split for the response as it streams: a thinking model's reasoning apart
+    (core/reasoning.py), then the tool calls out of what is left (core/tool_calls.py)."""
+
+    def __init__(self, thoughts: ThoughtReader | None, calls: tool_calls.CallReader | None):
+        self.thoughts = thoughts
+        self.calls = calls
+
+    @property
+    def called(self) -> bool:
+        return bool(self.calls and self.calls.calls)
+
+    def feed(self, text: str) -> list[dict[str, Any]]:
+        """The messages this piece of text makes: {"reasoning"}, {"text"}, {"tool_calls"}."""
+        reasoning = ""
+        if self.thoughts is not None:
+            text, reasoning = self.thoughts.feed(text)
+        return self._messages(text, reasoning, final=False)
+
+    def finish(self) -> list[dict[str, Any]]:
+        text, reasoning = self.thoughts.finish() if self.thoughts is not None else ("", "")
+        return self._messages(text, reasoning, final=True)
+
+    def _messages(self, text: str, reasoning: str, final: bool) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if reasoning:
+            out.append({"reasoning": reasoning})
+        found: list[dict[str, Any]] = []
+        if self.calls is not None:
+            text, found = self.calls.feed(text)
+            if final:
+                rest, more = self.calls.finish()
+                text, found = text + rest, found + more
+        if text:
+            out.append({"text": text})
+        if found:
+            out.append({"tool_calls": found})
+        return out
+
+
+def thought_reader(family: Any, prompt: str) -> ThoughtReader | None:
+    """For a model with the reasoning ability: its tags, and whether the prompt already opened a thought."""
+    if "reasoning" not in family.model_ability:
+        return None
+    start = family.reasoning_start_tag or DEFAULT_TAGS[0]
+    end = family.reasoning_end_tag or DEFAULT_TAGS[1]
+    return ThoughtReader(start, end, thinking=prompt.rstrip().endswith(start))
