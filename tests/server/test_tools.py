@@ -216,3 +216,23 @@ def test_a_thinking_models_reasoning_is_apart_from_its_answer(server, thinker):
     refused = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
         "model": thinker, "messages": QUESTION, "chat_template_kwargs": {"messages": []}})
     assert refused.status_code == 400 and "chat_template_kwargs: 'messages'" in refused.json()["detail"]
+
+
+def test_the_cli_shows_the_calls_a_model_makes(server, uid, tmp_path):
+    import subprocess
+
+    from tests.conftest import xitui_cmd
+
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps([WEATHER]))
+    done = subprocess.run([*xitui_cmd(), "chat", "-u", uid, "-e", server.url, "--tools", str(path), "--tool-choice",
+                           "get_weather", "--temperature", "0", "--no-save", "What is the weather in Paris?"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.startswith("get_weather(") and line.endswith(")")
+    valid_weather(line[len("get_weather("):-1])
+    refused = subprocess.run([*xitui_cmd(), "chat", "-u", uid, "-e", server.url, "--tool-choice", "required", "x"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "error: --tool-choice: give the tools to choose from with --tools"

@@ -83,6 +83,52 @@ def response_format(schema: str | None) -> dict[str, Any] | None:
                                                     "strict": True}}
 
 
+def read_tools(source: str | None) -> list[dict[str, Any]] | None:
+    """`--tools FILE|JSON`: OpenAI's tools list (or one tool, or bare functions), checked to be that shape."""
+    if source is None:
+        return None
+    import json
+    from pathlib import Path
+
+    from xitui.core.errors import XituiError
+
+    text = source
+    if not source.lstrip().startswith(("[", "{")):
+        try:
+            text = Path(source).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise XituiError(f"--tools: cannot read {source} ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise XituiError(f"--tools: not JSON ({exc})") from None
+    items = data if isinstance(data, list) else [data]
+    tools = []
+    for i, item in enumerate(items):
+        function = item.get("function", item) if isinstance(item, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise XituiError(f"--tools[{i}]: a tool is {{\"type\": \"function\", \"function\": {{\"name\", "
+                             "\"description\", \"parameters\"}}}}")
+        tools.append({"type": "function", "function": function})
+    return tools
+
+
+Tools = Annotated[str | None, typer.Option(
+    "--tools", help="Functions the model may call (OpenAI's tools JSON: a file or the JSON itself); its calls print "
+                    "as name(arguments).")]
+ToolChoice = Annotated[str | None, typer.Option(
+    "--tool-choice", help="With --tools: auto (the model decides), required (some call), none, or a function's name.")]
+
+
+def tool_choice(value: str | None) -> Any:
+    """`--tool-choice` as the request takes it."""
+    if value is None or value in ("auto", "required", "none"):
+        return value
+    return {"type": "function", "function": {"name": value}}
+
+
+HideReasoning = Annotated[bool, typer.Option(
+    "--hide-reasoning", help="Leave out a thinking model's reasoning (shown dim on stderr otherwise).")]
 Schema = Annotated[str | None, typer.Option(
     "--schema", help="A JSON schema (a file, or the JSON itself) the answer must follow; it prints as JSON.")]
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Most tokens to generate.")]

@@ -42,9 +42,11 @@ class ChatLoop:
     """`xitui chat` and `xitui generate` on a terminal: a conversation (client/conversation.py) shown as it
     streams, driven by lines and slash commands."""
 
-    def __init__(self, conversation: Conversation, raw: bool = False):
+    def __init__(self, conversation: Conversation, raw: bool = False, show_reasoning: bool = True):
         self.conversation = conversation
         self.raw = raw
+        #: A thinking model's reasoning goes to stderr as it streams (dim on a terminal); stdout keeps the answer.
+        self.show_reasoning = show_reasoning
 
     @property
     def rendered(self) -> bool:
@@ -58,6 +60,8 @@ class ChatLoop:
         try:
             answer = self.conversation.ask(text)
             view = AnswerView(self.rendered)
+            if self.show_reasoning:
+                answer.on_reasoning = _thinking_out()
         except BaseException:
             asked.restore()
             raise
@@ -74,8 +78,11 @@ class ChatLoop:
                 answer.stop()  # closing the request makes the server cancel the generation
             answer.close()
             view.close(answer.stats.line(answer.note()))
+        if answer.reasoning and self.show_reasoning and sys.stderr.isatty():
+            sys.stderr.write("\x1b[0m\n")
         if not self.rendered and sys.stdout.isatty():
             sys.stdout.write("\n")
+        show_calls(answer.tool_calls)
         self.conversation.remember(answer)
         return answer
 
@@ -171,6 +178,29 @@ class ChatLoop:
                 self.ask(text)
             except XituiError as exc:
                 output.error(str(exc))
+
+
+def _thinking_out() -> Any:
+    """Where reasoning goes: stderr, dim on a terminal, so a pipe on stdout gets the answer alone."""
+    dim = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    started = [False]
+
+    def write(piece: str) -> None:
+        if dim and not started[0]:
+            sys.stderr.write("\x1b[2m")
+        started[0] = True
+        sys.stderr.write(piece)
+        sys.stderr.flush()
+
+    return write
+
+
+def show_calls(calls: list[dict[str, Any]]) -> None:
+    """The tool calls an answer makes, one line each: `name(arguments)`."""
+    for call in calls:
+        function = call.get("function") or {}
+        sys.stdout.write(f"{function.get('name')}({function.get('arguments') or ''})\n")
+    sys.stdout.flush()
 
 
 class on_interrupt:  # noqa: N801 - used like a function: `asked = on_interrupt()`

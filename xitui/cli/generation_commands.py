@@ -11,6 +11,7 @@ from xitui.cli import completion
 from xitui.cli.common import (
     ApiKey,
     Endpoint,
+    HideReasoning,
     Json,
     MaxTokens,
     ModelUid,
@@ -19,11 +20,15 @@ from xitui.cli.common import (
     Schema,
     Stop,
     Temperature,
+    ToolChoice,
+    Tools,
     TopP,
     chat_store,
     connect,
     generation_config,
+    read_tools,
     response_format,
+    tool_choice,
 )
 from xitui.terminal import output
 
@@ -53,19 +58,19 @@ def _conversation(handle: Any, uid: str, kind: str, config: dict[str, Any], stor
                         system=system, session=session)
 
 
-def _chat_loop(conversation: Any, raw: bool) -> Any:
+def _chat_loop(conversation: Any, raw: bool, show_reasoning: bool = True) -> Any:
     from xitui.cli.conversation import ChatLoop
 
-    return ChatLoop(conversation, raw)
+    return ChatLoop(conversation, raw, show_reasoning)
 
 
-def _loop(conversation: Any, raw: bool, intro: str) -> None:
+def _loop(conversation: Any, raw: bool, intro: str, show_reasoning: bool = True) -> None:
     from xitui.cli.conversation import history_path
     from xitui.core.config import home_dir
 
     output.info(intro)
     kind = conversation.kind
-    looping = _chat_loop(conversation, raw)
+    looping = _chat_loop(conversation, raw, show_reasoning)
     looping.loop(history_path(home_dir(), kind))
     conversation = looping.conversation  # /clear starts a new one
     if conversation.store is not None and conversation.session_id is not None:
@@ -136,6 +141,9 @@ def chat(
     top_p: TopP = None,
     stop: Stop = None,
     schema: Schema = None,
+    tools: Tools = None,
+    choice: ToolChoice = None,
+    hide_reasoning: HideReasoning = False,
     no_stream: NoStream = False,
     raw: Raw = False,
     no_save: NoSave = False,
@@ -171,6 +179,13 @@ def chat(
     if form is not None:
         config["response_format"] = form
         raw = True  # JSON, printed as it comes: no Markdown rendering
+    offered = read_tools(tools)
+    if offered:
+        config["tools"] = offered
+        if choice is not None:
+            config["tool_choice"] = tool_choice(choice)
+    elif choice is not None:
+        raise XituiError("--tool-choice: give the tools to choose from with --tools")
     store = chat_store(no_save)
     conversation = _conversation(handle, uid, "chat", config, store, system, session)
     if session is not None and store is not None and uid != session.model_uid:
@@ -182,9 +197,16 @@ def chat(
             if as_json:
                 output.print_json(result)
             else:
-                _write((result["choices"][0]["message"].get("content") or "") + "\n")
+                from xitui.cli.conversation import show_calls
+
+                message = result["choices"][0]["message"]
+                if message.get("reasoning_content") and not hide_reasoning:
+                    sys.stderr.write(message["reasoning_content"] + "\n")
+                if message.get("content"):
+                    _write(message["content"] + "\n")
+                show_calls(message.get("tool_calls") or [])
         else:
-            _chat_loop(conversation, raw).ask(text)
+            _chat_loop(conversation, raw, not hide_reasoning).ask(text)
 
     if message is not None:
         one(message)
@@ -197,7 +219,8 @@ def chat(
         for earlier in session.messages[-2:]:
             who = "you" if earlier.role == "user" else uid
             output.info(f"  {who}: {' '.join(earlier.content.split())[:200]}")
-    _loop(conversation, raw, f"chatting with {uid}; /help for commands, Ctrl-C stops an answer, Ctrl-D ends")
+    _loop(conversation, raw, f"chatting with {uid}; /help for commands, Ctrl-C stops an answer, Ctrl-D ends",
+          not hide_reasoning)
 
 
 def _given(max_tokens: Any, temperature: Any, top_p: Any, stop: Any) -> set[str]:

@@ -85,6 +85,12 @@ class Answer:
         self.stats = stats or AnswerStats()
         self.stopped = False
         self.error: str | None = None
+        #: A thinking model's reasoning (`reasoning_content`), apart from the answer.
+        self.reasoning = ""
+        #: Called with each piece of reasoning as it streams (a view that shows it sets this).
+        self.on_reasoning: Callable[[str], None] | None = None
+        #: The calls the answer makes, put together from the stream's pieces (OpenAI's shape).
+        self.tool_calls: list[dict[str, Any]] = []
         self._chunks = chunks
 
     def __iter__(self) -> Iterator[str]:
@@ -92,11 +98,30 @@ class Answer:
             usage = chunk.get("usage")
             if usage and usage.get("completion_tokens") is not None:
                 self.stats.usage_tokens = int(usage["completion_tokens"])
+            delta = ((chunk.get("choices") or [{}])[0].get("delta") or {}) if self.kind == "chat" else {}
+            thought = delta.get("reasoning_content")
+            if thought:
+                self.stats.piece()
+                self.reasoning += thought
+                if self.on_reasoning is not None:
+                    self.on_reasoning(thought)
+            for call in delta.get("tool_calls") or []:
+                self._add_call(call)
             piece = piece_of(chunk, self.kind)
             if piece:
                 self.stats.piece()
                 self.text += piece
                 yield piece
+
+    def _add_call(self, part: dict[str, Any]) -> None:
+        index = part.get("index", len(self.tool_calls))
+        while len(self.tool_calls) <= index:
+            self.tool_calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        call = self.tool_calls[index]
+        call["id"] = part.get("id") or call["id"]
+        function = part.get("function") or {}
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
 
     def stop(self) -> None:
         """The user stopped it: what came so far is the answer."""
@@ -160,14 +185,17 @@ class Conversation:
         remembered and saved like a streamed one."""
         self.save_question(text)
         config = {**self.params, "stream": False}
+        calls: list[dict[str, Any]] = []
         if self.kind == "chat":
             result = self.handle.chat(self.messages_for(text), generate_config=config)
             content = result["choices"][0]["message"].get("content") or ""
+            calls = result["choices"][0]["message"].get("tool_calls") or []
         else:
             result = self.handle.generate(text, generate_config=config)
             content = result["choices"][0].get("text") or ""
         answer = Answer(text, self.kind, iter(()))
         answer.text = content
+        answer.tool_calls = calls
         answer.stats.usage_tokens = (result.get("usage") or {}).get("completion_tokens")
         self.remember(answer)
         return result
