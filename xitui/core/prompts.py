@@ -8,7 +8,8 @@ followed by the opening of the assistant's turn, ready for the model to continue
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
@@ -402,18 +403,43 @@ MAX_CHAT_TEMPLATE = 64 * 1024
 def compile_chat_template(template: str) -> Any:
     """Compile `template`; any problem (syntax, size, nesting too deep) becomes one ChatTemplateError line.
     Compiled templates are kept: specs are parsed again at every registry read."""
+    _check_size(template)
+    return _compiled(template)
+
+
+def check_chat_template(template: str) -> None:
+    """What registering a spec needs: the template parses and turns into Python source (unknown filters
+    and tests are found there), without Python's own compile of that source, which holds the interpreter
+    for tens of milliseconds per large template: the server checks in a thread while it serves others.
+    The worker that renders it compiles it."""
+    _check_size(template)
+    _checked(template)
+
+
+def _check_size(template: str) -> None:
     if len(template) > MAX_CHAT_TEMPLATE:
         raise ChatTemplateError(f"chat_template: {len(template) // 1024} KiB, longer than the "
                                 f"{MAX_CHAT_TEMPLATE // 1024} KiB a chat template may be")
-    return _compiled(template)
 
 
 @lru_cache(maxsize=64)
 def _compiled(template: str) -> Any:
+    with _template_errors():
+        return _jinja_env().from_string(template)
+
+
+@lru_cache(maxsize=256)
+def _checked(template: str) -> None:
+    with _template_errors():
+        _jinja_env().compile(template, raw=True)
+
+
+@contextmanager
+def _template_errors() -> Iterator[None]:
     from jinja2 import TemplateSyntaxError
 
     try:
-        return _jinja_env().from_string(template)
+        yield
     except TemplateSyntaxError as exc:
         raise ChatTemplateError(f"chat_template: line {exc.lineno}: {exc.message}") from None
     except (RecursionError, MemoryError, SyntaxError, ValueError, TypeError) as exc:

@@ -547,10 +547,10 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False) ->
     style = _check_prompt_style(c, data.get("prompt_style"))
     chat_template = c.text(data, "chat_template", "chat_template")
     if chat_template is not None:
-        from xitui.core.prompts import ChatTemplateError, compile_chat_template
+        from xitui.core.prompts import ChatTemplateError, check_chat_template
 
         try:
-            compile_chat_template(chat_template)
+            check_chat_template(chat_template)
         except ChatTemplateError as exc:
             c.problems.append(str(exc))
     stop = c.str_list(data, "stop", "stop", most=64)
