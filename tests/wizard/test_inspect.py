@@ -155,3 +155,33 @@ def test_inspect_command(gguf_path: Path) -> None:
     assert spec["model_name"] == "gemma-3-270m"
     proc = subprocess.run([*xitui_cmd(), "inspect", "/nowhere/x.gguf"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("template", "abilities", "fields"), [
+    ("{% for m in messages %}{{ m.content }}{% endfor %}", ["generate", "chat"], {}),
+    ("{% if tools %}{{ tools | tojson }}<tool_call>{% endif %}{% for m in messages %}{% endfor %}",
+     ["generate", "chat", "tools"], {"tool_parser": "hermes"}),
+    ("{% if tools %}[AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]", ["generate", "chat", "tools"],
+     {"tool_parser": "mistral"}),
+    ("<|im_start|>assistant\n<think>\n", ["generate", "chat", "reasoning"],
+     {"reasoning_start_tag": "<think>", "reasoning_end_tag": "</think>"}),
+])
+def test_a_chat_template_proposes_the_tools_and_reasoning_it_shows(template, abilities, fields) -> None:
+    """What inspect (and the wizard) propose from a model's own template, and the spec it prints."""
+    from xitui.core.inspect.local import _propose_abilities
+    from xitui.core.inspect.result import Inspection
+    from xitui.core.spec import parse_llm
+
+    found = Inspection("model.gguf", "gguf", "LLM")
+    found.propose("chat_template", template, "GGUF metadata")
+    found.propose("model_name", "m", "file name")
+    found.propose("model_specs", None, "")
+    _propose_abilities(found)
+    assert found.value("model_ability") == abilities
+    spec = found.spec()
+    assert {k: spec[k] for k in fields} == fields
+    assert not {"tool_parser", "reasoning_start_tag"} - set(fields) & set(spec)
+    spec["model_specs"] = [{"model_format": "ggufv2", "model_size_in_billions": 1, "quantization": "q4_0",
+                            "model_uri": "/m.gguf"}]
+    parsed = parse_llm(spec)  # what it proposes registers
+    assert parsed.model_ability == abilities and parsed.tool_parser == fields.get("tool_parser")

@@ -253,14 +253,46 @@ def _propose_abilities(found: Inspection) -> None:
     fields = catalog.style_fields(style) if style else None
     if fields:
         style = fields["style_name"]
-    if found.value("chat_template"):
-        found.propose("model_ability", ["generate", "chat"], "the model's chat template")
+    template = found.value("chat_template")
+    if template:
+        found.propose("model_ability", ["generate", "chat", *template_abilities(template)],
+                      "the model's chat template")
+        _propose_template_fields(found, template)
     elif style:
         found.propose("model_ability", ["generate", "chat"], f"family {family}'s prompt style {style}")
         found.propose("prompt_style", style, f"family {family}")
         add_style_stops(found, style)
     else:
         found.propose("model_ability", ["generate"], "no chat template or prompt style")
+
+
+def template_abilities(template: str) -> list[str]:
+    """What a chat template shows the model does besides chatting: calling tools (it renders the tools it
+    is given), thinking (it knows a reasoning tag)."""
+    from xitui.core import tool_calls
+    from xitui.core.reasoning import DEFAULT_TAGS
+
+    found = []
+    if tool_calls.template_takes_tools(template):
+        found.append("tools")
+    if DEFAULT_TAGS[0] in template or "reasoning_content" in template:
+        found.append("reasoning")
+    return found
+
+
+def _propose_template_fields(found: Inspection, template: str) -> None:
+    """The tool-call format and the reasoning tags, when the template shows them."""
+    from xitui.core import tool_calls
+    from xitui.core.reasoning import DEFAULT_TAGS
+
+    abilities = template_abilities(template)
+    if "tools" in abilities:
+        fmt = tool_calls.detect(template)
+        if fmt != "hermes" or "<tool_call>" in template:
+            found.propose("tool_parser", fmt, "the model's chat template")
+    if "reasoning" in abilities and DEFAULT_TAGS[0] in template:
+        found.propose("reasoning_start_tag", DEFAULT_TAGS[0], "the model's chat template")
+        found.propose("reasoning_end_tag", DEFAULT_TAGS[1], "the model's chat template")
 
 
 def add_style_stops(found: Inspection, style_name: str) -> None:

@@ -86,4 +86,7 @@ class Inspection:
         }
         if v("prompt_style"):
             spec["prompt_style"] = v("prompt_style")
+        for key in ("tool_parser", "reasoning_start_tag", "reasoning_end_tag"):
+            if v(key):
+                spec[key] = v(key)
         return {k: val for k, val in spec.items() if val is not None}
