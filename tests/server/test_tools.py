@@ -236,3 +236,28 @@ def test_the_cli_shows_the_calls_a_model_makes(server, uid, tmp_path):
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1
     assert refused.stderr.strip() == "error: --tool-choice: give the tools to choose from with --tools"
+
+
+def test_through_langchain(server, uid):
+    """An agent framework nobody here wrote: LangChain's ChatOpenAI binds a tool and asks for a structured
+    answer against xitui's server."""
+    import langchain_openai
+    from pydantic import BaseModel, Field
+
+    class City(BaseModel):
+        """Where a place is."""
+
+        city: str = Field(max_length=40)
+        country: str = Field(max_length=40)
+
+    def get_weather(city: str, unit: str) -> str:
+        """The weather in a city, in celsius or fahrenheit."""
+        return "21"
+
+    chat = langchain_openai.ChatOpenAI(base_url=f"{server.url}/v1", api_key="none", model=uid, temperature=0,
+                                       max_tokens=120, max_retries=0)
+    called = chat.bind_tools([get_weather], tool_choice="get_weather").invoke("What is the weather in Paris?")
+    assert called.tool_calls and called.tool_calls[0]["name"] == "get_weather"
+    assert set(called.tool_calls[0]["args"]) == {"city", "unit"}
+    where = chat.with_structured_output(City, method="json_schema").invoke("Where is the Eiffel tower?")
+    assert isinstance(where, City)
