@@ -467,3 +467,41 @@ def test_reads_pause_while_a_modal_covers_the_dashboard(dash_server: ServerProce
         await until(pilot, lambda: dashboard.reads > covered, 5, "reads again")
 
     run(test, dash_server.url)
+
+
+def test_a_thinking_models_reasoning_shows_dim_and_folds_away(dash_server: ServerProcess) -> None:
+    """The reasoning streams into a fold of its own above the answer, and folds when the answer ends.
+    (A grammar makes the small model write a thought, then an answer.)"""
+    from textual.widgets import Static
+
+    from tests.server.test_tools import THINKING_TEMPLATE
+    from xitui.core import bundled
+
+    client = Client(dash_server.url)
+    path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
+    client.register_model("LLM", json.dumps({
+        "version": 2, "model_name": "dash-thinker", "model_lang": ["en"], "context_length": 2048,
+        "model_ability": ["chat", "reasoning"], "chat_template": THINKING_TEMPLATE, "stop": ["<|im_end|>"],
+        "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_135", "quantization": "q4_1",
+                         "model_uri": str(path)}]}))
+    client.launch_model(model_name="dash-thinker")
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        pane = app.query_one(ChatPane)
+        await until(pilot, lambda: "dash-thinker" in pane.models, what="the model offered")
+        pane.choose("dash-thinker")
+        pane.generation = {"grammar": 'root ::= [a-z ]{3,30} "</think>" [A-Za-z ]{3,30}', "max_tokens": 80,
+                           "temperature": 0}
+        await pane.send("What is the weather in Paris?")
+        transcript = pane.query_one(Transcript)
+        await until(pilot, lambda: not pane.generating and pane.last_stats, what="the answer")
+        assert transcript.thought is not None and transcript.thought.collapsed
+        thought = str(transcript.thought.query_one(".reasoning", Static).render())
+        assert thought.strip() and "think>" not in thought
+        assert pane.last_answer and "think>" not in pane.last_answer
+
+    try:
+        run(test, dash_server.url)
+    finally:
+        client.terminate_model("dash-thinker")
+        client.unregister_model("LLM", "dash-thinker")

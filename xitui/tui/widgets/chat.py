@@ -44,6 +44,7 @@ class ChatPane(Vertical):
     ChatPane #chat-help { color: $text-muted; }
     ChatPane .answer { margin: 0; padding: 0; }
     ChatPane .stats { color: $text-muted; margin-bottom: 1; }
+    ChatPane .reasoning { color: $text-muted; }
     ChatPane #embedding-box { height: auto; display: none; }
     ChatPane.-embedding #embedding-box { display: block; }
     ChatPane.-embedding #chat-log, ChatPane.-embedding PromptInput, ChatPane.-embedding #chat-system { display: none; }
@@ -54,6 +55,11 @@ class ChatPane(Vertical):
     mode: reactive[str] = reactive("chat")
 
     class Piece(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class Thought(Message):
         def __init__(self, text: str) -> None:
             super().__init__()
             self.text = text
@@ -239,6 +245,7 @@ class ChatPane(Vertical):
         answer: Answer | None = None
         try:
             answer = talk.ask(text)
+            answer.on_reasoning = lambda thought: self.post_message(self.Thought(thought))
             for piece in answer:
                 if worker.is_cancelled:
                     break
@@ -257,6 +264,11 @@ class ChatPane(Vertical):
     async def _piece(self, event: Piece) -> None:
         event.stop()
         await self.query_one(Transcript).write(event.text)
+
+    @on(Thought)
+    async def _thought(self, event: Thought) -> None:
+        event.stop()
+        await self.query_one(Transcript).think(event.text)
 
     @on(Answered)
     async def _answered(self, event: Answered) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from textual.containers import VerticalScroll
-from textual.widgets import Label, Markdown, Static
+from textual.widgets import Collapsible, Label, Markdown, Static
 
 from xitui.core.chats import ChatMessage
 
@@ -24,6 +24,10 @@ class Transcript(VerticalScroll):
         self._stream: Any = None
         #: The figures line under the answer being (or last) written.
         self.figures: Label | None = None
+        self._answer: Markdown | None = None
+        #: A thinking model's reasoning for the answer being written (dim, folded once the answer ends).
+        self.thought: Collapsible | None = None
+        self._thought_text = ""
 
     def compose(self) -> Any:
         yield Static(HELP, id="chat-help")
@@ -37,6 +41,7 @@ class Transcript(VerticalScroll):
         await self._drop_help()
         answer = Markdown("", classes="answer")
         self.figures = Label("…", classes="stats")
+        self._answer, self.thought, self._thought_text = answer, None, ""
         await self.mount(Static(text, classes="user", markup=False), answer, self.figures)
         self.scroll_end(animate=False)
         # Markdown's stream coalesces pieces that arrive faster than it can draw them
@@ -48,8 +53,23 @@ class Transcript(VerticalScroll):
         if following:
             self.scroll_end(animate=False)
 
+    async def think(self, piece: str) -> None:
+        """A piece of the model's reasoning: shown dim above the answer, in a fold of its own."""
+        following = self.max_scroll_y - self.scroll_y <= 2
+        self._thought_text += piece
+        if self.thought is None:
+            self.thought = Collapsible(Static(self._thought_text, classes="reasoning", markup=False),
+                                       title="reasoning", collapsed=False)
+            await self.mount(self.thought, before=self._answer)
+        else:
+            self.thought.query_one(".reasoning", Static).update(self._thought_text)
+        if following:
+            self.scroll_end(animate=False)
+
     async def end(self, figures: str) -> None:
-        """The answer ended: its figures (or why it stopped) go under it."""
+        """The answer ended: its figures (or why it stopped) go under it; its reasoning folds away."""
+        if self.thought is not None:
+            self.thought.collapsed = True
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
