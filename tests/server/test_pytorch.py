@@ -26,7 +26,8 @@ def test_documented_python_snippet_on_real_weights(server: ServerProcess, gemma_
         desc = client.describe_model(uid)
         assert desc["model_engine"] == "transformers" and desc["quantization"] == "none" and desc["device"] == "cpu"
         answer = client.get_model(model_uid=uid).generate("What is the largest animal in the world?")
-        assert answer["choices"][0]["text"].strip()
+        # sampled (temperature 0.7, no seed), so what it says varies: a base model may well say only spaces
+        assert answer["usage"]["completion_tokens"] > 0 and answer["choices"][0]["text"]
 
         # cross-check of both backends: greedy text of the dequantised weights == llama.cpp on the GGUF
         torch_text = client.get_model(uid).generate(PROMPT, {"max_tokens": 8, "temperature": 0})["choices"][0]["text"]

@@ -120,23 +120,6 @@ def test_what_is_not_served_is_refused_with_one_line(server: ServerProcess, uid:
     assert says in detail and "\n" not in detail
 
 
-def test_a_pytorch_model_refuses_a_schema_rather_than_ignore_it(server: ServerProcess, tiny_pt_dir) -> None:
-    import httpx
-
-    from tests.server.conftest import pytorch_spec
-
-    client = Client(server.url)
-    client.register_model("LLM", pytorch_spec("tiny-structured", tiny_pt_dir))
-    uid = client.launch_model(model_name="tiny-structured")
-    try:
-        response = httpx.post(f"{server.url}/v1/completions", timeout=60, json={
-            "model": uid, "prompt": "x", "max_tokens": 4, "response_format": {"type": "json_object"}})
-        assert response.status_code == 400
-        assert "not served by the transformers engine yet" in response.json()["detail"]
-    finally:
-        client.terminate_model(uid)
-
-
 def test_the_cli_prints_json_of_the_schema(server: ServerProcess, uid: str, tmp_path) -> None:
     """`xitui chat --schema FILE` prints JSON that follows it; a schema no grammar can enforce is one line."""
     import subprocess

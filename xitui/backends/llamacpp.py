@@ -9,6 +9,7 @@ from typing import Any
 
 from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, token_budget
 from xitui.backends.device import default_threads
+from xitui.core import tool_calls
 from xitui.core.config import DEFAULT_LLAMACPP_SLOTS as DEFAULT_SLOTS
 from xitui.core.errors import LaunchError
 
@@ -101,6 +102,14 @@ class LlamaCppBackend(Backend):
 
         if "gbnf" in constraint:
             text, what = str(constraint["gbnf"]), "grammar"
+        elif "tool_call" in constraint:
+            forced, what = constraint["tool_call"], "tools"
+            try:
+                call = llama_grammar.json_schema_to_gbnf(json.dumps(forced["schema"]))
+            except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+                raise RequestError(f"{what}: a tool's parameters cannot become a grammar "
+                                   f"({' '.join(str(exc).split())[:200]})") from None
+            text = tool_calls.call_grammar(call, forced["format"], forced["several"])
         elif "json_schema" in constraint:
             what = "response_format.json_schema.schema"
             try:

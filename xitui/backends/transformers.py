@@ -8,13 +8,15 @@ tokens, and there is no second thread to hand text across.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from xitui.backends.base import Backend, Finish, GenerateParams, StopWords, token_budget
+from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, StopWords, token_budget
 from xitui.backends.device import best_device, set_torch_threads
+from xitui.core import tool_calls
 from xitui.core.errors import LaunchError
 
 # The worker runs one request at a time; the tokenizers' own thread pool only competes with torch's.
@@ -52,6 +54,8 @@ class TransformersBackend(Backend):
         self.eos_ids: set[int] = set()
         #: Forward arguments for every step: only the last position's logits when the model allows it.
         self.step_kwargs: dict[str, Any] = {}
+        #: llguidance's view of the tokenizer, made at the first constrained request (about a second).
+        self._guide_tokenizer: Any = None
 
     def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
         path = Path(launch["model_path"])
@@ -115,6 +119,39 @@ class TransformersBackend(Backend):
         with torch.inference_mode():
             self.model(input_ids=torch.tensor([[token]], device=self.device), use_cache=True, **self.step_kwargs)
 
+    def grammar_for(self, constraint: dict[str, Any]) -> str:
+        """llguidance's grammar for the form (it reads llama.cpp's GBNF and JSON schemas), checked against
+        this model's tokenizer. Why llguidance: see README, "Structured output on PyTorch models"."""
+        import llguidance
+
+        if "gbnf" in constraint:
+            kind, text, what = "gbnf", str(constraint["gbnf"]), "grammar"
+        elif "tool_call" in constraint:
+            forced = constraint["tool_call"]
+            kind, what = "lark", "tools"
+            text = tool_calls.call_lark(_compact(forced["schema"]), forced["format"], forced["several"])
+        elif "json_schema" in constraint:
+            kind, text = "json_schema", json.dumps(_compact(constraint["json_schema"]))
+            what = "response_format.json_schema.schema"
+        else:
+            kind, text, what = "json_schema", json.dumps(_compact({"type": "object"})), "response_format"
+        try:
+            grammar = llguidance.grammar_from(kind, text)
+        except ValueError as exc:
+            raise RequestError(f"{what}: {' '.join(str(exc).split())[:300]}") from None
+        failed, problems = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, self._guide())
+        if failed:
+            raise RequestError(f"{what}: {' '.join(' '.join(problems).split())[:300]}")
+        return grammar
+
+    def _guide(self) -> Any:
+        if self._guide_tokenizer is None:
+            import llguidance.hf
+
+            self._guide_tokenizer = llguidance.hf.from_tokenizer(self.tokenizer,
+                                                                 n_vocab=self.model.config.vocab_size)
+        return self._guide_tokenizer
+
     def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
         import torch
 
@@ -132,6 +169,7 @@ class TransformersBackend(Backend):
         generated: list[int] = []
         emitted = ""
         reason = "length"
+        guide = _Guide(self._guide(), params.grammar) if params.grammar else None
         with torch.inference_mode():
             input_ids = torch.tensor([prompt_ids], device=self.device)
             past = None
@@ -139,8 +177,18 @@ class TransformersBackend(Backend):
                 out = self.model(input_ids=input_ids, past_key_values=past, use_cache=True, **self.step_kwargs)
                 past = out.past_key_values
                 logits = self._penalise(out.logits[0, -1, :], params, prompt_ids, generated)
+                if guide is not None:
+                    logits = guide.allowed(logits)
                 token = self._sample(logits, params, generator)
                 if token in stop_ids:
+                    reason = "stop"
+                    break
+                if guide is not None and guide.took(token):
+                    generated.append(token)  # the form is complete: this token ends it
+                    text = tok.decode(generated, skip_special_tokens=True)
+                    piece, _ = stops.feed(text[len(emitted):])
+                    if piece:
+                        yield piece
                     reason = "stop"
                     break
                 generated.append(token)
@@ -201,3 +249,37 @@ class TransformersBackend(Backend):
             sorted_probs = sorted_probs * keep
             probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
         return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
+
+
+def _compact(schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON written as llama.cpp's grammars write it (one space after `:` and `,`, none elsewhere): by
+    default llguidance lets whitespace run on, and a small model may fill its answer with it."""
+    return {**schema, "x-guidance": {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}}
+
+
+class _Guide:
+    """An answer held to a grammar while it is written (llguidance): the tokens the grammar allows next
+    are the only ones left to sample from; each one taken moves the grammar on."""
+
+    def __init__(self, tokenizer: Any, grammar: str):
+        import llguidance
+        import llguidance.torch
+        import torch
+
+        self.matcher = llguidance.LLMatcher(tokenizer, grammar)
+        self.mask = llguidance.torch.allocate_token_bitmask(1, tokenizer.vocab_size)
+        self.shifts = torch.arange(32, dtype=torch.int32)
+
+    def allowed(self, logits: Any) -> Any:
+        """`logits` with every token the grammar refuses next at -inf. The mask is unpacked here with plain
+        tensor operations: llguidance's own helper is a torch.compile kernel, 2 s to compile in each worker."""
+        import llguidance.torch
+
+        llguidance.torch.fill_next_token_bitmask(self.matcher, self.mask, 0)
+        bits = ((self.mask[0].unsqueeze(-1) >> self.shifts) & 1).reshape(-1)[: logits.shape[-1]]
+        return logits.float().masked_fill(bits.to(logits.device) == 0, float("-inf"))
+
+    def took(self, token: int) -> bool:
+        """Move the grammar past `token`; True when the answer's form is complete (nothing may follow)."""
+        self.matcher.consume_token(token)
+        return bool(self.matcher.is_stopped())

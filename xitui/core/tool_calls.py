@@ -147,6 +147,19 @@ def call_grammar(call_gbnf: str, fmt: str, several: bool) -> str:
     return root + "\n" + renamed
 
 
+def call_lark(schema: dict[str, Any], fmt: str, several: bool) -> str:
+    """The same forced answer as `call_grammar`, in llguidance's Lark (its `%json` takes the call's schema)."""
+    call = "call: %json " + json.dumps(schema)
+    if fmt == "mistral":
+        start = 'start: "[TOOL_CALLS][" call ("," call)* "]"' if several else 'start: "[TOOL_CALLS][" call "]"'
+    elif fmt == "llama3":
+        start = "start: call"
+    else:
+        one = '"<tool_call>\\n" call "\\n</tool_call>"'
+        start = f'start: {one} ("\\n" {one})*' if several else f"start: {one}"
+    return start + "\n" + call
+
+
 # --- reading calls back --------------------------------------------------------------------------------
 
 @dataclass

@@ -52,10 +52,10 @@ def prepare(req: dict[str, Any], messages: list[dict[str, Any]], family: Any, mo
     if forced:
         if params.constraint:
             raise RequestError("response_format: a forced tool call has its own form; leave one of them out")
+        several = bool(req.get("parallel_tool_calls")) and choice == "required"
         try:
-            call = backend.grammar_for({"json_schema": tool_calls.call_schema(forced, fmt)})
-            several = bool(req.get("parallel_tool_calls")) and choice == "required"
-            params.grammar = backend.grammar_for({"gbnf": tool_calls.call_grammar(call, fmt, several)})
+            params.grammar = backend.grammar_for({"tool_call": {
+                "schema": tool_calls.call_schema(forced, fmt), "format": fmt, "several": several}})
         except RequestError as exc:
             raise RequestError(f"tool_choice: a forced call needs a grammar: {exc}") from None
     return messages, extra, tool_calls.CallReader(fmt)

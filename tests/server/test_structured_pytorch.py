@@ -1,0 +1,54 @@
+"""Answers of a given form on the transformers engine (llguidance): the 270M Gemma base model answers with
+JSON of the schema, a grammar's words, a valid forced tool call."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import ServerProcess, pytorch_spec
+from tests.server.test_structured import Person, Primes, Sky
+from tests.server.test_tools import WEATHER
+from xitui.client import Client
+
+TEMPLATE = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}<assistant>"
+
+
+@pytest.fixture(scope="module")
+def formed(server: ServerProcess, gemma_pt_dir: Path) -> Iterator[str]:
+    client = Client(server.url)
+    client.register_model("LLM", pytorch_spec("gemma-formed", gemma_pt_dir, version=2, chat_template=TEMPLATE,
+                                              model_ability=["generate", "chat", "tools"]).replace(
+        '"quantizations": ["4-bit", "8-bit", "none"]', '"quantization": "none"'))
+    uid = client.launch_model(model_name="gemma-formed", model_format="pytorch")
+    yield uid
+    client.terminate_model(uid)
+    client.unregister_model("LLM", "gemma-formed")
+
+
+@pytest.mark.parametrize("schema", [Person, Sky, Primes], ids=["nested", "enum", "array-bounds"])
+def test_parse_returns_an_object_of_the_schema(server: ServerProcess, formed: str, schema) -> None:
+    openai = pytest.importorskip("openai")
+    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+    done = sdk.chat.completions.parse(model=formed, messages=[{"role": "user", "content": "JSON please"}],
+                                      response_format=schema, max_tokens=300, temperature=0)
+    assert done.choices[0].finish_reason == "stop", done.choices[0].message.content
+    assert isinstance(done.choices[0].message.parsed, schema)
+
+
+def test_json_object_a_grammar_and_a_forced_tool_call(server: ServerProcess, formed: str) -> None:
+    model = Client(server.url).get_model(formed)
+    whole = model.generate("x", generate_config={"response_format": {"type": "json_object"}, "max_tokens": 200,
+                                                 "temperature": 0})
+    assert isinstance(json.loads(whole["choices"][0]["text"]), dict)
+    answer = model.generate("x", generate_config={"grammar": 'root ::= " " ("yes" | "no")', "max_tokens": 10})
+    assert answer["choices"][0]["text"] in (" yes", " no") and answer["choices"][0]["finish_reason"] == "stop"
+    called = model.chat([{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER],
+                        generate_config={"tool_choice": "required", "max_tokens": 200, "temperature": 0})
+    call = called["choices"][0]["message"]["tool_calls"][0]["function"]
+    arguments = json.loads(call["arguments"])
+    assert call["name"] == "get_weather" and set(arguments) == {"city", "unit"}
+    assert arguments["unit"] in ("celsius", "fahrenheit")
