@@ -93,3 +93,13 @@ def test_the_format_comes_from_the_spec_then_the_template():
     assert tool_calls.detect("{{ '[TOOL_CALLS]' }}", None) == "mistral"
     assert tool_calls.detect("<|start_header_id|>{% if tools %}", None) == "llama3"
     assert tool_calls.detect("{% for m in messages %}", None) == "hermes"
+
+
+def test_a_template_that_renders_tools_gets_the_arguments_as_objects():
+    """Hugging Face's chat templates read a call's arguments as an object; OpenAI sends JSON text."""
+    messages = [{"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"city": "Paris"}'}},
+        {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "not json"}}]}]
+    calls = tool_calls.template_messages(messages)[0]["tool_calls"]
+    assert calls[0]["function"]["arguments"] == {"city": "Paris"} and calls[1]["function"]["arguments"] == "not json"
+    assert messages[0]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'  # the request is untouched

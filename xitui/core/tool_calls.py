@@ -12,6 +12,7 @@ template):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -72,6 +73,24 @@ def call_text(call: dict[str, Any], fmt: str) -> str:
         return json.dumps({"name": function.get("name"), "parameters": args}, ensure_ascii=False)
     body = json.dumps({"name": function.get("name"), "arguments": args}, ensure_ascii=False)
     return f"[TOOL_CALLS][{body}]" if fmt == "mistral" else f"<tool_call>\n{body}\n</tool_call>"
+
+
+def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A conversation for a template that renders tools: calls' arguments as objects, as Hugging Face's
+    chat templates read them (OpenAI sends them as JSON text)."""
+    out = []
+    for message in messages:
+        calls = message.get("tool_calls")
+        if calls:
+            parsed = []
+            for call in calls:
+                function = dict(call.get("function") or {})
+                with contextlib.suppress(TypeError, ValueError):  # not JSON: the template gets the text as it came
+                    function["arguments"] = json.loads(function.get("arguments") or "{}")
+                parsed.append({**call, "function": function})
+            message = {**message, "tool_calls": parsed}
+        out.append(message)
+    return out
 
 
 def plain_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,

@@ -37,12 +37,14 @@ def prepare(req: dict[str, Any], messages: list[dict[str, Any]], family: Any, mo
     takes = tool_calls.template_takes_tools(template)
     history_has_tools = any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
     if not tools or choice == "none":
-        if history_has_tools and not takes:
-            messages = tool_calls.plain_messages(messages, None, fmt)
+        if history_has_tools:
+            messages = tool_calls.template_messages(messages) if takes else \
+                tool_calls.plain_messages(messages, None, fmt)
         return messages, {}, None
     extra: dict[str, Any] = {}
     if takes:
         extra["tools"] = tools
+        messages = tool_calls.template_messages(messages)
     else:
         messages = tool_calls.plain_messages(messages, tools, fmt)
     try:
