@@ -168,18 +168,22 @@ THINKING_TEMPLATE = (
     "<|im_start|>assistant\n{% if enable_thinking is not defined or enable_thinking %}<think>\n{% endif %}")
 
 
-@pytest.fixture(scope="module")
-def thinker(server: ServerProcess) -> Iterator[str]:
+def thinker_spec(name: str) -> str:
     """SmolLM2 registered as a model that thinks (its template opens the thought unless told not to)."""
     from xitui.core import bundled
 
     path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
-    client = Client(server.url)
-    client.register_model("LLM", json.dumps({
-        "version": 2, "model_name": "thinker", "model_lang": ["en"], "context_length": 2048,
+    return json.dumps({
+        "version": 2, "model_name": name, "model_lang": ["en"], "context_length": 2048,
         "model_ability": ["chat", "reasoning"], "chat_template": THINKING_TEMPLATE, "stop": ["<|im_end|>"],
         "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_135", "quantization": "q4_1",
-                         "model_uri": str(path)}]}))
+                         "model_uri": str(path)}]})
+
+
+@pytest.fixture(scope="module")
+def thinker(server: ServerProcess) -> Iterator[str]:
+    client = Client(server.url)
+    client.register_model("LLM", thinker_spec("thinker"))
     client.launch_model(model_name="thinker")
     yield "thinker"
     client.terminate_model("thinker")

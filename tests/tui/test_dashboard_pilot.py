@@ -474,16 +474,10 @@ def test_a_thinking_models_reasoning_shows_dim_and_folds_away(dash_server: Serve
     (A grammar makes the small model write a thought, then an answer.)"""
     from textual.widgets import Static
 
-    from tests.server.test_tools import THINKING_TEMPLATE
-    from xitui.core import bundled
+    from tests.server.test_tools import thinker_spec
 
     client = Client(dash_server.url)
-    path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
-    client.register_model("LLM", json.dumps({
-        "version": 2, "model_name": "dash-thinker", "model_lang": ["en"], "context_length": 2048,
-        "model_ability": ["chat", "reasoning"], "chat_template": THINKING_TEMPLATE, "stop": ["<|im_end|>"],
-        "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_135", "quantization": "q4_1",
-                         "model_uri": str(path)}]}))
+    client.register_model("LLM", thinker_spec("dash-thinker"))
     client.launch_model(model_name="dash-thinker")
 
     async def test(app: XituiApp, pilot: Any) -> None:

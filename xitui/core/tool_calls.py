@@ -152,31 +152,24 @@ def call_schema(tools: list[dict[str, Any]], fmt: str) -> dict[str, Any]:
 def call_grammar(call_gbnf: str, fmt: str, several: bool) -> str:
     """A GBNF grammar for a forced answer: one call (or, with `several`, one or more) in the format's
     markers around `call_gbnf`, the grammar of one call's JSON (its root rule becomes `call`)."""
-    lines = call_gbnf.splitlines()
     renamed = "\n".join(("call ::=" + line[len("root ::="):]) if line.startswith("root ::=") else line
-                        for line in lines)
-    if fmt == "mistral":
-        root = 'root ::= "[TOOL_CALLS][" call ("," space call)* "]"' if several else \
-            'root ::= "[TOOL_CALLS][" call "]"'
-    elif fmt == "llama3":
-        root = "root ::= call"
-    else:
-        one = '"<tool_call>\\n" call "\\n</tool_call>"'
-        root = f'root ::= {one} ("\\n" {one})*' if several else f"root ::= {one}"
-    return root + "\n" + renamed
+                        for line in call_gbnf.splitlines())
+    return _forced("root ::=", fmt, several, '"," space') + "\n" + renamed
 
 
 def call_lark(schema: dict[str, Any], fmt: str, several: bool) -> str:
     """The same forced answer as `call_grammar`, in llguidance's Lark (its `%json` takes the call's schema)."""
-    call = "call: %json " + json.dumps(schema)
+    return _forced("start:", fmt, several, '","') + "\ncall: %json " + json.dumps(schema)
+
+
+def _forced(head: str, fmt: str, several: bool, comma: str) -> str:
+    """The first rule of a forced answer (GBNF and Lark share this much): the calls in the format's markers."""
     if fmt == "mistral":
-        start = 'start: "[TOOL_CALLS][" call ("," call)* "]"' if several else 'start: "[TOOL_CALLS][" call "]"'
-    elif fmt == "llama3":
-        start = "start: call"
-    else:
-        one = '"<tool_call>\\n" call "\\n</tool_call>"'
-        start = f'start: {one} ("\\n" {one})*' if several else f"start: {one}"
-    return start + "\n" + call
+        return f'{head} "[TOOL_CALLS][" call ({comma} call)* "]"' if several else f'{head} "[TOOL_CALLS][" call "]"'
+    if fmt == "llama3":
+        return f"{head} call"
+    one = '"<tool_call>\\n" call "\\n</tool_call>"'
+    return f'{head} {one} ("\\n" {one})*' if several else f"{head} {one}"
 
 
 # --- reading calls back --------------------------------------------------------------------------------
