@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xitui.core.errors import XituiError
+from xitui.core.pieces import partial_marker
 
 
 @dataclass
@@ -71,12 +72,7 @@ class StopWords:
         hits = [i for i in (buf.find(w) for w in self.words) if i >= 0]
         if hits:
             return buf[: min(hits)], True
-        hold = 0
-        for word in self.words:
-            for k in range(min(len(word) - 1, len(buf)), hold, -1):
-                if buf.endswith(word[:k]):
-                    hold = k
-                    break
+        hold = max(partial_marker(buf, word) for word in self.words)
         if hold:
             self.pending = buf[-hold:]
             return buf[:-hold], False

@@ -100,7 +100,6 @@ class BatchEngine:
         self.cancelled: set[Any] = set()
         #: Every token's logit, reused by the steps of slots held to a grammar (_sample_within).
         self._cand: Any = None
-        self._cand_c: Any = None
 
     # --- requests --------------------------------------------------------------------------------
 
@@ -254,19 +253,15 @@ class BatchEngine:
         import numpy as np
 
         L = self.L
-        if self._cand is None:
-            n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        if self._cand is None:  # allocated once: a 262k-token vocabulary makes it 3 MiB
             self._cand = np.zeros(n_vocab, dtype=_token_data_dtype())
             self._cand["id"] = np.arange(n_vocab, dtype=np.int32)
-            self._cand_c = L.llama_token_data_array(
-                data=self._cand.ctypes.data_as(L.llama_token_data_p), size=n_vocab, selected=-1, sorted=False)
         cand = self._cand
-        cand["logit"] = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, index), shape=(len(cand),))
+        cand["logit"] = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, index), shape=(n_vocab,))
         cand["p"] = 0.0
-        arr = self._cand_c
-        arr.data = self._cand.ctypes.data_as(L.llama_token_data_p)
-        arr.size, arr.selected, arr.sorted = len(cand), -1, False
-        return arr
+        return L.llama_token_data_array(data=cand.ctypes.data_as(L.llama_token_data_p), size=n_vocab, selected=-1,
+                                        sorted=False)
 
     def _sample_within(self, slot: Slot) -> int:
         """A token the grammar allows, as llama.cpp's server samples one: the chain picks from every token;

@@ -56,37 +56,8 @@ def generation_config(
     return {k: v for k, v in config.items() if v is not None}
 
 
-def response_format(schema: str | None) -> dict[str, Any] | None:
-    """`--schema FILE|JSON` as a request's response_format (checked here: a bad schema is one line before
-    anything is sent)."""
-    if schema is None:
-        return None
-    import json
-    from pathlib import Path
-
-    from xitui.core.errors import XituiError
-    from xitui.core.json_schema import check_schema
-
-    text = schema
-    if not schema.lstrip().startswith("{"):
-        try:
-            text = Path(schema).expanduser().read_text(encoding="utf-8")
-        except OSError as exc:
-            raise XituiError(f"--schema: cannot read {schema} ({exc.strerror}); give a file or the JSON itself"
-                             ) from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise XituiError(f"--schema: not JSON ({exc})") from None
-    check_schema(data, "--schema")
-    return {"type": "json_schema", "json_schema": {"name": str(data.get("title") or "schema")[:64], "schema": data,
-                                                    "strict": True}}
-
-
-def read_tools(source: str | None) -> list[dict[str, Any]] | None:
-    """`--tools FILE|JSON`: OpenAI's tools list (or one tool, or bare functions), checked to be that shape."""
-    if source is None:
-        return None
+def _json_option(option: str, source: str) -> Any:
+    """An option that takes JSON: the JSON itself, or a file holding it; one line for what is wrong."""
     import json
     from pathlib import Path
 
@@ -97,11 +68,34 @@ def read_tools(source: str | None) -> list[dict[str, Any]] | None:
         try:
             text = Path(source).expanduser().read_text(encoding="utf-8")
         except OSError as exc:
-            raise XituiError(f"--tools: cannot read {source} ({exc.strerror})") from None
+            raise XituiError(f"{option}: cannot read {source} ({exc.strerror}); give a file or the JSON itself"
+                             ) from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except ValueError as exc:
-        raise XituiError(f"--tools: not JSON ({exc})") from None
+        raise XituiError(f"{option}: not JSON ({exc})") from None
+
+
+def response_format(schema: str | None) -> dict[str, Any] | None:
+    """`--schema FILE|JSON` as a request's response_format (checked here: a bad schema is one line before
+    anything is sent)."""
+    if schema is None:
+        return None
+    from xitui.core.json_schema import check_schema
+
+    data = _json_option("--schema", schema)
+    check_schema(data, "--schema")
+    return {"type": "json_schema", "json_schema": {"name": str(data.get("title") or "schema")[:64], "schema": data,
+                                                    "strict": True}}
+
+
+def read_tools(source: str | None) -> list[dict[str, Any]] | None:
+    """`--tools FILE|JSON`: OpenAI's tools list (or one tool, or bare functions), checked to be that shape."""
+    if source is None:
+        return None
+    from xitui.core.errors import XituiError
+
+    data = _json_option("--tools", source)
     items = data if isinstance(data, list) else [data]
     tools = []
     for i, item in enumerate(items):

@@ -67,12 +67,6 @@ class AnswerStats:
         return f"{text} · {note}" if note else text
 
 
-def piece_of(chunk: dict[str, Any], kind: str) -> str | None:
-    """The text a stream chunk adds: a chat delta's content, or a completion's text."""
-    choice = (chunk.get("choices") or [{}])[0]
-    return (choice.get("delta") or {}).get("content") if kind == "chat" else choice.get("text")
-
-
 class Answer:
     """One answer as it streams: iterate it for its text pieces; `close` ends the request early (the
     server then cancels the generation). `text`, `stats`, `stopped` and `error` say how it went."""
@@ -98,7 +92,8 @@ class Answer:
             usage = chunk.get("usage")
             if usage and usage.get("completion_tokens") is not None:
                 self.stats.usage_tokens = int(usage["completion_tokens"])
-            delta = ((chunk.get("choices") or [{}])[0].get("delta") or {}) if self.kind == "chat" else {}
+            choice = (chunk.get("choices") or [{}])[0]
+            delta = (choice.get("delta") or {}) if self.kind == "chat" else {}
             thought = delta.get("reasoning_content")
             if thought:
                 self.stats.piece()
@@ -107,7 +102,7 @@ class Answer:
                     self.on_reasoning(thought)
             for call in delta.get("tool_calls") or []:
                 self._add_call(call)
-            piece = piece_of(chunk, self.kind)
+            piece = delta.get("content") if self.kind == "chat" else choice.get("text")
             if piece:
                 self.stats.piece()
                 self.text += piece

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xitui.core.pieces import partial_marker
+
 DEFAULT_TAGS = ("<think>", "</think>")
 
 
@@ -38,7 +40,7 @@ class ThoughtReader:
             tag = self.end if self.thinking else self.start
             at = buf.find(tag)
             if at < 0:
-                keep = _partial(buf, tag)
+                keep = partial_marker(buf, tag)
                 safe, self._held = buf[:len(buf) - keep], buf[len(buf) - keep:]
                 if self.thinking:
                     reasoning += safe
@@ -60,9 +62,3 @@ class ThoughtReader:
         rest, self._held = self._held, ""
         return ("", rest) if self.thinking else (rest, "")
 
-
-def _partial(text: str, tag: str) -> int:
-    for k in range(min(len(tag) - 1, len(text)), 0, -1):
-        if text.endswith(tag[:k]):
-            return k
-    return 0

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from xitui.core.errors import XituiError
+from xitui.core.pieces import partial_marker
 
 #: Xinference's tool_parser names, and xitui's, to the format they write.
 PARSERS = {"hermes": "hermes", "qwen": "hermes", "glm4": "hermes", "minicpm5": "hermes",
@@ -207,7 +207,7 @@ class CallReader:
             if not self._in_call:
                 at = buf.find(start)
                 if at < 0:
-                    keep = _partial_suffix(buf, start)
+                    keep = partial_marker(buf, start)
                     shown += buf[:len(buf) - keep]
                     self._held = buf[len(buf) - keep:]
                     return shown, found
@@ -238,6 +238,8 @@ class CallReader:
         return ("" if self.fmt == "llama3" else start) + rest, []  # not a call after all: give it as text
 
     def _calls_in(self, text: str) -> list[dict[str, Any]]:
+        import uuid  # deferred: core/spec.py imports this module on every CLI command that reads a spec
+
         try:
             data = json.loads(text.strip())
         except ValueError:
@@ -254,10 +256,3 @@ class CallReader:
         self.calls += found
         return found
 
-
-def _partial_suffix(text: str, marker: str) -> int:
-    """How many characters at the end of `text` could begin `marker`."""
-    for k in range(min(len(marker) - 1, len(text)), 0, -1):
-        if text.endswith(marker[:k]):
-            return k
-    return 0
