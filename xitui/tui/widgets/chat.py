@@ -78,6 +78,13 @@ class ChatPane(Vertical):
         uid: str | None
         error: str | None = None
 
+    @dataclass
+    class SessionsListed(Message):
+        """The saved conversations of the pane's model were read (label, id)."""
+
+        options: list[tuple[str, int]]
+        error: str | None = None
+
     def __init__(self, client: Any, store: ChatStore | None = None, generation: dict[str, Any] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -192,14 +199,22 @@ class ChatPane(Vertical):
 
     @work(thread=True, exclusive=True, group="sessions")
     def _list_sessions(self, uid: str | None) -> None:
-        found = []
+        found, error = [], None
         if uid is not None and self.store is not None and self.mode != "embedding":
             try:
                 found = self.store.sessions(model_uid=uid, limit=30)
             except Exception as exc:  # noqa: BLE001 - a broken store is shown, never a crash
-                self.app.call_from_thread(self.notify, f"saved conversations: {exc}", severity="warning")
+                error = f"saved conversations: {exc}"
         options = [(f"#{s.id} {s.title or '(empty)'} ({s.count})", s.id) for s in found]
-        self.app.call_from_thread(self.query_one(ChatPickers).show_sessions, options, self.session_id)
+        # post_message: dropped quietly if the pane closed meanwhile (call_from_thread would fail or wait)
+        self.post_message(self.SessionsListed(options, error))
+
+    @on(SessionsListed)
+    def _sessions_listed(self, event: SessionsListed) -> None:
+        event.stop()
+        if event.error:
+            self.notify(event.error, severity="warning")
+        self.query_one(ChatPickers).show_sessions(event.options, self.session_id)
 
     @on(ChatPickers.SessionPicked)
     async def _session_picked(self, event: ChatPickers.SessionPicked) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Input, Select
 
@@ -46,10 +47,7 @@ class ChatPickers(Horizontal):
         if [v for _, v in options] == [v for _, v in self._models]:
             return
         self._models = options
-        select = self.query_one("#chat-model", Select)
-        with self.prevent(Select.Changed):
-            select.set_options(options)
-            select.value = current if current in [v for _, v in options] else Select.NULL
+        self._offer("#chat-model", options, current)
 
     def pick_model(self, uid: str) -> None:
         select = self.query_one("#chat-model", Select)
@@ -58,10 +56,17 @@ class ChatPickers(Horizontal):
                 select.value = uid
 
     def show_sessions(self, options: list[tuple[str, int]], current: int | None) -> None:
-        select = self.query_one("#chat-session", Select)
-        with self.prevent(Select.Changed):
-            select.set_options(options)
-            select.value = current if current in [v for _, v in options] else Select.NULL
+        self._offer("#chat-session", options, current)
+
+    def _offer(self, selector: str, options: list[tuple[str, Any]], current: Any) -> None:
+        try:
+            select = self.query_one(selector, Select)
+            with self.prevent(Select.Changed):
+                select.set_options(options)
+                select.value = current if current in [v for _, v in options] else Select.NULL
+        except NoMatches:
+            # A list read on a thread can arrive while the dashboard closes and the picker's parts are gone
+            return
 
     def new_session(self) -> None:
         """Show "new conversation" (the one shown is no longer the one being written)."""
