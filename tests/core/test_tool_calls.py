@@ -31,6 +31,9 @@ def read_in_pieces(fmt: str, text: str, size: int) -> tuple[str, list[dict]]:
      "Let me look.\n"),
     ("mistral", '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}]', ""),
     ("llama3", ' {"name": "get_weather", "parameters": {"city": "Paris"}}', ""),
+    ("functiongemma", "Sure.<start_function_call>call:get_weather{city:<escape>Paris<escape>}<end_function_call>",
+     "Sure."),
+    ("gemma", '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|>', ""),
 ])
 def test_a_call_is_read_out_of_the_answer_however_it_streams(fmt, answer, content, size):
     shown, calls = read_in_pieces(fmt, answer, size)
@@ -93,6 +96,9 @@ def test_the_format_comes_from_the_spec_then_the_template():
     assert tool_calls.detect("{{ '[TOOL_CALLS]' }}", None) == "mistral"
     assert tool_calls.detect("<|start_header_id|>{% if tools %}", None) == "llama3"
     assert tool_calls.detect("{% for m in messages %}", None) == "hermes"
+    assert tool_calls.detect("{{ '<start_function_call>' }}", None) == "functiongemma"
+    assert tool_calls.detect("{{ '<|tool_call>call:' }}", None) == "gemma"
+    assert tool_calls.detect(None, "gemma") == "gemma"
 
 
 def test_a_template_that_renders_tools_gets_the_arguments_as_objects():
@@ -103,3 +109,27 @@ def test_a_template_that_renders_tools_gets_the_arguments_as_objects():
     calls = tool_calls.template_messages(messages)[0]["tool_calls"]
     assert calls[0]["function"]["arguments"] == {"city": "Paris"} and calls[1]["function"]["arguments"] == "not json"
     assert messages[0]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'  # the request is untouched
+
+
+@pytest.mark.parametrize("fmt", ["gemma", "functiongemma"])
+def test_gemmas_call_syntax_round_trips_strings_that_look_like_structure(fmt):
+    """Strings sit between escape tokens: quotes, backslashes, newlines, `a,b:c` and braces stay text."""
+    args = {"city": 'Pa"r\\is,\nx:{y}', "days": 3, "ok": True, "none": None, "tags": ["a", "b,c"],
+            "where": {"lat": 48.85, "name": "n:1"}}
+    written = tool_calls.call_text({"function": {"name": "get_weather", "arguments": json.dumps(args)}}, fmt)
+    assert '"' not in written.replace('<|"|>', "").replace('Pa"r', "")  # no JSON quotes: Gemma's own syntax
+    shown, calls = read_in_pieces(fmt, "Looking." + written, 3)
+    assert shown == "Looking." and json.loads(calls[0]["function"]["arguments"]) == args
+    assert read_in_pieces(fmt, written.replace("call:", "cal "), 1000)[1] == []  # not a call: no call made
+
+
+def test_gemmas_forced_call_grammar_holds_names_types_and_enums():
+    tools = [WEATHER, {"type": "function", "function": {"name": "now", "parameters": {
+        "type": "object", "properties": {"unit": {"enum": ["s", "ms"]}, "n": {"type": "array", "items": {
+            "type": "integer"}, "minItems": 1, "maxItems": 2}}}}}]
+    grammar = tool_calls.own_grammar(tool_calls.call_schema(tools, "functiongemma"), "functiongemma", several=False)
+    lines = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
+    assert lines["root"].startswith('"<start_function_call>" ("call:get_weather" v') and '"call:now" v' in lines["root"]
+    assert '"<escape>s<escape>" | "<escape>ms<escape>"' in lines.values()
+    assert '"[" (int | int "," int) "]"' in lines.values()
+    assert tool_calls.own_grammar(tool_calls.call_schema(tools, "hermes"), "hermes", several=False) is None

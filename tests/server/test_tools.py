@@ -130,6 +130,60 @@ def test_a_template_that_renders_tools_gets_them(server: ServerProcess, gguf_pat
     assert grown["plain-template"] > 40  # the tools written into the system prompt
 
 
+FUNCTIONGEMMA_TEMPLATE = (
+    "{% if tools %}<start_of_turn>developer\n{% for t in tools %}<start_function_declaration>declaration:"
+    "{{ t['function']['name'] }}{description:<escape>{{ t['function']['description'] }}<escape>}"
+    "<end_function_declaration>{% endfor %}<end_of_turn>\n{% endif %}"
+    "{% for m in messages %}{% if m['role'] == 'tool' %}<start_function_response>response:{{ m['content'] }}"
+    "<end_function_response>{% elif m.get('tool_calls') %}<start_of_turn>model\n{% for c in m['tool_calls'] %}"
+    "<start_function_call>call:{{ c['function']['name'] }}{{ '{' }}{% for k, v in c['function']['arguments'].items() %}"
+    "{{ k }}:<escape>{{ v }}<escape>{% if not loop.last %},{% endif %}{% endfor %}{{ '}' }}<end_function_call>"
+    "{% endfor %}<end_of_turn>\n{% else %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endif %}{% endfor %}<start_of_turn>model\n")
+
+
+@pytest.mark.parametrize("style", ["functiongemma", "gemma"])
+def test_gemmas_call_syntax_is_forced_read_and_streamed(server: ServerProcess, gguf_path: Path, style: str):
+    """Gemma 3 270M (the bundled GGUF) as FunctionGemma (its template shows the format) and as a Gemma 4 style
+    model named by `tool_parser` (the tools go in the system prompt): a forced call comes back in OpenAI's
+    fields, whole and streamed, with arguments held to the tool's schema; the follow-up is answered."""
+    extra: dict = ({"chat_template": FUNCTIONGEMMA_TEMPLATE, "prompt_style": None} if style == "functiongemma"
+                   else {"tool_parser": "gemma"})
+    name = f"tools-{style}"
+    admin = Client(server.url)
+    admin.register_model("LLM", gguf_spec(name, gguf_path, model_ability=["chat", "tools"], **extra))
+    try:
+        admin.launch_model(model_name=name, context_length=1024)
+        client = sdk(server)
+        done = client.chat.completions.create(model=name, messages=QUESTION, tools=[WEATHER, TIME], temperature=0,
+                                              tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                                              max_tokens=60)
+        assert done.choices[0].finish_reason == "tool_calls" and done.choices[0].message.content is None
+        call = done.choices[0].message.tool_calls[0]
+        assert call.function.name == "get_weather"
+        valid_weather(call.function.arguments)
+        deltas = []
+        for chunk in client.chat.completions.create(model=name, messages=QUESTION, tools=[WEATHER, TIME],
+                                                    tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                                                    stream=True, temperature=0, max_tokens=60):
+            deltas += chunk.choices[0].delta.tool_calls or []
+        assert deltas[0].function.name == "get_weather"
+        assert json.loads("".join(d.function.arguments or "" for d in deltas)) == json.loads(call.function.arguments)
+        follow = QUESTION + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                             {"role": "tool", "tool_call_id": call.id, "content": "21 degrees"}]
+        answer = client.chat.completions.create(model=name, messages=follow, tools=[WEATHER], temperature=0,
+                                                max_tokens=20)
+        assert answer.choices[0].message.content or answer.choices[0].message.tool_calls
+        patterned = {"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]+$"}}}}}
+        refused = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
+            "model": name, "messages": QUESTION, "tools": [patterned], "tool_choice": "required"})
+        assert refused.status_code == 400 and "'pattern' cannot be held to in Gemma's" in refused.json()["detail"]
+    finally:
+        admin.terminate_model(name)
+        admin.unregister_model("LLM", name)
+
+
 @pytest.mark.parametrize(("body", "says"), [
     ({"tool_choice": "required"}, "tool_choice: needs tools"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},

@@ -105,11 +105,12 @@ class LlamaCppBackend(Backend):
         elif "tool_call" in constraint:
             forced, what = constraint["tool_call"], "tools"
             try:
-                call = llama_grammar.json_schema_to_gbnf(json.dumps(forced["schema"]))
+                own = tool_calls.own_grammar(forced["schema"], forced["format"], forced["several"])
+                call = own or llama_grammar.json_schema_to_gbnf(json.dumps(forced["schema"]))
             except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
                 raise RequestError(f"{what}: a tool's parameters cannot become a grammar "
                                    f"({' '.join(str(exc).split())[:200]})") from None
-            text = tool_calls.call_grammar(call, forced["format"], forced["several"])
+            text = own or tool_calls.call_grammar(call, forced["format"], forced["several"])
         elif "json_schema" in constraint:
             what = "response_format.json_schema.schema"
             try:

@@ -127,9 +127,13 @@ class TransformersBackend(Backend):
         if "gbnf" in constraint:
             kind, text, what = "gbnf", str(constraint["gbnf"]), "grammar"
         elif "tool_call" in constraint:
-            forced = constraint["tool_call"]
-            kind, what = "lark", "tools"
-            text = tool_calls.call_lark(_compact(forced["schema"]), forced["format"], forced["several"])
+            forced, what = constraint["tool_call"], "tools"
+            try:
+                own = tool_calls.own_grammar(forced["schema"], forced["format"], forced["several"])
+            except ValueError as exc:
+                raise RequestError(f"{what}: a tool's parameters cannot become a grammar ({exc})") from None
+            kind = "gbnf" if own else "lark"
+            text = own or tool_calls.call_lark(_compact(forced["schema"]), forced["format"], forced["several"])
         elif "json_schema" in constraint:
             kind, text = "json_schema", json.dumps(_compact(constraint["json_schema"]))
             what = "response_format.json_schema.schema"

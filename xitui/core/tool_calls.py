@@ -8,6 +8,8 @@ template):
 - `hermes` (Qwen 2.5/3, Hermes, SmolLM2, and the default): `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`
 - `mistral`: `[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]`
 - `llama3`: the answer is one JSON object `{"name": ..., "parameters": {...}}`
+- `functiongemma`, `gemma` (Gemma 4): `<start_function_call>call:NAME{key:<escape>text<escape>}<end_function_call>`
+  and `<|tool_call>call:NAME{...}<tool_call|>`, not JSON (core/gemma_calls.py)
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from xitui.core import gemma_calls
 from xitui.core.errors import XituiError
 from xitui.core.pieces import partial_marker
 
 #: Xinference's tool_parser names, and xitui's, to the format they write.
 PARSERS = {"hermes": "hermes", "qwen": "hermes", "glm4": "hermes", "minicpm5": "hermes",
-           "llama3": "llama3", "mistral": "mistral"}
-FORMATS = ("hermes", "mistral", "llama3")
+           "llama3": "llama3", "mistral": "mistral", "gemma": "gemma", "functiongemma": "functiongemma"}
+FORMATS = ("hermes", "mistral", "llama3", "gemma", "functiongemma")
 #: Where a call starts and ends in the answer, per format (llama3's is the whole answer).
-MARKERS = {"hermes": ("<tool_call>", "</tool_call>"), "mistral": ("[TOOL_CALLS]", None), "llama3": ("{", None)}
+MARKERS = {"hermes": ("<tool_call>", "</tool_call>"), "mistral": ("[TOOL_CALLS]", None), "llama3": ("{", None),
+           **{fmt: tokens[:2] for fmt, tokens in gemma_calls.TOKENS.items()}}
 
 
 def detect(template: str | None, parser: str | None = None) -> str:
@@ -33,6 +37,9 @@ def detect(template: str | None, parser: str | None = None) -> str:
     if parser:
         return PARSERS.get(parser.lower(), "hermes")
     text = template or ""
+    for fmt, (start, _, _) in gemma_calls.TOKENS.items():
+        if start in text:
+            return fmt
     if "[TOOL_CALLS]" in text:
         return "mistral"
     if "<|python_tag|>" in text or ("<|start_header_id|>" in text and "tools" in text):
@@ -54,6 +61,9 @@ def tools_prompt(tools: list[dict[str, Any]], fmt: str) -> str:
         how = 'reply with [TOOL_CALLS] and a JSON list: [TOOL_CALLS][{"name": "<name>", "arguments": {...}}]'
     elif fmt == "llama3":
         how = 'reply with only a JSON object: {"name": "<name>", "parameters": {...}}'
+    elif fmt in gemma_calls.TOKENS:
+        example = gemma_calls.write_call("<name>", {"<argument>": "text", "<count>": 2}, fmt)
+        how = f"reply with one call per function, strings between {gemma_calls.TOKENS[fmt][2]}:\n{example}"
     else:
         how = ('reply with one <tool_call></tool_call> block per call:\n<tool_call>\n'
                '{"name": "<name>", "arguments": {...}}\n</tool_call>')
@@ -71,6 +81,8 @@ def call_text(call: dict[str, Any], fmt: str) -> str:
         args = arguments
     if fmt == "llama3":
         return json.dumps({"name": function.get("name"), "parameters": args}, ensure_ascii=False)
+    if fmt in gemma_calls.TOKENS:
+        return gemma_calls.write_call(str(function.get("name")), args, fmt)
     body = json.dumps({"name": function.get("name"), "arguments": args}, ensure_ascii=False)
     return f"[TOOL_CALLS][{body}]" if fmt == "mistral" else f"<tool_call>\n{body}\n</tool_call>"
 
@@ -147,6 +159,12 @@ def call_schema(tools: list[dict[str, Any]], fmt: str) -> dict[str, Any]:
         options.append({"type": "object", "additionalProperties": False, "required": ["name", key],
                         "properties": {"name": {"const": function.get("name")}, key: params}})
     return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def own_grammar(schema: dict[str, Any], fmt: str, several: bool) -> str | None:
+    """The GBNF of a forced answer for a format whose calls are not JSON (the others use the engine's JSON
+    schema converter through `call_grammar`/`call_lark`); None for a JSON format."""
+    return gemma_calls.call_grammar(schema, fmt, several) if fmt in gemma_calls.TOKENS else None
 
 
 def call_grammar(call_gbnf: str, fmt: str, several: bool) -> str:
@@ -240,11 +258,15 @@ class CallReader:
     def _calls_in(self, text: str) -> list[dict[str, Any]]:
         import uuid  # deferred: core/spec.py imports this module on every CLI command that reads a spec
 
-        try:
-            data = json.loads(text.strip())
-        except ValueError:
-            return []
-        items = data if isinstance(data, list) else [data]
+        if self.fmt in gemma_calls.TOKENS:
+            call = gemma_calls.read_call(text, self.fmt)
+            items: list[Any] = [{"name": call[0], "arguments": call[1]}] if call else []
+        else:
+            try:
+                data = json.loads(text.strip())
+            except ValueError:
+                return []
+            items = data if isinstance(data, list) else [data]
         found = []
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
