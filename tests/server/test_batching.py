@@ -5,6 +5,7 @@ the text it gave before batching (real server, the bundled GGUF)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -106,19 +107,54 @@ def test_a_worker_killed_mid_batch_fails_every_request_in_it(server: ServerProce
     client.terminate_model("doomed-batch")
 
 
-def test_one_request_alone_gives_the_text_it_gave_before_batching(server: ServerProcess, gguf_path: Path) -> None:
-    """The unbatched path (n_parallel 1) is what served every request before; one request at a time on a
-    batching worker gives the same greedy texts, request after request (both reuse the cached start of the
-    previous prompt, so the same sequence of requests is compared)."""
-    config = {"max_tokens": 48, "temperature": 0}
+def test_one_request_alone_gives_the_direct_librarys_greedy_text(server: ServerProcess, gguf_path: Path) -> None:
+    """Every request goes through the batch engine, one slot or many: alone, it writes what llama-cpp-python
+    writes for the same prompt, request after request (the engine reuses the cached start of the previous
+    prompt, so a repeated prompt and one that extends it are in the sequence)."""
+    import llama_cpp
+
     sequence = [*PROMPTS[:3], PROMPTS[0], PROMPTS[0] + " Paris, and"]
-    texts: dict[int, list[str]] = {}
+    direct = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=2048, n_threads=2, verbose=False)
+    expected = [direct.create_completion(p, max_tokens=48, temperature=0)["choices"][0]["text"] for p in sequence]
+    del direct
     for slots in (1, 4):
         client = launched(server, gguf_path, f"solo-{slots}", n_parallel=slots)
-        texts[slots] = [client.get_model(f"solo-{slots}").generate(p, config)["choices"][0]["text"]
-                        for p in sequence]
+        texts = [client.get_model(f"solo-{slots}").generate(p, {"max_tokens": 48, "temperature": 0})["choices"][0]["text"]
+                 for p in sequence]
         client.terminate_model(f"solo-{slots}")
-    assert texts[4] == texts[1]
+        assert texts == expected, slots
+
+
+def counts_on(text: str, start: int) -> bool:
+    """Whether `text` goes on counting from `start` (its first 20 numbers), as each stream below must."""
+    numbers = [int(n) for n in re.findall(r"\d+", text)][:20]
+    return len(numbers) == 20 and numbers == list(range(start, start + 20))
+
+
+def test_answers_that_outgrow_the_shared_cache_wait_and_are_never_mixed(server: ServerProcess, gguf_path: Path) -> None:
+    """Four slots share a 512-token cache; four answers of 200 tokens need over 880 cells. The ones started
+    last are put back and decoded again when there is room: every answer is whole and goes on counting from
+    its own numbers (a cell written over by another stream would break the count)."""
+    client = launched(server, gguf_path, "pooled", n_parallel=4, context_length=512)
+    desc = client.describe_model("pooled")
+    assert desc["slots"] == 4 and desc["kv_cells"] == 512 and desc["context_length"] == 512
+    starts = [10, 300, 5000, 70000]
+    config = {"max_tokens": 200, "temperature": 0, "ignore_eos": True}
+    results: dict[int, dict] = {}
+
+    def one(a: int) -> None:
+        prompt = ", ".join(str(n) for n in range(a, a + 4)) + ","
+        results[a] = Client(server.url).get_model("pooled").generate(prompt, config)
+
+    threads = [threading.Thread(target=one, args=(a,)) for a in starts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert all(counts_on(results[a]["choices"][0]["text"], a + 4) for a in starts), results
+    assert all(r["usage"]["completion_tokens"] == 200 for r in results.values())
+    assert client.describe_model("pooled")["metrics"]["preempted"] >= 1
+    client.terminate_model("pooled")
 
 
 @pytest.mark.parametrize("slots", [1, 4])

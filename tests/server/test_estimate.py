@@ -25,17 +25,24 @@ def _measured(client: Client, uid: str) -> tuple[int, int]:
     return desc["estimate"]["ram"], desc["memory_rss"]
 
 
-@pytest.mark.parametrize(("context", "slots"), [(2048, 1), (2048, 4), (16384, 1), (4096, 8)])
+@pytest.mark.parametrize(("context", "slots"), [(2048, 1), (2048, 4), (16384, 1), (4096, None)])
 def test_gguf_estimate_is_within_a_quarter_of_the_worker_memory(server: ServerProcess, gguf_path: Path,
-                                                                context: int, slots: int) -> None:
+                                                                context: int, slots: int | None) -> None:
     client = Client(server.url)
     name = f"fit-gguf-{context}-{slots}"
     client.register_model("LLM", gguf_spec(name, gguf_path))
-    uid = client.launch_model(model_name=name, context_length=context, n_parallel=slots)
+    uid = client.launch_model(model_name=name, context_length=context,
+                              **({"n_parallel": slots} if slots else {}))
     try:
-        est = client.describe_model(uid)["estimate"]
+        desc = client.describe_model(uid)
+        est = desc["estimate"]
         assert est["weights"] == gguf_path.stat().st_size
-        assert est["kv_cache"] == GEMMA_KV_PER_TOKEN * context * slots  # each slot holds the whole context
+        assert est["kv_cache"] == GEMMA_KV_PER_TOKEN * context  # one cache, shared by the slots
+        if slots is None:  # chosen from the machine: 8 per core (at most 16), one per 512 tokens of cache
+            assert desc["slots"] == est["slots"] == min(16, 8 * psutil.cpu_count(logical=False), context // 512)
+            assert est["slots_reason"].startswith("from ") and desc["slots_reason"] == est["slots_reason"]
+        else:
+            assert desc["slots"] == slots and est["slots_reason"] == "asked for"
         predicted, used = _measured(client, uid)
         assert abs(predicted - used) <= 0.25 * used, (predicted, used)
     finally:
@@ -79,14 +86,15 @@ def test_estimate_only_prints_the_parts_and_launches_nothing(server: ServerProce
     client = Client(server.url)
     client.register_model("LLM", gguf_spec("weigh-me", gguf_path))
     base = [*xitui_cmd(), "launch", "-n", "weigh-me", "-c", "4096", "--estimate-only", "-e", server.url]
-    # (the CLI names no n_parallel: the default 4 slots, each with its own cache)
+    # (the CLI names no n_parallel: slots chosen for the machine, sharing one cache)
     shown = subprocess.run(base, capture_output=True, text=True, env=run_env(), timeout=60)
     assert shown.returncode == 0, shown.stderr
-    assert "weights" in shown.stdout and "KV cache" in shown.stdout and "288 MiB" in shown.stdout
+    assert "weights" in shown.stdout and "KV cache" in shown.stdout and "72.0 MiB" in shown.stdout
+    assert " slots (from " in shown.stdout.splitlines()[0]
     assert shown.stdout.strip().endswith("fits")
     data = json.loads(subprocess.run([*base, "--json"], capture_output=True, text=True, env=run_env(),
                                      timeout=60).stdout)
-    assert data["fits"] is True and data["estimate"]["kv_cache"] == GEMMA_KV_PER_TOKEN * 4096 * 4
+    assert data["fits"] is True and data["estimate"]["kv_cache"] == GEMMA_KV_PER_TOKEN * 4096
     assert data["free_ram"] > 0 and data["estimate"]["device"] == "cpu"
     assert client.list_models() == {}
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, token_budget
+from xitui.backends.base import Backend, RequestError
 from xitui.backends.device import default_threads
 from xitui.core import tool_calls
-from xitui.core.config import DEFAULT_LLAMACPP_SLOTS as DEFAULT_SLOTS
 from xitui.core.errors import LaunchError
 
 
 class LlamaCppBackend(Backend):
-    """GGUF models on llama-cpp-python: one request at a time, or the batch engine for several slots."""
+    """GGUF models on llama-cpp-python: its Llama reads the file and tokenizes, the batch engine
+    (llamacpp_batch.py) decodes every request, alone or several at once, in one shared KV cache."""
 
     engine_name = "llama.cpp"
 
@@ -34,14 +34,13 @@ class LlamaCppBackend(Backend):
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         n_gpu_layers = int(launch.get("n_gpu_layers", -1 if gpu else 0))
         threads = int(launch.get("n_threads") or default_threads())
-        slots = max(1, int(launch.get("n_parallel") or DEFAULT_SLOTS))
+        slots = max(1, int(launch.get("n_parallel") or 1))  # the server chose the count (core/estimate.py)
         context = int(launch["context_length"])
         progress(0.5, "loading weights")
         try:
             self.llm = llama_cpp.Llama(
                 model_path=path,
-                # with slots, the batch engine holds the real context; this one only tokenizes
-                n_ctx=context if slots == 1 else 64,
+                n_ctx=64,  # the batch engine holds the real context; this one's only for the settings
                 n_threads=threads,
                 n_threads_batch=threads,
                 n_gpu_layers=n_gpu_layers,
@@ -53,22 +52,21 @@ class LlamaCppBackend(Backend):
         self.model_chat_template = meta.get("tokenizer.chat_template")
         self.bos_token = self._token_text(self.llm.token_bos())
         self.eos_token = self._token_text(self.llm.token_eos())
-        self.engine = None
-        if slots > 1:
-            from xitui.backends.llamacpp_batch import BatchEngine
+        from xitui.backends.llamacpp_batch import BatchEngine
 
-            try:
-                self.engine = BatchEngine(self.llm, slots, context, threads, self._send)
-            except RuntimeError as exc:
-                raise LaunchError(f"{exc} ({slots} slots of {context} tokens: try a smaller n_parallel or "
-                                  "context_length)") from None
+        try:
+            self.engine = BatchEngine(self.llm, slots, context, threads, self._send)
+        except RuntimeError as exc:
+            raise LaunchError(f"{exc} ({context} tokens of KV cache for {slots} slots: try a smaller "
+                              "context_length)") from None
         return {
             "n_parallel": slots,
             "engine": "llama.cpp",
             "device": "gpu" if gpu and n_gpu_layers != 0 else "cpu",
             "n_gpu_layers": n_gpu_layers,
             "n_threads": threads,
-            "context_length": context if self.engine is not None else self.llm.n_ctx(),
+            "context_length": self.engine.slot_context,
+            "kv_cells": self.engine.pool,
             "eos_token_id": self.llm.token_eos(),
         }
 
@@ -125,51 +123,3 @@ class LlamaCppBackend(Backend):
             raise RequestError(f"{what}: llama.cpp cannot parse this grammar (its first rule must be root)")
         llama_cpp.llama_sampler_free(sampler)
         return text
-
-    def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
-        import llama_cpp
-
-        llm = self.llm
-        # A chat template that writes the BOS text itself would otherwise give two BOS tokens.
-        if self.bos_token and prompt.startswith(self.bos_token):
-            prompt = prompt[len(self.bos_token):]
-        prompt_tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-        max_tokens = token_budget(len(prompt_tokens), llm.n_ctx(), params.max_tokens)
-        stop_ids = set(params.stop_token_ids) | self.special_stop_ids(params.stop)
-        state = {"generated": 0, "stopped_by_id": False}
-
-        def stopping(input_ids: Any, logits: Any) -> bool:
-            # Called once per sampled token, before it is turned into text.
-            state["generated"] += 1
-            if stop_ids and int(input_ids[-1]) in stop_ids:
-                state["stopped_by_id"] = True
-                return True
-            return cancelled()
-
-        stream = llm.create_completion(
-            prompt_tokens,
-            max_tokens=max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            stop=params.stop or None,
-            seed=params.seed,
-            repeat_penalty=params.repeat_penalty,
-            presence_penalty=params.presence_penalty,
-            frequency_penalty=params.frequency_penalty,
-            stopping_criteria=llama_cpp.StoppingCriteriaList([stopping]),
-            logit_bias={llm.token_eos(): -1e9} if params.ignore_eos else None,
-            grammar=llama_cpp.LlamaGrammar.from_string(params.grammar) if params.grammar else None,
-            stream=True,
-        )
-        reason = "stop"
-        for chunk in stream:
-            choice = chunk["choices"][0]
-            if choice["text"]:
-                yield choice["text"]
-            if choice.get("finish_reason"):
-                reason = choice["finish_reason"]
-        if state["stopped_by_id"]:
-            reason = "stop"
-        completion = min(state["generated"], max_tokens)
-        yield Finish(reason=reason, prompt_tokens=len(prompt_tokens), completion_tokens=completion)

@@ -1,17 +1,25 @@
-"""Continuous batching for llama.cpp: several requests decoded in one batch, as llama.cpp's own server does
-with parallel slots.
+"""Continuous batching for llama.cpp: every request of a GGUF model is decoded here, alone or with others in
+one batch, as llama.cpp's own server does with parallel slots.
 
-One context with `n_seq_max = slots`: each slot is a sequence id with its own share of the context (the
-KV cache is not unified, so no request can overflow another's space). Each step builds one `llama_batch`:
-the next token of every running slot, then chunks of newcomers' prompts up to the batch size, so running
-streams never wait for a long prompt in one piece. Each slot samples with its own llama.cpp sampler chain
-(penalties, top-k, top-p, temperature, seeded dist; greedy at temperature 0), its own stop words and ids,
-max_tokens and cancellation; a slot that ends is freed (its cells cleared) and a queued request takes it.
+One context with `n_seq_max = slots` and one KV cache shared by all of them (`kv_unified`): the cache is a
+pool of `pool` cells (the model's context length unless configured), so memory at launch is what one
+sequence of the full context needs, and a request alone can use all of it. Each step builds one
+`llama_batch`: the next token of every running slot, then chunks of newcomers' prompts up to the batch
+size, so running streams never wait for a long prompt in one piece. Each slot samples with its own
+llama.cpp sampler chain (penalties, top-k, top-p, temperature, seeded dist; greedy at temperature 0), its
+own stop words and ids, max_tokens and cancellation; a slot that ends is freed and a queued request takes it.
+
+Space in the pool is counted here, one cell per token a sequence holds: a newcomer starts when its prompt
+fits (idle sequences' cached prompts are dropped first); when the running answers would outgrow the pool,
+the slot that started last is put back at the head of the queue with everything it has so far and is
+decoded again when there is room (recomputation, as vLLM preempts), so no request ever writes over
+another's cells and the oldest one always goes on.
 """
 
 from __future__ import annotations
 
 import ctypes
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,7 +37,7 @@ SHORTLIST = 1024
 PENALTY_LAST_N = 64
 
 
-@dataclass
+@dataclass(eq=False)
 class Slot:
     """One sequence of the batch engine: its request, its sampler chain, where it is in the context."""
 
@@ -41,7 +49,11 @@ class Slot:
     sampler: Any
     stop: StopWords
     stop_ids: set[int]
+    #: When it was admitted, in order: the slot admitted last is the one put back when the pool is full.
+    order: int = 0
     started: float = field(default_factory=time.perf_counter)
+    #: Tokens to decode before the next pick: the prompt, or after a preemption everything it had.
+    feed: list[int] = field(default_factory=list)
     fed: int = 0
     pos: int = 0
     generated: int = 0
@@ -56,6 +68,8 @@ class Slot:
     grammar: Any = None
     #: The chain remembers what it picked (its penalties): a pick must be final before the chain sees it.
     remembers: bool = False
+    #: Times it was put back to wait for room in the pool.
+    preempted: int = 0
     #: Log probabilities of tokens whose text has not been sent yet (when the request asks for them).
     logprobs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -63,30 +77,33 @@ class Slot:
 class BatchEngine:
     """Owns the batching context; `send(rid, message)` delivers text pieces and the final `done`."""
 
-    def __init__(self, llm: Any, slots: int, slot_context: int, threads: int,
-                 send: Callable[[Any, dict[str, Any]], None]):
+    def __init__(self, llm: Any, slots: int, context: int, threads: int,
+                 send: Callable[[Any, dict[str, Any]], None], pool: int | None = None):
         import llama_cpp
 
         self.L = llama_cpp
         self.llm = llm
         self.slots_total = slots
-        self.slot_context = slot_context
         self.send = send
         # the settings the unbatched path's context has (flash attention, SWA cache...): a request alone gives
         # the same text either way
         params = llama_cpp.llama_context_params()
         ctypes.pointer(params)[0] = llm.context_params
-        params.n_ctx = slot_context * slots
+        params.n_ctx = pool or context
         params.n_batch = params.n_ubatch = BATCH_TOKENS
         params.n_seq_max = slots
-        # a cache per sequence (llama-cpp-python unifies them): no request can take another's space, and
-        # each one's attention reads only its own cells, however much the others keep cached
-        params.kv_unified = False
+        params.kv_unified = True  # one pool for all sequences (see the module's docstring)
         params.n_threads = params.n_threads_batch = threads
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create the batching context")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
+        #: Cells in the shared cache, and the most one sequence may hold (its prompt and answer together).
+        self.pool = int(llama_cpp.llama_n_ctx(self.ctx))
+        self.slot_context = min(context, self.pool)
+        self._admitted = itertools.count()
+        #: Requests put back to wait for room, since launch (describe's metrics).
+        self.preemptions = 0
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS + slots, 0, 1)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
         #: Sliding-window attention span (gemma-3: 512; 0 without one), for what a reused cache must hold.
@@ -96,7 +113,8 @@ class BatchEngine:
         self.free = list(range(slots))
         self.cached: dict[int, list[int]] = {seq: [] for seq in range(slots)}
         self.running: dict[int, Slot] = {}
-        self.queue: deque[tuple[Any, list[int], GenerateParams, set[int]]] = deque()
+        #: Waiting: new requests (rid, prompt, params, stop ids) and preempted slots (at the head).
+        self.queue: deque[Any] = deque()
         self.cancelled: set[Any] = set()
         #: Every token's logit, reused by the steps of slots held to a grammar (_sample_within).
         self._cand: Any = None
@@ -106,7 +124,7 @@ class BatchEngine:
     def submit(self, rid: Any, prompt: list[int], params: GenerateParams, stop_ids: set[int]) -> None:
         if len(prompt) >= self.slot_context:
             raise RequestError(f"the prompt is {len(prompt)} tokens long; this model's context holds "
-                               f"{self.slot_context} per request ({self.slots_total} requests at once)")
+                               f"{self.slot_context}")
         self.queue.append((rid, prompt, params, stop_ids))
 
     def cancel(self, rid: Any) -> None:
@@ -117,7 +135,38 @@ class BatchEngine:
         return bool(self.running or self.queue)
 
     def counts(self) -> dict[str, int]:
-        return {"running": len(self.running), "queued": len(self.queue), "slots": self.slots_total}
+        return {"running": len(self.running), "queued": len(self.queue), "slots": self.slots_total,
+                "kv_cells": self.pool, "kv_used": self._used(), "preempted": self.preemptions}
+
+    # --- space in the pool -----------------------------------------------------------------------
+
+    def _used(self) -> int:
+        """Cells held: the running sequences' tokens and what idle sequences keep cached for reuse."""
+        return sum(len(slot.cached) for slot in self.running.values()) + sum(len(self.cached[seq]) for seq in self.free)
+
+    def _make_room(self, cells: int, keep: int | None = None) -> bool:
+        """Whether `cells` more fit, after dropping idle sequences' cached prompts (but `keep`'s) if needed."""
+        for seq in sorted(self.free, key=lambda s: -len(self.cached[s])):
+            if self.pool - self._used() >= cells:
+                break
+            if seq != keep and self.cached[seq]:
+                self.L.llama_memory_seq_rm(self.memory, seq, -1, -1)
+                self.cached[seq] = []
+        return self.pool - self._used() >= cells
+
+    def _preempt(self, slot: Slot) -> None:
+        """Put a running slot back at the head of the queue, its cells freed; it keeps its sampler, stop words
+        and what it has sent, and decodes all its tokens again when it is admitted."""
+        self.L.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+        slot.feed = slot.cached + slot.feed[slot.fed:] if slot.fed < len(slot.feed) else \
+            slot.cached + ([slot.last] if slot.last is not None else [])
+        slot.cached, slot.fed, slot.pos, slot.last, slot.logits_at = [], 0, 0, None, None
+        self.running.pop(slot.seq)
+        self.cached[slot.seq] = []
+        self.free.append(slot.seq)
+        self.queue.appendleft(slot)
+        self.preemptions += 1
+        slot.preempted += 1
 
     def _grammar(self, params: GenerateParams) -> Any:
         """The request's grammar sampler (None without one); it reads the answer only, never the prompt."""
@@ -160,10 +209,34 @@ class BatchEngine:
 
     def _start_waiting(self) -> None:
         while self.free and self.queue:
-            rid, prompt, params, stop_ids = self.queue.popleft()
+            item = self.queue[0]
+            if isinstance(item, Slot):  # preempted: it starts over on a clean sequence when all it had fits
+                if item.rid in self.cancelled:
+                    self.queue.popleft()
+                    self._release(item)
+                    self.cancelled.discard(item.rid)
+                    continue
+                seq = min(self.free)
+                if not self._make_room(len(item.feed) + 1, keep=None):
+                    return
+                self.queue.popleft()
+                self.free.remove(seq)
+                self.L.llama_memory_seq_rm(self.memory, seq, -1, -1)
+                self.cached[seq] = []
+                item.seq, item.order = seq, next(self._admitted)
+                self.running[seq] = item
+                continue
+            rid, prompt, params, stop_ids = item
             if rid in self.cancelled:
+                self.queue.popleft()
                 self.cancelled.discard(rid)
                 continue
+            seq, common = max(((seq, _common(self.cached[seq], prompt)) for seq in self.free),
+                              key=lambda pair: (pair[1], -pair[0]))
+            common = min(common, len(prompt) - 1)  # the last prompt token is decoded again for its logits
+            if not self._make_room(len(prompt) - common + 1, keep=seq):
+                return  # waits for room: running answers end, or idle caches go
+            self.queue.popleft()
             try:
                 grammar = self._grammar(params)
                 sampler, history = self._sampler(params)
@@ -173,10 +246,7 @@ class BatchEngine:
             if history is not None:
                 for token in prompt[-PENALTY_LAST_N:]:
                     self.L.llama_sampler_accept(history, token)
-            seq, common = max(((seq, _common(self.cached[seq], prompt)) for seq in self.free),
-                              key=lambda pair: (pair[1], -pair[0]))
             self.free.remove(seq)
-            common = min(common, len(prompt) - 1)  # the last prompt token is decoded again for its logits
             if common and self.L.llama_memory_seq_pos_min(self.memory, seq) > max(0, common - self.n_swa):
                 # the cells the new tokens would attend to are gone: a sliding-window cache keeps only the
                 # last n_swa positions of a copied sequence (_start_over), so gemma-3's early prompt cells
@@ -185,11 +255,12 @@ class BatchEngine:
             if not self.L.llama_memory_seq_rm(self.memory, seq, common, -1):
                 self.L.llama_memory_seq_rm(self.memory, seq, -1, -1)
                 common = 0
+            self.cached[seq] = []
             budget = min(params.max_tokens or self.slot_context, self.slot_context - len(prompt))
             self.running[seq] = Slot(seq=seq, rid=rid, params=params, prompt=prompt, budget=budget,
                                      sampler=sampler, stop=StopWords(params.stop), stop_ids=stop_ids,
-                                     fed=common, pos=common, cached=prompt[:common], grammar=grammar,
-                                     remembers=history is not None)
+                                     order=next(self._admitted), feed=prompt, fed=common, pos=common,
+                                     cached=prompt[:common], grammar=grammar, remembers=history is not None)
 
     # --- one step --------------------------------------------------------------------------------
 
@@ -199,8 +270,10 @@ class BatchEngine:
         for slot in list(self.running.values()):
             self._finish(slot, "error", error=message)
         while self.queue:
-            rid = self.queue.popleft()[0]
-            self.send(rid, {"error": message, "status": 500})
+            item = self.queue.popleft()
+            if isinstance(item, Slot):
+                self._release(item)
+            self.send(item.rid if isinstance(item, Slot) else item[0], {"error": message, "status": 500})
 
     def step(self) -> None:
         """Sample for every slot whose logits are ready, then decode one batch."""
@@ -218,23 +291,30 @@ class BatchEngine:
                     slot.logprobs.append(self._logprob(slot.logits_at, token, slot.params.logprobs))
                 slot.logits_at = None
                 self._emit(slot, token)
+        decoding = [slot for slot in self.running.values() if slot.last is not None]
+        # this step's answer tokens need a cell each: drop idle caches, then put back the youngest slots
+        while self.running and not self._make_room(len(decoding)):
+            youngest = max(self.running.values(), key=lambda slot: slot.order)
+            self._preempt(youngest)
+            decoding = [slot for slot in decoding if slot is not youngest]
         batch = self.batch
         n = 0
+        for slot in decoding:  # decoding: its last sampled token
+            self._put(n, slot.last, slot.pos, slot.seq, True)
+            slot.cached.append(slot.last)
+            slot.logits_at = n
+            slot.pos += 1
+            slot.last = None
+            n += 1
+        room = self.pool - self._used()
         for slot in self.running.values():
-            if slot.last is not None:  # decoding: its last sampled token
-                self._put(n, slot.last, slot.pos, slot.seq, True)
-                slot.cached.append(slot.last)
-                slot.logits_at = n
-                slot.pos += 1
-                slot.last = None
-                n += 1
-        for slot in self.running.values():
-            if slot.fed < len(slot.prompt) and n < BATCH_TOKENS:
-                take = min(len(slot.prompt) - slot.fed, BATCH_TOKENS - n)
-                slot.cached += slot.prompt[slot.fed:slot.fed + take]
+            if slot.fed < len(slot.feed) and n < BATCH_TOKENS and room > 0:
+                take = min(len(slot.feed) - slot.fed, BATCH_TOKENS - n, room)
+                room -= take
+                slot.cached += slot.feed[slot.fed:slot.fed + take]
                 for i in range(take):
-                    last = slot.fed + i == len(slot.prompt) - 1
-                    self._put(n, slot.prompt[slot.fed + i], slot.pos, slot.seq, last)
+                    last = slot.fed + i == len(slot.feed) - 1
+                    self._put(n, slot.feed[slot.fed + i], slot.pos, slot.seq, last)
                     if last:
                         slot.logits_at = n
                     slot.pos += 1
@@ -413,6 +493,11 @@ class BatchEngine:
             if L.llama_state_seq_set_data(self.ctx, data, len(kept), 0):
                 self.cached[0] = last.cached
 
+    def _release(self, slot: Slot) -> None:
+        self.L.llama_sampler_free(slot.sampler)
+        if slot.grammar is not None:
+            self.L.llama_sampler_free(slot.grammar)
+
     def _finish(self, slot: Slot, reason: str, cancelled: bool = False, error: str | None = None,
                 by_word: bool = False) -> None:
         L = self.L
@@ -421,9 +506,7 @@ class BatchEngine:
             L.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
             slot.cached = []
         self.cached[slot.seq] = slot.cached
-        L.llama_sampler_free(slot.sampler)
-        if slot.grammar is not None:
-            L.llama_sampler_free(slot.grammar)
+        self._release(slot)
         self.free.append(slot.seq)
         if not self.running and not self.queue:
             self._start_over(slot)
@@ -444,7 +527,7 @@ class BatchEngine:
             "finish_reason": reason,
             "usage": {"prompt_tokens": len(slot.prompt), "completion_tokens": slot.generated,
                       "total_tokens": len(slot.prompt) + slot.generated},
-            "ttft": ttft, "tokens_per_s": tps}})
+            "ttft": ttft, "tokens_per_s": tps, "preempted": slot.preempted}})
 
 
 def _token_data_dtype() -> Any:

@@ -86,8 +86,16 @@ def launch(
         facts.append("comes back when the server restarts")
     if (desc.get("replica") or 1) > 1:
         facts.append(f"{desc['replica']} replicas")
+    if desc.get("kv_cells"):  # xitui's llama.cpp engine: the slots and the cache they share
+        facts.append(slots_text(desc))
     output.info(f"{uid} is ready{where} ({', '.join(f for f in facts if f)})")
     print(uid)
+
+
+def slots_text(desc: dict[str, Any]) -> str:
+    """"16 slots (from 2 cores) sharing 8192 cached tokens": how many requests decode together."""
+    reason = f" ({desc['slots_reason']})" if desc.get("slots_reason") else ""
+    return f"{desc.get('slots') or 1} slots{reason} sharing {desc['kv_cells']} cached tokens"
 
 
 def estimate_text(found: dict[str, Any]) -> str:
@@ -97,7 +105,8 @@ def estimate_text(found: dict[str, Any]) -> str:
         return f"{found.get('model_name')}: no estimate: {found.get('reason')}"
     lines = [f"{found.get('model_name')} ({est['engine']}, {est['device']}"
              + (f", context {est['context_length']} tokens" if est.get("context_length") else "")
-             + (f", {est['replicas']} replicas" if est["replicas"] > 1 else "") + ")"]
+             + (f", {est['replicas']} replicas" if est["replicas"] > 1 else "")
+             + (f", {est['slots']} slots ({est['slots_reason']})" if est.get("slots_reason") else "") + ")"]
     parts = [("weights", est["weights"]), ("KV cache", est["kv_cache"]), ("overhead", est["overhead"]),
              ("runtime", est["runtime"])] + ([("CUDA", est["gpu_runtime"])] if est.get("gpu_runtime") else [])
     lines += [f"  {name:<9} {human_bytes(value):>10}" for name, value in parts]
@@ -142,12 +151,13 @@ def list_models(
         rows.append([
             uid + (" (restores)" if m.get("restore") else ""), m.get("model_name"), m.get("model_type"),
             m.get("model_format"), m.get("model_engine"), state, ",".join(pids) or m.get("pid") or "-",
-            human_bytes(m.get("memory_rss")), metrics.get("requests", "-"),
+            human_bytes(m.get("memory_rss")), m.get("slots") if m.get("kv_cells") else "-",
+            metrics.get("requests", "-"),
             f"{ttft * 1000:.0f} ms" if ttft is not None else "-", f"{tps:.1f}" if tps else "-", idle_text(m),
             launch_text(m.get("launch_seconds"), start=m.get("start"), detail=False),
         ])
-    output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "requests", "ttft", "tok/s",
-                  "idle", "launch"], rows, title="running models")
+    output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "slots", "requests", "ttft",
+                  "tok/s", "idle", "launch"], rows, title="running models")
     if not output.plain():
         output.info(machine_summary(client))
 

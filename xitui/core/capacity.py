@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from xitui.core import machine
-from xitui.core.estimate import Estimate, Fit, check_fit, estimate
+from xitui.core.estimate import Estimate, Fit, check_fit, choose_slots, estimate, with_slots
 
 _PROBES = {
     "llama.cpp": "import llama_cpp; print(bool(llama_cpp.llama_supports_gpu_offload()))",
@@ -76,3 +76,28 @@ def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, 
     if est is None:
         return None, None
     return est, fit_now(est, settings["engine"], reserved_ram, reserved_gpu)
+
+
+def threads_for(settings: dict[str, Any], envs: dict[str, str] | None = None) -> int:
+    """The threads a worker will run with (its n_threads, XITUI_THREADS, else the physical cores)."""
+    given = settings.get("n_threads") or {**os.environ, **(envs or {})}.get("XITUI_THREADS")
+    return int(given) if given else machine.physical_cores()
+
+
+def settle_slots(est: Estimate | None, settings: dict[str, Any], reserved_ram: int = 0, reserved_gpu: int = 0,
+                 envs: dict[str, str] | None = None) -> Estimate | None:
+    """A llama.cpp launch that names no n_parallel gets the slot count chosen for this machine
+    (estimate.choose_slots), written into `settings` and the estimate."""
+    if settings.get("engine") != "llama.cpp" or settings.get("n_parallel"):
+        return est
+    cores = threads_for(settings, envs)
+    if est is None:  # the files are not here yet: the device and the context decide
+        context = int(settings.get("context_length") or 0) or 512
+        slots = max(1, min(16, 8 * cores, context // 512))
+        settings["n_parallel"] = slots
+        return None
+    fit = fit_now(est, "llama.cpp", reserved_ram, reserved_gpu)
+    free = fit.free_gpu if est.device == "gpu" and fit.free_gpu is not None else fit.free_ram
+    slots, reason = choose_slots(est, free, cores)
+    settings["n_parallel"] = slots
+    return with_slots(est, slots, reason)

@@ -56,10 +56,7 @@ ENV_OVERRIDES = {
 #: for llama.cpp alone), and each worker forked from it shares those pages instead of loading its own.
 WARM_ENGINES = ("llama.cpp", "transformers", "sentence_transformers")
 
-#: Requests a llama.cpp model decodes together when its launch names no n_parallel: on the 2-core build
-#: machine 4 sequences in one batch give 1.7 x the tokens/s of one (8 give 2.4 x for twice the KV cache);
-#: each slot holds the whole context_length, so a request alone can use all of it.
-DEFAULT_LLAMACPP_SLOTS = 4
+
 
 #: Largest request body the server reads: OpenAI's biggest embedding batch (2048 inputs of about 8k tokens)
 #: is some 64 MiB of JSON.
@@ -111,7 +108,7 @@ class Config:
     #: long a model may stay idle when its launch names no ttl ("never", "30m"...).
     server: dict[str, Any] = field(
         default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
-                                 "ttl": "never", "n_parallel": DEFAULT_LLAMACPP_SLOTS,
+                                 "ttl": "never", "n_parallel": 0,
                                  "warm": ["all"], "allow_other_users": False, "allowed_envs": []}
     )
     #: Saved conversations (xitui/core/chats.py): `save = false` keeps none.
@@ -213,8 +210,8 @@ def set_value(key: str, raw: str) -> Any:
             check_origin(origin)
     if key == "server.warm":
         warm_engines(value)
-    if key == "server.n_parallel" and not 1 <= value <= 64:
-        raise ConfigError("server.n_parallel: from 1 to 64")
+    if key == "server.n_parallel" and not 0 <= value <= 64:
+        raise ConfigError("server.n_parallel: from 1 to 64 (0: from the machine, the default)")
     if key == "server.max_body_mib" and value < 1:
         raise ConfigError("server.max_body_mib: must be at least 1")
     if key == "server.ttl":

@@ -5,9 +5,10 @@ The parts, each stated so a user can check them:
 - weights: a GGUF file's size; for PyTorch, parameters (safetensors headers) x bytes per weight for the
   dtype the backend loads (float32 on the CPU, the config's dtype on a GPU, 1 or 0.5 byte for 8-/4-bit);
 - KV cache: 2 (K and V) x layers x KV heads x head size x context length x bytes per value (llama.cpp
-  keeps f16, once per slot of its batch: n_parallel; transformers the model's dtype), from GGUF metadata or
+  keeps f16 in one cache its slots share; transformers the model's dtype), from GGUF metadata or
   config.json;
-- overhead: the engine's working buffers (llama.cpp: 64 MiB + 5 % of the weights for its compute graph;
+- overhead: the engine's working buffers (llama.cpp: 64 MiB + 5 % of the weights for its compute graph,
+  and a row of logits per slot: vocabulary x 4 bytes;
   transformers and sentence-transformers: 20 % of the weights + 128 MiB for activations and the allocator,
   the rule of thumb accelerate's `estimate-memory` states for inference);
 - runtime: the worker process with its library imported, before any model (measured on the build machine:
@@ -55,8 +56,11 @@ class Estimate:
     shared_weights: bool = False
     #: Each worker's CUDA context and library workspaces, on the GPU (0 on the CPU).
     gpu_runtime: int = 0
-    #: Requests decoded together, each with its own KV cache (llama.cpp's n_parallel).
+    #: Requests decoded together in one shared KV cache (llama.cpp's n_parallel), and why that many.
     slots: int = 1
+    slots_reason: str = ""
+    #: Tokens of the model's vocabulary (a logits row per slot: vocab x 4 bytes).
+    vocab: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -92,7 +96,8 @@ class Estimate:
         parts = [f"weights {human_bytes(self.weights)}"]
         if self.kv_per_token:
             parts.append(f"KV cache {human_bytes(self.kv_cache)} for {self.context_length} tokens"
-                         + (f" x {self.slots} slots" if self.slots > 1 else ""))
+                         + (f" shared by {self.slots} slots" if self.slots > 1 else "")
+                         + (f" ({self.slots_reason})" if self.slots_reason not in ("", "asked for") else ""))
         parts.append(f"overhead {human_bytes(self.overhead)}")
         # the parts of what the line's figure counts: GPU memory on a GPU, system memory otherwise
         parts.append(f"CUDA runtime {human_bytes(self.gpu_runtime)}" if self.device == "gpu"
@@ -172,10 +177,10 @@ def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) 
     engine = settings["engine"]
     context = settings.get("context_length")
     if engine == "llama.cpp":
-        from xitui.core.config import DEFAULT_LLAMACPP_SLOTS
-
-        slots = max(1, int(settings.get("n_parallel") or DEFAULT_LLAMACPP_SLOTS))
-        est = _gguf(Path(path), context, settings.get("n_gpu_layers"), gpu, slots)
+        est = _gguf(Path(path), context, settings.get("n_gpu_layers"), gpu)
+        slots = settings.get("n_parallel")
+        if slots:
+            est.slots, est.slots_reason = int(slots), "asked for"
     elif engine == "transformers":
         est = _pytorch(Path(path), context, settings.get("quantization") or "none", gpu)
     else:
@@ -186,7 +191,7 @@ def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) 
     return est
 
 
-def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool, slots: int = 1) -> Estimate:
+def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool) -> Estimate:
     from xitui.core.inspect.gguf_header import read_header
 
     header = read_header(path, token_ids=())
@@ -196,7 +201,7 @@ def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool, slots: 
     layers = header.arch("block_count")
     per_token = _kv(layers, header.arch("attention.head_count_kv") or heads,
                     header.arch("attention.key_length") or head_size,
-                    header.arch("attention.value_length") or head_size, 2) * slots  # each slot its own cache
+                    header.arch("attention.value_length") or head_size, 2)
     context = context or header.arch("context_length") or 2048
     weights = header.file_size
     notes = [] if per_token else ["the GGUF metadata does not give the KV cache's shape: not counted"]
@@ -206,12 +211,47 @@ def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool, slots: 
         total_layers = (layers or 0) + 1  # the output layer counts as one more
         fraction = 1.0 if wanted < 0 or not layers else min(1.0, wanted / total_layers)
         gpu = fraction > 0
+    tokens = header.get("tokenizer.ggml.tokens")
+    vocab = tokens.length if hasattr(tokens, "length") else len(tokens) if isinstance(tokens, list) else 0
     return Estimate(
         engine="llama.cpp", context_length=context, weights=weights, kv_cache=per_token * context,
         overhead=64 * MIB + weights // 20, runtime=RUNTIME["llama.cpp"], kv_per_token=per_token,
         device="gpu" if gpu else "cpu", gpu_fraction=fraction if gpu else 0.0, shared_weights=not gpu, notes=notes,
-        slots=slots,
+        vocab=vocab,
     )
+
+
+#: A default never makes more slots than the shared cache holds requests of this many tokens.
+TOKENS_PER_SLOT = 512
+#: Most slots by default: on the 2-core build machine 16 streams decode 2.6 x the tokens/s of one, 8 streams
+#: 2.1 x (bench/batching.py); a GPU gains from larger batches still.
+MAX_SLOTS = {"cpu": 16, "gpu": 32}
+
+
+def choose_slots(est: Estimate, free: int, cores: int) -> tuple[int, str]:
+    """Slots for a llama.cpp launch that names no n_parallel, as Ollama picks its parallel count: as many as
+    the device batches well (8 per core on a CPU, up to MAX_SLOTS), no more than the shared cache holds
+    requests of TOKENS_PER_SLOT tokens, and no more than the memory left after the launch gives a logits row
+    each. Returns the count and why, in words for describe and the launch line."""
+    limits = {"device": MAX_SLOTS[est.device] if est.device == "gpu" else min(MAX_SLOTS["cpu"], 8 * max(1, cores))}
+    limits["cache"] = max(1, (est.context_length or TOKENS_PER_SLOT) // TOKENS_PER_SLOT)
+    row = est.vocab * 4
+    if row:
+        spare = free - (est.gpu if est.device == "gpu" else est.ram)
+        limits["memory"] = max(1, spare // row) if spare > 0 else 1
+    slots = max(1, min(limits.values()))
+    which = [name for name, limit in limits.items() if limit == slots]
+    words = {"device": f"{cores} cores" if est.device == "cpu" else "a GPU",
+             "cache": f"{est.context_length} cached tokens / {TOKENS_PER_SLOT}", "memory": "free memory"}
+    return slots, "from " + " and ".join(words[w] for w in which)
+
+
+def with_slots(est: Estimate, slots: int, reason: str) -> Estimate:
+    """The estimate with `slots` slots: a logits row of the vocabulary each."""
+    est.slots, est.slots_reason = slots, reason
+    est.overhead += slots * est.vocab * 4
+    return est
+
 
 
 def _parameters(folder: Path) -> tuple[int, str]:

@@ -4,6 +4,7 @@ launch estimate and `xitui doctor`. No model library here."""
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 
@@ -53,6 +54,17 @@ def _processes(pynvml: Any, handle: Any, owners: dict[int, str]) -> list[dict[st
         return []
     return [{"pid": int(p.pid), "memory_used": int(p.usedGpuMemory) if p.usedGpuMemory else None,
              "model_uid": owners.get(int(p.pid))} for p in running]
+
+
+def physical_cores() -> int:
+    """Physical cores: llama.cpp and torch run slower on hyper-threads than on the cores alone."""
+    try:
+        import psutil
+
+        count = psutil.cpu_count(logical=False)
+    except Exception:  # psutil cannot read the topology in some sandboxes
+        count = None
+    return max(1, count or os.cpu_count() or 1)
 
 
 def system_memory() -> dict[str, int]:

@@ -86,6 +86,7 @@ class Model:
             total.errors += m.errors
             total.in_flight += m.in_flight
             total.tokens_generated += m.tokens_generated
+            total.preempted += m.preempted
             total.max_batch_size = max(total.max_batch_size, m.max_batch_size)
         used = [m for m in parts if m.last_used]
         if used:
@@ -140,12 +141,15 @@ class Model:
         )
         if info.get("context_length"):
             data["context_length"] = info["context_length"]
-        if info.get("n_threads"):
-            data["n_threads"] = info["n_threads"]
+        for key in ("n_threads", "kv_cells"):
+            if info.get(key):
+                data[key] = info[key]
         slots = int(info.get("n_parallel") or 1)  # requests a worker decodes together; more wait their turn
         busy = [r.metrics.in_flight for r in self.replicas]
         data.update(slots=slots, running=sum(min(n, slots) for n in busy),
                     queued=sum(max(0, n - slots) for n in busy))
+        if self.estimate is not None and self.estimate.slots_reason:
+            data["slots_reason"] = self.estimate.slots_reason
         return data
 
     def pick(self) -> Replica:

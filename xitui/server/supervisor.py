@@ -55,6 +55,14 @@ def check_uid(uid: object) -> str:
     return uid
 
 
+def _replica_envs(settings: dict[str, Any], envs: dict[str, str], replicas: int) -> dict[str, str]:
+    """The launch's envs, with the cores shared out between replicas that name no thread count."""
+    envs = dict(envs)
+    if replicas > 1 and "n_threads" not in settings and "XITUI_THREADS" not in {**os.environ, **envs}:
+        envs["XITUI_THREADS"] = str(_threads_each(replicas))
+    return envs
+
+
 def _threads_each(replicas: int) -> int:
     """Physical cores shared out between replicas: more threads than cores slows every one of them."""
     try:
@@ -131,7 +139,10 @@ class Supervisor:
     async def estimate(self, body: LaunchBody) -> dict[str, Any]:
         """What `launch --estimate-only` shows: the estimate and how it fits, launching nothing."""
         plan = await asyncio.to_thread(self._plan, body.request())
-        est = await self._weigh(plan.worker_settings(), body.replica)
+        settings = plan.worker_settings()
+        est = await self._weigh(settings, body.replica)
+        est = await asyncio.to_thread(capacity.settle_slots, est, settings, *self._reserved(),
+                                      _replica_envs(settings, plan.envs, body.replica))
         if est is None:
             return {"model_name": plan.model_name, "estimate": None, "fits": None,
                     "reason": "the model's files are not on this machine yet (they are downloaded or assembled "
@@ -155,6 +166,8 @@ class Supervisor:
         settings = plan.worker_settings()
         self._refuse_running(uid)
         est = await self._weigh(settings, replicas)
+        est = await asyncio.to_thread(capacity.settle_slots, est, settings, *self._reserved(),
+                                      _replica_envs(settings, plan.envs, replicas))
         async with self._lock:
             self._refuse_running(uid)
             old = self.models.get(uid)
@@ -168,9 +181,7 @@ class Supervisor:
             self.unloaded.pop(uid, None)
             model = Model(uid=uid, plan=plan, request=dict(request), replicas=[], ttl=ttl, restore=restore,
                           estimate=est)
-            envs = dict(plan.envs)
-            if replicas > 1 and "n_threads" not in settings and "XITUI_THREADS" not in {**os.environ, **envs}:
-                envs["XITUI_THREADS"] = str(_threads_each(replicas))
+            envs = _replica_envs(settings, plan.envs, replicas)
             logs = self.home / "logs"
             try:
                 for index in range(replicas):

@@ -68,6 +68,8 @@ class Metrics:
     tokens_generated: int = 0
     last_ttft: float | None = None
     last_tokens_per_s: float | None = None
+    #: Times a request was put back to wait for room in the shared KV cache (llama.cpp), since launch.
+    preempted: int = 0
     #: Texts in the last and in the largest embedding batch (dynamic batching at work).
     last_batch_size: int | None = None
     max_batch_size: int = 0
@@ -94,6 +96,7 @@ class Metrics:
             self.last_ttft = done.get("ttft")
             self.last_tokens_per_s = done.get("tokens_per_s")
             self.tokens_generated += done.get("usage", {}).get("completion_tokens", 0)
+            self.preempted += done.get("preempted", 0)
         elif "result" in msg:
             batch = msg["result"].get("batch")
             if batch:

@@ -268,8 +268,7 @@ class Worker:
         params.stop_token_ids = list(dict.fromkeys([*params.stop_token_ids, *(family.stop_token_ids or [])]))
         engine = getattr(self.backend, "engine", None)
         if params.logprobs is not None and engine is None:
-            raise RequestError("logprobs: served by the llama.cpp batch engine (a GGUF model launched with "
-                               "n_parallel above 1, the default); this model answers one request at a time")
+            raise RequestError("logprobs: served for GGUF models (llama.cpp); this model's engine does not give them")
         if engine is not None:
             if params.max_tokens is not None and params.max_tokens <= 0:
                 params.max_tokens = None

@@ -71,6 +71,8 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
                     ("GPU layers", Input(placeholder="all on a GPU, none on CPU (-1 = all)", id="gpu-layers",
                                          type="integer", compact=True)),
                     ("context length", Input(placeholder="the spec's", id="context", type="integer", compact=True)),
+                    ("slots", Input(placeholder="from the machine (requests decoded together)", id="slots",
+                                    type="integer", compact=True)),
                     ("replicas", Input(placeholder="1 worker process", id="replicas", type="integer", compact=True)),
                     ("unload idle", Input(placeholder="after: 30s, 10m, 1h (default: config)", id="ttl",
                                           compact=True)),
@@ -91,7 +93,7 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
     # --- the estimate ----------------------------------------------------------------------------
 
     @on(Select.Changed)
-    @on(Input.Changed, "#context, #replicas, #gpu-layers")
+    @on(Input.Changed, "#context, #replicas, #gpu-layers, #slots")
     def _choices_changed(self) -> None:
         args = self.launch_args()
         if args is None or self.estimator is None:
@@ -150,6 +152,8 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
         context = self.query_one("#context", Input)
         context.placeholder = f"the spec's: {reg['context_length']}" if reg.get("context_length") else "the spec's"
         context.disabled = self.query_one("#gpu-layers", Input).disabled = not llm
+        gguf = any(s.get("model_format") in ("ggufv2", "gguf") for s in specs)
+        self.query_one("#slots", Input).disabled = not (llm and gguf)
 
     @on(Select.Changed, "#format")
     def _narrow(self, event: Select.Changed) -> None:
@@ -190,9 +194,12 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
             text = self.query_one(f"#{key}", Input).value.strip()
             if text:
                 args[field] = text
-        for key, field in (("gpu-layers", "n_gpu_layers"), ("context", "context_length"), ("replicas", "replica")):
-            text = self.query_one(f"#{key}", Input).value.strip()
-            if text.lstrip("-").isdigit() and (reg["model_type"] == "LLM" or field == "replica"):
+        for key, field in (("gpu-layers", "n_gpu_layers"), ("context", "context_length"), ("replicas", "replica"),
+                           ("slots", "n_parallel")):
+            widget = self.query_one(f"#{key}", Input)
+            text = widget.value.strip()
+            llm_field = reg["model_type"] == "LLM" or field == "replica"
+            if text.lstrip("-").isdigit() and not widget.disabled and llm_field:
                 args[field] = int(text)
         if self.query_one("#restore", Checkbox).value:
             args["restore"] = True
