@@ -42,7 +42,7 @@ class Primes(BaseModel):
 
 @pytest.fixture(scope="module", params=["batch", "single"])
 def uid(request: pytest.FixtureRequest, server: ServerProcess) -> Iterator[str]:
-    """The model on the batch engine (4 slots) and on the one-request path (n_parallel 1)."""
+    """The model with 4 slots and with one (n_parallel 1): the same engine, batches of one or several."""
     client = Client(server.url)
     name = f"json-{request.param}"
     client.launch_model(model_name=MODEL, model_uid=name, n_parallel=4 if request.param == "batch" else 1)
@@ -149,15 +149,9 @@ def test_the_cli_prints_json_of_the_schema(server: ServerProcess, uid: str, tmp_
 def test_log_probabilities_of_each_token_with_alternatives(server: ServerProcess, uid: str) -> None:
     """Chat (the openai SDK, whole and streamed) and completions: one entry per generated token, its text
     adding up to the answer, with the asked number of alternatives, the greedy pick the likeliest."""
-    import httpx
 
     sdk = openai_client(server)
     question = [{"role": "user", "content": "Name a colour."}]
-    if uid.endswith("single"):
-        response = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
-            "model": uid, "messages": question, "max_tokens": 4, "logprobs": True})
-        assert response.status_code == 400 and "logprobs: served by the llama.cpp batch engine" in response.text
-        return
     whole = sdk.chat.completions.create(model=uid, messages=question, max_tokens=12, temperature=0,
                                         logprobs=True, top_logprobs=3)
     choice = whole.choices[0]
