@@ -4,7 +4,7 @@ generated freely, same prompt, same model, same server; and the first token's wa
     python bench/structured.py [--rounds 3]
 
 Both bundled GGUF models (SmolLM2: 49k-token vocabulary; Gemma 3: 262k, where a grammar has five times the
-tokens to check per step), on the batch engine (4 slots) and on the one-request path (n_parallel 1); and the
+tokens to check per step), with 4 slots and with one (n_parallel 1; the same batch engine); and the
 Gemma 3 weights as safetensors on the transformers engine (llguidance). The figures are the server's own
 (`metrics.last_tokens_per_s`, `last_ttft` after each request). Target (issue 22): constrained >= 0.9 x free.
 The transformers engine's first constrained request also reads the tokenizer into llguidance (seconds, once
@@ -67,7 +67,7 @@ def main() -> None:
                 free.append(rate)
                 free_ttft.append(ttft)
             ratio = common.median(held) / common.median(free)
-            engine = {4: "batch, 4 slots", 1: "one request", 0: "transformers"}[slots]
+            engine = {4: "llama.cpp, 4 slots", 1: "llama.cpp, 1 slot", 0: "transformers"}[slots]
             print(f"{name + ', ' + engine:<34} {common.median(free):10.1f} {common.median(held):12.1f} "
                   f"{ratio:6.3f}   {common.median(free_ttft) * 1000:7.1f} ms {common.median(held_ttft) * 1000:8.1f} ms"
                   f"   ({tokens} tokens)  {'OK' if ratio >= 0.9 else 'UNDER the 0.9 target'}")

@@ -293,7 +293,7 @@ def test_launch_modal_estimate_replicas_ttl_and_restore(dash_server: ServerProce
         def estimate() -> str:
             return str(modal.query_one("#estimate", Static).render())
 
-        await until(pilot, lambda: "KV cache 72.0 MiB for 1024 tokens x 4 slots" in estimate(), what="the spec's estimate")
+        await until(pilot, lambda: "KV cache 18.0 MiB for 1024 tokens shared by 2 slots" in estimate(), what="the spec's estimate")
         assert estimate().startswith("fits: needs about")
         modal.query_one("#context", Input).value = "10000000"
         await until(pilot, lambda: estimate().startswith("does not fit"), what="a refusal")

@@ -64,8 +64,10 @@ def test_gguf_save_register_launch_and_a_prompt(server: ServerProcess, gguf_path
     assert spec["model_name"] == "wz-gemma" and spec["context_length"] == 2048
     assert spec["prompt_style"].upper() == "GEMMA"
     assert "<start_of_turn>user" in shown  # the preview showed the rendered conversation
-    # the review showed the launch's memory estimate: 2048 tokens of KV cache at 18 KiB each
-    assert "at launch on this machine: needs about" in shown and "KV cache 144 MiB for 2048 tokens x 4 slots" in " ".join(shown.split())
+    # the review showed the launch's memory estimate: 2048 tokens of KV cache at 18 KiB each, shared by the
+    # slots the machine gets (one per 512 tokens of cache here)
+    assert "at launch on this machine: needs about" in shown
+    assert "KV cache 36.0 MiB for 2048 tokens shared by 4 slots" in " ".join(shown.split())
     client = Client(server.url)
     assert client.get_model_registration("LLM", "wz-gemma")["context_length"] == 2048
     assert (server.home / "model" / "llm" / "wz-gemma.json").is_file()  # persisted

@@ -72,7 +72,8 @@ def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, 
     """The estimate and how it fits now (None, None when the files are not here to read yet). Blocking (file
     headers, NVML, maybe a probe); the server runs `on_gpu`, `estimate` and `fit_now` apart, so that the files'
     reads stay outside its launch lock."""
-    est = estimate(settings, gpu=on_gpu(settings), replicas=replicas)
+    est = settle_slots(estimate(settings, gpu=on_gpu(settings), replicas=replicas), settings, reserved_ram,
+                       reserved_gpu)
     if est is None:
         return None, None
     return est, fit_now(est, settings["engine"], reserved_ram, reserved_gpu)

@@ -289,11 +289,12 @@ class ChatPane(Vertical):
     async def _answered(self, event: Answered) -> None:
         event.stop()
         answer = event.answer
-        self.generating = False
         answer.stopped, self._stop_asked = self._stop_asked, False
+        await self.query_one(Transcript).end(answer.stats.line(answer.note()))
+        # the pane's state changes once the screen shows the end: what it says and what it shows agree
+        self.generating = False
         self.last_stats = answer.stats
         self.last_answer = answer.text
-        await self.query_one(Transcript).end(answer.stats.line(answer.note()))
 
     def stop(self) -> bool:
         """Esc: stop the answer being written; True when there was one."""
