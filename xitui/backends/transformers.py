@@ -1,8 +1,9 @@
 """PyTorch models through transformers: safetensors only, no remote code, token-by-token streaming.
 
-Generation is our own decode loop over the model's KV cache rather than `model.generate` with a
-streamer thread: each token comes out as soon as it is sampled, cancellation and stop words act between
-tokens, and there is no second thread to hand text across.
+Requests are batched by transformers' own continuous batching (transformers_batch.py), with xitui's sampler
+picking each request's tokens. Where the model cannot batch that way, requests are served one at a time by
+our own decode loop over the model's KV cache (`generate` below; `describe` says which and why): each token
+comes out as soon as it is sampled, cancellation and stop words act between tokens.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from xitui.backends.device import best_device, set_torch_threads
 from xitui.core import tool_calls
 from xitui.core.errors import LaunchError
 
-# The worker runs one request at a time; the tokenizers' own thread pool only competes with torch's.
+# The tokenizers' own thread pool only competes with torch's.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -56,6 +57,11 @@ class TransformersBackend(Backend):
         self.step_kwargs: dict[str, Any] = {}
         #: llguidance's view of the tokenizer, made at the first constrained request (about a second).
         self._guide_tokenizer: Any = None
+        #: The continuous-batching engine (None: one request at a time), and how many requests it runs at once.
+        self.engine: Any = None
+        self.slots = 1
+        #: Set by the worker: delivers one message of a request (`send(rid, message)`), for the engine.
+        self._send: Any = None
 
     def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
         path = Path(launch["model_path"])
@@ -107,8 +113,10 @@ class TransformersBackend(Backend):
         config_ctx = getattr(self.model.config, "max_position_embeddings", None)
         spec_ctx = int(launch.get("context_length") or 0)
         self.context_length = min(x for x in (spec_ctx, config_ctx) if x) if (spec_ctx or config_ctx) else 2048
-        return {"engine": "transformers", "device": self.device, "context_length": self.context_length,
-                "dtype": str(next(self.model.parameters()).dtype).replace("torch.", "")}
+        self.slots = max(1, int(launch.get("n_parallel") or 1))
+        self.info = {"engine": "transformers", "device": self.device, "context_length": self.context_length,
+                     "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""), "n_parallel": self.slots}
+        return self.info
 
     def warm_up(self) -> None:
         """One forward pass over one token: the first one touches every weight and sets up torch's kernels
@@ -118,6 +126,25 @@ class TransformersBackend(Backend):
         token = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else 0
         with torch.inference_mode():
             self.model(input_ids=torch.tensor([[token]], device=self.device), use_cache=True, **self.step_kwargs)
+        self._start_batching()
+
+    def _start_batching(self) -> None:
+        """transformers' continuous batching for this model, once it has run once directly; a model it cannot
+        batch is served one request at a time, and `describe` says why (`batching`)."""
+        from xitui.backends.transformers_batch import TorchBatchEngine
+
+        try:
+            self.engine = TorchBatchEngine(self, self.slots, self._send)
+        except Exception as exc:  # noqa: BLE001 - any model transformers cannot batch: one at a time, said why
+            self.engine = None
+            self.info["batching"] = f"one request at a time ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+            self.info["n_parallel"] = 1
+            return
+        self.info["batching"] = f"continuous (transformers), {self.slots} requests at once"
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        add_special = not (self.bos_token and prompt.startswith(self.bos_token))
+        return self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
 
     def grammar_for(self, constraint: dict[str, Any]) -> str:
         """llguidance's grammar for the form (it reads llama.cpp's GBNF and JSON schemas), checked against
@@ -156,6 +183,10 @@ class TransformersBackend(Backend):
                                                                  n_vocab=self.model.config.vocab_size)
         return self._guide_tokenizer
 
+    def new_guide(self, grammar: str) -> _Guide:
+        """What holds one answer to `grammar` while it is written (its own llguidance matcher)."""
+        return _Guide(self._guide(), grammar)
+
     def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
         import torch
 
@@ -173,7 +204,7 @@ class TransformersBackend(Backend):
         generated: list[int] = []
         emitted = ""
         reason = "length"
-        guide = _Guide(self._guide(), params.grammar) if params.grammar else None
+        guide = self.new_guide(params.grammar) if params.grammar else None
         with torch.inference_mode():
             input_ids = torch.tensor([prompt_ids], device=self.device)
             past = None

@@ -87,9 +87,9 @@ def threads_for(settings: dict[str, Any], envs: dict[str, str] | None = None) ->
 
 def settle_slots(est: Estimate | None, settings: dict[str, Any], reserved_ram: int = 0, reserved_gpu: int = 0,
                  envs: dict[str, str] | None = None) -> Estimate | None:
-    """A llama.cpp launch that names no n_parallel gets the slot count chosen for this machine
+    """A llama.cpp or transformers launch that names no n_parallel gets the slot count chosen for this machine
     (estimate.choose_slots), written into `settings` and the estimate."""
-    if settings.get("engine") != "llama.cpp" or settings.get("n_parallel"):
+    if settings.get("engine") not in ("llama.cpp", "transformers") or settings.get("n_parallel"):
         return est
     cores = threads_for(settings, envs)
     if est is None:  # the files are not here yet: the device and the context decide
@@ -97,7 +97,7 @@ def settle_slots(est: Estimate | None, settings: dict[str, Any], reserved_ram: i
         slots = max(1, min(16, 8 * cores, context // 512))
         settings["n_parallel"] = slots
         return None
-    fit = fit_now(est, "llama.cpp", reserved_ram, reserved_gpu)
+    fit = fit_now(est, settings["engine"], reserved_ram, reserved_gpu)
     free = fit.free_gpu if est.device == "gpu" and fit.free_gpu is not None else fit.free_ram
     slots, reason = choose_slots(est, free, cores)
     settings["n_parallel"] = slots

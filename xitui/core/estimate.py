@@ -27,7 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# imported here, not in the functions that use them: two launches weighed at once on two threads could
+# otherwise import them together and trip the import lock's deadlock check
+from xitui.core.bounded import read_json
 from xitui.core.errors import XituiError
+from xitui.core.inspect.gguf_header import read_header
+from xitui.core.inspect.local import safetensors_parameters
 from xitui.core.units import human_bytes
 
 MIB = 2**20
@@ -154,8 +159,6 @@ def check_fit(est: Estimate, free_ram: int, free_gpu: int | None) -> Fit:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    from xitui.core.bounded import read_json
-
     return read_json(path) or {}
 
 
@@ -192,8 +195,6 @@ def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) 
 
 
 def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool) -> Estimate:
-    from xitui.core.inspect.gguf_header import read_header
-
     header = read_header(path, token_ids=())
     heads = header.arch("attention.head_count")
     embedding = header.arch("embedding_length")
@@ -246,18 +247,24 @@ def choose_slots(est: Estimate, free: int, cores: int) -> tuple[int, str]:
     return slots, "from " + " and ".join(words[w] for w in which)
 
 
+#: Tokens of a page of transformers' paged cache: its continuous batching holds the context's pages and a
+#: partly filled one per request (backends/transformers_batch.py).
+TORCH_PAGE = 256
+
+
 def with_slots(est: Estimate, slots: int, reason: str) -> Estimate:
-    """The estimate with `slots` slots: a logits row of the vocabulary each."""
+    """The estimate with `slots` slots: a logits row of the vocabulary each (llama.cpp), a page of cache each
+    (transformers)."""
     est.slots, est.slots_reason = slots, reason
     est.overhead += slots * est.vocab * 4
+    if est.engine == "transformers":
+        est.kv_cache += slots * TORCH_PAGE * est.kv_per_token
     return est
 
 
 
 def _parameters(folder: Path) -> tuple[int, str]:
     """Parameters from safetensors headers; without those, the weight files' size as float32."""
-    from xitui.core.inspect.local import safetensors_parameters
-
     count = safetensors_parameters(folder)
     if count:
         return count, ""

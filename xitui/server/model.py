@@ -141,7 +141,7 @@ class Model:
         )
         if info.get("context_length"):
             data["context_length"] = info["context_length"]
-        for key in ("n_threads", "kv_cells"):
+        for key in ("n_threads", "kv_cells", "batching"):
             if info.get(key):
                 data[key] = info[key]
         slots = int(info.get("n_parallel") or 1)  # requests a worker decodes together; more wait their turn

@@ -123,7 +123,7 @@ class Worker:
         info = self.backend.load(settings, progress)
         if type(self.backend).warm_up is not Backend.warm_up:
             progress(0.95, "warming up")
-            self.backend.warm_up()
+            self.backend.warm_up()  # (may start the backend's batching engine: it adds to `info`)
         clock.stop()
         info["stages"] = clock.seconds
         if self.family is not None and "chat" in self.family.model_ability:

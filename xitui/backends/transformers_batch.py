@@ -1,0 +1,286 @@
+"""Continuous batching for PyTorch models: transformers' own (its scheduler and paged KV cache, one pool of
+the model's context for all requests), with xitui's sampler as its one logits processor.
+
+transformers' continuous batching samples every request the same way (one `do_sample` for all) and takes
+no per-request logits processor; xitui's requests each have their own temperature, top-k, top-p, seed,
+penalties, grammar and log probabilities. So the manager is made with a single processor of ours
+(`_Picker`): for each row of the batch it finds the request, picks that request's token with its own
+settings (the same code as the one-at-a-time loop: TransformersBackend._penalise/_sample, _Guide) and
+hands back scores where only that token is possible; the manager's multinomial then takes it. Everything
+else (which requests run, prefill chunking, the paged cache, prefix sharing) is transformers'.
+
+Text, stop words, cancellation and the figures are made here from the tokens the manager streams back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from xitui.backends.base import GenerateParams, StopWords
+
+#: Tokens of a page of the paged cache (transformers' default; core/estimate.py counts it as TORCH_PAGE).
+PAGE = 256
+#: Prompt tokens decoded per step, over all newcomers.
+BATCH_TOKENS = 512
+
+
+@dataclass(eq=False)
+class Request:
+    """One request in the manager: its settings, what it was sent, and the picker's state for it."""
+
+    rid: Any
+    key: str
+    params: GenerateParams
+    prompt: list[int]
+    stop: StopWords
+    stop_ids: set[int]
+    generator: Any = None
+    guide: Any = None
+    #: Tokens picked so far (the penalties read them), and how many of them have been turned into text.
+    picked: list[int] = field(default_factory=list)
+    seen: int = 0
+    emitted: str = ""
+    #: Log probabilities of the picked tokens (when the request asks for them), and how many were sent.
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    logprobs_sent: int = 0
+    #: The grammar's form is complete: the answer ends after this many tokens.
+    complete_at: int | None = None
+    started: float = field(default_factory=time.perf_counter)
+    first: float | None = None
+    ended: bool = False
+
+
+class TorchBatchEngine:
+    """Owns transformers' continuous-batching manager for one model; `send(rid, message)` delivers pieces of
+    text and the final `done`, as the llama.cpp batch engine does."""
+
+    def __init__(self, backend: Any, slots: int, send: Any):
+        import torch
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        self.backend = backend
+        self.send = send
+        self.slots_total = slots
+        self.requests: dict[str, Request] = {}
+        self.by_rid: dict[Any, Request] = {}
+        self.cancelled: set[Any] = set()
+        self._ids = iter(range(1, 1 << 62))
+        self._lock = threading.Lock()
+        model = backend.model
+        picker = _make_processor_class()(self)
+        # the manager builds its processors from the model; ours is the only one it gets
+        own = model._get_logits_processor
+        model._get_logits_processor = lambda config: _processor_list([picker])
+        try:
+            config = GenerationConfig(do_sample=True, max_new_tokens=backend.context_length, eos_token_id=-1)
+            blocks = -(-backend.context_length // PAGE) + slots  # the context, and a partial page per request
+            self.manager = model.init_continuous_batching(
+                generation_config=config,
+                continuous_batching_config=ContinuousBatchingConfig(
+                    page_size=PAGE, num_blocks=blocks, max_batch_tokens=BATCH_TOKENS, max_requests_per_batch=slots,
+                    use_cuda_graph=False, scheduler_type="fifo"),
+            )
+        finally:
+            model._get_logits_processor = own
+        self.manager.logit_processor.tensors_required = 1  # ours takes one (unused) row of arguments
+        self.manager.start()
+        self.torch = torch
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def submit(self, rid: Any, prompt: list[int], params: GenerateParams, stop_ids: set[int]) -> None:
+        from xitui.backends.base import token_budget
+
+        backend = self.backend
+        budget = token_budget(len(prompt), backend.context_length, params.max_tokens)
+        req = Request(rid=rid, key=f"r{next(self._ids)}", params=params, prompt=prompt,
+                      stop=StopWords(params.stop), stop_ids=stop_ids)
+        if params.seed is not None:
+            req.generator = self.torch.Generator(device=backend.device).manual_seed(int(params.seed))
+        if params.grammar:
+            req.guide = backend.new_guide(params.grammar)
+        stop_ids = set(stop_ids) | (set() if params.ignore_eos else backend.eos_ids)
+        req.stop_ids = stop_ids
+        with self._lock:
+            self.requests[req.key] = req
+            self.by_rid[rid] = req
+        eos = sorted(stop_ids) or [-1]
+        self.manager.add_request(prompt, request_id=req.key, max_new_tokens=budget, streaming=True,
+                                 eos_token_id=eos)
+
+    def cancel(self, rid: Any) -> None:
+        self.cancelled.add(rid)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.requests)
+
+    def counts(self) -> dict[str, int]:
+        return {"running": len(self.requests), "slots": self.slots_total}
+
+    def fail_all(self, message: str) -> None:
+        for req in list(self.requests.values()):
+            self._end(req)
+            self.send(req.rid, {"error": message, "status": 500})
+
+    # --- the stream back ---------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Deliver what the manager produced (waits up to 20 ms for it); end cancelled requests."""
+        for rid in list(self.cancelled):
+            req = self.by_rid.get(rid)
+            self.cancelled.discard(rid)
+            if req is not None and not req.ended:
+                self.manager.cancel_request(req.key)
+                self._end(req)
+        fatal = self.manager.background_thread_status.fatal_error
+        if fatal is not None:
+            self.fail_all(f"the model failed: {type(fatal).__name__}: {fatal}")
+            raise RuntimeError("transformers' batching loop stopped") from fatal
+        output = self.manager.get_result(timeout=0.02)
+        while output is not None:
+            req = self.requests.get(output.request_id)
+            if req is not None and not req.ended:
+                self._take(req, output)
+            output = self.manager.get_result(timeout=0)
+
+    def _take(self, req: Request, output: Any) -> None:
+        tokens = output.generated_tokens
+        tok = self.backend.tokenizer
+        reason, by_word = None, False
+        while req.seen < len(tokens):
+            token = tokens[req.seen]
+            req.seen += 1
+            if req.first is None:
+                req.first = time.perf_counter()
+            if token in req.stop_ids:
+                reason = "stop"
+                break
+            text = tok.decode(tokens[:req.seen], skip_special_tokens=True)
+            if not text.endswith("\ufffd"):  # a character split across tokens waits for its rest
+                piece, by_word = req.stop.feed(text[len(req.emitted):])
+                req.emitted = text
+                if piece:
+                    self.send(req.rid, self._piece(req, piece, req.seen))
+            if by_word or (req.complete_at is not None and req.seen >= req.complete_at):
+                reason = "stop"
+                break
+        if reason is None and output.is_finished():
+            reason = "error" if output.error else "length"
+        if reason is None:
+            return
+        if not output.is_finished():
+            self.manager.cancel_request(req.key)
+        self._end(req)
+        if reason == "error":
+            self.send(req.rid, {"error": f"the model failed: {output.error}", "status": 500})
+            return
+        generated = req.seen
+        shown = generated - 1 if generated and tokens[generated - 1] in req.stop_ids else generated  # the end: no token
+        rest = "" if by_word else req.stop.flush()
+        if rest or (req.params.logprobs is not None and req.logprobs_sent < shown):
+            self.send(req.rid, self._piece(req, rest, shown))
+        end = time.perf_counter()
+        ttft = (req.first or end) - req.started
+        decode = end - (req.first or end)
+        self.send(req.rid, {"done": {
+            "finish_reason": reason,
+            "usage": {"prompt_tokens": len(req.prompt), "completion_tokens": generated,
+                      "total_tokens": len(req.prompt) + generated},
+            "ttft": ttft, "tokens_per_s": (generated - 1) / decode if decode > 0 and generated > 1 else 0.0}})
+
+    def _piece(self, req: Request, text: str, upto: int) -> dict[str, Any]:
+        """A piece of the answer, with the log probabilities of its tokens up to `upto` when asked for."""
+        if req.params.logprobs is None:
+            return {"text": text}
+        given = req.logprobs[req.logprobs_sent:upto]
+        req.logprobs_sent += len(given)
+        return {"text": text, "logprobs": given}
+
+    def _end(self, req: Request) -> None:
+        req.ended = True
+        with self._lock:
+            self.requests.pop(req.key, None)
+            self.by_rid.pop(req.rid, None)
+
+
+class _Picker:
+    """The manager's logits processor: each row's token picked with its own request's settings."""
+
+    def __init__(self, engine: TorchBatchEngine):
+        self.engine = engine
+        self.rows: list[str] = []
+
+    def pick(self, req: Request, logits: Any) -> int:
+        backend = self.engine.backend
+        params = req.params
+        raw = logits
+        logits = backend._penalise(logits, params, req.prompt, req.picked)
+        if req.guide is not None:
+            if req.complete_at is not None:  # the form is complete: the answer ends here whatever comes
+                return int(raw.argmax())
+            logits = req.guide.allowed(logits)
+        token = backend._sample(logits, params, req.generator)
+        if params.logprobs is not None:
+            req.logprobs.append(_logprob(backend.tokenizer, raw, token, params.logprobs))
+        req.picked.append(token)
+        if req.guide is not None and req.guide.took(token):
+            req.complete_at = len(req.picked)
+        return token
+
+
+def _processor_list(processors: list[Any]) -> Any:
+    from transformers import LogitsProcessorList
+
+    return LogitsProcessorList(processors)
+
+
+def _logprob(tokenizer: Any, logits: Any, token: int, alternatives: int) -> dict[str, Any]:
+    """OpenAI's entry for one token: its text, bytes and log probability under the model (before any
+    sampling setting), and the `alternatives` likeliest tokens."""
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+
+    def entry(tok: int) -> dict[str, Any]:
+        text = tokenizer.decode([tok])
+        return {"token": text, "bytes": list(text.encode("utf-8")), "logprob": float(logp[tok])}
+
+    found = entry(token)
+    found["top_logprobs"] = [entry(int(t)) for t in torch.topk(logp, alternatives).indices] if alternatives else []
+    return found
+
+
+def _make_processor_class() -> Any:
+    """_Picker as transformers' continuous-batching processor (its base class imports torch)."""
+    from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
+
+    class Picker(ContinuousBatchingLogitsProcessor, _Picker):
+        supported_kwargs: dict[str, type] = {}
+        ignored_kwargs: tuple[str, ...] = ()
+
+        def fill_defaults(self, int32_tensor: Any) -> None:
+            int32_tensor.fill_(0)
+
+        def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> Any:
+            import torch
+
+            self.rows = [r.state.request_id for r in requests_with_new_token]
+            return torch.zeros(len(self.rows), dtype=torch.int32)
+
+        def __call__(self, scores: Any, tensor_arg: Any) -> Any:
+            import torch
+
+            out = torch.full_like(scores, float("-inf"))
+            requests = self.engine.requests
+            for i in range(scores.size(0)):
+                req = requests.get(self.rows[i]) if i < len(self.rows) else None
+                token = self.pick(req, scores[i]) if req is not None and not req.ended else int(scores[i].argmax())
+                out[i, token] = 0.0
+            return out
+
+    return Picker
