@@ -140,7 +140,8 @@ class TransformersBackend(Backend):
             self.info["batching"] = f"one request at a time ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
             self.info["n_parallel"] = 1
             return
-        self.info["batching"] = f"continuous (transformers), {self.slots} requests at once"
+        many = "s" if self.slots > 1 else ""
+        self.info["batching"] = f"continuous (transformers), {self.slots} request{many} at once"
 
     def prompt_tokens(self, prompt: str) -> list[int]:
         add_special = not (self.bos_token and prompt.startswith(self.bos_token))

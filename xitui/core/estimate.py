@@ -181,9 +181,6 @@ def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) 
     context = settings.get("context_length")
     if engine == "llama.cpp":
         est = _gguf(Path(path), context, settings.get("n_gpu_layers"), gpu)
-        slots = settings.get("n_parallel")
-        if slots:
-            est.slots, est.slots_reason = int(slots), "asked for"
     elif engine == "transformers":
         est = _pytorch(Path(path), context, settings.get("quantization") or "none", gpu)
     else:
@@ -191,6 +188,8 @@ def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) 
     est.replicas = max(1, int(replicas))
     if est.device == "gpu":
         est.gpu_runtime = CUDA_RUNTIME[engine]
+    if engine in ("llama.cpp", "transformers") and settings.get("n_parallel"):
+        with_slots(est, int(settings["n_parallel"]), "asked for")
     return est
 
 
