@@ -255,8 +255,50 @@ def main() -> None:
             print(f"estimate {est / 2**20:.0f} MiB, RSS with {streams} running {peak / 2**20:.0f} MiB: "
                   f"{(est - peak) / peak * 100:+.0f} % (target within 15 %)")
         client.terminate_model("batched")
+        if not args.skip_pytorch:
+            pytorch(server.url, args.tokens, args.rounds)
     finally:
         server.stop()
+
+
+def pytorch(url: str, tokens: int, rounds: int) -> None:
+    """The PyTorch test model: one stream against `model.generate` in this process, four streams against one,
+    the estimate against RSS."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests import model_files
+    from tests.server.conftest import pytorch_spec
+    from xitui.backends.device import set_torch_threads
+    from xitui.client import Client
+
+    folder = model_files.gemma_pt_dir()
+    client = Client(url)
+    client.register_model("LLM", pytorch_spec("bench-pt", folder))
+    client.launch_model(model_name="bench-pt", model_uid="pt", quantization="none")
+    desc = client.describe_model("pt")
+    set_torch_threads()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    ids = tokenizer(PROMPTS[0], return_tensors="pt")["input_ids"]
+    direct_rates, one, four = [], [], []
+    for _ in range(rounds):
+        begin = time.perf_counter()
+        model.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+        direct_rates.append(tokens / (time.perf_counter() - begin))
+        one.append(served(url, "pt", 1, tokens)[0])
+        four.append(served(url, "pt", 4, tokens)[0])
+    del model
+    d, o, f = (statistics.median(x) for x in (direct_rates, one, four))
+    print(f"PyTorch test model (Gemma 3 270M, float32), {desc.get('batching')}, {tokens} tokens per stream")
+    print(f"one stream: direct generate {d:.1f} tok/s, xitui {o:.1f} tok/s: {o / d:.2f} x (target >= 0.97)")
+    print(f"four streams: {f:.1f} tok/s: {f / o:.2f} x one stream (target >= 1.6)")
+    est = client.describe_model("pt")["estimate"]["ram"]
+    for streams in (1, 4, 8):
+        peak = rss_while(url, "pt", streams, tokens=48)
+        print(f"estimate {est / 2**20:.0f} MiB, RSS with {streams} running {peak / 2**20:.0f} MiB: "
+              f"{(est - peak) / peak * 100:+.0f} % (target within 15 %)")
+    client.terminate_model("pt")
 
 
 if __name__ == "__main__":

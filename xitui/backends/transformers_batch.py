@@ -6,7 +6,7 @@ no per-request logits processor; xitui's requests each have their own temperatur
 penalties, grammar and log probabilities. So the manager is made with a single processor of ours
 (`_Picker`): for each row of the batch it finds the request, picks that request's token with its own
 settings (the same code as the one-at-a-time loop: TransformersBackend._penalise/_sample, _Guide) and
-hands back scores where only that token is possible; the manager's multinomial then takes it. Everything
+hands back scores where only that token is possible; the manager's argmax then takes it. Everything
 else (which requests run, prefill chunking, the paged cache, prefix sharing) is transformers'.
 
 Text, stop words, cancellation and the figures are made here from the tokens the manager streams back.
@@ -76,7 +76,8 @@ class TorchBatchEngine:
         own = model._get_logits_processor
         model._get_logits_processor = lambda config: _processor_list([picker])
         try:
-            config = GenerationConfig(do_sample=True, max_new_tokens=backend.context_length, eos_token_id=-1)
+            # do_sample off: the manager takes each row's likeliest token, the one ours left possible
+            config = GenerationConfig(do_sample=False, max_new_tokens=backend.context_length, eos_token_id=-1)
             blocks = -(-backend.context_length // PAGE) + slots  # the context, and a partial page per request
             self.manager = model.init_continuous_batching(
                 generation_config=config,
@@ -138,9 +139,9 @@ class TorchBatchEngine:
                 self.manager.cancel_request(req.key)
                 self._end(req)
         fatal = self.manager.background_thread_status.fatal_error
-        if fatal is not None:
+        if fatal is not None:  # its loop is gone: fail what it held and end the worker (the server sees it die)
             self.fail_all(f"the model failed: {type(fatal).__name__}: {fatal}")
-            raise RuntimeError("transformers' batching loop stopped") from fatal
+            raise SystemExit(f"transformers' batching loop stopped: {fatal}")
         output = self.manager.get_result(timeout=0.02)
         while output is not None:
             req = self.requests.get(output.request_id)
@@ -273,14 +274,14 @@ def _make_processor_class() -> Any:
             return torch.zeros(len(self.rows), dtype=torch.int32)
 
         def __call__(self, scores: Any, tensor_arg: Any) -> Any:
-            import torch
 
-            out = torch.full_like(scores, float("-inf"))
             requests = self.engine.requests
             for i in range(scores.size(0)):
                 req = requests.get(self.rows[i]) if i < len(self.rows) else None
-                token = self.pick(req, scores[i]) if req is not None and not req.ended else int(scores[i].argmax())
-                out[i, token] = 0.0
-            return out
+                if req is not None and not req.ended:
+                    token = self.pick(req, scores[i])
+                    scores[i].fill_(float("-inf"))
+                    scores[i, token] = 0.0
+            return scores
 
     return Picker
