@@ -102,8 +102,6 @@ class BatchEngine:
         self.pool = int(llama_cpp.llama_n_ctx(self.ctx))
         self.slot_context = min(context, self.pool)
         self._admitted = itertools.count()
-        #: Requests put back to wait for room, since launch (describe's metrics).
-        self.preemptions = 0
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS + slots, 0, 1)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
         #: Sliding-window attention span (gemma-3: 512; 0 without one), for what a reused cache must hold.
@@ -134,10 +132,6 @@ class BatchEngine:
     def busy(self) -> bool:
         return bool(self.running or self.queue)
 
-    def counts(self) -> dict[str, int]:
-        return {"running": len(self.running), "queued": len(self.queue), "slots": self.slots_total,
-                "kv_cells": self.pool, "kv_used": self._used(), "preempted": self.preemptions}
-
     # --- space in the pool -----------------------------------------------------------------------
 
     def _used(self) -> int:
@@ -165,7 +159,6 @@ class BatchEngine:
         self.cached[slot.seq] = []
         self.free.append(slot.seq)
         self.queue.appendleft(slot)
-        self.preemptions += 1
         slot.preempted += 1
 
     def _grammar(self, params: GenerateParams) -> Any:
@@ -217,7 +210,7 @@ class BatchEngine:
                     self.cancelled.discard(item.rid)
                     continue
                 seq = min(self.free)
-                if not self._make_room(len(item.feed) + 1, keep=None):
+                if not self._make_room(len(item.feed) + 1):
                     return
                 self.queue.popleft()
                 self.free.remove(seq)

@@ -14,7 +14,6 @@ Text, stop words, cancellation and the figures are made here from the tokens the
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +49,6 @@ class Request:
     complete_at: int | None = None
     started: float = field(default_factory=time.perf_counter)
     first: float | None = None
-    ended: bool = False
 
 
 class TorchBatchEngine:
@@ -64,12 +62,10 @@ class TorchBatchEngine:
 
         self.backend = backend
         self.send = send
-        self.slots_total = slots
+        #: Running requests by the manager's id for them (`_key`); the picker reads this from the manager's
+        #: thread (one dict lookup or update at a time: atomic in CPython, no lock needed).
         self.requests: dict[str, Request] = {}
-        self.by_rid: dict[Any, Request] = {}
         self.cancelled: set[Any] = set()
-        self._ids = iter(range(1, 1 << 62))
-        self._lock = threading.Lock()
         model = backend.model
         picker = _make_processor_class()(self)
         # the manager builds its processors from the model; ours is the only one it gets
@@ -98,7 +94,7 @@ class TorchBatchEngine:
 
         backend = self.backend
         budget = token_budget(len(prompt), backend.context_length, params.max_tokens)
-        req = Request(rid=rid, key=f"r{next(self._ids)}", params=params, prompt=prompt,
+        req = Request(rid=rid, key=_key(rid), params=params, prompt=prompt,
                       stop=StopWords(params.stop), stop_ids=stop_ids)
         if params.seed is not None:
             req.generator = self.torch.Generator(device=backend.device).manual_seed(int(params.seed))
@@ -106,9 +102,7 @@ class TorchBatchEngine:
             req.guide = backend.new_guide(params.grammar)
         stop_ids = set(stop_ids) | (set() if params.ignore_eos else backend.eos_ids)
         req.stop_ids = stop_ids
-        with self._lock:
-            self.requests[req.key] = req
-            self.by_rid[rid] = req
+        self.requests[req.key] = req
         eos = sorted(stop_ids) or [-1]
         self.manager.add_request(prompt, request_id=req.key, max_new_tokens=budget, streaming=True,
                                  eos_token_id=eos)
@@ -120,9 +114,6 @@ class TorchBatchEngine:
     def busy(self) -> bool:
         return bool(self.requests)
 
-    def counts(self) -> dict[str, int]:
-        return {"running": len(self.requests), "slots": self.slots_total}
-
     def fail_all(self, message: str) -> None:
         for req in list(self.requests.values()):
             self._end(req)
@@ -133,9 +124,9 @@ class TorchBatchEngine:
     def step(self) -> None:
         """Deliver what the manager produced (waits up to 20 ms for it); end cancelled requests."""
         for rid in list(self.cancelled):
-            req = self.by_rid.get(rid)
+            req = self.requests.get(_key(rid))
             self.cancelled.discard(rid)
-            if req is not None and not req.ended:
+            if req is not None:
                 self.manager.cancel_request(req.key)
                 self._end(req)
         fatal = self.manager.background_thread_status.fatal_error
@@ -145,7 +136,7 @@ class TorchBatchEngine:
         output = self.manager.get_result(timeout=0.02)
         while output is not None:
             req = self.requests.get(output.request_id)
-            if req is not None and not req.ended:
+            if req is not None:  # (outputs still queued for a request that ended are dropped)
                 self._take(req, output)
             output = self.manager.get_result(timeout=0)
 
@@ -203,10 +194,7 @@ class TorchBatchEngine:
         return {"text": text, "logprobs": given}
 
     def _end(self, req: Request) -> None:
-        req.ended = True
-        with self._lock:
-            self.requests.pop(req.key, None)
-            self.by_rid.pop(req.rid, None)
+        self.requests.pop(req.key, None)
 
 
 class _Picker:
@@ -232,6 +220,11 @@ class _Picker:
         if req.guide is not None and req.guide.took(token):
             req.complete_at = len(req.picked)
         return token
+
+
+def _key(rid: Any) -> str:
+    """The manager's id for a worker request."""
+    return f"r{rid}"
 
 
 def _processor_list(processors: list[Any]) -> Any:
@@ -278,7 +271,7 @@ def _make_processor_class() -> Any:
             requests = self.engine.requests
             for i in range(scores.size(0)):
                 req = requests.get(self.rows[i]) if i < len(self.rows) else None
-                if req is not None and not req.ended:
+                if req is not None:
                     token = self.pick(req, scores[i])
                     scores[i].fill_(float("-inf"))
                     scores[i, token] = 0.0

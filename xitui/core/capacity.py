@@ -93,12 +93,11 @@ def settle_slots(est: Estimate | None, settings: dict[str, Any], reserved_ram: i
         return est
     cores = threads_for(settings, envs)
     if est is None:  # the files are not here yet: the device and the context decide
-        context = int(settings.get("context_length") or 0) or 512
-        slots = max(1, min(16, 8 * cores, context // 512))
-        settings["n_parallel"] = slots
+        settings["n_parallel"] = choose_slots(settings.get("context_length"), cores)[0]
         return None
     fit = fit_now(est, settings["engine"], reserved_ram, reserved_gpu)
     free = fit.free_gpu if est.device == "gpu" and fit.free_gpu is not None else fit.free_ram
-    slots, reason = choose_slots(est, free, cores)
+    need = est.gpu if est.device == "gpu" else est.ram
+    slots, reason = choose_slots(est.context_length, cores, est.device, free - need, est.vocab * 4)
     settings["n_parallel"] = slots
     return with_slots(est, slots, reason)

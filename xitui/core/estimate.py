@@ -228,22 +228,20 @@ TOKENS_PER_SLOT = 512
 MAX_SLOTS = {"cpu": 16, "gpu": 32}
 
 
-def choose_slots(est: Estimate, free: int, cores: int) -> tuple[int, str]:
-    """Slots for a llama.cpp launch that names no n_parallel, as Ollama picks its parallel count: as many as
-    the device batches well (8 per core on a CPU, up to MAX_SLOTS), no more than the shared cache holds
-    requests of TOKENS_PER_SLOT tokens, and no more than the memory left after the launch gives a logits row
-    each. Returns the count and why, in words for describe and the launch line."""
-    limits = {"device": MAX_SLOTS[est.device] if est.device == "gpu" else min(MAX_SLOTS["cpu"], 8 * max(1, cores))}
-    limits["cache"] = max(1, (est.context_length or TOKENS_PER_SLOT) // TOKENS_PER_SLOT)
-    row = est.vocab * 4
-    if row:
-        spare = free - (est.gpu if est.device == "gpu" else est.ram)
-        limits["memory"] = max(1, spare // row) if spare > 0 else 1
-    slots = max(1, min(limits.values()))
-    which = [name for name, limit in limits.items() if limit == slots]
-    words = {"device": f"{cores} cores" if est.device == "cpu" else "a GPU",
-             "cache": f"{est.context_length} cached tokens / {TOKENS_PER_SLOT}", "memory": "free memory"}
-    return slots, "from " + " and ".join(words[w] for w in which)
+def choose_slots(context: int | None, cores: int, device: str = "cpu", spare: int | None = None,
+                 row: int = 0) -> tuple[int, str]:
+    """Slots for a launch that names no n_parallel, as Ollama picks its parallel count: as many as the device
+    batches well (8 per core on a CPU, up to MAX_SLOTS), no more than the shared cache (`context` tokens)
+    holds requests of TOKENS_PER_SLOT tokens, and no more than the memory `spare` after the launch gives a
+    logits row (`row` bytes) each. Returns the count and why, in words for describe and the launch line."""
+    limits = {"device": MAX_SLOTS["gpu"] if device == "gpu" else min(MAX_SLOTS["cpu"], 8 * max(1, cores)),
+              "cache": max(1, (context or TOKENS_PER_SLOT) // TOKENS_PER_SLOT)}
+    if row and spare is not None:
+        limits["memory"] = max(1, spare // row)
+    slots = min(limits.values())
+    words = {"device": f"{cores} cores" if device == "cpu" else "a GPU",
+             "cache": f"{context} cached tokens / {TOKENS_PER_SLOT}", "memory": "free memory"}
+    return slots, "from " + " and ".join(words[name] for name, limit in limits.items() if limit == slots)
 
 
 #: Tokens of a page of transformers' paged cache: its continuous batching holds the context's pages and a

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from xitui.core import capacity
+from xitui.core import capacity, machine
 from xitui.core.config import WARM_ENGINES
 from xitui.core.errors import LaunchError, ModelFailedError, NotFoundError, XituiError
 from xitui.core.estimate import Estimate, InsufficientMemoryError, estimate
@@ -65,13 +65,7 @@ def _replica_envs(settings: dict[str, Any], envs: dict[str, str], replicas: int)
 
 def _threads_each(replicas: int) -> int:
     """Physical cores shared out between replicas: more threads than cores slows every one of them."""
-    try:
-        import psutil
-
-        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except Exception:  # psutil cannot read the topology in some sandboxes
-        cores = os.cpu_count() or 1
-    return max(1, cores // replicas)
+    return max(1, machine.physical_cores() // replicas)
 
 
 class Supervisor:
@@ -125,24 +119,24 @@ class Supervisor:
             plan.options["n_parallel"] = self.default_parallel
         return plan
 
-    async def _weigh(self, settings: dict[str, Any], replicas: int) -> Estimate | None:
-        """The launch's memory estimate, from the headers of the files its spec names: off the event loop,
+    async def _weigh(self, settings: dict[str, Any], replicas: int, envs: dict[str, str]) -> Estimate | None:
+        """The launch's memory estimate, from the headers of the files its spec names, with the slot count
+        chosen for this machine when the launch names none (written into `settings`): off the event loop,
         outside the launch lock (a slow read holds up no other launch), within READ_TIMEOUT."""
         gpu = await asyncio.to_thread(capacity.on_gpu, settings)
         try:
-            return await asyncio.wait_for(asyncio.to_thread(estimate, settings, gpu=gpu, replicas=replicas),
-                                          READ_TIMEOUT)
+            est = await asyncio.wait_for(asyncio.to_thread(estimate, settings, gpu=gpu, replicas=replicas),
+                                         READ_TIMEOUT)
         except asyncio.TimeoutError:
             raise LaunchError(f"reading the model's file headers took longer than {READ_TIMEOUT:.0f} s "
                               "(a slow or stuck disk?)") from None
+        return await asyncio.to_thread(capacity.settle_slots, est, settings, *self._reserved(), envs)
 
     async def estimate(self, body: LaunchBody) -> dict[str, Any]:
         """What `launch --estimate-only` shows: the estimate and how it fits, launching nothing."""
         plan = await asyncio.to_thread(self._plan, body.request())
         settings = plan.worker_settings()
-        est = await self._weigh(settings, body.replica)
-        est = await asyncio.to_thread(capacity.settle_slots, est, settings, *self._reserved(),
-                                      _replica_envs(settings, plan.envs, body.replica))
+        est = await self._weigh(settings, body.replica, _replica_envs(settings, plan.envs, body.replica))
         if est is None:
             return {"model_name": plan.model_name, "estimate": None, "fits": None,
                     "reason": "the model's files are not on this machine yet (they are downloaded or assembled "
@@ -165,9 +159,8 @@ class Supervisor:
         uid = check_uid(request.get("model_uid") or plan.model_name)
         settings = plan.worker_settings()
         self._refuse_running(uid)
-        est = await self._weigh(settings, replicas)
-        est = await asyncio.to_thread(capacity.settle_slots, est, settings, *self._reserved(),
-                                      _replica_envs(settings, plan.envs, replicas))
+        envs = _replica_envs(settings, plan.envs, replicas)
+        est = await self._weigh(settings, replicas, envs)
         async with self._lock:
             self._refuse_running(uid)
             old = self.models.get(uid)
@@ -181,7 +174,6 @@ class Supervisor:
             self.unloaded.pop(uid, None)
             model = Model(uid=uid, plan=plan, request=dict(request), replicas=[], ttl=ttl, restore=restore,
                           estimate=est)
-            envs = _replica_envs(settings, plan.envs, replicas)
             logs = self.home / "logs"
             try:
                 for index in range(replicas):
