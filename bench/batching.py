@@ -12,6 +12,8 @@ one KV cache of the model's context shared by them) and with `--n-parallel 1`:
   and as a multiple of one stream (issue 23: 8 streams >= 2.0 x, 16 >= 2.4 x); time to first token at 8;
 - 32 concurrent streams of different lengths, a quarter of them hung up early: none fails, every answer
   goes on counting from its own prompt's numbers (a stream mixed with another's cells would not);
+- finished answers must not slow the others: a lone stream after 8 answers ended, their cells left in the
+  shared cache (attention covers every cell up to the highest in use) vs moved out as the engine does;
 - the fit estimate beside the worker's RSS while 1, 4 and 8 requests run (issue 23: within 15 %).
 
 Then the PyTorch test model (transformers engine): aggregate tokens/s at 1 and 4 streams through the server
@@ -86,6 +88,46 @@ def direct(llm: object, streams: int, tokens: int) -> float:
     L.llama_batch_free(batch)
     L.llama_free(ctx)
     return streams * tokens / elapsed
+
+
+def after_finished(llm: object, threads: int, rounds: int) -> dict[str, float]:
+    """A lone stream's tokens/s (128 tokens) on the batch engine in this process, 16 slots sharing the model's
+    8192-token cache: on a fresh engine; after 8 answers of 200-550 tokens finished with their cells left in
+    the shared cache (what the engine did before: idle sequences keep their prompts in place); and after the
+    same 8 with the engine as it is (finished answers' cells moved to host memory while others run, the last
+    one moved to the start of the cache)."""
+    from xitui.backends.base import GenerateParams
+    from xitui.backends.llamacpp_batch import BatchEngine
+
+    def lone(engine: BatchEngine) -> float:
+        times: list[float] = []
+        engine.send = lambda rid, msg: times.append(time.perf_counter()) if "text" in msg else None
+        engine.submit("lone", llm.tokenize(PROMPTS[0].encode()),  # type: ignore[attr-defined]
+                      GenerateParams(max_tokens=128, temperature=0.0, ignore_eos=True), set())
+        while engine.busy:
+            engine.step()
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def burst(engine: BatchEngine) -> None:
+        engine.send = lambda rid, msg: None
+        for i, prompt in enumerate(PROMPTS[:8]):
+            engine.submit(i, llm.tokenize(prompt.encode()),  # type: ignore[attr-defined]
+                          GenerateParams(max_tokens=200 + 50 * i, temperature=0.0, ignore_eos=True), set())
+        while engine.busy:
+            engine.step()
+
+    found: dict[str, list[float]] = {"fresh": [], "left in the cache": [], "xitui": []}
+    for _ in range(rounds):
+        for kind in found:
+            engine = BatchEngine(llm, 16, 8192, threads, lambda rid, msg: None)
+            if kind == "left in the cache":
+                engine._keep = lambda seq, tokens: None  # type: ignore[method-assign]
+                engine._start_over = lambda last: None  # type: ignore[method-assign]
+            if kind != "fresh":
+                burst(engine)
+            found[kind].append(lone(engine))
+            engine.L.llama_free(engine.ctx)
+    return {kind: statistics.median(rates) for kind, rates in found.items()}
 
 
 def served(url: str, uid: str, streams: int, tokens: int, chat: bool = False) -> tuple[float, list[float]]:
@@ -249,6 +291,10 @@ def main() -> None:
         print(f"32 streams of 40-257 tokens, 8 hung up: {failed} failed, {right} of {checked} finished answers "
               "went on counting from their own numbers (target: 0 failed, all)")
         print(f"  (put back to wait for room in the cache: {client.describe_model('batched')['metrics']['preempted']})")
+        rates = after_finished(llm, threads, args.rounds)
+        print("a lone stream after 8 answers of 200-550 tokens ended (in process, 16 slots, 8192 cells): "
+              + ", ".join(f"{kind} {rate:.1f} tok/s" for kind, rate in rates.items())
+              + f": {rates['xitui'] / rates['fresh']:.2f} x fresh")
         est = client.describe_model("batched")["estimate"]["ram"]
         for streams in (1, 4, 8):
             peak = rss_while(server.url, "batched", streams)

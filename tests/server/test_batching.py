@@ -205,3 +205,34 @@ def test_the_config_sets_the_default_slots(tmp_path: Path, gguf_path: Path) -> N
         assert client.describe_model("configured")["estimate"]["slots"] == 2
     finally:
         srv.stop()
+
+
+def test_a_chat_turn_while_others_run_gets_its_cells_back(server: ServerProcess, gguf_path: Path) -> None:
+    """A finished answer's cells leave the shared cache while other streams run (they would slow every one of
+    them) and are copied back for a prompt that starts with them: the next turn skips those tokens (OpenAI's
+    cached_tokens says how many) and the model sees what it would see alone: its first token's likeliest
+    choices and their log probabilities are llama-cpp-python's (within the 0.2 that a batch's arithmetic moves
+    them, kept or decoded again; cells put back at wrong positions or from another sequence change them
+    entirely)."""
+    import llama_cpp
+
+    client = launched(server, gguf_path, "kept", n_parallel=4)
+    model = client.get_model("kept")
+    other = model.generate(PROMPTS[2], {"max_tokens": 600, "temperature": 0, "ignore_eos": True, "stream": True})
+    next(other)  # a long answer runs through both turns below
+    first = model.generate(PROMPTS[0], {"max_tokens": 32, "temperature": 0})
+    before = PROMPTS[0] + first["choices"][0]["text"]
+    second = model.generate(before + " And then", {"max_tokens": 8, "temperature": 0, "logprobs": 3})
+    assert client.describe_model("kept")["metrics"]["in_flight"] == 1, "the long answer ended too soon"
+    direct = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=2048, n_threads=2, verbose=False, logits_all=True)
+    expected = direct.create_completion(before + " And then", max_tokens=1, temperature=0,
+                                        logprobs=3)["choices"][0]["logprobs"]["top_logprobs"][0]
+    written = len(direct.tokenize(before.encode()))
+    del direct
+    got = second["choices"][0]["logprobs"]["top_logprobs"][0]
+    assert max(got, key=got.get) == max(expected, key=expected.get) and set(got) == set(expected)
+    assert all(abs(got[token] - expected[token]) < 0.3 for token in got), (got, expected)
+    cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert written - 3 <= cached < second["usage"]["prompt_tokens"], second["usage"]
+    assert sum(1 for _ in other) > 100
+    client.terminate_model("kept")

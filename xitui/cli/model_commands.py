@@ -107,8 +107,9 @@ def estimate_text(found: dict[str, Any]) -> str:
              + (f", context {est['context_length']} tokens" if est.get("context_length") else "")
              + (f", {est['replicas']} replicas" if est["replicas"] > 1 else "")
              + (f", {est['slots']} slots ({est['slots_reason']})" if est.get("slots_reason") else "") + ")"]
-    parts = [("weights", est["weights"]), ("KV cache", est["kv_cache"]), ("overhead", est["overhead"]),
-             ("runtime", est["runtime"])] + ([("CUDA", est["gpu_runtime"])] if est.get("gpu_runtime") else [])
+    parts = [("weights", est["weights"]), ("KV cache", est["kv_cache"]), ("kept", est.get("kept")),
+             ("overhead", est["overhead"]), ("runtime", est["runtime"]), ("CUDA", est.get("gpu_runtime"))]
+    parts = [(name, value) for name, value in parts if value or name not in ("kept", "CUDA")]
     lines += [f"  {name:<9} {human_bytes(value):>10}" for name, value in parts]
     lines.append(f"  {'needs':<9} {human_bytes(est['ram']):>10} of memory"
                  + (f", {human_bytes(est['gpu'])} of GPU memory" if est["gpu"] else ""))

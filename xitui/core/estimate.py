@@ -41,6 +41,13 @@ CUDA_RUNTIME = {"llama.cpp": 256 * MIB, "transformers": 512 * MIB, "sentence_tra
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
 
 
+#: Host memory the llama.cpp engine keeps finished answers' cells in, for a next turn that starts with them, as a
+#: share of its KV cache (backends/llamacpp_batch.py: they leave the shared cache while others run).
+KEPT_SHARE = 0.25
+#: ... and no more than this (llama.cpp's server keeps up to 8 GiB of prompts with --cache-ram).
+KEPT_MAX = 2 * 2**30
+
+
 @dataclass
 class Estimate:
     """Bytes a launch needs; `ram` and `gpu` say where (per replica, except weights shared by mmap)."""
@@ -69,8 +76,14 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def kept(self) -> int:
+        """Bytes of finished answers' cells kept in system memory (llama.cpp: KEPT_SHARE of its cache, at most
+        KEPT_MAX)."""
+        return min(int(KEPT_SHARE * self.kv_cache), KEPT_MAX) if self.engine == "llama.cpp" else 0
+
+    @property
     def per_replica(self) -> int:
-        return self.weights + self.kv_cache + self.overhead + self.runtime
+        return self.weights + self.kv_cache + self.kept + self.overhead + self.runtime
 
     @property
     def gpu(self) -> int:
@@ -84,9 +97,9 @@ class Estimate:
         """Bytes the replicas need in system memory."""
         if self.device == "gpu":
             host = int(self.weights * (1 - self.gpu_fraction))
-            return self.replicas * (self.runtime + host)
+            return self.replicas * (self.runtime + host + self.kept)
         weights = self.weights if self.shared_weights else self.replicas * self.weights
-        return weights + self.replicas * (self.kv_cache + self.overhead + self.runtime)
+        return weights + self.replicas * (self.kv_cache + self.kept + self.overhead + self.runtime)
 
     @property
     def total(self) -> int:
@@ -94,7 +107,7 @@ class Estimate:
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(ram=self.ram, gpu=self.gpu, total=self.total, per_replica=self.per_replica)
+        data.update(ram=self.ram, gpu=self.gpu, total=self.total, per_replica=self.per_replica, kept=self.kept)
         return data
 
     def parts_text(self) -> str:
@@ -103,6 +116,8 @@ class Estimate:
             parts.append(f"KV cache {human_bytes(self.kv_cache)} for {self.context_length} tokens"
                          + (f" shared by {self.slots} slots" if self.slots > 1 else "")
                          + (f" ({self.slots_reason})" if self.slots_reason not in ("", "asked for") else ""))
+        if self.kept:
+            parts.append(f"kept prompts {human_bytes(self.kept)}")
         parts.append(f"overhead {human_bytes(self.overhead)}")
         # the parts of what the line's figure counts: GPU memory on a GPU, system memory otherwise
         parts.append(f"CUDA runtime {human_bytes(self.gpu_runtime)}" if self.device == "gpu"
@@ -148,8 +163,10 @@ def check_fit(est: Estimate, free_ram: int, free_gpu: int | None) -> Fit:
     fits = need <= free and (not on_gpu or est.ram <= free_ram)
     largest = None
     if not fits and est.kv_per_token and est.context_length:
-        spare = free - (need - est.replicas * est.kv_cache)
-        tokens = spare // (est.replicas * est.kv_per_token) if spare > 0 else 0
+        # kept prompts grow with the cache, in system memory
+        share = 1 + (KEPT_SHARE if est.engine == "llama.cpp" and not on_gpu else 0)
+        spare = free - (need - est.replicas * (est.kv_cache + (est.kept if share > 1 else 0)))
+        tokens = spare // (est.replicas * est.kv_per_token * share) if spare > 0 else 0
         tokens = min(int(tokens) // 256 * 256, est.context_length)
         largest = tokens if tokens >= 256 else None
     return Fit(est, free_ram, free_gpu, fits, largest)

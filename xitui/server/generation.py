@@ -219,7 +219,11 @@ def _total(usages: list[dict[str, Any]]) -> dict[str, Any]:
     """The usage of a request's choices together: one prompt, every choice's tokens."""
     prompt = usages[0]["prompt_tokens"] if usages else 0
     completion = sum(u["completion_tokens"] for u in usages)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    total: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                             "total_tokens": prompt + completion}
+    if usages and "prompt_tokens_details" in usages[0]:  # the prompt's cells the engine had already
+        total["prompt_tokens_details"] = usages[0]["prompt_tokens_details"]
+    return total
 
 
 def logprobs_field(entries: list[dict[str, Any]], chat: bool) -> dict[str, Any]:
