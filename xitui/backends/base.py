@@ -83,6 +83,29 @@ class StopWords:
         return rest
 
 
+class TextSoFar:
+    """The text of an answer's tokens, a piece per token, decoding a few tokens each time instead of all of
+    them (which costs more with every token of a long answer). As vLLM and TGI do: decode the tokens from a
+    prefix offset, and the new text is what they add to the prefix's own text; a piece that ends inside a
+    character (U+FFFD) waits for the token with its rest."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.tokens: list[int] = []
+        self.prefix = 0
+        self.read = 0
+
+    def add(self, token: int) -> str:
+        self.tokens.append(token)
+        decode = self.tokenizer.decode
+        before = decode(self.tokens[self.prefix:self.read], skip_special_tokens=True)
+        text = decode(self.tokens[self.prefix:], skip_special_tokens=True)
+        if len(text) <= len(before) or text.endswith("\ufffd"):
+            return ""
+        self.prefix, self.read = self.read, len(self.tokens)
+        return text[len(before):]
+
+
 class RequestError(XituiError):
     """A request the model cannot serve (prompt longer than the context...): the caller's fault, a 4xx."""
 

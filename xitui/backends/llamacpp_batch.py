@@ -34,9 +34,8 @@ from typing import Any
 
 from xitui.backends.base import GenerateParams, RequestError, StopWords
 from xitui.core.estimate import KEPT_MAX, KEPT_SHARE
+from xitui.core.estimate import LLAMA_BATCH_TOKENS as BATCH_TOKENS
 
-#: Prompt tokens decoded per step, over all newcomers (llama.cpp's n_batch).
-BATCH_TOKENS = 512
 #: Tokens a grammar checks first when it refuses the chain's pick (see BatchEngine._best_allowed).
 SHORTLIST = 1024
 #: Tokens the repeat, presence and frequency penalties look back over (llama.cpp's default), the prompt's
@@ -111,6 +110,9 @@ class BatchEngine:
         params.n_ctx = pool or context
         params.n_batch = params.n_ubatch = BATCH_TOKENS
         params.n_seq_max = slots
+        # a step wants the logits of one token per slot at most: room for a whole batch of them (512 rows of
+        # the vocabulary, 512 MiB for gemma's 262k) would be reserved for nothing
+        params.n_outputs_max = slots
         params.kv_unified = True  # one pool for all sequences (see the module's docstring)
         params.n_threads = params.n_threads_batch = threads
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, StopWords, token_budget
+from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, StopWords, TextSoFar, token_budget
 from xitui.backends.device import best_device, set_torch_threads
 from xitui.core import tool_calls
 from xitui.core.errors import LaunchError
@@ -203,7 +203,7 @@ class TransformersBackend(Backend):
             generator = torch.Generator(device=self.device).manual_seed(int(params.seed))
 
         generated: list[int] = []
-        emitted = ""
+        text = TextSoFar(tok)
         reason = "length"
         guide = self.new_guide(params.grammar) if params.grammar else None
         with torch.inference_mode():
@@ -219,24 +219,14 @@ class TransformersBackend(Backend):
                 if token in stop_ids:
                     reason = "stop"
                     break
-                if guide is not None and guide.took(token):
-                    generated.append(token)  # the form is complete: this token ends it
-                    text = tok.decode(generated, skip_special_tokens=True)
-                    piece, _ = stops.feed(text[len(emitted):])
-                    if piece:
-                        yield piece
+                complete = guide is not None and guide.took(token)  # the form is complete: this token ends it
+                generated.append(token)
+                piece, stopped = stops.feed(text.add(token))
+                if piece:
+                    yield piece
+                if stopped or complete:
                     reason = "stop"
                     break
-                generated.append(token)
-                text = tok.decode(generated, skip_special_tokens=True)
-                if not text.endswith("\ufffd"):  # a character split across tokens waits for its rest
-                    piece, stopped = stops.feed(text[len(emitted):])
-                    emitted = text
-                    if piece:
-                        yield piece
-                    if stopped:
-                        reason = "stop"
-                        break
                 if cancelled():
                     reason = "stop"
                     break

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from xitui.backends.base import GenerateParams, StopWords
+from xitui.backends.base import GenerateParams, StopWords, TextSoFar
 
 #: Tokens of a page of the paged cache (transformers' default; core/estimate.py counts it as TORCH_PAGE).
 PAGE = 256
@@ -38,10 +38,10 @@ class Request:
     stop_ids: set[int]
     generator: Any = None
     guide: Any = None
-    #: Tokens picked so far (the penalties read them), and how many of them have been turned into text.
+    #: Tokens picked so far (the penalties read them), how many of them have been turned into text, and that.
     picked: list[int] = field(default_factory=list)
     seen: int = 0
-    emitted: str = ""
+    text: Any = None
     #: Log probabilities of the picked tokens (when the request asks for them), and how many were sent.
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     logprobs_sent: int = 0
@@ -95,7 +95,7 @@ class TorchBatchEngine:
         backend = self.backend
         budget = token_budget(len(prompt), backend.context_length, params.max_tokens)
         req = Request(rid=rid, key=_key(rid), params=params, prompt=prompt,
-                      stop=StopWords(params.stop), stop_ids=stop_ids)
+                      stop=StopWords(params.stop), stop_ids=stop_ids, text=TextSoFar(backend.tokenizer))
         if params.seed is not None:
             req.generator = self.torch.Generator(device=backend.device).manual_seed(int(params.seed))
         if params.grammar:
@@ -142,7 +142,6 @@ class TorchBatchEngine:
 
     def _take(self, req: Request, output: Any) -> None:
         tokens = output.generated_tokens
-        tok = self.backend.tokenizer
         reason, by_word = None, False
         while req.seen < len(tokens):
             token = tokens[req.seen]
@@ -152,12 +151,9 @@ class TorchBatchEngine:
             if token in req.stop_ids:
                 reason = "stop"
                 break
-            text = tok.decode(tokens[:req.seen], skip_special_tokens=True)
-            if not text.endswith("\ufffd"):  # a character split across tokens waits for its rest
-                piece, by_word = req.stop.feed(text[len(req.emitted):])
-                req.emitted = text
-                if piece:
-                    self.send(req.rid, self._piece(req, piece, req.seen))
+            piece, by_word = req.stop.feed(req.text.add(token))
+            if piece:
+                self.send(req.rid, self._piece(req, piece, req.seen))
             if by_word or (req.complete_at is not None and req.seen >= req.complete_at):
                 reason = "stop"
                 break

@@ -46,6 +46,8 @@ DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
 KEPT_SHARE = 0.25
 #: ... and no more than this (llama.cpp's server keeps up to 8 GiB of prompts with --cache-ram).
 KEPT_MAX = 2 * 2**30
+#: Prompt tokens the llama.cpp engine decodes in one step (llama.cpp's n_batch and n_ubatch).
+LLAMA_BATCH_TOKENS = 512
 
 
 @dataclass
@@ -73,6 +75,8 @@ class Estimate:
     slots_reason: str = ""
     #: Tokens of the model's vocabulary (a logits row per slot: vocab x 4 bytes).
     vocab: int = 0
+    #: Bytes of llama.cpp's compute buffer (in `overhead`) per token of context: a batch's attention scores.
+    scores_per_token: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -165,8 +169,9 @@ def check_fit(est: Estimate, free_ram: int, free_gpu: int | None) -> Fit:
     if not fits and est.kv_per_token and est.context_length:
         # kept prompts grow with the cache, in system memory
         share = 1 + (KEPT_SHARE if est.engine == "llama.cpp" and not on_gpu else 0)
-        spare = free - (need - est.replicas * (est.kv_cache + (est.kept if share > 1 else 0)))
-        tokens = spare // (est.replicas * est.kv_per_token * share) if spare > 0 else 0
+        grows = est.kv_cache + (est.kept if share > 1 else 0) + est.scores_per_token * est.context_length
+        spare = free - (need - est.replicas * grows)
+        tokens = spare // (est.replicas * (est.kv_per_token * share + est.scores_per_token)) if spare > 0 else 0
         tokens = min(int(tokens) // 256 * 256, est.context_length)
         largest = tokens if tokens >= 256 else None
     return Fit(est, free_ram, free_gpu, fits, largest)
@@ -230,11 +235,15 @@ def _gguf(path: Path, context: int | None, n_gpu_layers: Any, gpu: bool) -> Esti
         gpu = fraction > 0
     tokens = header.get("tokenizer.ggml.tokens")
     vocab = tokens.length if hasattr(tokens, "length") else len(tokens) if isinstance(tokens, list) else 0
+    # the compute buffer a busy worker touches: attention scores for a batch of prompt tokens against the
+    # whole cache (f32, no flash attention), and the batch's activations
+    scores_per_token = LLAMA_BATCH_TOKENS * (heads or 0) * 4
+    scores = scores_per_token * context + LLAMA_BATCH_TOKENS * (embedding or 0) * 4 * 8
     return Estimate(
         engine="llama.cpp", context_length=context, weights=weights, kv_cache=per_token * context,
-        overhead=64 * MIB + weights // 20, runtime=RUNTIME["llama.cpp"], kv_per_token=per_token,
+        overhead=64 * MIB + weights // 20 + scores, runtime=RUNTIME["llama.cpp"], kv_per_token=per_token,
         device="gpu" if gpu else "cpu", gpu_fraction=fraction if gpu else 0.0, shared_weights=not gpu, notes=notes,
-        vocab=vocab,
+        vocab=vocab, scores_per_token=scores_per_token,
     )
 
 
@@ -267,10 +276,10 @@ TORCH_PAGE = 256
 
 
 def with_slots(est: Estimate, slots: int, reason: str) -> Estimate:
-    """The estimate with `slots` slots: a logits row of the vocabulary each (llama.cpp), a page of cache each
-    (transformers)."""
+    """The estimate with `slots` slots: a logits row of the vocabulary each (llama.cpp: in its compute graph
+    and in the output buffer it copies them to), a page of cache each (transformers)."""
     est.slots, est.slots_reason = slots, reason
-    est.overhead += slots * est.vocab * 4
+    est.overhead += slots * est.vocab * 4 * (2 if est.engine == "llama.cpp" else 1)
     if est.engine == "transformers":
         est.kv_cache += slots * TORCH_PAGE * est.kv_per_token
     return est
