@@ -18,7 +18,12 @@ one KV cache of the model's context shared by them) and with `--n-parallel 1`:
 
 Then the PyTorch test model (transformers engine): aggregate tokens/s at 1 and 4 streams through the server
 and direct `model.generate` for one (issue 23: 4 streams >= 1.6 x one, one >= 0.97 x direct), and its
-estimate beside RSS at 1, 4 and 8.
+estimate beside its RSS at 1, 4 and 8.
+
+The server runs without its warm worker (`server.warm = ["none"]`): a worker forked from it maps the
+libraries it imported (torch and transformers, whatever the engine), which count in the worker's RSS
+though the launch did not add them; and its unique pages (USS) would leave out the GGUF's weights, which
+this process maps too. A worker started afresh holds what its launch needs, no more.
 
 Every stream: greedy, `--tokens` tokens, EOS ignored; a level's figure is all streams' tokens over the wall
 time from the first request to the last token (prompt processing included, on both sides).
@@ -176,6 +181,11 @@ def rss_while(url: str, uid: str, streams: int, tokens: int = 160) -> int:
     return peak
 
 
+def compared(est: int, streams: int, peak: int) -> str:
+    return (f"estimate {est / 2**20:.0f} MiB, RSS with {streams} running {peak / 2**20:.0f} MiB: "
+            f"{(est - peak) / peak * 100:+.0f} % (target within 15 %)")
+
+
 def counting_storm(url: str, uid: str, streams: int = 32) -> tuple[int, int, int]:
     """`streams` counting streams of different lengths at once, every fourth hung up after a few pieces:
     (answers checked, answers that went on counting from their own numbers, requests that failed)."""
@@ -244,7 +254,7 @@ def main() -> None:
     threads = default_threads()
     gguf = str(model_files.gguf_path())
     llm = llama_cpp.Llama(model_path=gguf, n_ctx=64, n_threads=threads, n_threads_batch=threads, verbose=False)
-    server = Server()
+    server = Server('[server]\nwarm = ["none"]\n')
     try:
         client = Client(server.url)
         # launch cost: default vs one slot, interleaved
@@ -297,9 +307,7 @@ def main() -> None:
               + f": {rates['xitui'] / rates['fresh']:.2f} x fresh")
         est = client.describe_model("batched")["estimate"]["ram"]
         for streams in (1, 4, 8):
-            peak = rss_while(server.url, "batched", streams)
-            print(f"estimate {est / 2**20:.0f} MiB, RSS with {streams} running {peak / 2**20:.0f} MiB: "
-                  f"{(est - peak) / peak * 100:+.0f} % (target within 15 %)")
+            print(compared(est, streams, rss_while(server.url, "batched", streams)))
         client.terminate_model("batched")
         if not args.skip_pytorch:
             pytorch(server.url, args.tokens, args.rounds)
@@ -341,9 +349,7 @@ def pytorch(url: str, tokens: int, rounds: int) -> None:
     print(f"four streams: {f:.1f} tok/s: {f / o:.2f} x one stream (target >= 1.6)")
     est = client.describe_model("pt")["estimate"]["ram"]
     for streams in (1, 4, 8):
-        peak = rss_while(url, "pt", streams, tokens=48)
-        print(f"estimate {est / 2**20:.0f} MiB, RSS with {streams} running {peak / 2**20:.0f} MiB: "
-              f"{(est - peak) / peak * 100:+.0f} % (target within 15 %)")
+        print(compared(est, streams, rss_while(url, "pt", streams, tokens=48)))
     client.terminate_model("pt")
 
 
