@@ -56,9 +56,24 @@ def test_register_launch_generate_chat_terminate_unregister(server: ServerProces
         table = xitui(server, "list").stdout.splitlines()
         assert table[0].split("\t")[:6] == ["uid", "name", "type", "format", "engine", "state"]
         assert table[1].split("\t")[5] == "ready"
+
+        # the worker's log: its end, then followed while the model writes more
+        assert "llama" in xitui(server, "logs", "-u", "cli-gemma").stdout
+        assert len(xitui(server, "logs", "-u", "cli-gemma", "--bytes", "10").stdout) <= 10
+        follow = subprocess.Popen([*xitui_cmd(), "logs", "-u", "cli-gemma", "-f", "--bytes", "0", "-e", server.url],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            xitui(server, "launch", "--model-name", "cli-gemma", "--model-uid", "cli-gemma-2", "--model-format", "ggufv2")
+            with open(server.home / "logs" / "cli-gemma.log", "a") as log:  # what a worker prints, as it prints it
+                log.write("a line written after the follow began\n")
+            assert follow.stdout.readline() == "a line written after the follow began\n"
+        finally:
+            follow.terminate()
+        assert "replica 3" in xitui(server, "logs", "-u", "cli-gemma", "--replica", "3", check=False).stderr
     finally:
-        xitui(server, "terminate", "--model-uid", "cli-gemma")
-    assert "cli-gemma" not in json.loads(xitui(server, "list", "--json").stdout)
+        stopped = xitui(server, "terminate", "--all").stderr
+    assert "terminated cli-gemma\n" in stopped and "terminated cli-gemma-2\n" in stopped
+    assert json.loads(xitui(server, "list", "--json").stdout) == {}
     xitui(server, "unregister", "--model-type", "LLM", "--model-name", "cli-gemma")
     assert "cli-gemma" not in xitui(server, "registrations").stdout
 
@@ -75,6 +90,8 @@ def test_cli_errors_are_one_line_with_nonzero_exit(server: ServerProcess, tmp_pa
         ("launch", "--model-name", "no-such-model"),
         ("generate", "--model-uid", "nothing-runs-here"),
         ("terminate", "--model-uid", "nothing-runs-here"),
+        ("terminate",),
+        ("logs", "--model-uid", "nothing-runs-here"),
         ("unregister", "--model-type", "LLM", "--model-name", "llama-2-chat"),
         ("unregister", "--model-type", "LLM", "--model-name", "never-registered"),
     ]

@@ -1,4 +1,4 @@
-"""`launch`, `list`, `terminate`."""
+"""`launch`, `list`, `terminate`, `logs`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 from xitui.cli import completion
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
+from xitui.core.errors import XituiError
 from xitui.core.units import human_bytes, human_duration, launch_text
 from xitui.core.units import idle_text as units_idle_text
 from xitui.terminal import output
@@ -188,10 +189,44 @@ def machine_summary(client: Any) -> str:
 
 
 def terminate(
-    model_uid: ModelUid,
+    model_uid: Annotated[str | None, typer.Option("--model-uid", "-u", help="The running model's uid.",
+                                                  autocompletion=completion.model_uids)] = None,
+    every: Annotated[bool, typer.Option("--all", help="Stop every running model.")] = False,
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Stop a running model and free its memory."""
-    connect(endpoint, api_key).terminate_model(model_uid)
-    output.info(f"terminated {model_uid}")
+    """Stop a running model (or --all of them) and free its memory."""
+    if (model_uid is None) == (not every):
+        raise XituiError("terminate: name one model with --model-uid, or stop them all with --all")
+    client = connect(endpoint, api_key)
+    for uid in [model_uid] if model_uid else list(client.list_models()):
+        client.terminate_model(uid)
+        output.info(f"terminated {uid}")
+
+
+def logs(
+    model_uid: ModelUid,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing what the worker writes.")] = False,
+    replica: Annotated[int, typer.Option("--replica", help="Which replica's log (0 is the first).")] = 0,
+    tail: Annotated[int, typer.Option("--bytes", help="How much of the log's end to print first.")] = 16384,
+    endpoint: Endpoint = None,
+    api_key: ApiKey = None,
+) -> None:
+    """A running model's worker log (what llama.cpp, transformers and the worker print); -f follows it."""
+    import sys
+
+    client = connect(endpoint, api_key)
+    part = client.model_logs(model_uid, offset=-max(1, tail), replica=replica)
+    if tail <= 0:  # from the end on: the byte asked for to learn where that is is not printed
+        part["text"] = ""
+    try:
+        while True:
+            sys.stdout.write(part["text"])
+            sys.stdout.flush()
+            if not follow:
+                return
+            if not part["text"]:
+                time.sleep(0.5)
+            part = client.model_logs(model_uid, offset=part["offset"], replica=replica)
+    except KeyboardInterrupt:  # how -f ends
+        return

@@ -175,9 +175,10 @@ class Client:
             return ChatModelHandle(self.transport, model_uid, description)
         return GenerateModelHandle(self.transport, model_uid, description)
 
-    def model_logs(self, model_uid: str, offset: int = -16384) -> dict[str, Any]:
-        """xitui's own route: the worker's log from `offset` ({"offset": next, "text": ...})."""
-        return self.transport.get(f"/v1/models/{model_uid}/logs", offset=offset)
+    def model_logs(self, model_uid: str, offset: int = -16384, replica: int = 0) -> dict[str, Any]:
+        """xitui's own route: a worker's log from `offset` ({"offset": next, "text": ...}); negative: that many
+        bytes before the end."""
+        return self.transport.get(f"/v1/models/{model_uid}/logs", offset=offset, replica=replica)
 
     def terminate_model(self, model_uid: str) -> None:
         self.transport.delete(f"/v1/models/{model_uid}")
