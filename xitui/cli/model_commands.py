@@ -135,7 +135,8 @@ def list_models(
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Running models: state, process, memory and recent speed."""
+    """Running models: state, process, memory and recent speed; then the registered ones that a request
+    naming them loads."""
     client = connect(endpoint, api_key)
     models = client.list_models()
     if as_json:
@@ -160,6 +161,9 @@ def list_models(
         ])
     output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "slots", "requests", "ttft",
                   "tok/s", "idle", "launch"], rows, title="running models")
+    waiting = client.loads_on_request()
+    if waiting:
+        output.info("loads on request: " + ", ".join(waiting))
     if not output.plain():
         output.info(machine_summary(client))
 

@@ -154,6 +154,15 @@ class Client:
         return None
 
     def list_models(self) -> dict[str, dict[str, Any]]:
+        """Running models by uid, as Xinference's client lists them."""
+        return {uid: item for uid, item in self._listing().items() if item.get("loaded", True)}
+
+    def loads_on_request(self) -> list[str]:
+        """Registered models that are not running and that a request naming them launches (a xitui server
+        with server.autoload; none from Xinference)."""
+        return [uid for uid, item in self._listing().items() if item.get("loaded", True) is False]
+
+    def _listing(self) -> dict[str, dict[str, Any]]:
         data = self.transport.get("/v1/models")
         items = data.get("data", []) if isinstance(data, dict) else data
         return {item["id"]: item for item in items}

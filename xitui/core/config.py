@@ -39,6 +39,8 @@ SETTINGS: dict[str, type] = {
     "server.warm": list,
     "server.allow_other_users": bool,
     "server.allowed_envs": list,
+    "server.autoload": bool,
+    "server.max_loaded": int,
     "chats.save": bool,
 }
 
@@ -109,7 +111,8 @@ class Config:
     server: dict[str, Any] = field(
         default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
                                  "ttl": "never", "n_parallel": 0,
-                                 "warm": ["all"], "allow_other_users": False, "allowed_envs": []}
+                                 "warm": ["all"], "allow_other_users": False, "allowed_envs": [],
+                                 "autoload": True, "max_loaded": 0}
     )
     #: Saved conversations (xitui/core/chats.py): `save = false` keeps none.
     chats: dict[str, Any] = field(default_factory=lambda: {"save": True})

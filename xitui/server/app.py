@@ -53,14 +53,15 @@ ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPE
 
 def create_app(home: Path | None = None, api_key: str | None = None, default_ttl: float | None = None,
                default_parallel: int | None = None, warm_engines: list[str] | None = None,
-               allowed_envs: list[str] | None = None) -> FastAPI:
+               allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0) -> FastAPI:
     """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it.
 
     `default_ttl`: seconds a model may stay idle before it is unloaded, when its launch names none."""
     home = home or home_dir()
     registry = Registry(home)
     supervisor = Supervisor(registry, home, default_ttl=default_ttl, default_parallel=default_parallel,
-                            warm_engines=warm_engines, allowed_envs=allowed_envs)
+                            warm_engines=warm_engines, allowed_envs=allowed_envs, autoload=autoload,
+                            max_loaded=max_loaded)
     started = time.time()
 
     @asynccontextmanager
@@ -172,11 +173,21 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         return await supervisor.estimate(body)
 
     @app.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
+    async def list_models(request: Request) -> dict[str, Any]:
+        """Running models (`loaded`: true) and, with server.autoload, the registered ones a request loads
+        (`loaded`: false): what an OpenAI client picks from. Xinference's client reads every entry as a
+        running model, so it gets the running ones only, as Xinference answers it."""
         data = [
-            {"id": uid, "object": "model", "created": int(m.launched_at), "owned_by": "xitui", **m.describe()}
+            {"id": uid, "object": "model", "created": int(m.launched_at), "owned_by": "xitui", "loaded": True,
+             **m.describe()}
             for uid, m in supervisor.models.items()
         ]
+        if supervisor.autoload and not _xinference_client(request):
+            running = {m.plan.model_name.lower() for m in supervisor.models.values()} | set(supervisor.models)
+            data += [{"id": entry["model_name"], "object": "model", "created": 0, "owned_by": "xitui",
+                      "loaded": False, "state": "loads on request", **entry}
+                     for entry in await asyncio.to_thread(supervisor.loadable)
+                     if entry["model_name"].lower() not in running]
         return {"object": "list", "data": data}
 
     @app.get("/v1/models/{model_uid}", responses=answers(404))
@@ -228,9 +239,10 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             if len(prompt) != 1 or not isinstance(prompt[0], str):
                 raise XituiError("prompt: send one prompt per request")
             prompt = prompt[0]
-        model = _require_ability(supervisor, body.model, "generate")
+        uid = await supervisor.ready(body.model, "generate")
+        model = _require_ability(supervisor, uid, "generate")
         _check_prompt_size(model, len(prompt), "prompt")
-        streams = [supervisor.call(body.model, "generate", {"prompt": prompt, "params": params})
+        streams = [supervisor.call(uid, "generate", {"prompt": prompt, "params": params})
                    for params in choice_params(body)]
         return await respond(request, streams, body, chat=False)
 
@@ -238,7 +250,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
               responses={**streaming_ok(), **answers(400, 404, 500)})
     async def chat_completions(request: Request) -> Any:
         body = await read_body(request, ChatBody)
-        model = _require_ability(supervisor, body.model, "chat")
+        uid = await supervisor.ready(body.model, "chat")
+        model = _require_ability(supervisor, uid, "chat")
         messages = []
         for i, message in enumerate(body.messages):
             try:
@@ -250,7 +263,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         kwargs = template_kwargs((body.model_extra or {}).get("chat_template_kwargs"))
         if kwargs:
             tools["template_kwargs"] = kwargs
-        streams = [supervisor.call(body.model, "chat", {"messages": messages, "params": params, **tools})
+        streams = [supervisor.call(uid, "chat", {"messages": messages, "params": params, **tools})
                    for params in choice_params(body)]
         return await respond(request, streams, body, chat=True)
 
@@ -262,11 +275,12 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             raise XituiError("input: must hold at least one text")
         if body.encoding_format not in ("float", "base64"):
             raise XituiError("encoding_format: must be float or base64")
-        model = supervisor.get(body.model)
+        uid = await supervisor.ready(body.model, "embed")
+        model = supervisor.get(uid)
         if model.plan.model_type != "embedding":
             raise XituiError(f"model {body.model!r} is an LLM, not an embedding model")
         result: dict[str, Any] = {}
-        async for msg in supervisor.call(body.model, "embed", {"input": texts, "truncate": body.truncate}):
+        async for msg in supervisor.call(uid, "embed", {"input": texts, "truncate": body.truncate}):
             result = msg["result"]
         raw = base64.b64decode(result["vectors_b64"])
         width = len(raw) // result["count"]
@@ -295,11 +309,12 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
 def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None,
                 default_ttl: float | None = None, default_parallel: int | None = None,
-                warm_engines: list[str] | None = None, allowed_envs: list[str] | None = None) -> Any:
+                warm_engines: list[str] | None = None, allowed_envs: list[str] | None = None,
+                autoload: bool = True, max_loaded: int = 0) -> Any:
     """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
     the inference fast path, then the FastAPI app. (Who is on the other end of a connection is checked
     before any of these: xitui/server/connection.py.)"""
-    app = create_app(home, api_key, default_ttl, default_parallel, warm_engines, allowed_envs)
+    app = create_app(home, api_key, default_ttl, default_parallel, warm_engines, allowed_envs, autoload, max_loaded)
     inner = BearerAuth(FastPath(app), api_key=api_key)
     return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"),
                         takes_body=lambda path: "POST" in methods_for(app, path))
@@ -348,6 +363,11 @@ def tool_request(body: ChatBody, model: Model) -> dict[str, Any]:
                 check_schema(tool.function.parameters, f"tools[{i}].function.parameters")
     return {"tools": [t.model_dump() for t in body.tools], "tool_choice": choice or "auto",
             "parallel_tool_calls": body.parallel_tool_calls}
+
+
+def _xinference_client(request: Request) -> bool:
+    """Whether the request comes from Xinference's Python client (it lists models with `requests`)."""
+    return request.headers.get("user-agent", "").startswith("python-requests/")
 
 
 def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> Model:

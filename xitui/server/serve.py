@@ -50,7 +50,8 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
     home = private_dir(home_dir())
     app = create_asgi(home, api_key=api_key, policy=policy, default_ttl=default_ttl,
                       default_parallel=int(settings.get("n_parallel") or 0) or None, warm_engines=warm,
-                      allowed_envs=settings.get("allowed_envs") or [])
+                      allowed_envs=settings.get("allowed_envs") or [], autoload=bool(settings.get("autoload", True)),
+                      max_loaded=int(settings.get("max_loaded") or 0))
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=3,
                             http=protocol_class(bool(settings.get("allow_other_users")), api_key))

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from xitui.core import capacity, machine
+from xitui.core.bundled import BUNDLED_ORDER
 from xitui.core.config import WARM_ENGINES
 from xitui.core.errors import LaunchError, ModelFailedError, NotFoundError, XituiError
 from xitui.core.estimate import Estimate, InsufficientMemoryError, estimate
@@ -45,6 +46,12 @@ class UidInUseError(XituiError):
     """A launch names a uid that a running (or launching) model holds."""
 
     status_code = 409
+
+
+class AllBusyError(XituiError):
+    """A model to load on request, with server.max_loaded models running and every one of them busy."""
+
+    status_code = 503
 
 
 def check_uid(uid: object) -> str:
@@ -74,8 +81,14 @@ class Supervisor:
 
     def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None,
                  default_parallel: int | None = None, warm_engines: list[str] | None = None,
-                 allowed_envs: list[str] | None = None):
+                 allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0):
         self.registry = registry
+        #: A request naming a registered model that is not running launches it (config server.autoload),
+        #: first unloading the least recently used idle model when `max_loaded` models run (0: no limit).
+        self.autoload = autoload
+        self.max_loaded = max_loaded
+        #: Launches made for requests, by the name they were made for: concurrent requests share one.
+        self._loads: dict[str, asyncio.Future[str]] = {}
         #: Launch `envs` names the config allows besides the builtin allow-list (core/launch_envs.py).
         self.allowed_envs = frozenset(allowed_envs or ())
         #: Forks workers with their libraries already imported (config server.warm; [] keeps it off).
@@ -103,6 +116,99 @@ class Supervisor:
                 raise NotFoundError(f"model {uid!r} {self.unloaded[uid]}; launch it again to use it")
             raise NotFoundError(f"model {uid!r} is not running (see `xitui list`)")
         return model
+
+    # --- load on request --------------------------------------------------------------------------
+
+    def running_uid(self, name: str) -> str | None:
+        """The running (or launching) model a request's `model` names: its uid, else the one model launched
+        from the registration of that name."""
+        if name in self.models:
+            return name
+        found = [uid for uid, m in self.models.items() if m.plan.model_name.lower() == name.lower()]
+        return found[0] if len(found) == 1 else None
+
+    async def ready(self, name: str, ability: str) -> str:
+        """The uid of a ready model for a request naming `name` (`ability`: generate, chat or embed): a
+        running one, or with server.autoload one launched for it now with its remembered launch settings
+        (else the defaults), concurrent requests sharing the launch. A model that cannot fit is a 409."""
+        uid = self.running_uid(name)
+        if uid is None and self.autoload:
+            request = await asyncio.to_thread(self._on_request, name, ability)
+            if request is not None:
+                load = self._loads.get(name)
+                if load is None:
+                    load = asyncio.ensure_future(self._load(request))
+                    self._loads[name] = load
+                    load.add_done_callback(lambda _: self._loads.pop(name, None))
+                return await asyncio.shield(load)
+        model = self.models.get(uid or name)
+        if model is None and self.autoload and name not in self.unloaded:
+            raise NotFoundError(f"model {name!r} is not running, and no model of that name loads on request "
+                                "(see `xitui list` and `xitui registrations`)")
+        model = self.get(uid or name)
+        if model.state == "launching" and model.settling is not None:
+            await asyncio.shield(model.settling)
+        return model.uid
+
+    def _on_request(self, name: str, ability: str) -> dict[str, Any] | None:
+        """The launch a request for `name` makes (None: nothing of that name is registered)."""
+        if not UID_RE.match(name):
+            return None
+        remembered = self.memory.entries.get(name)
+        if remembered is not None:
+            return dict(remembered["request"])
+        try:
+            kind, spec = self.registry.find(name)
+        except NotFoundError:
+            return None
+        if spec.is_builtin and spec.model_name not in BUNDLED_ORDER:
+            return None  # its files come from the Hub: a download is for a launch someone asks for
+        if (kind == "embedding") != (ability == "embed"):
+            what, use = ("an embedding model", "/v1/embeddings") if kind == "embedding" else \
+                ("an LLM", "/v1/completions or /v1/chat/completions")
+            raise XituiError(f"model {name!r} is registered as {what}: use {use}")
+        if kind == "LLM" and ability not in spec.model_ability:
+            raise XituiError(f"model {name!r} cannot {ability} (its abilities: {', '.join(spec.model_ability)})")
+        return {"model_name": spec.model_name, "model_type": kind, "model_uid": name}
+
+    async def _load(self, request: dict[str, Any]) -> str:
+        """Launch a model for a request, making room first when server.max_loaded models run."""
+        try:
+            body = LaunchBody.model_validate(request)
+        except ValidationError as exc:
+            raise LaunchError(f"the remembered launch settings are refused: {problems_text(exc.errors())}") from None
+        while self.max_loaded and len(self.models) >= self.max_loaded:
+            if not await self._unload_least_used(body):
+                raise AllBusyError(f"{len(self.models)} models run (server.max_loaded) and none is idle: "
+                                   f"{body.model_uid or body.model_name} loads when one is; try again shortly")
+        while True:
+            try:
+                return await self.launch(body)
+            except InsufficientMemoryError:
+                if not self.max_loaded or not await self._unload_least_used(body):
+                    raise
+
+    async def _unload_least_used(self, body: LaunchBody) -> bool:
+        """Unload the idle model used longest ago to make room for `body`'s; False when none is idle."""
+        idle = [m for m in self.models.values() if m.state == "ready" and not m.in_flight()]
+        if not idle:
+            return False
+        model = min(idle, key=lambda m: m.idle_since() or 0)
+        why = f"was unloaded to make room for {body.model_uid or body.model_name} (server.max_loaded)"
+        self.models.pop(model.uid, None)
+        self.unloaded[model.uid] = why
+        await self._stop(model, why)
+        log.info("model %s %s", model.uid, why)
+        return True
+
+    def loadable(self) -> list[dict[str, Any]]:
+        """Registered models a request may name to have them loaded (custom ones and the bundled ones)."""
+        names = []
+        for kind in ("LLM", "embedding"):
+            for entry in self.registry.list(kind):
+                if not entry["is_builtin"] or entry["model_name"] in BUNDLED_ORDER:
+                    names.append({"model_name": entry["model_name"], "model_type": kind})
+        return names
 
     def _reserved(self) -> tuple[int, int]:
         """Memory that launches still loading will take on top of what they hold now (RAM, GPU)."""
