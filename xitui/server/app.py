@@ -17,7 +17,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -129,6 +129,14 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             "gpu_count": len(gpus),
             "gpu_vram_total": sum(g["memory_total"] for g in gpus),
         }]
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """The models' requests, tokens, latencies, slots, memory, launches and unloads in Prometheus' text
+        format (xitui/server/prometheus.py)."""
+        from xitui.server.prometheus import CONTENT_TYPE, render
+
+        return Response(await asyncio.to_thread(render, supervisor), media_type=CONTENT_TYPE)
 
     @app.get("/v1/resources")
     async def machine_resources() -> dict[str, Any]:

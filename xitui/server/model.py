@@ -86,6 +86,7 @@ class Model:
             total.errors += m.errors
             total.in_flight += m.in_flight
             total.tokens_generated += m.tokens_generated
+            total.tokens_prompt += m.tokens_prompt
             total.preempted += m.preempted
             total.max_batch_size = max(total.max_batch_size, m.max_batch_size)
         used = [m for m in parts if m.last_used]

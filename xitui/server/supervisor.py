@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,10 @@ class Supervisor:
         self.max_loaded = max_loaded
         #: Launches made for requests, by the name they were made for: concurrent requests share one.
         self._loads: dict[str, asyncio.Future[str]] = {}
+        #: Since the server started, for /metrics: launches by (uid, warm or cold start, ready or error),
+        #: and unloads by (uid, why: idle, max_loaded, terminated).
+        self.launches: Counter[tuple[str, str, str]] = Counter()
+        self.unloads: Counter[tuple[str, str]] = Counter()
         #: Launch `envs` names the config allows besides the builtin allow-list (core/launch_envs.py).
         self.allowed_envs = frozenset(allowed_envs or ())
         #: Forks workers with their libraries already imported (config server.warm; [] keeps it off).
@@ -197,6 +202,7 @@ class Supervisor:
         why = f"was unloaded to make room for {body.model_uid or body.model_name} (server.max_loaded)"
         self.models.pop(model.uid, None)
         self.unloaded[model.uid] = why
+        self.unloads[(model.uid, "max_loaded")] += 1
         await self._stop(model, why)
         log.info("model %s %s", model.uid, why)
         return True
@@ -324,6 +330,8 @@ class Supervisor:
                     for other in model.replicas:
                         if other is not replica:
                             await other.stop("failed to launch with its other replicas")
+        first = model.replicas[0] if model.replicas else None
+        self.launches[(model.uid, (first.start if first else None) or "cold", model.state)] += 1
         if model.failure is None and model.state == "ready":
             model.ready_at = time.time()
             self.memory.remember(model.uid, model.request, model.restore)
@@ -333,6 +341,7 @@ class Supervisor:
         model = self.get(uid)
         self.models.pop(uid, None)
         self.memory.forget(uid)
+        self.unloads[(uid, "terminated")] += 1
         await self._stop(model)
 
     async def _stop(self, model: Model, why: str = "was terminated") -> None:
@@ -361,6 +370,7 @@ class Supervisor:
             why = f"was unloaded after {idle} idle (its ttl is {human_duration(model.ttl)})"
             self.models.pop(uid, None)
             self.unloaded[uid] = why
+            self.unloads[(uid, "idle")] += 1
             await self._stop(model, why)
             log.info("model %s %s", uid, why)
             gone.append(uid)

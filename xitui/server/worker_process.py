@@ -58,6 +58,32 @@ class Inbox:
         return self.items.popleft()
 
 
+#: Upper bounds of the latency histograms /metrics exposes (seconds): time to first token, and time per
+#: generated token after it.
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+
+
+@dataclass
+class Histogram:
+    """Observations counted into fixed buckets (Prometheus' cumulative form is made when scraped)."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float, times: int = 1) -> None:
+        if not self.counts:
+            self.counts = [0] * len(self.bounds)
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += times
+                break
+        self.total += value * times
+        self.count += times
+
+
 @dataclass
 class Metrics:
     """One replica's counters and latest speeds, as `describe` and the dashboard show them."""
@@ -66,6 +92,7 @@ class Metrics:
     errors: int = 0
     in_flight: int = 0
     tokens_generated: int = 0
+    tokens_prompt: int = 0
     last_ttft: float | None = None
     last_tokens_per_s: float | None = None
     #: Times a request was put back to wait for room in the shared KV cache (llama.cpp), since launch.
@@ -75,9 +102,12 @@ class Metrics:
     max_batch_size: int = 0
     #: When the last request ended (epoch seconds; None: never used), for the idle time.
     last_used: float | None = None
+    #: Latencies for /metrics (not in describe).
+    ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
+    per_token: Histogram = field(default_factory=lambda: Histogram(TOKEN_BUCKETS))
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if not isinstance(v, Histogram)}
 
     def started(self) -> None:
         self.requests += 1
@@ -95,9 +125,17 @@ class Metrics:
             done = msg["done"]
             self.last_ttft = done.get("ttft")
             self.last_tokens_per_s = done.get("tokens_per_s")
-            self.tokens_generated += done.get("usage", {}).get("completion_tokens", 0)
+            usage = done.get("usage", {})
+            self.tokens_generated += usage.get("completion_tokens", 0)
+            self.tokens_prompt += usage.get("prompt_tokens", 0)
+            if self.last_ttft is not None:
+                self.ttft.observe(self.last_ttft)
+            generated = usage.get("completion_tokens", 0)
+            if self.last_tokens_per_s and generated > 1:  # each token after the first took 1 / rate
+                self.per_token.observe(1 / self.last_tokens_per_s, generated - 1)
             self.preempted += done.get("preempted", 0)
         elif "result" in msg:
+            self.tokens_prompt += msg["result"].get("tokens", 0)
             batch = msg["result"].get("batch")
             if batch:
                 self.last_batch_size = batch

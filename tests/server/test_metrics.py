@@ -1,0 +1,74 @@
+"""GET /metrics: Prometheus' text format, read back with Prometheus' own parser; the counters move by exactly
+what a test sends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.server.conftest import ServerProcess, gguf_spec
+from xitui.client import Client
+
+
+def scrape(url: str, **headers: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Sample name -> labels -> value."""
+    answer = httpx.get(f"{url}/metrics", headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+
+
+def test_counters_move_by_the_requests_and_tokens_sent(server: ServerProcess, gguf_path: Path) -> None:
+    client = Client(server.url)
+    client.register_model("LLM", gguf_spec("metered", gguf_path))
+    client.launch_model(model_name="metered", n_parallel=2)
+    model = client.get_model("metered")
+    before = scrape(server.url)
+    replica = {"model": "metered", "replica": "0"}
+    assert value(before, "xitui_requests_total", **replica) == 0
+    assert value(before, "xitui_slots", **replica) == 2
+    assert value(before, "xitui_model_ready", model="metered", model_name="metered", engine="llama.cpp") == 1
+    assert value(before, "xitui_launches_total", model="metered", start="warm", result="ready") + \
+        value(before, "xitui_launches_total", model="metered", start="cold", result="ready") == 1
+    assert value(before, "xitui_worker_resident_memory_bytes", **replica) > 100 * 2**20
+    assert value(before, "xitui_kv_cache_cells", **replica) == 2048
+
+    prompt, generated = 0, 0
+    for text, tokens in (("The capital of France is", 5), ("Once upon a time,", 9), ("1, 2, 3,", 3)):
+        answer = model.generate(text, {"max_tokens": tokens, "temperature": 0, "ignore_eos": True})
+        prompt += answer["usage"]["prompt_tokens"]
+        generated += answer["usage"]["completion_tokens"]
+    after = scrape(server.url)
+    assert value(after, "xitui_requests_total", **replica) == 3
+    assert value(after, "xitui_prompt_tokens_total", **replica) == prompt
+    assert value(after, "xitui_generated_tokens_total", **replica) == generated == 17
+    assert value(after, "xitui_time_to_first_token_seconds_count", **replica) == 3
+    assert value(after, "xitui_time_to_first_token_seconds_bucket", le="+Inf", **replica) == 3
+    assert value(after, "xitui_time_per_output_token_seconds_count", **replica) == generated - 3
+    assert value(after, "xitui_requests_running", **replica) == 0
+    assert value(after, "xitui_requests_queued", **replica) == 0
+    assert value(after, "xitui_request_errors_total", **replica) == 0
+
+    client.terminate_model("metered")
+    gone = scrape(server.url)
+    assert value(gone, "xitui_unloads_total", model="metered", reason="terminated") == 1
+    assert value(gone, "xitui_requests_total", **replica) == 0  # its series went with it
+
+
+def test_the_api_key_guards_metrics(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path, api_key="s3cret")
+    try:
+        assert httpx.get(f"{srv.url}/metrics").status_code == 401
+        assert "xitui_launches_total" not in scrape(srv.url, Authorization="Bearer s3cret")  # no launch: no sample
+    finally:
+        srv.stop()
