@@ -32,10 +32,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[F
 
 @pytest.fixture(scope="module")
 def hub_server(tmp_path_factory: pytest.TempPathFactory, hub: FakeHub) -> Iterator[ServerProcess]:
-    env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    for key in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE"):
+    home = tmp_path_factory.mktemp("hub-home")
+    # the default Hugging Face cache is under the user's home: this one's is the test's own
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HOME": str(home)}
+    for key in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "XDG_CACHE_HOME"):
         os.environ.pop(key, None)
-    srv = ServerProcess(tmp_path_factory.mktemp("hub-home"), env=env)
+    srv = ServerProcess(home, env=env)
     yield srv
     srv.stop()
 
@@ -59,7 +61,7 @@ def test_download_shows_progress_then_a_relaunch_needs_no_network(hub: FakeHub, 
     downloading = [p for p, stage in seen if stage.startswith("downloading")]
     assert len(set(downloading)) >= 3 and all(0 < p < 1 for p in downloading)
     assert downloading == sorted(downloading)
-    cached = hub_server.home / "cache" / "huggingface" / "models--sentence-transformers--all-MiniLM-L6-v2"
+    cached = hub_server.home / ".cache" / "huggingface" / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
     assert any(cached.rglob("model.safetensors"))
     vec = client.get_model(uid).create_embedding("downloaded")["data"][0]["embedding"]
     assert len(vec) == 384

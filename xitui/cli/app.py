@@ -9,6 +9,7 @@ import typer
 
 from xitui import __version__
 from xitui.cli import (
+    cache_commands,
     chats_commands,
     config_commands,
     dashboard_commands,
@@ -66,6 +67,7 @@ app.command()(model_commands.launch)
 app.command("list")(model_commands.list_models)
 app.command()(model_commands.terminate)
 app.command()(model_commands.logs)
+app.command()(cache_commands.pull)
 app.command()(generation_commands.generate)
 app.command()(generation_commands.chat)
 app.command()(generation_commands.embed)
@@ -74,6 +76,7 @@ app.command()(server_commands.stop)
 app.command()(doctor_commands.doctor)
 app.add_typer(config_commands.config_app, name="config")
 app.add_typer(chats_commands.chats_app, name="chats")
+app.add_typer(cache_commands.cache_app, name="cache")
 
 
 def main() -> None:

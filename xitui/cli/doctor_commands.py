@@ -188,7 +188,7 @@ def check_hf_cache() -> list[Finding]:
             pass
     except OSError as exc:
         return [Finding("error", f"the download cache {folder} is not writable ({exc.strerror})",
-                        "point HF_HUB_CACHE or XITUI_HOME at a writable folder")]
+                        "point HF_HUB_CACHE (or HF_HOME) at a writable folder")]
     return [Finding("ok", f"the download cache {folder} is writable")]
 
 

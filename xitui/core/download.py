@@ -1,9 +1,9 @@
 """Model files from the Hugging Face Hub, by `model_id`, with progress (huggingface_hub does the work).
 
-Cache: the Hugging Face cache when the user has pointed one out (HF_HUB_CACHE or HF_HOME), so files
-already fetched by transformers and friends are reused; otherwise `XITUI_HOME/cache/huggingface`, so
-that everything xitui fetched sits in one place the user can see and delete. The cache layout is the
-Hub's own either way: partial downloads resume, and a second launch finds the files without network.
+Cache: the standard Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub), so
+files already fetched by transformers, huggingface-cli or another tool are used as they are, and what xitui
+fetches serves them too. Its layout is the Hub's: partial downloads resume, and a second launch finds the
+files without network. `xitui cache list` shows what is there for which registration.
 HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are read by huggingface_hub itself.
 """
 
@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xitui.core.config import home_dir
 from xitui.core.errors import LaunchError
 
 #: Weights in pickle formats are never fetched: xitui loads safetensors and GGUF only.
@@ -27,12 +26,13 @@ Progress = Callable[[float, str], None]
 
 
 def cache_dir() -> Path:
+    """huggingface_hub's own rule, read when called (its `constants` are fixed when it is imported)."""
     env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
     if env:
-        return Path(env)
+        return Path(env).expanduser()
     if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    return home_dir() / "cache" / "huggingface"
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "huggingface" / "hub"
 
 
 class _Watcher:

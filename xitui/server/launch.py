@@ -50,10 +50,7 @@ class LaunchPlan:
         kind = normalise_model_type(request.get("model_type") or "LLM")
         spec = registry.get(kind, name)
         envs = check_envs(request.get("envs"), allowed_envs)
-        if isinstance(spec, LLMFamily):
-            plan = _plan_llm(spec, request)
-        else:
-            plan = _plan_embedding(spec, request)
+        plan = plan_for(spec, request)
         plan.envs = envs
         engine = request.get("model_engine")
         if engine:
@@ -118,6 +115,11 @@ def _choices(specs: list[LLMSpec]) -> str:
     return ", ".join(
         f"{s.model_format}/{s.model_size_in_billions}B/{s.quantization}" for s in specs
     )
+
+
+def plan_for(spec: LLMFamily | EmbeddingSpec, request: dict[str, Any]) -> LaunchPlan:
+    """Which of a registration's specs a launch request picks, and where its files are (or come from)."""
+    return _plan_llm(spec, request) if isinstance(spec, LLMFamily) else _plan_embedding(spec, request)
 
 
 def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
