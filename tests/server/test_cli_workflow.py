@@ -63,7 +63,9 @@ def test_register_launch_generate_chat_terminate_unregister(server: ServerProces
         follow = subprocess.Popen([*xitui_cmd(), "logs", "-u", "cli-gemma", "-f", "--bytes", "0", "-e", server.url],
                                   stdout=subprocess.PIPE, text=True)
         try:
-            xitui(server, "launch", "--model-name", "cli-gemma", "--model-uid", "cli-gemma-2", "--model-format", "ggufv2")
+            second = json.loads(xitui(server, "launch", "--model-name", "cli-gemma", "--model-uid", "cli-gemma-2",
+                                      "--json").stdout)
+            assert second["model_uid"] == "cli-gemma-2" and second["state"] == "ready" and second["slots"] >= 1
             with open(server.home / "logs" / "cli-gemma.log", "a") as log:  # what a worker prints, as it prints it
                 log.write("a line written after the follow began\n")
             assert follow.stdout.readline() == "a line written after the follow began\n"

@@ -32,7 +32,7 @@ def launch(
         "--context-length", "-c", min=16, help="Tokens of context to allocate (default: the spec's).")] = None,
     replica: Annotated[int, typer.Option("--replica", "-r", min=1, help="Worker processes serving this uid.")] = 1,
     n_parallel: Annotated[int | None, typer.Option(
-        "--n-parallel", min=1, max=64, help="GGUF: requests decoded together in one batch (default 4).")] = None,
+        "--n-parallel", min=1, max=64, help="Requests decoded together (default: chosen for the machine).")] = None,
     ttl: Annotated[str | None, typer.Option(
         "--ttl", help="Unload after this long idle: 30s, 10m, 1h; 0 = once idle, -1 = never (default: config)."
     )] = None,
@@ -46,7 +46,7 @@ def launch(
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Launch a registered model into a worker process; prints its uid."""
+    """Launch a registered model into a worker process; prints its uid (--json: its description)."""
     from xitui.client.launching import launch_and_wait
     from xitui.core.errors import XituiError
 
@@ -75,6 +75,9 @@ def launch(
     with output.launch_progress(f"launching {model_uid or model_name}") as on_progress:
         uid = launch_and_wait(client, on_progress, **launch)
     desc = client.describe_model(uid)
+    if as_json:  # the launched model as `describe` gives it, with its uid: for scripts
+        output.print_json({"model_uid": uid, **desc})
+        return
     facts = [f"{time.monotonic() - start:.1f} s", str(desc.get("device") or "")]
     if desc.get("launch_stages"):  # xitui's server: where the server's part of it went
         facts.insert(1, "server " + launch_text(desc.get("launch_seconds"), desc["launch_stages"], desc.get("start")))
