@@ -175,7 +175,7 @@ def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, g
     client = Client(dash_server.url)
 
     async def test(app: XituiApp, pilot: Any) -> None:
-        from textual.widgets import Input, Static
+        from textual.widgets import DataTable, Input, Static
 
         await pilot.press("f")
         await until(pilot, lambda: app.screen.__class__.__name__ == "SpecFileModal", what="spec file modal")
@@ -196,6 +196,8 @@ def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, g
         filter_input = app.query_one("#registration-filter", Input)
         filter_input.value = "dash-filed"
         await pilot.pause(0.2)
+        table = app.query_one("#registration-table", DataTable)
+        assert table.get_row_at(0)[2] == "custom, on request"  # not running: a request naming it loads it
         app.query_one("#registration-table").focus()
         await pilot.press("u")
         await until(pilot, lambda: app.screen.__class__.__name__ == "ConfirmModal", what="confirmation")

@@ -42,9 +42,10 @@ def fetch(client: Any, with_registrations: bool) -> Snapshot:
         # the models table from updating
         try:
             rows = []
+            waiting = set(client.loads_on_request())  # not running; a request naming them launches them
             for kind in ("LLM", "embedding"):
                 for item in client.list_model_registrations(kind, detailed=True):
-                    rows.append({**item, "model_type": kind})
+                    rows.append({**item, "model_type": kind, "loads_on_request": item["model_name"] in waiting})
             snap.registrations = rows
         except XituiError as exc:
             snap.registrations_error = " ".join(str(exc).split())
@@ -179,7 +180,7 @@ def registration_row(item: dict[str, Any]) -> tuple[str, ...]:
     return (
         str(item.get("model_name")),
         str(item.get("model_type")),
-        "builtin" if item.get("is_builtin") else "custom",
+        ("builtin" if item.get("is_builtin") else "custom") + (", on request" if item.get("loads_on_request") else ""),
         shown or DASH,
         abilities,
         DASH if persisted is None or item.get("is_builtin") else ("yes" if persisted else "no"),

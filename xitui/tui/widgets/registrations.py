@@ -23,6 +23,7 @@ class Registrations(Vertical):
         super().__init__(**kwargs)
         self.items: list[dict[str, Any]] = []
         self._shown: list[str] = []
+        self._rows: list[tuple[str, ...]] = []
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="type to filter registrations", id="registration-filter", compact=True)
@@ -48,13 +49,14 @@ class Registrations(Vertical):
         wanted = [item for item in self.items
                   if not needle or needle in " ".join(registration_row(item)).lower()]
         keys = [f"{item['model_type']}/{item['model_name']}" for item in wanted]
-        if keys == self._shown:
+        rows = [registration_row(item) for item in wanted]
+        if keys == self._shown and rows == self._rows:
             return
         selected = self.selected
         table.clear()
-        for key, item in zip(keys, wanted, strict=True):
-            table.add_row(*registration_row(item), key=key)
-        self._shown = keys
+        for key, row in zip(keys, rows, strict=True):
+            table.add_row(*row, key=key)
+        self._shown, self._rows = keys, rows
         if selected is not None:
             key = f"{selected['model_type']}/{selected['model_name']}"
             if key in keys:
