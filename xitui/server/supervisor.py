@@ -192,6 +192,11 @@ class Supervisor:
             except InsufficientMemoryError:
                 if not self.max_loaded or not await self._unload_least_used(body):
                     raise
+            except UidInUseError:  # someone launched it meanwhile: that launch serves the request
+                model = self.get(body.model_uid or body.model_name)
+                if model.settling is not None:
+                    await asyncio.shield(model.settling)
+                return model.uid
 
     async def _unload_least_used(self, body: LaunchBody) -> bool:
         """Unload the idle model used longest ago to make room for `body`'s; False when none is idle."""
