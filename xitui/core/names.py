@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-ModelType = Literal["LLM", "embedding"]
+ModelType = Literal["LLM", "embedding", "rerank"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")

@@ -23,7 +23,7 @@ from xitui.core.spec import ModelSpec, ModelType, normalise_model_type, parse_em
 
 log = logging.getLogger("xitui.registry")
 
-_SUBDIR = {"LLM": "llm", "embedding": "embedding"}
+_SUBDIR = {"LLM": "llm", "embedding": "embedding", "rerank": "rerank"}
 
 
 @cache
@@ -42,7 +42,7 @@ class Registry:
 
     def __init__(self, home: Path):
         self.home = Path(home)
-        self._memory: dict[ModelType, dict[str, ModelSpec]] = {"LLM": {}, "embedding": {}}
+        self._memory: dict[ModelType, dict[str, ModelSpec]] = {"LLM": {}, "embedding": {}, "rerank": {}}
         self._warned: set[str] = set()
         #: Problems met while reading persisted files (one line each), for front ends to show.
         self.warnings: list[str] = []
@@ -62,10 +62,9 @@ class Registry:
         directory = self._dir(model_type)
         if not directory.is_dir():
             return found
-        parse = parse_llm if model_type == "LLM" else parse_embedding
         for path in sorted(directory.glob("*.json")):
             try:
-                spec = parse(path.read_bytes())
+                spec = parse_spec(model_type, path.read_bytes())
                 if spec.model_name != path.stem:
                     raise SpecError([f"model_name {spec.model_name!r} does not match the file name"])
             except SpecError as exc:
@@ -86,6 +85,8 @@ class Registry:
     # --- queries --------------------------------------------------------------------------------
 
     def _builtins(self, model_type: ModelType) -> dict[str, ModelSpec]:
+        if model_type == "rerank":
+            return {}  # no builtin rerank models: register one (a local cross-encoder, or one on the Hub)
         return dict(builtin_llms() if model_type == "LLM" else builtin_embeddings())
 
     def _custom(self, model_type: ModelType) -> dict[str, ModelSpec]:
@@ -119,8 +120,8 @@ class Registry:
         return spec
 
     def find(self, model_name: str) -> tuple[ModelType, ModelSpec]:
-        """Look a name up among both model types (custom first, then builtin)."""
-        for kind in ("LLM", "embedding"):
+        """Look a name up among the model types (custom first, then builtin)."""
+        for kind in ("LLM", "embedding", "rerank"):
             try:
                 return kind, self.get(kind, model_name)  # type: ignore[return-value]
             except NotFoundError:

@@ -29,13 +29,13 @@ MODEL_HUBS = ("huggingface", "modelscope")
 
 
 def normalise_model_type(value: str) -> ModelType:
-    """'LLM' or 'embedding', whatever the case; anything else is a SpecError."""
+    """'LLM', 'embedding' or 'rerank', whatever the case; anything else is a SpecError."""
     lowered = str(value).lower()
     if lowered == "llm":
         return "LLM"
-    if lowered == "embedding":
-        return "embedding"
-    raise SpecError([f"model_type: unsupported model type {value!r} (xitui serves LLM and embedding)"])
+    if lowered in ("embedding", "rerank"):
+        return lowered  # type: ignore[return-value]
+    raise SpecError([f"model_type: unsupported model type {value!r} (xitui serves LLM, embedding and rerank)"])
 
 
 # --- the normalised form ---------------------------------------------------------------------------
@@ -126,7 +126,23 @@ class EmbeddingSpec(_Model):
         return self.model_dump(mode="json")
 
 
-ModelSpec = LLMFamily | EmbeddingSpec
+class RerankSpec(_Model):
+    """A rerank model spec (Xinference's custom rerank form): a cross-encoder that scores query/document
+    pairs; its languages, input limit and weights' entries (pytorch, run by sentence-transformers)."""
+
+    version: int = 2
+    model_name: str
+    language: list[str]
+    max_tokens: int | None = None
+    type: str = "normal"
+    model_specs: list[EmbeddingModelSpec]
+    is_builtin: bool = False
+
+    def registration(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+ModelSpec = LLMFamily | EmbeddingSpec | RerankSpec
 
 
 def size_key(size: int | float | str) -> str:
@@ -599,6 +615,38 @@ def parse_embedding(source: str | bytes | dict[str, Any], *, builtin: bool = Fal
     dims = c.positive_int(data, "dimensions", "dimensions", required=True, maximum=1_000_000)
     max_tokens = c.positive_int(data, "max_tokens", "max_tokens", required=True, maximum=10_000_000)
     language = c.str_list(data, "language", "language", default=["en"])
+    specs = _sentence_transformers_weights(c, data, "embedding")
+    if c.problems:
+        raise SpecError(c.problems)
+    return EmbeddingSpec(
+        model_name=name,
+        dimensions=dims or 0,
+        max_tokens=max_tokens or 0,
+        language=language or [],
+        model_specs=specs,
+        is_builtin=builtin,
+    )
+
+
+def parse_rerank(source: str | bytes | dict[str, Any], *, builtin: bool = False) -> RerankSpec:
+    """Parse a rerank spec: Xinference's custom rerank form (version 2, model_specs), or the flat form
+    (model_id or model_uri at the top, as embedding specs allow)."""
+    data = _load_object(source)
+    c = _Checker()
+    _check_version(c, data, 2 if "model_specs" in data else 1)
+    name = _check_name(c, data, builtin)
+    max_tokens = c.positive_int(data, "max_tokens", "max_tokens", maximum=10_000_000)
+    language = c.str_list(data, "language", "language", default=["en"])
+    kind = c.text(data, "type", "type", default="normal")
+    specs = _sentence_transformers_weights(c, data, "rerank")
+    if c.problems:
+        raise SpecError(c.problems)
+    return RerankSpec(model_name=name, max_tokens=max_tokens, language=language or [], type=kind or "normal",
+                      model_specs=specs, is_builtin=builtin)
+
+
+def _sentence_transformers_weights(c: _Checker, data: dict[str, Any], kind: str) -> list[EmbeddingModelSpec]:
+    """The weights entries of an embedding or rerank spec (model_specs, or the flat form's one)."""
     specs: list[EmbeddingModelSpec] = []
     if "model_specs" in data:
         raw = data["model_specs"]
@@ -615,10 +663,10 @@ def parse_embedding(source: str | bytes | dict[str, Any], *, builtin: bool = Fal
             continue
         fmt = c.text(spec, "model_format", f"{dot}model_format", default="pytorch")
         if fmt != "pytorch":
-            c.fail(f"{dot}model_format", "embedding models use 'pytorch' (sentence-transformers)")
+            c.fail(f"{dot}model_format", f"{kind} models use 'pytorch' (sentence-transformers)")
         quant = c.text(spec, "quantization", f"{dot}quantization", default="none")
         if quant != "none":
-            c.fail(f"{dot}quantization", "embedding models use 'none'")
+            c.fail(f"{dot}quantization", f"{kind} models use 'none'")
         uri = _check_uri(c, c.text(spec, "model_uri", f"{dot}model_uri"), f"{dot}model_uri", "dir")
         model_id = c.text(spec, "model_id", f"{dot}model_id")
         if model_id is not None and not MODEL_ID_RE.match(model_id):
@@ -634,22 +682,13 @@ def parse_embedding(source: str | bytes | dict[str, Any], *, builtin: bool = Fal
                 model_id=model_id, model_uri=uri, model_hub=hub or "huggingface", model_revision=revision
             )
         )
-    if c.problems:
-        raise SpecError(c.problems)
-    return EmbeddingSpec(
-        model_name=name,
-        dimensions=dims or 0,
-        max_tokens=max_tokens or 0,
-        language=language or [],
-        model_specs=specs,
-        is_builtin=builtin,
-    )
+    return specs
 
 
 def parse_spec(model_type: str, source: str | bytes | dict[str, Any]) -> ModelSpec:
-    """Parse a spec of `model_type` ('LLM' or 'embedding')."""
+    """Parse a spec of `model_type` ('LLM', 'embedding' or 'rerank')."""
     kind = normalise_model_type(model_type)
-    return parse_llm(source) if kind == "LLM" else parse_embedding(source)
+    return {"LLM": parse_llm, "embedding": parse_embedding, "rerank": parse_rerank}[kind](source)
 
 
 def guess_model_type(source: str | bytes | dict[str, Any]) -> ModelType:
