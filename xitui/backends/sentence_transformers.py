@@ -1,4 +1,5 @@
-"""Embedding models through sentence-transformers (safetensors weights, no remote code)."""
+"""Embedding models and rerank models (cross-encoders) through sentence-transformers (safetensors weights, no
+remote code)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class SentenceTransformersBackend(Backend):
     def __init__(self) -> None:
         self.model: Any = None
         self.max_input_tokens = 512
+        self.reranks = False
 
     def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
         path = launch["model_path"]
@@ -28,6 +30,8 @@ class SentenceTransformersBackend(Backend):
 
         device = best_device()
         progress(0.6, "loading weights")
+        if launch.get("model_type") == "rerank":
+            return self._load_cross_encoder(path, device, int(launch.get("context_length") or 0))
         try:
             self.model = SentenceTransformer(path, device=device, trust_remote_code=False, local_files_only=True)
         except (OSError, ValueError) as exc:
@@ -41,8 +45,33 @@ class SentenceTransformersBackend(Backend):
         return {"engine": "sentence_transformers", "device": device, "dimensions": dims,
                 "context_length": self.max_input_tokens}
 
+    def _load_cross_encoder(self, path: str, device: str, spec_max: int) -> dict[str, Any]:
+        from sentence_transformers import CrossEncoder
+
+        try:
+            self.model = CrossEncoder(path, device=device, trust_remote_code=False, local_files_only=True,
+                                      **({"max_length": spec_max} if spec_max else {}))
+        except (OSError, ValueError) as exc:
+            raise LaunchError(f"sentence-transformers could not load {path} as a cross-encoder: {exc}") from None
+        if getattr(self.model, "num_labels", 1) != 1:
+            raise LaunchError(f"{path} scores {self.model.num_labels} labels per pair, not one relevance score: "
+                              "not a reranker")
+        self.reranks = True
+        self.max_input_tokens = int(self.model.max_length or spec_max or 512)
+        return {"engine": "sentence_transformers", "device": device, "context_length": self.max_input_tokens}
+
     def warm_up(self) -> None:
-        self.embed(["warm-up"])
+        if self.reranks:
+            self.rerank("warm-up", ["a document"])
+        else:
+            self.embed(["warm-up"])
+
+    def rerank(self, query: str, documents: list[str]) -> list[float]:
+        """One relevance score per document (the model's raw logit, as Xinference's sentence-transformers
+        reranker returns them), in the documents' order."""
+        scores = self.model.predict([(query, doc) for doc in documents], batch_size=32, show_progress_bar=False,
+                                    convert_to_numpy=True)
+        return [float(s) for s in scores]
 
     def token_counts(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]

@@ -91,14 +91,12 @@ def cache_remove(
 
 
 def _plan(client: Any, model_type: str, model_name: str, request: dict[str, Any]) -> Any:
-    from xitui.core.spec import parse_embedding, parse_llm
+    from xitui.core.spec import normalise_model_type, parse_embedding, parse_llm, parse_rerank
     from xitui.server.launch import plan_for
 
     registration = client.get_model_registration(model_type, model_name)
-    builtin = bool(registration.get("is_builtin"))
-    spec = parse_embedding(registration, builtin=builtin) if model_type.lower() == "embedding" else \
-        parse_llm(registration, builtin=builtin)
-    return plan_for(spec, request)
+    parse = {"LLM": parse_llm, "embedding": parse_embedding, "rerank": parse_rerank}[normalise_model_type(model_type)]
+    return plan_for(parse(registration, builtin=bool(registration.get("is_builtin"))), request)
 
 
 def _cached() -> list[Any]:
@@ -124,7 +122,7 @@ def _repos_of(registration: dict[str, Any]) -> set[str]:
 
 def _registrations_by_repo(client: Any) -> dict[str, list[str]]:
     users: dict[str, list[str]] = {}
-    for kind in ("LLM", "embedding"):
+    for kind in ("LLM", "embedding", "rerank"):
         for registration in client.list_model_registrations(kind, detailed=True):
             for repo in _repos_of(registration):
                 users.setdefault(repo.lower(), []).append(registration["model_name"])

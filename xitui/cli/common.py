@@ -22,7 +22,7 @@ ApiKey = Annotated[str | None, typer.Option("--api-key", help="API key for a ser
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ModelUid = Annotated[str, typer.Option("--model-uid", "-u", help="The running model's uid.",
                                        autocompletion=completion.model_uids)]
-ModelType = Annotated[str, typer.Option("--model-type", "-t", help="LLM or embedding.")]
+ModelType = Annotated[str, typer.Option("--model-type", "-t", help="LLM, embedding or rerank.")]
 
 
 @cache

@@ -60,9 +60,9 @@ def model_uids(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 def model_names(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Registered model names, LLM and embedding (the command's --model-type when given)."""
+    """Registered model names, of every type (the command's --model-type when given)."""
     kind = ctx.params.get("model_type") if ctx is not None else None
-    kinds = [kind] if kind in ("LLM", "embedding") else ["LLM", "embedding"]
+    kinds = [kind] if kind in ("LLM", "embedding", "rerank") else ["LLM", "embedding", "rerank"]
     server = _Server(ctx)
     names: list[str] = []
     for each in kinds:

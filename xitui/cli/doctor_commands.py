@@ -106,7 +106,7 @@ def check_registrations() -> list[Finding]:
     from xitui.core.spec import local_path, parse_spec
 
     found: list[Finding] = []
-    for kind, folder in (("LLM", "llm"), ("embedding", "embedding")):
+    for kind, folder in (("LLM", "llm"), ("embedding", "embedding"), ("rerank", "rerank")):
         for path in sorted((home_dir() / "model" / folder).glob("*.json")):
             try:
                 spec = parse_spec(kind, path.read_bytes())

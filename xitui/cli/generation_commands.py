@@ -261,3 +261,32 @@ def embed(
         _write(f"{len(vec)} dims [{head}, ...]  {text[:60]}\n")
     if result.get("truncated"):
         output.info("note: some inputs were longer than the model's max_tokens and were truncated")
+
+
+def rerank(
+    model_uid: ModelUid,
+    query: Annotated[str, typer.Argument(help="What the documents should answer.", show_default=False)],
+    documents: Annotated[list[str] | None, typer.Argument(help="Documents to order (default: stdin lines).")] = None,
+    top_n: Annotated[int | None, typer.Option("--top-n", "-k", min=1, help="Show only the best N.")] = None,
+    as_json: Json = False,
+    endpoint: Endpoint = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Order documents by their relevance to a query; prints score, index and document, best first."""
+    from xitui.core.errors import XituiError
+
+    if not documents:
+        if sys.stdin.isatty():
+            raise XituiError("give documents as arguments after the query, or pipe them on stdin, one per line")
+        documents = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        if not documents:
+            raise XituiError("no document: stdin was empty")
+    handle = connect(endpoint, api_key).get_model(model_uid)
+    if not hasattr(handle, "rerank"):
+        raise XituiError(f"model {model_uid!r} is not a rerank model")
+    result = handle.rerank(documents, query, top_n=top_n, return_documents=True)
+    if as_json:
+        output.print_json(result)
+        return
+    for item in result["results"]:
+        _write(f"{item['relevance_score']:+.4f}  {item['index']}  {documents[item['index']]}\n")

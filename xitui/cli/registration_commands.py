@@ -57,11 +57,16 @@ def registrations(
         if model_type.lower() == "embedding":
             rows.append([item["model_name"], "builtin" if item.get("is_builtin") else "custom",
                          item.get("dimensions"), item.get("max_tokens"), ",".join(item.get("language") or [])])
+        elif model_type.lower() == "rerank":
+            rows.append([item["model_name"], "builtin" if item.get("is_builtin") else "custom",
+                         item.get("max_tokens") or "-", ",".join(item.get("language") or [])])
         else:
             rows.append([item["model_name"], "builtin" if item.get("is_builtin") else "custom",
                          ",".join(formats), ",".join(item.get("model_ability") or []), item.get("context_length")])
     if model_type.lower() == "embedding":
         output.table(["name", "kind", "dimensions", "max_tokens", "language"], rows, title="embedding models")
+    elif model_type.lower() == "rerank":
+        output.table(["name", "kind", "max_tokens", "language"], rows, title="rerank models")
     else:
         output.table(["name", "kind", "formats", "abilities", "context"], rows, title="LLM models")
 

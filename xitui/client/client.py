@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from xitui.client.handles import ChatModelHandle, EmbeddingModelHandle, GenerateModelHandle, ModelHandle
+from xitui.client.handles import (
+    ChatModelHandle,
+    EmbeddingModelHandle,
+    GenerateModelHandle,
+    ModelHandle,
+    RerankModelHandle,
+)
 from xitui.client.transport import ACTOR_PREFIX, ClientError, Transport
 
 if TYPE_CHECKING:
@@ -180,6 +186,8 @@ class Client:
         """The handle for a model whose description is already known (a listing's entry): no request."""
         if description.get("model_type", "LLM") == "embedding":
             return EmbeddingModelHandle(self.transport, model_uid, description)
+        if description.get("model_type") == "rerank":
+            return RerankModelHandle(self.transport, model_uid, description)
         if "chat" in description.get("model_ability", []):
             return ChatModelHandle(self.transport, model_uid, description)
         return GenerateModelHandle(self.transport, model_uid, description)

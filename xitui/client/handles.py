@@ -56,3 +56,17 @@ class EmbeddingModelHandle(ModelHandle):
     def create_embedding(self, input: str | list[str], **kwargs: Any) -> dict[str, Any]:
         body = {"model": self.model_uid, "input": input, **kwargs}
         return self.transport.post_json("/v1/embeddings", body)
+
+
+class RerankModelHandle(ModelHandle):
+    """A rerank model (`/v1/rerank`): the same call as Xinference's client."""
+
+    def rerank(self, documents: list[str], query: str, top_n: int | None = None,
+               max_chunks_per_doc: int | None = None, return_documents: bool | None = None,
+               return_len: bool | None = None, **kwargs: Any) -> dict[str, Any]:
+        """The documents by relevance to `query`, best first: {"results": [{"index", "relevance_score",
+        "document"}], "meta"}."""
+        body = {"model": self.model_uid, "documents": documents, "query": query, "top_n": top_n,
+                "max_chunks_per_doc": max_chunks_per_doc, "return_documents": return_documents,
+                "return_len": return_len, **kwargs}
+        return self.transport.post_json("/v1/rerank", body)

@@ -56,11 +56,10 @@ class LaunchMemory:
 
     def forget_model(self, model_type: str, model_name: str) -> None:
         """A model was unregistered: no launch of it is remembered any more."""
-        kind = "embedding" if model_type.lower() == "embedding" else "LLM"
+        kind = model_type.lower()
         gone = [uid for uid, entry in self.entries.items()
                 if str(entry["request"].get("model_name", "")).lower() == model_name.lower()
-                and ("embedding" if str(entry["request"].get("model_type") or "LLM").lower() == "embedding"
-                     else "LLM") == kind]
+                and str(entry["request"].get("model_type") or "LLM").lower() == kind]
         for uid in gone:
             del self.entries[uid]
         if gone:

@@ -8,6 +8,7 @@ import base64
 import os
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ from xitui.server.bodies import (
     EmbeddingBody,
     LaunchBody,
     RegisterBody,
+    RerankBody,
     body_schema,
     choice_params,
     problems_text,
@@ -305,6 +307,27 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             "truncated": result["truncated"],
         }
         return Response(orjson.dumps(payload), media_type="application/json")
+
+    @app.post("/v1/rerank", responses=answers(400, 404, 500))
+    async def rerank(body: RerankBody) -> dict[str, Any]:
+        """The documents ordered by their relevance to the query, best first, each with its index in the
+        request and its score (Xinference's answer; `document` with return_documents)."""
+        uid = await supervisor.ready(body.model, "rerank")
+        model = supervisor.get(uid)
+        if model.plan.model_type != "rerank":
+            raise XituiError(f"model {body.model!r} is not a rerank model (it is {model.plan.model_type})")
+        result: dict[str, Any] = {}
+        async for msg in supervisor.call(uid, "rerank", {"query": body.query, "documents": body.documents}):
+            result = msg["result"]
+        order = sorted(range(len(body.documents)), key=lambda i: -result["scores"][i])[:body.top_n]
+        return {
+            "id": str(uuid.uuid4()),
+            "results": [{"index": i, "relevance_score": result["scores"][i],
+                         "document": {"text": body.documents[i]} if body.return_documents else None}
+                        for i in order],
+            "meta": {"api_version": None, "billed_units": None, "warnings": None,
+                     "tokens": {"input_tokens": result["tokens"], "output_tokens": 0} if body.return_len else None},
+        }
 
     document(app)
     app.state.fast_routes = {

@@ -66,7 +66,7 @@ class LaunchBody(_Body):
     #: Letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 (default: the name).
     model_uid: Annotated[str, Field(pattern=UID_PATTERN)] | None = None
     model_name: Annotated[str, Field(min_length=1, max_length=200)]
-    model_type: Annotated[str, Field(json_schema_extra={"enum": ["LLM", "embedding"]})] = "LLM"
+    model_type: Annotated[str, Field(json_schema_extra={"enum": ["LLM", "embedding", "rerank"]})] = "LLM"
     model_engine: Annotated[str, Field(json_schema_extra={"enum": sorted(ENGINE_NAMES)})] | None = None
     model_format: Annotated[str, Field(max_length=64)] | None = None
     model_size_in_billions: int | float | Annotated[str, Field(max_length=64)] | None = None
@@ -322,6 +322,22 @@ class EmbeddingBody(_Body):
     encoding_format: Literal["float", "base64"] = "float"
     #: Cut inputs longer than the model's max_tokens (the response says so); false refuses them.
     truncate: bool = True
+
+
+class RerankBody(_Body):
+    """POST /v1/rerank (Xinference's route and body; Cohere's and Jina's fields): documents to order by their
+    relevance to a query."""
+
+    model: str
+    query: Annotated[str, Field(min_length=1)]
+    #: At most 1024 documents per request (Cohere's limit is 1000)
+    documents: Annotated[list[str], Field(min_length=1, max_length=1024)]
+    #: Return only the best n (default: all)
+    top_n: Annotated[int, Field(ge=1, le=1_000_000, strict=True), WHOLE] | None = None
+    #: Give each result its document's text
+    return_documents: bool | None = None
+    #: Give the input tokens in `meta.tokens` (Xinference's field)
+    return_len: bool | None = None
 
 
 _PARAM_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "stop", "stop_token_ids", "seed",

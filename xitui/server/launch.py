@@ -9,7 +9,7 @@ from typing import Any
 from xitui.core.errors import LaunchError, NotFoundError
 from xitui.core.launch_envs import check_envs
 from xitui.core.registry import Registry
-from xitui.core.spec import EmbeddingSpec, LLMFamily, LLMSpec, local_path, normalise_model_type
+from xitui.core.spec import EmbeddingSpec, LLMFamily, LLMSpec, RerankSpec, local_path, normalise_model_type
 
 #: The engine each format runs on, and the names users (and Xinference) give those engines.
 ENGINE_FOR_FORMAT = {"ggufv2": "llama.cpp", "pytorch": "transformers"}
@@ -90,6 +90,9 @@ class LaunchPlan:
                 model_size_in_billions=self.model_size_in_billions,
                 context_length=self.context_length,
             )
+        elif self.model_type == "rerank":  # Xinference's rerank description
+            data.update(model_ability=["rerank"], type=reg.get("type"), max_tokens=reg.get("max_tokens"),
+                        language=reg["language"])
         else:
             data.update(dimensions=reg["dimensions"], max_tokens=reg["max_tokens"], language=reg["language"])
         return data
@@ -117,7 +120,7 @@ def _choices(specs: list[LLMSpec]) -> str:
     )
 
 
-def plan_for(spec: LLMFamily | EmbeddingSpec, request: dict[str, Any]) -> LaunchPlan:
+def plan_for(spec: LLMFamily | EmbeddingSpec | RerankSpec, request: dict[str, Any]) -> LaunchPlan:
     """Which of a registration's specs a launch request picks, and where its files are (or come from)."""
     return _plan_llm(spec, request) if isinstance(spec, LLMFamily) else _plan_embedding(spec, request)
 
@@ -187,7 +190,8 @@ def _check_exists(name: str, path: str, fmt: str, bundled: bool) -> None:
         raise LaunchError(f"{name}: model file not found: {path} (its directory does not exist either)")
 
 
-def _plan_embedding(spec: EmbeddingSpec, request: dict[str, Any]) -> LaunchPlan:
+def _plan_embedding(spec: EmbeddingSpec | RerankSpec, request: dict[str, Any]) -> LaunchPlan:
+    """An embedding model, or a rerank model (a cross-encoder): both run on sentence-transformers."""
     if not spec.model_specs:
         raise LaunchError(f"{spec.model_name} has no model_specs")
     chosen = spec.model_specs[0]
@@ -198,7 +202,7 @@ def _plan_embedding(spec: EmbeddingSpec, request: dict[str, Any]) -> LaunchPlan:
         raise LaunchError(f"{spec.model_name}: the spec has neither model_uri nor model_id")
     return LaunchPlan(
         model_name=spec.model_name,
-        model_type="embedding",
+        model_type="rerank" if isinstance(spec, RerankSpec) else "embedding",
         engine="sentence_transformers",
         model_format=chosen.model_format,
         model_size_in_billions=None,

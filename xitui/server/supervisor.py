@@ -168,9 +168,11 @@ class Supervisor:
             return None
         if spec.is_builtin and spec.model_name not in BUNDLED_ORDER:
             return None  # its files come from the Hub: a download is for a launch someone asks for
-        if (kind == "embedding") != (ability == "embed"):
-            what, use = ("an embedding model", "/v1/embeddings") if kind == "embedding" else \
-                ("an LLM", "/v1/completions or /v1/chat/completions")
+        wanted = {"embed": "embedding", "rerank": "rerank"}.get(ability, "LLM")
+        if kind != wanted:
+            what, use = {"embedding": ("an embedding model", "/v1/embeddings"),
+                         "rerank": ("a rerank model", "/v1/rerank"),
+                         "LLM": ("an LLM", "/v1/completions or /v1/chat/completions")}[kind]
             raise XituiError(f"model {name!r} is registered as {what}: use {use}")
         if kind == "LLM" and ability not in spec.model_ability:
             raise XituiError(f"model {name!r} cannot {ability} (its abilities: {', '.join(spec.model_ability)})")
@@ -215,7 +217,7 @@ class Supervisor:
     def loadable(self) -> list[dict[str, Any]]:
         """Registered models a request may name to have them loaded (custom ones and the bundled ones)."""
         names = []
-        for kind in ("LLM", "embedding"):
+        for kind in ("LLM", "embedding", "rerank"):
             for entry in self.registry.list(kind):
                 if not entry["is_builtin"] or entry["model_name"] in BUNDLED_ORDER:
                     names.append({"model_name": entry["model_name"], "model_type": kind})
@@ -418,7 +420,8 @@ class Supervisor:
         """List a model that could not even be planned (registration or files gone) as an error."""
         registration: dict[str, Any] = {"model_ability": [], "model_family": "", "model_lang": [],
                                         "dimensions": None, "max_tokens": None, "language": []}
-        model_type = "embedding" if str(request.get("model_type", "LLM")).lower() == "embedding" else "LLM"
+        given = str(request.get("model_type", "LLM")).lower()
+        model_type = given if given in ("embedding", "rerank") else "LLM"
         plan = LaunchPlan(model_name=str(request.get("model_name")), model_type=model_type, engine="",
                           model_format=str(request.get("model_format") or ""), model_size_in_billions=None,
                           quantization=str(request.get("quantization") or ""), model_path=None, model_id=None,

@@ -43,7 +43,7 @@ def fetch(client: Any, with_registrations: bool) -> Snapshot:
         try:
             rows = []
             waiting = set(client.loads_on_request())  # not running; a request naming them launches them
-            for kind in ("LLM", "embedding"):
+            for kind in ("LLM", "embedding", "rerank"):
                 for item in client.list_model_registrations(kind, detailed=True):
                     rows.append({**item, "model_type": kind, "loads_on_request": item["model_name"] in waiting})
             snap.registrations = rows

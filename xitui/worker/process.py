@@ -238,8 +238,19 @@ class Worker:
             return
         if req["op"] in ("generate", "chat"):
             self.generate(rid, req)
+        elif req["op"] == "rerank":
+            self.rerank(rid, req)
         else:
             self.channel.send({"id": rid, "error": f"unknown operation {req['op']!r}", "status": 400})
+
+    def rerank(self, rid: int, req: dict[str, Any]) -> None:
+        """Score each document against the query; the server sorts and cuts (top_n)."""
+        documents = req["documents"]
+        if not getattr(self.backend, "reranks", False):
+            raise RequestError("this model is not a rerank model")
+        scores = self.backend.rerank(req["query"], documents)
+        tokens = sum(self.backend.token_counts([req["query"], *documents]))
+        self.channel.send({"id": rid, "result": {"scores": scores, "tokens": tokens}})
 
     def generate(self, rid: int, req: dict[str, Any]) -> None:
         params = GenerateParams.from_request(req.get("params") or {})
