@@ -242,12 +242,7 @@ def embed(
     """Embed texts; prints one line per text (dimensions and the first values), or JSON with --json."""
     from xitui.core.errors import XituiError
 
-    if not texts:
-        if sys.stdin.isatty():
-            raise XituiError("give texts as arguments or pipe them on stdin, one per line")
-        texts = [line for line in sys.stdin.read().splitlines() if line.strip()]
-        if not texts:
-            raise XituiError("no text: stdin was empty")
+    texts = _given_or_piped(texts, "texts as arguments", "text")
     handle = connect(endpoint, api_key).get_model(model_uid)
     if not hasattr(handle, "create_embedding"):
         raise XituiError(f"model {model_uid!r} is an LLM, not an embedding model")
@@ -275,12 +270,7 @@ def rerank(
     """Order documents by their relevance to a query; prints score, index and document, best first."""
     from xitui.core.errors import XituiError
 
-    if not documents:
-        if sys.stdin.isatty():
-            raise XituiError("give documents as arguments after the query, or pipe them on stdin, one per line")
-        documents = [line for line in sys.stdin.read().splitlines() if line.strip()]
-        if not documents:
-            raise XituiError("no document: stdin was empty")
+    documents = _given_or_piped(documents, "documents as arguments after the query", "document")
     handle = connect(endpoint, api_key).get_model(model_uid)
     if not hasattr(handle, "rerank"):
         raise XituiError(f"model {model_uid!r} is not a rerank model")
@@ -290,3 +280,17 @@ def rerank(
         return
     for item in result["results"]:
         _write(f"{item['relevance_score']:+.4f}  {item['index']}  {documents[item['index']]}\n")
+
+
+def _given_or_piped(given: list[str] | None, how: str, what: str) -> list[str]:
+    """The arguments, else stdin's non-blank lines (a terminal on stdin, or nothing piped, is an error)."""
+    from xitui.core.errors import XituiError
+
+    if given:
+        return given
+    if sys.stdin.isatty():
+        raise XituiError(f"give {how}, or pipe them on stdin, one per line")
+    lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if not lines:
+        raise XituiError(f"no {what}: stdin was empty")
+    return lines
