@@ -67,8 +67,8 @@ class SentenceTransformersBackend(Backend):
             self.embed(["warm-up"])
 
     def rerank(self, query: str, documents: list[str]) -> list[float]:
-        """One relevance score per document (the model's raw logit, as Xinference's sentence-transformers
-        reranker returns them), in the documents' order."""
+        """One relevance score per document, in the documents' order: CrossEncoder.predict's (for a one-score
+        model the sigmoid of its logit, 0 to 1), as Xinference's sentence-transformers reranker returns them."""
         scores = self.model.predict([(query, doc) for doc in documents], batch_size=32, show_progress_bar=False,
                                     convert_to_numpy=True)
         return [float(s) for s in scores]
