@@ -249,10 +249,9 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             if len(prompt) != 1 or not isinstance(prompt[0], str):
                 raise XituiError("prompt: send one prompt per request")
             prompt = prompt[0]
-        uid = await supervisor.ready(body.model, "generate")
-        model = _require_ability(supervisor, uid, "generate")
+        model = await supervisor.ready(body.model, "generate")
         _check_prompt_size(model, len(prompt), "prompt")
-        streams = [supervisor.call(uid, "generate", {"prompt": prompt, "params": params})
+        streams = [supervisor.call(model.uid, "generate", {"prompt": prompt, "params": params})
                    for params in choice_params(body)]
         return await respond(request, streams, body, chat=False)
 
@@ -260,8 +259,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
               responses={**streaming_ok(), **answers(400, 404, 500)})
     async def chat_completions(request: Request) -> Any:
         body = await read_body(request, ChatBody)
-        uid = await supervisor.ready(body.model, "chat")
-        model = _require_ability(supervisor, uid, "chat")
+        model = await supervisor.ready(body.model, "chat")
         messages = []
         for i, message in enumerate(body.messages):
             try:
@@ -273,7 +271,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         kwargs = template_kwargs((body.model_extra or {}).get("chat_template_kwargs"))
         if kwargs:
             tools["template_kwargs"] = kwargs
-        streams = [supervisor.call(uid, "chat", {"messages": messages, "params": params, **tools})
+        streams = [supervisor.call(model.uid, "chat", {"messages": messages, "params": params, **tools})
                    for params in choice_params(body)]
         return await respond(request, streams, body, chat=True)
 
@@ -285,12 +283,9 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
             raise XituiError("input: must hold at least one text")
         if body.encoding_format not in ("float", "base64"):
             raise XituiError("encoding_format: must be float or base64")
-        uid = await supervisor.ready(body.model, "embed")
-        model = supervisor.get(uid)
-        if model.plan.model_type != "embedding":
-            raise XituiError(f"model {body.model!r} is an LLM, not an embedding model")
+        model = await supervisor.ready(body.model, "embed")
         result: dict[str, Any] = {}
-        async for msg in supervisor.call(uid, "embed", {"input": texts, "truncate": body.truncate}):
+        async for msg in supervisor.call(model.uid, "embed", {"input": texts, "truncate": body.truncate}):
             result = msg["result"]
         raw = base64.b64decode(result["vectors_b64"])
         width = len(raw) // result["count"]
@@ -312,12 +307,9 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
     async def rerank(body: RerankBody) -> dict[str, Any]:
         """The documents ordered by their relevance to the query, best first, each with its index in the
         request and its score (Xinference's answer; `document` with return_documents)."""
-        uid = await supervisor.ready(body.model, "rerank")
-        model = supervisor.get(uid)
-        if model.plan.model_type != "rerank":
-            raise XituiError(f"model {body.model!r} is not a rerank model (it is {model.plan.model_type})")
+        model = await supervisor.ready(body.model, "rerank")
         result: dict[str, Any] = {}
-        async for msg in supervisor.call(uid, "rerank", {"query": body.query, "documents": body.documents}):
+        async for msg in supervisor.call(model.uid, "rerank", {"query": body.query, "documents": body.documents}):
             result = msg["result"]
         order = sorted(range(len(body.documents)), key=lambda i: -result["scores"][i])[:body.top_n]
         return {
@@ -401,12 +393,4 @@ def _xinference_client(request: Request) -> bool:
     return request.headers.get("user-agent", "").startswith("python-requests/")
 
 
-def _require_ability(supervisor: Supervisor, uid: str, ability: str) -> Model:
-    model = supervisor.get(uid)
-    if model.plan.model_type != "LLM":
-        raise XituiError(f"model {uid!r} is an embedding model: use /v1/embeddings")
-    abilities = model.plan.registration.get("model_ability", [])
-    if ability not in abilities:
-        raise XituiError(f"model {uid!r} cannot {ability} (its abilities: {', '.join(abilities)})")
-    return model
 

@@ -55,6 +55,22 @@ class AllBusyError(XituiError):
     status_code = 503
 
 
+#: Each model type in words, and the route that serves it.
+_ROUTES = {"LLM": ("an LLM", "/v1/completions or /v1/chat/completions"),
+           "embedding": ("an embedding model", "/v1/embeddings"), "rerank": ("a rerank model", "/v1/rerank")}
+
+
+def check_ability(name: str, kind: str, abilities: list[str], ability: str) -> None:
+    """Refuse a request that asks a model for what it does not do (`ability`: generate, chat, embed or
+    rerank), with the route that would serve it."""
+    wanted = {"embed": "embedding", "rerank": "rerank"}.get(ability, "LLM")
+    if kind != wanted:
+        what, use = _ROUTES.get(kind, (kind, "another route"))
+        raise XituiError(f"model {name!r} is {what}, not {_ROUTES[wanted][0]}: use {use}")
+    if kind == "LLM" and ability not in abilities:
+        raise XituiError(f"model {name!r} cannot {ability} (its abilities: {', '.join(abilities)})")
+
+
 def check_uid(uid: object) -> str:
     """A model uid as a launch may give it: it names the model's log files."""
     if not isinstance(uid, str) or not UID_RE.match(uid):
@@ -132,10 +148,11 @@ class Supervisor:
         found = [uid for uid, m in self.models.items() if m.plan.model_name.lower() == name.lower()]
         return found[0] if len(found) == 1 else None
 
-    async def ready(self, name: str, ability: str) -> str:
-        """The uid of a ready model for a request naming `name` (`ability`: generate, chat or embed): a
-        running one, or with server.autoload one launched for it now with its remembered launch settings
-        (else the defaults), concurrent requests sharing the launch. A model that cannot fit is a 409."""
+    async def ready(self, name: str, ability: str) -> Model:
+        """The ready model for a request naming `name` that asks it to `ability` (generate, chat, embed or
+        rerank): a running one, or with server.autoload one launched for it now with its remembered launch
+        settings (else the defaults), concurrent requests sharing the launch. A model that cannot fit is a
+        409; one of the wrong kind a 400, before anything loads."""
         uid = self.running_uid(name)
         if uid is None and self.autoload:
             request = await asyncio.to_thread(self._on_request, name, ability)
@@ -145,15 +162,16 @@ class Supervisor:
                     load = asyncio.ensure_future(self._load(request))
                     self._loads[name] = load
                     load.add_done_callback(lambda _: self._loads.pop(name, None))
-                return await asyncio.shield(load)
+                return self.get(await asyncio.shield(load))
         model = self.models.get(uid or name)
         if model is None and self.autoload and name not in self.unloaded:
             raise NotFoundError(f"model {name!r} is not running, and no model of that name loads on request "
                                 "(see `xitui list` and `xitui registrations`)")
         model = self.get(uid or name)
+        check_ability(name, model.plan.model_type, model.plan.registration.get("model_ability", []), ability)
         if model.state == "launching" and model.settling is not None:
             await asyncio.shield(model.settling)
-        return model.uid
+        return model
 
     def _on_request(self, name: str, ability: str) -> dict[str, Any] | None:
         """The launch a request for `name` makes (None: nothing of that name is registered)."""
@@ -168,14 +186,7 @@ class Supervisor:
             return None
         if spec.is_builtin and spec.model_name not in BUNDLED_ORDER:
             return None  # its files come from the Hub: a download is for a launch someone asks for
-        wanted = {"embed": "embedding", "rerank": "rerank"}.get(ability, "LLM")
-        if kind != wanted:
-            what, use = {"embedding": ("an embedding model", "/v1/embeddings"),
-                         "rerank": ("a rerank model", "/v1/rerank"),
-                         "LLM": ("an LLM", "/v1/completions or /v1/chat/completions")}[kind]
-            raise XituiError(f"model {name!r} is registered as {what}: use {use}")
-        if kind == "LLM" and ability not in spec.model_ability:
-            raise XituiError(f"model {name!r} cannot {ability} (its abilities: {', '.join(spec.model_ability)})")
+        check_ability(name, kind, getattr(spec, "model_ability", []), ability)
         return {"model_name": spec.model_name, "model_type": kind, "model_uid": name}
 
     async def _load(self, request: dict[str, Any]) -> str:
