@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import xitui_cmd
 from tests.fake_hub import FakeHub
-from tests.model_files import minilm_dir
+from tests.model_files import minilm_dir, reranker_dir
 from xitui.core.inspect import InspectError, inspect_source
 from xitui.core.inspect.gguf_header import FILE_TYPES, GGUFError, read_header
 from xitui.core.inspect.naming import file_name_template, model_name_from, quantization_in, size_in_billions
@@ -79,6 +79,29 @@ def test_sentence_transformers_probe() -> None:
     assert spec["model_specs"][0]["model_id"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert spec["model_name"] == "all-MiniLM-L6-v2-custom"  # the plain name is a builtin model
     parse_spec("embedding", spec)
+
+
+def test_cross_encoder_probe(tmp_path: Path) -> None:
+    """A cross-encoder is a rerank model, whether sentence-transformers saved it (its config says
+    CrossEncoder) or it is a bare one-score sequence classifier (older rerankers); a classifier with several
+    labels is not one."""
+    found = inspect_source(str(reranker_dir()))
+    assert (found.kind, found.model_type) == ("cross-encoder", "rerank")
+    spec = found.spec()
+    assert spec["max_tokens"] == 512 and found.origin("max_tokens") == "config.json"
+    assert spec["type"] == "normal" and "dimensions" not in spec
+    assert "model_id" not in spec["model_specs"][0]  # its README links the blog, which is no model id
+    assert found.facts["parameter_count"] == 22_713_601
+    assert parse_spec("rerank", spec).model_name == "tiny-reranker"
+    bare = tmp_path / "bge-reranker-small"
+    bare.mkdir()
+    config = json.loads((reranker_dir() / "config.json").read_text())
+    (bare / "config.json").write_text(json.dumps(config))
+    os.symlink(reranker_dir() / "model.safetensors", bare / "model.safetensors")
+    assert inspect_source(str(bare)).model_type == "rerank"
+    config["id2label"] = {"0": "negative", "1": "positive"}
+    (bare / "config.json").write_text(json.dumps(config))
+    assert inspect_source(str(bare)).model_type != "rerank"
 
 
 def test_file_type_names_match_the_gguf_package() -> None:

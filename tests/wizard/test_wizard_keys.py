@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from tests.conftest import xitui_cmd
-from tests.model_files import minilm_dir
+from tests.model_files import minilm_dir, reranker_dir
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client
 from xitui.core.spec import parse_spec
@@ -108,6 +108,23 @@ def test_embedding_directory_register_and_launch(server: ServerProcess, tmp_path
     assert len(vectors["data"]) == 2
     client.terminate_model("wz-minilm")
     client.unregister_model("embedding", "wz-minilm")
+
+
+def test_cross_encoder_directory_is_a_rerank_model(server: ServerProcess) -> None:
+    """A cross-encoder's folder is recognised as a rerank model; registered and launched, the wizard's try
+    ranks the passage that answers its question first."""
+    # type (rerank, proposed), name, languages, max tokens, Hub id, review, what now (uncheck save, persist)
+    what_now = SPACE + DOWN + DOWN + SPACE + ENTER
+    keys = [ENTER, "wz-rerank" + ENTER, ENTER, "128" + ENTER, ENTER, ENTER, what_now]
+    w, shown = drive(Options(source=str(reranker_dir())), keys, server.url)
+    assert isinstance(w, Wizard), shown
+    client = Client(server.url)
+    registration = client.get_model_registration("rerank", "wz-rerank")
+    assert registration["max_tokens"] == 128 and registration["type"] == "normal"
+    ranked = [line.split(None, 2)[2] for line in shown.splitlines() if line.startswith(("  1. ", "  2. ", "  3. "))]
+    assert ranked[0] == "The fox lives in the forest and eats berries.", shown
+    client.terminate_model("wz-rerank")
+    client.unregister_model("rerank", "wz-rerank")
 
 
 def test_back_from_the_review_to_the_chat_format(server: ServerProcess, gguf_path: Path, tmp_path: Path) -> None:

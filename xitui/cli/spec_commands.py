@@ -26,7 +26,7 @@ def read_spec_file(file: Path) -> bytes:
 def validate(
     file: Annotated[Path, typer.Argument(help="The spec (JSON); - reads stdin.")],
     model_type: Annotated[
-        str | None, typer.Option("--model-type", "-t", help="LLM or embedding (guessed when left out).")
+        str | None, typer.Option("--model-type", "-t", help="LLM, embedding or rerank (guessed when left out).")
     ] = None,
 ) -> None:
     """Check a model spec offline and print its normalised (version 2) form."""

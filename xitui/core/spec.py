@@ -692,6 +692,9 @@ def parse_spec(model_type: str, source: str | bytes | dict[str, Any]) -> ModelSp
 
 
 def guess_model_type(source: str | bytes | dict[str, Any]) -> ModelType:
-    """Tell an embedding spec (it has `dimensions`) from an LLM spec, for `xitui validate`."""
+    """Tell an embedding spec (it has `dimensions`) from a rerank spec (`type`, `max_tokens` or `language`
+    without dimensions) from an LLM spec, for `xitui validate`."""
     data = _load_object(source)
-    return "embedding" if "dimensions" in data or "max_tokens" in data else "LLM"
+    if "dimensions" in data:
+        return "embedding"
+    return "rerank" if {"type", "max_tokens", "language"} & set(data) else "LLM"

@@ -74,7 +74,7 @@ class Wizard:
     def _fetch_names(self) -> None:
         try:
             client = self.client()
-            for kind in ("LLM", "embedding"):
+            for kind in ("LLM", "embedding", "rerank"):
                 self._names[kind] = {r["model_name"] for r in client.list_model_registrations(kind)}
         except XituiError as exc:
             self._client_error = str(exc)

@@ -74,7 +74,7 @@ class Draft:
     def spec(self) -> dict[str, Any]:
         """The spec as it stands (version 2)."""
         order = ["version", "context_length", "model_name", "model_lang", "model_ability", "model_description",
-                 "model_family", "dimensions", "max_tokens", "language", "model_specs", "chat_template",
+                 "model_family", "dimensions", "type", "max_tokens", "language", "model_specs", "chat_template",
                  "prompt_style", "stop_token_ids", "stop"]
         spec = {"version": 2, **self.values}
         return {k: spec[k] for k in order if k in spec} | {k: v for k, v in spec.items() if k not in order}

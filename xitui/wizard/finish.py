@@ -126,6 +126,9 @@ def try_prompt(w: Wizard, uid: str) -> None:
     """One prompt whose answer streams in, with time to first token and tokens/s; Ctrl-C stops it."""
     client = w.client()
     handle = client.get_model(uid)
+    if hasattr(handle, "rerank"):
+        _try_rerank(w, uid, handle)
+        return
     if hasattr(handle, "create_embedding"):
         sample = w.options.test_prompt or "The quick brown fox jumps over the lazy dog."
         start = time.monotonic()
@@ -169,6 +172,22 @@ def try_prompt(w: Wizard, uid: str) -> None:
         rate = (count - 1) / elapsed if count > 1 else 0.0
         w.say(f"{count} tokens, first after {(first - start) * 1000:.0f} ms, {rate:.1f} tokens/s", style="dim")
     _next_steps(w, uid)
+
+
+#: The wizard's try of a rerank model: a question, the passage that answers it, and two that do not.
+RERANK_SAMPLE = ("Where does the fox live?",
+                 ["The old bridge in Prague was built in 1357.", "The fox lives in the forest and eats berries.",
+                  "Bread is made of flour, water and salt."])
+
+
+def _try_rerank(w: Wizard, uid: str, handle: Any) -> None:
+    query, documents = (w.options.test_prompt or RERANK_SAMPLE[0]), RERANK_SAMPLE[1]
+    start = time.monotonic()
+    results = handle.rerank(documents, query)["results"]
+    w.say(f"ranked 3 passages for {query!r} in {(time.monotonic() - start) * 1000:.0f} ms:")
+    for rank, result in enumerate(results, 1):
+        w.say(f"  {rank}. {result['relevance_score']:.3f}  {documents[result['index']]}")
+    w.say(f"next: xitui rerank --model-uid {uid} \"a question\" \"a passage\" \"another passage\"", style="dim")
 
 
 def _next_steps(w: Wizard, uid: str, embedding: bool = False) -> None:

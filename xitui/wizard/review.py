@@ -52,7 +52,7 @@ def estimate_line(spec: dict[str, Any], model_type: str) -> tuple[str, bool] | N
         return None
     path = local_path(first["model_uri"])
     fmt = first.get("model_format")
-    if model_type == "embedding":
+    if model_type in ("embedding", "rerank"):
         engine = "sentence_transformers"
     elif fmt == "ggufv2":
         engine = "llama.cpp"

@@ -49,7 +49,12 @@ def ask_source(w: Wizard) -> Any:
 
 
 _KIND_ORIGIN = {"gguf": "a GGUF file", "pytorch": "config.json", "sentence-transformers": "modules.json",
-                "hub": "the Hub repository"}
+                "cross-encoder": "a cross-encoder's config", "hub": "the Hub repository"}
+
+#: Why a source can only be served as the type it was found to be.
+_ONLY_AS = {"gguf": "GGUF files run on llama.cpp as LLMs",
+            "sentence-transformers": "a sentence-transformers folder is an embedding model",
+            "cross-encoder": "a cross-encoder scores pairs of texts: it is a rerank model"}
 
 
 def ask_model_type(w: Wizard) -> Any:
@@ -57,14 +62,16 @@ def ask_model_type(w: Wizard) -> Any:
     origin = _KIND_ORIGIN.get(found.kind) if found else w.draft.origin("model_name")
     while True:
         answer = w.ask.select("Model type", [Choice("LLM", "LLM", "generate and chat"),
-                                             Choice("embedding", "embedding", "vectors for search")],
+                                             Choice("embedding", "embedding", "vectors for search"),
+                                             Choice("rerank", "rerank", "passages ranked against a query")],
                               w.draft.model_type, origin=origin, field="model type")
         if answer == w.draft.model_type:
             return None
-        if found is None or found.kind != "pytorch":
-            w.say(f"this source is served as {w.draft.model_type}: "
-                  + ("GGUF files run on llama.cpp as LLMs" if found and found.kind == "gguf"
-                     else "a sentence-transformers folder is an embedding model"), style="red")
+        if found is None or found.kind != "pytorch" or answer == "rerank":
+            why = _ONLY_AS.get(found.kind if found else "", "a transformers folder is an LLM or an embedding model")
+            if found is not None and found.kind == "pytorch":
+                why = "a causal language model's folder is no reranker (a cross-encoder's folder is)"
+            w.say(f"this source is served as {w.draft.model_type}: {why}", style="red")
             if w.ask.yes:
                 raise NoProposal("--yes: the model type does not fit the source")
             continue
@@ -219,6 +226,11 @@ def _is_embedding(w: Wizard) -> bool:
     return w.draft.model_type == "embedding"
 
 
+def _reads_pieces(w: Wizard) -> bool:
+    """Embedding and rerank models: sentence-transformers models with a longest input."""
+    return w.draft.model_type in ("embedding", "rerank")
+
+
 def ask_family(w: Wizard) -> Any:
     from prompt_toolkit.completion import FuzzyWordCompleter
 
@@ -328,7 +340,7 @@ def steps() -> list[Step]:
              fields=(r"^context_length",), label="context length"),
         Step("dimensions", _number_step("dimensions", "Dimensions of a vector"), _is_embedding,
              fields=(r"^dimensions",), label="dimensions"),
-        Step("max_tokens", _number_step("max_tokens", "Most tokens per input"), _is_embedding,
+        Step("max_tokens", _number_step("max_tokens", "Most tokens per input"), _reads_pieces,
              fields=(r"^max_tokens",), label="max tokens"),
         Step("description", ask_description, _is_llm, fields=(r"^model_description",), label="description"),
         Step("model_id", ask_model_id, fields=(spec_entry + "model_id", r"needs model_id"), label="Hub id"),

@@ -6,13 +6,19 @@ import os
 import tempfile
 from pathlib import Path
 
-from xitui.core.inspect.local import inspect_pytorch, inspect_sentence_transformers
+from xitui.core.inspect.local import (
+    inspect_cross_encoder,
+    inspect_pytorch,
+    inspect_sentence_transformers,
+    is_cross_encoder,
+)
 from xitui.core.inspect.naming import file_name_template, model_name_from, quantization_in
 from xitui.core.inspect.result import Inspection
 
 #: The only files fetched: configuration, never weights.
 SMALL_FILES = ("config.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja",
-               "modules.json", "sentence_bert_config.json", "1_Pooling/config.json", "README.md")
+               "modules.json", "sentence_bert_config.json", "1_Pooling/config.json", "README.md",
+               "config_sentence_transformers.json")
 
 
 def inspect_hub(model_id: str, revision: str | None = None) -> Inspection:
@@ -56,7 +62,10 @@ def inspect_hub(model_id: str, revision: str | None = None) -> Inspection:
                 (folder / name).write_bytes(Path(fetched).read_bytes())
         ggufs = sorted(n for n in files if n.lower().endswith(".gguf") and "/" not in n)
         weights = [n for n in files if n.endswith(".safetensors")]
-        if (folder / "modules.json").is_file() or (folder / "sentence_bert_config.json").is_file():
+        if weights and is_cross_encoder(folder):
+            found = inspect_cross_encoder(folder)
+            found.facts["weights_size"] = sum(files[n] or 0 for n in weights)
+        elif (folder / "modules.json").is_file() or (folder / "sentence_bert_config.json").is_file():
             found = inspect_sentence_transformers(folder)
         elif (folder / "config.json").is_file() and weights:
             for name in weights:  # stand-ins, so the probe sees which weights exist; sizes come from the list

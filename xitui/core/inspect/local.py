@@ -1,7 +1,9 @@
-"""Probes of local model files: a GGUF file or folder, a transformers folder, a sentence-transformers folder.
+"""Probes of local model files: a GGUF file or folder, a transformers folder, a sentence-transformers folder,
+a cross-encoder (reranker) folder.
 
 Only headers and small JSON files are read: GGUF metadata, config.json, tokenizer_config.json,
-generation_config.json, safetensors headers (for the parameter count), modules.json and the pooling config.
+generation_config.json, safetensors headers (for the parameter count), modules.json, the pooling config and
+config_sentence_transformers.json.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def inspect_local(path: Path, gguf_file: str | None = None) -> Inspection:
     if not path.is_dir():
         raise InspectError(f"{path}: no such file or folder")
     ggufs = sorted(p.name for p in path.glob("*.gguf") if p.is_file())
+    if is_cross_encoder(path):
+        return inspect_cross_encoder(path)
     if (path / "modules.json").is_file() or (path / "sentence_bert_config.json").is_file():
         return inspect_sentence_transformers(path)
     if (path / "config.json").is_file() and any(path.glob("*.safetensors")):
@@ -54,6 +58,22 @@ def inspect_local(path: Path, gguf_file: str | None = None) -> Inspection:
     if (path / "config.json").is_file():
         raise InspectError(f"{path}: has config.json but no .safetensors weights (xitui loads no pickled weights)")
     raise InspectError(f"{path}: no .gguf file, no config.json with safetensors, no sentence-transformers model")
+
+
+def is_cross_encoder(folder: Path) -> bool:
+    """A reranker's folder: sentence-transformers saved it as a CrossEncoder, or (older ones, BAAI's bge
+    rerankers) its config.json is a sequence classifier with one output, the relevance score."""
+    saved = read_json(folder / "config_sentence_transformers.json") or {}
+    if saved.get("model_type") == "CrossEncoder":
+        return True
+    config = read_json(folder / "config.json") or {}
+    architectures = config.get("architectures")
+    if not (isinstance(architectures, list) and architectures
+            and all(str(a).endswith("ForSequenceClassification") for a in architectures)):
+        return False
+    labels = config.get("id2label")
+    count = len(labels) if isinstance(labels, dict) else config.get("num_labels")
+    return count == 1
 
 
 def inspect_gguf(folder: Path, file_name: str, source: str) -> Inspection:
@@ -194,6 +214,29 @@ def inspect_sentence_transformers(folder: Path) -> Inspection:
         found.propose("max_tokens", config["max_position_embeddings"], "config.json")
     found.facts.update(architecture=config.get("model_type"), parameter_count=safetensors_parameters(folder),
                        modules=[str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules if isinstance(m, dict)])
+    _propose_name_and_place(found, folder)
+    return found
+
+
+def inspect_cross_encoder(folder: Path) -> Inspection:
+    """A cross-encoder folder (a rerank model): the longest pair it reads, its architecture and size."""
+    found = Inspection(source=str(folder), kind="cross-encoder", model_type="rerank")
+    config = read_json(folder / "config.json") or {}
+    st_config = read_json(folder / "sentence_bert_config.json") or {}
+    if isinstance(st_config.get("max_seq_length"), int):
+        found.propose("max_tokens", st_config["max_seq_length"], "sentence_bert_config.json")
+    elif isinstance(config.get("max_position_embeddings"), int):
+        found.propose("max_tokens", config["max_position_embeddings"], "config.json")
+    found.propose("type", "normal", "a cross-encoder")
+    found.facts.update(architecture=config.get("model_type"), architectures=config.get("architectures"),
+                       parameter_count=safetensors_parameters(folder),
+                       weights_size=sum(p.stat().st_size for p in folder.glob("*.safetensors")))
+    _propose_name_and_place(found, folder)
+    return found
+
+
+def _propose_name_and_place(found: Inspection, folder: Path) -> None:
+    """A sentence-transformers folder's Hub id (from its README), languages, location and name."""
     readme = folder / "README.md"
     model_id = _model_id_from_readme(readme) if readme.is_file() else None
     if model_id:
@@ -207,7 +250,6 @@ def inspect_sentence_transformers(folder: Path) -> Inspection:
             found.propose("model_name", model_name_from(folder.parent.name), "the parent folder's name")
     else:
         found.propose("model_name", model_name_from(folder.name), "the folder name")
-    return found
 
 
 #: Largest safetensors JSON header read (the format's own limit is 100 MB; real ones are a few MiB at most).
@@ -315,5 +357,6 @@ def _model_id_from_readme(readme: Path) -> str | None:
     match = re.search(r"SentenceTransformer\(['\"]([A-Za-z0-9][\w.\-]*/[\w.\-]+)['\"]\)", text)
     if match:
         return match.group(1)
-    match = re.search(r"huggingface\.co/(?!datasets/)([A-Za-z0-9][\w.\-]*/[\w.\-]+)", text)
+    not_models = "(?!(?:datasets|blog|docs|spaces|papers|models)/)"  # the site's other pages
+    match = re.search(r"huggingface\.co/" + not_models + r"([A-Za-z0-9][\w.\-]*/[\w.\-]+)", text)
     return match.group(1).rstrip(".") if match else None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from xitui.core.names import ModelType
 
-Kind = Literal["gguf", "pytorch", "sentence-transformers", "hub"]
+Kind = Literal["gguf", "pytorch", "sentence-transformers", "cross-encoder", "hub"]
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Inspection:
     model_description, chat_template (the model's own), stop, stop_token_ids, model_format,
     model_size_in_billions, quantization, quantizations, model_file_name_template, model_uri, model_id.
     Embedding keys: model_name, dimensions, max_tokens, language, model_uri, model_id.
+    Rerank keys: model_name, max_tokens, type, language, model_uri, model_id.
     """
 
     source: str
@@ -53,12 +54,15 @@ class Inspection:
     def spec(self) -> dict[str, Any]:
         """The spec these proposals make (version 2), as `xitui inspect` prints it."""
         v = self.value
-        if self.model_type == "embedding":
+        if self.model_type in ("embedding", "rerank"):
             entry = {"model_format": "pytorch", "model_id": v("model_id"), "model_uri": v("model_uri"),
                      "quantization": "none"}
-            return {"version": 2, "model_name": v("model_name"), "dimensions": v("dimensions"),
-                    "max_tokens": v("max_tokens"), "language": v("language", ["en"]),
+            head = ({"dimensions": v("dimensions")} if self.model_type == "embedding"
+                    else {"type": v("type", "normal")})
+            spec = {"version": 2, "model_name": v("model_name"), **head, "max_tokens": v("max_tokens"),
+                    "language": v("language", ["en"]),
                     "model_specs": [{k: val for k, val in entry.items() if val is not None}]}
+            return {k: val for k, val in spec.items() if val is not None}
         quantizations = v("quantizations") or [v("quantization", "none")]
         specs = []
         for quant in quantizations:
