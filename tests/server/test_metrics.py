@@ -58,6 +58,10 @@ def test_counters_move_by_the_requests_and_tokens_sent(server: ServerProcess, gg
     assert value(after, "xitui_requests_running", **replica) == 0
     assert value(after, "xitui_requests_queued", **replica) == 0
     assert value(after, "xitui_request_errors_total", **replica) == 0
+    # the last answer's own cells were in use as it ended: its prompt and all it wrote but the last token
+    last = answer["usage"]
+    assert value(after, "xitui_kv_cache_cells_used", **replica) >= last["prompt_tokens"] + last["completion_tokens"] - 1
+    assert value(after, "xitui_kv_cache_cells_used", **replica) <= 2048
 
     client.terminate_model("metered")
     gone = scrape(server.url)

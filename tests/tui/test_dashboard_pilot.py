@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.model_files import reranker_dir
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client
 from xitui.tui.app import XituiApp, make_app
@@ -62,14 +63,14 @@ def state_of(app: XituiApp, uid: str) -> str:
     return table.models.get(uid, {}) and state_text(table.models[uid]) if row else ""
 
 
-def launch_via_modal(app: XituiApp, pilot: Any, name: str) -> Any:
+def launch_via_modal(app: XituiApp, pilot: Any, name: str, model_type: str = "LLM") -> Any:
     async def go() -> None:
         await until(pilot, lambda: app.dashboard.registrations, what="registrations")
         await pilot.press("l")
         await until(pilot, lambda: app.screen.__class__.__name__ == "LaunchModal", what="launch modal")
         from textual.widgets import Select
 
-        app.screen.query_one("#registration", Select).value = f"LLM/{name}"
+        app.screen.query_one("#registration", Select).value = f"{model_type}/{name}"
         await pilot.pause()
         await pilot.click("#launch")
 
@@ -451,6 +452,43 @@ def test_the_cli_and_the_pane_count_an_answer_the_same(dash_server: ServerProces
         asyncio.run(main())
     finally:
         client.terminate_model("counter")
+
+
+def test_a_rerank_model_launched_from_the_modal_ranks_passages_in_the_pane(dash_server: ServerProcess) -> None:
+    """A rerank registration launches from the modal; in the pane a query and passages (one per line) come
+    back ranked, the passage that answers the query first."""
+    client = Client(dash_server.url)
+    spec = {"version": 2, "model_name": "dash-rerank", "type": "normal", "max_tokens": 96, "language": ["en"],
+            "model_specs": [{"model_format": "pytorch", "model_uri": str(reranker_dir()), "quantization": "none"}]}
+    client.register_model("rerank", json.dumps(spec))
+    passages = ["The old bridge in Prague was built in 1357.", "The fox lives in the forest and eats berries.",
+                "Bread is made of flour, water and salt."]
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        await launch_via_modal(app, pilot, "dash-rerank", "rerank")
+        await until(pilot, lambda: state_of(app, "dash-rerank") == "ready", 120, "ready row")
+        app.query_one(ModelsTable).focus()
+        table = app.query_one(ModelsTable)
+        table.move_cursor(row=table.get_row_index("dash-rerank"))
+        await pilot.press("c")
+        pane = app.query_one(ChatPane)
+        await until(pilot, lambda: pane.mode == "rerank", what="rerank mode")
+        assert not pane.query_one("#chat-log").display and pane.query_one("#rerank-box").display
+        assert app.focused is pane.query_one("#rerank-query")
+        pane.query_one("#rerank-documents").text = "\n".join(passages) + "\n\n"
+        await type_text(pilot, "Where does the fox live?")
+        await pilot.press("enter")
+        status = pane.query_one("#rerank-status")
+        await until(pilot, lambda: "passages in" in str(status.render()), 30, "the ranking")
+        assert "3 passages" in str(status.render()) and "tokens" in str(status.render())
+        result = pane.query_one("#rerank-result")
+        rows = [" ".join(result.render_line(y).text.split()) for y in range(result.size.height)]
+        ranked = [row for row in rows if row[:1].isdigit()]
+        assert len(ranked) == 3 and ranked[0].startswith("1 ") and "The fox lives in the forest" in ranked[0], rows
+
+    run(test, dash_server.url)
+    client.terminate_model("dash-rerank")
+    client.unregister_model("rerank", "dash-rerank")
 
 
 def test_reads_pause_while_a_modal_covers_the_dashboard(dash_server: ServerProcess) -> None:

@@ -589,7 +589,7 @@ class BatchEngine:
             "usage": {"prompt_tokens": len(slot.prompt), "completion_tokens": slot.generated,
                       "total_tokens": len(slot.prompt) + slot.generated,
                       "prompt_tokens_details": {"cached_tokens": slot.reused}},
-            "ttft": ttft, "tokens_per_s": tps, "preempted": slot.preempted}})
+            "ttft": ttft, "tokens_per_s": tps, "preempted": slot.preempted, "kv_used": self._used()}})
 
 
 def _token_data_dtype() -> Any:

@@ -41,6 +41,8 @@ class _Collector:
         slots = GaugeMetricFamily("xitui_slots", "Requests a replica decodes together.", labels=REPLICA)
         kv = GaugeMetricFamily("xitui_kv_cache_cells", "Tokens the replica's shared KV cache holds (llama.cpp).",
                                labels=REPLICA)
+        kv_used = GaugeMetricFamily("xitui_kv_cache_cells_used", "Cells of the shared KV cache in use as the "
+                                    "replica's last answer ended, that answer's included (llama.cpp).", labels=REPLICA)
         ready = GaugeMetricFamily("xitui_model_ready", "1 when the model serves requests, 0 launching or in error.",
                                   labels=["model", "model_name", "engine"])
         stages = GaugeMetricFamily("xitui_launch_stage_seconds", "Where the model's launch spent its time.",
@@ -66,8 +68,10 @@ class _Collector:
                 slots.add_metric(labels, float(count))
                 if replica.info.get("kv_cells"):
                     kv.add_metric(labels, float(replica.info["kv_cells"]))
+                if m.kv_used is not None:
+                    kv_used.add_metric(labels, float(m.kv_used))
         yield from per.values()
-        yield from (ttft, per_token, slots, kv, ready, stages)
+        yield from (ttft, per_token, slots, kv, kv_used, ready, stages)
         launches = CounterMetricFamily("xitui_launches", "Model launches since the server started.",
                                        labels=["model", "start", "result"])
         for (uid, start, result), n in sorted(sup.launches.items()):

@@ -97,6 +97,8 @@ class Metrics:
     last_tokens_per_s: float | None = None
     #: Times a request was put back to wait for room in the shared KV cache (llama.cpp), since launch.
     preempted: int = 0
+    #: Cells of the shared KV cache in use as the last answer ended, that answer's own included (llama.cpp).
+    kv_used: int | None = None
     #: Texts in the last and in the largest embedding batch (dynamic batching at work).
     last_batch_size: int | None = None
     max_batch_size: int = 0
@@ -134,6 +136,7 @@ class Metrics:
             if self.last_tokens_per_s and generated > 1:  # each token after the first took 1 / rate
                 self.per_token.observe(1 / self.last_tokens_per_s, generated - 1)
             self.preempted += done.get("preempted", 0)
+            self.kv_used = done.get("kv_used", self.kv_used)
         elif "result" in msg:
             self.tokens_prompt += msg["result"].get("tokens", 0)
             batch = msg["result"].get("batch")

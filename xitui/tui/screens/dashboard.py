@@ -272,7 +272,7 @@ class DashboardScreen(Screen[None]):
         pane = self.query_one(ChatPane)
         if uid is not None and uid in pane.models:
             pane.choose(uid)
-        pane.query_one("#chat-input").focus()
+        pane.focus_input()
 
     def action_register(self) -> None:
         """Suspend the dashboard, run the wizard in this terminal, then come back and refresh."""

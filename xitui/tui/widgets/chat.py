@@ -2,7 +2,8 @@
 model's earlier ones can be resumed from the session picker.
 
 Chat models get a conversation with an editable system prompt; generate-only models get completion mode;
-embedding models the similarity of two texts (widgets/embedding_view.py). What a conversation is (history,
+embedding models the similarity of two texts (widgets/embedding_view.py), rerank models a query's ranking of
+passages (widgets/rerank_view.py). What a conversation is (history,
 requests, figures, saving) is client/conversation.py's, as in `xitui chat`; this pane shows it. The stream
 is read in a worker thread that posts each piece as a message; widgets change only in handlers.
 """
@@ -25,13 +26,17 @@ from xitui.core.chats import ChatStore
 from xitui.tui.widgets.chat_pickers import ChatPickers
 from xitui.tui.widgets.embedding_view import EmbeddingView
 from xitui.tui.widgets.prompt_input import PromptInput
+from xitui.tui.widgets.rerank_view import RerankView
 from xitui.tui.widgets.transcript import Transcript
 
-MODES = {"chat": "chat", "completion": "completion (a generate-only model: your text is continued)"}
+MODES = {"chat": "chat", "completion": "completion (a generate-only model: your text is continued)",
+         "rerank": "rerank (passages ranked against a query)"}
+#: Modes with their own view in place of the conversation.
+VIEWS = ("embedding", "rerank")
 
 
 class ChatPane(Vertical):
-    """Pickers, the transcript, the input line (or, for an embedding model, the similarity view)."""
+    """Pickers, the transcript, the input line (or, for an embedding or rerank model, its own view)."""
 
     DEFAULT_CSS = """
     ChatPane { height: 1fr; }
@@ -46,12 +51,14 @@ class ChatPane(Vertical):
     ChatPane .stats { color: $text-muted; margin-bottom: 1; }
     ChatPane .reasoning { color: $text-muted; }
     ChatPane #embedding-box { height: auto; display: none; }
-    ChatPane.-embedding #embedding-box { display: block; }
-    ChatPane.-embedding #chat-log, ChatPane.-embedding PromptInput, ChatPane.-embedding #chat-system { display: none; }
+    ChatPane #rerank-box { display: none; }
+    ChatPane.-embedding #embedding-box, ChatPane.-rerank #rerank-box { display: block; }
+    ChatPane.-view #chat-log, ChatPane.-view PromptInput, ChatPane.-view #chat-system { display: none; }
+    ChatPane.-view #chat-session { display: none; }
     ChatPane.-completion #chat-system { display: none; }
     """
 
-    #: "chat", "completion" or "embedding": what the chosen model does (the look follows it).
+    #: "chat", "completion", "embedding" or "rerank": what the chosen model does (the look follows it).
     mode: reactive[str] = reactive("chat")
 
     class Piece(Message):
@@ -110,6 +117,7 @@ class ChatPane(Vertical):
         yield ChatPickers(id="chat-top")
         yield Transcript(id="chat-log")
         yield EmbeddingView(self.client, id="embedding-box")
+        yield RerankView(self.client, id="rerank-box")
         yield PromptInput(id="chat-input")
 
     def on_unmount(self) -> None:
@@ -119,7 +127,14 @@ class ChatPane(Vertical):
 
     def watch_mode(self, mode: str) -> None:
         self.set_class(mode == "embedding", "-embedding")
+        self.set_class(mode == "rerank", "-rerank")
+        self.set_class(mode in VIEWS, "-view")
         self.set_class(mode == "completion", "-completion")
+
+    def focus_input(self) -> None:
+        """The keys go where the chosen model is asked: the input line, or its view's first field."""
+        first = {"embedding": "#embed-a", "rerank": "#rerank-query"}.get(self.mode, "#chat-input")
+        self.query_one(first).focus()
 
     @property
     def history(self) -> list[dict[str, str]]:
@@ -150,12 +165,14 @@ class ChatPane(Vertical):
             return
         self.uid = uid
         model = self.models.get(uid or "", {})
-        if model.get("model_type") == "embedding":
-            self.mode = "embedding"
+        if model.get("model_type") in VIEWS:
+            self.mode = str(model["model_type"])
         else:
             self.mode = "chat" if "chat" in (model.get("model_ability") or []) else "completion"
         embedding = self.query_one(EmbeddingView)
         embedding.uid, embedding.description = uid, model
+        rerank = self.query_one(RerankView)
+        rerank.uid, rerank.description = uid, model
         self.conversation = self._conversation(uid) if uid is not None else None
         if uid is not None:
             self.query_one(ChatPickers).pick_model(uid)
@@ -164,7 +181,7 @@ class ChatPane(Vertical):
         self._list_sessions(uid)
 
     def _conversation(self, uid: str, session: Any = None) -> Conversation | None:
-        if self.mode == "embedding":
+        if self.mode in VIEWS:
             return None
         model = self.models.get(uid, {})
         handle = self.client.handle_for(uid, model) if self.client is not None else None
@@ -200,7 +217,7 @@ class ChatPane(Vertical):
     @work(thread=True, exclusive=True, group="sessions")
     def _list_sessions(self, uid: str | None) -> None:
         found, error = [], None
-        if uid is not None and self.store is not None and self.mode != "embedding":
+        if uid is not None and self.store is not None and self.mode not in VIEWS:
             try:
                 found = self.store.sessions(model_uid=uid, limit=30)
             except Exception as exc:  # noqa: BLE001 - a broken store is shown, never a crash
