@@ -141,7 +141,7 @@ def list_models(
     """Running models: state, process, memory and recent speed; then the registered ones that a request
     naming them loads."""
     client = connect(endpoint, api_key)
-    models = client.list_models()
+    models, waiting = client.models_and_loadable()
     if as_json:
         output.print_json(models)
         return
@@ -164,7 +164,6 @@ def list_models(
         ])
     output.table(["uid", "name", "type", "format", "engine", "state", "pid", "memory", "slots", "requests", "ttft",
                   "tok/s", "idle", "launch"], rows, title="running models")
-    waiting = client.loads_on_request()
     if waiting:
         output.info("loads on request: " + ", ".join(waiting))
     if not output.plain():

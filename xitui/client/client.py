@@ -161,12 +161,18 @@ class Client:
 
     def list_models(self) -> dict[str, dict[str, Any]]:
         """Running models by uid, as Xinference's client lists them."""
-        return {uid: item for uid, item in self._listing().items() if item.get("loaded", True)}
+        return self.models_and_loadable()[0]
 
     def loads_on_request(self) -> list[str]:
         """Registered models that are not running and that a request naming them launches (a xitui server
         with server.autoload; none from Xinference)."""
-        return [uid for uid, item in self._listing().items() if item.get("loaded", True) is False]
+        return self.models_and_loadable()[1]
+
+    def models_and_loadable(self) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """Both of the above from one reading of the server."""
+        listing = self._listing()
+        running = {uid: item for uid, item in listing.items() if item.get("loaded", True)}
+        return running, [uid for uid in listing if uid not in running]
 
     def _listing(self) -> dict[str, dict[str, Any]]:
         data = self.transport.get("/v1/models")
