@@ -139,6 +139,33 @@ def test_chat_in_a_terminal_history_commands_ctrl_c_and_resume(chat_server: Serv
     assert "Traceback" not in missing.stderr
 
 
+def test_a_chat_on_a_terminal_yields_the_cpu_to_the_models(chat_server: ServerProcess, tmp_path: Path) -> None:
+    """Drawing on a terminal, `xitui chat` runs 10 nice steps below the models (the config's niceness), all
+    its threads; the server and its workers keep theirs; `niceness = 0` leaves the chat as it was."""
+    import os
+
+    import psutil
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    worker = Client(chat_server.url).describe_model("talker")["replicas"][0]["pid"]
+    for config, expected in (("", min(19, base + 10)), ("niceness = 0\n", base)):
+        (tmp_path / "config.toml").write_text(config)
+        cmd = xitui_cmd()
+        child = pexpect.spawn(cmd[0], [*cmd[1:], "chat", "-u", "talker", "-e", chat_server.url],
+                              env=run_env(TERM="xterm", XITUI_HOME=str(tmp_path),
+                                          XITUI_CONFIG=str(tmp_path / "config.toml")),
+                              encoding="utf-8", timeout=60, dimensions=(40, 100))
+        try:
+            child.expect("you>")
+            chat = psutil.Process(child.pid)
+            assert {os.getpriority(os.PRIO_PROCESS, t.id) for t in chat.threads()} == {expected}
+            assert psutil.Process(worker).nice() == psutil.Process(chat_server.proc.pid).nice() == base
+            child.sendeof()
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+
+
 def test_markdown_rendered_on_a_terminal_and_the_exact_text_in_a_pipe(chat_server: ServerProcess,
                                                                       tmp_path: Path) -> None:
     url = chat_server.url

@@ -114,6 +114,9 @@ def test_launch_chat_stop_and_terminate(dash_server: ServerProcess) -> None:
                     "in flight back to 0")
         assert "stopped" in str(transcript.figures.render())
         assert pane.last_stats is not None and pane.last_stats.tokens < 400
+        # the pieces were drawn in paced frames, several pieces a frame, and none was lost
+        assert 0 < transcript.frames < pane.last_stats.pieces
+        assert written() == pane.last_answer
 
         # a full answer, with its statistics under it
         pane.generation = {"max_tokens": 8, "temperature": 0}

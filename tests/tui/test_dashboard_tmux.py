@@ -25,6 +25,16 @@ def test_dashboard_in_tmux_shows_the_models_table_and_the_bundled_models(server:
         for column in ("state", "engine", "RAM", "req"):
             assert column in shown
         assert "no model is running: press l" in wait_for(session, "no model is running")
+        # the dashboard yields the CPU to the models: every thread 10 nice steps below the server's
+        import os
+
+        import psutil
+
+        pane = psutil.Process(int(subprocess.run(["tmux", "display", "-p", "-t", session, "#{pane_pid}"],
+                                                 capture_output=True, text=True, check=True).stdout))
+        dashboard = next(p for p in [pane, *pane.children(recursive=True)] if "dashboard" in p.cmdline())
+        server_nice = psutil.Process(server.proc.pid).nice()
+        assert {os.getpriority(os.PRIO_PROCESS, t.id) for t in dashboard.threads()} == {min(19, server_nice + 10)}
         subprocess.run(["tmux", "send-keys", "-t", session, "2"], check=True)
         shown = wait_for(session, "demo-gemma3-270m")
         assert "demo-minilm" in shown and "builtin" in shown

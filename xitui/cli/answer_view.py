@@ -2,25 +2,25 @@
 
 On a terminal the finished blocks (paragraphs, lists, closed code fences) are printed once and for good,
 and only the block still being written is redrawn (rich Live): the redrawn part stays a few lines high, so
-a long answer never has to be repainted from above the top of the screen, and nothing flickers.
+a long answer never has to be repainted from above the top of the screen, and nothing flickers. Frames are
+paced (terminal/pacing.py): between them a piece only joins the text, so drawing never takes the model's CPU.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
-#: Seconds between redraws of the block being written (tokens arrive faster than eyes read).
-REDRAW = 1 / 20
+from xitui.terminal.pacing import FramePacer
 
 
-def _settled_end(text: str) -> int:
-    """Where the finished blocks end: the last blank line outside a code fence (0: none finished)."""
-    end = 0
+def _settled_end(text: str, start: int = 0) -> int:
+    """Where the finished blocks end: the last blank line outside a code fence (`start`, where the text's
+    printed part ends and no fence is open, when none finished after it)."""
+    end = start
     fenced = False
-    pos = 0
-    for line in text.splitlines(keepends=True):
+    pos = start
+    for line in text[start:].splitlines(keepends=True):
         pos += len(line)
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
@@ -49,7 +49,7 @@ class AnswerView:
             # redrawn from this thread only, at most every REDRAW seconds: no second thread writes to the terminal
             self._live = Live(console=self.console, transient=True, auto_refresh=False)
             self._live.start()
-            self._drawn = 0.0
+            self.pacer = FramePacer()
 
     def add(self, piece: str) -> None:
         self.text += piece
@@ -57,17 +57,23 @@ class AnswerView:
             sys.stdout.write(piece)
             sys.stdout.flush()
             return
+        if self.pacer.due():
+            self._frame()
+
+    def _frame(self) -> None:
+        """Print the blocks finished since the last frame, redraw the one being written."""
+        import time
+
         from rich.markdown import Markdown
 
-        end = _settled_end(self.text)
+        start = time.thread_time()
+        end = _settled_end(self.text, self._printed)
         if end > self._printed:
             self._live.update("", refresh=True)
             self.console.print(Markdown(self.text[self._printed:end]))
             self._printed = end
-        now = time.monotonic()
-        if now - self._drawn >= REDRAW:
-            self._live.update(Markdown(self.text[self._printed:]), refresh=True)
-            self._drawn = now
+        self._live.update(Markdown(self.text[self._printed:]), refresh=True)
+        self.pacer.drawn(time.thread_time() - start)  # the frame alone: reading the stream is not drawing
 
     def close(self, figures: str | None = None) -> None:
         """The answer is over: print what is left, then (on a terminal) `figures` as one dim line."""

@@ -16,6 +16,7 @@ def dashboard(
 ) -> None:
     """Full-screen dashboard: running models, registrations, GPU memory, and a chat pane."""
     from xitui.client import Client
+    from xitui.terminal.pacing import yield_to_models
     from xitui.tui.app import make_app
 
     # the first connection starts the background server when none answers; the dashboard's own reads do
@@ -24,4 +25,5 @@ def dashboard(
     first.list_models()
     url = first.base_url
     client = Client(url, api_key or settings().api_key)
+    yield_to_models(settings().niceness)  # after the server started: it and its workers keep their priority
     make_app(client, url, theme).run()

@@ -28,6 +28,7 @@ from xitui.cli.common import (
     generation_config,
     read_tools,
     response_format,
+    settings,
     tool_choice,
 )
 from xitui.terminal import output
@@ -59,9 +60,15 @@ def _conversation(handle: Any, uid: str, kind: str, config: dict[str, Any], stor
 
 
 def _chat_loop(conversation: Any, raw: bool, show_reasoning: bool = True) -> Any:
+    """The terminal face of a conversation; drawing on a terminal, it yields the CPU to the models (the
+    server, started by now if this command started it, keeps its priority)."""
     from xitui.cli.conversation import ChatLoop
+    from xitui.terminal.pacing import yield_to_models
 
-    return ChatLoop(conversation, raw, show_reasoning)
+    loop = ChatLoop(conversation, raw, show_reasoning)
+    if loop.rendered:
+        yield_to_models(settings().niceness)
+    return loop
 
 
 def _loop(conversation: Any, raw: bool, intro: str, show_reasoning: bool = True) -> None:

@@ -54,6 +54,9 @@ def start_background_server(base_url: str, api_key: str | None = None) -> None:
         if _answers(host, port):
             return
         sys.stderr.write(f"starting a background xitui server on {host}:{port} (log: {home / 'server.log'})\n")
+        if os.environ.get("XITUI_VIEW_YIELDED"):  # set by terminal/pacing.yield_to_models
+            sys.stderr.write("note: started from a view that yields the CPU, the server and its models run at its "
+                             "lower priority; `xitui stop`, then start it from a shell, for their full speed\n")
         env = dict(os.environ)
         if api_key:
             env["XITUI_SERVER_API_KEY"] = api_key

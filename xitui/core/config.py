@@ -28,6 +28,7 @@ SETTINGS: dict[str, type] = {
     "endpoint": str,
     "api_key": str,
     "theme": str,
+    "niceness": int,
     "generation.max_tokens": int,
     "generation.temperature": float,
     "generation.top_p": float,
@@ -103,6 +104,9 @@ class Config:
     endpoint: str = DEFAULT_ENDPOINT
     api_key: str | None = None
     theme: str = "dark"
+    #: How much lower than the model workers the dashboard and an interactive chat run (added to their nice
+    #: value; 0: as the workers do), so that a view drops frames before a model drops tokens.
+    niceness: int = 10
     generation: dict[str, Any] = field(
         default_factory=lambda: {"max_tokens": 512, "temperature": 0.7, "top_p": 0.95}
     )
@@ -122,7 +126,8 @@ class Config:
     sources: dict[str, str] = field(default_factory=dict)
 
     def flat(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"endpoint": self.endpoint, "api_key": self.api_key, "theme": self.theme}
+        values: dict[str, Any] = {"endpoint": self.endpoint, "api_key": self.api_key, "theme": self.theme,
+                                  "niceness": self.niceness}
         values.update({f"generation.{k}": v for k, v in self.generation.items()})
         values.update({f"server.{k}": v for k, v in self.server.items()})
         values.update({f"chats.{k}": v for k, v in self.chats.items()})
@@ -215,6 +220,8 @@ def set_value(key: str, raw: str) -> Any:
         warm_engines(value)
     if key == "server.n_parallel" and not 0 <= value <= 64:
         raise ConfigError("server.n_parallel: from 1 to 64 (0: from the machine, the default)")
+    if key == "niceness" and not 0 <= value <= 19:
+        raise ConfigError("niceness: from 0 (views run as the models do) to 19 (views yield the most)")
     if key == "server.max_body_mib" and value < 1:
         raise ConfigError("server.max_body_mib: must be at least 1")
     if key == "server.ttl":

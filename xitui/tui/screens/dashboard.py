@@ -28,6 +28,9 @@ REFRESH = 1.0
 REGISTRATIONS_EVERY = 10
 #: After a failed read, wait this long before the next try.
 RETRY = 2.0
+#: While the chat pane shows an answer streaming, read the server this seldom: the reads (and the server's
+#: answers to them) would take CPU from the model that writes it.
+STREAMING_REFRESH = 5.0
 
 
 class DataFetched(Message):
@@ -138,7 +141,8 @@ class DashboardScreen(Screen[None]):
             self.read_server()
 
     def _next_read(self, delay: float) -> None:
-        self.set_timer(delay, self._read_if_shown)
+        streaming = self.live and self.query_one(ChatPane).generating
+        self.set_timer(max(delay, STREAMING_REFRESH) if streaming else delay, self._read_if_shown)
 
     def _read_if_shown(self) -> None:
         if self._covered:

@@ -5,7 +5,8 @@ Chat models get a conversation with an editable system prompt; generate-only mod
 embedding models the similarity of two texts (widgets/embedding_view.py), rerank models a query's ranking of
 passages (widgets/rerank_view.py). What a conversation is (history,
 requests, figures, saving) is client/conversation.py's, as in `xitui chat`; this pane shows it. The stream
-is read in a worker thread that posts each piece as a message; widgets change only in handlers.
+is read in a worker thread that hands each piece to the transcript's list; the transcript's frames draw
+them (widgets change only on the screen's thread).
 """
 
 from __future__ import annotations
@@ -60,16 +61,6 @@ class ChatPane(Vertical):
 
     #: "chat", "completion", "embedding" or "rerank": what the chosen model does (the look follows it).
     mode: reactive[str] = reactive("chat")
-
-    class Piece(Message):
-        def __init__(self, text: str) -> None:
-            super().__init__()
-            self.text = text
-
-    class Thought(Message):
-        def __init__(self, text: str) -> None:
-            super().__init__()
-            self.text = text
 
     class Answered(Message):
         """An answer ended (finished, stopped or failed)."""
@@ -269,19 +260,19 @@ class ChatPane(Vertical):
         talk.params = dict(self.generation)
         talk.system = self.query_one(ChatPickers).system or None
         self.generating = True
-        self._generate(talk, text)
+        self._generate(talk, text, self.query_one(Transcript))
 
     @work(thread=True, exclusive=True, group="chat")
-    def _generate(self, talk: Conversation, text: str) -> None:
+    def _generate(self, talk: Conversation, text: str, transcript: Transcript) -> None:
         worker = get_current_worker()
         answer: Answer | None = None
         try:
             answer = talk.ask(text)
-            answer.on_reasoning = lambda thought: self.post_message(self.Thought(thought))
-            for piece in answer:
+            answer.on_reasoning = transcript.add_thought
+            for piece in answer:  # no message a piece: the transcript's frames pick them up at their pace
+                transcript.add(piece)  # shown as the conversation keeps it, the piece read as Esc came too
                 if worker.is_cancelled:
                     break
-                self.post_message(self.Piece(piece))
         except Exception as exc:  # noqa: BLE001 - shown under the answer, never a crash
             answer = answer or Answer(text, talk.kind, iter(()))
             answer.error = " ".join(str(exc).split())
@@ -291,16 +282,6 @@ class ChatPane(Vertical):
         assert answer is not None
         talk.remember(answer)
         self.post_message(self.Answered(answer))
-
-    @on(Piece)
-    async def _piece(self, event: Piece) -> None:
-        event.stop()
-        await self.query_one(Transcript).write(event.text)
-
-    @on(Thought)
-    async def _thought(self, event: Thought) -> None:
-        event.stop()
-        await self.query_one(Transcript).think(event.text)
 
     @on(Answered)
     async def _answered(self, event: Answered) -> None:

@@ -1,14 +1,21 @@
 """The conversation as it reads on screen: questions, answers streamed in as Markdown, the figures under
-each answer. It follows the bottom while the user is there, and leaves them be when they scroll up."""
+each answer. It follows the bottom while the user is there, and leaves them be when they scroll up.
+
+While an answer streams, its pieces only join a list (`add`, from the thread that reads the stream); frames
+draw what came since the last one at the pace terminal/pacing.py sets, so drawing takes at most a small share
+of a core however fast the model writes, and the text catches up at the next frame.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from textual.containers import VerticalScroll
+from textual.timer import Timer
 from textual.widgets import Collapsible, Label, Markdown, Static
 
 from xitui.core.chats import ChatMessage
+from xitui.terminal.pacing import FramePacer
 
 HELP = ("Pick a running model (or press c on its row) and write below. Enter sends · Alt+Enter or Ctrl+N adds a "
         "line · ↑/↓ recall earlier inputs · Esc stops an answer · Ctrl+O copies the last answer · Ctrl+L starts a "
@@ -21,13 +28,19 @@ class Transcript(VerticalScroll):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._stream: Any = None
         #: The figures line under the answer being (or last) written.
         self.figures: Label | None = None
         self._answer: Markdown | None = None
         #: A thinking model's reasoning for the answer being written (dim, folded once the answer ends).
         self.thought: Collapsible | None = None
         self._thought_text = ""
+        #: Pieces of the answer and of its reasoning not drawn yet (appended by the stream's thread).
+        self._pieces: list[str] = []
+        self._thoughts: list[str] = []
+        self._pacer = FramePacer()
+        self._timer: Timer | None = None
+        #: Frames drawn for the answer being (or last) written.
+        self.frames = 0
 
     def compose(self) -> Any:
         yield Static(HELP, id="chat-help")
@@ -37,42 +50,63 @@ class Transcript(VerticalScroll):
             await hint.remove()
 
     async def question(self, text: str) -> None:
-        """A question, and the empty answer under it that `write` fills."""
+        """A question, and the empty answer under it that `add` fills."""
         await self._drop_help()
         answer = Markdown("", classes="answer")
         self.figures = Label("…", classes="stats")
         self._answer, self.thought, self._thought_text = answer, None, ""
+        self._pieces, self._thoughts, self.frames = [], [], 0
         await self.mount(Static(text, classes="user", markup=False), answer, self.figures)
         self.scroll_end(animate=False)
-        # Markdown's stream coalesces pieces that arrive faster than it can draw them
-        self._stream = Markdown.get_stream(answer)
+        self._pacer = FramePacer()
+        self._arm(self._pacer.shortest)
 
-    async def write(self, piece: str) -> None:
-        following = self.max_scroll_y - self.scroll_y <= 2
-        await self._stream.write(piece)
-        if following:
-            self.scroll_end(animate=False)
+    def add(self, piece: str) -> None:
+        """A piece of the answer; drawn at the next frame. Safe from any thread (a list append)."""
+        self._pieces.append(piece)
 
-    async def think(self, piece: str) -> None:
-        """A piece of the model's reasoning: shown dim above the answer, in a fold of its own."""
+    def add_thought(self, piece: str) -> None:
+        """A piece of the model's reasoning; drawn dim above the answer, in a fold of its own, at the next frame."""
+        self._thoughts.append(piece)
+
+    def _arm(self, delay: float) -> None:
+        self._timer = self.set_timer(delay, self._frame)
+
+    async def _frame(self) -> None:
+        self._timer = None
+        await self._draw()
+        self._arm(self._pacer.drawn())
+
+    async def _draw(self) -> None:
+        """Put what came since the last frame on screen."""
+        thoughts, self._thoughts = self._thoughts, []
+        pieces, self._pieces = self._pieces, []
+        if not thoughts and not pieces:
+            return
         following = self.max_scroll_y - self.scroll_y <= 2
-        self._thought_text += piece
-        if self.thought is None:
-            self.thought = Collapsible(Static(self._thought_text, classes="reasoning", markup=False),
-                                       title="reasoning", collapsed=False)
-            await self.mount(self.thought, before=self._answer)
-        else:
-            self.thought.query_one(".reasoning", Static).update(self._thought_text)
+        if thoughts:
+            self._thought_text += "".join(thoughts)
+            if self.thought is None:
+                self.thought = Collapsible(Static(self._thought_text, classes="reasoning", markup=False),
+                                           title="reasoning", collapsed=False)
+                await self.mount(self.thought, before=self._answer)
+            else:
+                self.thought.query_one(".reasoning", Static).update(self._thought_text)
+        if pieces and self._answer is not None:
+            await self._answer.append("".join(pieces))
+        self.frames += 1
         if following:
             self.scroll_end(animate=False)
 
     async def end(self, figures: str) -> None:
-        """The answer ended: its figures (or why it stopped) go under it; its reasoning folds away."""
+        """The answer ended: the rest of it drawn, its figures (or why it stopped) under it; its reasoning
+        folds away."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        await self._draw()
         if self.thought is not None:
             self.thought.collapsed = True
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
         if self.figures is not None:
             self.figures.update(figures)
         self.scroll_end(animate=False)
@@ -88,8 +122,9 @@ class Transcript(VerticalScroll):
         self.scroll_end(animate=False)
 
     async def clear(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._pieces, self._thoughts = [], []
         self.figures = None
         await self.remove_children()

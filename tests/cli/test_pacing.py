@@ -1,0 +1,53 @@
+"""Views of a streaming answer draw at a paced rate: a costly frame makes the next one wait, the text that came
+meanwhile is drawn with it, and nothing of the answer is lost."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+from rich.console import Console
+
+from xitui.cli.answer_view import AnswerView
+from xitui.terminal.pacing import FramePacer
+
+
+def burn(seconds: float) -> None:
+    """Spend `seconds` of this thread's CPU."""
+    start = time.thread_time()
+    while time.thread_time() - start < seconds:
+        pass
+
+
+def test_the_wait_after_a_frame_follows_its_cost() -> None:
+    pacer = FramePacer(share=0.05, shortest=0.05, longest=0.5)
+    pacer.drawn()
+    assert pacer.delay == 0.05 and not pacer.due()  # a cheap frame: the next one soon, but not at once
+    burn(0.01)
+    assert 0.2 <= pacer.drawn() <= 0.5  # 10 ms of drawing at a 5 % share: about 0.2 s before the next
+    burn(0.1)
+    assert pacer.drawn() == 0.5  # never longer than `longest`: the text is never further behind
+
+
+def test_a_terminal_answer_is_drawn_in_fewer_frames_than_pieces_and_whole() -> None:
+    screen = io.StringIO()
+    console = Console(file=screen, width=80, force_terminal=True, color_system=None)
+    view = AnswerView(rendered=True, console=console)
+    frames = 0
+    original = view._frame
+
+    def counted() -> None:
+        nonlocal frames
+        frames += 1
+        original()
+
+    view._frame = counted  # type: ignore[method-assign]
+    words = [f"word{i} " for i in range(400)] + ["\n\n", "- last item\n"]
+    for word in words:
+        view.add(word)
+        time.sleep(0.001)  # pieces at up to 1000 a second, as a fast model streams them
+    view.close("figures")
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert 1 <= frames < len(words) / 5
+    assert "word0 " in shown and "word399" in shown and "• last item" in shown and shown.rstrip().endswith("figures")
