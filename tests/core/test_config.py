@@ -10,6 +10,9 @@ from xitui.core.config import DEFAULT_ENDPOINT, ConfigError, config_path, load_c
 def test_defaults_file_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config()
     assert cfg.endpoint == DEFAULT_ENDPOINT and cfg.api_key is None
+    assert cfg.niceness == 10  # views run 10 nice steps below the models unless told otherwise
+    set_value("niceness", "0")
+    assert load_config().niceness == 0
     set_value("endpoint", "http://10.0.0.5:9997")
     set_value("generation.temperature", "0.2")
     cfg = load_config()
@@ -29,6 +32,8 @@ def test_defaults_file_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("colour", "red", "unknown setting 'colour'"),
         ("generation.max_tokens", "lots", "generation.max_tokens: 'lots' is not a valid int"),
         ("endpoint", "localhost:9997", "endpoint: must start with http"),
+        ("niceness", "20", "niceness: from 0"),
+        ("niceness", "-5", "niceness: from 0"),
     ],
 )
 def test_bad_settings_are_refused(key: str, value: str, problem: str) -> None:

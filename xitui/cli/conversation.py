@@ -57,13 +57,16 @@ class ChatLoop:
     def ask(self, text: str) -> Answer:
         """Send one message and show the answer as it comes; the conversation remembers (and saves) it."""
         asked = on_interrupt()  # from here on, Ctrl-C stops this answer and never ends the program
+        view = None
         try:
+            view = AnswerView(self.rendered)  # first: what it loads is not loaded while the model writes
             answer = self.conversation.ask(text)
-            view = AnswerView(self.rendered)
             if self.show_reasoning:
                 answer.on_reasoning = _thinking_out()
         except BaseException:
             asked.restore()
+            if view is not None:
+                view.close()
             raise
         try:
             for piece in answer:
