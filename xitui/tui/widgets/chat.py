@@ -160,10 +160,8 @@ class ChatPane(Vertical):
             self.mode = str(model["model_type"])
         else:
             self.mode = "chat" if "chat" in (model.get("model_ability") or []) else "completion"
-        embedding = self.query_one(EmbeddingView)
-        embedding.uid, embedding.description = uid, model
-        rerank = self.query_one(RerankView)
-        rerank.uid, rerank.description = uid, model
+        for view in (self.query_one(EmbeddingView), self.query_one(RerankView)):
+            view.uid, view.description = uid, model
         self.conversation = self._conversation(uid) if uid is not None else None
         if uid is not None:
             self.query_one(ChatPickers).pick_model(uid)

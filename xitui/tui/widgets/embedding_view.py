@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label
+
+from xitui.tui.widgets.model_view import ModelView
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -16,14 +17,8 @@ def cosine(a: list[float], b: list[float]) -> float:
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)) or 1.0)
 
 
-class EmbeddingView(Vertical):
+class EmbeddingView(ModelView, Vertical):
     """Two inputs, a button, the similarity; asks the model `uid` through `client`."""
-
-    def __init__(self, client: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.client = client
-        self.uid: str | None = None
-        self.description: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="first text", id="embed-a")
@@ -46,7 +41,7 @@ class EmbeddingView(Vertical):
     @work(thread=True, exclusive=True, group="embed")
     def _embed(self, uid: str, first: str, second: str) -> None:
         try:
-            handle = self.client.handle_for(uid, self.description)
+            handle = self.handle(uid)
             data = handle.create_embedding([first, second])["data"]
             a, b = data[0]["embedding"], data[1]["embedding"]
             text = f"cosine similarity {cosine(a, b):.4f} ({len(a)} dimensions)"

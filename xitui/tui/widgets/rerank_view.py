@@ -12,6 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Static, TextArea
 
+from xitui.tui.widgets.model_view import ModelView
+
 
 def passages_of(text: str) -> list[str]:
     """The passages written in the box: one per non-blank line."""
@@ -29,7 +31,7 @@ def ranking_table(documents: list[str], answer: dict[str, Any]) -> Table:
     return table
 
 
-class RerankView(VerticalScroll):
+class RerankView(ModelView, VerticalScroll):
     """A query input, a passages box, a button and the ranking; asks the model `uid` through `client`."""
 
     DEFAULT_CSS = """
@@ -39,12 +41,6 @@ class RerankView(VerticalScroll):
     RerankView #rerank-status { padding: 1 0 0 2; color: $text-muted; }
     RerankView #rerank-result { height: auto; margin-top: 1; }
     """
-
-    def __init__(self, client: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.client = client
-        self.uid: str | None = None
-        self.description: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="query", id="rerank-query")
@@ -74,7 +70,7 @@ class RerankView(VerticalScroll):
         start = time.monotonic()
         result: Table | str
         try:
-            handle = self.client.handle_for(uid, self.description)
+            handle = self.handle(uid)
             answer = handle.rerank(documents, query, return_len=True)
             result = ranking_table(documents, answer)
             tokens = ((answer.get("meta") or {}).get("tokens") or {}).get("input_tokens")
