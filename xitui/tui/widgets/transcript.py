@@ -8,6 +8,7 @@ of a core however fast the model writes, and the text catches up at the next fra
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from textual.containers import VerticalScroll
@@ -34,9 +35,10 @@ class Transcript(VerticalScroll):
         #: A thinking model's reasoning for the answer being written (dim, folded once the answer ends).
         self.thought: Collapsible | None = None
         self._thought_text = ""
-        #: Pieces of the answer and of its reasoning not drawn yet (appended by the stream's thread).
-        self._pieces: list[str] = []
-        self._thoughts: list[str] = []
+        #: Pieces of the answer and of its reasoning not drawn yet: appended by the stream's thread, taken by
+        #: the frames (a deque's append and popleft are atomic, and these two are never replaced).
+        self._pieces: deque[str] = deque()
+        self._thoughts: deque[str] = deque()
         self._pacer = FramePacer()
         self._timer: Timer | None = None
         #: Frames drawn for the answer being (or last) written.
@@ -55,14 +57,16 @@ class Transcript(VerticalScroll):
         answer = Markdown("", classes="answer")
         self.figures = Label("…", classes="stats")
         self._answer, self.thought, self._thought_text = answer, None, ""
-        self._pieces, self._thoughts, self.frames = [], [], 0
+        self._pieces.clear()
+        self._thoughts.clear()
+        self.frames = 0
         await self.mount(Static(text, classes="user", markup=False), answer, self.figures)
         self.scroll_end(animate=False)
         self._pacer = FramePacer()
         self._arm(self._pacer.shortest)
 
     def add(self, piece: str) -> None:
-        """A piece of the answer; drawn at the next frame. Safe from any thread (a list append)."""
+        """A piece of the answer; drawn at the next frame. Safe from any thread."""
         self._pieces.append(piece)
 
     def add_thought(self, piece: str) -> None:
@@ -79,8 +83,7 @@ class Transcript(VerticalScroll):
 
     async def _draw(self) -> None:
         """Put what came since the last frame on screen."""
-        thoughts, self._thoughts = self._thoughts, []
-        pieces, self._pieces = self._pieces, []
+        thoughts, pieces = _take(self._thoughts), _take(self._pieces)
         if not thoughts and not pieces:
             return
         following = self.max_scroll_y - self.scroll_y <= 2
@@ -125,6 +128,15 @@ class Transcript(VerticalScroll):
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
-        self._pieces, self._thoughts = [], []
+        self._pieces.clear()
+        self._thoughts.clear()
         self.figures = None
         await self.remove_children()
+
+
+def _take(pieces: deque[str]) -> list[str]:
+    """Everything in `pieces` now, in order (what another thread appends meanwhile stays for the next frame)."""
+    taken = []
+    while pieces:
+        taken.append(pieces.popleft())
+    return taken
