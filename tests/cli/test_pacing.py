@@ -54,3 +54,22 @@ def test_a_terminal_answer_is_drawn_in_fewer_frames_than_pieces_and_whole() -> N
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
     assert 1 <= frames <= elapsed * 20 + 1 < len(words)  # at most 20 frames a second, whatever the pieces
     assert "word0 " in shown and "word399" in shown and "• last item" in shown and shown.rstrip().endswith("figures")
+
+
+def test_a_view_yields_once_and_says_so_to_its_children() -> None:
+    """Every thread goes 4 nice steps down, once however often it is asked (a view started from a view does
+    not go further down), and the environment says so, for a server a child might start."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, threading, time\n"
+            "from xitui.terminal.pacing import yield_to_models\n"
+            "t = threading.Thread(target=time.sleep, args=(1,)); t.start()\n"
+            "base = os.getpriority(os.PRIO_PROCESS, 0)\n"
+            "yield_to_models(4); yield_to_models(4)\n"
+            "niced = {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir('/proc/self/task')}\n"
+            "print(niced == {min(19, base + 4)}, os.environ['XITUI_VIEW_YIELDED'])\n")
+    env = {k: v for k, v in os.environ.items() if k != "XITUI_VIEW_YIELDED"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.split() == ["True", "4"], done.stderr

@@ -9,11 +9,13 @@ paced (terminal/pacing.py): between them a piece only joins the text, so drawing
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from xitui.terminal.pacing import FramePacer
 
-#: The share of a core the terminal view draws with (measured: at 3 % the model lost 3-5 %, at 1.5 % ...).
+#: The share of a core the terminal view draws with (bench/watch_cost.py: at 3 % the model kept 0.95-0.98 of
+#: its piped speed, at 1.5 % 0.97-0.98; the dashboard's frames, which lay out more, keep pacing's 3 %).
 TERMINAL_SHARE = 0.015
 
 
@@ -50,7 +52,7 @@ class AnswerView:
             from rich.markdown import Markdown  # noqa: F401 - loaded now, before the answer streams
 
             self.console = console or Console(highlight=False)
-            # redrawn from this thread only, at most every REDRAW seconds: no second thread writes to the terminal
+            # redrawn from this thread only, at the pacer's frames: no second thread writes to the terminal
             self._live = Live(console=self.console, transient=True, auto_refresh=False)
             self._live.start()
             self.pacer = FramePacer(share=TERMINAL_SHARE)
@@ -66,8 +68,6 @@ class AnswerView:
 
     def _frame(self) -> None:
         """Print the blocks finished since the last frame, redraw the one being written."""
-        import time
-
         from rich.markdown import Markdown
 
         start = time.thread_time()

@@ -107,7 +107,9 @@ def generate(
     if not hasattr(handle, "generate"):
         from xitui.core.errors import XituiError
 
-        raise XituiError(f"model {model_uid!r} is an embedding model: use `xitui embed`")
+        kind = handle.description.get("model_type", "embedding")
+        use = "rerank" if kind == "rerank" else "embed"
+        raise XituiError(f"model {model_uid!r} is a {kind} model: use `xitui {use}`")
     config = generation_config(max_tokens, temperature, top_p, stop)
     form = response_format(schema)
     if form is not None:
@@ -252,7 +254,7 @@ def embed(
     texts = _given_or_piped(texts, "texts as arguments", "text")
     handle = connect(endpoint, api_key).get_model(model_uid)
     if not hasattr(handle, "create_embedding"):
-        raise XituiError(f"model {model_uid!r} is an LLM, not an embedding model")
+        raise XituiError(f"model {model_uid!r} is not an embedding model (see `xitui list`)")
     result = handle.create_embedding(texts, truncate=not no_truncate)
     if as_json:
         output.print_json(result)
@@ -281,7 +283,7 @@ def rerank(
     handle = connect(endpoint, api_key).get_model(model_uid)
     if not hasattr(handle, "rerank"):
         raise XituiError(f"model {model_uid!r} is not a rerank model")
-    result = handle.rerank(documents, query, top_n=top_n, return_documents=True)
+    result = handle.rerank(documents, query, top_n=top_n, return_documents=as_json)
     if as_json:
         output.print_json(result)
         return

@@ -15,7 +15,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from xitui.core.config import home_dir, server_record
+from xitui.core.config import VIEW_YIELDED_ENV, home_dir, server_record
 from xitui.core.errors import ServerUnavailableError, XituiError
 from xitui.core.files import private_dir, private_file
 
@@ -54,7 +54,7 @@ def start_background_server(base_url: str, api_key: str | None = None) -> None:
         if _answers(host, port):
             return
         sys.stderr.write(f"starting a background xitui server on {host}:{port} (log: {home / 'server.log'})\n")
-        if os.environ.get("XITUI_VIEW_YIELDED"):  # set by terminal/pacing.yield_to_models
+        if os.environ.get(VIEW_YIELDED_ENV):
             sys.stderr.write("note: started from a view that yields the CPU, the server and its models run at its "
                              "lower priority; `xitui stop`, then start it from a shell, for their full speed\n")
         env = dict(os.environ)

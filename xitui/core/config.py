@@ -45,6 +45,10 @@ SETTINGS: dict[str, type] = {
     "chats.save": bool,
 }
 
+#: Set in the environment of a view that lowered its priority (terminal/pacing.yield_to_models): a server
+#: started from it, or from a child of it, would run at that lower priority.
+VIEW_YIELDED_ENV = "XITUI_VIEW_YIELDED"
+
 #: Environment variables that override a setting.
 ENV_OVERRIDES = {
     "endpoint": "XITUI_ENDPOINT",

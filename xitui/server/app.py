@@ -391,6 +391,3 @@ def tool_request(body: ChatBody, model: Model) -> dict[str, Any]:
 def _xinference_client(request: Request) -> bool:
     """Whether the request comes from Xinference's Python client (it lists models with `requests`)."""
     return request.headers.get("user-agent", "").startswith("python-requests/")
-
-
-

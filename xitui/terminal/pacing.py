@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import time
 
+from xitui.core.config import VIEW_YIELDED_ENV
+
 #: The share of one core a view may spend drawing while an answer streams.
 SHARE = 0.03
 #: Frames come at most this often (the eye reads no faster) and at least this often (text never lags more).
@@ -46,9 +48,10 @@ class FramePacer:
 
 def yield_to_models(niceness: int) -> int:
     """Lower this process's scheduling priority by `niceness` (the config's; 0 leaves it), so that when the
-    cores are short the view's frames wait and the model's tokens do not. Returns the nice value now.
-    Call it once any server this process starts is running: children inherit it."""
-    if niceness <= 0 or not hasattr(os, "setpriority"):
+    cores are short the view's frames wait and the model's tokens do not. Returns the nice value now. Once
+    per process (a view started by a view that yielded already does not yield again). Call it once any
+    server this process starts is running: children inherit it."""
+    if niceness <= 0 or not hasattr(os, "setpriority") or os.environ.get(VIEW_YIELDED_ENV):
         return os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0
     # Linux keeps a nice value per thread: each one running now, and the main thread's for those started later
     tasks = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
@@ -57,9 +60,5 @@ def yield_to_models(niceness: int) -> int:
             os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
         except OSError:  # the thread ended meanwhile
             continue
-    os.environ[YIELDED] = str(niceness)  # a server this process (or a child) starts would inherit it
+    os.environ[VIEW_YIELDED_ENV] = str(niceness)
     return os.getpriority(os.PRIO_PROCESS, 0)
-
-
-#: Set in a view's environment once it yields: a server started from it runs at the view's priority.
-YIELDED = "XITUI_VIEW_YIELDED"

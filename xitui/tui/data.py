@@ -30,7 +30,8 @@ def fetch(client: Any, with_registrations: bool) -> Snapshot:
     """Read the server (blocking: run it in a worker thread). Resources are xitui's own route."""
     from xitui.core.errors import ServerUnavailableError, XituiError
 
-    snap = Snapshot(models=client.list_models())
+    models, loadable = client.models_and_loadable()
+    snap = Snapshot(models=models)
     try:
         snap.resources = client.resources()
     except ServerUnavailableError:
@@ -42,7 +43,7 @@ def fetch(client: Any, with_registrations: bool) -> Snapshot:
         # the models table from updating
         try:
             rows = []
-            waiting = set(client.loads_on_request())  # not running; a request naming them launches them
+            waiting = set(loadable)  # not running; a request naming them launches them
             for kind in ("LLM", "embedding", "rerank"):
                 for item in client.list_model_registrations(kind, detailed=True):
                     rows.append({**item, "model_type": kind, "loads_on_request": item["model_name"] in waiting})

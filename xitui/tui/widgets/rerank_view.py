@@ -3,6 +3,7 @@ the model's relevance score."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.table import Table
@@ -65,8 +66,6 @@ class RerankView(ModelView, VerticalScroll):
 
     @work(thread=True, exclusive=True, group="rerank")
     def _ask(self, uid: str, query: str, documents: list[str]) -> None:
-        import time
-
         start = time.monotonic()
         result: Table | str
         try:
