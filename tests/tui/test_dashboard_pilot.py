@@ -24,11 +24,21 @@ from xitui.tui.widgets.transcript import Transcript
 
 
 @pytest.fixture(scope="module")
-def dash_server(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[ServerProcess]:
+def shared_server(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path_factory.mktemp("dash-home"))
     Client(srv.url).register_model("LLM", gguf_spec("dash-gemma", gguf_path, context_length=1024))
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def dash_server(shared_server: ServerProcess) -> Iterator[ServerProcess]:
+    """The module's server with nothing running: a test that fails midway leaves no model behind for the next
+    (a model left running is selected first and changes what the next test's keys act on)."""
+    yield shared_server
+    client = Client(shared_server.url)
+    for uid in client.list_models():
+        client.terminate_model(uid)
 
 
 def run(test: Callable[[XituiApp, Any], Any], url: str, size: tuple[int, int] = (120, 40)) -> None:
@@ -86,15 +96,19 @@ def test_launch_chat_stop_and_terminate(dash_server: ServerProcess) -> None:
     client = Client(dash_server.url)
 
     async def test(app: XituiApp, pilot: Any) -> None:
+        asked = time.monotonic()
         await launch_via_modal(app, pilot, "dash-gemma")
-        seen = set()
+        seen: dict[str, float] = {}
 
         def ready() -> bool:
-            seen.add(state_of(app, "dash-gemma").split(" ")[0])
+            seen.setdefault(state_of(app, "dash-gemma").split(" ")[0], time.monotonic())
             return state_of(app, "dash-gemma") == "ready"
 
         await until(pilot, ready, what="ready row")
-        assert "launching" in seen or client.describe_model("dash-gemma")["launch_seconds"] < 0.4
+        # the row shows the launch while it lasts: it is "launching" first unless the launch was over before the
+        # dashboard's first read after it (a fast launch on a busy machine)
+        if "launching" not in seen:
+            assert seen["ready"] - asked >= client.describe_model("dash-gemma")["launch_seconds"]
 
         # chat: pieces reach the screen before the answer ends
         await pilot.press("c")
