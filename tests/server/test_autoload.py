@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import xitui_cmd
 from tests.server.conftest import ServerProcess, gguf_spec
-from xitui.client import Client
+from xitui.client import Client, ClientError
 
 BODY = {"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}
 
@@ -56,6 +56,30 @@ def test_a_request_loads_a_registered_model_once_for_many(server: ServerProcess,
     listed = {m["id"]: m for m in httpx.get(f"{server.url}/v1/models").json()["data"]}
     assert listed["on-request"]["loaded"] is True  # one entry: the running model, no registered twin
     client.terminate_model("on-request")
+
+
+def test_the_cli_and_client_load_a_model_that_loads_on_request(server: ServerProcess, gguf_path: Path) -> None:
+    """What `xitui list` says loads on request does so from xitui's own front ends too: `xitui generate` and
+    `xitui chat` name it and get their answer; the Client's handle for it is a chat handle before it runs."""
+    from xitui.client.handles import ChatModelHandle
+
+    client = Client(server.url)
+    client.register_model("LLM", gguf_spec("cli-on-request", gguf_path))
+    assert isinstance(client.get_model("cli-on-request"), ChatModelHandle)
+    assert "cli-on-request" not in client.list_models()  # a handle loads nothing: its first request does
+    generated = subprocess.run([*xitui_cmd(), "generate", "-u", "cli-on-request", "-e", server.url, "--max-tokens",
+                                "4", "--temperature", "0"], input="The capital of France is", capture_output=True,
+                               text=True, timeout=120)
+    assert generated.returncode == 0 and generated.stdout.strip(), generated.stderr
+    assert client.list_models()["cli-on-request"]["state"] == "ready"
+    client.terminate_model("cli-on-request")
+    chatted = subprocess.run([*xitui_cmd(), "chat", "-u", "cli-on-request", "-e", server.url, "--max-tokens", "4",
+                              "--no-save"], input="Hello", capture_output=True, text=True, timeout=120)
+    assert chatted.returncode == 0 and chatted.stdout.strip(), chatted.stderr
+    client.terminate_model("cli-on-request")
+    unknown = subprocess.run([*xitui_cmd(), "generate", "-u", "never-registered", "-e", server.url, "hi"],
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1 and "'never-registered' is not running" in unknown.stderr
 
 
 def test_a_model_unloaded_for_idling_loads_again_with_its_settings(server: ServerProcess, gguf_path: Path) -> None:
@@ -128,5 +152,7 @@ def test_without_autoload_a_model_that_is_not_running_is_a_404(tmp_path: Path, g
         assert answer.status_code == 404 and "is not running" in answer.json()["detail"]
         assert [m["id"] for m in httpx.get(f"{srv.url}/v1/models").json()["data"]] == []
         assert json.loads(httpx.get(f"{srv.url}/v1/models").text)["object"] == "list"
+        with pytest.raises(ClientError, match="is not running"):
+            Client(srv.url).get_model("manual")
     finally:
         srv.stop()

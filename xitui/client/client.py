@@ -186,7 +186,17 @@ class Client:
         return self.transport.get(f"/v1/models/{model_uid}/progress")
 
     def get_model(self, model_uid: str) -> ModelHandle:
-        return self.handle_for(model_uid, self.describe_model(model_uid))
+        """The handle of a running model, or on xitui's server (server.autoload) of a registered one that the
+        handle's first request loads: the server lists it as loading on request."""
+        try:
+            return self.handle_for(model_uid, self.describe_model(model_uid))
+        except ClientError as exc:
+            if exc.status_code != 404 or self.is_xinference:
+                raise
+            entry = self._listing().get(model_uid)
+            if entry is None or entry.get("loaded", True):
+                raise
+            return self.handle_for(model_uid, entry)
 
     def handle_for(self, model_uid: str, description: dict[str, Any]) -> ModelHandle:
         """The handle for a model whose description is already known (a listing's entry): no request."""

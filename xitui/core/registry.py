@@ -99,17 +99,23 @@ class Registry:
     ) -> list[dict[str, Any]]:
         """Registrations as Xinference lists them: names + is_builtin, or full registrations."""
         kind = normalise_model_type(model_type)
-        specs: list[ModelSpec] = []
-        if builtin:
-            specs += self._builtins(kind).values()
-        if custom:
-            specs += sorted(self._custom(kind).values(), key=lambda s: s.model_name.lower())
+        specs = self.specs(kind, builtin=builtin, custom=custom)
         if detailed:
             # `persisted` is xitui's own field (Xinference has none): kept across server restarts or not
             in_memory = self._memory[kind]
             return [s.registration() | ({} if s.is_builtin else {"persisted": s.model_name.lower() not in in_memory})
                     for s in specs]
         return [{"model_name": s.model_name, "is_builtin": s.is_builtin} for s in specs]
+
+    def specs(self, model_type: str, *, builtin: bool = True, custom: bool = True) -> list[ModelSpec]:
+        """The registered specs of a type: builtin ones first, then custom ones by name (one read of the disk)."""
+        kind = normalise_model_type(model_type)
+        specs: list[ModelSpec] = []
+        if builtin:
+            specs += self._builtins(kind).values()
+        if custom:
+            specs += sorted(self._custom(kind).values(), key=lambda s: s.model_name.lower())
+        return specs
 
     def get(self, model_type: str, model_name: str) -> ModelSpec:
         kind = normalise_model_type(model_type)

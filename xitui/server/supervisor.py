@@ -229,9 +229,12 @@ class Supervisor:
         """Registered models a request may name to have them loaded (custom ones and the bundled ones)."""
         names = []
         for kind in ("LLM", "embedding", "rerank"):
-            for entry in self.registry.list(kind):
-                if not entry["is_builtin"] or entry["model_name"] in BUNDLED_ORDER:
-                    names.append({"model_name": entry["model_name"], "model_type": kind})
+            for spec in self.registry.specs(kind):
+                if not spec.is_builtin or spec.model_name in BUNDLED_ORDER:
+                    entry = {"model_name": spec.model_name, "model_type": kind}
+                    if kind == "LLM":  # what a client needs to pick its handle (chat or generate)
+                        entry["model_ability"] = list(spec.model_ability)
+                    names.append(entry)
         return names
 
     def _reserved(self) -> tuple[int, int]:
