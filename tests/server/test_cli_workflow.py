@@ -80,6 +80,24 @@ def test_register_launch_generate_chat_terminate_unregister(server: ServerProces
     assert "cli-gemma" not in xitui(server, "registrations").stdout
 
 
+def test_register_takes_the_spec_as_an_argument_and_guesses_its_type(server: ServerProcess, gguf_path: Path,
+                                                                      tmp_path: Path) -> None:
+    """`xitui register spec.json` (no -t, no -f) registers what the spec is, as `xitui validate` reads it: a
+    rerank spec as a rerank model, an LLM spec from stdin as an LLM."""
+    from tests.model_files import reranker_dir
+
+    rerank = tmp_path / "rr.json"
+    rerank.write_text(json.dumps({"version": 2, "model_name": "guessed-rr", "type": "normal", "max_tokens": 96,
+                                  "language": ["en"], "model_specs": [{"model_format": "pytorch", "quantization":
+                                                                       "none", "model_uri": str(reranker_dir())}]}))
+    assert "registered rerank model guessed-rr" in xitui(server, "register", str(rerank)).stderr
+    assert "guessed-rr" in xitui(server, "registrations", "-t", "rerank", "--custom").stdout
+    piped = xitui(server, "register", "-", stdin=gguf_spec("guessed-llm", gguf_path))
+    assert "registered LLM model guessed-llm" in piped.stderr
+    for kind, name in (("rerank", "guessed-rr"), ("LLM", "guessed-llm")):
+        xitui(server, "unregister", "-t", kind, "--model-name", name)
+
+
 def test_cli_errors_are_one_line_with_nonzero_exit(server: ServerProcess, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"version": 1, "model_name": "x", "model_lang": ["en"], "model_ability": ["generate"],
@@ -96,6 +114,8 @@ def test_cli_errors_are_one_line_with_nonzero_exit(server: ServerProcess, tmp_pa
         ("logs", "--model-uid", "nothing-runs-here"),
         ("unregister", "--model-type", "LLM", "--model-name", "llama-2-chat"),
         ("unregister", "--model-type", "LLM", "--model-name", "never-registered"),
+        ("register",),
+        ("register", str(bad), "--file", str(bad)),
     ]
     for args in cases:
         proc = xitui(server, *args, check=False, stdin="")

@@ -13,25 +13,37 @@ from xitui.terminal import output
 
 
 def register(
-    file: Annotated[Path, typer.Option("--file", "-f", help="The spec (JSON); - reads stdin.")],
-    model_type: ModelType = "LLM",
+    spec_file: Annotated[
+        Path | None, typer.Argument(help="The spec (JSON); - reads stdin.", show_default=False)
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="The spec, as Xinference's CLI takes it.", show_default=False)
+    ] = None,
+    model_type: Annotated[
+        str | None, typer.Option("--model-type", "-t", help="LLM, embedding or rerank (guessed when left out).")
+    ] = None,
     persist: Annotated[bool, typer.Option("--persist", help="Keep it across server restarts.")] = False,
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Register a custom model from its JSON spec."""
+    """Register a custom model from its JSON spec (`xitui register spec.json`, or `-f spec.json`)."""
     import json
 
     from xitui.cli.spec_commands import read_spec_file
     from xitui.core.errors import XituiError
+    from xitui.core.spec import guess_model_type
 
-    data = read_spec_file(file)
+    if (spec_file is None) == (file is None):
+        raise XituiError("name the spec once: `xitui register SPEC.json` or `xitui register -f SPEC.json`")
+    path = spec_file or file
+    data = read_spec_file(path)
     try:
         name = json.loads(data).get("model_name", "?")
     except (ValueError, AttributeError):
-        raise XituiError(f"{file}: not a JSON object") from None
-    connect(endpoint, api_key).register_model(model_type, data.decode("utf-8", errors="replace"), persist=persist)
-    output.info(f"registered {model_type} model {name}" + (" (persisted)" if persist else ""))
+        raise XituiError(f"{path}: not a JSON object") from None
+    kind = model_type or guess_model_type(data)
+    connect(endpoint, api_key).register_model(kind, data.decode("utf-8", errors="replace"), persist=persist)
+    output.info(f"registered {kind} model {name}" + (" (persisted)" if persist else ""))
 
 
 def registrations(
