@@ -294,6 +294,10 @@ def test_the_cli_shows_the_calls_a_model_makes(server, uid, tmp_path):
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1
     assert refused.stderr.strip() == "error: --tool-choice: give the tools to choose from with --tools"
+    nameless = subprocess.run([*xitui_cmd(), "chat", "-u", uid, "-e", server.url, "--tools", '[{"type": "function"}]',
+                               "x"], capture_output=True, text=True, timeout=60)
+    assert nameless.returncode == 1 and nameless.stderr.strip() == (
+        'error: --tools[0]: a tool is {"type": "function", "function": {"name", "description", "parameters"}}')
 
 
 def test_through_langchain(server, uid):

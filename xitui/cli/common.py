@@ -102,7 +102,7 @@ def read_tools(source: str | None) -> list[dict[str, Any]] | None:
         function = item.get("function", item) if isinstance(item, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise XituiError(f"--tools[{i}]: a tool is {{\"type\": \"function\", \"function\": {{\"name\", "
-                             "\"description\", \"parameters\"}}}}")
+                             "\"description\", \"parameters\"}}")
         tools.append({"type": "function", "function": function})
     return tools
 
