@@ -512,6 +512,16 @@ def test_a_rerank_model_launched_from_the_modal_ranks_passages_in_the_pane(dash_
         ranked = [row for row in rows if row[:1].isdigit()]
         assert len(ranked) == 3 and ranked[0].startswith("1 ") and "The fox lives in the forest" in ranked[0], rows
 
+        # its registration says what it does: ranks, with the longest input it reads
+        from textual.widgets import DataTable, Input
+
+        app.query_one(ModelsTable).focus()
+        await pilot.press("2")
+        app.query_one("#registration-filter", Input).value = "dash-rerank"
+        await pilot.pause(0.2)
+        row = app.query_one("#registration-table", DataTable).get_row_at(0)
+        assert row[:2] == ["dash-rerank", "rerank"] and row[4] == "ranks, 96 tokens"
+
     run(test, dash_server.url)
     client.terminate_model("dash-rerank")
     client.unregister_model("rerank", "dash-rerank")

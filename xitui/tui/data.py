@@ -175,15 +175,18 @@ def registration_row(item: dict[str, Any]) -> tuple[str, ...]:
     specs = item.get("model_specs") or []
     formats = sorted({f"{s.get('model_format')} {s.get('quantization')}" for s in specs if s.get("model_format")})
     shown = ", ".join(formats[:3]) + (f" +{len(formats) - 3}" if len(formats) > 3 else "")
-    abilities = ", ".join(item.get("model_ability") or []) or (f"{item['dimensions']} dims" if item.get("dimensions")
-                                                               else DASH)
+    abilities = ", ".join(item.get("model_ability") or [])
+    if item.get("dimensions"):
+        abilities = f"{item['dimensions']} dims"
+    elif item.get("model_type") == "rerank" and item.get("max_tokens"):
+        abilities = f"ranks, {item['max_tokens']} tokens"
     persisted = item.get("persisted")
     return (
         str(item.get("model_name")),
         str(item.get("model_type")),
         ("builtin" if item.get("is_builtin") else "custom") + (", on request" if item.get("loads_on_request") else ""),
         shown or DASH,
-        abilities,
+        abilities or DASH,
         DASH if persisted is None or item.get("is_builtin") else ("yes" if persisted else "no"),
     )
 
