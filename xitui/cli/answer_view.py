@@ -49,7 +49,8 @@ class AnswerView:
         if rendered:
             from rich.console import Console
             from rich.live import Live
-            from rich.markdown import Markdown  # noqa: F401 - loaded now, before the answer streams
+
+            from xitui.terminal.markdown import AnswerMarkdown  # noqa: F401 - loaded now, before the answer streams
 
             self.console = console or Console(highlight=False)
             # redrawn from this thread only, at the pacer's frames: no second thread writes to the terminal
@@ -68,27 +69,27 @@ class AnswerView:
 
     def _frame(self) -> None:
         """Print the blocks finished since the last frame, redraw the one being written."""
-        from rich.markdown import Markdown
+        from xitui.terminal.markdown import AnswerMarkdown
 
         start = time.thread_time()
         end = _settled_end(self.text, self._printed)
         if end > self._printed:
             self._live.update("", refresh=True)
-            self.console.print(Markdown(self.text[self._printed:end]))
+            self.console.print(AnswerMarkdown(self.text[self._printed:end]))
             self._printed = end
-        self._live.update(Markdown(self.text[self._printed:]), refresh=True)
+        self._live.update(AnswerMarkdown(self.text[self._printed:]), refresh=True)
         self.pacer.drawn(time.thread_time() - start)  # the frame alone: reading the stream is not drawing
 
     def close(self, figures: str | None = None) -> None:
         """The answer is over: print what is left, then (on a terminal) `figures` as one dim line."""
         if not self.rendered:
             return
-        from rich.markdown import Markdown
+        from xitui.terminal.markdown import AnswerMarkdown
 
         self._live.update("", refresh=True)
         self._live.stop()
         rest = self.text[self._printed:]
         if rest.strip():
-            self.console.print(Markdown(rest))
+            self.console.print(AnswerMarkdown(rest))
         if figures:
             self.console.print(figures, style="dim", markup=False)

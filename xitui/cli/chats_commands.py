@@ -53,9 +53,9 @@ def show(session_id: SessionId, as_json: Json = False) -> None:
     elif output.plain():
         print(to_markdown(session), end="")
     else:
-        from rich.markdown import Markdown
+        from xitui.terminal.markdown import AnswerMarkdown
 
-        output.console().print(Markdown(to_markdown(session)))
+        output.console().print(AnswerMarkdown(to_markdown(session)))
 
 
 @chats_app.command("export")

@@ -16,6 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Collapsible, Label, Markdown, Static
 
 from xitui.core.chats import ChatMessage
+from xitui.terminal.markdown import answer_parser
 from xitui.terminal.pacing import FramePacer
 
 HELP = ("Pick a running model (or press c on its row) and write below. Enter sends · Alt+Enter or Ctrl+N adds a "
@@ -54,7 +55,7 @@ class Transcript(VerticalScroll):
     async def question(self, text: str) -> None:
         """A question, and the empty answer under it that `add` fills."""
         await self._drop_help()
-        answer = Markdown("", classes="answer")
+        answer = Markdown("", classes="answer", parser_factory=answer_parser)
         self.figures = Label("…", classes="stats")
         self._answer, self.thought, self._thought_text = answer, None, ""
         self._pieces.clear()
@@ -121,7 +122,7 @@ class Transcript(VerticalScroll):
             if message.role == "user":
                 await self.mount(Static(message.content, classes="user", markup=False))
             else:
-                await self.mount(Markdown(message.content, classes="answer"))
+                await self.mount(Markdown(message.content, classes="answer", parser_factory=answer_parser))
         self.scroll_end(animate=False)
 
     async def clear(self) -> None:
