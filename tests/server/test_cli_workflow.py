@@ -58,7 +58,9 @@ def test_register_launch_generate_chat_terminate_unregister(server: ServerProces
         assert table[1].split("\t")[5] == "ready"
 
         # the worker's log: its end, then followed while the model writes more
-        assert "llama" in xitui(server, "logs", "-u", "cli-gemma").stdout
+        worker_log = xitui(server, "logs", "-u", "cli-gemma").stdout
+        assert "llama" in worker_log  # llama.cpp's own lines, and the worker's line on what it loaded and how
+        assert f"cli-gemma loaded from {gguf_path}" in worker_log and "engine llama.cpp, device cpu" in worker_log
         assert len(xitui(server, "logs", "-u", "cli-gemma", "--bytes", "10").stdout) <= 10
         follow = subprocess.Popen([*xitui_cmd(), "logs", "-u", "cli-gemma", "-f", "--bytes", "0", "-e", server.url],
                                   stdout=subprocess.PIPE, text=True)
@@ -75,6 +77,8 @@ def test_register_launch_generate_chat_terminate_unregister(server: ServerProces
     finally:
         stopped = xitui(server, "terminate", "--all").stderr
     assert "terminated cli-gemma\n" in stopped and "terminated cli-gemma-2\n" in stopped
+    server_log = (server.home / "test-server.log").read_text()  # what an operator reads: launches and their ends
+    assert "xitui: model cli-gemma ready in " in server_log and "xitui: model cli-gemma terminated" in server_log
     assert json.loads(xitui(server, "list", "--json").stdout) == {}
     xitui(server, "unregister", "--model-type", "LLM", "--model-name", "cli-gemma")
     assert "cli-gemma" not in xitui(server, "registrations").stdout

@@ -143,3 +143,27 @@ def test_terminate_during_launch_answers_the_waiting_launch(server: ServerProces
     assert not alive(pid)
     assert "slow-start" not in client.list_models()
     client.unregister_model("embedding", "slow-start")
+
+
+def test_a_model_that_cannot_load_says_why_in_both_logs(server: ServerProcess, tmp_path: Path) -> None:
+    """A launch whose worker fails to load: the client gets the reason, the server's log has the failure and
+    the worker's log the worker's own line about it (an operator reads the logs, not the client's terminal)."""
+    import json
+
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    (folder / "model.safetensors").write_bytes(os.urandom(1000))
+    client = Client(server.url)
+    client.register_model("LLM", json.dumps({
+        "version": 2, "context_length": 2048, "model_name": "cannot-load", "model_lang": ["en"],
+        "model_ability": ["generate"], "model_family": "other",
+        "model_specs": [{"model_format": "pytorch", "model_size_in_billions": 1, "quantization": "none",
+                         "model_id": "x/y", "model_uri": f"file://{folder}"}]}))
+    with pytest.raises(ClientError, match=f"could not launch cannot-load: transformers could not load {folder}"):
+        client.launch_model(model_name="cannot-load")
+    assert f"xitui: model cannot-load failed to launch: transformers could not load {folder}" in \
+        (server.home / "test-server.log").read_text()
+    assert f": could not load cannot-load: transformers could not load {folder}" in \
+        (server.home / "logs" / "cannot-load.log").read_text()
+    client.unregister_model("LLM", "cannot-load")

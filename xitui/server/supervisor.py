@@ -195,6 +195,7 @@ class Supervisor:
             body = LaunchBody.model_validate(request)
         except ValidationError as exc:
             raise LaunchError(f"the remembered launch settings are refused: {problems_text(exc.errors())}") from None
+        log.info("loading %s for a request that names it", body.model_uid or body.model_name)
         while self.max_loaded and len(self.models) >= self.max_loaded:
             if not await self._unload_least_used(body):
                 raise AllBusyError(f"{len(self.models)} models run (server.max_loaded) and none is idle: "
@@ -356,6 +357,11 @@ class Supervisor:
         if model.failure is None and model.state == "ready":
             model.ready_at = time.time()
             self.memory.remember(model.uid, model.request, model.restore)
+            pids = ", ".join(str(r.pid) for r in model.replicas if r.pid)
+            log.info("model %s ready in %.1f s (%s start, pid %s)", model.uid, model.ready_at - model.launched_at,
+                     (first.start if first else None) or "cold", pids)
+        elif model.state == "error":
+            log.warning("model %s failed to launch: %s", model.uid, model.failure or model.error)
 
     async def terminate(self, uid: str) -> None:
         """Stop a model because its user said so: it does not come back at the next start."""
@@ -364,6 +370,7 @@ class Supervisor:
         self.memory.forget(uid)
         self.unloads[(uid, "terminated")] += 1
         await self._stop(model)
+        log.info("model %s terminated", uid)
 
     async def _stop(self, model: Model, why: str = "was terminated") -> None:
         for replica in model.replicas:

@@ -41,6 +41,17 @@ class Channel:
                 data = data[os.write(self._fd, data):]
 
 
+def note(text: str) -> None:
+    """A line of the worker's own in its log (stderr), stamped as the server's log is."""
+    sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} xitui worker {os.getpid()}: {text}\n")
+    sys.stderr.flush()
+
+
+#: What the log's line about a loaded model says besides its stages, in this order, when the backend tells it.
+LOADED_FIELDS = ("engine", "device", "context_length", "n_parallel", "kv_cells", "n_gpu_layers", "n_threads",
+                 "dimensions", "batching", "chat_format", "tool_format")
+
+
 def failure(exc: Exception) -> dict[str, Any]:
     """A request's error message: the user's errors with their status, anything else a 500 (traced to the log)."""
     if isinstance(exc, XituiError):
@@ -134,6 +145,9 @@ class Worker:
                 from xitui.worker.tools import tool_format
 
                 info["tool_format"] = tool_format(self.family, self.backend.model_chat_template)
+        stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in clock.seconds.items())
+        told = ", ".join(f"{key} {info[key]}" for key in LOADED_FIELDS if info.get(key) not in (None, ""))
+        note(f"{settings['model_name']} loaded from {settings['model_path']} ({stages}): {told}")
         self.channel.send({"event": "ready", "info": info})
 
     # --- serving --------------------------------------------------------------------------------
@@ -386,6 +400,7 @@ def main() -> None:
         message = str(exc) if isinstance(exc, XituiError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, MemoryError):
             message = "out of memory while loading the model"
+        note(f"could not load {settings.get('model_name')}: {message}")
         channel.send({"event": "error", "message": message})
         sys.stderr.flush()
         os._exit(1)
