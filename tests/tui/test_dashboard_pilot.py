@@ -527,6 +527,39 @@ def test_a_rerank_model_launched_from_the_modal_ranks_passages_in_the_pane(dash_
     client.unregister_model("rerank", "dash-rerank")
 
 
+def test_the_pane_offers_a_model_that_loads_on_request_and_its_first_answer_loads_it(
+        dash_server: ServerProcess) -> None:
+    """A registered model that is not running is in the pane's picker as loading on request; the first
+    message loads it and is answered, and the conversation goes on once the model runs."""
+    from textual.widgets import Select
+
+    client = Client(dash_server.url)
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        picker = app.query_one("#chat-model", Select)
+
+        def offered() -> dict[str, str]:
+            return {str(value): str(label) for label, value in picker._options if value is not Select.NULL}
+
+        await until(pilot, lambda: offered().get("dash-gemma") == "dash-gemma (LLM, loads on request)",
+                    what="the loadable model in the picker")
+        assert "dash-gemma" not in client.list_models()
+        pane = app.query_one(ChatPane)
+        pane.generation = {"max_tokens": 8, "temperature": 0}
+        picker.value = "dash-gemma"
+        await until(pilot, lambda: pane.uid == "dash-gemma" and pane.mode == "chat", what="chosen, as a chat model")
+        pane.focus_input()
+        await type_text(pilot, "Hello")
+        await pilot.press("enter")
+        await until(pilot, lambda: not pane.generating and pane.last_stats and pane.last_stats.tokens, 60,
+                    "the first answer")
+        assert client.list_models()["dash-gemma"]["state"] == "ready"
+        await until(pilot, lambda: offered().get("dash-gemma") == "dash-gemma (LLM)", what="offered as running")
+        assert pane.uid == "dash-gemma" and [m["role"] for m in pane.history] == ["user", "assistant"]
+
+    run(test, dash_server.url)
+
+
 def test_reads_pause_while_a_modal_covers_the_dashboard(dash_server: ServerProcess) -> None:
     """Nobody sees the table under a modal: the server is not read until the dashboard shows again."""
 

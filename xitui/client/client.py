@@ -166,13 +166,14 @@ class Client:
     def loads_on_request(self) -> list[str]:
         """Registered models that are not running and that a request naming them launches (a xitui server
         with server.autoload; none from Xinference)."""
-        return self.models_and_loadable()[1]
+        return list(self.models_and_loadable()[1])
 
-    def models_and_loadable(self) -> tuple[dict[str, dict[str, Any]], list[str]]:
-        """Both of the above from one reading of the server."""
+    def models_and_loadable(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Both of the above from one reading of the server, each by name with its listing entry (a loadable
+        one's says its model_type, and an LLM's its model_ability)."""
         listing = self._listing()
         running = {uid: item for uid, item in listing.items() if item.get("loaded", True)}
-        return running, [uid for uid in listing if uid not in running]
+        return running, {uid: item for uid, item in listing.items() if uid not in running}
 
     def _listing(self) -> dict[str, dict[str, Any]]:
         data = self.transport.get("/v1/models")

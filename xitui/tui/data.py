@@ -19,6 +19,8 @@ class Snapshot:
     """One reading of the server: running models, machine resources, registrations (when asked for)."""
 
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Registered models not running that a request naming them loads (xitui's server.autoload), by name.
+    loadable: dict[str, dict[str, Any]] = field(default_factory=dict)
     resources: dict[str, Any] | None = None
     registrations: list[dict[str, Any]] | None = None
     #: Why the registrations could not be read this time (they are read again later).
@@ -31,7 +33,7 @@ def fetch(client: Any, with_registrations: bool) -> Snapshot:
     from xitui.core.errors import ServerUnavailableError, XituiError
 
     models, loadable = client.models_and_loadable()
-    snap = Snapshot(models=models)
+    snap = Snapshot(models=models, loadable=loadable)
     try:
         snap.resources = client.resources()
     except ServerUnavailableError:

@@ -190,7 +190,7 @@ class DashboardScreen(Screen[None]):
         self.last_snapshot = snapshot
         self.query_one(ModelsTable).show(snapshot)
         self._show_detail()
-        self.query_one(ChatPane).show_models(snapshot.models)
+        self.query_one(ChatPane).show_models(snapshot.models, snapshot.loadable)
         self.query_one(Resources).show(snapshot.resources)
         if snapshot.registrations is not None:
             self.registrations = snapshot.registrations

@@ -137,10 +137,13 @@ class ChatPane(Vertical):
 
     # --- which model ---------------------------------------------------------------------------------
 
-    def show_models(self, models: dict[str, dict[str, Any]]) -> None:
-        """Offer the ready models; keep the chosen one while it runs."""
+    def show_models(self, models: dict[str, dict[str, Any]], loadable: dict[str, dict[str, Any]] | None = None) -> None:
+        """Offer the ready models, then those the first request loads (xitui's server.autoload); keep the
+        chosen one while it runs or can be loaded."""
         self.models = {uid: m for uid, m in models.items() if (m.get("state") or "ready") == "ready"}
-        options = [(f"{uid} ({m.get('model_type', 'LLM')})", uid) for uid, m in self.models.items()]
+        self.models.update({uid: m for uid, m in (loadable or {}).items() if uid not in models})
+        options = [(f"{uid} ({m.get('model_type', 'LLM')}" + ("" if m.get("loaded", True) else ", loads on request")
+                    + ")", uid) for uid, m in self.models.items()]
         self.query_one(ChatPickers).show_models(options, self.uid)
         if self.uid is not None and self.uid not in self.models:
             self.uid = None
@@ -254,6 +257,8 @@ class ChatPane(Vertical):
     async def send(self, text: str) -> None:
         talk = self.conversation
         assert talk is not None
+        if not self.models.get(talk.model_uid, {}).get("loaded", True):
+            self.notify(f"loading {talk.model_uid}: the answer starts once it is ready", timeout=4)
         await self.query_one(Transcript).question(text)
         talk.params = dict(self.generation)
         talk.system = self.query_one(ChatPickers).system or None
