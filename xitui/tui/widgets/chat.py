@@ -168,7 +168,10 @@ class ChatPane(Vertical):
         self.conversation = self._conversation(uid) if uid is not None else None
         if uid is not None:
             self.query_one(ChatPickers).pick_model(uid)
-            what = MODES.get(self.mode) or f"embedding, {model.get('dimensions', '?')} dimensions"
+            what = MODES.get(self.mode) or "embedding" + (f", {model['dimensions']} dimensions"
+                                                          if model.get("dimensions") else "")
+            if not model.get("loaded", True):
+                what += "; loads on request"
             self.notify(f"{uid}: {what}", timeout=2)
         self._list_sessions(uid)
 
