@@ -37,7 +37,7 @@ def test_a_model_idle_past_its_ttl_is_unloaded_and_says_so(server: ServerProcess
     waited = _wait_gone(client, uid, within=6)
     assert waited >= 2.0
     with pytest.raises(ClientError) as caught:
-        client.get_model(uid)
+        client.describe_model(uid)
     assert caught.value.status_code == 404
     assert re.search(r"was unloaded after [34]s idle \(its ttl is 3s\)", str(caught.value))
     deadline = time.monotonic() + 5  # the worker's memory is freed: its process has exited
@@ -46,8 +46,9 @@ def test_a_model_idle_past_its_ttl_is_unloaded_and_says_so(server: ServerProcess
         time.sleep(0.05)
     log = (server.home / "test-server.log").read_text()
     assert re.search(r"model sleepy was unloaded after [34]s idle", log)
-    # a request naming it loads it again (server.autoload), with the settings it was launched with
-    client.transport.post_json("/v1/completions", {"model": uid, "prompt": "x", "max_tokens": 1})
+    # a request naming it loads it again (server.autoload), with the settings it was launched with: its handle
+    # is had while it is unloaded, and its first request loads it
+    client.get_model(uid).generate("x", {"max_tokens": 1})
     assert client.describe_model(uid)["ttl"] == 3
     client.terminate_model(uid)
     # launching it again brings it back, with no trace of the unload
