@@ -544,6 +544,10 @@ def test_the_pane_offers_a_model_that_loads_on_request_and_its_first_answer_load
         await until(pilot, lambda: offered().get("dash-gemma") == "dash-gemma (LLM, loads on request)",
                     what="the loadable model in the picker")
         assert "dash-gemma" not in client.list_models()
+        from textual.widgets import Static
+
+        detail = str(app.query_one("#model-detail", Static).render())
+        assert "no model is running" in detail and "pick one in the chat pane: the first message loads it" in detail
         pane = app.query_one(ChatPane)
         pane.generation = {"max_tokens": 8, "temperature": 0}
         picker.value = "dash-gemma"
@@ -551,8 +555,12 @@ def test_the_pane_offers_a_model_that_loads_on_request_and_its_first_answer_load
         pane.focus_input()
         await type_text(pilot, "Hello")
         await pilot.press("enter")
-        await until(pilot, lambda: not pane.generating and pane.last_stats and pane.last_stats.tokens, 60,
-                    "the first answer")
+
+        def answered() -> bool:
+            assert pane.uid == "dash-gemma", "the choice was dropped while the model loaded"
+            return bool(not pane.generating and pane.last_stats and pane.last_stats.tokens)
+
+        await until(pilot, answered, 60, "the first answer")
         assert client.list_models()["dash-gemma"]["state"] == "ready"
         await until(pilot, lambda: offered().get("dash-gemma") == "dash-gemma (LLM)", what="offered as running")
         assert pane.uid == "dash-gemma" and [m["role"] for m in pane.history] == ["user", "assistant"]

@@ -207,6 +207,8 @@ class DashboardScreen(Screen[None]):
             text = "no model is running: press l to launch one"
             demos = [name for name in BUNDLED_ORDER if any(r.get("model_name") == name for r in self.registrations)]
             text += f" (the bundled {', '.join(demos)} are ready to launch)" if demos else ""
+            if self.last_snapshot.loadable:
+                text += "; or pick one in the chat pane: the first message loads it"
         self.query_one("#model-detail", Static).update(text)
 
     # --- changes made from here ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The live chat pane: pick a running model and talk to it; conversations are saved (core/chats.py) and the
-model's earlier ones can be resumed from the session picker.
+"""The live chat pane: pick a model (running, or one that loads on request) and talk to it; conversations
+are saved (core/chats.py) and the model's earlier ones can be resumed from the session picker.
 
 Chat models get a conversation with an editable system prompt; generate-only models get completion mode;
 embedding models the similarity of two texts (widgets/embedding_view.py), rerank models a query's ranking of
@@ -36,6 +36,13 @@ MODES = {"chat": "chat", "completion": "completion (a generate-only model: your 
 VIEWS = ("embedding", "rerank")
 
 
+def _availability(model: dict[str, Any]) -> str:
+    """What the picker says of a model that is not ready yet."""
+    if not model.get("loaded", True):
+        return ", loads on request"
+    return ", launching" if model.get("state") == "launching" else ""
+
+
 class ChatPane(Vertical):
     """Pickers, the transcript, the input line (or, for an embedding or rerank model, its own view)."""
 
@@ -43,6 +50,7 @@ class ChatPane(Vertical):
     ChatPane { height: 1fr; }
     ChatPane #chat-top { height: 1; margin-bottom: 1; }
     ChatPane #chat-model { width: 28; }
+    ChatPane #chat-model > SelectOverlay { width: 52; }  /* wider than the picker: labels say more */
     ChatPane #chat-session { width: 30; }
     ChatPane #chat-system { width: 1fr; }
     ChatPane #chat-log { height: 1fr; }
@@ -138,12 +146,11 @@ class ChatPane(Vertical):
     # --- which model ---------------------------------------------------------------------------------
 
     def show_models(self, models: dict[str, dict[str, Any]], loadable: dict[str, dict[str, Any]] | None = None) -> None:
-        """Offer the ready models, then those the first request loads (xitui's server.autoload); keep the
-        chosen one while it runs or can be loaded."""
-        self.models = {uid: m for uid, m in models.items() if (m.get("state") or "ready") == "ready"}
+        """Offer the running models (a launching one answers once ready), then those the first request loads
+        (xitui's server.autoload); keep the chosen one while it is any of these."""
+        self.models = {uid: m for uid, m in models.items() if (m.get("state") or "ready") in ("ready", "launching")}
         self.models.update({uid: m for uid, m in (loadable or {}).items() if uid not in models})
-        options = [(f"{uid} ({m.get('model_type', 'LLM')}" + ("" if m.get("loaded", True) else ", loads on request")
-                    + ")", uid) for uid, m in self.models.items()]
+        options = [(f"{uid} ({m.get('model_type', 'LLM')}{_availability(m)})", uid) for uid, m in self.models.items()]
         self.query_one(ChatPickers).show_models(options, self.uid)
         if self.uid is not None and self.uid not in self.models:
             self.uid = None
@@ -250,7 +257,7 @@ class ChatPane(Vertical):
     @on(PromptInput.Submitted)
     async def _submitted(self, event: PromptInput.Submitted) -> None:
         if self.uid is None or self.conversation is None:
-            self.notify("pick a running model first", severity="warning")
+            self.notify("pick a model first", severity="warning")
             return
         if self.generating:
             self.notify("still answering: Esc stops it", severity="warning")

@@ -30,7 +30,7 @@ class ChatPickers(Horizontal):
         self._models: list[tuple[str, str]] = []
 
     def compose(self) -> ComposeResult:
-        yield Select([], prompt="pick a running model", id="chat-model", allow_blank=True, compact=True)
+        yield Select([], prompt="pick a model", id="chat-model", allow_blank=True, compact=True)
         yield Select([], prompt="new conversation", id="chat-session", allow_blank=True, compact=True)
         yield Input(placeholder="system prompt (chat models)", id="chat-system", compact=True)
 
@@ -43,8 +43,8 @@ class ChatPickers(Horizontal):
         self.query_one("#chat-system", Input).value = text
 
     def show_models(self, options: list[tuple[str, str]], current: str | None) -> None:
-        """Offer these models (label, uid); redrawn only when the list changed."""
-        if [v for _, v in options] == [v for _, v in self._models]:
+        """Offer these models (label, uid); redrawn only when the list or a label changed."""
+        if options == self._models:
             return
         self._models = options
         self._offer("#chat-model", options, current)

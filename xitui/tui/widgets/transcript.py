@@ -19,7 +19,7 @@ from xitui.core.chats import ChatMessage
 from xitui.terminal.markdown import answer_parser
 from xitui.terminal.pacing import FramePacer
 
-HELP = ("Pick a running model (or press c on its row) and write below. Enter sends · Alt+Enter or Ctrl+N adds a "
+HELP = ("Pick a model (or press c on its row) and write below. Enter sends · Alt+Enter or Ctrl+N adds a "
         "line · ↑/↓ recall earlier inputs · Esc stops an answer · Ctrl+O copies the last answer · Ctrl+L starts a "
         "new conversation. Conversations are saved: the second picker resumes one (`xitui chats` lists them). "
         "Generate-only models continue your text; embedding models compare two texts; rerank models rank passages.")
