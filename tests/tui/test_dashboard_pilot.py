@@ -552,7 +552,7 @@ def test_the_pane_offers_a_model_that_loads_on_request_and_its_first_answer_load
         pane.generation = {"max_tokens": 8, "temperature": 0}
         picker.value = "dash-gemma"
         await until(pilot, lambda: pane.uid == "dash-gemma" and pane.mode == "chat", what="chosen, as a chat model")
-        pane.focus_input()
+        await until(pilot, lambda: app.focused is pane.query_one("#chat-input"), what="the keys on the input")
         await type_text(pilot, "Hello")
         await pilot.press("enter")
 

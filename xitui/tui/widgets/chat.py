@@ -159,6 +159,8 @@ class ChatPane(Vertical):
     @on(ChatPickers.ModelPicked)
     def _model_picked(self, event: ChatPickers.ModelPicked) -> None:
         self.choose(event.uid)
+        if event.uid is not None:
+            self.focus_input()  # picked to talk to it: the keys go where it is asked
 
     def choose(self, uid: str | None) -> None:
         """Talk to `uid` from now on (a new conversation, unless it is the model already chosen)."""
