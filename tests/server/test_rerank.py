@@ -76,3 +76,12 @@ def test_a_rerank_model_refuses_other_routes_and_bad_bodies(server: ServerProces
         Client(server.url).register_model("rerank", json.dumps({"model_name": "gguf-rr", "model_specs": [
             {"model_format": "ggufv2", "model_id": "a/b"}]}))
     assert caught.value.status_code == 400 and "rerank models use 'pytorch'" in str(caught.value)
+
+
+def test_the_cli_names_a_rerank_model_for_what_it_is(server: ServerProcess, reranker: str) -> None:
+    """generate and embed on a rerank model: one line saying what it is and which command asks it."""
+    for command, said in (("generate", f"error: model {reranker!r} is a rerank model: use `xitui rerank`"),
+                          ("embed", f"error: model {reranker!r} is not an embedding model (see `xitui list`)")):
+        done = subprocess.run([*xitui_cmd(), command, "-u", reranker, "-e", server.url, "some text"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and done.stderr.strip() == said, done.stderr

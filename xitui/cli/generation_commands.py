@@ -108,8 +108,8 @@ def generate(
         from xitui.core.errors import XituiError
 
         kind = handle.description.get("model_type", "embedding")
-        use = "rerank" if kind == "rerank" else "embed"
-        raise XituiError(f"model {model_uid!r} is a {kind} model: use `xitui {use}`")
+        what, use = ("a rerank", "rerank") if kind == "rerank" else ("an embedding", "embed")
+        raise XituiError(f"model {model_uid!r} is {what} model: use `xitui {use}`")
     config = generation_config(max_tokens, temperature, top_p, stop)
     form = response_format(schema)
     if form is not None:
