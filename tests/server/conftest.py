@@ -30,7 +30,9 @@ class ServerProcess:
         self.home = home
         self.port = port or free_port()
         self.host = host
-        self.url = f"http://127.0.0.1:{self.port}"
+        # a server bound to ::1 alone is reached there; any other loopback bind answers on 127.0.0.1
+        connect_to = "::1" if host.strip("[]") == "::1" else "127.0.0.1"
+        self.url = f"http://{'[::1]' if connect_to == '::1' else connect_to}:{self.port}"
         env = {**os.environ, "XITUI_HOME": str(home), "XITUI_CONFIG": str(home / "config.toml"), **(env or {})}
         env.pop("XITUI_SERVER_API_KEY", None)
         if api_key:
@@ -43,7 +45,7 @@ class ServerProcess:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((connect_to, self.port), timeout=0.2):
                     return
             except OSError:
                 if self.proc.poll() is not None:

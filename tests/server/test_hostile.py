@@ -601,3 +601,120 @@ def test_the_cli_sends_nothing_to_another_users_port(other_user: pwd.struct_pass
         assert "NOTHING" in out and "secret" not in out
     finally:
         listener.kill()
+
+
+#: Run as the other user: each request on its own connection, the socket dropped right after sending it,
+#: so that by the time the server asks the kernel who made the connection, nothing answers for it (a reset
+#: socket is gone; a closed one leaves a FIN_WAIT2 or TIME_WAIT entry whose uid reads 0).
+SEND_AND_DROP = """
+import json, socket, struct, time
+
+def send(p, method, path, body, how):
+    family = socket.AF_INET6 if ":" in p["host"] else socket.AF_INET
+    host = "[" + p["host"] + "]" if family == socket.AF_INET6 else p["host"]
+    head = (method + " " + path + " HTTP/1.1\\r\\nHost: " + host + ":" + str(p["port"]) +
+            "\\r\\ncontent-type: application/json\\r\\ncontent-length: " + str(len(body)) + "\\r\\n\\r\\n")
+    sock = socket.socket(family)
+    sock.connect((p["host"], p["port"]))
+    if how == "reset":  # SO_LINGER {1, 0}: close() sends RST and the socket is gone at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.sendall(head.encode() + body)
+    sock.close()
+
+def attack(p):
+    for how in ("reset", "close"):
+        for i in range(p["tries"]):
+            send(p, "DELETE", "/v1/model_registrations/LLM/" + p["victims"][i], b"", how)
+            spec = p["spec"].replace("INTRUDER", "intruder-" + how + "-" + str(i))
+            send(p, "POST", "/v1/model_registrations/LLM", json.dumps({"model": spec}).encode(), how)
+            send(p, "DELETE", "/v1/models/" + p["uid"], b"", how)
+    print("sent", flush=True)
+"""
+
+#: Run as the other user: one request, the sending side shut (half-close), then the answer read.
+HALF_CLOSED_GET = """
+import socket
+family = socket.AF_INET6 if ":" in {host!r} else socket.AF_INET
+sock = socket.socket(family)
+sock.connect(({host!r}, {port}))
+host = "[" + {host!r} + "]" if family == socket.AF_INET6 else {host!r}
+sock.sendall(("GET /v1/models HTTP/1.1\\r\\nHost: " + host + ":{port}\\r\\nconnection: close\\r\\n\\r\\n").encode())
+sock.shutdown(socket.SHUT_WR)
+answer = b""
+while chunk := sock.recv(65536):
+    answer += chunk
+print(answer.decode(errors="replace").split("\\r\\n")[0], answer.decode(errors="replace").split("\\r\\n\\r\\n", 1)[-1])
+"""
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_another_user_that_drops_its_sockets_is_refused_too(
+        other_user: pwd.struct_passwd, tmp_path: Path, gguf_path: Path, host: str) -> None:
+    if host == "::1" and not _has_ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback (::1)")
+    tries = 10
+    home = tmp_path / "home"
+    home.mkdir()
+    srv = ServerProcess(home, host=host)
+    try:
+        owner = Client(srv.url)
+        victims = [f"victim-{i}" for i in range(tries)]
+        for name in victims:
+            owner.register_model("LLM", gguf_spec(name, gguf_path))
+        uid = owner.launch_model(model_name="victim-0", n_parallel=1)
+        params = {"host": host, "port": srv.port, "tries": tries, "victims": victims, "uid": uid,
+                  "spec": gguf_spec("INTRUDER", gguf_path)}
+        sent = as_user(other_user, SEND_AND_DROP + f"\nattack(json.loads({json.dumps(params)!r}))\n", timeout=120)
+        assert sent.stdout.strip() == "sent", sent.stdout + sent.stderr
+        time.sleep(1.0)  # what got in would be running by now (registering takes well under a second)
+
+        names = {r["model_name"] for r in owner.list_model_registrations("LLM")}
+        assert set(victims) <= names, f"deleted by the other user: {sorted(set(victims) - names)}"
+        assert not {n for n in names if n.startswith("intruder")}, f"created by the other user: {sorted(names)}"
+        assert uid in owner.list_models(), "the owner's model was terminated"
+
+        # a request that waits for its answer gets the 403 naming the setting and the user, and so does a
+        # half-closed one: its socket is still held (FIN_WAIT2), so the kernel still knows whose it is (the
+        # refusal is written before the server reads the end of the request; a route that does any work is
+        # never answered on a half-closed connection: uvicorn takes its end for the client hanging up)
+        refused = as_user(other_user, GET_AS_OTHER.format(url=f"{srv.url}/v1/models", headers={}))
+        assert refused.stdout.startswith("403"), refused.stdout + refused.stderr
+        assert "server.allow_other_users" in refused.stdout and OTHER_USER in refused.stdout
+        half = as_user(other_user, HALF_CLOSED_GET.format(host=host, port=srv.port))
+        assert half.stdout.startswith("HTTP/1.1 403"), half.stdout + half.stderr
+        assert "server.allow_other_users" in half.stdout and OTHER_USER in half.stdout
+        # the owner is served on a new connection each time as on a kept-alive one, and may change things
+        for _ in range(20):
+            assert httpx.get(f"{srv.url}/v1/models").status_code == 200
+        answer = httpx.post(f"{srv.url}/v1/completions", json={"model": uid, "prompt": "Hi", "max_tokens": 4},
+                            timeout=60)
+        assert answer.status_code == 200, answer.text
+        owner.unregister_model("LLM", "victim-9")
+        assert "victim-9" not in {r["model_name"] for r in owner.list_model_registrations("LLM")}
+    finally:
+        srv.stop()
+
+
+def test_a_connection_whose_owner_is_unknown_gets_one_line_naming_the_setting() -> None:
+    import asyncio
+
+    from xitui.server.connection import refusal_app
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    asyncio.run(refusal_app(None)({"type": "http"}, None, send))
+    assert sent[0]["status"] == 403
+    detail = json.loads(sent[1]["body"])["detail"]  # type: ignore[arg-type]
+    assert "\n" not in detail and "server.allow_other_users" in detail and "could not be found" in detail

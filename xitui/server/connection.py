@@ -8,6 +8,9 @@ uvicorn's httptools protocol, with three additions:
   the client's socket (xitui/core/peers.py); a connection from another user is answered 403 on every
   request, naming the setting that opens it (`server.allow_other_users`). Asked once per connection, when
   it is made, not per request. With an API key set, the key decides instead (anyone who has it may use it).
+  The check fails closed: a connection whose owner the kernel cannot tell (the client reset or closed its
+  socket before the server asked, which a second user can do at will) is refused the same way, and uid 0
+  counts as root only from a live socket (a TIME_WAIT entry reports 0 too).
 - **Header size.** uvicorn's httptools path has no limit on a request's head; past `MAX_HEAD` bytes the
   connection gets 431 and is closed.
 - **Header time.** A connection that sends no complete request head within `HEAD_TIMEOUT` seconds (one
@@ -32,12 +35,21 @@ MAX_HEAD = 64 * 1024
 HEAD_TIMEOUT = float(os.environ.get("XITUI_HEAD_TIMEOUT") or 20.0)
 
 
-def refusal_app(uid: int) -> Any:
-    """The ASGI app a connection from another user gets: 403 with the way to be let in."""
-    body = orjson.dumps({"detail": (
-        f"this server serves only its own user ({peers.user_name(os.geteuid())}), and this connection comes "
-        f"from {peers.user_name(uid)}: to serve other users, start it with `xitui config set "
-        "server.allow_other_users true`, or set an API key (`xitui config set api_key KEY`) and send it")})
+_LET_IN = ("to serve other users, start it with `xitui config set server.allow_other_users true`, or set an "
+           "API key (`xitui config set api_key KEY`) and send it")
+
+
+def refusal_app(uid: int | None) -> Any:
+    """The ASGI app a connection from another user, or from an owner the kernel cannot tell (None), gets:
+    403 with the way to be let in."""
+    ours = peers.user_name(os.geteuid())
+    if uid is None:
+        detail = (f"this server serves only its own user ({ours}), and the owner of this connection could not "
+                  f"be found (its socket was closed or reset before the server could ask who made it): {_LET_IN}")
+    else:
+        detail = (f"this server serves only its own user ({ours}), and this connection comes from "
+                  f"{peers.user_name(uid)}: {_LET_IN}")
+    body = orjson.dumps({"detail": detail})
 
     async def refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -54,6 +66,7 @@ def protocol_class(allow_other_users: bool, api_key: str | None) -> type[HttpToo
     """uvicorn's `http` protocol class with this server's per-connection checks."""
     check_owner = not allow_other_users and not api_key and peers.supported()
     owner = os.geteuid() if hasattr(os, "geteuid") else None
+    refuse_unknown = refusal_app(None)
 
     class GuardedProtocol(HttpToolsProtocol):
         _awaiting_head = True
@@ -63,10 +76,18 @@ def protocol_class(allow_other_users: bool, api_key: str | None) -> type[HttpToo
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm_head_timer()
-            if check_owner and self.client and self.server and peers.is_loopback(self.client[0]):
+            if not check_owner:
+                return
+            if not self.client or not self.server:
+                # the socket was reset before it was accepted: getpeername() fails, and no owner can be asked
+                self.app = refuse_unknown
+            elif peers.is_loopback(self.client[0]):
                 uid = peers.peer_uid(self.client, (self.server[0], int(self.server[1] or 0)))
                 # root may read the server's files and its memory anyway: refusing it protects nothing
-                if uid is not None and uid not in (owner, 0):
+                # (peer_uid gives 0 only for a live socket of root's; None when the kernel cannot tell)
+                if uid is None:
+                    self.app = refuse_unknown
+                elif uid not in (owner, 0):
                     self.app = refusal_app(uid)
 
         def _arm_head_timer(self) -> None:
