@@ -34,29 +34,30 @@ def test_two_replicas_share_the_load_and_survive_one_dying(server: ServerProcess
     assert served == [2, 2], served  # four at once: the least busy takes each
     assert desc["metrics"]["requests"] == 4
 
-    # one replica dies mid-request: that request fails, the other replica keeps serving
-    victim = desc["replicas"][1]["pid"]
+    # one replica dies mid-request: that request fails, the other replica keeps serving while the dead one
+    # alone is restarted
     stream = client.get_model(uid).generate("Once upon a time", {"max_tokens": 200, "stream": True})
     next(stream)
     busy = [r for r in client.describe_model(uid)["replicas"] if r["metrics"]["in_flight"]]
-    victim = busy[0]["pid"]
+    victim, index = busy[0]["pid"], busy[0]["index"]
+    survivor = desc["replicas"][1 - index]["pid"]
     os.kill(victim, signal.SIGKILL)
     try:
         for _ in stream:
             pass
         raise AssertionError("the stream of a killed replica ended without an error")
     except Exception as exc:  # noqa: BLE001 - the client raises ClientError for the error chunk
-        assert "killed by signal 9" in str(exc)
-    deadline = time.monotonic() + 2
-    while not any(r["state"] == "error" for r in client.describe_model(uid)["replicas"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    desc = client.describe_model(uid)
-    assert desc["state"] == "ready" and "signal 9" in desc["error"]
+        assert "its worker died (SIGKILL, probably the out-of-memory killer) while answering" in str(exc)
     for i in range(3):
         assert one(i)
-    alive = [r for r in client.describe_model(uid)["replicas"] if r["state"] == "ready"]
-    assert len(alive) == 1 and alive[0]["pid"] != victim
+    deadline = time.monotonic() + 60
+    while not all(r["state"] == "ready" for r in client.describe_model(uid)["replicas"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    desc = client.describe_model(uid)
+    assert desc["state"] == "ready" and desc["error"] is None and desc["restarts"] == 1
+    pids = [r["pid"] for r in desc["replicas"]]
+    assert pids[1 - index] == survivor and pids[index] not in (victim, survivor)
     # each replica keeps its own log
     assert client.model_logs(uid)["offset"] >= 0
     client.terminate_model(uid)

@@ -42,6 +42,7 @@ SETTINGS: dict[str, type] = {
     "server.allowed_envs": list,
     "server.autoload": bool,
     "server.max_loaded": int,
+    "server.max_restarts": int,
     "chats.save": bool,
 }
 
@@ -64,6 +65,10 @@ ENV_OVERRIDES = {
 WARM_ENGINES = ("llama.cpp", "transformers", "sentence_transformers")
 
 
+
+#: Restarts a model's workers get within an hour after dying on their own (a crash in the model library,
+#: the out-of-memory killer) before the model is left in error.
+DEFAULT_MAX_RESTARTS = 5
 
 #: Largest request body the server reads: OpenAI's biggest embedding batch (2048 inputs of about 8k tokens)
 #: is some 64 MiB of JSON.
@@ -120,7 +125,7 @@ class Config:
         default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
                                  "ttl": "never", "n_parallel": 0,
                                  "warm": ["all"], "allow_other_users": False, "allowed_envs": [],
-                                 "autoload": True, "max_loaded": 0}
+                                 "autoload": True, "max_loaded": 0, "max_restarts": DEFAULT_MAX_RESTARTS}
     )
     #: Saved conversations (xitui/core/chats.py): `save = false` keeps none.
     chats: dict[str, Any] = field(default_factory=lambda: {"save": True})
@@ -226,6 +231,8 @@ def set_value(key: str, raw: str) -> Any:
         raise ConfigError("server.n_parallel: from 1 to 64 (0: from the machine, the default)")
     if key == "niceness" and not 0 <= value <= 19:
         raise ConfigError("niceness: from 0 (views run as the models do) to 19 (views yield the most)")
+    if key == "server.max_restarts" and value < 0:
+        raise ConfigError("server.max_restarts: restarts per hour, 0 or more (0: a worker that dies is not restarted)")
     if key == "server.max_body_mib" and value < 1:
         raise ConfigError("server.max_body_mib: must be at least 1")
     if key == "server.ttl":

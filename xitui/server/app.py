@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xitui import __version__
 from xitui.core import capacity, machine
-from xitui.core.config import home_dir
+from xitui.core.config import DEFAULT_MAX_RESTARTS, home_dir
 from xitui.core.errors import NotFoundError, XituiError
 from xitui.core.registry import Registry
 from xitui.server.asgi import BearerAuth, FastPath, error_response
@@ -55,7 +55,8 @@ ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPE
 
 def create_app(home: Path | None = None, api_key: str | None = None, default_ttl: float | None = None,
                default_parallel: int | None = None, warm_engines: list[str] | None = None,
-               allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0) -> FastAPI:
+               allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0,
+               max_restarts: int = DEFAULT_MAX_RESTARTS) -> FastAPI:
     """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it.
 
     `default_ttl`: seconds a model may stay idle before it is unloaded, when its launch names none."""
@@ -63,7 +64,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
     registry = Registry(home)
     supervisor = Supervisor(registry, home, default_ttl=default_ttl, default_parallel=default_parallel,
                             warm_engines=warm_engines, allowed_envs=allowed_envs, autoload=autoload,
-                            max_loaded=max_loaded)
+                            max_loaded=max_loaded, max_restarts=max_restarts)
     started = time.time()
 
     @asynccontextmanager
@@ -333,11 +334,12 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None,
                 default_ttl: float | None = None, default_parallel: int | None = None,
                 warm_engines: list[str] | None = None, allowed_envs: list[str] | None = None,
-                autoload: bool = True, max_loaded: int = 0) -> Any:
+                autoload: bool = True, max_loaded: int = 0, max_restarts: int = DEFAULT_MAX_RESTARTS) -> Any:
     """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
     the inference fast path, then the FastAPI app. (Who is on the other end of a connection is checked
     before any of these: xitui/server/connection.py.)"""
-    app = create_app(home, api_key, default_ttl, default_parallel, warm_engines, allowed_envs, autoload, max_loaded)
+    app = create_app(home, api_key, default_ttl, default_parallel, warm_engines, allowed_envs, autoload, max_loaded,
+                     max_restarts)
     inner = BearerAuth(FastPath(app), api_key=api_key)
     return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"),
                         takes_body=lambda path: "POST" in methods_for(app, path))

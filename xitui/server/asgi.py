@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from xitui.core.errors import XituiError
+from xitui.server.restarts import CLIENT
 
 log = logging.getLogger("xitui.server")
 
@@ -44,6 +45,9 @@ class FastPath:
         self.routes: dict[str, Any] = app.state.fast_routes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":  # who sent it, should it be in a worker's hands when that worker dies
+            peer = scope.get("client")
+            CLIENT.set(f"{peer[0]}:{peer[1]}" if peer else None)
         handler = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if handler is None:
             return await self.app(scope, receive, send)

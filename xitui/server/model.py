@@ -11,6 +11,7 @@ from typing import Any
 from xitui.core.errors import ModelFailedError, XituiError
 from xitui.core.estimate import Estimate
 from xitui.server.launch import LaunchPlan
+from xitui.server.restarts import Restarts
 from xitui.server.worker_process import Metrics, Replica
 
 
@@ -30,14 +31,18 @@ class Model:
     #: Why the launch failed (a replica that could not load, files that are gone...).
     failure: str | None = None
     settling: asyncio.Task[None] | None = None
+    #: Its workers' deaths and restarts (the policy the supervisor follows), and the restarts under way
+    #: by replica index.
+    restarts: Restarts = field(default_factory=Restarts)
+    restarting: dict[int, asyncio.Task[None]] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
         states = {r.state for r in self.replicas}
         if self.failure is not None or not self.replicas or states == {"error"}:
             return "error"
-        if "launching" in states:
-            return "launching"
+        if "launching" in states and not ("ready" in states and self.restarting):
+            return "launching"  # a model whose other replicas serve while one restarts is ready
         return "ready"
 
     @property
@@ -62,6 +67,15 @@ class Model:
     @property
     def log_path(self) -> Path:
         return self.replicas[0].log_path
+
+    async def wait_restarts(self) -> None:
+        """While no replica serves and some are being restarted after a crash, wait until one is back (or
+        its restart has failed)."""
+        while not any(r.state == "ready" for r in self.replicas):
+            under_way = [t for t in self.restarting.values() if not t.done()]
+            if not under_way:
+                return
+            await asyncio.wait(under_way, return_when=asyncio.FIRST_COMPLETED)
 
     def in_flight(self) -> int:
         return sum(r.metrics.in_flight for r in self.replicas)
@@ -139,6 +153,7 @@ class Model:
             restore=self.restore,
             estimate=self.estimate.as_dict() if self.estimate else None,
             replicas=[r.describe() for r in self.replicas],
+            **self.restarts.describe(),
         )
         if info.get("context_length"):
             data["context_length"] = info["context_length"]

@@ -1,8 +1,9 @@
 """GET /metrics: the server's state in Prometheus' text format, read from the supervisor when scraped.
 
 Nothing is counted twice: the figures are the ones `describe` and the dashboard show (each replica's
-Metrics, the supervisor's launch and unload counts), turned into metric families by prometheus_client at
-scrape time, so the exposition format (escaping, histogram buckets, `_total` names) is the library's.
+Metrics, each model's restarts, the supervisor's launch and unload counts), turned into metric families by
+prometheus_client at scrape time, so the exposition format (escaping, histogram buckets, `_total` names) is
+the library's. A model's series last as long as it is launched: a terminated or unloaded uid has none.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ class _Collector:
                                   labels=["model", "model_name", "engine"])
         stages = GaugeMetricFamily("xitui_launch_stage_seconds", "Where the model's launch spent its time.",
                                    labels=["model", "stage"])
+        restarts = CounterMetricFamily("xitui_worker_restarts", "Restarts of the model's workers after they died "
+                                       "on their own, by cause (a signal's name or an exit code).",
+                                       labels=["model", "cause"])
         for uid, model in list(sup.models.items()):
+            for cause, n in sorted(model.restarts.by_cause.items()):
+                restarts.add_metric([uid, cause], float(n))
             ready.add_metric([uid, model.plan.model_name, model.plan.engine], 1.0 if model.state == "ready" else 0.0)
             desc_stages = max((r for r in model.replicas if r.launch_seconds is not None),
                               key=lambda r: r.launch_seconds or 0.0, default=None)
@@ -71,15 +77,15 @@ class _Collector:
                 if m.kv_used is not None:
                     kv_used.add_metric(labels, float(m.kv_used))
         yield from per.values()
-        yield from (ttft, per_token, slots, kv, kv_used, ready, stages)
+        yield from (ttft, per_token, slots, kv, kv_used, ready, stages, restarts)
         launches = CounterMetricFamily("xitui_launches", "Model launches since the server started.",
-                                       labels=["model", "start", "result"])
-        for (uid, start, result), n in sorted(sup.launches.items()):
-            launches.add_metric([uid, start, result], float(n))
+                                       labels=["start", "result"])
+        for (start, result), n in sorted(sup.launches.items()):
+            launches.add_metric([start, result], float(n))
         unloads = CounterMetricFamily("xitui_unloads", "Models stopped since the server started, and why.",
-                                      labels=["model", "reason"])
-        for (uid, reason), n in sorted(sup.unloads.items()):
-            unloads.add_metric([uid, reason], float(n))
+                                      labels=["reason"])
+        for reason, n in sorted(sup.unloads.items()):
+            unloads.add_metric([reason], float(n))
         yield launches
         yield unloads
         yield self._gpu()

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from xitui.core import capacity, machine
 from xitui.core.bundled import BUNDLED_ORDER
-from xitui.core.config import WARM_ENGINES
+from xitui.core.config import DEFAULT_MAX_RESTARTS, WARM_ENGINES
 from xitui.core.errors import LaunchError, ModelFailedError, NotFoundError, XituiError
 from xitui.core.estimate import Estimate, InsufficientMemoryError, estimate
 from xitui.core.launches import LaunchMemory
@@ -31,6 +31,7 @@ from xitui.core.units import human_duration
 from xitui.server.bodies import UID_PATTERN, LaunchBody, problems_text
 from xitui.server.launch import LaunchPlan
 from xitui.server.model import Model
+from xitui.server.restarts import CLIENT, InFlight, Restarts, exit_cause, stopped_on_purpose
 from xitui.server.warm import WarmWorker
 from xitui.server.worker_process import Inbox, Replica
 
@@ -98,7 +99,8 @@ class Supervisor:
 
     def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None,
                  default_parallel: int | None = None, warm_engines: list[str] | None = None,
-                 allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0):
+                 allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0,
+                 max_restarts: int = DEFAULT_MAX_RESTARTS):
         self.registry = registry
         #: A request naming a registered model that is not running launches it (config server.autoload),
         #: first unloading the least recently used idle model when `max_loaded` models run (0: no limit).
@@ -106,10 +108,16 @@ class Supervisor:
         self.max_loaded = max_loaded
         #: Launches made for requests, by the name they were made for: concurrent requests share one.
         self._loads: dict[str, asyncio.Future[str]] = {}
-        #: Since the server started, for /metrics: launches by (uid, warm or cold start, ready or error),
-        #: and unloads by (uid, why: idle, max_loaded, terminated).
-        self.launches: Counter[tuple[str, str, str]] = Counter()
-        self.unloads: Counter[tuple[str, str]] = Counter()
+        #: Since the server started, for /metrics: launches by (warm or cold start, ready or error), and
+        #: unloads by why (idle, max_loaded, terminated). Not by uid: a server that launches a new uid for
+        #: each job would keep a series for every one it ever ran.
+        self.launches: Counter[tuple[str, str]] = Counter()
+        self.unloads: Counter[str] = Counter()
+        #: Restarts a model's workers may get within an hour after they die on their own (config
+        #: server.max_restarts; 0: none).
+        self.max_restarts = max_restarts
+        #: Set as the server shuts down: a worker that dies meanwhile is not restarted.
+        self._closing = False
         #: Launch `envs` names the config allows besides the builtin allow-list (core/launch_envs.py).
         self.allowed_envs = frozenset(allowed_envs or ())
         #: Forks workers with their libraries already imported (config server.warm; [] keeps it off).
@@ -171,6 +179,8 @@ class Supervisor:
         check_ability(name, model.plan.model_type, model.plan.registration.get("model_ability", []), ability)
         if model.state == "launching" and model.settling is not None:
             await asyncio.shield(model.settling)
+        if model.restarting:  # its worker died: the request is served once it is back
+            await model.wait_restarts()
         return model
 
     def _on_request(self, name: str, ability: str) -> dict[str, Any] | None:
@@ -221,7 +231,7 @@ class Supervisor:
         why = f"was unloaded to make room for {body.model_uid or body.model_name} (server.max_loaded)"
         self.models.pop(model.uid, None)
         self.unloaded[model.uid] = why
-        self.unloads[(model.uid, "max_loaded")] += 1
+        self.unloads["max_loaded"] += 1
         await self._stop(model, why)
         log.info("model %s %s", model.uid, why)
         return True
@@ -307,12 +317,13 @@ class Supervisor:
                     raise InsufficientMemoryError(f"{plan.model_name} {fit.line()}; --force launches anyway")
             self.unloaded.pop(uid, None)
             model = Model(uid=uid, plan=plan, request=dict(request), replicas=[], ttl=ttl, restore=restore,
-                          estimate=est)
+                          estimate=est, restarts=Restarts(self.max_restarts))
             logs = self.home / "logs"
             try:
                 for index in range(replicas):
                     replica = Replica(uid=uid, index=index,
-                                      log_path=logs / (f"{uid}.log" if index == 0 else f"{uid}.{index}.log"))
+                                      log_path=logs / (f"{uid}.log" if index == 0 else f"{uid}.{index}.log"),
+                                      on_exit=self._on_exit)
                     model.replicas.append(replica)
                     await replica.spawn(settings, envs, self.warm)
             except (OSError, ValueError) as exc:
@@ -353,7 +364,7 @@ class Supervisor:
                         if other is not replica:
                             await other.stop("failed to launch with its other replicas")
         first = model.replicas[0] if model.replicas else None
-        self.launches[(model.uid, (first.start if first else None) or "cold", model.state)] += 1
+        self.launches[((first.start if first else None) or "cold", model.state)] += 1
         if model.failure is None and model.state == "ready":
             model.ready_at = time.time()
             self.memory.remember(model.uid, model.request, model.restore)
@@ -368,17 +379,87 @@ class Supervisor:
         model = self.get(uid)
         self.models.pop(uid, None)
         self.memory.forget(uid)
-        self.unloads[(uid, "terminated")] += 1
+        self.unloads["terminated"] += 1
         await self._stop(model)
         log.info("model %s terminated", uid)
 
     async def _stop(self, model: Model, why: str = "was terminated") -> None:
+        for task in model.restarting.values():  # one waiting out its backoff starts nothing
+            task.cancel()
         for replica in model.replicas:
             await replica.stop(why)
         if model.settling is not None:
             await asyncio.gather(model.settling, return_exceptions=True)
 
+    # --- workers that die on their own ----------------------------------------------------------
+
+    def _on_exit(self, replica: Replica, was: str, code: int | None, reported: str | None) -> tuple[str, int] | None:
+        """A worker ended without being stopped: note why, and restart it when the policy allows. Answers the
+        error its requests in flight get. A launch still settling fails as before (no restart)."""
+        model = self.models.get(replica.uid)
+        if model is None or replica not in model.replicas or model.failure is not None or self._closing \
+                or model.settling is None or not model.settling.done():
+            return None
+        cause = exit_cause(code)
+        if stopped_on_purpose(code):
+            replica.error = f"its worker was stopped by {cause} from outside the server; not restarted"
+            replica.note(replica.error)
+            log.warning("model %s: %s", replica.name, replica.error)
+            return None
+        if was == "launching" and reported is not None:  # a restart that could not load: no use retrying
+            replica.error = f"could not restart its worker after it died ({model.restarts.last_cause}): {reported}"
+            replica.note(replica.error)
+            log.warning("model %s: %s", replica.name, replica.error)
+            return None
+        in_flight = [InFlight.of(op, payload, client) for op, payload, client in replica.requests.values()]
+        decision = model.restarts.crashed(cause, in_flight)
+        pid = replica.pid
+        lines = [f"its worker (pid {pid}) died: {cause}, with {len(in_flight)} request(s) in flight"
+                 + "".join(f"; {r.line()}" for r in in_flight)]
+        lines += [f"the {r.line()} was in flight at two or more of its worker's deaths: likely their cause"
+                  for r in decision.suspects]
+        if decision.delay is None:
+            replica.error = decision.reason
+            lines.append(str(decision.reason))
+        else:
+            lines.append(f"restarting it in {decision.delay:g} s (restart {decision.recent} of at most "
+                         f"{model.restarts.per_hour} within an hour)")
+        for line in lines:
+            log.warning("model %s: %s", replica.name, line)
+            replica.note(line)
+        if decision.delay is None:
+            return f"model {replica.uid!r}: its worker died ({cause}) while answering; it crashed too often " \
+                   "and is not restarted", 500
+        replica.await_restart(f"restarting after {cause}")
+        task = asyncio.create_task(self._restart(model, replica, decision.delay))
+        model.restarting[replica.index] = task
+        task.add_done_callback(lambda t: model.restarting.pop(replica.index, None)
+                               if model.restarting.get(replica.index) is t else None)
+        return f"model {replica.uid!r}: its worker died ({cause}) while answering; it is being restarted", 503
+
+    async def _restart(self, model: Model, replica: Replica, delay: float) -> None:
+        """After the backoff, start the dead worker again with its launch's settings (same uid, same log)."""
+        await asyncio.sleep(delay)
+        if replica.terminating or self._closing or self.models.get(model.uid) is not model:
+            return
+        await asyncio.shield(self._respawn(replica))  # a stop now finds the new process and ends it
+
+    async def _respawn(self, replica: Replica) -> None:
+        settled = replica.settled
+        try:
+            await replica.respawn()
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            replica.state, replica.error = "error", f"could not restart its worker: {why}"
+            settled.set()
+        await settled.wait()
+        if replica.state == "ready":
+            line = f"its worker is back (pid {replica.pid}, {replica.start} start, {replica.launch_seconds or 0:.1f} s)"
+            replica.note(line)
+            log.info("model %s: %s", replica.name, line)
+
     async def shutdown(self) -> None:
+        self._closing = True
         for uid in list(self.models):
             model = self.models.pop(uid)
             await self._stop(model)
@@ -398,7 +479,7 @@ class Supervisor:
             why = f"was unloaded after {idle} idle (its ttl is {human_duration(model.ttl)})"
             self.models.pop(uid, None)
             self.unloaded[uid] = why
-            self.unloads[(uid, "idle")] += 1
+            self.unloads["idle"] += 1
             await self._stop(model, why)
             log.info("model %s %s", uid, why)
             gone.append(uid)
@@ -464,6 +545,7 @@ class Supervisor:
         rid = next(self._ids)
         queue = Inbox()
         replica.pending[rid] = queue
+        replica.requests[rid] = (op, payload, CLIENT.get())
         metrics = replica.metrics
         metrics.started()
         finished = False
@@ -486,5 +568,6 @@ class Supervisor:
         finally:
             metrics.ended()
             replica.pending.pop(rid, None)
+            replica.requests.pop(rid, None)
             if not finished:
                 replica.send({"id": rid, "op": "cancel"})

@@ -1,7 +1,8 @@
 """One worker process (a replica of a model): spawning it, reading what it says, stopping it.
 
 A worker's death, whatever the cause (SIGKILL included), closes its protocol pipe; the reader task sees
-that at once, fails the requests in flight and marks the replica `error`. The server never waits on a
+that at once, marks the replica `error` and fails the requests in flight, after asking `on_exit` (the
+supervisor's restart policy, xitui/server/restarts.py) what to tell them. The server never waits on a
 worker for anything but the answers it asked for.
 """
 
@@ -10,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+
+from xitui.server.restarts import exit_cause
 
 log = logging.getLogger("xitui.supervisor")
 
@@ -157,6 +160,10 @@ def process_rss(pid: int | None) -> int | None:
         return None
 
 
+#: What marks the server's own lines in a worker's log (Replica.note).
+NOTE = " xitui server: "
+
+
 def log_tail(path: Path, lines: int = 3) -> str:
     try:
         with open(path, "rb") as fh:
@@ -165,7 +172,7 @@ def log_tail(path: Path, lines: int = 3) -> str:
             text = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    kept = [line.strip() for line in text.splitlines() if line.strip() and NOTE not in line]  # the worker's own
     return " | ".join(kept[-lines:])
 
 
@@ -194,6 +201,16 @@ class Replica:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
     terminating: bool = False
+    #: The requests in the worker's hands, by id: (op, payload, client), to name them if it dies.
+    requests: dict[int, tuple[str, dict[str, Any], str | None]] = field(default_factory=dict)
+    #: Called when the worker ends without having been stopped, with the state it was in, its exit status
+    #: and what it last reported; answers the error its requests in flight get (message, status), or None
+    #: for the plain one. The supervisor restarts the worker from here.
+    on_exit: Callable[[Replica, str, int | None, str | None], tuple[str, int] | None] | None = None
+    #: The exit status of the last worker that ended on its own.
+    exit_code: int | None = None
+    #: What spawn was given, for a restart: settings, envs, the warm worker.
+    launch_args: tuple[dict[str, Any], dict[str, str], Forker | None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -216,10 +233,10 @@ class Replica:
     async def spawn(self, settings: dict[str, Any], envs: dict[str, str], warm: Forker | None = None) -> None:
         """Start the worker: forked from `warm` (a WarmWorker) when it is ready, else as a new process."""
         self.spawned_at = time.perf_counter()
+        self.launch_args = (settings, envs, warm)
         self.proc = await warm.fork(self.log_path, envs) if warm is not None else None
-        if self.proc is not None:
-            self.start = "warm"
-        else:
+        self.start = "warm" if self.proc is not None else "cold"
+        if self.proc is None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log_file:
                 self.proc = await asyncio.create_subprocess_exec(
@@ -231,8 +248,32 @@ class Replica:
                     env={**os.environ, **envs},
                 )
         assert self.proc.stdin is not None
+        if self.terminating:  # stopped while its process started (a restart): nothing may outlive the stop
+            self.proc.kill()
+            await self.proc.wait()
+            return
         self.proc.stdin.write(orjson.dumps(settings) + b"\n")
         self.reader = asyncio.create_task(self._read())
+
+    def note(self, text: str) -> None:
+        """A line of the server's in the worker's log (a death, a restart), stamped as the worker's own are."""
+        try:
+            with open(self.log_path, "a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}{NOTE}{text}\n")
+        except OSError:
+            pass
+
+    def await_restart(self, stage: str) -> None:
+        """Show the replica launching again (its worker died and is restarted): `settled` is set anew once
+        the new worker is ready or has failed."""
+        self.state, self.error, self.progress, self.stage = "launching", None, 0.0, stage
+        self.settled = asyncio.Event()
+
+    async def respawn(self) -> None:
+        """Start the worker again, as it was launched; its metrics carry on."""
+        assert self.launch_args is not None
+        if not self.terminating:
+            await self.spawn(*self.launch_args)
 
     def send(self, msg: dict[str, Any]) -> bool:
         """Write one request line; False when the worker is gone."""
@@ -287,21 +328,23 @@ class Replica:
         code = await proc.wait()
         if self.terminating:
             return
+        reported = last_error
         if last_error is None:
-            how = ("ended" if code is None else
-                   f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
+            how = "ended" if code is None else f"was killed by {exit_cause(code)}" if code < 0 else \
+                f"exited with code {code}"
             tail = log_tail(self.log_path)
             last_error = f"the worker process {how}" + (f" ({tail})" if tail else "")
-            if code == -signal.SIGKILL and self.state == "launching":
-                last_error += "; it may have run out of memory"
         was = self.state
+        self.exit_code = code
         self.state = "error"
         self.error = last_error
         self.stage = "error"
-        self.settled.set()
+        self.settled.set()  # whoever waits on this worker learns that it is gone
         log.warning("model %s (%s): %s", self.name, was, last_error)
+        answer = self.on_exit(self, was, code, reported) if self.on_exit is not None else None
+        message, status = answer or (f"model {self.uid!r} failed: {last_error}", 500)
         for queue in list(self.pending.values()):
-            queue.put_nowait({"error": f"model {self.uid!r} failed: {last_error}", "status": 500})
+            queue.put_nowait({"error": message, "status": status})
 
     async def stop(self, why: str = "was terminated") -> None:
         self.terminating = True

@@ -167,6 +167,9 @@ def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
         parts.append(f"ttl {units.human_duration(model['ttl'])}")
     if model.get("restore"):
         parts.append("restores at server start")
+    if model.get("restarts"):  # its worker died and the server started it again
+        times = "once" if model["restarts"] == 1 else f"{model['restarts']} times"
+        parts.append(f"restarted {times}, last after {model.get('last_crash') or 'a crash'}")
     return " · ".join(parts)
 
 
