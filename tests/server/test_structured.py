@@ -102,7 +102,7 @@ def test_json_object_and_a_gbnf_grammar_on_completions(server: ServerProcess, ui
      "response_format.json_schema.schema.properties.age.minimum: 'minimum' cannot be enforced"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
         "type": "string", "format": "email"}}}}, "format 'email' cannot be enforced"),
-    ({"grammar": "not a grammar"}, "grammar: llama.cpp cannot parse"),
+    ({"grammar": "not a grammar"}, "grammar: cannot be parsed"),
     ({"n": 17}, "n: Input should be less than or equal to 16"),
     ({"best_of": 3}, "best_of is not served"),
     ({"top_logprobs": 2}, "top_logprobs: needs logprobs: true"),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
+from xitui.backends import guidance
 from xitui.backends.base import Backend, RequestError
 from xitui.backends.device import default_threads
-from xitui.core import tool_calls
 from xitui.core.errors import LaunchError
 
 
@@ -21,6 +21,9 @@ class LlamaCppBackend(Backend):
 
     def __init__(self) -> None:
         self.llm: Any = None
+        self._guide_tokenizer: Any = None
+        self._guide_failed = ""
+        self._guide_made = threading.Event()
 
     def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
         import llama_cpp
@@ -59,6 +62,8 @@ class LlamaCppBackend(Backend):
         except RuntimeError as exc:
             raise LaunchError(f"{exc} ({context} tokens of KV cache for {slots} slots: try a smaller "
                               "context_length)") from None
+        self.engine.guide_tokenizer = self._guide
+        threading.Thread(target=self._make_guide, daemon=True, name="grammar-vocabulary").start()
         return {
             "n_parallel": slots,
             "engine": "llama.cpp",
@@ -93,33 +98,28 @@ class LlamaCppBackend(Backend):
         return ids
 
     def grammar_for(self, constraint: dict[str, Any]) -> str:
-        """GBNF text (llama.cpp converts JSON schemas), checked to parse: an unparsable grammar would give
-        llama-cpp-python a null sampler, and the worker would crash on it."""
-        import llama_cpp
-        from llama_cpp import llama_grammar
+        """llguidance's grammar for the form, checked against this model's vocabulary and the limits that keep
+        one request from costing others (backends/guidance.py)."""
+        return guidance.compile_for(constraint, self._guide())
 
-        if "gbnf" in constraint:
-            text, what = str(constraint["gbnf"]), "grammar"
-        elif "tool_call" in constraint:
-            forced, what = constraint["tool_call"], "tools"
-            try:
-                own = tool_calls.own_grammar(forced["schema"], forced["format"], forced["several"])
-                call = own or llama_grammar.json_schema_to_gbnf(json.dumps(forced["schema"]))
-            except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
-                raise RequestError(f"{what}: a tool's parameters cannot become a grammar "
-                                   f"({' '.join(str(exc).split())[:200]})") from None
-            text = own or tool_calls.call_grammar(call, forced["format"], forced["several"])
-        elif "json_schema" in constraint:
-            what = "response_format.json_schema.schema"
-            try:
-                text = llama_grammar.json_schema_to_gbnf(json.dumps(constraint["json_schema"]))
-            except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
-                raise RequestError(f"{what}: cannot become a grammar ({' '.join(str(exc).split())[:200]})") from None
-        else:
-            text, what = llama_grammar.JSON_GBNF, "response_format"
-        vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
-        sampler = llama_cpp.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
-        if not sampler:
-            raise RequestError(f"{what}: llama.cpp cannot parse this grammar (its first rule must be root)")
-        llama_cpp.llama_sampler_free(sampler)
-        return text
+    def _guide(self) -> Any:
+        """llguidance's view of the vocabulary: made in the background once the model is loaded (about a
+        second for a large vocabulary); the first request with a grammar waits for it if it is not ready."""
+        self._guide_made.wait()
+        if self._guide_tokenizer is None:
+            raise RequestError(f"grammars are not available for this model ({self._guide_failed})")
+        return self._guide_tokenizer
+
+    def _make_guide(self) -> None:
+        try:
+            self._guide_tokenizer = guidance.llama_tokenizer(llama_cpp_vocab(self.llm))
+        except Exception as exc:  # a vocabulary llguidance cannot read: grammars are refused, text still served
+            self._guide_failed = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._guide_made.set()
+
+
+def llama_cpp_vocab(llm: Any) -> Any:
+    import llama_cpp
+
+    return llama_cpp.llama_model_get_vocab(llm._model.model)

@@ -27,12 +27,14 @@ from __future__ import annotations
 import ctypes
 import itertools
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from xitui.backends.base import GenerateParams, RequestError, StopWords
+from xitui.backends.guidance import Guide, allowed_ids, guide_bits
 from xitui.core.estimate import KEPT_MAX, KEPT_SHARE
 from xitui.core.estimate import LLAMA_BATCH_TOKENS as BATCH_TOKENS
 
@@ -70,7 +72,7 @@ class Slot:
     first: float | None = None
     #: Tokens in this sequence's cache: what the next request on it may reuse as a prefix.
     cached: list[int] = field(default_factory=list)
-    #: The grammar the answer must follow (a llama.cpp sampler kept out of the chain; see _sample_within).
+    #: The grammar the answer must follow (a guidance.Guide kept out of the chain; see _sample_within).
     grammar: Any = None
     #: The chain remembers what it picked (its penalties): a pick must be final before the chain sees it.
     remembers: bool = False
@@ -141,6 +143,8 @@ class BatchEngine:
         self.kept_limit: int | None = None
         #: Every token's logit, reused by the steps of slots held to a grammar (_sample_within).
         self._cand: Any = None
+        #: llguidance's view of the vocabulary, for grammars (set by the backend: made once, in the background).
+        self.guide_tokenizer: Callable[[], Any] = lambda: None
 
     # --- requests --------------------------------------------------------------------------------
 
@@ -223,13 +227,11 @@ class BatchEngine:
         slot.preempted += 1
 
     def _grammar(self, params: GenerateParams) -> Any:
-        """The request's grammar sampler (None without one); it reads the answer only, never the prompt."""
+        """The request's grammar (an llguidance matcher, backends/guidance.py; None without one): it reads
+        the answer only, never the prompt."""
         if not params.grammar:
             return None
-        grammar = self.L.llama_sampler_init_grammar(self.vocab, params.grammar.encode("utf-8"), b"root")
-        if not grammar:
-            raise RequestError("grammar: llama.cpp cannot parse it")
-        return grammar
+        return Guide(self.guide_tokenizer(), params.grammar)
 
     def _sampler(self, params: GenerateParams) -> tuple[Any, Any]:
         """The request's sampler chain, and the sampler in it that should see the prompt's last tokens (the
@@ -339,14 +341,10 @@ class BatchEngine:
             if slot.rid in self.cancelled:
                 self._finish(slot, "stop", cancelled=True)
             elif slot.logits_at is not None:
-                if slot.grammar is None:
-                    token = L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
-                else:
-                    token = self._sample_within(slot)
-                if slot.params.logprobs is not None:
-                    slot.logprobs.append(self._logprob(slot.logits_at, token, slot.params.logprobs))
-                slot.logits_at = None
-                self._emit(slot, token)
+                try:
+                    self._pick(slot)
+                except Exception as exc:  # this request's sampling, grammar or delivery: it alone ends
+                    self._fail(slot, exc)
         decoding = [slot for slot in self.running.values() if slot.last is not None]
         # this step's answer tokens need a cell each: drop idle caches, then put back the youngest slots
         while self.running and not self._make_room(len(decoding)):
@@ -384,6 +382,33 @@ class BatchEngine:
             for slot in list(self.running.values()):
                 self._finish(slot, "error", error=f"llama.cpp could not decode the batch (code {code})")
 
+    def _pick(self, slot: Slot) -> None:
+        """Sample the slot's next token and hand it on; its grammar ends the answer once it is complete."""
+        if slot.grammar is None:
+            token = self.L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
+        else:
+            token = self._sample_within(slot)
+        if slot.params.logprobs is not None:
+            slot.logprobs.append(self._logprob(slot.logits_at, token, slot.params.logprobs))
+        slot.logits_at = None
+        self._emit(slot, token)
+        if slot.grammar is not None and slot.seq in self.running and self.running[slot.seq] is slot \
+                and slot.grammar.done:
+            self._finish(slot, "stop")
+
+    def _fail(self, slot: Slot, exc: Exception) -> None:
+        """End one slot with the error its own request caused; the batch goes on without it."""
+        if isinstance(exc, RequestError):
+            message, status = str(exc), exc.status_code
+        else:
+            traceback.print_exc()
+            message, status = f"the model failed: {type(exc).__name__}: {exc}", 500
+        if self.running.get(slot.seq) is slot:
+            try:
+                self._finish(slot, "error", error=message, status=status)
+            except Exception:  # its delivery failed too: its cells and sampler are freed all the same
+                traceback.print_exc()
+
     def _candidates(self, index: int) -> Any:
         """The logits at `index` of the last batch as llama.cpp's candidate array (every token, unsorted)."""
         import numpy as np
@@ -392,8 +417,9 @@ class BatchEngine:
         n_vocab = L.llama_vocab_n_tokens(self.vocab)
         if self._cand is None:  # allocated once: a 262k-token vocabulary makes it 3 MiB
             self._cand = np.zeros(n_vocab, dtype=_token_data_dtype())
-            self._cand["id"] = np.arange(n_vocab, dtype=np.int32)
+            self._ids = np.arange(n_vocab, dtype=np.int32)
         cand = self._cand
+        cand["id"] = self._ids  # (the chain's top-k sorted the last one in place)
         cand["logit"] = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, index), shape=(n_vocab,))
         cand["p"] = 0.0
         return L.llama_token_data_array(data=cand.ctypes.data_as(L.llama_token_data_p), size=n_vocab, selected=-1,
@@ -401,39 +427,38 @@ class BatchEngine:
 
     def _sample_within(self, slot: Slot) -> int:
         """A token the grammar allows, as llama.cpp's server samples one: the chain picks from every token;
-        only when the grammar refuses that pick is the grammar applied to the whole vocabulary (a few
-        milliseconds for a large one) and the chain asked again. Most picks pass: the check costs one token."""
+        only when the grammar refuses that pick is the mask of allowed tokens computed (llguidance: bounded
+        work, see backends/guidance.py) and the chain asked again among them. Most picks pass: the check
+        costs one token. Raises RequestError when the grammar allows nothing (the slot alone ends)."""
         import ctypes as c
 
         L = self.L
+        guide = slot.grammar
         if slot.remembers:
             arr = self._candidates(slot.logits_at)
             L.llama_sampler_apply(slot.sampler, c.byref(arr))
             token = int(arr.data[arr.selected].id)
         else:  # a chain without penalties keeps nothing of its picks: llama.cpp's own sampling loop will do
             token = L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
-        single = (L.llama_token_data * 1)(L.llama_token_data(id=token, logit=1.0, p=0.0))
-        one = L.llama_token_data_array(data=single, size=1, selected=-1, sorted=False)
-        L.llama_sampler_apply(slot.grammar, c.byref(one))
-        if single[0].logit == float("-inf"):
-            arr = self._best_allowed(slot)
+        if not guide.take(token):
+            mask = guide.allowed()
+            arr = self._best_allowed(slot, mask)
             if arr is None:
                 arr = self._candidates(slot.logits_at)
-                L.llama_sampler_apply(slot.grammar, c.byref(arr))
+                cand = self._cand
+                cand["logit"][~guide_bits(mask, len(cand))] = float("-inf")
             L.llama_sampler_apply(slot.sampler, c.byref(arr))
             token = int(arr.data[arr.selected].id)
-        L.llama_sampler_accept(slot.grammar, token)
+            if not guide.take(token):
+                raise RequestError("the answer's grammar refused every token the sampler could pick")
         if slot.remembers:
             L.llama_sampler_accept(slot.sampler, token)
         return token
 
-    def _best_allowed(self, slot: Slot) -> Any:
-        """The grammar applied to the SHORTLIST best tokens only, when that decides the pick exactly: a chain
-        without penalties (which would reorder the logits) that needs its top k allowed tokens (1 when
-        greedy), and at least that many allowed among the shortlist. Checking every token of a 262k
-        vocabulary takes the grammar about 40 ms; this, a millisecond. None: check them all."""
-        import ctypes as c
-
+    def _best_allowed(self, slot: Slot, mask: Any) -> Any:
+        """The allowed tokens among the SHORTLIST best, when that decides the pick exactly: a chain without
+        penalties (which would reorder the logits) that needs its top k allowed tokens (1 when greedy), and
+        at least that many allowed among the shortlist. None: mask the whole vocabulary."""
         import numpy as np
 
         params = slot.params
@@ -443,16 +468,15 @@ class BatchEngine:
         L = self.L
         n_vocab = L.llama_vocab_n_tokens(self.vocab)
         logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, slot.logits_at), shape=(n_vocab,))
-        best = np.argpartition(logits, n_vocab - SHORTLIST)[n_vocab - SHORTLIST:]
-        short = np.zeros(SHORTLIST, dtype=_token_data_dtype())
-        short["id"], short["logit"] = best, logits[best]
-        arr = L.llama_token_data_array(data=short.ctypes.data_as(L.llama_token_data_p), size=SHORTLIST,
-                                       selected=-1, sorted=False)
-        L.llama_sampler_apply(slot.grammar, c.byref(arr))
-        if int(np.isfinite(short["logit"][:arr.size]).sum()) < need:
+        best = np.argpartition(logits, n_vocab - SHORTLIST)[n_vocab - SHORTLIST:].astype(np.int32)
+        best = best[allowed_ids(mask, best)]
+        if len(best) < need:
             return None
+        short = np.zeros(len(best), dtype=_token_data_dtype())
+        short["id"], short["logit"] = best, logits[best]
         self._short = short  # the array must outlive the chain's apply
-        return arr
+        return L.llama_token_data_array(data=short.ctypes.data_as(L.llama_token_data_p), size=len(best),
+                                        selected=-1, sorted=False)
 
     def _piece_message(self, slot: Slot, text: str) -> dict[str, Any]:
         """A piece of the answer, with the log probabilities of the tokens it completes when asked for."""
@@ -548,11 +572,10 @@ class BatchEngine:
 
     def _release(self, slot: Slot) -> None:
         self.L.llama_sampler_free(slot.sampler)
-        if slot.grammar is not None:
-            self.L.llama_sampler_free(slot.grammar)
+        slot.grammar = None
 
     def _finish(self, slot: Slot, reason: str, cancelled: bool = False, error: str | None = None,
-                by_word: bool = False) -> None:
+                by_word: bool = False, status: int = 500) -> None:
         L = self.L
         self.running.pop(slot.seq, None)
         if cancelled or error is not None:  # what the cache holds is not a whole exchange: start it over
@@ -562,20 +585,21 @@ class BatchEngine:
         self._release(slot)
         self.free.append(slot.seq)
         try:
-            self._answer(slot, reason, cancelled, error, by_word)
+            self._answer(slot, reason, cancelled, error, by_word, status)
         finally:  # after the answer's end is sent: the client does not wait for the tidying
             if not self.running and not self.queue:
                 self._start_over(slot)
             elif slot.cached:  # others go on: its cells would slow them (see the module's docstring)
                 self._keep(slot.seq, slot.cached)
 
-    def _answer(self, slot: Slot, reason: str, cancelled: bool, error: str | None, by_word: bool) -> None:
+    def _answer(self, slot: Slot, reason: str, cancelled: bool, error: str | None, by_word: bool,
+                status: int = 500) -> None:
         """The end of a slot's answer: what stop words held back, and the `done` with its figures."""
         if cancelled:
             self.cancelled.discard(slot.rid)
             return
         if error is not None:
-            self.send(slot.rid, {"error": error, "status": 500})
+            self.send(slot.rid, {"error": error, "status": status})
             return
         rest = "" if by_word else slot.stop.flush()  # text held back in case it began a stop word
         if rest or (slot.logprobs and not by_word):

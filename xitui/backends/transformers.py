@@ -9,7 +9,6 @@ comes out as soon as it is sampled, cancellation and stop words act between toke
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, StopWords, TextSoFar, token_budget
 from xitui.backends.device import best_device, set_torch_threads
-from xitui.core import tool_calls
 from xitui.core.errors import LaunchError
 
 # The tokenizers' own thread pool only competes with torch's.
@@ -148,33 +146,11 @@ class TransformersBackend(Backend):
         return self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
 
     def grammar_for(self, constraint: dict[str, Any]) -> str:
-        """llguidance's grammar for the form (it reads llama.cpp's GBNF and JSON schemas), checked against
-        this model's tokenizer. Why llguidance: see README, "Structured output on PyTorch models"."""
-        import llguidance
+        """llguidance's grammar for the form, checked against this model's tokenizer with the limits that keep
+        one request from costing others (backends/guidance.py)."""
+        from xitui.backends import guidance
 
-        if "gbnf" in constraint:
-            kind, text, what = "gbnf", str(constraint["gbnf"]), "grammar"
-        elif "tool_call" in constraint:
-            forced, what = constraint["tool_call"], "tools"
-            try:
-                own = tool_calls.own_grammar(forced["schema"], forced["format"], forced["several"])
-            except ValueError as exc:
-                raise RequestError(f"{what}: a tool's parameters cannot become a grammar ({exc})") from None
-            kind = "gbnf" if own else "lark"
-            text = own or tool_calls.call_lark(_compact(forced["schema"]), forced["format"], forced["several"])
-        elif "json_schema" in constraint:
-            kind, text = "json_schema", json.dumps(_compact(constraint["json_schema"]))
-            what = "response_format.json_schema.schema"
-        else:
-            kind, text, what = "json_schema", json.dumps(_compact({"type": "object"})), "response_format"
-        try:
-            grammar = llguidance.grammar_from(kind, text)
-        except ValueError as exc:
-            raise RequestError(f"{what}: {' '.join(str(exc).split())[:300]}") from None
-        failed, problems = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, self._guide())
-        if failed:
-            raise RequestError(f"{what}: {' '.join(' '.join(problems).split())[:300]}")
-        return grammar
+        return guidance.compile_for(constraint, self._guide())
 
     def _guide(self) -> Any:
         if self._guide_tokenizer is None:
@@ -277,12 +253,6 @@ class TransformersBackend(Backend):
         return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
 
 
-def _compact(schema: dict[str, Any]) -> dict[str, Any]:
-    """JSON written as llama.cpp's grammars write it (one space after `:` and `,`, none elsewhere): by
-    default llguidance lets whitespace run on, and a small model may fill its answer with it."""
-    return {**schema, "x-guidance": {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}}
-
-
 class _Guide:
     """An answer held to a grammar while it is written (llguidance): the tokens the grammar allows next
     are the only ones left to sample from; each one taken moves the grammar on."""
@@ -292,7 +262,9 @@ class _Guide:
         import llguidance.torch
         import torch
 
-        self.matcher = llguidance.LLMatcher(tokenizer, grammar)
+        from xitui.backends.guidance import limits
+
+        self.matcher = llguidance.LLMatcher(tokenizer, grammar, limits=limits())
         self.mask = llguidance.torch.allocate_token_bitmask(1, tokenizer.vocab_size)
         self.shifts = torch.arange(32, dtype=torch.int32)
 
@@ -302,6 +274,10 @@ class _Guide:
         import llguidance.torch
 
         llguidance.torch.fill_next_token_bitmask(self.matcher, self.mask, 0)
+        if self.matcher.is_error():
+            raise RequestError(f"the answer's grammar failed here: {' '.join(self.matcher.get_error().split())[:300]}")
+        if not bool(self.mask.any()):
+            raise RequestError("the answer's grammar allows no token here")
         bits = ((self.mask[0].unsqueeze(-1) >> self.shifts) & 1).reshape(-1)[: logits.shape[-1]]
         return logits.float().masked_fill(bits.to(logits.device) == 0, float("-inf"))
 

@@ -15,10 +15,11 @@ Text, stop words, cancellation and the figures are made here from the tokens the
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from xitui.backends.base import GenerateParams, StopWords, TextSoFar
+from xitui.backends.base import GenerateParams, RequestError, StopWords, TextSoFar
 
 #: Tokens of a page of the paged cache (transformers' default; core/estimate.py counts it as TORCH_PAGE).
 PAGE = 256
@@ -47,6 +48,8 @@ class Request:
     logprobs_sent: int = 0
     #: The grammar's form is complete: the answer ends after this many tokens.
     complete_at: int | None = None
+    #: Why its own pick failed (a grammar that allows nothing...): it alone ends, at the next step.
+    failed: tuple[str, int] | None = None
     started: float = field(default_factory=time.perf_counter)
     first: float | None = None
 
@@ -133,11 +136,21 @@ class TorchBatchEngine:
         if fatal is not None:  # its loop is gone: fail what it held and end the worker (the server sees it die)
             self.fail_all(f"the model failed: {type(fatal).__name__}: {fatal}")
             raise SystemExit(f"transformers' batching loop stopped: {fatal}")
+        for req in [r for r in self.requests.values() if r.failed is not None]:
+            self.manager.cancel_request(req.key)
+            self._end(req)
+            self.send(req.rid, {"error": req.failed[0], "status": req.failed[1]})
         output = self.manager.get_result(timeout=0.02)
         while output is not None:
             req = self.requests.get(output.request_id)
             if req is not None:  # (outputs still queued for a request that ended are dropped)
-                self._take(req, output)
+                try:
+                    self._take(req, output)
+                except Exception as exc:  # reading or delivering this request's output: it alone ends
+                    traceback.print_exc()
+                    self.manager.cancel_request(req.key)
+                    self._end(req)
+                    self.send(req.rid, {"error": f"the model failed: {type(exc).__name__}: {exc}", "status": 500})
             output = self.manager.get_result(timeout=0)
 
     def _take(self, req: Request, output: Any) -> None:
@@ -199,6 +212,19 @@ class _Picker:
     def __init__(self, engine: TorchBatchEngine):
         self.engine = engine
         self.rows: list[str] = []
+
+    def pick_guarded(self, req: Request, logits: Any) -> int:
+        """`pick`, where a request's own failure ends that request only (the manager's loop, which every
+        request shares, never sees the exception): it gets the most likely token and is ended at the next step."""
+        if req.failed is None:
+            try:
+                return self.pick(req, logits)
+            except RequestError as exc:
+                req.failed = (str(exc), exc.status_code)
+            except Exception as exc:
+                traceback.print_exc()
+                req.failed = (f"the model failed: {type(exc).__name__}: {exc}", 500)
+        return int(logits.argmax())
 
     def pick(self, req: Request, logits: Any) -> int:
         backend = self.engine.backend
@@ -268,7 +294,7 @@ def _make_processor_class() -> Any:
             for i in range(scores.size(0)):
                 req = requests.get(self.rows[i]) if i < len(self.rows) else None
                 if req is not None:
-                    token = self.pick(req, scores[i])
+                    token = self.pick_guarded(req, scores[i])
                     scores[i].fill_(float("-inf"))
                     scores[i, token] = 0.0
             return scores

@@ -327,7 +327,20 @@ class Worker:
 
     def deliver(self, rid: int, msg: dict[str, Any]) -> None:
         """Send a generation's message; a thinking model's reasoning and a tool call are taken out of the
-        answer's text first (worker/tools.py)."""
+        answer's text first (worker/tools.py). Never raises into the engine that calls it: when reading one
+        request's output fails (a call nested a thousand levels deep...), that request alone ends with the
+        error and is cancelled, and every other request of the batch goes on."""
+        try:
+            self._deliver(rid, msg)
+        except Exception as exc:
+            traceback.print_exc()
+            self.readers.pop(rid, None)
+            if "done" not in msg and "error" not in msg:
+                self.cancelled.add(rid)  # the engine ends it quietly at its next step
+            self.channel.send({"id": rid, "error": f"the model's answer could not be read: {type(exc).__name__}",
+                               "status": 500})
+
+    def _deliver(self, rid: int, msg: dict[str, Any]) -> None:
         split = self.readers.get(rid)
         if split is None:
             self.channel.send({"id": rid, **msg})
