@@ -5,9 +5,12 @@ nothing runs, nothing outside the home is written, no worker is left untracked, 
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -19,12 +22,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pexpect
 import psutil
 import pytest
 
-from tests.conftest import xitui_cmd
+from tests.conftest import run_env, xitui_cmd
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client, ClientError
 
@@ -718,3 +723,239 @@ def test_a_connection_whose_owner_is_unknown_gets_one_line_naming_the_setting() 
     assert sent[0]["status"] == 403
     detail = json.loads(sent[1]["body"])["detail"]  # type: ignore[arg-type]
     assert "\n" not in detail and "server.allow_other_users" in detail and "could not be found" in detail
+
+# --- text from the server reaching a terminal ---------------------------------------------------------
+
+#: What a server or a model may send a terminal: a window title (OSC 0), a clipboard write (OSC 52), a screen
+#: clear in its C1 form, a bidi override; and rich markup, which must show as the text it is. No "/": it names
+#: a directory too.
+EVIL = "\x1b]0;pwned\x07\x1b]52;c;cHduZWQ=\x07[bold red]x\x9b2J\u202e"
+#: Markup rich and Textual fail on when they parse it (a closing tag with nothing to close).
+CRASHING_MARKUP = "x[/]"
+#: A steering prompt: the base model continues it with the same lines, escapes included (checked below).
+STEER = "\x1b]0;pwned\x07 hello\n" * 12
+#: A grammar that makes the model write escapes, split between pieces as it streams (ESC in one, `]` next).
+ESCAPING_GRAMMAR = r'root ::= "\x1b]0;pwned\x07 hi \x1b[2J\x9b31m" "done"'
+UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: rich's own drawing on a terminal: colours, cursor moves and hiding (CSI); nothing else is expected there.
+RICH_CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def assert_terminal_safe(text: str, terminal: bool = False) -> None:
+    """Nothing of the sequences shows, not even their contents; on a terminal rich's own CSI is let be."""
+    assert "pwned" not in text and "cHduZWQ" not in text and "\x1b]" not in text, repr(text)
+    assert "\x1b[2J" not in text and "Traceback" not in text, repr(text)
+    if terminal:
+        text = RICH_CSI.sub("", text).replace("\r", "")
+    assert not UNSAFE.search(text), repr(text)
+
+
+def cli(args: list[str], srv: ServerProcess | None, terminal: bool = False, timeout: float = 120
+        ) -> tuple[int, str, str]:
+    """`xitui ARGS -e URL` (no -e without `srv`): piped (exit status, stdout, stderr), or in a wide
+    pseudo-terminal (stdout and stderr as one)."""
+    args = [*args, "-e", srv.url] if srv is not None else args
+    if not terminal:
+        done = subprocess.run([*xitui_cmd(), *args], capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, env=run_env(NO_COLOR=""))
+        return done.returncode, done.stdout, done.stderr
+    cmd = xitui_cmd()
+    child = pexpect.spawn(cmd[0], [*cmd[1:], *args], env=run_env(TERM="xterm-256color", COLUMNS="1000",
+                                                                 LINES="50", NO_COLOR=""),
+                          encoding="utf-8", timeout=timeout, dimensions=(50, 1000))
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus, child.before, ""
+
+
+@pytest.fixture(scope="module")
+def told(hostile: tuple[ServerProcess, str], tmp_path_factory: pytest.TempPathFactory, gguf_path: Path
+         ) -> Iterator[ServerProcess]:
+    """The hostile server holding text a terminal would act on, where its rules let it in: an embedding
+    registration's languages, a model whose launch failed on a path (its error quotes it, its log too), and a
+    registration whose launch is refused with the path in the detail."""
+    srv, _ = hostile
+    client = Client(srv.url)
+    root = tmp_path_factory.mktemp("evil-paths")
+    client.register_model("embedding", json.dumps({
+        "model_name": "evil-languages", "dimensions": 384, "max_tokens": 256,
+        "language": [CRASHING_MARKUP, EVIL, "en"], "model_uri": str(root)}))
+    folder = root / f"models-{EVIL}"
+    folder.mkdir()
+    with gguf_path.open("rb") as whole:  # a GGUF header llama.cpp then fails to load: the worker says so
+        (folder / gguf_path.name).write_bytes(whole.read(8 << 20))
+    for name, where in (("evil-broken", folder), ("evil-missing", root / f"gone-{EVIL}")):
+        spec = json.loads(gguf_spec(name, gguf_path))
+        spec["model_specs"][0]["model_uri"] = f"file://{where}"
+        client.register_model("LLM", json.dumps(spec))
+    client.launch_model(model_name="evil-broken", wait_ready=False)
+    deadline = time.monotonic() + 60
+    while client.list_models().get("evil-broken", {}).get("state") == "launching":
+        assert time.monotonic() < deadline, "the broken launch never ended"
+        time.sleep(0.2)
+    broken = client.list_models()["evil-broken"]
+    assert broken["state"] == "error" and "\x1b]0;pwned" in broken["error"], broken  # the server sends it raw
+    yield srv
+    client.terminate_model("evil-broken")
+    for kind, name in (("LLM", "evil-broken"), ("LLM", "evil-missing"), ("embedding", "evil-languages")):
+        client.unregister_model(kind, name)
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["piped", "terminal"])
+def test_names_errors_and_logs_from_the_server_reach_no_terminal_raw(told: ServerProcess, terminal: bool) -> None:
+    """`registrations`, `list`, `logs` and an error line: the escapes are gone, markup shows as text (on a
+    terminal rich draws the tables: a language `x[/]` crashed it, `[bold red]x` turned bold)."""
+    status, out, err = cli(["registrations", "-t", "embedding"], told, terminal)
+    assert status == 0, out + err
+    assert_terminal_safe(out + err, terminal)
+    assert CRASHING_MARKUP in out and "[bold red]x" in out
+
+    status, out, err = cli(["list"], told, terminal)
+    assert status == 0, out + err
+    assert_terminal_safe(out + err, terminal)
+    assert "evil-broken" in out and "[bold red]x" in out  # its error, whole, markup as text
+
+    status, out, err = cli(["logs", "-u", "evil-broken"], told, terminal)
+    assert status == 0, out + err
+    assert_terminal_safe(out + err, terminal)
+    assert "could not load" in out and "[bold red]x" in out
+
+    status, out, err = cli(["launch", "-n", "evil-missing"], told, terminal)
+    assert status == 1, out + err
+    assert_terminal_safe(out + err, terminal)
+    line = RICH_CSI.sub("", err or out).strip().splitlines()[-1]  # on a terminal, after the progress bar
+    assert line.startswith("error: evil-missing: model file not found") and "[bold red]x" in line, line
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["piped", "terminal"])
+def test_a_steered_answer_streams_to_the_terminal_made_safe(hostile: tuple[ServerProcess, str], terminal: bool
+                                                            ) -> None:
+    """A model steered by its prompt writes escapes (the server passes them on: checked first); `generate` and
+    `chat`, rendered and --raw, print the answer without them, and `chats show` shows the saved one so too
+    (its --json keeps them, escaped)."""
+    srv, uid = hostile
+    handle = Client(srv.url).get_model(uid)
+    settings = {"max_tokens": 16, "temperature": 0}
+    raw = handle.generate(STEER, generate_config=settings)["choices"][0]["text"]
+    assert "\x1b]0;pwned\x07 hello" in raw, repr(raw)
+    chat_raw = handle.chat([{"role": "user", "content": STEER}], generate_config=settings)
+    assert "\x1b]0;pwned\x07" in chat_raw["choices"][0]["message"]["content"]
+
+    flags = ["--temperature", "0", "--max-tokens", "16"]
+    runs = [["chat", "-u", uid, "--raw", *flags, STEER]]  # saved: session 1
+    if terminal:  # rendered Markdown, and the exact text
+        runs += [["generate", "-u", uid, *flags, STEER], ["generate", "-u", uid, "--raw", *flags, STEER],
+                 ["chat", "-u", uid, "--no-save", *flags, STEER]]
+    else:  # a pipe gets the exact text, streamed or not
+        runs += [["generate", "-u", uid, *flags, STEER], ["chat", "-u", uid, "--no-stream", "--no-save", *flags, STEER]]
+    for args in runs:
+        status, out, err = cli(args, srv, terminal)
+        assert status == 0, (args, out, err)
+        assert_terminal_safe(out + err, terminal)
+        assert "hello" in out, (args, out)
+
+    status, out, err = cli(["chats", "show", "1"], None, terminal)  # the --raw chat above, saved as it came
+    assert status == 0, out + err
+    assert_terminal_safe(out + err, terminal)
+    assert "hello" in out
+    if not terminal:
+        status, out, err = cli(["chats", "show", "1", "--json"], None)
+        assert status == 0 and UNSAFE.search(out) is None, out
+        answer = json.loads(out)["messages"][-1]["content"]
+        assert "\x1b]0;pwned\x07" in answer  # the data is kept as the model wrote it; only its display is safe
+
+
+def test_a_grammar_forced_answer_split_between_pieces_leaks_nothing(hostile: tuple[ServerProcess, str],
+                                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    """The CLI's own chat loop (the code `xitui chat` runs) over a stream whose escapes are cut between pieces:
+    what reaches stdout (raw) and the terminal's console (rendered) carries none of them."""
+    from rich.console import Console
+
+    from xitui.cli.answer_view import AnswerView
+    from xitui.cli.conversation import ChatLoop
+    from xitui.client.conversation import Conversation
+
+    srv, uid = hostile
+    handle = Client(srv.url).get_model(uid)
+    config = {"grammar": ESCAPING_GRAMMAR, "max_tokens": 40, "temperature": 0}
+    pieces = [(c["choices"][0].get("delta") or {}).get("content") or ""
+              for c in handle.chat([{"role": "user", "content": "x"}], generate_config={**config, "stream": True})]
+    assert "\x1b" in pieces and "".join(pieces).startswith("\x1b]0;pwned\x07"), pieces  # split: ESC alone
+
+    talk = Conversation(handle, model_uid=uid, model_name=uid, kind="chat", params=config)
+    answer = ChatLoop(talk, raw=True).ask("x")
+    assert answer.text.startswith("\x1b]0;pwned\x07")  # the conversation keeps what the model wrote
+    shown = capfd.readouterr().out
+    assert_terminal_safe(shown)
+    assert " hi 1mdone" not in shown and " hi done" in shown, repr(shown)
+
+    screen = io.StringIO()
+    view = AnswerView(True, Console(file=screen, force_terminal=True, width=80, highlight=False))
+    for piece in pieces:
+        view.add(piece)
+    view.close("figures \x1b]0;pwned\x07")
+    assert_terminal_safe(screen.getvalue(), terminal=True)
+    assert "hi done" in RICH_CSI.sub("", screen.getvalue())
+
+
+def test_the_dashboard_shows_the_servers_text_as_text(told: ServerProcess) -> None:
+    """The dashboard over the same server: the failed model's row and detail line, its log, a refused launch's
+    notification, and an answer forced to write escapes (pieces split between frames) carry none of them, and
+    markup shows as text; copying the answer copies it made safe."""
+    from textual.widgets import Log, Static
+
+    from xitui.tui.app import make_app
+    from xitui.tui.widgets.chat import ChatPane
+    from xitui.tui.widgets.models_table import ModelsTable
+
+    client = Client(told.url)
+    generation = {"grammar": ESCAPING_GRAMMAR, "max_tokens": 40, "temperature": 0}
+
+    async def until(pilot: Any, check: Any, what: str, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while not check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await pilot.pause(0.05)
+
+    async def main() -> None:
+        app = make_app(client, told.url, "dark", refresh=0.3, generation=generation, chat_store=None)
+        async with app.run_test(size=(160, 45), notifications=True) as pilot:
+            table = app.query_one(ModelsTable)
+            await until(pilot, lambda: "evil-broken" in table._rows and "target" in table._rows, "the rows")
+            row = table.get_row("evil-broken")
+            assert_terminal_safe(" ".join(str(cell) for cell in row))
+            table.move_cursor(row=table.get_row_index("evil-broken"))
+            await pilot.pause(0.2)
+            detail = str(app.screen.query_one("#model-detail", Static).render())
+            assert "[bold red]x" in detail and "could not load" in detail, detail  # markup as text
+            assert_terminal_safe(detail)
+
+            await pilot.press("g")  # the worker's log
+            await until(pilot, lambda: app.screen.__class__.__name__ == "LogView", "the log view")
+            log = app.screen.query_one(Log)
+            await until(pilot, lambda: any("could not load" in line for line in log.lines), "the log's lines")
+            assert_terminal_safe("\n".join(log.lines))
+            assert any("[bold red]x" in line for line in log.lines)
+            await pilot.press("escape")
+
+            app.dashboard.change(lambda: client.launch_model(model_name="evil-missing"), str)
+            await until(pilot, lambda: any("not found" in n.message for n in app._notifications), "the refusal")
+            for note in app._notifications:
+                assert not note.markup
+                assert_terminal_safe(note.message)
+            assert any("[bold red]x" in n.message for n in app._notifications)
+
+            pane = app.query_one(ChatPane)
+            pane.choose("target")
+            await pane.send("x")
+            await until(pilot, lambda: not pane.generating, "the answer")
+            assert pane.last_answer.startswith("\x1b]0;pwned")  # kept as the model wrote it
+            answer = app.query(".answer").last()
+            assert answer.source == " hi done", repr(answer.source)
+            figures = str(app.query(".stats").last().render())
+            assert_terminal_safe(figures)
+            await pilot.press("ctrl+o")
+            assert app.clipboard == " hi done"
+
+    asyncio.run(main())
+

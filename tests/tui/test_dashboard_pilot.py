@@ -225,7 +225,7 @@ def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, g
         filter_input.value = "dash-filed"
         await pilot.pause(0.2)
         table = app.query_one("#registration-table", DataTable)
-        assert table.get_row_at(0)[2] == "custom, on request"  # not running: a request naming it loads it
+        assert str(table.get_row_at(0)[2]) == "custom, on request"  # not running: a request naming it loads it
         app.query_one("#registration-table").focus()
         await pilot.press("u")
         await until(pilot, lambda: app.screen.__class__.__name__ == "ConfirmModal", what="confirmation")
@@ -525,7 +525,7 @@ def test_a_rerank_model_launched_from_the_modal_ranks_passages_in_the_pane(dash_
         await pilot.press("2")
         app.query_one("#registration-filter", Input).value = "dash-rerank"
         await pilot.pause(0.2)
-        row = app.query_one("#registration-table", DataTable).get_row_at(0)
+        row = [str(cell) for cell in app.query_one("#registration-table", DataTable).get_row_at(0)]
         assert row[:2] == ["dash-rerank", "rerank"] and row[4] == "ranks, 96 tokens"
 
     run(test, dash_server.url)

@@ -1,4 +1,6 @@
-"""An answer as it streams in: Markdown rendered by rich on a terminal, the exact text anywhere else.
+"""An answer as it streams in: Markdown rendered by rich on a terminal, the text as written anywhere else;
+either way made safe as it comes (core/safe_text.StreamFilter: the model's escape sequences never reach the
+terminal, not even split between two pieces).
 
 On a terminal the finished blocks (paragraphs, lists, closed code fences) are printed once and for good,
 and only the block still being written is redrawn (rich Live): the redrawn part stays a few lines high, so
@@ -12,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from xitui.core.safe_text import StreamFilter, safe_line
 from xitui.terminal.pacing import FramePacer
 
 #: The share of a core the terminal view draws with (bench/watch_cost.py: at 3 % the model kept 0.95-0.98 of
@@ -42,7 +45,9 @@ class AnswerView:
 
     def __init__(self, rendered: bool, console: Any = None):
         self.rendered = rendered
+        #: What has been shown: the answer's pieces made safe.
         self.text = ""
+        self._safe = StreamFilter()
         self._printed = 0
         self._live: Any = None
         self.console = console
@@ -59,6 +64,9 @@ class AnswerView:
             self.pacer = FramePacer(share=TERMINAL_SHARE)
 
     def add(self, piece: str) -> None:
+        piece = self._safe.feed(piece)
+        if not piece:
+            return
         self.text += piece
         if not self.rendered:
             sys.stdout.write(piece)
@@ -91,5 +99,5 @@ class AnswerView:
         rest = self.text[self._printed:]
         if rest.strip():
             self.console.print(AnswerMarkdown(rest))
-        if figures:
-            self.console.print(figures, style="dim", markup=False)
+        if figures:  # they may end with the server's error
+            self.console.print(safe_line(figures), style="dim", markup=False)

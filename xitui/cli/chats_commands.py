@@ -46,16 +46,17 @@ def list_chats(
 def show(session_id: SessionId, as_json: Json = False) -> None:
     """A conversation in full (Markdown, rendered on a terminal)."""
     from xitui.core.chats import to_json, to_markdown
+    from xitui.core.safe_text import safe, safe_json_text
 
-    session = _store().get(session_id)
+    session = _store().get(session_id)  # kept as the model wrote it; shown made safe
     if as_json:
-        print(to_json(session), end="")
+        print(safe_json_text(to_json(session)), end="")
     elif output.plain():
-        print(to_markdown(session), end="")
+        print(safe(to_markdown(session)), end="")
     else:
         from xitui.terminal.markdown import AnswerMarkdown
 
-        output.console().print(AnswerMarkdown(to_markdown(session)))
+        output.console().print(AnswerMarkdown(safe(to_markdown(session))))
 
 
 @chats_app.command("export")
@@ -64,16 +65,17 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
     to: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
-    """A conversation as Markdown or JSON."""
+    """A conversation as Markdown or JSON (exact in a file; on stdout, made safe for a terminal)."""
     from xitui.core.chats import to_json, to_markdown
     from xitui.core.errors import XituiError
+    from xitui.core.safe_text import safe, safe_json_text
 
     if fmt not in ("markdown", "md", "json"):
         raise XituiError(f"--format: {fmt!r} is not markdown or json")
     session = _store().get(session_id)
     text = to_json(session) if fmt == "json" else to_markdown(session)
     if to is None:
-        print(text, end="")
+        print(safe_json_text(text) if fmt == "json" else safe(text), end="")
         return
     try:
         to.write_text(text, encoding="utf-8")

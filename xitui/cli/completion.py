@@ -56,7 +56,7 @@ def model_uids(ctx: typer.Context, incomplete: str) -> list[str]:
         uids = [str(uid) for uid in found]
     else:
         uids = []
-    return sorted(uid for uid in uids if uid.startswith(incomplete))
+    return sorted(uid for uid in uids if uid.startswith(incomplete) and _typable(uid))
 
 
 def model_names(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -71,7 +71,15 @@ def model_names(ctx: typer.Context, incomplete: str) -> list[str]:
             names += _local_names(each)
         else:
             names += [str(r.get("model_name")) for r in found if isinstance(r, dict)]
-    return sorted({name for name in names if name.startswith(incomplete)})
+    return sorted({name for name in names if name.startswith(incomplete) and _typable(name)})
+
+
+def _typable(name: str) -> bool:
+    """A name the shell may list: one that holds nothing a terminal acts on (such a name cannot be typed
+    anyway, and the shell would print it raw)."""
+    from xitui.core.safe_text import safe_line
+
+    return safe_line(name) == name
 
 
 def _local_names(kind: str) -> list[str]:

@@ -18,6 +18,7 @@ from xitui.client.conversation import Answer, Conversation
 from xitui.core.chats import to_json, to_markdown
 from xitui.core.errors import XituiError
 from xitui.core.files import private_file
+from xitui.core.safe_text import StreamFilter, safe_line
 from xitui.terminal import output
 
 #: `/set NAME VALUE`: the parameters a user may change, with their types.
@@ -184,25 +185,27 @@ class ChatLoop:
 
 
 def _thinking_out() -> Any:
-    """Where reasoning goes: stderr, dim on a terminal, so a pipe on stdout gets the answer alone."""
+    """Where reasoning goes: stderr, dim on a terminal, so a pipe on stdout gets the answer alone (made safe as
+    it streams: core/safe_text.StreamFilter)."""
     dim = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
     started = [False]
+    shown = StreamFilter()
 
     def write(piece: str) -> None:
         if dim and not started[0]:
             sys.stderr.write("\x1b[2m")
         started[0] = True
-        sys.stderr.write(piece)
+        sys.stderr.write(shown.feed(piece))
         sys.stderr.flush()
 
     return write
 
 
 def show_calls(calls: list[dict[str, Any]]) -> None:
-    """The tool calls an answer makes, one line each: `name(arguments)`."""
+    """The tool calls an answer makes, one line each: `name(arguments)` (what the model wrote, made safe)."""
     for call in calls:
         function = call.get("function") or {}
-        sys.stdout.write(f"{function.get('name')}({function.get('arguments') or ''})\n")
+        sys.stdout.write(safe_line(f"{function.get('name')}({function.get('arguments') or ''})") + "\n")
     sys.stdout.flush()
 
 

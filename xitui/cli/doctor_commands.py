@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from xitui.cli.common import ApiKey, Endpoint, Json
+from xitui.core.safe_text import safe
 from xitui.terminal import output
 
 
@@ -207,7 +208,7 @@ def doctor(
         output.print_json([asdict(f) for f in findings])
     else:
         for finding in findings:
-            print(finding.line())
+            print(safe(finding.line()))  # findings quote the server's errors
     if any(f.level == "error" for f in findings):
         raise typer.Exit(1)
 

@@ -31,13 +31,15 @@ from xitui.cli.common import (
     settings,
     tool_choice,
 )
+from xitui.core.safe_text import safe
 from xitui.terminal import output
 
 NoStream = Annotated[bool, typer.Option("--no-stream", help="Print the answer at the end instead of as it comes.")]
 
 
 def _write(text: str) -> None:
-    sys.stdout.write(text)
+    """Text on stdout, made safe (answers, documents, what a model wrote: core/safe_text.py)."""
+    sys.stdout.write(safe(text))
     sys.stdout.flush()
 
 
@@ -210,7 +212,7 @@ def chat(
 
                 message = result["choices"][0]["message"]
                 if message.get("reasoning_content") and not hide_reasoning:
-                    sys.stderr.write(message["reasoning_content"] + "\n")
+                    sys.stderr.write(safe(message["reasoning_content"]) + "\n")
                 if message.get("content"):
                     _write(message["content"] + "\n")
                 show_calls(message.get("tool_calls") or [])

@@ -10,6 +10,7 @@ import typer
 from xitui.cli import completion
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
 from xitui.core.errors import XituiError
+from xitui.core.safe_text import safe, safe_line
 from xitui.core.units import human_bytes, human_duration, launch_text
 from xitui.core.units import idle_text as units_idle_text
 from xitui.terminal import output
@@ -69,7 +70,7 @@ def launch(
         if as_json:
             output.print_json(found)
         else:
-            print(estimate_text(found))
+            print(safe(estimate_text(found)))  # it quotes the server's reasons and notes
         return
     start = time.monotonic()
     with output.launch_progress(f"launching {model_uid or model_name}") as on_progress:
@@ -93,7 +94,7 @@ def launch(
     if desc.get("kv_cells"):  # xitui's llama.cpp engine: the slots and the cache they share
         facts.append(slots_text(desc))
     output.info(f"{uid} is ready{where} ({', '.join(f for f in facts if f)})")
-    print(uid)
+    print(safe_line(uid))
 
 
 def slots_text(desc: dict[str, Any]) -> str:
@@ -221,13 +222,18 @@ def logs(
     """A running model's worker log (what llama.cpp, transformers and the worker print); -f follows it."""
     import sys
 
+    from xitui.core.safe_text import StreamFilter
+
+    # The log holds what requests brought (a prompt or a grammar a worker chokes on is quoted there): made
+    # safe as it comes, like an answer; a progress bar's carriage returns become line breaks.
+    shown = StreamFilter()
     client = connect(endpoint, api_key)
     part = client.model_logs(model_uid, offset=-max(1, tail), replica=replica)
     if tail <= 0:  # from the end on: the byte asked for to learn where that is is not printed
         part["text"] = ""
     try:
         while True:
-            sys.stdout.write(part["text"])
+            sys.stdout.write(shown.feed(part["text"].replace("\r\n", "\n").replace("\r", "\n")))
             sys.stdout.flush()
             if not follow:
                 return

@@ -60,9 +60,13 @@ def safe_line(text: Any) -> str:
 
 
 def safe_json(data: Any, indent: int | None = 2) -> str:
-    """`data` as JSON (non-ASCII kept) with DEL, C1 controls, line separators and bidi overrides written as
-    \\u escapes: the same data for a program, nothing a terminal acts on."""
-    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    """`data` as JSON (non-ASCII kept), made safe by `safe_json_text`."""
+    return safe_json_text(json.dumps(data, indent=indent, ensure_ascii=False))
+
+
+def safe_json_text(text: str) -> str:
+    """JSON text with DEL, C1 controls, line separators and bidi overrides written as \\u escapes (json.dumps
+    escapes C0 ones; outside strings JSON is ASCII): the same data for a program, nothing a terminal acts on."""
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 

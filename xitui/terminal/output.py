@@ -1,13 +1,18 @@
-"""Terminal output: rich on a terminal, plain text when piped or with NO_COLOR; one-line errors on stderr."""
+"""Terminal output: rich on a terminal, plain text when piped or with NO_COLOR; one-line errors on stderr.
+
+What these write may come from a server or a model (names, errors, answers): it goes through
+core/safe_text.py first, and rich is never handed it as markup.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from xitui.core.safe_text import safe, safe_json, safe_line
 
 
 def plain(stream: Any = None) -> bool:
@@ -22,33 +27,36 @@ def console(stderr: bool = False) -> Any:
 
 
 def error(message: str) -> None:
-    """One line on stderr."""
-    text = " ".join(str(message).split("\n")) if "\n" in str(message) else str(message)
-    sys.stderr.write(f"error: {text}\n")
+    """One line on stderr (it may quote a server's detail: made safe)."""
+    sys.stderr.write(f"error: {safe_line(message)}\n")
 
 
 def info(message: str) -> None:
-    sys.stderr.write(f"{message}\n")
+    sys.stderr.write(f"{safe(str(message))}\n")
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """JSON on stdout, the same data with nothing a terminal acts on (core/safe_text.safe_json)."""
+    sys.stdout.write(safe_json(data) + "\n")
 
 
 def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
-    """A rich table on a terminal; tab-separated lines with a header when plain."""
+    """A rich table on a terminal; tab-separated lines with a header when plain. Each cell is one line of
+    safe text, and rich reads it as text, never as markup (a model named `[bold]x[/` is just that)."""
+    cells = [["" if v is None else safe_line(v) for v in row] for row in rows]
     if plain():
         sys.stdout.write("\t".join(columns) + "\n")
-        for row in rows:
-            sys.stdout.write("\t".join("" if v is None else str(v) for v in row) + "\n")
+        for row in cells:
+            sys.stdout.write("\t".join(row) + "\n")
         return
     from rich.table import Table
+    from rich.text import Text
 
-    tbl = Table(title=title, header_style="bold")
+    tbl = Table(title=Text(safe_line(title), style="table.title") if title else None, header_style="bold")
     for col in columns:
         tbl.add_column(col)
-    for row in rows:
-        tbl.add_row(*("" if v is None else str(v) for v in row))
+    for row in cells:
+        tbl.add_row(*(Text(v) for v in row))
     console().print(tbl)
 
 

@@ -9,8 +9,10 @@ from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from xitui.core.safe_text import safe, safe_line
 from xitui.tui.screens.dashboard import REFRESH, DashboardScreen
 
 
@@ -51,6 +53,12 @@ class XituiApp(App[None]):
         self.sub_title = self.endpoint
         if self.keymap:
             self.set_keymap(self.keymap)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification of the dashboard (widgets' and screens' come here): plain text, made safe, as
+        they quote servers (errors, names); none is markup."""
+        super().notify(safe(str(message)), title=safe_line(title), severity=severity, timeout=timeout, markup=False)
 
     def action_cycle_theme(self) -> None:
         from xitui.tui.themes import theme_files

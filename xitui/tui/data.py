@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xitui.core import units
+from xitui.core.safe_text import safe_line
 
 DASH = "—"
 
@@ -105,7 +106,8 @@ def gpu_memory_by_model(resources: dict[str, Any] | None) -> dict[str, int]:
 
 
 def model_row(uid: str, model: dict[str, Any], gpu_held: dict[str, int], now: float) -> tuple[str, ...]:
-    """The cells of one model's row, in MODEL_COLUMNS order."""
+    """The cells of one model's row, in MODEL_COLUMNS order (each one line of safe text: a server may send
+    anything; the table shows them as text, never as markup)."""
     metrics = model.get("metrics") or {}
     engine = _ENGINES.get(str(model.get("model_engine")), model.get("model_engine") or model.get("model_format"))
     quant = model.get("quantization")
@@ -121,9 +123,9 @@ def model_row(uid: str, model: dict[str, Any], gpu_held: dict[str, int], now: fl
         idle = duration(now - last) if ready and isinstance(last, (int, float)) and not metrics.get("in_flight") \
             else DASH
     kind = model.get("model_type")
-    return (
+    return tuple(safe_line(cell) for cell in (
         uid,
-        clip(state_text(model), STATE_WIDTH),
+        clip(safe_line(state_text(model)), STATE_WIDTH),
         "emb" if kind == "embedding" else str(kind or DASH),
         engine_text,
         str(model.get("device") or DASH),
@@ -134,7 +136,7 @@ def model_row(uid: str, model: dict[str, Any], gpu_held: dict[str, int], now: fl
         f"{ttft * 1000:.0f} ms" if isinstance(ttft, (int, float)) else DASH,
         f"{rate:.1f}" if isinstance(rate, (int, float)) else DASH,
         idle,
-    )
+    ))
 
 
 def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
@@ -170,7 +172,7 @@ def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
     if model.get("restarts"):  # its worker died and the server started it again
         times = "once" if model["restarts"] == 1 else f"{model['restarts']} times"
         parts.append(f"restarted {times}, last after {model.get('last_crash') or 'a crash'}")
-    return " · ".join(parts)
+    return safe_line(" · ".join(parts))
 
 
 REGISTRATION_COLUMNS = ("name", "type", "kind", "formats", "abilities", "persisted")
@@ -186,14 +188,14 @@ def registration_row(item: dict[str, Any]) -> tuple[str, ...]:
     elif item.get("model_type") == "rerank" and item.get("max_tokens"):
         abilities = f"ranks, {item['max_tokens']} tokens"
     persisted = item.get("persisted")
-    return (
+    return tuple(safe_line(cell) for cell in (
         str(item.get("model_name")),
         str(item.get("model_type")),
         ("builtin" if item.get("is_builtin") else "custom") + (", on request" if item.get("loads_on_request") else ""),
         shown or DASH,
         abilities or DASH,
         DASH if persisted is None or item.get("is_builtin") else ("yes" if persisted else "no"),
-    )
+    ))
 
 
 def sort_registrations(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

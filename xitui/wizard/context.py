@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xitui.core.errors import XituiError
+from xitui.core.safe_text import safe
 from xitui.wizard.ask import Asker
 from xitui.wizard.draft import Draft
 
@@ -96,4 +97,5 @@ class Wizard:
     # --- output -------------------------------------------------------------------------------------
 
     def say(self, text: str, style: str | None = None) -> None:
-        self.console.print(text, style=style, highlight=False, markup=False)
+        """A line for the user; it may quote a server (an error's detail): made safe, never markup."""
+        self.console.print(safe(text), style=style, highlight=False, markup=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xitui.core.errors import XituiError
+from xitui.core.safe_text import StreamFilter
 from xitui.wizard.ask import Back, Choice
 from xitui.wizard.context import Wizard
 
@@ -152,6 +153,7 @@ def try_prompt(w: Wizard, uid: str) -> None:
     first: float | None = None
     tokens = 0
     usage: dict[str, Any] = {}
+    shown = StreamFilter()  # the model's answer, made safe as it streams
     try:
         for chunk in stream:
             choice = (chunk.get("choices") or [{}])[0]
@@ -159,7 +161,7 @@ def try_prompt(w: Wizard, uid: str) -> None:
             if piece:
                 first = first or time.monotonic()
                 tokens += 1
-                w.console.print(piece, end="", highlight=False, markup=False)
+                w.console.print(shown.feed(piece), end="", highlight=False, markup=False)
             usage = chunk.get("usage") or usage
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from xitui.core.safe_text import safe
+
 
 class ConfirmModal(ModalScreen[bool]):
     """A yes/no question; dismissed with True only on yes."""
@@ -29,7 +31,7 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Label(safe(self.question), markup=False)  # it names the server's models
             with Horizontal():
                 yield Button("No", id="no")
                 yield Button("Yes", id="yes", variant="error")

@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from xitui.core.bundled import BUNDLED_ORDER
+from xitui.core.safe_text import safe, safe_line
 from xitui.tui.data import Snapshot, fetch, model_detail
 from xitui.tui.widgets.chat import ChatPane
 from xitui.tui.widgets.models_table import ModelsTable
@@ -60,7 +61,7 @@ class ActionDone(Message):
 def _one_line(exc: Exception) -> str:
     from xitui.core.errors import XituiError
 
-    text = " ".join(str(exc).split())
+    text = " ".join(safe_line(exc).split())  # it may quote the server
     return text if isinstance(exc, XituiError) else f"{type(exc).__name__}: {text}"
 
 
@@ -112,9 +113,10 @@ class DashboardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        yield Static("", id="banner")
+        # what these two say quotes the server: text, never markup
+        yield Static("", id="banner", markup=False)
         yield ModelsTable(id="models")
-        yield Static("", id="model-detail")
+        yield Static("", id="model-detail", markup=False)
         with TabbedContent(id="tabs", initial="chat"):
             with TabPane("Chat", id="chat"):
                 yield ChatPane(self.client, self.chat_store, self.generation, id="chat-pane")
@@ -354,7 +356,9 @@ class DashboardScreen(Screen[None]):
             self.query_one(ModelsTable).focus()
 
     def action_copy_answer(self) -> None:
-        text = self.query_one(ChatPane).last_answer
+        # made safe: a pasted escape sequence would act in the terminal it is pasted into (an early end of a
+        # bracketed paste runs the rest as typed keys)
+        text = safe(self.query_one(ChatPane).last_answer)
         if text:
             self.app.copy_to_clipboard(text)
             self.notify("copied the last answer")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,14 +15,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from xitui.core.safe_text import safe_line
 from xitui.tui.data import sort_registrations
 
 #: Asks the server for the estimate of a launch (Client.estimate_launch); None: the server cannot.
 Estimator = Callable[..., dict[str, Any]]
 
 
-def _options(values: list[Any]) -> list[tuple[str, Any]]:
-    return [(str(v), v) for v in dict.fromkeys(values)]
+def _options(values: list[Any]) -> list[tuple[Text, Any]]:
+    """Select options for values a server sent (names, formats): labels as safe text, never markup."""
+    return [(Text(safe_line(v), end=""), v) for v in dict.fromkeys(values)]
 
 
 class LaunchModal(ModalScreen[dict[str, Any] | None]):
@@ -81,7 +84,7 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
                     with Horizontal(classes="row"):
                         yield Label(label)
                         yield widget
-            yield Static("", id="estimate")
+            yield Static("", id="estimate", markup=False)  # it quotes the server
             with Horizontal(id="launch-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Launch", id="launch", variant="primary")
@@ -122,7 +125,7 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
     def _show_estimate(self, text: str, too_big: bool) -> None:
         self.too_big = too_big
         shown = self.query_one("#estimate", Static)
-        shown.update(text)
+        shown.update(safe_line(text))
         shown.set_class(too_big, "too-big")
         self.query_one("#launch", Button).label = "Launch anyway" if too_big else "Launch"
 
@@ -148,7 +151,7 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
                             ("quantization", [s.get("quantization") for s in specs])):
             select = self.query_one(f"#{key}", Select)
             select.set_options(_options([v for v in values if v is not None]))
-        self.query_one("#uid", Input).placeholder = str(reg.get("model_name") or "the model name")
+        self.query_one("#uid", Input).placeholder = safe_line(reg.get("model_name") or "the model name")
         context = self.query_one("#context", Input)
         context.placeholder = f"the spec's: {reg['context_length']}" if reg.get("context_length") else "the spec's"
         context.disabled = self.query_one("#gpu-layers", Input).disabled = not llm

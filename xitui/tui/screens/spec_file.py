@@ -50,7 +50,7 @@ class SpecFileModal(ModalScreen[dict[str, Any] | None]):
         with Vertical():
             yield Label("Register a spec file (v1 or v2, LLM or embedding)   (Esc cancels)")
             yield Input(placeholder="/path/to/model.json", id="path")
-            yield Static("", id="problems")
+            yield Static("", id="problems", markup=False)  # problems quote the file's values
             yield Checkbox("persist (keep across server restarts)", value=True, id="persist")
             with Horizontal():
                 yield Button("Register", id="register", variant="primary")

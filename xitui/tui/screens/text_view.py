@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -13,6 +12,8 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Log, Static
+
+from xitui.core.safe_text import StreamFilter, safe_json, safe_line
 
 
 class SpecView(ModalScreen[None]):
@@ -30,9 +31,9 @@ class SpecView(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"{self.title_text}   (Esc closes)")
+            yield Label(f"{safe_line(self.title_text)}   (Esc closes)", markup=False)  # a server's names
             with VerticalScroll():
-                yield Static(Syntax(json.dumps(self.spec, indent=2, ensure_ascii=False), "json",
+                yield Static(Syntax(safe_json(self.spec), "json",
                                     background_color="default", word_wrap=True))
 
 
@@ -53,7 +54,7 @@ class LogView(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"log of {self.uid}, followed live   (Esc closes)")
+            yield Label(f"log of {safe_line(self.uid)}, followed live   (Esc closes)", markup=False)
             yield Log(id="log", highlight=False)
 
     def on_mount(self) -> None:
@@ -64,15 +65,18 @@ class LogView(ModalScreen[None]):
         from textual.worker import get_current_worker
 
         worker = get_current_worker()
+        # the log quotes requests (what a worker choked on): made safe as it comes, as `xitui logs` does
+        shown = StreamFilter()
         while not worker.is_cancelled:
             try:
                 part = self.client.model_logs(self.uid, offset=self.log_offset)
             except Exception as exc:  # noqa: BLE001 - Xinference has no log route; a gone model has no log
-                self.app.call_from_thread(self.query_one(Log).write_line, f"(no log: {' '.join(str(exc).split())})")
+                self.app.call_from_thread(self.query_one(Log).write_line, f"(no log: {safe_line(exc)})")
                 return
             self.log_offset = part.get("offset", self.log_offset)
-            if part.get("text"):
-                self.app.call_from_thread(self.query_one(Log).write, part["text"])
+            text = shown.feed((part.get("text") or "").replace("\r\n", "\n").replace("\r", "\n"))
+            if text:
+                self.app.call_from_thread(self.query_one(Log).write, text)
             for _ in range(10):
                 if worker.is_cancelled:
                     return

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Input, Select
+
+from xitui.core.safe_text import safe_line
 
 
 class ChatPickers(Horizontal):
@@ -59,10 +62,11 @@ class ChatPickers(Horizontal):
         self._offer("#chat-session", options, current)
 
     def _offer(self, selector: str, options: list[tuple[str, Any]], current: Any) -> None:
+        """Labels quote the server (uids) and saved conversations: made safe, shown as text, never markup."""
         try:
             select = self.query_one(selector, Select)
             with self.prevent(Select.Changed):
-                select.set_options(options)
+                select.set_options([(Text(safe_line(label), end=""), value) for label, value in options])
                 select.value = current if current in [v for _, v in options] else Select.NULL
         except NoMatches:
             # A list read on a thread can arrive while the dashboard closes and the picker's parts are gone

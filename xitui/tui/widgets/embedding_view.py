@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label
 
+from xitui.core.safe_text import safe_line
 from xitui.tui.widgets.model_view import ModelView
 
 
@@ -25,7 +26,7 @@ class EmbeddingView(ModelView, Vertical):
         yield Input(placeholder="second text", id="embed-b")
         with Horizontal():
             yield Button("cosine similarity", id="embed-go")
-            yield Label("", id="embed-result")
+            yield Label("", id="embed-result", markup=False)  # an error quotes the server
 
     @on(Button.Pressed, "#embed-go")
     @on(Input.Submitted, "#embed-b")
@@ -46,5 +47,5 @@ class EmbeddingView(ModelView, Vertical):
             a, b = data[0]["embedding"], data[1]["embedding"]
             text = f"cosine similarity {cosine(a, b):.4f} ({len(a)} dimensions)"
         except Exception as exc:  # noqa: BLE001 - shown, never a crash
-            text = f"error: {' '.join(str(exc).split())}"
+            text = f"error: {safe_line(exc)}"
         self.app.call_from_thread(self.query_one("#embed-result", Label).update, text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from xitui.tui.data import MODEL_COLUMNS, Snapshot, gpu_memory_by_model, model_row
@@ -43,10 +44,11 @@ class ModelsTable(DataTable):
         for uid, model in snapshot.models.items():
             cells = model_row(uid, model, held, now)
             old = self._rows.get(uid)
+            # cells as Text: DataTable reads a str as markup (a model named `[bold]x[/` would crash it)
             if old is None:
-                self.add_row(*cells, key=uid)
+                self.add_row(*(Text(cell, end="") for cell in cells), key=uid)
             else:
                 for column, (before, after) in zip(MODEL_COLUMNS, zip(old, cells, strict=True), strict=True):
                     if before != after:
-                        self.update_cell(uid, column, after)
+                        self.update_cell(uid, column, Text(after, end=""))
             self._rows[uid] = cells

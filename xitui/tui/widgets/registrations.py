@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
@@ -55,7 +56,7 @@ class Registrations(Vertical):
         selected = self.selected
         table.clear()
         for key, row in zip(keys, rows, strict=True):
-            table.add_row(*row, key=key)
+            table.add_row(*(Text(cell, end="") for cell in row), key=key)  # Text: a str cell is read as markup
         self._shown, self._rows = keys, rows
         if selected is not None:
             key = f"{selected['model_type']}/{selected['model_name']}"

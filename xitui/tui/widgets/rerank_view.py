@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Static, TextArea
 
+from xitui.core.safe_text import safe_line
 from xitui.tui.widgets.model_view import ModelView
 
 
@@ -28,7 +29,7 @@ def ranking_table(documents: list[str], answer: dict[str, Any]) -> Table:
     table.add_column("score", justify="right", width=7)
     table.add_column("passage", ratio=1, overflow="fold")
     for rank, result in enumerate(answer.get("results") or [], 1):
-        table.add_row(str(rank), f"{result['relevance_score']:.4f}", Text(documents[result["index"]]))
+        table.add_row(str(rank), f"{result['relevance_score']:.4f}", Text(safe_line(documents[result["index"]])))
     return table
 
 
@@ -50,7 +51,7 @@ class RerankView(ModelView, VerticalScroll):
         yield area
         with Horizontal(id="rerank-bar"):
             yield Button("rank", id="rerank-go")
-            yield Static("", id="rerank-status")
+            yield Static("", id="rerank-status", markup=False)  # an error quotes the server
         yield Static("", id="rerank-result")
 
     @on(Button.Pressed, "#rerank-go")
@@ -76,7 +77,7 @@ class RerankView(ModelView, VerticalScroll):
             status = (f"{len(documents)} passages in {(time.monotonic() - start) * 1000:.0f} ms"
                       + (f", {tokens} tokens" if tokens else ""))
         except Exception as exc:  # noqa: BLE001 - shown, never a crash
-            result, status = "", f"error: {' '.join(str(exc).split())}"
+            result, status = "", f"error: {safe_line(exc)}"
         self.app.call_from_thread(self._show, result, status)
 
     def _show(self, result: Table | str, status: str) -> None:

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Sparkline, Static
 
+from xitui.core.safe_text import safe_line
 from xitui.tui.data import DASH, human_bytes
 
 HISTORY = 60
@@ -51,16 +52,16 @@ class Resources(VerticalScroll):
         lines = Text()
         gpus = resources.get("gpus") or []
         if not gpus:
-            lines.append(f"no GPU: {resources.get('gpu_note') or 'none found'}\n", style="dim")
+            lines.append(f"no GPU: {safe_line(resources.get('gpu_note') or 'none found')}\n", style="dim")
         for gpu in gpus:
             used, total = gpu.get("memory_used") or 0, gpu.get("memory_total") or 0
             util = gpu.get("utilization")
-            lines.append(f"GPU {gpu.get('index')} {gpu.get('name')}\n", style="bold")
+            lines.append(safe_line(f"GPU {gpu.get('index')} {gpu.get('name')}") + "\n", style="bold")
             lines.append(bar(used, total))
             lines.append(f" {human_bytes(used)} / {human_bytes(total)}")
             lines.append(f"  util {util}%\n" if util is not None else "\n")
             for proc in gpu.get("processes") or []:
-                who = proc.get("model_uid") or f"pid {proc.get('pid')}"
+                who = safe_line(proc.get("model_uid") or f"pid {proc.get('pid')}")
                 lines.append(f"  {who}: {human_bytes(proc.get('memory_used'))}\n",
                              style="" if proc.get("model_uid") else "dim")
         self.query_one("#gpu-lines", Static).update(lines)

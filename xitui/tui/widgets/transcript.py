@@ -16,6 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Collapsible, Label, Markdown, Static
 
 from xitui.core.chats import ChatMessage
+from xitui.core.safe_text import StreamFilter, safe, safe_line
 from xitui.terminal.markdown import answer_parser
 from xitui.terminal.pacing import FramePacer
 
@@ -40,6 +41,10 @@ class Transcript(VerticalScroll):
         #: the frames (a deque's append and popleft are atomic, and these two are never replaced).
         self._pieces: deque[str] = deque()
         self._thoughts: deque[str] = deque()
+        #: The answer's and the reasoning's pieces are made safe as they come (a sequence may be split
+        #: between two pieces); only the stream's thread feeds these, `question` renews them before it starts.
+        self._safe_answer = StreamFilter()
+        self._safe_thought = StreamFilter()
         self._pacer = FramePacer()
         self._timer: Timer | None = None
         #: Frames drawn for the answer being (or last) written.
@@ -56,23 +61,28 @@ class Transcript(VerticalScroll):
         """A question, and the empty answer under it that `add` fills."""
         await self._drop_help()
         answer = Markdown("", classes="answer", parser_factory=answer_parser)
-        self.figures = Label("…", classes="stats")
+        self.figures = Label("…", classes="stats", markup=False)
         self._answer, self.thought, self._thought_text = answer, None, ""
         self._pieces.clear()
         self._thoughts.clear()
+        self._safe_answer, self._safe_thought = StreamFilter(), StreamFilter()
         self.frames = 0
-        await self.mount(Static(text, classes="user", markup=False), answer, self.figures)
+        await self.mount(Static(safe(text), classes="user", markup=False), answer, self.figures)
         self.scroll_end(animate=False)
         self._pacer = FramePacer()
         self._arm(self._pacer.shortest)
 
     def add(self, piece: str) -> None:
-        """A piece of the answer; drawn at the next frame. Safe from any thread."""
-        self._pieces.append(piece)
+        """A piece of the answer; drawn at the next frame. Safe from any thread (one at a time)."""
+        piece = self._safe_answer.feed(piece)
+        if piece:
+            self._pieces.append(piece)
 
     def add_thought(self, piece: str) -> None:
         """A piece of the model's reasoning; drawn dim above the answer, in a fold of its own, at the next frame."""
-        self._thoughts.append(piece)
+        piece = self._safe_thought.feed(piece)
+        if piece:
+            self._thoughts.append(piece)
 
     def _arm(self, delay: float) -> None:
         self._timer = self.set_timer(delay, self._frame)
@@ -112,7 +122,7 @@ class Transcript(VerticalScroll):
         if self.thought is not None:
             self.thought.collapsed = True
         if self.figures is not None:
-            self.figures.update(figures)
+            self.figures.update(safe_line(figures))  # it may end with the server's error
         self.scroll_end(animate=False)
 
     async def show(self, messages: list[ChatMessage]) -> None:
@@ -120,9 +130,9 @@ class Transcript(VerticalScroll):
         await self.clear()
         for message in messages:
             if message.role == "user":
-                await self.mount(Static(message.content, classes="user", markup=False))
-            else:
-                await self.mount(Markdown(message.content, classes="answer", parser_factory=answer_parser))
+                await self.mount(Static(safe(message.content), classes="user", markup=False))
+            else:  # kept as the model wrote it, shown made safe
+                await self.mount(Markdown(safe(message.content), classes="answer", parser_factory=answer_parser))
         self.scroll_end(animate=False)
 
     async def clear(self) -> None:
