@@ -206,15 +206,39 @@ def guide_bits(mask: Any, n: int) -> Any:
 
 
 def llama_tokenizer(vocab: Any) -> Any:
-    """llguidance's view of a llama.cpp vocabulary (about a second for 262k tokens: made once a worker),
-    with every end-of-generation token (<eos>, <end_of_turn>, <|im_end|>...) as the end of an answer."""
+    """llguidance's view of a llama.cpp vocabulary (a second or more for 262k tokens: made once a worker),
+    with every end-of-generation token (<eos>, <end_of_turn>, <|im_end|>...) as the end of an answer.
+
+    As llguidance.llamacpp makes it (control tokens marked with a 0xFF byte), with llama.cpp's current
+    attribute call: that module's deprecated one warns once per token."""
+    import ctypes
+
     import llama_cpp
-    import llguidance.llamacpp
+    from llguidance import LLTokenizer
 
     n = llama_cpp.llama_vocab_n_tokens(vocab)
-    ends = [t for t in range(n) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+    to_piece, attr_of, is_end = llama_cpp.llama_token_to_piece, llama_cpp.llama_vocab_get_attr, \
+        llama_cpp.llama_vocab_is_eog
+    control, user = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL, llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    size = 16 * 1024
+    buf = ctypes.create_string_buffer(size + 1)
+    tokens: list[bytes] = []
+    ends: list[int] = []
+    for token in range(n):
+        got = to_piece(vocab, token, buf, size, 0, True)
+        if got < 0:
+            raise ValueError(f"token {token} does not fit {size} bytes")
+        text = buf.raw[:got]
+        attr = attr_of(vocab, token)
+        if attr & control or (attr & user and text.startswith(b"<") and text.endswith(b">")):
+            text = b"\xff" + text
+        tokens.append(text)
+        if is_end(vocab, token):
+            ends.append(token)
     eos = llama_cpp.llama_vocab_eos(vocab)
-    if eos >= 0 and eos in ends:
+    if eos in ends:
         ends.remove(eos)
         ends.insert(0, eos)
-    return llguidance.llamacpp.lltokenizer_from_vocab(vocab, eos_token=ends or None)
+    tokenize = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
+    return LLTokenizer.from_llamacpp(tokens=tokens, vocab_ptr=vocab, tokenize_fptr=tokenize,
+                                     eos_token=ends or eos, slices=None)

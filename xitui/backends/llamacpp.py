@@ -23,7 +23,7 @@ class LlamaCppBackend(Backend):
         self.llm: Any = None
         self._guide_tokenizer: Any = None
         self._guide_failed = ""
-        self._guide_made = threading.Event()
+        self._vocab_model: Any = None
 
     def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
         import llama_cpp
@@ -40,6 +40,11 @@ class LlamaCppBackend(Backend):
         slots = max(1, int(launch.get("n_parallel") or 1))  # the server chose the count (core/estimate.py)
         context = int(launch["context_length"])
         progress(0.5, "loading weights")
+        # llguidance's view of the vocabulary is made while llama.cpp reads the weights (that read lets go of
+        # Python's lock; making the view holds it for a second or more on a 262k vocabulary: made later, it
+        # would stall every stream of the batch once)
+        guide = threading.Thread(target=self._make_guide, args=(path,), daemon=True, name="grammar-vocabulary")
+        guide.start()
         try:
             self.llm = llama_cpp.Llama(
                 model_path=path,
@@ -63,7 +68,7 @@ class LlamaCppBackend(Backend):
             raise LaunchError(f"{exc} ({context} tokens of KV cache for {slots} slots: try a smaller "
                               "context_length)") from None
         self.engine.guide_tokenizer = self._guide
-        threading.Thread(target=self._make_guide, daemon=True, name="grammar-vocabulary").start()
+        guide.join()
         return {
             "n_parallel": slots,
             "engine": "llama.cpp",
@@ -97,26 +102,28 @@ class LlamaCppBackend(Backend):
                 ids.add(tokens[0])
         return ids
 
-    def grammar_for(self, constraint: dict[str, Any]) -> str:
-        """llguidance's grammar for the form, checked against this model's vocabulary and the limits that keep
-        one request from costing others (backends/guidance.py)."""
-        return guidance.compile_for(constraint, self._guide())
+    def grammar_for(self, constraint: dict[str, Any]) -> guidance.Guide:
+        """What holds one answer to the form (its llguidance matcher), checked against this model's vocabulary
+        and the limits that keep one request from costing others (backends/guidance.py). Made where the
+        request is prepared: a large grammar takes its time there, not on the engine's thread."""
+        return guidance.Guide(self._guide(), guidance.compile_for(constraint, self._guide()))
 
     def _guide(self) -> Any:
-        """llguidance's view of the vocabulary: made in the background once the model is loaded (about a
-        second for a large vocabulary); the first request with a grammar waits for it if it is not ready."""
-        self._guide_made.wait()
+        """llguidance's view of the vocabulary (made at load)."""
         if self._guide_tokenizer is None:
             raise RequestError(f"grammars are not available for this model ({self._guide_failed})")
         return self._guide_tokenizer
 
-    def _make_guide(self) -> None:
+    def _make_guide(self, path: str) -> None:
+        """From the file's vocabulary alone (read in a few milliseconds), kept as long as the view: llguidance
+        tokenizes through it."""
+        import llama_cpp
+
         try:
-            self._guide_tokenizer = guidance.llama_tokenizer(llama_cpp_vocab(self.llm))
+            self._vocab_model = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+            self._guide_tokenizer = guidance.llama_tokenizer(llama_cpp_vocab(self._vocab_model))
         except Exception as exc:  # a vocabulary llguidance cannot read: grammars are refused, text still served
             self._guide_failed = f"{type(exc).__name__}: {exc}"
-        finally:
-            self._guide_made.set()
 
 
 def llama_cpp_vocab(llm: Any) -> Any:

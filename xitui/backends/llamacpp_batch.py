@@ -226,12 +226,13 @@ class BatchEngine:
         self.queue.appendleft(slot)
         slot.preempted += 1
 
-    def _grammar(self, params: GenerateParams) -> Any:
-        """The request's grammar (an llguidance matcher, backends/guidance.py; None without one): it reads
-        the answer only, never the prompt."""
+    def _grammar(self, params: GenerateParams) -> Guide | None:
+        """The request's grammar (a guidance.Guide made when the request was prepared, or llguidance's grammar
+        text; None without one): it reads the answer only, never the prompt."""
         if not params.grammar:
             return None
-        return Guide(self.guide_tokenizer(), params.grammar)
+        return params.grammar if isinstance(params.grammar, Guide) else Guide(self.guide_tokenizer(),
+                                                                               params.grammar)
 
     def _sampler(self, params: GenerateParams) -> tuple[Any, Any]:
         """The request's sampler chain, and the sampler in it that should see the prompt's last tokens (the

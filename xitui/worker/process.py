@@ -91,6 +91,8 @@ class Worker:
         self.channel = channel
         self.settings = settings
         self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        #: Requests prepared for the batch engine (serve_batched): rid, prompt tokens, params, stop ids.
+        self.ready: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.cancelled: set[int] = set()
         self.backend: Any = None
         #: Requests in the last embedding batch: how many to expect in the next one.
@@ -168,27 +170,41 @@ class Worker:
         os._exit(0)
 
     def serve_batched(self) -> None:
-        """Requests join the running batch as they come; one engine step between reads of the queue."""
+        """Requests join the running batch as they come; one engine step between reads of what is ready.
+
+        A request is made ready on its own thread (`prepare_requests`): its chat template rendered, its
+        prompt tokenized, its grammar compiled. Those take time that grows with what the request sends, and
+        on the engine's thread every running stream would wait for them."""
         engine = self.backend.engine
         engine.cancelled = self.cancelled  # the reader thread notes cancellations here
+        threading.Thread(target=self.prepare_requests, daemon=True, name="prepare").start()
         while True:
             block = not engine.busy
             while True:
                 try:
-                    req = self.requests.get(block=block)
+                    rid, tokens, params, stop_ids = self.ready.get(block=block)
                 except queue.Empty:
                     break
                 block = False
-                self.run_guarded_batched(req)
+                try:
+                    engine.submit(rid, tokens, params, stop_ids)
+                except Exception as exc:
+                    self.readers.pop(rid, None)
+                    self.channel.send({"id": rid, **failure(exc)})
             try:
                 engine.step()
             except Exception as exc:  # the worker lives on: the requests of this batch get the error
                 traceback.print_exc()
                 engine.fail_all(f"the model failed: {type(exc).__name__}: {exc}")
 
+    def prepare_requests(self) -> None:
+        """The preparing thread: each request in turn, ready for the engine or refused at once."""
+        while True:
+            self.run_guarded_batched(self.requests.get())
+
     def run_guarded_batched(self, req: dict[str, Any]) -> None:
-        """Hand a request to the engine; a refusal goes back at once. Its cancellation is the engine's to
-        clear (when the slot ends), not this call's: the request is still running when it returns."""
+        """Make a request ready for the engine; a refusal goes back at once. Its cancellation is the engine's
+        to clear (when the slot ends), not this call's: the request is still running when it returns."""
         try:
             self.handle(req)
         except Exception as exc:
@@ -298,7 +314,7 @@ class Worker:
             if params.max_tokens is not None and params.max_tokens <= 0:
                 params.max_tokens = None
             stop_ids = set(params.stop_token_ids) | self.backend.special_stop_ids(params.stop)
-            engine.submit(rid, self.backend.prompt_tokens(prompt), params, stop_ids)
+            self.ready.put((rid, self.backend.prompt_tokens(prompt), params, stop_ids))
             return
         start = time.perf_counter()
         first: float | None = None
