@@ -9,6 +9,12 @@ Gemma 3 weights as safetensors on the transformers engine (llguidance). The figu
 (`metrics.last_tokens_per_s`, `last_ttft` after each request). Target (issue 22): constrained >= 0.9 x free.
 The transformers engine's first constrained request also reads the tokenizer into llguidance (seconds, once
 per model): the warm-up request below takes it.
+
+    python bench/structured.py --masks
+
+The work one token's mask costs for the grammars of tests/server/test_hostile.py (those that crashed or
+stalled llama.cpp's own grammar sampler), on both bundled vocabularies: the worst any of them costs per token
+is what a hostile request can add to each step of the batch (issue 31).
 """
 
 from __future__ import annotations
@@ -30,10 +36,83 @@ def one(client: object, uid: str, body: dict) -> tuple[float, float, int]:
     return metrics["last_tokens_per_s"], metrics["last_ttft"], done["usage"]["completion_tokens"]
 
 
+#: Grammars and schemas written to hurt (tests/server/test_hostile.py), and what a schema of every day costs.
+HOSTILE = {
+    "24 names (every day)": {"json_schema": SCHEMA},
+    "string, maxLength 100000": {"json_schema": {"type": "string", "maxLength": 100_000}},
+    "array, maxItems 100000": {"json_schema": {"type": "array", "items": {"type": "integer"}, "maxItems": 100_000}},
+    "pattern ^a{0,60000}$": {"json_schema": {"type": "string", "pattern": "^a{0,60000}$"}},
+    "pattern, nested ambiguous stars": {"json_schema": {"type": "string",
+                                                        "pattern": "^((a|a)*(a|a)*)*(b|b)*((c|c)*)*$"}},
+    "pattern, words and digits": {"json_schema": {"type": "string", "pattern": "^([a-z]{1,3}[0-9]?[ ,.]?){0,4000}$"}},
+    "grammar, stacks doubling per level": {"gbnf": 'root ::= x0 "b"\n' + "\n".join(
+        f'x{i} ::= "a" x{i + 1} | "a" x{i + 1} | ""' for i in range(60)) + '\nx60 ::= "a"'},
+    "grammar, any JSON": {"gbnf": 'root ::= v\nv ::= o | a | s | n\no ::= "{" (s ":" v ("," s ":" v)*)? "}"\n'
+                                  'a ::= "[" (v ("," v)*)? "]"\ns ::= "\\"" [^"\\\\]* "\\""\nn ::= [0-9]+'},
+}
+
+
+def mask_costs(steps: int = 200) -> None:
+    """Per grammar and vocabulary: compile time, and the median and worst time of one token's mask along an
+    answer that takes, at each step, the allowed token with the longest text that does not end it (it walks
+    deepest into the grammar's lexer)."""
+    import time
+
+    import llama_cpp
+    import numpy as np
+
+    from tests.model_files import gguf_path
+    from xitui.backends import guidance
+    from xitui.core import bundled
+
+    files = {"SmolLM2 (49k)": bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE,
+             "Gemma 3 (262k)": gguf_path()}
+    print(f"{'grammar':<36} {'vocabulary':<15} {'compile':>8} {'median':>8} {'worst':>8}  tokens")
+    overall = 0.0
+    for vocab_name, path in files.items():
+        model = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        tok = guidance.llama_tokenizer(llama_cpp.llama_model_get_vocab(model._model.model))
+        lengths = np.array([len(tok.decode_bytes([t])) for t in range(tok.vocab_size)])
+        for name, constraint in HOSTILE.items():
+            start = time.perf_counter()
+            guide = guidance.Guide(tok, guidance.compile_for(constraint, tok))
+            compiled = time.perf_counter() - start
+            times, ended = [], ""
+            for _ in range(steps):
+                start = time.perf_counter()
+                try:
+                    mask = guide.allowed()
+                except guidance.RequestError as exc:  # a limit reached: that answer ends with the reason
+                    times.append(time.perf_counter() - start)
+                    ended = f" (then ended: {str(exc).split(': ', 1)[1][:40]})"
+                    break
+                times.append(time.perf_counter() - start)
+                ids = np.nonzero(guidance.guide_bits(mask, tok.vocab_size))[0]
+                ranked = ids[np.argsort(-lengths[ids])]
+                # the longest that does not end the answer (a closing quote would end most of these at once)
+                pick = next((int(t) for t in ranked[:64] if _goes_on(guide, int(t))), int(ranked[0]))
+                guide.take(pick)
+                if guide.done:
+                    break
+            overall = max(overall, max(times))
+            print(f"{name:<36} {vocab_name:<15} {compiled * 1000:6.1f} ms {common.median(times) * 1000:5.2f} ms "
+                  f"{max(times) * 1000:5.2f} ms  {len(times)}{ended}")
+        model.close()
+    print(f"worst mask of any: {overall * 1000:.1f} ms a token")
+
+
+def _goes_on(guide: object, token: int) -> bool:
+    trial = guide.matcher.deep_copy()  # type: ignore[attr-defined]
+    return trial.consume_token(token) and not trial.is_stopped() and not trial.is_accepting()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--masks", action="store_true", help="only the mask work of hostile grammars")
     args = parser.parse_args()
+    if args.masks:
+        return mask_costs()
     from xitui.client import Client
 
     server = common.Server()
