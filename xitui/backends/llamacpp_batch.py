@@ -92,6 +92,8 @@ class Kept:
     tokens: list[int]
     state: Any
     size: int
+    #: The cache scope of the request that wrote them (GenerateParams.cache_key): only its like reuses them.
+    key: str | None = None
 
 
 class BatchEngine:
@@ -133,6 +135,8 @@ class BatchEngine:
         #: start of its prompt is cached already (as llama.cpp's server reuses prompts), else to the lowest.
         self.free = list(range(slots))
         self.cached: dict[int, list[int]] = {seq: [] for seq in range(slots)}
+        #: The cache scope each sequence's cached tokens belong to: a prompt starts only from its own scope's.
+        self.scope: dict[int, str | None] = {}
         self.running: dict[int, Slot] = {}
         #: Waiting: new requests (rid, prompt, params, stop ids) and preempted slots (at the head).
         self.queue: deque[Any] = deque()
@@ -189,14 +193,14 @@ class BatchEngine:
             self.kept_limit = min(int(KEPT_SHARE * self.pool * got / len(tokens)), KEPT_MAX)
         # a kept start of these tokens says nothing more: this one replaces it
         self.kept = [k for k in self.kept if k.tokens != tokens[:len(k.tokens)]]
-        self.kept.append(Kept(tokens, state, got))
+        self.kept.append(Kept(tokens, state, got, self.scope.get(seq)))
         while sum(k.size for k in self.kept) > self.kept_limit:
             self.kept.pop(0)
 
-    def _bring_back(self, prompt: list[int], seq: int, common: int) -> tuple[int, int]:
+    def _bring_back(self, prompt: list[int], seq: int, common: int, key: str | None) -> tuple[int, int]:
         """The sequence and cached length a new prompt starts from: `seq` as chosen, or a free sequence with
-        kept cells copied back when they hold a longer start of the prompt and fit."""
-        best = max(self.kept, key=lambda k: _common(k.tokens, prompt), default=None)
+        kept cells of the same cache scope copied back when they hold a longer start of the prompt and fit."""
+        best = max((k for k in self.kept if k.key == key), key=lambda k: _common(k.tokens, prompt), default=None)
         found = _common(best.tokens, prompt) if best else 0
         if best is None or found <= common:
             return seq, common
@@ -211,6 +215,7 @@ class BatchEngine:
             return seq, common
         self.kept.remove(best)  # back in the pool: when it ends it is kept again, with what came after
         self.cached[target] = best.tokens
+        self.scope[target] = key
         return target, found
 
     def _preempt(self, slot: Slot) -> None:
@@ -288,9 +293,10 @@ class BatchEngine:
                 self.queue.popleft()
                 self.cancelled.discard(rid)
                 continue
-            seq, common = max(((seq, _common(self.cached[seq], prompt)) for seq in self.free),
-                              key=lambda pair: (pair[1], -pair[0]))
-            seq, common = self._bring_back(prompt, seq, common)
+            key = params.cache_key
+            seq, common = max(((seq, _common(self.cached[seq], prompt) if self.scope.get(seq) == key else 0)
+                               for seq in self.free), key=lambda pair: (pair[1], -pair[0]))
+            seq, common = self._bring_back(prompt, seq, common, key)
             common = min(common, len(prompt) - 1)  # the last prompt token is decoded again for its logits
             if not self._make_room(len(prompt) - common + 1, keep=seq):
                 return  # waits for room: running answers end, or idle caches go
@@ -570,6 +576,7 @@ class BatchEngine:
         self.cached = {seq: [] for seq in range(self.slots_total)}
         if got and L.llama_state_seq_set_data(self.ctx, buf, got, 0):
             self.cached[0] = last.cached
+            self.scope = {0: last.params.cache_key}
 
     def _release(self, slot: Slot) -> None:
         self.L.llama_sampler_free(slot.sampler)
@@ -583,6 +590,7 @@ class BatchEngine:
             L.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
             slot.cached = []
         self.cached[slot.seq] = slot.cached
+        self.scope[slot.seq] = slot.params.cache_key
         self._release(slot)
         self.free.append(slot.seq)
         try:
