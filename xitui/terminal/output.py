@@ -71,8 +71,10 @@ def launch_progress(title: str, to: Any = None) -> Iterator[Callable[[float, str
         to = console(stderr=True)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-                        TimeElapsedColumn(), console=to, transient=True)
-    task = progress.add_task(title, total=1.0, stage="")
+    # the stage is the server's word: made safe, and drawn as text, not markup
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                        TextColumn("{task.fields[stage]}", markup=False), TimeElapsedColumn(), console=to,
+                        transient=True)
+    task = progress.add_task(safe_line(title), total=1.0, stage="")
     with progress:
-        yield lambda done, stage: progress.update(task, completed=done, stage=stage)
+        yield lambda done, stage: progress.update(task, completed=done, stage=safe_line(stage or ""))
