@@ -133,3 +133,97 @@ def test_gemmas_forced_call_grammar_holds_names_types_and_enums():
     assert '"<escape>s<escape>" | "<escape>ms<escape>"' in lines.values()
     assert '"[" (int | int "," int) "]"' in lines.values()
     assert tool_calls.own_grammar(tool_calls.call_schema(tools, "hermes"), "hermes", several=False) is None
+
+
+# --- calls a client cannot act on stay text -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 5, 100_000])
+@pytest.mark.parametrize("arguments", ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}', '{"x": 1e999}',
+                                       '"{\\"x\\": NaN}"', "[1, 2]", '"not json"'])
+def test_arguments_that_are_not_a_json_object_leave_the_call_as_text(arguments, size):
+    """Python's json reads NaN and Infinity and turns 1e999 into inf; a client's JSON parser reads none of
+    them. The model's text is given as it was written, not as a call."""
+    answer = f'Sure.<tool_call>{{"name": "get_weather", "arguments": {arguments}}}</tool_call> Done.'
+    shown, calls = read_in_pieces("hermes", answer, size)
+    assert calls == [] and shown == answer
+    for fmt, text in (("mistral", f'[TOOL_CALLS][{{"name": "get_weather", "arguments": {arguments}}}]'),
+                      ("llama3", f'{{"name": "get_weather", "parameters": {arguments}}}')):
+        assert read_in_pieces(fmt, text, size) == (text, [])
+
+
+@pytest.mark.parametrize("fmt", ["gemma", "functiongemma"])
+def test_gemma_calls_with_numbers_json_cannot_hold_stay_text(fmt):
+    start, end, _ = tool_calls.gemma_calls.TOKENS[fmt]
+    for value in ("NaN", "Infinity", "1e999"):
+        answer = f"{start}call:get_weather{{days:{value}}}{end}"
+        shown, calls = read_in_pieces(fmt, answer, 4)
+        assert calls == [] and shown == answer
+
+
+def test_every_argument_given_is_json_any_parser_reads():
+    answer = '<tool_call>{"name": "f", "arguments": {"big": 1e308, "small": -1e-300, "n": 12345678901234567890}}</tool_call>'
+    _, calls = read_in_pieces("hermes", answer, 7)
+    text = calls[0]["function"]["arguments"]
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {text}"))
+    assert json.loads(text) == {"big": 1e308, "small": -1e-300, "n": 12345678901234567890}
+
+
+@pytest.mark.parametrize("size", [1, 9, 1_000_000])
+def test_a_call_a_thousand_levels_deep_is_text_not_a_recursion_error(size):
+    for fmt, answer in (
+            ("hermes", '<tool_call>{"name": "f", "arguments": {"x": ' + "[" * 1000 + "]" * 1000 + "}}</tool_call>"),
+            ("hermes", "<tool_call>" + "[" * 100_000 + "]" * 100_000 + "</tool_call>"),
+            ("mistral", "[TOOL_CALLS]" + "[" * 5000 + "]" * 5000),
+            ("llama3", '{"name": "f", "parameters": ' + '{"a": ' * 3000 + "1" + "}" * 3000 + "}"),
+            ("gemma", "<|tool_call>call:f{x:" + "[" * 5000 + "]" * 5000 + "}<tool_call|>")):
+        if size == 1 and len(answer) > 20_000:
+            continue  # a character at a time: the reader is tested at every cut with the shorter ones
+        assert read_in_pieces(fmt, answer, size) == (answer, [])
+    # deep within the bound is still a call
+    nested = "[" * 60 + "]" * 60
+    _, calls = read_in_pieces("hermes", '<tool_call>{"name": "f", "arguments": {"x": ' + nested + "}}</tool_call>",
+                              size)
+    assert json.loads(calls[0]["function"]["arguments"]) == {"x": json.loads(nested)}
+
+
+def test_the_depth_count_skips_brackets_in_strings_and_never_recurses():
+    from xitui.core import strict_json
+
+    assert strict_json.depth('{"a": "[[[[\\"[[", "b": [{}]}') == 3
+    assert strict_json.depth("[" * 1_000_000) == 1_000_000
+    with pytest.raises(ValueError, match="deeper"):
+        strict_json.loads("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize("size", [1, 6, 1000])
+def test_calls_to_functions_the_request_did_not_offer_stay_text(size):
+    offered = frozenset({"get_weather"})
+
+    def read(fmt: str, text: str) -> tuple[str, list[dict]]:
+        reader = tool_calls.CallReader(fmt, offered=offered)
+        shown, calls = "", []
+        for i in range(0, len(text), size):
+            part, found = reader.feed(text[i:i + size])
+            shown, calls = shown + part, calls + found
+        part, found = reader.finish()
+        return shown + part, calls + found
+
+    rogue = '<tool_call>{"name": "rm_rf", "arguments": {"path": "/"}}</tool_call>'
+    good = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    shown, calls = read("hermes", f"A {rogue} B {good} C")
+    assert shown == f"A {rogue} B  C" and [c["function"]["name"] for c in calls] == ["get_weather"]
+    # one rogue call in a list makes the whole list text: the client gets all the calls or none
+    both = '[TOOL_CALLS][{"name": "get_weather", "arguments": {}}, {"name": "rm_rf", "arguments": {}}]'
+    assert read("mistral", both) == (both, [])
+    assert read("llama3", '{"name": "rm_rf", "parameters": {}}') == ('{"name": "rm_rf", "parameters": {}}', [])
+    gemma = "<|tool_call>call:rm_rf{path:<|\"|>/<|\"|>}<tool_call|>"
+    assert read("gemma", gemma) == (gemma, [])
+    assert read("hermes", good)[1][0]["function"]["name"] == "get_weather"
+
+
+def test_a_call_without_arguments_is_a_call_with_none():
+    _, calls = read_in_pieces("hermes", '<tool_call>{"name": "now", "arguments": null}</tool_call>', 3)
+    assert calls[0]["function"]["arguments"] == "{}"
+    _, calls = read_in_pieces("hermes", '<tool_call>{"name": "now"}</tool_call>', 3)
+    assert calls[0]["function"]["arguments"] == "{}"

@@ -16,6 +16,8 @@ import json
 import re
 from typing import Any
 
+from xitui.core import strict_json
+
 #: format -> (call start, call end, string delimiter)
 TOKENS = {
     "functiongemma": ("<start_function_call>", "<end_function_call>", "<escape>"),
@@ -55,8 +57,8 @@ def read_call(text: str, fmt: str) -> tuple[str, dict[str, Any]] | None:
     body = text[found.end():].strip()
     if not body:
         return found.group(1), {}
-    try:
-        args = json.loads(_as_json(body, TOKENS[fmt][2]))
+    try:  # standard JSON only, nesting bounded (core/strict_json.py)
+        args = strict_json.loads(_as_json(body, TOKENS[fmt][2]))
     except ValueError:
         return None
     return (found.group(1), args) if isinstance(args, dict) else None

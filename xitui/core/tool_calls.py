@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from xitui.core import gemma_calls
+from xitui.core import gemma_calls, strict_json
 from xitui.core.errors import XituiError
 from xitui.core.pieces import partial_marker
 
@@ -76,7 +76,7 @@ def call_text(call: dict[str, Any], fmt: str) -> str:
     function = call.get("function") or {}
     arguments = function.get("arguments") or "{}"
     try:
-        args = json.loads(arguments) if isinstance(arguments, str) else arguments
+        args = strict_json.loads(arguments) if isinstance(arguments, str) else arguments
     except ValueError:
         args = arguments
     if fmt == "llama3":
@@ -98,7 +98,7 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for call in calls:
                 function = dict(call.get("function") or {})
                 with contextlib.suppress(TypeError, ValueError):  # not JSON: the template gets the text as it came
-                    function["arguments"] = json.loads(function.get("arguments") or "{}")
+                    function["arguments"] = strict_json.loads(function.get("arguments") or "{}")
                 parsed.append({**call, "function": function})
             message = {**message, "tool_calls": parsed}
         out.append(message)
@@ -195,34 +195,46 @@ def _forced(head: str, fmt: str, several: bool, comma: str) -> str:
 @dataclass
 class CallReader:
     """Splits an answer as it streams into text for `content` and the calls it makes. Text that may be the
-    start of a call's marker is held back until it is clear which it is."""
+    start of a call's marker is held back until it is clear which it is.
+
+    A call is given as one only when a client can act on it: a function the request offered (`offered`;
+    None: any name), arguments that are a JSON object every parser reads (no NaN or Infinity, at most
+    strict_json.MAX_DEPTH levels deep). Anything else between a call's markers stays in the text as the
+    model wrote it, markers included, whether the answer streams or not."""
 
     fmt: str
+    offered: frozenset[str] | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
+    #: Text after the answer's last piece that may be the start of a call's marker.
     _held: str = ""
     _in_call: bool = False
     _started: bool = False
+    #: The call being read, in the pieces it came in (joined once, when its end marker comes: a long call
+    #: streamed a token at a time costs its length, not its length squared), and the last characters of it
+    #: that may begin the end marker.
+    _body: list[str] = field(default_factory=list)
+    _tail: str = ""
 
     def feed(self, text: str) -> tuple[str, list[dict[str, Any]]]:
         """The content safe to show now, and the calls completed by this text."""
         start, end = MARKERS[self.fmt]
-        buf = self._held + text
-        self._held = ""
         if self.fmt == "llama3":  # a call is the whole answer: decide on its first visible character
             if not self._started:
-                stripped = buf.lstrip()
-                if not stripped:
-                    self._held = buf
+                text, self._held = self._held + text, ""
+                if not text.strip():
+                    self._held = text
                     return "", []
                 self._started = True
-                self._in_call = stripped.startswith("{")
+                self._in_call = text.lstrip().startswith("{")
             if self._in_call:
-                self._held = buf
+                self._body.append(text)
                 return "", []
-            return buf, []
+            return text, []
         shown, found = "", []
-        while buf:
+        buf = text
+        while True:
             if not self._in_call:
+                buf, self._held = self._held + buf, ""
                 at = buf.find(start)
                 if at < 0:
                     keep = partial_marker(buf, start)
@@ -231,31 +243,41 @@ class CallReader:
                     return shown, found
                 shown += buf[:at]
                 buf = buf[at + len(start):]
-                self._in_call = True
+                self._in_call, self._body, self._tail = True, [], ""
             if end is None:  # mistral: the rest of the answer is the list of calls
-                self._held = buf
+                self._body.append(buf)
                 return shown, found
-            at = buf.find(end)
+            probe = self._tail + buf
+            at = probe.find(end)
             if at < 0:
-                self._held = buf
+                self._body.append(buf)
+                self._tail = probe[max(0, len(probe) - len(end) + 1):]
                 return shown, found
-            found += self._calls_in(buf[:at])
-            buf = buf[at + len(end):]
-            self._in_call = False
-        return shown, found
+            cut = at - len(self._tail)  # where the end marker starts in `buf` (before it: in the body so far)
+            body = "".join(self._body)
+            inner = body[:len(body) + cut] if cut < 0 else body + buf[:cut]
+            buf = buf[cut + len(end):]
+            self._in_call, self._body, self._tail = False, [], ""
+            calls = self._calls_in(inner)
+            if calls is None:  # not a call a client can act on: the model's text, as it wrote it
+                shown += start + inner + end
+            else:
+                found += calls
 
     def finish(self) -> tuple[str, list[dict[str, Any]]]:
         """The end of the answer: what was held back, as calls or as text."""
         rest, self._held = self._held, ""
         if not self._in_call:
             return rest, []
-        calls = self._calls_in(rest)
+        body, self._body, self._in_call = "".join(self._body), [], False
+        calls = self._calls_in(body)
         if calls:
             return "", calls
         start, _ = MARKERS[self.fmt]
-        return ("" if self.fmt == "llama3" else start) + rest, []  # not a call after all: give it as text
+        return ("" if self.fmt == "llama3" else start) + body, []  # not a call after all: give it as text
 
-    def _calls_in(self, text: str) -> list[dict[str, Any]]:
+    def _calls_in(self, text: str) -> list[dict[str, Any]] | None:
+        """The calls in the text between a call's markers; None when any of it is not a call to give."""
         import uuid  # deferred: core/spec.py imports this module on every CLI command that reads a spec
 
         if self.fmt in gemma_calls.TOKENS:
@@ -263,18 +285,29 @@ class CallReader:
             items: list[Any] = [{"name": call[0], "arguments": call[1]}] if call else []
         else:
             try:
-                data = json.loads(text.strip())
-            except ValueError:
-                return []
+                data = strict_json.loads(text.strip())
+            except (ValueError, RecursionError):
+                return None
             items = data if isinstance(data, list) else [data]
         found = []
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                continue
-            args = item.get("arguments", item.get("parameters", {}))
+                return None
+            if self.offered is not None and item["name"] not in self.offered:
+                return None
+            args = item.get("arguments", item.get("parameters"))
+            if args is None:  # a function of no arguments
+                args = {}
+            elif isinstance(args, str):  # some models write the arguments as JSON text
+                try:
+                    args = strict_json.loads(args)
+                except (ValueError, RecursionError):
+                    return None
+            if not isinstance(args, dict):
+                return None
             found.append({"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
-                          "function": {"name": item["name"],
-                                       "arguments": args if isinstance(args, str) else json.dumps(args)}})
+                          "function": {"name": item["name"], "arguments": json.dumps(args, allow_nan=False)}})
+        if not found:
+            return None
         self.calls += found
         return found
-

@@ -60,7 +60,9 @@ def prepare(req: dict[str, Any], messages: list[dict[str, Any]], family: Any, mo
                 "schema": tool_calls.call_schema(forced, fmt), "format": fmt, "several": several}})
         except RequestError as exc:
             raise RequestError(f"tool_choice: a forced call needs a grammar: {exc}") from None
-    return messages, extra, tool_calls.CallReader(fmt)
+    # a call to a function the request did not offer is not a call the client can make: it stays text
+    offered = frozenset(str((t.get("function") or {}).get("name")) for t in tools)
+    return messages, extra, tool_calls.CallReader(fmt, offered=offered)
 
 
 class AnswerSplit:
