@@ -62,7 +62,7 @@ def check_envs(envs: object, extra: frozenset[str] | set[str] = frozenset()) -> 
     for name, value in envs.items():
         if not isinstance(value, str) or "\0" in value or len(value) > MAX_VALUE:
             raise LaunchError(f"envs.{name}: must be a string of at most {MAX_VALUE} characters, without NUL")
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise LaunchError(f"envs: {name!r} is not a variable name")
         checked[name] = value
     return checked

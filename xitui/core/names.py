@@ -7,6 +7,7 @@ from typing import Literal
 
 ModelType = Literal["LLM", "embedding", "rerank"]
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
-MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+#: Whole names only: \Z, not $ (which lets a trailing newline through), and checked with fullmatch.
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,99}\Z")
+MODEL_ID_RE = re.compile(r"\A[A-Za-z0-9][\w.\-]*/[\w.\-]+\Z")
 LLM_ABILITIES = ("generate", "chat", "tools", "vision", "reasoning")

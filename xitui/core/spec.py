@@ -302,7 +302,7 @@ def _check_name(c: _Checker, obj: dict[str, Any], builtin: bool) -> str:
         return ""
     if builtin:
         return name
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         c.fail(
             "model_name", "must start with a letter or digit, then letters, digits, '_' or '-' (100 at most)"
         )
@@ -334,7 +334,7 @@ def local_path(uri: str) -> str:
 
 def _check_model_id(c: _Checker, spec: dict[str, Any], path: str, uri: str | None) -> str | None:
     model_id = c.text(spec, "model_id", f"{path}.model_id")
-    if model_id is not None and not MODEL_ID_RE.match(model_id):
+    if model_id is not None and not MODEL_ID_RE.fullmatch(model_id):
         c.fail(f"{path}.model_id", "must look like 'organisation/repository'")
         return None
     if spec.get("model_id") is None and spec.get("model_uri") is None:
@@ -380,7 +380,7 @@ def _check_size(c: _Checker, spec: dict[str, Any], path: str) -> int | str:
         return value
     elif isinstance(value, float) and 0 < value < 1e6:
         return int(value) if value.is_integer() else size_key(repr(value))
-    elif isinstance(value, str) and SIZE_RE.match(value) and value.strip("0_"):
+    elif isinstance(value, str) and SIZE_RE.fullmatch(value) and value.strip("0_"):
         return int(value) if value.isdigit() else value
     else:
         c.fail(p, "must be a positive number such as 7 or 0.5, or a string such as '1_8'")
@@ -396,7 +396,7 @@ def _check_quantization(c: _Checker, value: Any, path: str, fmt: str) -> str | N
             path, f"{value!r} is not a pytorch quantization (use one of: {', '.join(PYTORCH_QUANTIZATIONS)})"
         )
         return None
-    if fmt != "pytorch" and not GGUF_QUANT_RE.match(value):
+    if fmt != "pytorch" and not GGUF_QUANT_RE.fullmatch(value):
         c.fail(path, f"{value!r} is not a valid quantization name (letters, digits, '_', '-', '.')")
         return None
     return value
@@ -669,7 +669,7 @@ def _sentence_transformers_weights(c: _Checker, data: dict[str, Any], kind: str)
             c.fail(f"{dot}quantization", f"{kind} models use 'none'")
         uri = _check_uri(c, c.text(spec, "model_uri", f"{dot}model_uri"), f"{dot}model_uri", "dir")
         model_id = c.text(spec, "model_id", f"{dot}model_id")
-        if model_id is not None and not MODEL_ID_RE.match(model_id):
+        if model_id is not None and not MODEL_ID_RE.fullmatch(model_id):
             c.fail(f"{dot}model_id", "must look like 'organisation/repository'")
         elif spec.get("model_id") is None and spec.get("model_uri") is None:
             c.fail(path or "spec", "needs model_id (to download) or model_uri (a local copy)")

@@ -140,7 +140,7 @@ def ask_weights(w: Wizard) -> Any:
 
     def size_problem(text: str) -> str | None:
         text = text.strip().replace(".", "_")
-        return None if SIZE_RE.match(text) and text.strip("0_") else "billions of parameters, e.g. 7, 0.5 or 1_8"
+        return None if SIZE_RE.fullmatch(text) and text.strip("0_") else "billions of parameters, e.g. 7, 0.5 or 1_8"
 
     size = w.ask.text("Size in billions of parameters", None if first.get("model_size_in_billions") is None
                       else str(first["model_size_in_billions"]), field="model_size_in_billions", validate=size_problem)
@@ -150,7 +150,7 @@ def ask_weights(w: Wizard) -> Any:
         for quant in (q.strip() for q in text.split(",")):
             if fmt == "pytorch" and quant not in PYTORCH_QUANTIZATIONS:
                 return f"pytorch quantizations are {', '.join(PYTORCH_QUANTIZATIONS)}"
-            if fmt == "ggufv2" and not GGUF_QUANT_RE.match(quant):
+            if fmt == "ggufv2" and not GGUF_QUANT_RE.fullmatch(quant):
                 return f"{quant!r} is not a quantization name such as Q4_K_M"
         return None
 
@@ -179,7 +179,7 @@ def ask_weights(w: Wizard) -> Any:
 
 
 def name_problem(name: str) -> str | None:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         return "starts with a letter or digit, then letters, digits, '_' or '-' (100 at most)"
     if catalog.is_builtin_name(name):
         return f"{name!r} is a builtin model; choose another name"
@@ -292,7 +292,7 @@ def ask_model_id(w: Wizard) -> Any:
     local = any(e.get("model_uri") for e in entries)
 
     def check(text: str) -> str | None:
-        return None if MODEL_ID_RE.match(text) else "looks like 'organisation/repository'"
+        return None if MODEL_ID_RE.fullmatch(text) else "looks like 'organisation/repository'"
 
     message = "Hub id (model_id)" + (" — optional, the files are local; - for none" if local else "")
     answer = w.ask.text(message, w.draft.model_id, origin=w.draft.origin("model_id"), field="model_id",

@@ -15,7 +15,7 @@ __all__ = ["InspectError", "Inspection", "Proposal", "inspect_source", "looks_li
 
 def looks_like_hub_id(source: str) -> bool:
     """`org/name` that is not a path on this machine."""
-    return bool(MODEL_ID_RE.match(source)) and not os.path.exists(source) and not source.startswith((".", "/", "~"))
+    return bool(MODEL_ID_RE.fullmatch(source)) and not os.path.exists(source) and not source.startswith((".", "/", "~"))
 
 
 def inspect_source(source: str, gguf_file: str | None = None) -> Inspection:
