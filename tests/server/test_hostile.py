@@ -959,3 +959,196 @@ def test_the_dashboard_shows_the_servers_text_as_text(told: ServerProcess) -> No
 
     asyncio.run(main())
 
+
+# --- fairness -----------------------------------------------------------------------------------------
+
+
+def test_many_choices_leave_slots_to_other_clients(hostile: tuple[ServerProcess, str]) -> None:
+    """n=16 on a model of 4 slots: its choices take all slots but one (half of them beside other requests),
+    the rest start as those end, so another client's 4-token completion always finds a free slot instead of
+    waiting behind all sixteen; every choice still comes back, whole and streamed."""
+    srv, uid = hostile
+    with http(srv, timeout=300) as h:
+        answer = h.post("/v1/models", json={"model_name": "target", "model_uid": "slots4", "n_parallel": 4})
+        assert answer.status_code == 200, answer.text
+    many = {"model": "slots4", "prompt": "Tell me a story.", "n": 16, "max_tokens": 8, "ignore_eos": True,
+            "temperature": 0.8, "seed": 7}
+    peak, queued = [0], [0]
+    answers: list[httpx.Response] = []
+
+    def attack() -> None:
+        stop = threading.Event()
+
+        def watch() -> None:  # the model's requests in flight (the other client's one, and the choices)
+            with http(srv) as w:
+                while not stop.is_set():
+                    described = w.get("/v1/models/slots4").json()
+                    peak[0] = max(peak[0], described["metrics"]["in_flight"])
+                    queued[0] = max(queued[0], described["queued"])
+                    time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            with http(srv, timeout=600) as h:
+                answers.append(h.post("/v1/completions", json=many))
+        finally:
+            stop.set()
+            watcher.join()
+
+    try:
+        added = latency_during(srv, "slots4", attack)
+        body = answers[0].json()
+        assert answers[0].status_code == 200, answers[0].text
+        assert sorted(c["index"] for c in body["choices"]) == list(range(16))
+        assert all(c["finish_reason"] == "length" for c in body["choices"])
+        assert body["usage"]["completion_tokens"] == 16 * 8
+        assert queued[0] == 0, f"{queued[0]} requests waited for a slot"
+        assert 3 <= peak[0] <= 4, f"at most {peak[0]} requests in flight: 3 choices, and the other client's"
+        assert added < 1.0, f"another client's 4-token completion waited {added:.2f} s longer during n=16"
+        with http(srv, timeout=600) as h, h.stream("POST", "/v1/completions", json={**many, "stream": True}) as r:
+            finished = {}
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    for choice in json.loads(line[6:])["choices"]:
+                        if choice["finish_reason"]:
+                            finished[choice["index"]] = choice["finish_reason"]
+        assert finished == dict.fromkeys(range(16), "length")
+    finally:
+        Client(srv.url).terminate_model("slots4")
+    assert_healthy(srv, uid)
+
+
+def test_loads_on_request_take_turns_and_show_their_place(tmp_path: Path, gguf_path: Path) -> None:
+    """Requests naming three registered models that are not running: one loads at a time (server.max_loading,
+    1 by default), the others wait in line, and /v1/models says where each waits; every request is answered."""
+    srv = ServerProcess(tmp_path)
+    names = ("turn-a", "turn-b", "turn-c")
+    try:
+        with http(srv) as h:
+            for name in names:
+                answer = h.post("/v1/model_registrations/LLM", json={"model": gguf_spec(name, gguf_path)})
+                assert answer.status_code == 200, answer.text
+        answers: dict[str, httpx.Response] = {}
+
+        def ask(name: str) -> None:
+            with http(srv, timeout=600) as h:
+                answers[name] = h.post("/v1/completions", json={"model": name, "prompt": "Hi", "max_tokens": 2})
+
+        threads = [threading.Thread(target=ask, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        most, places = 0, set()
+        with http(srv) as h:
+            while any(thread.is_alive() for thread in threads):
+                listing = h.get("/v1/models").json()["data"]
+                most = max(most, sum(m.get("state") in ("loading", "launching") for m in listing))
+                places |= {m["load_position"] for m in listing if m.get("state") == "queued to load"}
+                time.sleep(0.03)
+        for thread in threads:
+            thread.join()
+        assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(names, 200)
+        assert most == 1, f"{most} models loaded at once"
+        assert places == {1, 2}, places
+        assert "waits its turn" in (tmp_path / "test-server.log").read_text()
+    finally:
+        srv.stop()
+
+
+# --- smaller holes ------------------------------------------------------------------------------------
+
+
+def test_names_and_uids_ending_in_a_newline_are_refused(hostile: tuple[ServerProcess, str], gguf_path: Path) -> None:
+    """`$` lets a trailing newline through (re.match); names are checked whole (fullmatch, or pydantic's
+    Rust regex): each is a one-line 4xx, nothing is registered, launched or written under such a name."""
+    srv, uid = hostile
+    before = workers(srv)
+    with http(srv) as h:
+        one_line_4xx(h.post("/v1/models", json={"model_name": "target", "model_uid": "evil\n"}), "model_uid")
+        one_line_4xx(h.post("/v1/model_registrations/LLM", json={"model": gguf_spec("evil\n", gguf_path)}),
+                     "model_name")
+        spec = json.loads(gguf_spec("evil-id", gguf_path))
+        spec["model_specs"][0]["model_id"] = "google/gemma-3-270m\n"
+        one_line_4xx(h.post("/v1/model_registrations/LLM", json={"model": json.dumps(spec)}), "model_id")
+        spec["model_specs"][0].update(model_id="google/gemma-3-270m", model_size_in_billions="0_27\n")
+        one_line_4xx(h.post("/v1/model_registrations/LLM", json={"model": json.dumps(spec)}), "model_size")
+        one_line_4xx(h.post("/v1/models", json={"model_name": "target\n", "model_uid": "nl-name"}))
+        one_line_4xx(h.post("/v1/models", json={"model_name": "target", "model_uid": "nl-env",
+                                                "envs": {"OMP_NUM_THREADS\n": "1"}}), "envs")
+        for route, body in (("/v1/completions", {"prompt": "Hi"}),
+                            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]})):
+            for name in ("target\n", "Target\n"):  # a running model, and a registered name (loads on request)
+                one_line_4xx(h.post(route, json={"model": name, "max_tokens": 2, **body}))
+        listed = [m["id"] for m in h.get("/v1/models").json()["data"]]
+        registered = [r["model_name"] for r in h.get("/v1/model_registrations/LLM").json()]
+    assert not [name for name in listed + registered if "\n" in name or name in ("nl-name", "nl-env", "evil-id")]
+    assert not [p.name for p in (srv.home / "logs").iterdir() if "\n" in p.name]
+    assert workers(srv) == before
+    assert_healthy(srv, uid)
+
+
+@pytest.fixture(scope="module")
+def caller(hostile: tuple[ServerProcess, str], gguf_path: Path) -> Iterator[str]:
+    """A model with the tools ability (calls in hermes' form), context for a long forced answer."""
+    srv, _ = hostile
+    client = Client(srv.url)
+    client.register_model("LLM", gguf_spec("caller", gguf_path, context_length=8192,
+                                           model_ability=["generate", "chat", "tools"]))
+    uid = client.launch_model(model_name="caller", n_parallel=2, context_length=8192)
+    yield uid
+    client.terminate_model(uid)
+    client.unregister_model("LLM", "caller")
+
+
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {}}, "required": ["city"]}}}
+
+
+def _made_to_write(srv: ServerProcess, uid: str, text: str, stream: bool) -> tuple[str, list[dict[str, Any]]]:
+    """A chat answer (content, tool calls) whose text the model is forced to write by a grammar, with the
+    weather tool offered (tool_choice auto)."""
+    body = {"model": uid, "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER_TOOL],
+            "grammar": "root ::= " + json.dumps(text), "max_tokens": 4000, "temperature": 0, "stream": stream}
+    with http(srv, timeout=600) as h:
+        if not stream:
+            answer = h.post("/v1/chat/completions", json=body)
+            assert answer.status_code == 200, answer.text[:300]
+            message = answer.json()["choices"][0]["message"]
+            return message["content"] or "", message.get("tool_calls") or []
+        content, calls = "", {}
+        with h.stream("POST", "/v1/chat/completions", json=body) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    data = json.loads(line[6:])
+                    assert "error" not in data, data
+                    for choice in data["choices"]:
+                        content += choice["delta"].get("content") or ""
+                        for delta in choice["delta"].get("tool_calls") or []:  # id and name, then arguments
+                            call = calls.setdefault(delta["index"], {"function": {"name": "", "arguments": ""}})
+                            for key in ("name", "arguments"):
+                                call["function"][key] += delta["function"].get(key) or ""
+        return content, list(calls.values())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_calls_a_client_cannot_act_on_come_back_as_the_text_the_model_wrote(
+        hostile: tuple[ServerProcess, str], caller: str, stream: bool) -> None:
+    """Arguments with NaN or Infinity (not JSON: a client's parser fails on them), a call to a function the
+    request never offered, and a call a thousand levels deep (a RecursionError in the reader, once) are
+    the answer's text, whole and streamed; a call to the offered tool is still a call, and the worker and
+    another client's stream are untouched."""
+    srv, uid = hostile
+
+    def call(name: str, arguments: str) -> str:
+        return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
+
+    for text in (call("get_weather", '{"city": NaN}'), call("get_weather", '{"city": -Infinity}'),
+                 call("get_weather", '{"city": 1e999}'), call("delete_everything", '{"path": "/"}'),
+                 call("get_weather", '{"city": ' + "[" * 1000 + "]" * 1000 + "}")):
+        content, calls = _made_to_write(srv, caller, text, stream)
+        assert calls == [] and content == text, (content[:200], calls)
+    content, calls = _made_to_write(srv, caller, call("get_weather", '{"city": "Paris"}'), stream)
+    assert content == "" and len(calls) == 1 and json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
+    with http(srv) as h:
+        assert h.get(f"/v1/models/{caller}").json()["state"] == "ready"
+    assert_healthy(srv, uid)

@@ -27,10 +27,14 @@ class GenerateParams:
     ignore_eos: bool = False
     #: The answer's form, as the server sends it ({"json": True}, {"json_schema": ...}, {"gbnf": ...}).
     constraint: dict[str, Any] | None = None
-    #: That form as the backend enforces it (llama.cpp: GBNF text), from `Backend.grammar_for`.
+    #: That form as the backend holds answers to it (`Backend.grammar_for`: a guidance.Guide on llama.cpp).
     grammar: Any = None
     #: Give each token's log probability with this many likeliest alternatives (None: none).
     logprobs: int | None = None
+    #: Whose cached prompts this request may start from: the server's cache_scope (a hash of the API key it
+    #: came with), None for anyone's. An engine that reuses a cached prompt prefix (usage's cached_tokens)
+    #: reuses only one cached under the same key, so a client cannot confirm guesses of another's prompts.
+    cache_key: str | None = None
 
     @classmethod
     def from_request(cls, data: dict[str, Any]) -> GenerateParams:
@@ -44,6 +48,8 @@ class GenerateParams:
         params.stop_token_ids = list(data.get("stop_token_ids") or [])
         params.constraint = data.get("constraint") or None
         params.logprobs = data.get("logprobs")
+        key = data.get("cache_key")
+        params.cache_key = key if isinstance(key, str) else None
         return params
 
 

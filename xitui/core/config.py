@@ -42,6 +42,7 @@ SETTINGS: dict[str, type] = {
     "server.allowed_envs": list,
     "server.autoload": bool,
     "server.max_loaded": int,
+    "server.max_loading": int,
     "server.max_restarts": int,
     "chats.save": bool,
 }
@@ -69,6 +70,9 @@ WARM_ENGINES = ("llama.cpp", "transformers", "sentence_transformers")
 #: Restarts a model's workers get within an hour after dying on their own (a crash in the model library,
 #: the out-of-memory killer) before the model is left in error.
 DEFAULT_MAX_RESTARTS = 5
+
+#: Models a server loads on request at once (the others wait their turn; server.max_loading, 0: no limit).
+DEFAULT_MAX_LOADING = 1
 
 #: Largest request body the server reads: OpenAI's biggest embedding batch (2048 inputs of about 8k tokens)
 #: is some 64 MiB of JSON.
@@ -125,7 +129,8 @@ class Config:
         default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
                                  "ttl": "never", "n_parallel": 0,
                                  "warm": ["all"], "allow_other_users": False, "allowed_envs": [],
-                                 "autoload": True, "max_loaded": 0, "max_restarts": DEFAULT_MAX_RESTARTS}
+                                 "autoload": True, "max_loaded": 0, "max_loading": DEFAULT_MAX_LOADING,
+                                 "max_restarts": DEFAULT_MAX_RESTARTS}
     )
     #: Saved conversations (xitui/core/chats.py): `save = false` keeps none.
     chats: dict[str, Any] = field(default_factory=lambda: {"save": True})
@@ -233,6 +238,8 @@ def set_value(key: str, raw: str) -> Any:
         raise ConfigError("niceness: from 0 (views run as the models do) to 19 (views yield the most)")
     if key == "server.max_restarts" and value < 0:
         raise ConfigError("server.max_restarts: restarts per hour, 0 or more (0: a worker that dies is not restarted)")
+    if key == "server.max_loading" and value < 0:
+        raise ConfigError("server.max_loading: loads on request at once, 0 or more (0: no limit)")
     if key == "server.max_body_mib" and value < 1:
         raise ConfigError("server.max_body_mib: must be at least 1")
     if key == "server.ttl":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
+import hashlib
 import os
 import threading
 import time
@@ -24,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xitui import __version__
 from xitui.core import capacity, machine
-from xitui.core.config import DEFAULT_MAX_RESTARTS, home_dir
+from xitui.core.config import DEFAULT_MAX_LOADING, DEFAULT_MAX_RESTARTS, home_dir
 from xitui.core.errors import NotFoundError, XituiError
 from xitui.core.registry import Registry
 from xitui.server.asgi import BearerAuth, FastPath, error_response
@@ -40,7 +41,7 @@ from xitui.server.bodies import (
     problems_text,
     read_body,
 )
-from xitui.server.generation import respond
+from xitui.server.generation import ChoiceTurns, respond
 from xitui.server.guard import Policy, RequestGuard
 from xitui.server.model import Model
 from xitui.server.openapi import MODEL_TYPES, answers, document, streaming_ok
@@ -56,7 +57,8 @@ ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPE
 def create_app(home: Path | None = None, api_key: str | None = None, default_ttl: float | None = None,
                default_parallel: int | None = None, warm_engines: list[str] | None = None,
                allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0,
-               max_restarts: int = DEFAULT_MAX_RESTARTS) -> FastAPI:
+               max_restarts: int = DEFAULT_MAX_RESTARTS,
+               max_loading: int = DEFAULT_MAX_LOADING) -> FastAPI:
     """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it.
 
     `default_ttl`: seconds a model may stay idle before it is unloaded, when its launch names none."""
@@ -64,7 +66,7 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
     registry = Registry(home)
     supervisor = Supervisor(registry, home, default_ttl=default_ttl, default_parallel=default_parallel,
                             warm_engines=warm_engines, allowed_envs=allowed_envs, autoload=autoload,
-                            max_loaded=max_loaded, max_restarts=max_restarts)
+                            max_loaded=max_loaded, max_loading=max_loading, max_restarts=max_restarts)
     started = time.time()
 
     @asynccontextmanager
@@ -196,7 +198,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         if supervisor.autoload and not _xinference_client(request):
             running = {m.plan.model_name.lower() for m in supervisor.models.values()} | set(supervisor.models)
             data += [{"id": entry["model_name"], "object": "model", "created": 0, "owned_by": "xitui",
-                      "loaded": False, "state": "loads on request", **entry}
+                      "loaded": False, "state": "loads on request", **entry,
+                      **supervisor.load_queue.listing(entry["model_name"])}
                      for entry in await asyncio.to_thread(supervisor.loadable)
                      if entry["model_name"].lower() not in running]
         return {"object": "list", "data": data}
@@ -238,6 +241,11 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
     # --- inference ------------------------------------------------------------------------------
 
+    def choices(request: Request, body: CompletionBody | ChatBody) -> list[dict[str, Any]]:
+        """The worker's parameters for each choice, with whose cached prompts it may reuse (cache_scope)."""
+        scope = cache_scope(request, api_key)
+        return [{**params, "cache_key": scope} if scope else params for params in choice_params(body)]
+
     # The inference routes read their bodies themselves (orjson + the same pydantic models): FastAPI's
     # per-request machinery cost more than the rest of an embedding request. The schema stays documented.
 
@@ -253,8 +261,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         model = await supervisor.ready(body.model, "generate")
         _check_prompt_size(model, len(prompt), "prompt")
         streams = [supervisor.call(model.uid, "generate", {"prompt": prompt, "params": params})
-                   for params in choice_params(body)]
-        return await respond(request, streams, body, chat=False)
+                   for params in choices(request, body)]
+        return await respond(request, streams, body, chat=False, turns=choice_turns(model))
 
     @app.post("/v1/chat/completions", openapi_extra=body_schema(ChatBody),
               responses={**streaming_ok(), **answers(400, 404, 500)})
@@ -273,8 +281,8 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         if kwargs:
             tools["template_kwargs"] = kwargs
         streams = [supervisor.call(model.uid, "chat", {"messages": messages, "params": params, **tools})
-                   for params in choice_params(body)]
-        return await respond(request, streams, body, chat=True)
+                   for params in choices(request, body)]
+        return await respond(request, streams, body, chat=True, turns=choice_turns(model))
 
     @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingBody), responses=answers(400, 404, 500))
     async def embeddings(request: Request) -> Response:
@@ -334,12 +342,13 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None,
                 default_ttl: float | None = None, default_parallel: int | None = None,
                 warm_engines: list[str] | None = None, allowed_envs: list[str] | None = None,
-                autoload: bool = True, max_loaded: int = 0, max_restarts: int = DEFAULT_MAX_RESTARTS) -> Any:
+                autoload: bool = True, max_loaded: int = 0, max_restarts: int = DEFAULT_MAX_RESTARTS,
+                max_loading: int = DEFAULT_MAX_LOADING) -> Any:
     """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
     the inference fast path, then the FastAPI app. (Who is on the other end of a connection is checked
     before any of these: xitui/server/connection.py.)"""
     app = create_app(home, api_key, default_ttl, default_parallel, warm_engines, allowed_envs, autoload, max_loaded,
-                     max_restarts)
+                     max_restarts, max_loading=max_loading)
     inner = BearerAuth(FastPath(app), api_key=api_key)
     return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"),
                         takes_body=lambda path: "POST" in methods_for(app, path))
@@ -349,6 +358,22 @@ def methods_for(app: FastAPI, path: str) -> set[str]:
     """The methods some route serves at `path` (Starlette's 405 names only the first route's)."""
     return {method for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(path)
             for method in route.methods}
+
+
+def choice_turns(model: Model) -> ChoiceTurns:
+    """When a request's choices start: half the model's slots at least, all but one while a slot stays free
+    for others (generation.ChoiceTurns)."""
+    return ChoiceTurns(model.choice_share(), model.free_slots)
+
+
+def cache_scope(request: Request, api_key: str | None) -> str | None:
+    """Whose cached prompts a generation may start from (README's Security section): with an API key, those
+    of requests sent with the same key, named by a hash of it (never the key itself); without one, everyone's
+    (None: the server answers its own user alone, unless configured otherwise)."""
+    if not api_key:
+        return None
+    given = request.headers.get("authorization", "").encode("latin-1", "replace")
+    return "key:" + hashlib.sha256(given).hexdigest()[:32]
 
 
 #: Characters a token may stand for, at most, for the prompt bound below (English averages about 4; runs of

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -15,6 +16,69 @@ from starlette.responses import Response, StreamingResponse
 
 from xitui.core.errors import XituiError
 from xitui.server.bodies import GenerationBody
+
+
+class ChoiceTurns:
+    """When each of one request's choices (`n`) starts. `share` of them may always run together; more only
+    while the model keeps a slot free for someone else (`free`: its slots not in use now), so a request
+    alone uses all its model's slots but one, and beside other requests no more than its share. The next
+    choice starts as one ends (a choice not started holds no slot: its worker has not been sent anything).
+
+    Turns granted but not yet in the model's count are `unseen`: a stream calls `seen` just before it
+    starts (its first message asked for), in the same step as the model counts it."""
+
+    def __init__(self, share: int, free: Callable[[], int] | None = None):
+        self.share = max(1, share)
+        self.free = free
+        self.running = 0
+        self.unseen = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    def _room(self) -> bool:
+        if self.running < self.share:
+            return True
+        return self.free is not None and self.free() - self.unseen >= 2  # one started, one still free
+
+    def _grant(self) -> None:
+        self.running += 1
+        self.unseen += 1
+
+    def grant_now(self, most: int) -> int:
+        """Turns taken at once, up to `most` (at least one)."""
+        count = 0
+        while count < most and (count == 0 or self._room()):
+            self._grant()
+            count += 1
+        return count
+
+    async def take(self) -> None:
+        """Wait for a turn."""
+        if not self._waiting and self._room():
+            self._grant()
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():  # granted, then cancelled: hand it on
+                self.unseen -= 1
+                self.give_back()
+            elif turn in self._waiting:
+                self._waiting.remove(turn)
+            raise
+
+    def seen(self) -> None:
+        self.unseen -= 1
+
+    def give_back(self) -> None:
+        """A choice ended: the next ones start while there is room."""
+        self.running -= 1
+        while self._waiting and self._room():
+            turn = self._waiting.popleft()
+            if not turn.done():
+                self._grant()
+                turn.set_result(None)
 
 
 class _ClientGone(Exception):
@@ -43,9 +107,12 @@ async def _unless_disconnected(request: Request, work: Any) -> Any:
 
 
 async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]], body: GenerationBody, *,
-                  chat: bool) -> Any:
+                  chat: bool, turns: ChoiceTurns | None = None) -> Any:
     """Run a request's generations (`n` of them, one per choice); errors before the first piece become a
     4xx/5xx, later ones an error chunk.
+
+    `turns` decides when each choice starts (None: all at once), so that a request for many choices leaves
+    slots to other clients' requests.
 
     Until the first byte of the answer goes out, a client that hangs up cancels the generations."""
     ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
@@ -78,11 +145,34 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]
 
+    turns = turns or ChoiceTurns(len(streams))
+
+    async def collect_all() -> list[dict[str, Any]]:
+        async def in_turn(stream: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+            await turns.take()
+            try:
+                turns.seen()
+                return await collect(stream)
+            finally:
+                turns.give_back()
+
+        tasks = [asyncio.ensure_future(in_turn(s)) for s in streams]  # they take their turns in this order
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:  # one failed: the others (running or waiting their turn) end too
+            for task in tasks:
+                task.cancel()
+
     try:
         if not body.stream:
-            dones = await _unless_disconnected(request, asyncio.gather(*(collect(s) for s in streams)))
+            dones = await _unless_disconnected(request, collect_all())
         else:
-            firsts = await _unless_disconnected(request, asyncio.gather(*(s.__anext__() for s in streams)))
+            async def first(stream: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+                turns.seen()
+                return await stream.__anext__()
+
+            started = turns.grant_now(len(streams))
+            firsts = await _unless_disconnected(request, asyncio.gather(*(first(s) for s in streams[:started])))
     except _ClientGone:
         await close_all()
         return Response(status_code=499)
@@ -151,7 +241,7 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
             if chat:
                 for index in range(len(streams)):
                     yield chunk(index, None, role=True)
-            async for index, msg in _merged(streams, firsts):
+            async for index, msg in _merged(streams, firsts, turns):
                 if "done" in msg:
                     done = msg["done"]
                     usages.append(done["usage"])
@@ -177,9 +267,10 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _merged(streams: list[AsyncIterator[dict[str, Any]]],
-                  firsts: list[dict[str, Any]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    """(choice index, message) from every stream as they come, each stream to its `done`."""
+async def _merged(streams: list[AsyncIterator[dict[str, Any]]], firsts: list[dict[str, Any]],
+                  turns: ChoiceTurns) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """(choice index, message) from every stream as they come, each stream to its `done`. The streams with a
+    first message (`firsts`) run now; each of the others starts when a running one ends."""
     if len(streams) == 1:  # the common case: no tasks, no queue
         msg = firsts[0]
         while True:
@@ -190,15 +281,25 @@ async def _merged(streams: list[AsyncIterator[dict[str, Any]]],
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
 
     async def pump(index: int) -> None:
-        msg = firsts[index]
+        if index >= len(firsts):
+            await turns.take()
         try:
+            if index < len(firsts):
+                msg = firsts[index]
+            else:
+                turns.seen()
+                msg = await streams[index].__anext__()
             while True:
                 await queue.put((index, msg))
                 if "done" in msg:
+                    with contextlib.suppress(StopAsyncIteration):  # its call ends: the model counts it no more
+                        await streams[index].__anext__()
                     return
                 msg = await streams[index].__anext__()
         except Exception as exc:  # noqa: BLE001 - handed to the reader, which raises it
             await queue.put((index, exc))
+        finally:
+            turns.give_back()
 
     tasks = [asyncio.ensure_future(pump(i)) for i in range(len(streams))]
     try:

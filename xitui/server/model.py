@@ -80,6 +80,18 @@ class Model:
     def in_flight(self) -> int:
         return sum(r.metrics.in_flight for r in self.replicas)
 
+    def slots(self) -> int:
+        """Requests its ready replicas decode together."""
+        return sum(int(r.info.get("n_parallel") or 1) for r in self.replicas if r.state == "ready")
+
+    def free_slots(self) -> int:
+        return max(0, self.slots() - self.in_flight())
+
+    def choice_share(self) -> int:
+        """The choices (`n`) of one request that may always run together: half the slots, at least one (more
+        only while a slot stays free for others: generation.ChoiceTurns)."""
+        return max(1, self.slots() // 2)
+
     def idle_since(self) -> float | None:
         """When the model last finished a request (or became ready); None while it is busy or launching."""
         if self.state != "ready" or self.in_flight():

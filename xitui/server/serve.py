@@ -17,7 +17,7 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
     """Serve until interrupted; the pid file says who serves where while it runs.
 
     Hosts and origins given here add to the config's (`server.allowed_hosts`, `server.allowed_origins`)."""
-    from xitui.core.config import DEFAULT_MAX_RESTARTS, check_origin, warm_engines
+    from xitui.core.config import DEFAULT_MAX_LOADING, DEFAULT_MAX_RESTARTS, check_origin, warm_engines
     from xitui.server.guard import Policy, is_loopback
 
     if not is_loopback(host.strip("[]")) and not api_key:
@@ -52,6 +52,7 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
                       default_parallel=int(settings.get("n_parallel") or 0) or None, warm_engines=warm,
                       allowed_envs=settings.get("allowed_envs") or [], autoload=bool(settings.get("autoload", True)),
                       max_loaded=int(settings.get("max_loaded") or 0),
+                      max_loading=max(0, int(settings.get("max_loading", DEFAULT_MAX_LOADING))),
                       max_restarts=max(0, int(settings.get("max_restarts", DEFAULT_MAX_RESTARTS))))
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=3,

@@ -30,6 +30,7 @@ from xitui.core.registry import Registry
 from xitui.core.units import human_duration
 from xitui.server.bodies import UID_PATTERN, LaunchBody, problems_text
 from xitui.server.launch import LaunchPlan
+from xitui.server.load_queue import DEFAULT_MAX_LOADING, LoadQueue
 from xitui.server.model import Model
 from xitui.server.restarts import CLIENT, InFlight, Restarts, exit_cause, stopped_on_purpose
 from xitui.server.warm import WarmWorker
@@ -74,7 +75,7 @@ def check_ability(name: str, kind: str, abilities: list[str], ability: str) -> N
 
 def check_uid(uid: object) -> str:
     """A model uid as a launch may give it: it names the model's log files."""
-    if not isinstance(uid, str) or not UID_RE.match(uid):
+    if not isinstance(uid, str) or not UID_RE.fullmatch(uid):
         raise LaunchError("model_uid: letters, digits, '.', '_' and '-', starting with a letter or digit, "
                           "at most 100 characters")
     return uid
@@ -100,6 +101,7 @@ class Supervisor:
     def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None,
                  default_parallel: int | None = None, warm_engines: list[str] | None = None,
                  allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0,
+                 max_loading: int = DEFAULT_MAX_LOADING,
                  max_restarts: int = DEFAULT_MAX_RESTARTS):
         self.registry = registry
         #: A request naming a registered model that is not running launches it (config server.autoload),
@@ -108,6 +110,8 @@ class Supervisor:
         self.max_loaded = max_loaded
         #: Launches made for requests, by the name they were made for: concurrent requests share one.
         self._loads: dict[str, asyncio.Future[str]] = {}
+        #: Those launches take turns, at most server.max_loading at once (server/load_queue.py).
+        self.load_queue = LoadQueue(max_loading)
         #: Since the server started, for /metrics: launches by (warm or cold start, ready or error), and
         #: unloads by why (idle, max_loaded, terminated). Not by uid: a server that launches a new uid for
         #: each job would keep a series for every one it ever ran.
@@ -167,7 +171,7 @@ class Supervisor:
             if request is not None:
                 load = self._loads.get(name)
                 if load is None:
-                    load = asyncio.ensure_future(self._load(request))
+                    load = asyncio.ensure_future(self.load_queue.run(name, self._load(request)))
                     self._loads[name] = load
                     load.add_done_callback(lambda _: self._loads.pop(name, None))
                 return self.get(await asyncio.shield(load))
@@ -185,7 +189,7 @@ class Supervisor:
 
     def _on_request(self, name: str, ability: str) -> dict[str, Any] | None:
         """The launch a request for `name` makes (None: nothing of that name is registered)."""
-        if not UID_RE.match(name):
+        if not UID_RE.fullmatch(name):
             return None
         remembered = self.memory.entries.get(name)
         if remembered is not None:
