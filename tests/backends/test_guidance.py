@@ -109,3 +109,21 @@ def test_objects_take_only_the_keys_they_name_unless_they_say_otherwise() -> Non
     assert held["$defs"]["e"]["additionalProperties"] is False
     assert held["anyOf"][0]["additionalProperties"] is False
     assert "additionalProperties" not in schema  # the request's own schema is left as it came
+
+
+def test_a_gemma_forced_call_grows_with_neither_bound_of_an_array() -> None:
+    """Gemma's call syntax is written as GBNF here: an array's maxItems was a choice per count (37 GiB of
+    grammar at 100000); now a counted repetition, refused past MAX_REPEAT before any parser sees it."""
+    from xitui.core import tool_calls
+
+    def forced(max_items: int) -> dict[str, Any]:
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+            "xs": {"type": "array", "items": {"type": "integer"}, "maxItems": max_items}}}}}]
+        return {"tool_call": {"schema": tool_calls.call_schema(tools, "gemma"), "format": "gemma", "several": False}}
+
+    kind, text, _ = guidance.source(forced(4000))
+    assert kind == "gbnf" and len(text) < 2000
+    start = time.perf_counter()
+    with pytest.raises(RequestError, match="repetition of more than 4096"):
+        guidance.source(forced(100_000))
+    assert time.perf_counter() - start < 0.1

@@ -154,8 +154,9 @@ class _Rules:
         high = max(int(high), low)
         if high == 0:
             return self._add('"[" "]"')
-        options = " | ".join(" \",\" ".join([item] * n) for n in range(max(low, 1), high + 1))
-        return self._add(f'"[" ({options}){"" if low else "?"} "]"')
+        # counted repetition: the grammar grows with neither bound (a choice per count grew with its square)
+        body = f'{item} ("," {item}){{{max(low - 1, 0)},{high - 1}}}'
+        return self._add(f'"[" ({body}){"" if low else "?"} "]"')
 
     def _add(self, body: str) -> str:
         name = f"v{len(self.rules)}"
