@@ -30,8 +30,10 @@ import psutil
 import pytest
 
 from tests.conftest import run_env, xitui_cmd
+from tests.model_files import HELD_OUT, reranker_dir
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client, ClientError
+from xitui.core.config import DEFAULT_MAX_BODY_MIB
 
 pytestmark = pytest.mark.slow
 
@@ -405,6 +407,366 @@ def test_launch_numbers_are_typed_and_bounded(hostile: tuple[ServerProcess, str]
     assert_healthy(srv, uid)
 
 
+# --- input size and the event loop ---------------------------------------------------------------------
+
+
+def slowest_listing_during(srv: ServerProcess, attack: Any) -> float:
+    """The slowest GET /v1/models another client got while `attack()` ran. The attack's bodies are built
+    before: building them while this runs would hold this process's lock, not the server's."""
+    worst = [0.0]
+    done = threading.Event()
+
+    def lister() -> None:
+        with http(srv, timeout=30) as h:
+            while not done.is_set():
+                start = time.monotonic()
+                assert h.get("/v1/models").status_code == 200
+                worst[0] = max(worst[0], time.monotonic() - start)
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=lister)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        attack()
+    finally:
+        done.set()
+        thread.join()
+    return worst[0]
+
+
+#: The largest body the server reads (its server.max_body_mib), less room for the JSON around the filling.
+FULL_BODY = DEFAULT_MAX_BODY_MIB * 1024 * 1024 - 64 * 1024
+
+
+def _filled(head: bytes, unit: bytes, tail: bytes) -> bytes:
+    """`head`, `unit` repeated up to FULL_BODY bytes, `tail`."""
+    return head + unit * ((FULL_BODY - len(head) - len(tail)) // len(unit)) + tail
+
+
+def _post(h: httpx.Client, path: str, raw: bytes) -> httpx.Response:
+    return h.post(path, content=raw, headers={"content-type": "application/json"})
+
+
+def test_bodies_as_large_as_the_server_reads_hold_up_no_other_route(hostile: tuple[ServerProcess, str]) -> None:
+    """Launch, estimate, rerank and chat bodies of ~64 MiB, of long strings or of small objects: each a one-line
+    4xx, read off the event loop (small objects by the value, within a budget: orjson held the loop for half
+    a second on them, FastAPI's parse 1.6 s); another client's model listing stays quick meanwhile."""
+    srv, uid = hostile
+    model = json.dumps(uid).encode()
+    documents = b'"' + b"word " * (64 * 1024 // 5) + b'"'
+    cases = [
+        ("/v1/models", _filled(b'{"model_name": "target", "model_uid": "huge", "x": "', b"a", b'"}'), 413, "KiB"),
+        ("/v1/estimate", _filled(b'{"model_name": "target", "x": "', b"a", b'"}'), 413, "KiB"),
+        ("/v1/models", b'{"model_name": "", "x": [' + b"{}," * 300_000 + b"{}]}", 413, "JSON values"),
+        ("/v1/rerank", _filled(b'{"model": ' + model + b', "query": "q", "documents": [', documents + b",",
+                               documents + b"]}"), 400, "rerank"),
+        ("/v1/rerank", _filled(b'{"model": ' + model + b', "query": "q", "documents": ["a"], "x": [', b"{},",
+                               b"{}]}"), 413, "JSON values"),
+        ("/v1/chat/completions", _filled(b'{"model": ' + model + b', "messages": [{"role": "user", "content": "',
+                                         b"word ", b'"}]}'), 400, "characters"),
+        ("/v1/chat/completions", _filled(b'{"model": ' + model + b', "messages": [{"role": "user", "content": "a"}],'
+                                         b' "x": [', b'{"a": [1]},', b"{}]}"), 413, "JSON values"),
+        ("/v1/embeddings", _filled(b'{"model": ' + model + b', "input": [', b"[],", b"[]]}"), 413, "JSON values"),
+    ]
+    took: list[float] = []
+
+    def attack() -> None:
+        with http(srv) as h:
+            for path, raw, status, word in cases:
+                start = time.monotonic()
+                answer = _post(h, path, raw)
+                took.append(time.monotonic() - start)
+                assert answer.status_code == status, (path, answer.status_code, answer.text[:300])
+                one_line_4xx(answer, word)
+
+    worst = slowest_listing_during(srv, attack)
+    print(f"slowest model listing {worst:.3f} s; each body's answer (s): {[round(t, 2) for t in took]}")
+    assert worst < 0.5, f"a model listing waited {worst:.2f} s while large bodies were read"
+    assert_healthy(srv, uid)
+
+
+def _tool(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+def _with_pattern(size: int, seed: int) -> dict[str, Any]:
+    pattern = "^(" + "|".join(f"w{seed}x{i}" for i in range(size // 8)) + ")$"
+    return {"type": "object", "properties": {"code": {"type": "string", "pattern": pattern}}, "required": ["code"]}
+
+
+def test_tools_calls_and_results_count_toward_the_prompt(hostile: tuple[ServerProcess, str], chatty: str) -> None:
+    """What becomes the prompt is counted together against the context (8192 tokens: 131072 characters), on the
+    server: tool schemas (8 MiB of them reached the tokenizer on the engine thread, others waited 5 s), earlier
+    calls' arguments, tool results; all tools together are held to 256 KiB, and forced tools' schemas are
+    checked off the event loop (128 tools of 60 KiB patterns froze every route 9.7 s)."""
+    srv, uid = hostile
+    ask = [{"role": "user", "content": "Call one."}]
+    earlier = [{"role": "user", "content": "Go."}] + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": json.dumps({"a": "x" * 1_000_000})}}]}
+        for i in range(8)]
+    results = [{"role": "user", "content": "Go."}, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c0", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}] + [
+        {"role": "tool", "tool_call_id": "c0", "content": "y" * 1_000_000} for _ in range(8)]
+    cases = [
+        ({"messages": ask, "tools": [_tool(f"t{i}", _with_pattern(60_000, i)) for i in range(128)],
+          "tool_choice": "required"}, "256 KiB"),
+        ({"messages": ask, "tools": [_tool(f"t{i}", {"type": "object", "description": "d" * 65_000})
+                                     for i in range(128)]}, "256 KiB"),
+        ({"messages": ask, "tools": [_tool(f"t{i}", {"type": "object", "description": "d" * 8_000})
+                                     for i in range(24)]}, "tools"),
+        ({"messages": earlier, "tools": [_tool("f", {"type": "object"})]}, "arguments"),
+        ({"messages": earlier}, "arguments"),
+        ({"messages": results}, "characters"),
+        ({"messages": [{"role": "user", "content": "x" * 100_000}],
+          "tools": [_tool(f"t{i}", {"type": "object", "description": "d" * 1_000}) for i in range(64)]}, "tools"),
+    ]
+    raws = [json.dumps({"model": chatty, "max_tokens": 4, **body}).encode() for body, _ in cases]
+    # within every cap: 128 forced tools with patterns, checked in a thread, then the worker's (it answers, or
+    # refuses a prompt longer than the context in tokens: these patterns are ~1.3 characters a token)
+    served = json.dumps({"model": chatty, "max_tokens": 8, "messages": ask, "tool_choice": "required",
+                         "tools": [_tool(f"t{i}", _with_pattern(600, i)) for i in range(128)]}).encode()
+
+    def attack() -> None:
+        with http(srv) as h:
+            for raw, (_, word) in zip(raws, cases, strict=True):
+                one_line_4xx(_post(h, "/v1/chat/completions", raw), word, "characters" if word == "tools" else "")
+
+    worst = [0.0]
+
+    def listed() -> None:
+        worst[0] = slowest_listing_during(srv, attack)
+
+    slower = latency_during(srv, chatty, listed)
+    print(f"refused: slowest model listing {worst[0]:.3f} s; another client's 4-token completion: +{slower:.2f} s")
+    assert worst[0] < 0.5, f"a model listing waited {worst[0]:.2f} s"
+    assert slower < 1.0, f"the attack added {slower:.2f} s to another client's 4-token completion"
+    # served (its prompt is the model's to read: the listing is what must not wait)
+    answers: list[httpx.Response] = []
+    with http(srv, timeout=120) as h:
+        worst[0] = slowest_listing_during(srv, lambda: answers.append(_post(h, "/v1/chat/completions", served)))
+    assert answers[0].status_code == 200 or one_line_4xx(answers[0]), answers[0].text[:300]
+    print(f"128 forced tools with patterns: {answers[0].text[:200]}; slowest model listing {worst[0]:.3f} s")
+    assert worst[0] < 0.5, f"a model listing waited {worst[0]:.2f} s"
+    assert_healthy(srv, uid)
+
+
+def test_deep_values_are_one_line_400s_before_anything_serializes_them(hostile: tuple[ServerProcess, str],
+                                                                        chatty: str) -> None:
+    """Template variables, tool parameters (auto and forced), schemas and earlier calls' arguments nested past
+    64 levels were 500s (json.dumps' RecursionError, orjson's limit); a 100 000-deep list in any field too."""
+    srv, uid = hostile
+    deep, deep_list = _nested(500), "[" * 100_000 + "]" * 100_000
+    ask = [{"role": "user", "content": "Hi"}]
+    bodies = [
+        {"messages": ask, "chat_template_kwargs": {"x": deep}},
+        {"messages": ask, "tools": [_tool("f", {"type": "object", "properties": {"a": deep}})]},
+        {"messages": ask, "tools": [_tool("f", {"type": "object", "properties": {"a": deep}})], "tool_choice": "required"},
+        {"messages": ask, "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": deep}}},
+        {"messages": ask, "response_format": {"type": "json_object", "schema": {"type": "object", "x": deep}}},
+        {"messages": [*ask, {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": json.dumps(deep)}}]}]},
+        {"messages": [*ask, {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "[" * 100_000}}]}]},
+    ]
+    with http(srv) as h:
+        for body in bodies:
+            one_line_4xx(h.post("/v1/chat/completions", json={"model": chatty, "max_tokens": 2, **body}), "nested deeper")
+        for field in ("messages", "tools", "chat_template_kwargs", "response_format", "stop", "tool_choice"):
+            raw = f'{{"model": {json.dumps(chatty)}, "messages": [{{"role": "user", "content": "Hi"}}], "{field}": {deep_list}}}'
+            answer = _post(h, "/v1/chat/completions", raw.encode())
+            assert answer.status_code == 400, (field, answer.status_code, answer.text[:200])
+            one_line_4xx(answer, "nested")
+        for path, raw in [("/v1/rerank", f'{{"model": "x", "query": "q", "documents": {deep_list}}}'),
+                          ("/v1/estimate", f'{{"model_name": "target", "envs": {deep_list}}}'),
+                          ("/v1/completions", f'{{"model": {json.dumps(uid)}, "prompt": {deep_list}}}')]:
+            answer = _post(h, path, raw.encode())
+            assert answer.status_code == 400, (path, answer.status_code, answer.text[:200])
+            one_line_4xx(answer, "nested")
+        # nesting within the limit is served
+        kwargs = {"x": _nested(40)}
+        assert h.post("/v1/chat/completions", json={"model": chatty, "max_tokens": 2, "messages": ask,
+                                                     "chat_template_kwargs": kwargs}).status_code == 200
+    assert_healthy(srv, uid)
+
+
+def test_rerank_texts_are_read_as_far_as_the_model_reads_in_bounded_memory(hostile: tuple[ServerProcess, str]
+                                                                           ) -> None:
+    """A 256 KiB query and eight 256 KiB documents: each text is cut to what the model reads (96 tokens) before
+    any tokenizer sees it (tokenized whole, the pairs' overflow windows took 350 MiB for two 16 KiB texts and
+    reached the OOM killer at 256 KiB x 8); the scores are the model's own truncation's; the largest body the
+    server reads is answered, the listing staying quick."""
+    srv, uid = hostile
+    client = Client(srv.url)
+    spec = {"version": 2, "model_name": "hostile-reranker", "language": ["en"], "type": "normal", "max_tokens": 96,
+            "model_specs": [{"model_format": "pytorch", "model_uri": str(reranker_dir()), "quantization": "none"}]}
+    client.register_model("rerank", json.dumps(spec))
+    rr = client.launch_model(model_name="hostile-reranker", model_type="rerank")
+    try:
+        questions, passages = list(HELD_OUT), list(HELD_OUT.values())
+        worker = psutil.Process(client.describe_model(rr)["pid"])
+        with http(srv, timeout=300) as h:
+            def rerank(query: str, documents: list[str]) -> list[float]:
+                answer = h.post("/v1/rerank", json={"model": rr, "query": query, "documents": documents})
+                assert answer.status_code == 200, answer.text[:300]
+                return [r["relevance_score"] for r in sorted(answer.json()["results"], key=lambda r: r["index"])]
+
+            # text past what the model reads changes no score: cut as the model itself would cut
+            filler = " ".join(passages) + " "
+            long = [p + " " + filler for p in passages]  # past 96 tokens, short of the characters cut at once
+            longer = [d + filler * 400 for d in long]
+            assert rerank(questions[0], longer) == pytest.approx(rerank(questions[0], long), abs=1e-6)
+
+            before = worker.memory_info().rss
+            peak = [before]
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.is_set():
+                    peak[0] = max(peak[0], worker.memory_info().rss)
+                    time.sleep(0.01)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            try:
+                kib = 256 * 1024
+                query = (filler * (kib // len(filler) + 1))[:kib]
+                documents = [(f"document {i} " + filler * (kib // len(filler) + 1))[:kib] for i in range(8)]
+                started = time.monotonic()
+                scores = rerank(query, documents)
+                took = time.monotonic() - started
+            finally:
+                done.set()
+                sampler.join()
+            growth = (peak[0] - before) / 2**20
+            print(f"rerank 256 KiB x 8: {took:.2f} s, the worker's memory grew {growth:.0f} MiB at most")
+            assert len(scores) == 8 and growth < 300, f"the worker's memory grew {growth:.0f} MiB"
+
+            raw = _filled(b'{"model": ' + json.dumps(rr).encode() + b', "query": "q", "return_len": true, '
+                          b'"documents": [', b'"' + b"word " * (64 * 1024 // 5) + b'",', b'"last"]}')
+            answers: list[httpx.Response] = []
+            worst = slowest_listing_during(srv, lambda: answers.append(_post(h, "/v1/rerank", raw)))
+            assert answers[0].status_code == 200, answers[0].text[:300]
+            results = answers[0].json()
+            assert len(results["results"]) == raw.count(b' ",') + 1
+            assert results["meta"]["tokens"]["input_tokens"] <= 96 * (len(results["results"]) + 1)
+            print(f"a {len(raw) >> 20} MiB rerank body: slowest model listing {worst:.3f} s")
+            assert worst < 0.5, f"a model listing waited {worst:.2f} s during a {len(raw) >> 20} MiB rerank"
+        assert worker.is_running() and client.describe_model(rr)["pid"] == worker.pid
+    finally:
+        client.terminate_model(rr)
+        client.unregister_model("rerank", "hostile-reranker")
+    assert_healthy(srv, uid)
+
+
+# --- constrained decoding: grammars, schemas and tool calls that crashed or stalled the worker ---------
+
+
+@pytest.fixture(scope="module")
+def chatty(hostile: tuple[ServerProcess, str]) -> str:
+    """The bundled chat model (tool calls in Hermes' markers) with 4 slots beside the attacker."""
+    srv, _ = hostile
+    return Client(srv.url).launch_model(model_name="demo-smollm2-135m", model_uid="chatty", n_parallel=4)
+
+
+HOSTILE_FORMS = [
+    # llama.cpp's parser recursed once per level: SIGSEGV
+    ({"grammar": "root ::= " + "(" * 20_000 + '"a"' + ")" * 20_000}, "nested deeper"),
+    # nothing can match, or a token id past the vocabulary: SIGABRT
+    ({"grammar": "root ::= [^\\x00-\\U0010FFFF]"}, "grammar"),
+    ({"grammar": "root ::= <[2147483647]>"}, "grammar"),
+    ({"grammar": 'root ::= "a"{0,1000000}'}, "repetition"),
+    # live stacks doubling per level: seconds per token for every slot
+    ({"grammar": "root ::= x0 \"b\"\n" + "\n".join(f'x{i} ::= "a" x{i + 1} | "a" x{i + 1} | ""'
+                                                    for i in range(60)) + '\nx60 ::= "a"'}, None),
+    # ordinary schemas that llama-cpp-python's converter turned into one nested group per repetition
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {
+        "type": "string", "maxLength": 100_000}}}}, None),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {
+        "type": "array", "items": {"type": "integer"}, "maxItems": 100_000}}}}, None),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {
+        "type": "string", "pattern": "^a{0,60000}$"}}}}, None),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {
+        "type": "string", "pattern": "^((a|a)*(a|a)*)*(b|b)*((c|c)*)*$"}}}}, None),
+]
+
+
+def test_hostile_grammars_and_schemas_cost_their_own_answer_only(hostile: tuple[ServerProcess, str],
+                                                                chatty: str) -> None:
+    srv, _ = hostile
+    client = Client(srv.url)
+    pid = client.describe_model(chatty)["pid"]
+    outcomes: list[str] = []
+
+    def attack() -> None:
+        with http(srv) as h:
+            for extra, word in HOSTILE_FORMS:
+                body = {"model": chatty, "messages": [{"role": "user", "content": "Write something."}],
+                        "max_tokens": 48, "temperature": 0, **extra}
+                answer = h.post("/v1/chat/completions", json=body)
+                if word is not None:
+                    outcomes.append(one_line_4xx(answer, word))
+                else:  # held, or ended with the grammar's own one-line reason
+                    assert answer.status_code in (200, 400), answer.text[:300]
+                    if answer.status_code == 400:
+                        outcomes.append(one_line_4xx(answer))
+                    else:
+                        assert answer.json()["usage"]["completion_tokens"] <= 48
+
+    worst = latency_during(srv, chatty, attack)
+    assert worst < 1.0, f"the attacks added {worst:.2f} s to another client's 4-token completion"
+    assert client.describe_model(chatty)["pid"] == pid, "the worker was restarted: it died"
+    assert client.describe_model(chatty).get("restarts", 0) == 0
+    assert_healthy(srv, chatty)
+
+
+def test_a_tool_call_a_thousand_levels_deep_ends_nobody_elses_stream(hostile: tuple[ServerProcess, str],
+                                                                     chatty: str) -> None:
+    """The attacker makes the model write a call nested 1000 levels deep (a grammar writes it); another
+    client's stream on the same batch goes on to its own end."""
+    srv, _ = hostile
+    client = Client(srv.url)
+    pid = client.describe_model(chatty)["pid"]
+    deep = "[" * 1000 + "1" + "]" * 1000
+    grammar = 'root ::= "<tool_call>\\n{\\"name\\": \\"f\\", \\"arguments\\": {\\"x\\": ' + deep + '}}\\n</tool_call>"'
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    other: dict[str, object] = {}
+
+    def other_client() -> None:
+        pieces, finish = [], None
+        with http(srv) as h, h.stream("POST", "/v1/completions", json={
+                "model": chatty, "prompt": "Once upon a time", "max_tokens": 200, "temperature": 0,
+                "ignore_eos": True, "stream": True}) as answer:
+            for line in answer.iter_lines():
+                if line.startswith("data: {"):
+                    event = json.loads(line[6:])
+                    assert "error" not in event, event
+                    pieces.append(event["choices"][0]["text"])
+                    finish = event["choices"][0]["finish_reason"] or finish
+        other.update(text="".join(pieces), finish=finish)
+
+    thread = threading.Thread(target=other_client)
+    thread.start()
+    time.sleep(0.3)
+    with http(srv, timeout=300) as h:
+        answer = h.post("/v1/chat/completions", json={
+            "model": chatty, "messages": [{"role": "user", "content": "Call f."}], "tools": tools,
+            "grammar": grammar, "max_tokens": 2500, "temperature": 0})
+    thread.join()
+    assert other.get("finish") == "length", other
+    assert answer.status_code in (200, 500), answer.text[:300]
+    if answer.status_code == 200:  # not a call a client can act on: it stays text
+        message = answer.json()["choices"][0]["message"]
+        assert not message.get("tool_calls")
+        assert deep in message["content"]
+    else:
+        assert "\n" not in answer.json()["detail"]
+    assert client.describe_model(chatty)["pid"] == pid
+    assert_healthy(srv, chatty)
+
+
+
 # --- HTTP and process edges ---------------------------------------------------------------------------
 
 
@@ -723,6 +1085,7 @@ def test_a_connection_whose_owner_is_unknown_gets_one_line_naming_the_setting() 
     assert sent[0]["status"] == 403
     detail = json.loads(sent[1]["body"])["detail"]  # type: ignore[arg-type]
     assert "\n" not in detail and "server.allow_other_users" in detail and "could not be found" in detail
+
 
 # --- text from the server reaching a terminal ---------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any
 from xitui.backends.base import Backend
 from xitui.backends.device import best_device, set_torch_threads
 from xitui.core.errors import LaunchError
+from xitui.core.input_size import cut
 
 
 class SentenceTransformersBackend(Backend):
@@ -66,12 +67,34 @@ class SentenceTransformersBackend(Backend):
         else:
             self.embed(["warm-up"])
 
-    def rerank(self, query: str, documents: list[str]) -> list[float]:
+    def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
         """One relevance score per document, in the documents' order: CrossEncoder.predict's (for a one-score
-        model the sigmoid of its logit, 0 to 1), as Xinference's sentence-transformers reranker returns them."""
-        scores = self.model.predict([(query, doc) for doc in documents], batch_size=32, show_progress_bar=False,
+        model the sigmoid of its logit, 0 to 1), as Xinference's sentence-transformers reranker returns them;
+        and the tokens read (the query once, then each document)."""
+        texts, counts = self.as_read([query, *documents])
+        scores = self.model.predict([(texts[0], doc) for doc in texts[1:]], batch_size=32, show_progress_bar=False,
                                     convert_to_numpy=True)
-        return [float(s) for s in scores]
+        return [float(s) for s in scores], sum(counts)
+
+    def as_read(self, texts: list[str]) -> tuple[list[str], list[int]]:
+        """Each text as far as the model reads it (its first max_input_tokens tokens), and its tokens with the
+        special ones. Cut to a bounded number of characters first (core/input_size), so no tokenizer sees more;
+        then, with a fast tokenizer, at the last token the model reads: a pair of long texts tokenized whole
+        before truncation made every overflow window of one text with every window of the other (16 KiB each:
+        350 MiB for one pair; 256 KiB texts reached the OOM killer). The pair's own truncation then gives the
+        tokens it would have given the whole texts."""
+        limit = self.max_input_tokens
+        texts = [cut(t, limit) for t in texts]
+        tokenizer = self.model.tokenizer
+        if not getattr(tokenizer, "is_fast", False):
+            found = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=limit)
+            return texts, [len(ids) for ids in found["input_ids"]]
+        found = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=limit,
+                          return_offsets_mapping=True)
+        read = [text[:offsets[-1][1]] if len(offsets) >= limit else text
+                for text, offsets in zip(texts, found["offset_mapping"], strict=True)]
+        specials = tokenizer.num_special_tokens_to_add(pair=False)
+        return read, [min(len(ids) + specials, limit) for ids in found["input_ids"]]
 
     def token_counts(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]

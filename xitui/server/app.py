@@ -30,6 +30,7 @@ from xitui.core.errors import NotFoundError, XituiError
 from xitui.core.registry import Registry
 from xitui.server.asgi import BearerAuth, FastPath, error_response
 from xitui.server.bodies import (
+    LAUNCH_BODY,
     ChatBody,
     CompletionBody,
     EmbeddingBody,
@@ -44,8 +45,9 @@ from xitui.server.bodies import (
 from xitui.server.generation import ChoiceTurns, respond
 from xitui.server.guard import Policy, RequestGuard
 from xitui.server.model import Model
+from xitui.server.model_input import chat_input, check_prompt, needs_thread, rerank_texts
+from xitui.server.off_loop import off_loop
 from xitui.server.openapi import MODEL_TYPES, answers, document, streaming_ok
-from xitui.server.structured import template_kwargs
 from xitui.server.supervisor import Supervisor
 
 #: A model type in a path: documented as LLM or embedding (any case is read).
@@ -175,15 +177,19 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
     # --- running models -------------------------------------------------------------------------
 
-    @app.post("/v1/models", responses=answers(400, 404, 409))
-    async def launch_model(body: LaunchBody, wait_ready: bool = True) -> dict[str, str]:
+    # Launch, estimate and rerank bodies are read as the inference routes read theirs (bodies.read_body): a
+    # large one is parsed off the event loop, a launch's is refused past LAUNCH_BODY before it is read.
+
+    @app.post("/v1/models", responses=answers(400, 404, 409), openapi_extra=body_schema(LaunchBody))
+    async def launch_model(request: Request, wait_ready: bool = True) -> dict[str, str]:
+        body = await read_body(request, LaunchBody, limit=LAUNCH_BODY)
         uid = await supervisor.launch(body, wait_ready=wait_ready)
         return {"model_uid": uid}
 
-    @app.post("/v1/estimate", responses=answers(400, 404))
-    async def estimate_launch(body: LaunchBody) -> dict[str, Any]:
+    @app.post("/v1/estimate", responses=answers(400, 404), openapi_extra=body_schema(LaunchBody))
+    async def estimate_launch(request: Request) -> dict[str, Any]:
         """The memory a launch would need and whether it fits now; launches nothing."""
-        return await supervisor.estimate(body)
+        return await supervisor.estimate(await read_body(request, LaunchBody, limit=LAUNCH_BODY))
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
@@ -259,9 +265,10 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
                 raise XituiError("prompt: send one prompt per request")
             prompt = prompt[0]
         model = await supervisor.ready(body.model, "generate")
-        _check_prompt_size(model, len(prompt), "prompt")
-        streams = [supervisor.call(model.uid, "generate", {"prompt": prompt, "params": params})
-                   for params in choices(request, body)]
+        check_prompt(model, prompt)
+        # a response_format schema is checked keyword by keyword: off the event loop
+        params = await off_loop(choices, request, body) if needs_thread(body) else choices(request, body)
+        streams = [supervisor.call(model.uid, "generate", {"prompt": prompt, "params": p}) for p in params]
         return await respond(request, streams, body, chat=False, turns=choice_turns(model))
 
     @app.post("/v1/chat/completions", openapi_extra=body_schema(ChatBody),
@@ -269,19 +276,13 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
     async def chat_completions(request: Request) -> Any:
         body = await read_body(request, ChatBody)
         model = await supervisor.ready(body.model, "chat")
-        messages = []
-        for i, message in enumerate(body.messages):
-            try:
-                messages.append(message.forwarded())
-            except XituiError as exc:
-                raise XituiError(f"messages[{i}].{exc}") from None
-        _check_prompt_size(model, sum(len(m["content"]) for m in messages), "messages")
-        tools = tool_request(body, model)
-        kwargs = template_kwargs((body.model_extra or {}).get("chat_template_kwargs"))
-        if kwargs:
-            tools["template_kwargs"] = kwargs
-        streams = [supervisor.call(model.uid, "chat", {"messages": messages, "params": params, **tools})
-                   for params in choices(request, body)]
+
+        def prepare() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            return chat_input(body, model), choices(request, body)
+
+        # tools and schemas are checked, serialized and counted off the event loop
+        work, params = await off_loop(prepare) if needs_thread(body) else prepare()
+        streams = [supervisor.call(model.uid, "chat", {**work, "params": p}) for p in params]
         return await respond(request, streams, body, chat=True, turns=choice_turns(model))
 
     @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingBody), responses=answers(400, 404, 500))
@@ -312,23 +313,25 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
         }
         return Response(orjson.dumps(payload), media_type="application/json")
 
-    @app.post("/v1/rerank", responses=answers(400, 404, 500))
-    async def rerank(body: RerankBody) -> dict[str, Any]:
+    @app.post("/v1/rerank", responses=answers(400, 404, 500), openapi_extra=body_schema(RerankBody))
+    async def rerank(request: Request) -> Response:
         """The documents ordered by their relevance to the query, best first, each with its index in the
         request and its score (Xinference's answer; `document` with return_documents)."""
+        body = await read_body(request, RerankBody)
         model = await supervisor.ready(body.model, "rerank")
+        query, documents = rerank_texts(model, body.query, body.documents)  # what the model reads, no more
         result: dict[str, Any] = {}
-        async for msg in supervisor.call(model.uid, "rerank", {"query": body.query, "documents": body.documents}):
+        async for msg in supervisor.call(model.uid, "rerank", {"query": query, "documents": documents}):
             result = msg["result"]
         order = sorted(range(len(body.documents)), key=lambda i: -result["scores"][i])[:body.top_n]
-        return {
+        return Response(orjson.dumps({
             "id": str(uuid.uuid4()),
             "results": [{"index": i, "relevance_score": result["scores"][i],
                          "document": {"text": body.documents[i]} if body.return_documents else None}
                         for i in order],
             "meta": {"api_version": None, "billed_units": None, "warnings": None,
                      "tokens": {"input_tokens": result["tokens"], "output_tokens": 0} if body.return_len else None},
-        }
+        }), media_type="application/json")
 
     document(app)
     app.state.fast_routes = {
@@ -374,45 +377,6 @@ def cache_scope(request: Request, api_key: str | None) -> str | None:
         return None
     given = request.headers.get("authorization", "").encode("latin-1", "replace")
     return "key:" + hashlib.sha256(given).hexdigest()[:32]
-
-
-#: Characters a token may stand for, at most, for the prompt bound below (English averages about 4; runs of
-#: spaces in code, up to a few dozen in some vocabularies).
-CHARS_PER_TOKEN = 16
-
-
-def _check_prompt_size(model: Model, chars: int, field: str) -> None:
-    """Refuse a prompt that cannot fit the model's context before its worker tokenizes it: a 15 MiB prompt
-    took the worker half a minute to tokenize, a half minute every other request to that model waited."""
-    info = model.replicas[0].info if model.replicas else {}
-    context = int(info.get("context_length") or model.plan.context_length or 2048)
-    limit = context * CHARS_PER_TOKEN
-    if chars > limit:
-        raise XituiError(f"{field}: {chars} characters cannot fit the model's context of {context} tokens "
-                         f"(at most {limit} characters are read)")
-
-
-def tool_request(body: ChatBody, model: Model) -> dict[str, Any]:
-    """What the worker gets of a request's tools; one line for what cannot be served."""
-    from xitui.core.json_schema import check_schema
-
-    choice = body.tool_choice.model_dump() if hasattr(body.tool_choice, "model_dump") else body.tool_choice
-    if not body.tools:
-        if choice not in (None, "none", "auto"):
-            raise XituiError("tool_choice: needs tools to choose from")
-        return {}
-    if choice == "none":
-        return {"tools": [t.model_dump() for t in body.tools], "tool_choice": "none"}
-    abilities = model.plan.registration.get("model_ability", [])
-    if "tools" not in abilities:
-        raise XituiError(f"tools: model {body.model!r} does not call tools (its abilities: {', '.join(abilities)}; "
-                         "a spec whose model can says \"tools\" in model_ability)")
-    if choice not in (None, "auto"):  # forced: each possible call is held to its schema by a grammar
-        for i, tool in enumerate(body.tools):
-            if tool.function.parameters:
-                check_schema(tool.function.parameters, f"tools[{i}].function.parameters")
-    return {"tools": [t.model_dump() for t in body.tools], "tool_choice": choice or "auto",
-            "parallel_tool_calls": body.parallel_tool_calls}
 
 
 def _xinference_client(request: Request) -> bool:

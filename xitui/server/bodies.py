@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
-import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from starlette.requests import Request
 
 from xitui.core import launch_envs
 from xitui.core.errors import XituiError
 from xitui.core.units import parse_duration
+from xitui.server import json_body
+from xitui.server.json_body import BodyTooLarge
+from xitui.server.off_loop import off_loop
 from xitui.server.structured import UNSERVED, ResponseFormat, constraint, refuse_unserved
 
 
@@ -394,24 +395,41 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
 
 
-#: Bodies larger than this are parsed and checked in a thread: tens of MiB of JSON take a second or more,
-#: which every other request and stream would otherwise wait for.
-INLINE_BODY = 256 * 1024
+#: Bodies larger than this are parsed and checked off the event loop (server/off_loop.py): tens of MiB of JSON
+#: take a second or more, which every other request and stream would otherwise wait for.
+INLINE_BODY = 64 * 1024
+#: Longest launch (or estimate) body: its fields and 64 environment variables of 4 KiB fit in a quarter of it.
+LAUNCH_BODY = 1024 * 1024
 
 
-async def read_body(request: Request, model: type[_B]) -> _B:
-    """Parse and check a JSON body; any problem is a 400 with a one-line detail."""
-    raw = await request.body()
+async def read_body(request: Request, model: type[_B], limit: int | None = None) -> _B:
+    """Parse and check a JSON body; any problem is a 400 with a one-line detail. A body over `limit` bytes is
+    refused (413) before it is read when its Content-Length says so, else as soon as it passes the limit."""
+    if limit is None:
+        raw = await request.body()
+    else:
+        raw = await _read_at_most(request, limit)
     if len(raw) > INLINE_BODY:
-        return await asyncio.to_thread(parse_body, raw, model)
+        return await off_loop(parse_body, raw, model)
     return parse_body(raw, model)
 
 
+async def _read_at_most(request: Request, limit: int) -> bytes:
+    refusal = BodyTooLarge(f"request body larger than {limit // 1024} KiB: this route reads at most that")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise refusal
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise refusal
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def parse_body(raw: bytes, model: type[_B]) -> _B:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise XituiError("request body is not valid JSON (or nested too deep)") from None
+    data = json_body.loads(raw)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -11,6 +11,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from xitui.core.errors import XituiError
+from xitui.core.input_size import check_depth
 from xitui.core.json_schema import check_schema
 
 #: Longest GBNF grammar a request may give.
@@ -60,6 +61,7 @@ def constraint(response_format: ResponseFormat | None, grammar: str | None) -> d
         where = "response_format.schema"
     if not schema:
         return {"json": True}
+    check_depth(schema, where)  # before check_schema serializes it
     check_schema(schema, where)
     return {"json_schema": schema}
 
@@ -78,6 +80,7 @@ def template_kwargs(value: Any) -> dict[str, Any]:
     for key in value:
         if not isinstance(key, str) or not key.isidentifier() or key in TEMPLATE_NAMES:
             raise XituiError(f"chat_template_kwargs: {key!r} is not a name a request may give the template")
+    check_depth(value, "chat_template_kwargs")
     if len(orjson.dumps(value)) > 16 * 1024:
         raise XituiError("chat_template_kwargs: longer than 16 KiB")
     return value

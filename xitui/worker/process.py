@@ -17,6 +17,7 @@ import orjson
 
 from xitui.backends.base import Backend, Finish, GenerateParams, RequestError
 from xitui.core.errors import XituiError
+from xitui.core.input_size import cut, readable_chars
 
 #: Dynamic batching of embeddings: gather requests arriving within BATCH_GAP of each other, for at most
 #: BATCH_WAIT in all, and at most MAX_BATCH texts.
@@ -274,12 +275,11 @@ class Worker:
             self.channel.send({"id": rid, "error": f"unknown operation {req['op']!r}", "status": 400})
 
     def rerank(self, rid: int, req: dict[str, Any]) -> None:
-        """Score each document against the query; the server sorts and cuts (top_n)."""
-        documents = req["documents"]
+        """Score each document against the query (each text as far as the model reads it); the server sorts
+        and cuts (top_n)."""
         if not getattr(self.backend, "reranks", False):
             raise RequestError("this model is not a rerank model")
-        scores = self.backend.rerank(req["query"], documents)
-        tokens = sum(self.backend.token_counts([req["query"], *documents]))
+        scores, tokens = self.backend.rerank(req["query"], req["documents"])
         self.channel.send({"id": rid, "result": {"scores": scores, "tokens": tokens}})
 
     def generate(self, rid: int, req: dict[str, Any]) -> None:
@@ -384,26 +384,34 @@ class Worker:
         """One encode call for every text of every request in the batch; answers split back out."""
         backend = self.backend
         limit = backend.max_input_tokens
-        accepted: list[tuple[dict[str, Any], list[str], list[int]]] = []
+        accepted: list[tuple[dict[str, Any], list[str], list[int], bool]] = []
         for req in batch:
             texts = req.get("input")
             if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
                 self.channel.send({"id": req["id"], "error": "input: must be a string or a non-empty list of strings",
                                    "status": 400})
                 continue
+            # no tokenizer sees more of a text than the model can read (core/input_size)
+            longest = max(len(t) for t in texts)
+            if not req.get("truncate", True) and longest > readable_chars(limit):
+                self.channel.send({"id": req["id"], "status": 400, "error": (
+                    f"an input is {longest} characters long, more than the {limit} tokens this model reads "
+                    "(send truncate=true to cut it)")})
+                continue
+            texts = [cut(t, limit) for t in texts]
             counts = backend.token_counts(texts)
             if not req.get("truncate", True) and max(counts) > limit:
                 self.channel.send({"id": req["id"], "status": 400, "error": (
                     f"an input is {max(counts)} tokens long; this model reads at most {limit} "
                     "(send truncate=true to cut it)")})
                 continue
-            accepted.append((req, texts, counts))
+            accepted.append((req, texts, counts, longest > readable_chars(limit)))
         if not accepted:
             return
-        everything = [t for _, texts, _ in accepted for t in texts]
+        everything = [t for _, texts, _, _ in accepted for t in texts]
         vectors = backend.embed(everything)  # float32, one row per text
         start = 0
-        for req, texts, counts in accepted:
+        for req, texts, counts, was_cut in accepted:
             mine = vectors[start:start + len(texts)]
             start += len(texts)
             self.channel.send({"id": req["id"], "result": {
@@ -411,7 +419,7 @@ class Worker:
                 "vectors_b64": base64.b64encode(mine.astype("<f4").tobytes()).decode(),
                 "count": len(texts),
                 "tokens": sum(min(c, limit) for c in counts),
-                "truncated": max(counts) > limit,
+                "truncated": was_cut or max(counts) > limit,
                 "batch": len(everything),
             }})
 
