@@ -644,7 +644,7 @@ def test_rerank_texts_are_read_as_far_as_the_model_reads_in_bounded_memory(hosti
             assert len(scores) == 8 and growth < 300, f"the worker's memory grew {growth:.0f} MiB"
 
             raw = _filled(b'{"model": ' + json.dumps(rr).encode() + b', "query": "q", "return_len": true, '
-                          b'"documents": [', b'"' + b"word " * (64 * 1024 // 5) + b'",', b'"last"]}')
+                          b'"documents": [', b'"' + b"word " * (1024 * 1024 // 5) + b'",', b'"last"]}')
             answers: list[httpx.Response] = []
             worst = slowest_listing_during(srv, lambda: answers.append(_post(h, "/v1/rerank", raw)))
             assert answers[0].status_code == 200, answers[0].text[:300]

@@ -82,7 +82,8 @@ class SentenceTransformersBackend(Backend):
         then, with a fast tokenizer, at the last token the model reads: a pair of long texts tokenized whole
         before truncation made every overflow window of one text with every window of the other (16 KiB each:
         350 MiB for one pair; 256 KiB texts reached the OOM killer). The pair's own truncation then gives the
-        tokens it would have given the whole texts."""
+        tokens it would have given the whole texts, but for one when both are longer than the model reads
+        (which of the two keeps the odd token of its halved budget then follows their lengths as cut)."""
         limit = self.max_input_tokens
         texts = [cut(t, limit) for t in texts]
         tokenizer = self.model.tokenizer
@@ -91,7 +92,7 @@ class SentenceTransformersBackend(Backend):
             return texts, [len(ids) for ids in found["input_ids"]]
         found = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=limit,
                           return_offsets_mapping=True)
-        read = [text[:offsets[-1][1]] if len(offsets) >= limit else text
+        read = [text[:max(end for _, end in offsets)] if len(offsets) >= limit else text
                 for text, offsets in zip(texts, found["offset_mapping"], strict=True)]
         specials = tokenizer.num_special_tokens_to_add(pair=False)
         return read, [min(len(ids) + specials, limit) for ids in found["input_ids"]]
