@@ -127,3 +127,98 @@ def test_a_gemma_forced_call_grows_with_neither_bound_of_an_array() -> None:
     with pytest.raises(RequestError, match="repetition of more than 4096"):
         guidance.source(forced(100_000))
     assert time.perf_counter() - start < 0.1
+
+
+# --- found by trying to break it ---
+
+
+def _chain(n: int, lark: bool = False) -> str:
+    """`n` rules, each naming the next (short names: 4000 of them fit the 64 KiB a request may send)."""
+    names = [f"r{i:x}" for i in range(n + 1)]
+    head, rule = ("start:", ":") if lark else ("root::=", "::=")
+    return f"{head}{names[0]}\n" + "".join(f'{names[i]}{rule}"a" {names[i + 1]}\n' for i in range(n)) \
+        + f'{names[-1]}{rule}"b"\n'
+
+
+def _compile_apart(constraint: dict[str, Any], timeout: float = 60) -> str:
+    """compile_for in a process of its own (a crash ends it, not the tests): its one line, or how it died."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, llama_cpp\nfrom xitui.backends import guidance\nfrom xitui.core import bundled\n"
+            "path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE\n"
+            "m = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)\n"
+            "tok = guidance.llama_tokenizer(llama_cpp.llama_model_get_vocab(m._model.model))\n"
+            "try:\n    guidance.compile_for(json.loads(sys.stdin.read()), tok)\n    print('held')\n"
+            "except guidance.RequestError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(constraint), capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, f"compiling it killed the process (exit {done.returncode})"
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("constraint", [
+    {"gbnf": _chain(4000)},  # 58 KiB: SIGSEGV in llguidance's compiler, which recurses along the chain
+    {"gbnf": _chain(4000, lark=True)},  # read as Lark (a `start:` line), past the GBNF checks: SIGSEGV
+    {"json_schema": {"$defs": {f"d{i}": {"$ref": f"#/$defs/d{i + 1}"} for i in range(3000)} | {
+        "d3000": {"type": "string"}}, "$ref": "#/$defs/d0"}},  # 105 KiB of $ref, each naming the next: SIGSEGV
+], ids=["gbnf-rules", "lark-rules", "schema-refs"])
+def test_chains_of_rules_are_refused_before_the_compiler_recurses_along_them(constraint: dict[str, Any]) -> None:
+    start = time.perf_counter()
+    said = _compile_apart(constraint)
+    assert said != "held" and "\n" not in said, said
+    assert time.perf_counter() - start < 10, "refused only after seconds on the thread that prepares every request"
+
+
+def test_a_chain_of_rules_costs_the_preparing_thread_little(tokenizer: Any) -> None:
+    """llguidance's GBNF converter takes time in the square of the rule count (3500 rules: 17 s, while no
+    other request of the model could start): refused past MAX_RULES before it runs."""
+    start = time.perf_counter()
+    with pytest.raises(RequestError, match="more than 512 rules"):
+        guidance.compile_for({"gbnf": _chain(2000)}, tokenizer)
+    assert time.perf_counter() - start < 0.1
+    start = time.perf_counter()
+    guidance.compile_for({"gbnf": _chain(500)}, tokenizer)
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("constraint", [
+    # 34 bytes: a repetition of a repeated lexeme; every mask took 16-32 s (llguidance's forced tokens)
+    {"gbnf": 'root ::= x{4000}\nx ::= "a"{4000}'},
+    # an ordinary schema: 4000 items of 4000 a's; 17-20 s a mask
+    {"json_schema": {"type": "array", "items": {"type": "string", "pattern": "^a{4000}$"},
+                     "minItems": 4000, "maxItems": 4000}},
+    # 27 bytes of pattern: 1.8 s for the first mask, then the lexer's limit
+    {"json_schema": {"type": "string", "pattern": "^(?:a{4000}){4000}$"}},
+], ids=["gbnf", "schema-items", "schema-pattern"])
+def test_repetitions_of_repetitions_cost_each_token_bounded_work(constraint: dict[str, Any]) -> None:
+    """Each mask is computed on the engine's thread, which steps every slot: seconds here are seconds for
+    every stream of the model. In a process of its own, so a failure costs this test its timeout only."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, time, numpy as np, llama_cpp\nfrom xitui.backends import guidance\n"
+            "from xitui.core import bundled\n"
+            "path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE\n"
+            "m = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)\n"
+            "tok = guidance.llama_tokenizer(llama_cpp.llama_model_get_vocab(m._model.model))\n"
+            "try:\n    guide = guidance.Guide(tok, guidance.compile_for(json.loads(sys.stdin.read()), tok))\n"
+            "except guidance.RequestError as exc:\n    print('refused', exc, flush=True); sys.exit(0)\n"
+            "for _ in range(3):\n    start = time.perf_counter()\n"
+            "    try:\n        mask = guide.allowed()\n"
+            "    except guidance.RequestError as exc:\n        print('ended', exc, flush=True); break\n"
+            "    print(time.perf_counter() - start, flush=True)\n"
+            "    ids = np.nonzero(guidance.guide_bits(mask, tok.vocab_size))[0]\n"
+            "    if not guide.take(int(ids[-1])) or guide.done:\n        break\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], input=json.dumps(constraint), capture_output=True,
+                              text=True, timeout=20)
+        out = done.stdout
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        pytest.fail(f"three masks took more than 20 s (masks done: {out.split()})")
+    for line in out.splitlines():
+        if line[:1].isdigit():
+            assert float(line) < 0.25, f"one token's mask took {float(line):.2f} s"

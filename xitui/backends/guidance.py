@@ -27,6 +27,11 @@ from xitui.core import tool_calls
 MAX_NESTING = 48
 #: Largest count a GBNF repetition `x{m,n}` may give (each is a copy of `x` in the compiled grammar).
 MAX_REPEAT = 4096
+#: Most rules a GBNF grammar may define (real grammars: tens; a schema's: a few hundred). llguidance's compiler
+#: recurses along a chain of rules that name the next: about 3000 of them (47 KiB) crashed the worker with
+#: SIGSEGV, and llguidance's GBNF converter takes time in the square of the count (2000: 4 s, 3500: 17 s on
+#: the thread that prepares every request of the model).
+MAX_RULES = 512
 #: llguidance's limits: the work of one token's mask (lexer fuel and parser items, llguidance's defaults:
 #: milliseconds at worst, bench/structured.py prints the figure), and what one answer's grammar may hold
 #: (lexer states cost 1-2 kB each: at most about 100 MB a request; symbols of the compiled grammar).
@@ -85,10 +90,14 @@ def closed(schema: Any, depth: int = 0) -> Any:
 def check_gbnf_shape(text: str, what: str = "grammar") -> None:
     """Refuse a GBNF grammar nested deeper than MAX_NESTING groups or repeating more than MAX_REPEAT times,
     without parsing it (strings, character classes and comments skipped): what a parser meets first."""
-    depth = worst = 0
+    depth = worst = rules = 0
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
+        if ch == ":" and text.startswith("::=", i):
+            rules += 1
+            if rules > MAX_RULES:
+                raise RequestError(f"{what}: more than {MAX_RULES} rules")
         if ch == '"' or ch == "[":
             close = '"' if ch == '"' else "]"
             i += 1
@@ -112,6 +121,13 @@ def check_gbnf_shape(text: str, what: str = "grammar") -> None:
         i += 1
 
 
+def check_refs(schema: Any, what: str) -> None:
+    """Refuse a schema with more than MAX_RULES `$ref`s: a chain of definitions each naming the next is as
+    deep in llguidance's compiler as a chain of GBNF rules (3000 of them, 105 KiB, crashed the worker)."""
+    if json.dumps(schema).count('"$ref"') > MAX_RULES:
+        raise RequestError(f"{what}: more than {MAX_RULES} $ref")
+
+
 def source(constraint: dict[str, Any]) -> tuple[str, str, str]:
     """(llguidance's grammar format, the grammar's text, the request field it came from) for a constraint
     (GenerationParams.constraint: gbnf, a forced tool call, a JSON schema, or any JSON object)."""
@@ -128,9 +144,12 @@ def source(constraint: dict[str, Any]) -> tuple[str, str, str]:
         if own:
             check_gbnf_shape(own, "tools")
             return "gbnf", own, "tools"
+        check_refs(forced["schema"], "tools")
         return "lark", tool_calls.call_lark(compact(forced["schema"]), forced["format"], forced["several"]), "tools"
     if "json_schema" in constraint:
-        return "json_schema", json.dumps(compact(constraint["json_schema"])), "response_format.json_schema.schema"
+        what = "response_format.json_schema.schema"
+        check_refs(constraint["json_schema"], what)
+        return "json_schema", json.dumps(compact(constraint["json_schema"])), what
     return "json_schema", json.dumps(compact({"type": "object"})), "response_format"
 
 
@@ -141,7 +160,7 @@ def compile_for(constraint: dict[str, Any], tokenizer: Any) -> str:
 
     kind, text, what = source(constraint)
     try:
-        grammar = llguidance.grammar_from(kind, text)
+        grammar = _grammar_from(kind, text)
     except (ValueError, RecursionError) as exc:
         said = one_line(exc).removeprefix("Failed to convert the grammar from GBNF to Lark: ")
         raise RequestError(f"{what}: cannot be parsed ({said})" if kind == "gbnf" else f"{what}: {said}") from None
@@ -149,6 +168,23 @@ def compile_for(constraint: dict[str, Any], tokenizer: Any) -> str:
     if failed:
         raise RequestError(f"{what}: {one_line(' '.join(problems))}")
     return grammar
+
+
+def _grammar_from(kind: str, text: str) -> str:
+    """llguidance.grammar_from, with GBNF read as GBNF only: grammar_from takes a text with a `start:` or
+    `%llguidance` line for Lark and passes it on unconverted, past check_gbnf_shape (Lark's own syntax: regexes,
+    `%json`, rules of one line each, 4000 chained rules in 47 KiB)."""
+    import llguidance
+
+    if kind != "gbnf":
+        return llguidance.grammar_from(kind, text)  # type: ignore[arg-type]
+    from llguidance.gbnf_to_lark import gbnf_to_lark
+
+    try:
+        lark = gbnf_to_lark(text)
+    except Exception as exc:  # as grammar_from words it
+        raise ValueError(f"Failed to convert the grammar from GBNF to Lark: {exc}") from None
+    return llguidance.LLMatcher.grammar_from_lark(lark)
 
 
 def one_line(exc: Any, most: int = 300) -> str:
