@@ -1515,3 +1515,76 @@ def test_calls_a_client_cannot_act_on_come_back_as_the_text_the_model_wrote(
     with http(srv) as h:
         assert h.get(f"/v1/models/{caller}").json()["state"] == "ready"
     assert_healthy(srv, uid)
+
+
+# --- found by trying to break it ---
+
+
+def _rule_chain(n: int, head: str = "root::=", rule: str = "::=") -> str:
+    names = [f"r{i:x}" for i in range(n + 1)]
+    return f"{head}{names[0]}\n" + "".join(f'{names[i]}{rule}"a" {names[i + 1]}\n' for i in range(n)) \
+        + f'{names[-1]}{rule}"b"\n'
+
+
+CHAINED_FORMS = [
+    # 4000 GBNF rules each naming the next (58 KiB, under the 64 KiB cap): SIGSEGV in llguidance's compiler
+    {"grammar": _rule_chain(4000)},
+    # the same as Lark (a `start:` line made llguidance read the GBNF field as Lark, past the GBNF checks)
+    {"grammar": _rule_chain(4000, "start:", ":")},
+    # 3000 $defs each a $ref to the next (105 KiB): SIGSEGV
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {
+        "$defs": {f"d{i}": {"$ref": f"#/$defs/d{i + 1}"} for i in range(3000)} | {"d3000": {"type": "string"}},
+        "$ref": "#/$defs/d0"}}}},
+]
+
+
+def test_chains_of_rules_crash_no_worker(hostile: tuple[ServerProcess, str], chatty: str) -> None:
+    srv, _ = hostile
+    client = Client(srv.url)
+    pid = client.describe_model(chatty)["pid"]
+    with http(srv) as h:
+        for extra in CHAINED_FORMS:
+            answer = h.post("/v1/chat/completions", json={
+                "model": chatty, "messages": [{"role": "user", "content": "Write."}], "max_tokens": 8, **extra})
+            one_line_4xx(answer)
+    described = client.describe_model(chatty)
+    assert described["pid"] == pid and described.get("restarts", 0) == 0, "the worker died"
+    assert_healthy(srv, chatty)
+
+
+def test_a_repetition_of_a_repetition_stalls_nobody(hostile: tuple[ServerProcess, str], chatty: str) -> None:
+    """A 27-byte pattern: its masks take seconds on the engine's thread (every slot waits; seen: the attack
+    10 s, another client's 4-token completion 6.5 s after it ended); 4000 items of `^a{4000}$`: 52 s for 4
+    tokens, 10 s for the other client after (tests/backends/test_guidance.py:
+    test_repetitions_of_repetitions_cost_each_token_bounded_work). Measured directly: latency_during takes its
+    'before' after the attack, and a stall that outlasts the attacker's answer cancels out there."""
+    srv, _ = hostile
+
+    def other() -> float:
+        with http(srv) as h:
+            start = time.monotonic()
+            assert h.post("/v1/completions", json={"model": chatty, "prompt": "Hi", "max_tokens": 4}).status_code == 200
+            return time.monotonic() - start
+
+    before = max(other() for _ in range(3))
+    seen: list[float] = []
+    done = threading.Event()
+
+    def other_client() -> None:
+        while not done.is_set():
+            seen.append(other())
+
+    thread = threading.Thread(target=other_client)
+    thread.start()
+    try:
+        with http(srv, timeout=120) as h:
+            answer = h.post("/v1/chat/completions", json={
+                "model": chatty, "messages": [{"role": "user", "content": "Write."}], "max_tokens": 4,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {
+                    "type": "string", "pattern": "^(?:a{4000}){4000}$"}}}})
+        assert answer.status_code in (200, 400), answer.text[:300]
+        seen.append(other())
+    finally:
+        done.set()
+        thread.join()
+    assert max(seen) - before < 1.0, f"the attack added {max(seen) - before:.2f} s to another client's completion"
