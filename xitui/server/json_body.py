@@ -25,9 +25,10 @@ from xitui.core.errors import XituiError
 MAX_VALUES = 250_000
 #: Nesting a body may have (orjson's own limit; what is handed on is held to core.input_size.MAX_DEPTH).
 MAX_NESTING = 1024
-#: Bodies of at most this many bytes, commas and opening brackets go to orjson: its worst case (small
-#: objects) holds the lock for a few milliseconds. (A 60 MiB body of long strings held it 0.1 s; here the
-#: longest hold is one string's scan.)
+#: Bodies up to ORJSON_ANY bytes, or up to ORJSON_BYTES with fewer commas and opening brackets than
+#: ORJSON_VALUES, go to orjson: its worst case (small objects) holds the lock for a few milliseconds. (A
+#: 60 MiB body of long strings held it 0.1 s; read here, the longest hold is one string's scan.)
+ORJSON_ANY = 64 * 1024
 ORJSON_BYTES = 1024 * 1024
 ORJSON_VALUES = 20_000
 
@@ -44,7 +45,8 @@ class TooDeep(XituiError):
 
 def loads(raw: bytes) -> Any:
     """The body's JSON; XituiError (one line) for what is not JSON, BodyTooLarge past MAX_VALUES."""
-    if len(raw) <= ORJSON_BYTES and raw.count(b",") + raw.count(b"[") + raw.count(b"{") < ORJSON_VALUES:
+    if len(raw) <= ORJSON_ANY or (len(raw) <= ORJSON_BYTES
+                                  and raw.count(b",") + raw.count(b"[") + raw.count(b"{") < ORJSON_VALUES):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
