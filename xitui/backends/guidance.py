@@ -170,21 +170,34 @@ def compile_for(constraint: dict[str, Any], tokenizer: Any) -> str:
     return grammar
 
 
+#: Every grammar is compiled with llguidance's forced-token search off: it finds the text a grammar forces
+#: next, which xitui never uses, and a repetition of a repetition (`x{4000}` of `"a"{4000}`, 34 bytes) cost
+#: it 16-32 s per token on the thread that steps every slot, past the fuel limits; without it, 0.2 ms.
+NO_FORCING = '%llguidance {"no_forcing": true}\n'
+
+
 def _grammar_from(kind: str, text: str) -> str:
-    """llguidance.grammar_from, with GBNF read as GBNF only: grammar_from takes a text with a `start:` or
-    `%llguidance` line for Lark and passes it on unconverted, past check_gbnf_shape (Lark's own syntax: regexes,
-    `%json`, rules of one line each, 4000 chained rules in 47 KiB)."""
+    """llguidance's grammar for a GBNF grammar, a Lark grammar (the forced calls xitui writes) or a JSON
+    schema, always as Lark under NO_FORCING. GBNF is read as GBNF only: llguidance.grammar_from takes a text
+    with a `start:` or `%llguidance` line for Lark and passes it on unconverted, past check_gbnf_shape (Lark's
+    own syntax: regexes, `%json`, rules of one line each, 4000 chained rules in 47 KiB)."""
     import llguidance
 
-    if kind != "gbnf":
-        return llguidance.grammar_from(kind, text)  # type: ignore[arg-type]
-    from llguidance.gbnf_to_lark import gbnf_to_lark
+    if kind == "gbnf":
+        from llguidance.gbnf_to_lark import gbnf_to_lark
 
-    try:
-        lark = gbnf_to_lark(text)
-    except Exception as exc:  # as grammar_from words it
-        raise ValueError(f"Failed to convert the grammar from GBNF to Lark: {exc}") from None
-    return llguidance.LLMatcher.grammar_from_lark(lark)
+        try:
+            lark = gbnf_to_lark(text)
+        except Exception as exc:  # as grammar_from words it
+            raise ValueError(f"Failed to convert the grammar from GBNF to Lark: {exc}") from None
+    elif kind == "json_schema":
+        lark = "start: %json " + text
+    else:
+        lark = text
+    lines = lark.splitlines()
+    while lines and (not lines[0].strip() or lines[0].startswith("%llguidance")):
+        lines.pop(0)  # the converter's own (empty) options: ours replace them
+    return llguidance.LLMatcher.grammar_from_lark(NO_FORCING + "\n".join(lines))
 
 
 def one_line(exc: Any, most: int = 300) -> str:

@@ -43,7 +43,13 @@ class LlamaCppBackend(Backend):
         # llguidance's view of the vocabulary is made while llama.cpp reads the weights (that read lets go of
         # Python's lock; making the view holds it for a second or more on a 262k vocabulary: made later, it
         # would stall every stream of the batch once)
-        guide = threading.Thread(target=self._make_guide, args=(path,), daemon=True, name="grammar-vocabulary")
+        # (the vocabulary is read first, here: llama-cpp-python quiets llama.cpp by pointing fds 1 and 2
+        # elsewhere while it loads, and two loads at once left the worker's log pointing at /dev/null)
+        try:
+            self._vocab_model = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise LaunchError(f"llama.cpp could not load {path}: {exc}") from None
+        guide = threading.Thread(target=self._make_guide, daemon=True, name="grammar-vocabulary")
         guide.start()
         try:
             self.llm = llama_cpp.Llama(
@@ -114,13 +120,9 @@ class LlamaCppBackend(Backend):
             raise RequestError(f"grammars are not available for this model ({self._guide_failed})")
         return self._guide_tokenizer
 
-    def _make_guide(self, path: str) -> None:
-        """From the file's vocabulary alone (read in a few milliseconds), kept as long as the view: llguidance
-        tokenizes through it."""
-        import llama_cpp
-
+    def _make_guide(self) -> None:
+        """From the file's vocabulary alone, kept as long as the view: llguidance tokenizes through it."""
         try:
-            self._vocab_model = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
             self._guide_tokenizer = guidance.llama_tokenizer(llama_cpp_vocab(self._vocab_model))
         except Exception as exc:  # a vocabulary llguidance cannot read: grammars are refused, text still served
             self._guide_failed = f"{type(exc).__name__}: {exc}"
