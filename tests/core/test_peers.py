@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import has_ipv6_loopback
 from xitui.core import peers
 
 linux_only = pytest.mark.skipif(not peers.supported(), reason="sockets' owners are read on Linux only")
@@ -40,14 +41,6 @@ def test_uid_0_is_root_only_from_a_live_socket() -> None:
     assert peers.client_uid(None) is None
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
 
 #: (listen on, connect to): IPv4, IPv6, and a dual-stack listener that sees IPv4 clients as ::ffff:127.0.0.1
 #: (from an IPv4 socket, and from an IPv6 one connecting to the mapped address).
@@ -58,7 +51,7 @@ KINDS = [("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("::", "127.0.0.1"), ("::",
 def connection(request: pytest.FixtureRequest) -> Iterator[tuple[socket.socket, socket.socket, tuple, tuple]]:
     """A connected pair: (client, accepted, the client's address as the server sees it, the server's)."""
     listen_on, connect_to = request.param
-    if ":" in listen_on and not _ipv6_loopback():
+    if ":" in listen_on and not has_ipv6_loopback():
         pytest.skip("this machine has no IPv6 loopback (::1)")
     listener = socket.socket(socket.AF_INET6 if ":" in listen_on else socket.AF_INET)
     if listen_on == "::":

@@ -63,6 +63,13 @@ class ServerProcess:
         self.log.close()
 
 
+def configured_server(tmp_path_factory: pytest.TempPathFactory, name: str, toml: str) -> ServerProcess:
+    """A server whose home starts with `toml` as its config.toml."""
+    home = tmp_path_factory.mktemp(name)
+    (home / "config.toml").write_text(toml)
+    return ServerProcess(home)
+
+
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
     """The 253 MB gemma-3-270m Q4_K_M GGUF, assembled once into the test cache."""

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import xitui_cmd
-from tests.server.conftest import ServerProcess, gguf_spec
+from tests.server.conftest import ServerProcess, configured_server, gguf_spec
 from xitui.client import Client, ClientError
 
 BODY = {"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}
@@ -22,9 +22,7 @@ BODY = {"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[ServerProcess]:
     """A server that runs at most one model at a time (server.max_loaded = 1)."""
-    home = tmp_path_factory.mktemp("capped-home")
-    (home / "config.toml").write_text("[server]\nmax_loaded = 1\n")
-    srv = ServerProcess(home)
+    srv = configured_server(tmp_path_factory, "capped-home", "[server]\nmax_loaded = 1\n")
     yield srv
     srv.stop()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.conftest import ServerProcess, gguf_spec
+from tests.server.conftest import ServerProcess, configured_server, gguf_spec
 from tests.server.test_metrics import scrape, value
 from xitui.client import Client, ClientError
 from xitui.client.autostart import alive
@@ -228,9 +228,7 @@ def test_a_worker_that_dies_mid_stream_comes_back(server: ServerProcess, gguf_pa
 @pytest.fixture(scope="module")
 def fragile(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[ServerProcess]:
     """A server that restarts a model's workers once an hour at most (server.max_restarts = 1)."""
-    home = tmp_path_factory.mktemp("fragile-home")
-    (home / "config.toml").write_text("[server]\nmax_restarts = 1\n")
-    srv = ServerProcess(home)
+    srv = configured_server(tmp_path_factory, "fragile-home", "[server]\nmax_restarts = 1\n")
     yield srv
     srv.stop()
 

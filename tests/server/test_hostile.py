@@ -29,7 +29,7 @@ import pexpect
 import psutil
 import pytest
 
-from tests.conftest import run_env, xitui_cmd
+from tests.conftest import has_ipv6_loopback, run_env, xitui_cmd
 from tests.model_files import HELD_OUT, reranker_dir
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client, ClientError
@@ -1014,19 +1014,11 @@ print(answer.decode(errors="replace").split("\\r\\n")[0], answer.decode(errors="
 """
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_another_user_that_drops_its_sockets_is_refused_too(
         other_user: pwd.struct_passwd, tmp_path: Path, gguf_path: Path, host: str) -> None:
-    if host == "::1" and not _has_ipv6_loopback():
+    if host == "::1" and not has_ipv6_loopback():
         pytest.skip("this machine has no IPv6 loopback (::1)")
     tries = 10
     home = tmp_path / "home"
