@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +69,24 @@ def has_ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def peak_rss(process: Any, every: float = 0.005) -> Iterator[list[int]]:
+    """[RSS before, highest RSS seen] of a psutil process while the block runs (sampled every `every` s)."""
+    seen = [process.memory_info().rss] * 2
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            seen[1] = max(seen[1], process.memory_info().rss)
+            time.sleep(every)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        sampler.join()
+        seen[1] = max(seen[1], process.memory_info().rss)

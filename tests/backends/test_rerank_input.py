@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import psutil
 import pytest
 
+from tests.conftest import peak_rss
 from tests.model_files import HELD_OUT, reranker_dir
 from xitui.backends.sentence_transformers import SentenceTransformersBackend
 
@@ -45,24 +45,11 @@ def test_long_queries_and_documents_cost_bounded_memory(backend: SentenceTransfo
     query = (words * (kib // len(words) + 1))[:kib]
     documents = [(f"document {i} " + words * (kib // len(words) + 1))[:kib] for i in range(8)]
     backend.rerank("warm", ["up"])
-    before = process.memory_info().rss
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
+    with peak_rss(process) as seen:
         started = time.monotonic()
         scores, tokens = backend.rerank(query, documents)
         took = time.monotonic() - started
-    finally:
-        done.set()
-        sampler.join()
+    before, peak = seen[0], [seen[1]]
     growth = (peak[0] - before) / 2**20
     print(f"256 KiB x 8 at 512 tokens: {took:.2f} s, memory grew {growth:.0f} MiB at most")
     assert len(scores) == 8 and tokens == 512 * 9

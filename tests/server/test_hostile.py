@@ -29,7 +29,7 @@ import pexpect
 import psutil
 import pytest
 
-from tests.conftest import has_ipv6_loopback, run_env, xitui_cmd
+from tests.conftest import has_ipv6_loopback, peak_rss, run_env, xitui_cmd
 from tests.model_files import HELD_OUT, reranker_dir
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client, ClientError
@@ -618,27 +618,14 @@ def test_rerank_texts_are_read_as_far_as_the_model_reads_in_bounded_memory(hosti
             longer = [d + filler * 400 for d in long]
             assert rerank(questions[0], longer) == pytest.approx(rerank(questions[0], long), abs=1e-6)
 
-            before = worker.memory_info().rss
-            peak = [before]
-            done = threading.Event()
-
-            def sample() -> None:
-                while not done.is_set():
-                    peak[0] = max(peak[0], worker.memory_info().rss)
-                    time.sleep(0.01)
-
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            try:
-                kib = 256 * 1024
-                query = (filler * (kib // len(filler) + 1))[:kib]
-                documents = [(f"document {i} " + filler * (kib // len(filler) + 1))[:kib] for i in range(8)]
+            kib = 256 * 1024
+            query = (filler * (kib // len(filler) + 1))[:kib]
+            documents = [(f"document {i} " + filler * (kib // len(filler) + 1))[:kib] for i in range(8)]
+            with peak_rss(worker, 0.01) as seen:
                 started = time.monotonic()
                 scores = rerank(query, documents)
                 took = time.monotonic() - started
-            finally:
-                done.set()
-                sampler.join()
+            before, peak = seen[0], [seen[1]]
             growth = (peak[0] - before) / 2**20
             print(f"rerank 256 KiB x 8: {took:.2f} s, the worker's memory grew {growth:.0f} MiB at most")
             assert len(scores) == 8 and growth < 300, f"the worker's memory grew {growth:.0f} MiB"

@@ -73,7 +73,6 @@ class LlamaCppBackend(Backend):
         except RuntimeError as exc:
             raise LaunchError(f"{exc} ({context} tokens of KV cache for {slots} slots: try a smaller "
                               "context_length)") from None
-        self.engine.guide_tokenizer = self._guide
         guide.join()
         return {
             "n_parallel": slots,
@@ -112,7 +111,8 @@ class LlamaCppBackend(Backend):
         """What holds one answer to the form (its llguidance matcher), checked against this model's vocabulary
         and the limits that keep one request from costing others (backends/guidance.py). Made where the
         request is prepared: a large grammar takes its time there, not on the engine's thread."""
-        return guidance.Guide(self._guide(), guidance.compile_for(constraint, self._guide()))
+        tokenizer = self._guide()
+        return guidance.Guide(tokenizer, guidance.compile_for(constraint, tokenizer))
 
     def _guide(self) -> Any:
         """llguidance's view of the vocabulary (made at load)."""

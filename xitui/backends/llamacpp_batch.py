@@ -147,8 +147,6 @@ class BatchEngine:
         self.kept_limit: int | None = None
         #: Every token's logit, reused by the steps of slots held to a grammar (_sample_within).
         self._cand: Any = None
-        #: llguidance's view of the vocabulary, for grammars (set by the backend: made once, in the background).
-        self.guide_tokenizer: Callable[[], Any] = lambda: None
 
     # --- requests --------------------------------------------------------------------------------
 
@@ -232,12 +230,9 @@ class BatchEngine:
         slot.preempted += 1
 
     def _grammar(self, params: GenerateParams) -> Guide | None:
-        """The request's grammar (a guidance.Guide made when the request was prepared, or llguidance's grammar
-        text; None without one): it reads the answer only, never the prompt."""
-        if not params.grammar:
-            return None
-        return params.grammar if isinstance(params.grammar, Guide) else Guide(self.guide_tokenizer(),
-                                                                               params.grammar)
+        """The request's grammar (the guidance.Guide LlamaCppBackend.grammar_for made when the request was
+        prepared; None without one): it reads the answer only, never the prompt."""
+        return params.grammar or None
 
     def _sampler(self, params: GenerateParams) -> tuple[Any, Any]:
         """The request's sampler chain, and the sampler in it that should see the prompt's last tokens (the
