@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from xitui.core import capacity, machine
 from xitui.core.bundled import BUNDLED_ORDER
 from xitui.core.config import DEFAULT_MAX_RESTARTS, WARM_ENGINES
@@ -27,34 +25,20 @@ from xitui.core.errors import LaunchError, ModelFailedError, NotFoundError, Xitu
 from xitui.core.estimate import Estimate, InsufficientMemoryError, estimate
 from xitui.core.launches import LaunchMemory
 from xitui.core.registry import Registry
-from xitui.core.units import human_duration
-from xitui.server.bodies import UID_PATTERN, LaunchBody, problems_text
+from xitui.server.bodies import UID_PATTERN, LaunchBody
 from xitui.server.launch import LaunchPlan
 from xitui.server.load_queue import DEFAULT_MAX_LOADING, LoadQueue
 from xitui.server.model import Model
 from xitui.server.restarts import CLIENT, InFlight, Restarts, exit_cause, stopped_on_purpose
+from xitui.server.scheduler import Scheduler, UidInUseError
 from xitui.server.warm import WarmWorker
 from xitui.server.worker_process import Inbox, Replica
 
 log = logging.getLogger("xitui.supervisor")
 
-#: How often idle models are looked at (seconds).
-IDLE_CHECK = 1.0
 #: Seconds the files' headers may take to read for the estimate (a stuck network disk, a huge sparse file).
 READ_TIMEOUT = 30.0
 UID_RE = re.compile(UID_PATTERN)
-
-
-class UidInUseError(XituiError):
-    """A launch names a uid that a running (or launching) model holds."""
-
-    status_code = 409
-
-
-class AllBusyError(XituiError):
-    """A model to load on request, with server.max_loaded models running and every one of them busy."""
-
-    status_code = 503
 
 
 #: Each model type in words, and the route that serves it.
@@ -95,8 +79,9 @@ def _threads_each(replicas: int) -> int:
 
 
 class Supervisor:
-    """Every model the server runs: launches (fit check, replicas, warm forks), idle unloads, restores at
-    start, and each request routed to the least busy ready replica."""
+    """Every model the server runs: launches (fit check, replicas, warm forks), and each request routed to
+    the least busy ready replica. Which models run (loads on request, idle unloads, max_loaded, restores at
+    start) is its `scheduler`'s to decide (server/scheduler.py); the supervisor starts and stops them."""
 
     def __init__(self, registry: Registry, home: Path, default_ttl: float | None = None,
                  default_parallel: int | None = None, warm_engines: list[str] | None = None,
@@ -107,16 +92,11 @@ class Supervisor:
         #: A request naming a registered model that is not running launches it (config server.autoload),
         #: first unloading the least recently used idle model when `max_loaded` models run (0: no limit).
         self.autoload = autoload
-        self.max_loaded = max_loaded
-        #: Launches made for requests, by the name they were made for: concurrent requests share one.
-        self._loads: dict[str, asyncio.Future[str]] = {}
-        #: Those launches take turns, at most server.max_loading at once (server/load_queue.py).
-        self.load_queue = LoadQueue(max_loading)
+        self.scheduler: Scheduler[Model] = Scheduler(self, max_loaded=max_loaded, max_loading=max_loading)
         #: Since the server started, for /metrics: launches by (warm or cold start, ready or error), and
-        #: unloads by why (idle, max_loaded, terminated). Not by uid: a server that launches a new uid for
-        #: each job would keep a series for every one it ever ran.
+        #: unloads by why (idle, max_loaded, terminated; the scheduler's). Not by uid: a server that launches
+        #: a new uid for each job would keep a series for every one it ever ran.
         self.launches: Counter[tuple[str, str]] = Counter()
-        self.unloads: Counter[str] = Counter()
         #: Restarts a model's workers may get within an hour after they die on their own (config
         #: server.max_restarts; 0: none).
         self.max_restarts = max_restarts
@@ -131,24 +111,42 @@ class Supervisor:
         self.default_ttl = default_ttl
         #: Slots of a llama.cpp model whose launch names no n_parallel (config server.n_parallel).
         self.default_parallel = default_parallel
-        self.models: dict[str, Model] = {}
-        #: uid -> why it is gone, for models unloaded for being idle (a 404 says so).
-        self.unloaded: dict[str, str] = {}
         self.memory = LaunchMemory(home)
-        #: What the last start's restore did: one entry per marked model.
-        self.restored: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
+
+    # --- the scheduler's state, read here ------------------------------------------------------
+
+    @property
+    def models(self) -> dict[str, Model]:
+        return self.scheduler.models
+
+    @property
+    def unloaded(self) -> dict[str, str]:
+        """uid -> why it is gone, for models unloaded for being idle or to make room (a 404 says so)."""
+        return self.scheduler.unloaded
+
+    @property
+    def unloads(self) -> Counter[str]:
+        return self.scheduler.unloads
+
+    @property
+    def restored(self) -> list[dict[str, Any]]:
+        """What the last start's restore did: one entry per marked model."""
+        return self.scheduler.restored
+
+    @property
+    def load_queue(self) -> LoadQueue:
+        return self.scheduler.load_queue
+
+    @property
+    def max_loaded(self) -> int:
+        return self.scheduler.max_loaded
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     def get(self, uid: str) -> Model:
-        model = self.models.get(uid)
-        if model is None:
-            if uid in self.unloaded:
-                raise NotFoundError(f"model {uid!r} {self.unloaded[uid]}; launch it again to use it")
-            raise NotFoundError(f"model {uid!r} is not running (see `xitui list`)")
-        return model
+        return self.scheduler.get(uid)
 
     # --- load on request --------------------------------------------------------------------------
 
@@ -169,12 +167,7 @@ class Supervisor:
         if uid is None and self.autoload:
             request = await asyncio.to_thread(self._on_request, name, ability)
             if request is not None:
-                load = self._loads.get(name)
-                if load is None:
-                    load = asyncio.ensure_future(self.load_queue.run(name, self._load(request)))
-                    self._loads[name] = load
-                    load.add_done_callback(lambda _: self._loads.pop(name, None))
-                return self.get(await asyncio.shield(load))
+                return self.get(await self.scheduler.load(name, request))
         model = self.models.get(uid or name)
         if model is None and self.autoload and name not in self.unloaded:
             raise NotFoundError(f"model {name!r} is not running, and no model of that name loads on request "
@@ -202,43 +195,6 @@ class Supervisor:
             return None  # its files come from the Hub: a download is for a launch someone asks for
         check_ability(name, kind, getattr(spec, "model_ability", []), ability)
         return {"model_name": spec.model_name, "model_type": kind, "model_uid": name}
-
-    async def _load(self, request: dict[str, Any]) -> str:
-        """Launch a model for a request, making room first when server.max_loaded models run."""
-        try:
-            body = LaunchBody.model_validate(request)
-        except ValidationError as exc:
-            raise LaunchError(f"the remembered launch settings are refused: {problems_text(exc.errors())}") from None
-        log.info("loading %s for a request that names it", body.model_uid or body.model_name)
-        while self.max_loaded and len(self.models) >= self.max_loaded:
-            if not await self._unload_least_used(body):
-                raise AllBusyError(f"{len(self.models)} models run (server.max_loaded) and none is idle: "
-                                   f"{body.model_uid or body.model_name} loads when one is; try again shortly")
-        while True:
-            try:
-                return await self.launch(body)
-            except InsufficientMemoryError:
-                if not self.max_loaded or not await self._unload_least_used(body):
-                    raise
-            except UidInUseError:  # someone launched it meanwhile: that launch serves the request
-                model = self.get(body.model_uid or body.model_name)
-                if model.settling is not None:
-                    await asyncio.shield(model.settling)
-                return model.uid
-
-    async def _unload_least_used(self, body: LaunchBody) -> bool:
-        """Unload the idle model used longest ago to make room for `body`'s; False when none is idle."""
-        idle = [m for m in self.models.values() if m.state == "ready" and not m.in_flight()]
-        if not idle:
-            return False
-        model = min(idle, key=lambda m: m.idle_since() or 0)
-        why = f"was unloaded to make room for {body.model_uid or body.model_name} (server.max_loaded)"
-        self.models.pop(model.uid, None)
-        self.unloaded[model.uid] = why
-        self.unloads["max_loaded"] += 1
-        await self._stop(model, why)
-        log.info("model %s %s", model.uid, why)
-        return True
 
     def loadable(self) -> list[dict[str, Any]]:
         """Registered models a request may name to have them loaded (custom ones and the bundled ones)."""
@@ -387,6 +343,10 @@ class Supervisor:
         await self._stop(model)
         log.info("model %s terminated", uid)
 
+    async def unload(self, model: Model, why: str) -> None:
+        """Stop a model the scheduler has taken out of `models` (idle past its ttl, or making room)."""
+        await self._stop(model, why)
+
     async def _stop(self, model: Model, why: str = "was terminated") -> None:
         for task in model.restarting.values():  # one waiting out its backoff starts nothing
             task.cancel()
@@ -469,61 +429,17 @@ class Supervisor:
             await self._stop(model)
         await self.warm.stop()
 
-    # --- idle unload and restore ----------------------------------------------------------------
-
-    async def unload_idle(self) -> list[str]:
-        """Unload every model idle past its time to live; returns their uids."""
-        now = time.time()
-        gone = []
-        for uid, model in list(self.models.items()):
-            when = model.unload_at()
-            if when is None or now < when or self.models.get(uid) is not model:
-                continue
-            idle = human_duration(now - (model.idle_since() or now))
-            why = f"was unloaded after {idle} idle (its ttl is {human_duration(model.ttl)})"
-            self.models.pop(uid, None)
-            self.unloaded[uid] = why
-            self.unloads["idle"] += 1
-            await self._stop(model, why)
-            log.info("model %s %s", uid, why)
-            gone.append(uid)
-        return gone
+    # --- idle unload and restore (the scheduler's) ------------------------------------------------
 
     async def watch_idle(self) -> None:
-        while True:
-            await asyncio.sleep(IDLE_CHECK)
-            try:
-                await self.unload_idle()
-            except Exception:  # the watcher must outlive any one model's trouble
-                log.exception("idle check failed")
+        await self.scheduler.watch_idle()
 
     async def restore_marked(self) -> list[dict[str, Any]]:
-        """Relaunch the models marked to come back, one after the other; each result is logged and kept
-        in `restored`. A model that cannot come back is listed in error with the reason."""
-        marked = self.memory.marked()
-        self.restored = [{"model_uid": uid, "result": "pending"} for uid, _ in marked]
-        for entry, (uid, request) in zip(self.restored, marked, strict=True):
-            start = time.perf_counter()
-            try:
-                # what launches.json holds passes the checks a launch request does (it is a file on disk)
-                try:
-                    body = LaunchBody.model_validate({**request, "restore": True})
-                except ValidationError as exc:
-                    raise LaunchError(f"the remembered launch settings are refused: {problems_text(exc.errors())}"
-                                      ) from None
-                await self.launch(body, keep_failed=True)
-            except XituiError as exc:
-                entry.update(result="error", error=str(exc))
-                if uid not in self.models:
-                    self._failed_entry(uid, request, str(exc))
-                log.warning("could not restore model %s: %s", uid, exc)
-                continue
-            entry.update(result="ready", seconds=round(time.perf_counter() - start, 2))
-            log.info("restored model %s (%.1f s)", uid, entry["seconds"])
-        return self.restored
+        """Relaunch the models marked to come back (launches.json), one after the other (Scheduler.restore)."""
+        return await self.scheduler.restore(self.memory.marked())
 
-    def _failed_entry(self, uid: str, request: dict[str, Any], reason: str) -> None:
-        """List a model that could not even be planned (registration or files gone) as an error."""
+    def failed_model(self, uid: str, request: dict[str, Any], reason: str) -> Model:
+        """A model in error for one that could not even be planned (registration or files gone)."""
         registration: dict[str, Any] = {"model_ability": [], "model_family": "", "model_lang": [],
                                         "dimensions": None, "max_tokens": None, "language": []}
         given = str(request.get("model_type", "LLM")).lower()
@@ -532,7 +448,7 @@ class Supervisor:
                           model_format=str(request.get("model_format") or ""), model_size_in_billions=None,
                           quantization=str(request.get("quantization") or ""), model_path=None, model_id=None,
                           file_name=None, context_length=request.get("context_length"), registration=registration)
-        self.models[uid] = Model(uid=uid, plan=plan, request=request, replicas=[], restore=True, failure=reason)
+        return Model(uid=uid, plan=plan, request=request, replicas=[], restore=True, failure=reason)
 
     # --- requests -------------------------------------------------------------------------------
 
