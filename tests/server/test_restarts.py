@@ -102,8 +102,8 @@ def test_the_cap_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     from xitui.core.config import ConfigError, load_config, set_value
 
     monkeypatch.setenv("XITUI_CONFIG", str(tmp_path / "config.toml"))
-    assert load_config().server["max_restarts"] == 5
+    assert load_config().server.max_restarts == 5
     with pytest.raises(ConfigError, match="server.max_restarts: restarts per hour, 0 or more"):
         set_value("server.max_restarts", "-1")
     set_value("server.max_restarts", "0")
-    assert load_config().server["max_restarts"] == 0
+    assert load_config().server.max_restarts == 0

@@ -12,7 +12,7 @@ from xitui.cli import completion
 if TYPE_CHECKING:
     from xitui.client import Client
     from xitui.core.chats import ChatStore
-    from xitui.core.config import Config
+    from xitui.core.config import Settings
 
 Endpoint = Annotated[
     str | None,
@@ -26,7 +26,7 @@ ModelType = Annotated[str, typer.Option("--model-type", "-t", help="LLM, embeddi
 
 
 @cache
-def settings() -> Config:
+def settings() -> Settings:
     """The user's settings, read once per command."""
     from xitui.core.config import load_config
 
@@ -47,9 +47,9 @@ def generation_config(
     """Generation parameters: the options given, else the config file's defaults."""
     defaults = settings().generation
     config: dict[str, Any] = {
-        "max_tokens": max_tokens if max_tokens is not None else defaults.get("max_tokens"),
-        "temperature": temperature if temperature is not None else defaults.get("temperature"),
-        "top_p": top_p if top_p is not None else defaults.get("top_p"),
+        "max_tokens": max_tokens if max_tokens is not None else defaults.max_tokens,
+        "temperature": temperature if temperature is not None else defaults.temperature,
+        "top_p": top_p if top_p is not None else defaults.top_p,
     }
     if stop:
         config["stop"] = stop
@@ -135,7 +135,7 @@ def chat_store(no_save: bool = False, force: bool = False) -> ChatStore | None:
     """The saved-conversations store, or None when saving is off (`--no-save`, `chats.save = false`)."""
     if no_save and not force:
         return None
-    if not force and not settings().chats.get("save", True):
+    if not force and not settings().chats.save:
         return None
     from xitui.core.chats import ChatStore
     from xitui.core.config import home_dir

@@ -37,7 +37,7 @@ def check_config() -> list[Finding]:
     found = [Finding("ok", f"settings read ({config_path()})")]
     if config.api_key:
         found.append(Finding("ok", "the server admits whoever sends the API key, no one else"))
-    elif config.server.get("allow_other_users"):
+    elif config.server.allow_other_users:
         found.append(Finding("warning", "other users of this machine may use the server (server.allow_other_users)",
                              "`xitui config set server.allow_other_users false` serves only you"))
     else:
@@ -46,8 +46,8 @@ def check_config() -> list[Finding]:
         found.append(Finding("ok", "the server serves only your user on this machine") if peers.supported() else
                      Finding("warning", "other users of this machine could use the server (the same-user check "
                              "runs on Linux only)", "set an API key: `xitui config set api_key KEY`"))
-    if config.server.get("allowed_envs"):
-        found.append(Finding("ok", "launches may also set " + ", ".join(config.server["allowed_envs"])
+    if config.server.allowed_envs:
+        found.append(Finding("ok", "launches may also set " + ", ".join(config.server.allowed_envs)
                              + " (server.allowed_envs)"))
     return found
 
@@ -55,13 +55,13 @@ def check_config() -> list[Finding]:
 def check_server(endpoint: str | None, api_key: str | None) -> list[Finding]:
     from xitui.client import Client
     from xitui.client.autostart import local_address
-    from xitui.core.config import Config, load_config
+    from xitui.core.config import Settings, load_config
     from xitui.core.errors import ServerUnavailableError, XituiError
 
     try:
         config = load_config()
     except XituiError:
-        config = Config()  # the config's own finding says what is wrong with it
+        config = Settings()  # the config's own finding says what is wrong with it
     url = endpoint or config.endpoint
     client = Client(url, api_key or config.api_key)
     try:

@@ -28,11 +28,12 @@ def serve(
     from xitui.core.config import load_config, split_list
     from xitui.server.serve import serve as run
 
+    settings = load_config()
     output.info(f"xitui server on http://{host}:{port} (Ctrl-C stops it)")
-    run(host, port, api_key or load_config().api_key, log_level,
+    run(host, port, api_key or settings.api_key, log_level,
         allowed_hosts=[h for raw in allowed_hosts or [] for h in split_list(raw)],
         allowed_origins=[o for raw in allowed_origins or [] for o in split_list(raw)],
-        max_body_mib=max_body_mib)
+        max_body_mib=max_body_mib, settings=settings)
 
 
 def stop() -> None:

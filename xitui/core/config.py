@@ -1,16 +1,24 @@
 """Where things live and the user's settings (TOML, read with tomllib, written with tomli-w).
 
-Environment variables win over the file: XITUI_HOME, XITUI_ENDPOINT, XITUI_API_KEY, XITUI_CONFIG,
-XITUI_ALLOWED_HOSTS and XITUI_ALLOWED_ORIGINS (comma-separated).
+Every setting is declared once, on the models below: its type, its default, its range, what it means
+(`description`, which is also the rule an out-of-range value is told) and the environment variable that
+overrides it (`Env`). The file, the environment and `xitui config set` all go through those models, so a
+value that is wrongly typed or out of range is an error naming its key, wherever it came from.
+
+Besides the settings' own variables, XITUI_HOME and XITUI_CONFIG say where the data and the file live.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
 from xitui.core.errors import XituiError
 
@@ -23,49 +31,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9997
 DEFAULT_ENDPOINT = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
-#: Settings a user may change with `xitui config set`, with their types.
-SETTINGS: dict[str, type] = {
-    "endpoint": str,
-    "api_key": str,
-    "theme": str,
-    "niceness": int,
-    "generation.max_tokens": int,
-    "generation.temperature": float,
-    "generation.top_p": float,
-    "server.allowed_hosts": list,
-    "server.allowed_origins": list,
-    "server.max_body_mib": int,
-    "server.ttl": str,
-    "server.n_parallel": int,
-    "server.warm": list,
-    "server.allow_other_users": bool,
-    "server.allowed_envs": list,
-    "server.autoload": bool,
-    "server.max_loaded": int,
-    "server.max_loading": int,
-    "server.max_restarts": int,
-    "chats.save": bool,
-}
-
 #: Set in the environment of a view that lowered its priority (terminal/pacing.yield_to_models): a server
 #: started from it, or from a child of it, would run at that lower priority.
 VIEW_YIELDED_ENV = "XITUI_VIEW_YIELDED"
-
-#: Environment variables that override a setting.
-ENV_OVERRIDES = {
-    "endpoint": "XITUI_ENDPOINT",
-    "api_key": "XITUI_API_KEY",
-    "server.allowed_hosts": "XITUI_ALLOWED_HOSTS",
-    "server.allowed_origins": "XITUI_ALLOWED_ORIGINS",
-    "server.warm": "XITUI_WARM",
-}
 
 #: Engines the warm worker can import ahead of launches (xitui/worker/warm.py). All of them by default:
 #: idle, that process holds about 420 MiB (torch, transformers, sentence-transformers, llama.cpp; 40 MiB
 #: for llama.cpp alone), and each worker forked from it shares those pages instead of loading its own.
 WARM_ENGINES = ("llama.cpp", "transformers", "sentence_transformers")
-
-
 
 #: Restarts a model's workers get within an hour after dying on their own (a crash in the model library,
 #: the out-of-memory killer) before the model is left in error.
@@ -83,6 +56,248 @@ class ConfigError(XituiError):
     """The config file (or an XITUI_* variable) says something xitui cannot use."""
 
     pass
+
+
+@dataclass(frozen=True)
+class Env:
+    """On a setting's type: the environment variable that overrides it (comma-separated for a list); an
+    empty variable counts as unset."""
+
+    name: str
+
+
+def split_list(raw: str) -> list[str]:
+    """A comma-separated setting (an environment variable, `config set`, a CLI option) as a list."""
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def check_origin(origin: str) -> str:
+    """An allowed-origins entry: `*` or `scheme://host[:port]` as browsers send it (no path)."""
+    if origin == "*":
+        return origin
+    scheme, sep, rest = origin.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
+        raise ConfigError(f"allowed origin {origin!r}: write it as a browser sends it, e.g. http://localhost:3000")
+    return origin.rstrip("/").lower()
+
+
+def _engines(setting: list[str]) -> list[str]:
+    """The engines `server.warm` names: a list of them, `all` or `none`."""
+    items = [item.strip() for item in setting if item.strip()]
+    if items == ["all"]:
+        return list(WARM_ENGINES)
+    if not items or items == ["none"]:
+        return []
+    unknown = [item for item in items if item not in WARM_ENGINES]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} is not an engine (all, none, or some of: {', '.join(WARM_ENGINES)})")
+    return [engine for engine in WARM_ENGINES if engine in items]
+
+
+# --- the settings ----------------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    """A table of config.toml. Strict: TOML has types, so a string where a number belongs is an error,
+    not a guess; a key no setting has is an error too (a typo would otherwise do nothing)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class GenerationSettings(_Section):
+    """`[generation]`: the defaults of generate and chat (the CLI's and the dashboard's) when a request
+    names none."""
+
+    max_tokens: Annotated[int, Field(ge=1, description="most tokens an answer gets, 1 or more")] = 512
+    temperature: Annotated[float, Field(
+        ge=0, le=2, description="sampling temperature, from 0 (greedy) to 2")] = 0.7
+    top_p: Annotated[float, Field(
+        ge=0, le=1, description="nucleus sampling's probability mass, from 0 to 1")] = 0.95
+
+
+class ServerSettings(_Section):
+    """`[server]`: who the server answers, its limits, and how it runs models. `xitui serve` and
+    `python -m xitui.server` hand this one object to the app and its supervisor."""
+
+    allowed_hosts: Annotated[list[str], Env("XITUI_ALLOWED_HOSTS"), Field(
+        description="host names the server answers besides loopback ones (* for any)")] = []
+    allowed_origins: Annotated[list[str], Env("XITUI_ALLOWED_ORIGINS"), Field(
+        description="origins whose web pages may call the server, as a browser sends them "
+                    "(http://localhost:3000; * for any)")] = []
+    max_body_mib: Annotated[int, Field(
+        ge=1, description="largest request body the server reads, in MiB: at least 1")] = DEFAULT_MAX_BODY_MIB
+    ttl: Annotated[str, Field(
+        description="how long a model may stay idle when its launch names no ttl (never, 90, 30s, 10m, 1h30m)")
+    ] = "never"
+    n_parallel: Annotated[int, Field(
+        ge=0, le=64, description="slots of a llama.cpp model whose launch names none: from 1 to 64 "
+                                 "(0: from the machine, the default)")] = 0
+    warm: Annotated[list[str], Env("XITUI_WARM"), Field(
+        description="engines a warm worker imports ahead of launches: all, none, or some of "
+                    + ", ".join(WARM_ENGINES))] = ["all"]
+    allow_other_users: Annotated[bool, Field(
+        description="other users of this machine may use the server (without an API key)")] = False
+    allowed_envs: Annotated[list[str], Field(
+        description="environment variables a launch's envs may set besides the builtin allow-list")] = []
+    autoload: Annotated[bool, Field(
+        description="a request naming a registered model that is not running launches it")] = True
+    max_loaded: Annotated[int, Field(
+        ge=0, description="models running at once before a load on request unloads the least recently used "
+                          "idle one, 0 or more (0: no limit)")] = 0
+    max_loading: Annotated[int, Field(
+        ge=0, description="loads on request at once, 0 or more (0: no limit)")] = DEFAULT_MAX_LOADING
+    max_restarts: Annotated[int, Field(
+        ge=0, description="restarts per hour, 0 or more, a model's workers get after dying on their own "
+                          "(0: a worker that dies is not restarted)")] = DEFAULT_MAX_RESTARTS
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _seconds_are_a_ttl(cls, value: Any) -> Any:
+        """`ttl = 600` in the file: seconds, as `xitui launch --ttl 600` reads them."""
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl_is_a_duration(cls, value: str) -> str:
+        from xitui.core.units import parse_duration
+
+        parse_duration(value)
+        return value
+
+    @field_validator("warm")
+    @classmethod
+    def _warm_names_engines(cls, value: list[str]) -> list[str]:
+        _engines(value)
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_as_browsers_send_them(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            try:
+                check_origin(origin)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        """The idle time to live of a launch that names none, in seconds; None: never unloaded."""
+        from xitui.core.units import parse_duration
+
+        return parse_duration(self.ttl)
+
+    @property
+    def warm_engines(self) -> list[str]:
+        """The engines the warm worker imports, in WARM_ENGINES' order."""
+        return _engines(self.warm)
+
+
+class ChatsSettings(_Section):
+    """`[chats]`: saved conversations (xitui/core/chats.py)."""
+
+    save: Annotated[bool, Field(description="keep conversations to pick up later (false keeps none)")] = True
+
+
+class Settings(_Section):
+    """The user's settings: config.toml over the defaults, with XITUI_* variables over both."""
+
+    endpoint: Annotated[str, Env("XITUI_ENDPOINT"), Field(
+        description="the server commands talk to (http:// or https://)")] = DEFAULT_ENDPOINT
+    api_key: Annotated[str | None, Env("XITUI_API_KEY"), Field(
+        description="sent as 'Authorization: Bearer KEY'; a server started here demands it")] = None
+    theme: Annotated[str, Field(description="the dashboard's theme (dark, light, high-contrast, or your own)")
+                     ] = "dark"
+    niceness: Annotated[int, Field(
+        ge=0, le=19, description="from 0 (views run as the models do) to 19 (views yield the most): how much "
+                                 "lower than the model workers the dashboard and a chat on a terminal run")] = 10
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    chats: ChatsSettings = Field(default_factory=ChatsSettings)
+    #: Dashboard key rebinding, binding id -> keys ("launch" = "L"), from the file's [keymap] table.
+    keymap: dict[str, str] = Field(default_factory=dict)
+
+    #: Which source each value came from ("file" or "env"; absent: the default), for `xitui config show`.
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return self._sources
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its key (`server.ttl`), in declaration order."""
+        values: dict[str, Any] = {}
+        for key, (section, name, _field) in SETTINGS.items():
+            values[key] = getattr(getattr(self, section) if section else self, name)
+        return values
+
+
+def _settings_fields() -> dict[str, tuple[str, str, FieldInfo]]:
+    """Every setting `xitui config set` changes, by key: (its section or "", its name, its field)."""
+    found: dict[str, tuple[str, str, FieldInfo]] = {}
+    for name, field in Settings.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, _Section):
+            for inner, inner_field in kind.model_fields.items():
+                found[f"{name}.{inner}"] = (name, inner, inner_field)
+        elif name != "keymap":
+            found[name] = ("", name, field)
+    return found
+
+
+#: The settings by key, as `xitui config show` lists them and `xitui config set` takes them.
+SETTINGS: dict[str, tuple[str, str, FieldInfo]] = _settings_fields()
+
+
+def env_name(key: str) -> str | None:
+    """The environment variable that overrides setting `key`, if one does."""
+    return next((m.name for m in SETTINGS[key][2].metadata if isinstance(m, Env)), None)
+
+
+TextKind = Literal["str", "int", "float", "bool", "list"]
+
+
+def _kind(field: FieldInfo) -> TextKind:
+    """What a setting's value is when it is written as text (in a variable, after `config set`)."""
+    annotation = field.annotation
+    if get_origin(annotation) is list:
+        return "list"
+    if get_origin(annotation) in (Union, UnionType):
+        annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+    kinds: dict[Any, TextKind] = {int: "int", float: "float", bool: "bool"}
+    return kinds.get(annotation, "str")
+
+
+def _from_text(key: str, raw: str) -> Any:
+    """A setting written as text, as its type; a list is comma-separated."""
+    kind = _kind(SETTINGS[key][2])
+    try:
+        if kind == "bool":
+            return _boolean(raw)
+        if kind == "list":
+            return split_list(raw)
+        return {"int": int, "float": float}.get(kind, str)(raw)
+    except ValueError:
+        raise ConfigError(f"{key}: {raw!r} is not a valid {kind}") from None
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(raw)
+
+
+# --- reading and writing ---------------------------------------------------------------------------
 
 
 def home_dir() -> Path:
@@ -110,44 +325,6 @@ def config_path() -> Path:
     return Path(user_config_dir("xitui", appauthor=False)) / "config.toml"
 
 
-@dataclass
-class Config:
-    """The user's settings: config.toml over the defaults, with XITUI_* variables over both."""
-
-    endpoint: str = DEFAULT_ENDPOINT
-    api_key: str | None = None
-    theme: str = "dark"
-    #: How much lower than the model workers the dashboard and an interactive chat run (added to their nice
-    #: value; 0: as the workers do), so that a view drops frames before a model drops tokens.
-    niceness: int = 10
-    generation: dict[str, Any] = field(
-        default_factory=lambda: {"max_tokens": 512, "temperature": 0.7, "top_p": 0.95}
-    )
-    #: Who the server answers besides loopback clients (see xitui/server/guard.py), its body limit, and how
-    #: long a model may stay idle when its launch names no ttl ("never", "30m"...).
-    server: dict[str, Any] = field(
-        default_factory=lambda: {"allowed_hosts": [], "allowed_origins": [], "max_body_mib": DEFAULT_MAX_BODY_MIB,
-                                 "ttl": "never", "n_parallel": 0,
-                                 "warm": ["all"], "allow_other_users": False, "allowed_envs": [],
-                                 "autoload": True, "max_loaded": 0, "max_loading": DEFAULT_MAX_LOADING,
-                                 "max_restarts": DEFAULT_MAX_RESTARTS}
-    )
-    #: Saved conversations (xitui/core/chats.py): `save = false` keeps none.
-    chats: dict[str, Any] = field(default_factory=lambda: {"save": True})
-    #: Dashboard key rebinding, binding id -> keys ("launch" = "L"), from the file's [keymap] table.
-    keymap: dict[str, str] = field(default_factory=dict)
-    #: Which source each value came from ("default", "file" or "env"), for `xitui config show`.
-    sources: dict[str, str] = field(default_factory=dict)
-
-    def flat(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"endpoint": self.endpoint, "api_key": self.api_key, "theme": self.theme,
-                                  "niceness": self.niceness}
-        values.update({f"generation.{k}": v for k, v in self.generation.items()})
-        values.update({f"server.{k}": v for k, v in self.server.items()})
-        values.update({f"chats.{k}": v for k, v in self.chats.items()})
-        return values
-
-
 def _read_file(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -157,127 +334,91 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
-def split_list(raw: str) -> list[str]:
-    """A comma-separated setting (an environment variable, `config set`, a CLI option) as a list."""
-    return [item.strip() for item in raw.split(",") if item.strip()]
+_TYPE_NAMES = {"int_type": "int", "int_parsing": "int", "float_type": "float", "float_parsing": "float",
+               "bool_type": "bool", "bool_parsing": "bool", "string_type": "str", "list_type": "list of strings",
+               "model_type": "table", "dict_type": "table"}
 
 
-def _fits(kind: type, value: Any) -> bool:
-    if kind is list:
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is bool:
-        return isinstance(value, bool)
-    return isinstance(value, kind) and not isinstance(value, bool)
+def _problem(error: Any) -> tuple[str, str]:
+    """One pydantic error as (the setting's key, what is wrong with its value)."""
+    loc = [str(part) for part in error["loc"]]
+    kind = error["type"]
+    # a list's item is told as its list: server.warm, not server.warm.0
+    key = ".".join(part for part in loc if not part.isdigit())
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        return key, "not a setting (`xitui config show` lists them)"
+    if kind in _TYPE_NAMES:
+        return key, f"{value!r} is not a valid {_TYPE_NAMES[kind]}"
+    if kind == "value_error":
+        return key, str(error["ctx"]["error"])
+    field = SETTINGS.get(key)
+    rule = field[2].description if field and field[2].description else error["msg"].lower()
+    return key, f"{rule}, not {value!r}"
 
 
-def warm_engines(setting: list[str]) -> list[str]:
-    """The engines `server.warm` names: a list of them, `all` or `none`."""
-    items = [item.strip() for item in setting if item.strip()]
-    if items == ["all"]:
-        return list(WARM_ENGINES)
-    if not items or items == ["none"]:
-        return []
-    unknown = [item for item in items if item not in WARM_ENGINES]
-    if unknown:
-        raise ConfigError(f"server.warm: {', '.join(unknown)} is not an engine "
-                          f"(all, none, or some of: {', '.join(WARM_ENGINES)})")
-    return [engine for engine in WARM_ENGINES if engine in items]
+def _validated(data: dict[str, Any], where: dict[str, str], default_where: str) -> Settings:
+    """`data` as Settings; each problem names its key, after where its value came from (a file, a
+    variable, or nothing for `config set`'s own value)."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            key, problem = _problem(error)
+            origin = where.get(key, default_where)
+            lines.append(f"{origin}: {key}: {problem}" if origin else f"{key}: {problem}")
+        raise ConfigError("; ".join(lines)) from None
 
 
-def load_config() -> Config:
-    """The settings: defaults, then the config file, then environment variables."""
-    cfg = Config()
-    data = _read_file(config_path())
-    for key, kind in SETTINGS.items():
-        section, _, name = key.rpartition(".")
-        source = data.get(section, {}) if section else data
-        if isinstance(source, dict) and name in source and _fits(kind, source[name]):
-            _put(cfg, key, source[name])
-            cfg.sources[key] = "file"
-    keymap = data.get("keymap")
-    if isinstance(keymap, dict):
-        cfg.keymap = {str(k): v for k, v in keymap.items() if isinstance(v, str)}
-    for key, env in ENV_OVERRIDES.items():
-        raw = os.environ.get(env)
-        if raw:
-            _put(cfg, key, split_list(raw) if SETTINGS[key] is list else raw)
-            cfg.sources[key] = "env"
-    return cfg
-
-
-def _put(cfg: Config, key: str, value: Any) -> None:
+def _put(data: dict[str, Any], key: str, value: Any) -> None:
     section, _, name = key.rpartition(".")
-    if section:
-        getattr(cfg, section)[name] = value
-    else:
-        setattr(cfg, name, value)
+    target = data.setdefault(section, {}) if section else data
+    if not isinstance(target, dict):
+        raise ConfigError(f"{config_path()}: {section}: {target!r} is not a valid table")
+    target[name] = value
+
+
+def load_config() -> Settings:
+    """The settings: defaults, then the config file, then environment variables. A value any of them
+    gets wrong is a ConfigError naming the key and where the value came from."""
+    path = config_path()
+    data = _read_file(path)
+    settings = _validated(data, {}, str(path))
+    sources = {key: "file" for key, (section, name, _field) in SETTINGS.items()
+               if name in (data.get(section, {}) if section else data)}
+    overrides: dict[str, str] = {}
+    for key in SETTINGS:
+        env = env_name(key)
+        raw = os.environ.get(env) if env else None
+        if env and raw:
+            overrides[key] = env
+    if overrides:
+        merged = settings.model_dump()
+        for key, env in overrides.items():
+            try:
+                _put(merged, key, _from_text(key, os.environ[env]))
+            except ConfigError as exc:
+                raise ConfigError(f"{env}: {exc}") from None
+        settings = _validated(merged, overrides, str(path))
+        sources.update({key: "env" for key in overrides})
+    settings._sources = sources
+    return settings
 
 
 def set_value(key: str, raw: str) -> Any:
-    """Write one setting to the config file (atomically); returns the typed value."""
+    """Write one setting to the config file (atomically) once the whole file with it validates; returns
+    the typed value."""
     if key not in SETTINGS:
         raise ConfigError(f"unknown setting {key!r} (known: {', '.join(SETTINGS)})")
-    kind = SETTINGS[key]
-    try:
-        if kind is bool:
-            value: Any = _boolean(raw)
-        else:
-            value = split_list(raw) if kind is list else kind(raw)
-    except ValueError:
-        raise ConfigError(f"{key}: {raw!r} is not a valid {kind.__name__}") from None
-    if key == "server.allowed_origins":
-        for origin in value:
-            check_origin(origin)
-    if key == "server.warm":
-        warm_engines(value)
-    if key == "server.n_parallel" and not 0 <= value <= 64:
-        raise ConfigError("server.n_parallel: from 1 to 64 (0: from the machine, the default)")
-    if key == "niceness" and not 0 <= value <= 19:
-        raise ConfigError("niceness: from 0 (views run as the models do) to 19 (views yield the most)")
-    if key == "server.max_restarts" and value < 0:
-        raise ConfigError("server.max_restarts: restarts per hour, 0 or more (0: a worker that dies is not restarted)")
-    if key == "server.max_loading" and value < 0:
-        raise ConfigError("server.max_loading: loads on request at once, 0 or more (0: no limit)")
-    if key == "server.max_body_mib" and value < 1:
-        raise ConfigError("server.max_body_mib: must be at least 1")
-    if key == "server.ttl":
-        from xitui.core.units import parse_duration
-
-        try:
-            parse_duration(value)
-        except ValueError as exc:
-            raise ConfigError(f"server.ttl: {exc}") from None
-    if key == "endpoint" and not raw.startswith(("http://", "https://")):
-        raise ConfigError("endpoint: must start with http:// or https://")
+    value = _from_text(key, raw)
     path = config_path()
     data = _read_file(path)
-    section, _, name = key.rpartition(".")
-    target = data.setdefault(section, {}) if section else data
-    target[name] = value
+    _put(data, key, value)
+    _validated(data, {key: ""}, str(path))
     import tomli_w
 
     from xitui.core.files import atomic_write
 
     atomic_write(path, tomli_w.dumps(data).encode("utf-8"))
     return value
-
-
-def _boolean(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("true", "yes", "on", "1"):
-        return True
-    if lowered in ("false", "no", "off", "0"):
-        return False
-    raise ValueError(raw)
-
-
-def check_origin(origin: str) -> str:
-    """An allowed-origins entry: `*` or `scheme://host[:port]` as browsers send it (no path)."""
-    if origin == "*":
-        return origin
-    scheme, sep, rest = origin.partition("://")
-    if not sep or scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
-        raise ConfigError(f"allowed origin {origin!r}: write it as a browser sends it, e.g. http://localhost:3000")
-    return origin.rstrip("/").lower()

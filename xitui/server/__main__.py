@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-body-mib", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        api_key = os.environ.get("XITUI_SERVER_API_KEY") or load_config().api_key
+        settings = load_config()
+        api_key = os.environ.get("XITUI_SERVER_API_KEY") or settings.api_key
         serve(args.host, args.port, api_key, args.log_level, allowed_hosts=split_list(args.allowed_hosts),
-              allowed_origins=split_list(args.allowed_origins), max_body_mib=args.max_body_mib)
+              allowed_origins=split_list(args.allowed_origins), max_body_mib=args.max_body_mib, settings=settings)
     except XituiError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(1)

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xitui import __version__
 from xitui.core import capacity, machine
-from xitui.core.config import DEFAULT_MAX_LOADING, DEFAULT_MAX_RESTARTS, home_dir
+from xitui.core.config import ServerSettings, home_dir
 from xitui.core.errors import NotFoundError, XituiError
 from xitui.core.registry import Registry
 from xitui.server.asgi import BearerAuth, FastPath, error_response
@@ -56,19 +56,19 @@ ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPE
 # --- the app -------------------------------------------------------------------------------------
 
 
-def create_app(home: Path | None = None, api_key: str | None = None, default_ttl: float | None = None,
-               default_parallel: int | None = None, warm_engines: list[str] | None = None,
-               allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0,
-               max_restarts: int = DEFAULT_MAX_RESTARTS,
-               max_loading: int = DEFAULT_MAX_LOADING) -> FastAPI:
+def create_app(home: Path | None = None, api_key: str | None = None,
+               settings: ServerSettings | None = None) -> FastAPI:
     """The FastAPI app; `create_asgi` puts the API key check and the inference fast path in front of it.
 
-    `default_ttl`: seconds a model may stay idle before it is unloaded, when its launch names none."""
+    `settings`: the config's [server] table (ttl, n_parallel, warm, autoload, max_loaded...); defaults without."""
     home = home or home_dir()
     registry = Registry(home)
-    supervisor = Supervisor(registry, home, default_ttl=default_ttl, default_parallel=default_parallel,
-                            warm_engines=warm_engines, allowed_envs=allowed_envs, autoload=autoload,
-                            max_loaded=max_loaded, max_loading=max_loading, max_restarts=max_restarts)
+    settings = settings or ServerSettings()
+    supervisor = Supervisor(registry, home, default_ttl=settings.ttl_seconds,
+                            default_parallel=settings.n_parallel or None, warm_engines=settings.warm_engines,
+                            allowed_envs=settings.allowed_envs, autoload=settings.autoload,
+                            max_loaded=settings.max_loaded, max_loading=settings.max_loading,
+                            max_restarts=settings.max_restarts)
     started = time.time()
 
     @asynccontextmanager
@@ -343,15 +343,11 @@ def create_app(home: Path | None = None, api_key: str | None = None, default_ttl
 
 
 def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Policy | None = None,
-                default_ttl: float | None = None, default_parallel: int | None = None,
-                warm_engines: list[str] | None = None, allowed_envs: list[str] | None = None,
-                autoload: bool = True, max_loaded: int = 0, max_restarts: int = DEFAULT_MAX_RESTARTS,
-                max_loading: int = DEFAULT_MAX_LOADING) -> Any:
+                settings: ServerSettings | None = None) -> Any:
     """What uvicorn serves: the request guard (Host, Origin, CORS, body type and size), the API key check,
     the inference fast path, then the FastAPI app. (Who is on the other end of a connection is checked
     before any of these: xitui/server/connection.py.)"""
-    app = create_app(home, api_key, default_ttl, default_parallel, warm_engines, allowed_envs, autoload, max_loaded,
-                     max_restarts, max_loading=max_loading)
+    app = create_app(home, api_key, settings)
     inner = BearerAuth(FastPath(app), api_key=api_key)
     return RequestGuard(inner, policy or Policy.for_bind("127.0.0.1"),
                         takes_body=lambda path: "POST" in methods_for(app, path))

@@ -6,18 +6,19 @@ import json
 import os
 import signal
 
-from xitui.core.config import home_dir, load_config, server_record
+from xitui.core.config import Settings, home_dir, load_config, server_record
 from xitui.core.errors import XituiError
 from xitui.core.files import atomic_write, private_dir
 
 
 def serve(host: str, port: int, api_key: str | None, log_level: str = "warning", *,
           allowed_hosts: list[str] | None = None, allowed_origins: list[str] | None = None,
-          max_body_mib: int | None = None) -> None:
+          max_body_mib: int | None = None, settings: Settings | None = None) -> None:
     """Serve until interrupted; the pid file says who serves where while it runs.
 
-    Hosts and origins given here add to the config's (`server.allowed_hosts`, `server.allowed_origins`)."""
-    from xitui.core.config import DEFAULT_MAX_LOADING, DEFAULT_MAX_RESTARTS, check_origin, warm_engines
+    `settings`: the user's (read here when not given); their [server] table is what the app runs by. Hosts and
+    origins given here add to its `allowed_hosts` and `allowed_origins`; `max_body_mib` replaces its own."""
+    from xitui.core.config import check_origin
     from xitui.server.guard import Policy, is_loopback
 
     if not is_loopback(host.strip("[]")) and not api_key:
@@ -27,36 +28,22 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
         )
     import uvicorn
 
-    from xitui.core.units import parse_duration
     from xitui.server.app import create_asgi
     from xitui.server.connection import protocol_class
 
-    settings = load_config().server
-    try:
-        default_ttl = parse_duration(settings.get("ttl", "never"))
-    except ValueError as exc:
-        raise XituiError(f"server.ttl in the config: {exc}") from None
-    try:
-        warm = warm_engines(settings.get("warm", ["all"]))
-    except XituiError as exc:
-        raise XituiError(f"{exc} (in the config or XITUI_WARM)") from None
+    server_settings = (settings or load_config()).server
     _log_to_stderr(log_level)
-    origins = [check_origin(o) for o in [*settings["allowed_origins"], *(allowed_origins or [])]]
-    policy = Policy.for_bind(host, [*settings["allowed_hosts"], *(allowed_hosts or [])], origins,
-                             max_body_mib or settings["max_body_mib"])
+    origins = [check_origin(o) for o in [*server_settings.allowed_origins, *(allowed_origins or [])]]
+    policy = Policy.for_bind(host, [*server_settings.allowed_hosts, *(allowed_hosts or [])], origins,
+                             max_body_mib or server_settings.max_body_mib)
     # Everything the server and its workers write (logs, registrations, launches, downloads) is the user's
     # alone, whatever the umask it was started with.
     os.umask(0o077)
     home = private_dir(home_dir())
-    app = create_asgi(home, api_key=api_key, policy=policy, default_ttl=default_ttl,
-                      default_parallel=int(settings.get("n_parallel") or 0) or None, warm_engines=warm,
-                      allowed_envs=settings.get("allowed_envs") or [], autoload=bool(settings.get("autoload", True)),
-                      max_loaded=int(settings.get("max_loaded") or 0),
-                      max_loading=max(0, int(settings.get("max_loading", DEFAULT_MAX_LOADING))),
-                      max_restarts=max(0, int(settings.get("max_restarts", DEFAULT_MAX_RESTARTS))))
+    app = create_asgi(home, api_key=api_key, policy=policy, settings=server_settings)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=3,
-                            http=protocol_class(bool(settings.get("allow_other_users")), api_key))
+                            http=protocol_class(server_settings.allow_other_users, api_key))
     server = uvicorn.Server(config)
     info = server_record(home)
     try:

@@ -95,9 +95,9 @@ def make_app(client: Any, endpoint: str, theme: str | None = None, **kwargs: Any
         from xitui.core.errors import XituiError
 
         raise XituiError(f"no theme {name!r} (themes: {', '.join(theme_files())})")
-    kwargs.setdefault("generation", {k: v for k, v in config.generation.items() if v is not None})
+    kwargs.setdefault("generation", config.generation.model_dump())
     kwargs.setdefault("keymap", config.keymap)
-    if "chat_store" not in kwargs and kwargs.get("live", True) and config.chats.get("save", True):
+    if "chat_store" not in kwargs and kwargs.get("live", True) and config.chats.save:
         from xitui.core.chats import ChatStore
         from xitui.core.config import home_dir
 
