@@ -1,4 +1,4 @@
-"""Whose cached prompts a request may reuse (README's Security section): the scope the server sends with
+"""Whose cached prompts a request may reuse (docs/security.md): the scope the server sends with
 each generation, and the worker's reading of it."""
 
 from __future__ import annotations

@@ -366,7 +366,7 @@ def choice_turns(model: Model) -> ChoiceTurns:
 
 
 def cache_scope(request: Request, api_key: str | None) -> str | None:
-    """Whose cached prompts a generation may start from (README's Security section): with an API key, those
+    """Whose cached prompts a generation may start from (docs/security.md): with an API key, those
     of requests sent with the same key, named by a hash of it (never the key itself); without one, everyone's
     (None: the server answers its own user alone, unless configured otherwise)."""
     if not api_key:

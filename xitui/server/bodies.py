@@ -75,7 +75,7 @@ class LaunchBody(_Body):
     replica: Annotated[int, Field(ge=1, le=64, strict=True), WHOLE] = 1
     n_gpu: Annotated[int, Field(ge=0, le=1024, strict=True), WHOLE] | Literal["auto"] | None = "auto"
     #: Environment variables for the worker: only those on the allow-list (devices, threads, Hugging Face,
-    #: XITUI_THREADS...; see README's Security section); anything else is refused.
+    #: XITUI_THREADS...; see docs/security.md); anything else is refused.
     envs: Annotated[dict[str, str], Field(max_length=64), WithJsonSchema({
         "type": "object", "maxProperties": 64, "propertyNames": {"enum": sorted(launch_envs.ALLOWED)},
         "additionalProperties": {"type": "string", "maxLength": launch_envs.MAX_VALUE, "pattern": "^[^\\u0000]*$"}})

@@ -24,7 +24,7 @@ class JsonSchemaFormat(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     name: Annotated[str, Field(max_length=64)] | None = None
     description: Annotated[str, Field(max_length=4096)] | None = None
-    #: The JSON schema (only keywords a grammar can enforce: see README, "Structured output").
+    #: The JSON schema (only keywords a grammar can enforce: see docs/structured-output.md).
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     #: Always enforced here: the answer is constrained while it is written, whatever this says.
     strict: bool | None = None
