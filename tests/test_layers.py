@@ -15,13 +15,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "xitui"
 #: Each floor may import only floors below it (and its own package). Same floor: neither imports the other.
 FLOORS = {
     "xitui": -1,  # xitui/__init__.py: the version, nothing else
-    "core": 0,
-    "backends": 1, "client": 1,
-    "worker": 2, "terminal": 2,
-    "server": 3,
-    "wizard": 4, "tui": 4,
-    "cli": 5,
-    "__main__": 6,  # python -m xitui
+    "wire": 0,  # what crosses between the server and its workers: types only
+    "core": 1,
+    "backends": 2, "client": 2,
+    "worker": 3, "terminal": 3,
+    "server": 4,
+    "wizard": 5, "tui": 5,
+    "cli": 6,
+    "__main__": 7,  # python -m xitui
 }
 
 

@@ -23,7 +23,7 @@ def engine() -> Iterator[Any]:
     path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, verbose=False)
     sent: dict[Any, list[dict[str, Any]]] = {}
-    batch = BatchEngine(llm, slots=2, context=1024, threads=2, send=lambda rid, m: sent.setdefault(rid, []).append(m))
+    batch = BatchEngine(llm, slots=2, context=1024, threads=2, send=lambda m: sent.setdefault(m["id"], []).append(m))
     batch.sent = sent
     yield batch
     llm.close()
@@ -34,7 +34,7 @@ def cached_tokens(engine: Any, rid: str, prompt: list[int], key: str | None) -> 
     engine.submit(rid, prompt, params, set())
     while engine.busy:
         engine.step()
-    done = next(m["done"] for m in engine.sent[rid] if "done" in m)
+    done = next(m for m in engine.sent[rid] if m["kind"] == "done")
     return done["usage"]["prompt_tokens_details"]["cached_tokens"]
 
 

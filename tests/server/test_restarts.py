@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from xitui import wire
 from xitui.server.restarts import HOUR, InFlight, Restarts, exit_cause, stopped_on_purpose
 from xitui.tui.data import model_detail
 
@@ -67,14 +68,16 @@ def test_causes_are_named() -> None:
 
 def test_a_request_in_flight_at_two_deaths_is_the_suspect() -> None:
     policy = Restarts(per_hour=10, clock=Clock())
-    poison = {"prompt": "x" * 500, "params": {"grammar": "root ::= " + "(" * 100}}
-    first = InFlight.of("generate", poison, "127.0.0.1:5000")
-    bystander = InFlight.of("generate", {"prompt": "hello", "params": {}}, "127.0.0.1:5001")
+    poison = wire.generate("x" * 500, {"constraint": {"gbnf": "root ::= " + "(" * 100}})
+    poison["id"] = 7
+    first = InFlight.of(poison, "127.0.0.1:5000")
+    bystander = InFlight.of(wire.generate("hello", {}), "127.0.0.1:5001")
     assert policy.crashed("SIGSEGV", [first, bystander]).suspects == []
-    # the same request sent again, from another port: the same fingerprint
-    again = InFlight.of("generate", dict(poison), "127.0.0.1:6000")
+    # the same request sent again, from another port (so under another id): the same fingerprint
+    again = InFlight.of({**poison, "id": 8}, "127.0.0.1:6000")
     assert again.key == first.key and again.key != bystander.key
-    other = InFlight.of("chat", {"messages": [{"role": "user", "content": "hi"}], "params": {}}, None)
+    other = InFlight.of({"kind": "chat", "id": 9, "messages": [{"role": "user", "content": "hi"}], "params": {}},
+                        None)
     suspects = policy.crashed("SIGSEGV", [again, other]).suspects
     assert [s.key for s in suspects] == [first.key]
     line = suspects[0].line()
@@ -82,7 +85,7 @@ def test_a_request_in_flight_at_two_deaths_is_the_suspect() -> None:
     assert len(line) < 200 and "an unknown client" in other.line()
     # what is remembered is bounded
     for i in range(Restarts.KEEP + 50):
-        policy.crashed("SIGSEGV", [InFlight.of("embed", {"input": [str(i)]}, None)])
+        policy.crashed("SIGSEGV", [InFlight.of(wire.embed([str(i)], True), None)])
     assert len(policy.seen) == Restarts.KEEP
 
 

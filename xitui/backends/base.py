@@ -1,13 +1,18 @@
-"""The interface every backend implements: load, generate (streaming), embed."""
+"""What the worker calls: a Backend (load, then generate, embed or rerank) and, for batched generation, its
+Engine (requests join between steps; each request's messages go out through the sender the worker sets)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from xitui import wire
 from xitui.core.errors import XituiError
 from xitui.core.pieces import partial_marker
+
+#: Delivers one message of a request (it carries the request's id) to the server.
+Sender = Callable[[wire.Answer], None]
 
 
 @dataclass
@@ -26,7 +31,7 @@ class GenerateParams:
     frequency_penalty: float = 0.0
     ignore_eos: bool = False
     #: The answer's form, as the server sends it ({"json": True}, {"json_schema": ...}, {"gbnf": ...}).
-    constraint: dict[str, Any] | None = None
+    constraint: wire.Constraint | None = None
     #: That form as the backend holds answers to it (`Backend.grammar_for`: a guidance.Guide on llama.cpp).
     grammar: Any = None
     #: Give each token's log probability with this many likeliest alternatives (None: none).
@@ -37,19 +42,19 @@ class GenerateParams:
     cache_key: str | None = None
 
     @classmethod
-    def from_request(cls, data: dict[str, Any]) -> GenerateParams:
+    def from_request(cls, data: wire.Params) -> GenerateParams:
         params = cls()
         for key in ("max_tokens", "temperature", "top_p", "top_k", "seed", "repeat_penalty", "presence_penalty",
                     "frequency_penalty", "ignore_eos"):
-            if data.get(key) is not None:
-                setattr(params, key, data[key])
+            value = data.get(key)
+            if value is not None:
+                setattr(params, key, value)
         stop = data.get("stop")
         params.stop = [stop] if isinstance(stop, str) else list(stop or [])
         params.stop_token_ids = list(data.get("stop_token_ids") or [])
         params.constraint = data.get("constraint") or None
         params.logprobs = data.get("logprobs")
-        key = data.get("cache_key")
-        params.cache_key = key if isinstance(key, str) else None
+        params.cache_key = data.get("cache_key")
         return params
 
 
@@ -57,7 +62,7 @@ class GenerateParams:
 class Finish:
     """The last item a generation yields: why it stopped and how many tokens it used."""
 
-    reason: str  # "stop" or "length"
+    reason: wire.FinishReason
     prompt_tokens: int
     completion_tokens: int
 
@@ -112,6 +117,14 @@ class TextSoFar:
         return text[len(before):]
 
 
+def model_path(launch: wire.Settings) -> str:
+    """Where the model's files are: the worker has downloaded them before it loads."""
+    path = launch["model_path"]
+    if path is None:
+        raise XituiError("the model's files are not on this machine (nothing was downloaded)")
+    return path
+
+
 class RequestError(XituiError):
     """A request the model cannot serve (prompt longer than the context...): the caller's fault, a 4xx."""
 
@@ -124,16 +137,53 @@ def token_budget(prompt_tokens: int, context_length: int, max_tokens: int | None
     return room if not max_tokens or max_tokens <= 0 else min(max_tokens, room)
 
 
+class Engine(Protocol):
+    """A batch engine as the worker drives it (backends/llamacpp_batch.py, backends/transformers_batch.py):
+    prepared requests join between steps, and each step advances every running one. Messages go out through
+    the backend's sender; a request whose id is in `cancelled` ends at the next step with no more messages."""
+
+    cancelled: set[int]
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request is running or waiting (the worker blocks for new requests only when not)."""
+        ...
+
+    def submit(self, rid: int, prompt: list[int], params: GenerateParams, stop_ids: set[int]) -> None: ...
+
+    def step(self) -> None: ...
+
+    def fail_all(self, message: str) -> None:
+        """End every request in the engine with this error (a step raised: the worker goes on)."""
+        ...
+
+
 class Backend:
     """A loaded model. Methods run in the worker's model thread, one request at a time; the model is
     freed when the worker process exits."""
+
+    #: The batch engine that serves generations (None: `generate`, one request at a time).
+    engine: Engine | None = None
+    #: Whether this is a rerank model (`rerank` scores documents).
+    reranks: bool = False
+    #: Where a batch engine's messages go (set_sender, before load).
+    _sender: Sender | None = None
+
+    def set_sender(self, send: Sender) -> None:
+        """Where the engine's messages go: the worker's delivery (it splits reasoning and tool calls out)."""
+        self._sender = send
+
+    def send(self, msg: wire.Answer) -> None:
+        if self._sender is None:
+            raise RuntimeError("the backend's sender was not set (Backend.set_sender)")
+        self._sender(msg)
 
     #: Chat template carried by the model files (GGUF metadata, tokenizer_config.json), if any.
     model_chat_template: str | None = None
     bos_token: str = ""
     eos_token: str = ""
 
-    def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
+    def load(self, launch: wire.Settings, progress: Callable[[float, str], None]) -> wire.WorkerInfo:
         """Load the model; return facts for `describe` (device, context length...)."""
         raise NotImplementedError
 
@@ -144,7 +194,7 @@ class Backend:
     #: The engine's name, for what it says it cannot do.
     engine_name = "this engine"
 
-    def grammar_for(self, constraint: dict[str, Any]) -> Any:
+    def grammar_for(self, constraint: wire.Constraint) -> Any:
         """The form an answer must take (`GenerateParams.constraint`), as this backend enforces it while
         generating; RequestError when it cannot."""
         raise RequestError(f"response_format and grammar are not served by the {self.engine_name} engine yet "
@@ -152,6 +202,18 @@ class Backend:
 
     def warm_up(self) -> None:
         """Run the model once on a tiny input, so the first request does not pay for first-use setup."""
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        """The prompt's tokens, as the batch engine takes them."""
+        raise NotImplementedError
+
+    def special_stop_ids(self, words: list[str]) -> set[int]:
+        """Stop words that are one special token each (they never appear as text): their ids."""
+        return set()
+
+    def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        """Each document's score against the query, and the tokens read."""
+        raise RequestError("this model is not a rerank model")
 
     #: Longest input an embedding model reads, in tokens (longer inputs are cut or refused).
     max_input_tokens: int = 512

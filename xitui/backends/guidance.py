@@ -20,6 +20,7 @@ import json
 import re
 from typing import Any
 
+from xitui import wire
 from xitui.backends.base import RequestError
 from xitui.core import tool_calls
 
@@ -49,7 +50,7 @@ LIMITS = {
 def limits() -> Any:
     import llguidance
 
-    return llguidance.LLParserLimits(**LIMITS)
+    return llguidance.LLParserLimits(**LIMITS)  # type: ignore[arg-type]  # (the values' types vary by key)
 
 
 def compact(schema: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +129,7 @@ def check_refs(schema: Any, what: str) -> None:
         raise RequestError(f"{what}: more than {MAX_RULES} $ref")
 
 
-def source(constraint: dict[str, Any]) -> tuple[str, str, str]:
+def source(constraint: wire.Constraint) -> tuple[str, str, str]:
     """(llguidance's grammar format, the grammar's text, the request field it came from) for a constraint
     (GenerationParams.constraint: gbnf, a forced tool call, a JSON schema, or any JSON object)."""
     if "gbnf" in constraint:
@@ -153,7 +154,7 @@ def source(constraint: dict[str, Any]) -> tuple[str, str, str]:
     return "json_schema", json.dumps(compact({"type": "object"})), "response_format"
 
 
-def compile_for(constraint: dict[str, Any], tokenizer: Any) -> str:
+def compile_for(constraint: wire.Constraint, tokenizer: Any) -> str:
     """llguidance's grammar for a constraint, validated against `tokenizer` with LIMITS; RequestError (a
     one-line 400) when it cannot be held to."""
     import llguidance
@@ -289,5 +290,5 @@ def llama_tokenizer(vocab: Any) -> Any:
         ends.remove(eos)
         ends.insert(0, eos)
     tokenize = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
-    return LLTokenizer.from_llamacpp(tokens=tokens, vocab_ptr=vocab, tokenize_fptr=tokenize,
-                                     eos_token=ends or eos, slices=None)
+    make = LLTokenizer.from_llamacpp  # type: ignore[attr-defined]  # (llguidance's stub lacks it)
+    return make(tokens=tokens, vocab_ptr=vocab, tokenize_fptr=tokenize, eos_token=ends or eos, slices=None)

@@ -7,8 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from xitui import wire
 from xitui.backends import guidance
-from xitui.backends.base import Backend, RequestError
+from xitui.backends.base import Backend, RequestError, model_path
 from xitui.backends.device import default_threads
 from xitui.core.errors import LaunchError
 
@@ -25,20 +26,20 @@ class LlamaCppBackend(Backend):
         self._guide_failed = ""
         self._vocab_model: Any = None
 
-    def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
+    def load(self, launch: wire.Settings, progress: Callable[[float, str], None]) -> wire.WorkerInfo:
         import llama_cpp
 
-        path = launch["model_path"]
+        path = model_path(launch)
         if not os.path.isfile(path):
             raise LaunchError(f"model file not found: {path}")
         with open(path, "rb") as fh:
             if fh.read(4) != b"GGUF":
                 raise LaunchError(f"{path} is not a GGUF file (llama.cpp reads GGUF only)")
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
-        n_gpu_layers = int(launch.get("n_gpu_layers", -1 if gpu else 0))
+        n_gpu_layers = launch.get("n_gpu_layers", -1 if gpu else 0)
         threads = int(launch.get("n_threads") or default_threads())
         slots = max(1, int(launch.get("n_parallel") or 1))  # the server chose the count (core/estimate.py)
-        context = int(launch["context_length"])
+        context = launch["context_length"] or 2048  # (the server always names one)
         progress(0.5, "loading weights")
         # llguidance's view of the vocabulary is made while llama.cpp reads the weights (that read lets go of
         # Python's lock; making the view holds it for a second or more on a 262k vocabulary: made later, it
@@ -69,7 +70,7 @@ class LlamaCppBackend(Backend):
         from xitui.backends.llamacpp_batch import BatchEngine
 
         try:
-            self.engine = BatchEngine(self.llm, slots, context, threads, self._send)
+            self.engine = BatchEngine(self.llm, slots, context, threads, self.send)
         except RuntimeError as exc:
             raise LaunchError(f"{exc} ({context} tokens of KV cache for {slots} slots: try a smaller "
                               "context_length)") from None
@@ -84,9 +85,6 @@ class LlamaCppBackend(Backend):
             "kv_cells": self.engine.pool,
             "eos_token_id": self.llm.token_eos(),
         }
-
-    #: Set by the worker: delivers one message of a request (`send(rid, message)`), for the batch engine.
-    _send: Any = None
 
     def prompt_tokens(self, prompt: str) -> list[int]:
         if self.bos_token and prompt.startswith(self.bos_token):
@@ -107,7 +105,7 @@ class LlamaCppBackend(Backend):
                 ids.add(tokens[0])
         return ids
 
-    def grammar_for(self, constraint: dict[str, Any]) -> guidance.Guide:
+    def grammar_for(self, constraint: wire.Constraint) -> guidance.Guide:
         """What holds one answer to the form (its llguidance matcher), checked against this model's vocabulary
         and the limits that keep one request from costing others (backends/guidance.py). Made where the
         request is prepared: a large grammar takes its time there, not on the engine's thread."""

@@ -29,11 +29,11 @@ import itertools
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from xitui.backends.base import GenerateParams, RequestError, StopWords
+from xitui import wire
+from xitui.backends.base import GenerateParams, RequestError, Sender, StopWords
 from xitui.backends.guidance import Guide, allowed_ids, guide_bits
 from xitui.core.estimate import KEPT_MAX, KEPT_SHARE
 from xitui.core.estimate import LLAMA_BATCH_TOKENS as BATCH_TOKENS
@@ -81,7 +81,11 @@ class Slot:
     #: Times it was put back to wait for room in the pool.
     preempted: int = 0
     #: Log probabilities of tokens whose text has not been sent yet (when the request asks for them).
-    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: list[wire.TokenLogprob] = field(default_factory=list)
+
+
+#: How a slot ends: an answer's finish reason, or an error.
+Ending = Literal["stop", "length", "error"]
 
 
 @dataclass(eq=False)
@@ -97,10 +101,9 @@ class Kept:
 
 
 class BatchEngine:
-    """Owns the batching context; `send(rid, message)` delivers text pieces and the final `done`."""
+    """Owns the batching context; `send(message)` delivers text pieces and the final `done` (xitui/wire.py)."""
 
-    def __init__(self, llm: Any, slots: int, context: int, threads: int,
-                 send: Callable[[Any, dict[str, Any]], None], pool: int | None = None):
+    def __init__(self, llm: Any, slots: int, context: int, threads: int, send: Sender, pool: int | None = None):
         import llama_cpp
 
         self.L = llama_cpp
@@ -300,7 +303,7 @@ class BatchEngine:
                 grammar = self._grammar(params)
                 sampler, history = self._sampler(params)
             except RequestError as exc:  # this request's own fault: it alone gets the error
-                self.send(rid, {"error": str(exc), "status": exc.status_code})
+                self.send(wire.failed(rid, str(exc), exc.status_code))
                 continue
             if history is not None:
                 for token in prompt[-PENALTY_LAST_N:]:
@@ -333,7 +336,7 @@ class BatchEngine:
             item = self.queue.popleft()
             if isinstance(item, Slot):
                 self._release(item)
-            self.send(item.rid if isinstance(item, Slot) else item[0], {"error": message, "status": 500})
+            self.send(wire.failed(item.rid if isinstance(item, Slot) else item[0], message))
 
     def step(self) -> None:
         """Sample for every slot whose logits are ready, then decode one batch."""
@@ -356,8 +359,10 @@ class BatchEngine:
         batch = self.batch
         n = 0
         for slot in decoding:  # decoding: its last sampled token
-            self._put(n, slot.last, slot.pos, slot.seq, True)
-            slot.cached.append(slot.last)
+            last = slot.last
+            assert last is not None
+            self._put(n, last, slot.pos, slot.seq, True)
+            slot.cached.append(last)
             slot.logits_at = n
             slot.pos += 1
             slot.last = None
@@ -386,12 +391,14 @@ class BatchEngine:
 
     def _pick(self, slot: Slot) -> None:
         """Sample the slot's next token and hand it on; its grammar ends the answer once it is complete."""
+        at = slot.logits_at
+        assert at is not None
         if slot.grammar is None:
-            token = self.L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
+            token = self.L.llama_sampler_sample(slot.sampler, self.ctx, at)
         else:
-            token = self._sample_within(slot)
+            token = self._sample_within(slot, at)
         if slot.params.logprobs is not None:
-            slot.logprobs.append(self._logprob(slot.logits_at, token, slot.params.logprobs))
+            slot.logprobs.append(self._logprob(at, token, slot.params.logprobs))
         slot.logits_at = None
         self._emit(slot, token)
         if slot.grammar is not None and slot.seq in self.running and self.running[slot.seq] is slot \
@@ -427,7 +434,7 @@ class BatchEngine:
         return L.llama_token_data_array(data=cand.ctypes.data_as(L.llama_token_data_p), size=n_vocab, selected=-1,
                                         sorted=False)
 
-    def _sample_within(self, slot: Slot) -> int:
+    def _sample_within(self, slot: Slot, at: int) -> int:
         """A token the grammar allows, as llama.cpp's server samples one: the chain picks from every token;
         only when the grammar refuses that pick is the mask of allowed tokens computed (llguidance: bounded
         work, see backends/guidance.py) and the chain asked again among them. Most picks pass: the check
@@ -437,16 +444,16 @@ class BatchEngine:
         L = self.L
         guide = slot.grammar
         if slot.remembers:
-            arr = self._candidates(slot.logits_at)
+            arr = self._candidates(at)
             L.llama_sampler_apply(slot.sampler, c.byref(arr))
             token = int(arr.data[arr.selected].id)
         else:  # a chain without penalties keeps nothing of its picks: llama.cpp's own sampling loop will do
-            token = L.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
+            token = L.llama_sampler_sample(slot.sampler, self.ctx, at)
         if not guide.take(token):
             mask = guide.allowed()
             arr = self._best_allowed(slot, mask)
             if arr is None:
-                arr = self._candidates(slot.logits_at)
+                arr = self._candidates(at)
                 cand = self._cand
                 cand["logit"][~guide_bits(mask, len(cand))] = float("-inf")
             L.llama_sampler_apply(slot.sampler, c.byref(arr))
@@ -480,19 +487,19 @@ class BatchEngine:
         return L.llama_token_data_array(data=short.ctypes.data_as(L.llama_token_data_p), size=len(best),
                                         selected=-1, sorted=False)
 
-    def _piece_message(self, slot: Slot, text: str) -> dict[str, Any]:
+    def _piece_message(self, slot: Slot, text: str) -> wire.Text:
         """A piece of the answer, with the log probabilities of the tokens it completes when asked for."""
         if slot.params.logprobs is None:
-            return {"text": text}
+            return wire.text(slot.rid, text)
         given, slot.logprobs = slot.logprobs, []
-        return {"text": text, "logprobs": given}
+        return wire.text(slot.rid, text, given)
 
     def _token_bytes(self, token: int) -> bytes:
         buf = (ctypes.c_char * 256)()
         size = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
         return buf.raw[:max(0, size)]
 
-    def _logprob(self, index: int, token: int, alternatives: int) -> dict[str, Any]:
+    def _logprob(self, index: int, token: int, alternatives: int) -> wire.TokenLogprob:
         """OpenAI's entry for one token: its text, bytes and log probability under the model (the logits
         before any sampler), and the `alternatives` likeliest tokens at that position."""
         import numpy as np
@@ -503,18 +510,16 @@ class BatchEngine:
         peak = float(logits.max())
         total = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
 
-        def entry(tok: int) -> dict[str, Any]:
+        def entry(tok: int) -> wire.TopLogprob:
             raw = self._token_bytes(tok)
             return {"token": raw.decode("utf-8", errors="replace"), "bytes": list(raw),
                     "logprob": float(logits[tok]) - total}
 
-        found = entry(token)
-        top = []
+        top: list[wire.TopLogprob] = []
         if alternatives:
             best = np.argpartition(logits, n_vocab - alternatives)[n_vocab - alternatives:]
             top = [entry(int(t)) for t in best[np.argsort(-logits[best])]]
-        found["top_logprobs"] = top
-        return found
+        return {**entry(token), "top_logprobs": top}
 
     def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         batch = self.batch
@@ -545,7 +550,7 @@ class BatchEngine:
         if text:
             shown, stopped = slot.stop.feed(text)
             if shown:
-                self.send(slot.rid, self._piece_message(slot, shown))
+                self.send(self._piece_message(slot, shown))
             if stopped:
                 self._finish(slot, "stop", by_word=True)
                 return
@@ -577,7 +582,7 @@ class BatchEngine:
         self.L.llama_sampler_free(slot.sampler)
         slot.grammar = None
 
-    def _finish(self, slot: Slot, reason: str, cancelled: bool = False, error: str | None = None,
+    def _finish(self, slot: Slot, reason: Ending, cancelled: bool = False, error: str | None = None,
                 by_word: bool = False, status: int = 500) -> None:
         L = self.L
         self.running.pop(slot.seq, None)
@@ -596,28 +601,20 @@ class BatchEngine:
             elif slot.cached:  # others go on: its cells would slow them (see the module's docstring)
                 self._keep(slot.seq, slot.cached)
 
-    def _answer(self, slot: Slot, reason: str, cancelled: bool, error: str | None, by_word: bool,
+    def _answer(self, slot: Slot, reason: Ending, cancelled: bool, error: str | None, by_word: bool,
                 status: int = 500) -> None:
         """The end of a slot's answer: what stop words held back, and the `done` with its figures."""
         if cancelled:
             self.cancelled.discard(slot.rid)
             return
-        if error is not None:
-            self.send(slot.rid, {"error": error, "status": status})
+        if error is not None or reason == "error":
+            self.send(wire.failed(slot.rid, error or "the model failed", status))
             return
         rest = "" if by_word else slot.stop.flush()  # text held back in case it began a stop word
         if rest or (slot.logprobs and not by_word):
-            self.send(slot.rid, self._piece_message(slot, rest))
-        end = time.perf_counter()
-        ttft = (slot.first or end) - slot.started
-        decode = end - (slot.first or end)
-        tps = (slot.generated - 1) / decode if decode > 0 and slot.generated > 1 else 0.0
-        self.send(slot.rid, {"done": {
-            "finish_reason": reason,
-            "usage": {"prompt_tokens": len(slot.prompt), "completion_tokens": slot.generated,
-                      "total_tokens": len(slot.prompt) + slot.generated,
-                      "prompt_tokens_details": {"cached_tokens": slot.reused}},
-            "ttft": ttft, "tokens_per_s": tps, "preempted": slot.preempted, "kv_used": self._used()}})
+            self.send(self._piece_message(slot, rest))
+        self.send(wire.done(slot.rid, reason, len(slot.prompt), slot.generated, slot.started, slot.first,
+                            cached=slot.reused, preempted=slot.preempted, kv_used=self._used()))
 
 
 def _token_data_dtype() -> Any:

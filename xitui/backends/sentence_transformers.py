@@ -7,7 +7,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from xitui.backends.base import Backend
+from xitui import wire
+from xitui.backends.base import Backend, model_path
 from xitui.backends.device import best_device, set_torch_threads
 from xitui.core.errors import LaunchError
 from xitui.core.input_size import cut
@@ -21,8 +22,8 @@ class SentenceTransformersBackend(Backend):
         self.max_input_tokens = 512
         self.reranks = False
 
-    def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
-        path = launch["model_path"]
+    def load(self, launch: wire.Settings, progress: Callable[[float, str], None]) -> wire.WorkerInfo:
+        path = model_path(launch)
         if not os.path.isdir(path):
             raise LaunchError(f"model directory not found: {path}")
         progress(0.3, "importing sentence-transformers")
@@ -46,7 +47,7 @@ class SentenceTransformersBackend(Backend):
         return {"engine": "sentence_transformers", "device": device, "dimensions": dims,
                 "context_length": self.max_input_tokens}
 
-    def _load_cross_encoder(self, path: str, device: str, spec_max: int) -> dict[str, Any]:
+    def _load_cross_encoder(self, path: str, device: str, spec_max: int) -> wire.WorkerInfo:
         from sentence_transformers import CrossEncoder
 
         try:

@@ -14,7 +14,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, StopWords, TextSoFar, token_budget
+from xitui import wire
+from xitui.backends.base import (
+    Backend,
+    Finish,
+    GenerateParams,
+    RequestError,
+    StopWords,
+    TextSoFar,
+    model_path,
+    token_budget,
+)
 from xitui.backends.device import best_device, set_torch_threads
 from xitui.core.errors import LaunchError
 
@@ -56,13 +66,11 @@ class TransformersBackend(Backend):
         #: llguidance's view of the tokenizer, made at the first constrained request (about a second).
         self._guide_tokenizer: Any = None
         #: The continuous-batching engine (None: one request at a time), and how many requests it runs at once.
-        self.engine: Any = None
+        self.engine = None
         self.slots = 1
-        #: Set by the worker: delivers one message of a request (`send(rid, message)`), for the engine.
-        self._send: Any = None
 
-    def load(self, launch: dict[str, Any], progress: Callable[[float, str], None]) -> dict[str, Any]:
-        path = Path(launch["model_path"])
+    def load(self, launch: wire.Settings, progress: Callable[[float, str], None]) -> wire.WorkerInfo:
+        path = Path(model_path(launch))
         if not path.is_dir():
             raise LaunchError(f"model directory not found: {path}")
         if not any(path.glob("*.safetensors")):
@@ -112,8 +120,9 @@ class TransformersBackend(Backend):
         spec_ctx = int(launch.get("context_length") or 0)
         self.context_length = min(x for x in (spec_ctx, config_ctx) if x) if (spec_ctx or config_ctx) else 2048
         self.slots = max(1, int(launch.get("n_parallel") or 1))
-        self.info = {"engine": "transformers", "device": self.device, "context_length": self.context_length,
-                     "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""), "n_parallel": self.slots}
+        self.info: wire.WorkerInfo = {
+            "engine": "transformers", "device": self.device, "context_length": self.context_length,
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""), "n_parallel": self.slots}
         return self.info
 
     def warm_up(self) -> None:
@@ -132,7 +141,7 @@ class TransformersBackend(Backend):
         from xitui.backends.transformers_batch import TorchBatchEngine
 
         try:
-            self.engine = TorchBatchEngine(self, self.slots, self._send)
+            self.engine = TorchBatchEngine(self, self.slots, self.send)
         except Exception as exc:  # noqa: BLE001 - any model transformers cannot batch: one at a time, said why
             self.engine = None
             self.info["batching"] = f"one request at a time ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
@@ -145,7 +154,7 @@ class TransformersBackend(Backend):
         add_special = not (self.bos_token and prompt.startswith(self.bos_token))
         return self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
 
-    def grammar_for(self, constraint: dict[str, Any]) -> str:
+    def grammar_for(self, constraint: wire.Constraint) -> str:
         """llguidance's grammar for the form, checked against this model's tokenizer with the limits that keep
         one request from costing others (backends/guidance.py)."""
         from xitui.backends import guidance
@@ -180,7 +189,7 @@ class TransformersBackend(Backend):
 
         generated: list[int] = []
         text = TextSoFar(tok)
-        reason = "length"
+        reason: wire.FinishReason = "length"
         guide = self.new_guide(params.grammar) if params.grammar else None
         with torch.inference_mode():
             input_ids = torch.tensor([prompt_ids], device=self.device)

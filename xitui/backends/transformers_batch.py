@@ -17,9 +17,10 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from xitui.backends.base import GenerateParams, RequestError, StopWords, TextSoFar
+from xitui import wire
+from xitui.backends.base import GenerateParams, RequestError, Sender, StopWords, TextSoFar
 
 #: Tokens of a page of the paged cache (transformers' default; core/estimate.py counts it as TORCH_PAGE).
 PAGE = 256
@@ -44,7 +45,7 @@ class Request:
     seen: int = 0
     text: Any = None
     #: Log probabilities of the picked tokens (when the request asks for them), and how many were sent.
-    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: list[wire.TokenLogprob] = field(default_factory=list)
     logprobs_sent: int = 0
     #: The grammar's form is complete: the answer ends after this many tokens.
     complete_at: int | None = None
@@ -58,7 +59,7 @@ class TorchBatchEngine:
     """Owns transformers' continuous-batching manager for one model; `send(rid, message)` delivers pieces of
     text and the final `done`, as the llama.cpp batch engine does."""
 
-    def __init__(self, backend: Any, slots: int, send: Any):
+    def __init__(self, backend: Any, slots: int, send: Sender):
         import torch
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
@@ -120,7 +121,7 @@ class TorchBatchEngine:
     def fail_all(self, message: str) -> None:
         for req in list(self.requests.values()):
             self._end(req)
-            self.send(req.rid, {"error": message, "status": 500})
+            self.send(wire.failed(req.rid, message))
 
     # --- the stream back ---------------------------------------------------------------------------
 
@@ -136,10 +137,11 @@ class TorchBatchEngine:
         if fatal is not None:  # its loop is gone: fail what it held and end the worker (the server sees it die)
             self.fail_all(f"the model failed: {type(fatal).__name__}: {fatal}")
             raise SystemExit(f"transformers' batching loop stopped: {fatal}")
-        for req in [r for r in self.requests.values() if r.failed is not None]:
-            self.manager.cancel_request(req.key)
-            self._end(req)
-            self.send(req.rid, {"error": req.failed[0], "status": req.failed[1]})
+        for req in list(self.requests.values()):
+            if req.failed is not None:
+                self.manager.cancel_request(req.key)
+                self._end(req)
+                self.send(wire.failed(req.rid, *req.failed))
         output = self.manager.get_result(timeout=0.02)
         while output is not None:
             req = self.requests.get(output.request_id)
@@ -150,12 +152,13 @@ class TorchBatchEngine:
                     traceback.print_exc()
                     self.manager.cancel_request(req.key)
                     self._end(req)
-                    self.send(req.rid, {"error": f"the model failed: {type(exc).__name__}: {exc}", "status": 500})
+                    self.send(wire.failed(req.rid, f"the model failed: {type(exc).__name__}: {exc}"))
             output = self.manager.get_result(timeout=0)
 
     def _take(self, req: Request, output: Any) -> None:
         tokens = output.generated_tokens
-        reason, by_word = None, False
+        reason: Literal["stop", "length", "error"] | None = None
+        by_word = False
         while req.seen < len(tokens):
             token = tokens[req.seen]
             req.seen += 1
@@ -166,7 +169,7 @@ class TorchBatchEngine:
                 break
             piece, by_word = req.stop.feed(req.text.add(token))
             if piece:
-                self.send(req.rid, self._piece(req, piece, req.seen))
+                self.send(self._piece(req, piece, req.seen))
             if by_word or (req.complete_at is not None and req.seen >= req.complete_at):
                 reason = "stop"
                 break
@@ -178,29 +181,22 @@ class TorchBatchEngine:
             self.manager.cancel_request(req.key)
         self._end(req)
         if reason == "error":
-            self.send(req.rid, {"error": f"the model failed: {output.error}", "status": 500})
+            self.send(wire.failed(req.rid, f"the model failed: {output.error}"))
             return
         generated = req.seen
         shown = generated - 1 if generated and tokens[generated - 1] in req.stop_ids else generated  # the end: no token
         rest = "" if by_word else req.stop.flush()
         if rest or (req.params.logprobs is not None and req.logprobs_sent < shown):
-            self.send(req.rid, self._piece(req, rest, shown))
-        end = time.perf_counter()
-        ttft = (req.first or end) - req.started
-        decode = end - (req.first or end)
-        self.send(req.rid, {"done": {
-            "finish_reason": reason,
-            "usage": {"prompt_tokens": len(req.prompt), "completion_tokens": generated,
-                      "total_tokens": len(req.prompt) + generated},
-            "ttft": ttft, "tokens_per_s": (generated - 1) / decode if decode > 0 and generated > 1 else 0.0}})
+            self.send(self._piece(req, rest, shown))
+        self.send(wire.done(req.rid, reason, len(req.prompt), generated, req.started, req.first))
 
-    def _piece(self, req: Request, text: str, upto: int) -> dict[str, Any]:
+    def _piece(self, req: Request, text: str, upto: int) -> wire.Text:
         """A piece of the answer, with the log probabilities of its tokens up to `upto` when asked for."""
         if req.params.logprobs is None:
-            return {"text": text}
+            return wire.text(req.rid, text)
         given = req.logprobs[req.logprobs_sent:upto]
         req.logprobs_sent += len(given)
-        return {"text": text, "logprobs": given}
+        return wire.text(req.rid, text, given)
 
     def _end(self, req: Request) -> None:
         self.requests.pop(req.key, None)
@@ -255,20 +251,19 @@ def _processor_list(processors: list[Any]) -> Any:
     return LogitsProcessorList(processors)
 
 
-def _logprob(tokenizer: Any, logits: Any, token: int, alternatives: int) -> dict[str, Any]:
+def _logprob(tokenizer: Any, logits: Any, token: int, alternatives: int) -> wire.TokenLogprob:
     """OpenAI's entry for one token: its text, bytes and log probability under the model (before any
     sampling setting), and the `alternatives` likeliest tokens."""
     import torch
 
     logp = torch.log_softmax(logits.float(), dim=-1)
 
-    def entry(tok: int) -> dict[str, Any]:
+    def entry(tok: int) -> wire.TopLogprob:
         text = tokenizer.decode([tok])
         return {"token": text, "bytes": list(text.encode("utf-8")), "logprob": float(logp[tok])}
 
-    found = entry(token)
-    found["top_logprobs"] = [entry(int(t)) for t in torch.topk(logp, alternatives).indices] if alternatives else []
-    return found
+    top = [entry(int(t)) for t in torch.topk(logp, alternatives).indices] if alternatives else []
+    return {**entry(token), "top_logprobs": top}
 
 
 def _make_processor_class() -> Any:

@@ -12,8 +12,8 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Any
 
+from xitui import wire
 from xitui.core import machine
 from xitui.core.estimate import Estimate, Fit, check_fit, choose_slots, estimate, with_slots
 
@@ -49,7 +49,7 @@ def prime() -> None:
             _engine_uses_gpu(engine)
 
 
-def on_gpu(settings: dict[str, Any]) -> bool:
+def on_gpu(settings: wire.Settings) -> bool:
     """Whether the launch's engine will put the model on a GPU (blocking: NVML, maybe an engine probe)."""
     gpus, _ = machine.gpus()
     return bool(gpus) and settings.get("n_gpu_layers") != 0 and _engine_uses_gpu(settings["engine"])
@@ -67,7 +67,7 @@ def fit_now(est: Estimate, engine: str, reserved_ram: int = 0, reserved_gpu: int
     return check_fit(est, max(0, free_ram), None if free_gpu is None else max(0, free_gpu))
 
 
-def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, reserved_gpu: int = 0
+def measure(settings: wire.Settings, replicas: int = 1, reserved_ram: int = 0, reserved_gpu: int = 0
             ) -> tuple[Estimate | None, Fit | None]:
     """The estimate and how it fits now (None, None when the files are not here to read yet). Blocking (file
     headers, NVML, maybe a probe); the server runs `on_gpu`, `estimate` and `fit_now` apart, so that the files'
@@ -79,13 +79,13 @@ def measure(settings: dict[str, Any], replicas: int = 1, reserved_ram: int = 0, 
     return est, fit_now(est, settings["engine"], reserved_ram, reserved_gpu)
 
 
-def threads_for(settings: dict[str, Any], envs: dict[str, str] | None = None) -> int:
+def threads_for(settings: wire.Settings, envs: dict[str, str] | None = None) -> int:
     """The threads a worker will run with (its n_threads, XITUI_THREADS, else the physical cores)."""
     given = settings.get("n_threads") or {**os.environ, **(envs or {})}.get("XITUI_THREADS")
     return int(given) if given else machine.physical_cores()
 
 
-def settle_slots(est: Estimate | None, settings: dict[str, Any], reserved_ram: int = 0, reserved_gpu: int = 0,
+def settle_slots(est: Estimate | None, settings: wire.Settings, reserved_ram: int = 0, reserved_gpu: int = 0,
                  envs: dict[str, str] | None = None) -> Estimate | None:
     """A llama.cpp or transformers launch that names no n_parallel gets the slot count chosen for this machine
     (estimate.choose_slots), written into `settings` and the estimate."""

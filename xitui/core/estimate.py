@@ -30,6 +30,7 @@ from typing import Any
 
 # imported here, not in the functions that use them: two launches weighed at once on two threads could
 # otherwise import them together and trip the import lock's deadlock check
+from xitui import wire
 from xitui.core.bounded import read_json
 from xitui.core.errors import XituiError
 from xitui.core.inspect.gguf_header import read_header
@@ -199,7 +200,7 @@ def _kv(layers: Any, kv_heads: Any, key_length: Any, value_length: Any, value_by
 GRAMMAR_VOCAB_BYTES = 640
 
 
-def estimate(settings: dict[str, Any], *, gpu: bool = False, replicas: int = 1) -> Estimate | None:
+def estimate(settings: wire.Settings, *, gpu: bool = False, replicas: int = 1) -> Estimate | None:
     """The estimate for a worker's launch settings (LaunchPlan.worker_settings), or None when the files are
     not on this machine yet (a Hub model not downloaded, a bundled model not assembled).
 
@@ -306,7 +307,8 @@ def _parameters(folder: Path) -> tuple[int, str]:
 
 def _pytorch(folder: Path, context: int | None, quantization: str, gpu: bool) -> Estimate:
     config = _read_json(folder / "config.json")
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    nested = config.get("text_config")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else config
     dtype = str(config.get("torch_dtype") or config.get("dtype") or text.get("torch_dtype") or "float32")
     value_bytes = DTYPE_BYTES.get(dtype, 2) if gpu else 4  # the backend loads float32 on the CPU
     weight_bytes = {"8-bit": 1.0, "4-bit": 0.5}.get(quantization, value_bytes)

@@ -8,7 +8,7 @@ followed by the opening of the assistant's turn, ready for the model to continue
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache, lru_cache
 from importlib import resources
@@ -61,7 +61,7 @@ def get_style(name: str) -> PromptStyle | None:
     return builtin_styles().get(name.upper())
 
 
-def _split(messages: Sequence[dict[str, Any]]) -> tuple[str | None, list[Turn]]:
+def _split(messages: Sequence[Mapping[str, Any]]) -> tuple[str | None, list[Turn]]:
     """Separate the system message from the turns and check the conversation's shape."""
     system: str | None = None
     turns: list[Turn] = []
@@ -357,7 +357,7 @@ def renderable_style_names() -> set[str]:
     return set(_RENDERERS)
 
 
-def render_prompt(style: PromptStyle, messages: Sequence[dict[str, Any]]) -> str:
+def render_prompt(style: PromptStyle, messages: Sequence[Mapping[str, Any]]) -> str:
     """Render a conversation to the prompt text of `style`, ending where the assistant speaks next."""
     renderer = _RENDERERS.get(style.style_name.upper())
     if renderer is None:
@@ -450,7 +450,7 @@ def _template_errors() -> Iterator[None]:
 
 def render_chat_template(
     template: str,
-    messages: Sequence[dict[str, Any]],
+    messages: Sequence[Mapping[str, Any]],
     *,
     add_generation_prompt: bool = True,
     bos_token: str = "",
@@ -481,7 +481,7 @@ def render_chat_template(
 # --- a model's conversations ------------------------------------------------------------------------
 
 
-def conversation_prompt(family: Any, model_template: str | None, messages: Sequence[dict[str, Any]],
+def conversation_prompt(family: Any, model_template: str | None, messages: Sequence[Mapping[str, Any]],
                         bos: str = "", eos: str = "", **extra: Any) -> str:
     """The prompt a model sees for a conversation: the spec's chat_template, else its prompt style, else the
     model's own template. What the server renders for every chat request, and what the wizard previews."""

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from xitui import wire
 from xitui.core import gemma_calls, strict_json
 from xitui.core.errors import XituiError
 from xitui.core.pieces import partial_marker
+
+_T = TypeVar("_T", bound=Mapping[str, Any])
 
 #: Xinference's tool_parser names, and xitui's, to the format they write.
 PARSERS = {"hermes": "hermes", "qwen": "hermes", "glm4": "hermes", "minicpm5": "hermes",
@@ -54,7 +58,7 @@ def template_takes_tools(template: str | None) -> bool:
 
 # --- the prompt ---------------------------------------------------------------------------------------
 
-def tools_prompt(tools: list[dict[str, Any]], fmt: str) -> str:
+def tools_prompt(tools: Sequence[Mapping[str, Any]], fmt: str) -> str:
     """What a model whose template does not take tools reads about them, at the end of the system prompt."""
     listed = "\n".join(json.dumps(t.get("function", t), ensure_ascii=False) for t in tools)
     if fmt == "mistral":
@@ -71,7 +75,7 @@ def tools_prompt(tools: list[dict[str, Any]], fmt: str) -> str:
             + f"\nTo call one, {how}\nOtherwise answer normally.")
 
 
-def call_text(call: dict[str, Any], fmt: str) -> str:
+def call_text(call: Mapping[str, Any], fmt: str) -> str:
     """An assistant's earlier call, written back the way the model writes calls."""
     function = call.get("function") or {}
     arguments = function.get("arguments") or "{}"
@@ -87,10 +91,10 @@ def call_text(call: dict[str, Any], fmt: str) -> str:
     return f"[TOOL_CALLS][{body}]" if fmt == "mistral" else f"<tool_call>\n{body}\n</tool_call>"
 
 
-def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A conversation for a template that renders tools: calls' arguments as objects, as Hugging Face's
     chat templates read them (OpenAI sends them as JSON text)."""
-    out = []
+    out: list[dict[str, Any]] = []
     for message in messages:
         calls = message.get("tool_calls")
         if calls:
@@ -100,12 +104,13 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 with contextlib.suppress(TypeError, ValueError):  # not JSON: the template gets the text as it came
                     function["arguments"] = strict_json.loads(function.get("arguments") or "{}")
                 parsed.append({**call, "function": function})
-            message = {**message, "tool_calls": parsed}
-        out.append(message)
+            out.append({**message, "tool_calls": parsed})
+        else:
+            out.append(dict(message))
     return out
 
 
-def plain_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+def plain_messages(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None,
                    fmt: str) -> list[dict[str, Any]]:
     """A conversation with tools, for a chat format that knows only system, user and assistant text: the
     tools at the end of the system prompt, earlier calls as the assistant wrote them, results as user turns."""
@@ -136,7 +141,7 @@ def plain_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]] |
 
 # --- forcing a call ------------------------------------------------------------------------------------
 
-def chosen_tools(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any]] | None:
+def chosen_tools(tools: Sequence[_T], choice: Any) -> Sequence[_T] | None:
     """The tools a call must be one of (`required`: any; a named function: that one); None: no call forced."""
     if choice in (None, "auto", "none"):
         return None
@@ -149,7 +154,7 @@ def chosen_tools(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any
     return found
 
 
-def call_schema(tools: list[dict[str, Any]], fmt: str) -> dict[str, Any]:
+def call_schema(tools: Sequence[Mapping[str, Any]], fmt: str) -> dict[str, Any]:
     """The JSON schema of one call to one of `tools`, as the format writes it."""
     key = "parameters" if fmt == "llama3" else "arguments"
     options = []
@@ -204,7 +209,7 @@ class CallReader:
 
     fmt: str
     offered: frozenset[str] | None = None
-    calls: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[wire.ToolCall] = field(default_factory=list)
     #: Text after the answer's last piece that may be the start of a call's marker.
     _held: str = ""
     _in_call: bool = False
@@ -215,7 +220,7 @@ class CallReader:
     _body: list[str] = field(default_factory=list)
     _tail: str = ""
 
-    def feed(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+    def feed(self, text: str) -> tuple[str, list[wire.ToolCall]]:
         """The content safe to show now, and the calls completed by this text."""
         start, end = MARKERS[self.fmt]
         if self.fmt == "llama3":  # a call is the whole answer: decide on its first visible character
@@ -230,7 +235,8 @@ class CallReader:
                 self._body.append(text)
                 return "", []
             return text, []
-        shown, found = "", []
+        shown = ""
+        found: list[wire.ToolCall] = []
         buf = text
         while True:
             if not self._in_call:
@@ -264,7 +270,7 @@ class CallReader:
             else:
                 found += calls
 
-    def finish(self) -> tuple[str, list[dict[str, Any]]]:
+    def finish(self) -> tuple[str, list[wire.ToolCall]]:
         """The end of the answer: what was held back, as calls or as text."""
         rest, self._held = self._held, ""
         if not self._in_call:
@@ -276,7 +282,7 @@ class CallReader:
         start, _ = MARKERS[self.fmt]
         return ("" if self.fmt == "llama3" else start) + body, []  # not a call after all: give it as text
 
-    def _calls_in(self, text: str) -> list[dict[str, Any]] | None:
+    def _calls_in(self, text: str) -> list[wire.ToolCall] | None:
         """The calls in the text between a call's markers; None when any of it is not a call to give."""
         import uuid  # deferred: core/spec.py imports this module on every CLI command that reads a spec
 
@@ -289,7 +295,7 @@ class CallReader:
             except (ValueError, RecursionError):
                 return None
             items = data if isinstance(data, list) else [data]
-        found = []
+        found: list[wire.ToolCall] = []
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 return None

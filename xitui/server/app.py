@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, overload
 
 import orjson
 from fastapi import FastAPI, Request
@@ -23,10 +23,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from xitui import __version__
+from xitui import __version__, wire
 from xitui.core import capacity, machine
 from xitui.core.config import ServerSettings, home_dir
-from xitui.core.errors import NotFoundError, XituiError
+from xitui.core.errors import ModelFailedError, NotFoundError, XituiError
 from xitui.core.registry import Registry
 from xitui.server.asgi import BearerAuth, FastPath, error_response
 from xitui.server.bodies import (
@@ -212,7 +212,7 @@ def create_app(home: Path | None = None, api_key: str | None = None,
 
     @app.get("/v1/models/{model_uid}", responses=answers(404))
     async def describe_model(model_uid: str) -> dict[str, Any]:
-        return supervisor.get(model_uid).describe()
+        return dict(supervisor.get(model_uid).describe())
 
     @app.get("/v1/models/{model_uid}/progress", responses=answers(404))
     async def launch_progress(model_uid: str) -> dict[str, Any]:
@@ -247,10 +247,14 @@ def create_app(home: Path | None = None, api_key: str | None = None,
 
     # --- inference ------------------------------------------------------------------------------
 
-    def choices(request: Request, body: CompletionBody | ChatBody) -> list[dict[str, Any]]:
+    def choices(request: Request, body: CompletionBody | ChatBody) -> list[wire.Params]:
         """The worker's parameters for each choice, with whose cached prompts it may reuse (cache_scope)."""
         scope = cache_scope(request, api_key)
-        return [{**params, "cache_key": scope} if scope else params for params in choice_params(body)]
+        params = choice_params(body)
+        if scope:
+            for p in params:
+                p["cache_key"] = scope
+        return params
 
     # The inference routes read their bodies themselves (orjson + the same pydantic models): FastAPI's
     # per-request machinery cost more than the rest of an embedding request. The schema stays documented.
@@ -268,7 +272,7 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         check_prompt(model, prompt)
         # a response_format schema is checked keyword by keyword: off the event loop
         params = await off_loop(choices, request, body) if needs_thread(body) else choices(request, body)
-        streams = [supervisor.call(model.uid, "generate", {"prompt": prompt, "params": p}) for p in params]
+        streams = [supervisor.call(model.uid, wire.generate(prompt, p)) for p in params]
         return await respond(request, streams, body, chat=False, turns=choice_turns(model))
 
     @app.post("/v1/chat/completions", openapi_extra=body_schema(ChatBody),
@@ -277,12 +281,12 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         body = await read_body(request, ChatBody)
         model = await supervisor.ready(body.model, "chat")
 
-        def prepare() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        def prepare() -> tuple[wire.ChatRequest, list[wire.Params]]:
             return chat_input(body, model), choices(request, body)
 
         # tools and schemas are checked, serialized and counted off the event loop
         work, params = await off_loop(prepare) if needs_thread(body) else prepare()
-        streams = [supervisor.call(model.uid, "chat", {**work, "params": p}) for p in params]
+        streams = [supervisor.call(model.uid, {**work, "params": p}) for p in params]
         return await respond(request, streams, body, chat=True, turns=choice_turns(model))
 
     @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingBody), responses=answers(400, 404, 500))
@@ -294,9 +298,7 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         if body.encoding_format not in ("float", "base64"):
             raise XituiError("encoding_format: must be float or base64")
         model = await supervisor.ready(body.model, "embed")
-        result: dict[str, Any] = {}
-        async for msg in supervisor.call(model.uid, "embed", {"input": texts, "truncate": body.truncate}):
-            result = msg["result"]
+        result = await last(supervisor.call(model.uid, wire.embed(texts, body.truncate)), "embedded")
         raw = base64.b64decode(result["vectors_b64"])
         width = len(raw) // result["count"]
         rows = [raw[i * width:(i + 1) * width] for i in range(result["count"])]
@@ -320,9 +322,7 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         body = await read_body(request, RerankBody)
         model = await supervisor.ready(body.model, "rerank")
         query, documents = rerank_texts(model, body.query, body.documents)  # what the model reads, no more
-        result: dict[str, Any] = {}
-        async for msg in supervisor.call(model.uid, "rerank", {"query": query, "documents": documents}):
-            result = msg["result"]
+        result = await last(supervisor.call(model.uid, wire.rerank(query, documents)), "reranked")
         order = sorted(range(len(body.documents)), key=lambda i: -result["scores"][i])[:body.top_n]
         return Response(orjson.dumps({
             "id": str(uuid.uuid4()),
@@ -356,7 +356,25 @@ def create_asgi(home: Path | None = None, api_key: str | None = None, policy: Po
 def methods_for(app: FastAPI, path: str) -> set[str]:
     """The methods some route serves at `path` (Starlette's 405 names only the first route's)."""
     return {method for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(path)
-            for method in route.methods}
+            for method in route.methods or ()}
+
+
+@overload
+async def last(stream: AsyncIterator[wire.Answer], kind: Literal["embedded"]) -> wire.Embedded: ...
+
+
+@overload
+async def last(stream: AsyncIterator[wire.Answer], kind: Literal["reranked"]) -> wire.Reranked: ...
+
+
+async def last(stream: AsyncIterator[wire.Answer], kind: str) -> wire.Answer:
+    """The message that ends a request answered at once (an embed, a rerank), checked to be of `kind`."""
+    found: wire.Answer | None = None
+    async for msg in stream:
+        found = msg
+    if found is None or found["kind"] != kind:
+        raise ModelFailedError(f"the worker answered {found['kind'] if found else 'nothing'}, not {kind}")
+    return found
 
 
 def choice_turns(model: Model) -> ChoiceTurns:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from starlette.requests import Request
 
+from xitui import wire
 from xitui.core import launch_envs
 from xitui.core.errors import XituiError
 from xitui.core.units import parse_duration
@@ -101,7 +102,7 @@ class LaunchBody(_Body):
 
     def request(self) -> dict[str, Any]:
         """The launch as plain data: what the plan is built from and what launches.json keeps."""
-        return self.model_dump(include=LAUNCH_FIELDS)
+        return self.model_dump(include=set(LAUNCH_FIELDS))
 
     def ttl_seconds(self, default: float | None) -> float | None:
         """Idle seconds before the model is unloaded (None: never); `default` when the launch names none."""
@@ -214,6 +215,9 @@ class ToolCall(BaseModel):
     function: FunctionCall
 
 
+ROLES = ("system", "user", "assistant", "tool")
+
+
 class ChatMessage(_Body):
     """One message of a chat request (OpenAI's shape; text parts only)."""
 
@@ -226,7 +230,7 @@ class ChatMessage(_Body):
     #: A tool message's answer to this call
     tool_call_id: Annotated[str, Field(max_length=256)] | None = None
 
-    def forwarded(self) -> dict[str, Any]:
+    def forwarded(self) -> wire.ChatMessage:
         """What the worker gets: the role, the text and the calls, nothing a client added beside them."""
         content = self.content
         if content is None:
@@ -242,9 +246,12 @@ class ChatMessage(_Body):
                     raise XituiError(f"content[{i}].text: required for a text part")
                 texts.append(part.text)
             content = "".join(texts)
-        message: dict[str, Any] = {"role": self.role, "content": content}
+        if self.role not in ROLES:
+            raise XituiError(f"role: {self.role!r} is not system, user, assistant or tool")
+        message: wire.ChatMessage = {"role": cast(wire.Role, self.role), "content": content}
         if self.tool_calls:
-            message["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+            message["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+                "name": c.function.name, "arguments": c.function.arguments}} for c in self.tool_calls]
         if self.tool_call_id is not None:
             message["tool_call_id"] = self.tool_call_id
         return message
@@ -350,19 +357,26 @@ _PARAM_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "stop", "stop_toke
 DEFAULT_MAX_TOKENS = 256
 
 
-def choice_params(body: GenerationBody) -> list[dict[str, Any]]:
+def choice_params(body: GenerationBody) -> list[wire.Params]:
     """The worker's parameters for each of the `n` choices a request asks for (seeds apart)."""
     params = generation_params(body)
     if body.n == 1:
         return [params]
     seed = params.get("seed")
-    return [{**params, **({"seed": seed + i} if seed is not None else {})} for i in range(body.n)]
+    return [_seeded(params, seed + i if seed is not None else None) for i in range(body.n)]
 
 
-def generation_params(body: GenerationBody) -> dict[str, Any]:
+def _seeded(params: wire.Params, seed: int | None) -> wire.Params:
+    choice = params.copy()
+    if seed is not None:
+        choice["seed"] = seed
+    return choice
+
+
+def generation_params(body: GenerationBody) -> wire.Params:
     """What the worker gets of a request; raises XituiError (400) for what it would not serve."""
     refuse_unserved(body.model_extra)
-    params = {k: getattr(body, k) for k in _PARAM_KEYS if getattr(body, k) is not None}
+    params = cast(wire.Params, {k: getattr(body, k) for k in _PARAM_KEYS if getattr(body, k) is not None})
     params.setdefault("max_tokens", body.max_completion_tokens or DEFAULT_MAX_TOKENS)
     form = constraint(body.response_format, body.grammar)
     if form is not None:

@@ -8,12 +8,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from xitui import wire
 from xitui.core.errors import XituiError
 from xitui.server.bodies import GenerationBody
 
@@ -106,7 +108,18 @@ async def _unless_disconnected(request: Request, work: Any) -> Any:
     raise _ClientGone
 
 
-async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]], body: GenerationBody, *,
+@dataclass
+class Whole:
+    """One choice's answer, gathered (a request that does not stream)."""
+
+    text: str
+    logprobs: list[wire.TokenLogprob]
+    tool_calls: list[wire.ToolCall]
+    reasoning: str | None
+    done: wire.Done
+
+
+async def respond(request: Request, streams: list[AsyncIterator[wire.Answer]], body: GenerationBody, *,
                   chat: bool, turns: ChoiceTurns | None = None) -> Any:
     """Run a request's generations (`n` of them, one per choice); errors before the first piece become a
     4xx/5xx, later ones an error chunk.
@@ -119,26 +132,25 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
     created = int(time.time())
     wants_logprobs = body.logprob_count() is not None
 
-    async def collect(stream: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    async def collect(stream: AsyncIterator[wire.Answer]) -> Whole:
         pieces: list[str] = []
-        entries: list[dict[str, Any]] = []
-        calls: list[dict[str, Any]] = []
+        entries: list[wire.TokenLogprob] = []
+        calls: list[wire.ToolCall] = []
         thought: list[str] = []
-        done: dict[str, Any] | None = None
+        done: wire.Done | None = None
         async for msg in stream:  # to the end: the call's bookkeeping runs when it finishes
-            if "done" in msg:
-                done = msg["done"]
-            elif "tool_calls" in msg:
-                calls += msg["tool_calls"]
-            elif "reasoning" in msg:
-                thought.append(msg["reasoning"])
-            else:
+            if msg["kind"] == "done":
+                done = msg
+            elif msg["kind"] == "tool_calls":
+                calls += msg["calls"]
+            elif msg["kind"] == "reasoning":
+                thought.append(msg["text"])
+            elif msg["kind"] == "text":
                 pieces.append(msg["text"])
                 entries += msg.get("logprobs") or []
         if done is None:
             raise XituiError("the generation ended without an answer")
-        return {"text": "".join(pieces), "logprobs": entries, "tool_calls": calls,
-                "reasoning": "".join(thought) if thought else None, **done}
+        return Whole("".join(pieces), entries, calls, "".join(thought) if thought else None, done)
 
     async def close_all() -> None:
         for stream in streams:
@@ -147,8 +159,8 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
 
     turns = turns or ChoiceTurns(len(streams))
 
-    async def collect_all() -> list[dict[str, Any]]:
-        async def in_turn(stream: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    async def collect_all() -> list[Whole]:
+        async def in_turn(stream: AsyncIterator[wire.Answer]) -> Whole:
             await turns.take()
             try:
                 turns.seen()
@@ -167,7 +179,7 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
         if not body.stream:
             dones = await _unless_disconnected(request, collect_all())
         else:
-            async def first(stream: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+            async def first(stream: AsyncIterator[wire.Answer]) -> wire.Answer:
                 turns.seen()
                 return await stream.__anext__()
 
@@ -181,28 +193,27 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
         raise
     if not body.stream:
         choices = []
-        for index, done in enumerate(dones):
-            found = logprobs_field(done["logprobs"], chat) if wants_logprobs else None
+        for index, whole in enumerate(dones):
+            found = logprobs_field(whole.logprobs, chat) if wants_logprobs else None
+            reason = whole.done["finish_reason"]
             if chat:
-                message: dict[str, Any] = {"role": "assistant", "content": done["text"]}
-                if done["reasoning"] is not None:
-                    message["reasoning_content"] = done["reasoning"]
-                if done["tool_calls"]:
-                    message.update(content=done["text"] or None, tool_calls=done["tool_calls"])
-                choices.append({"index": index, "message": message, "logprobs": found,
-                                "finish_reason": done["finish_reason"]})
+                message: dict[str, Any] = {"role": "assistant", "content": whole.text}
+                if whole.reasoning is not None:
+                    message["reasoning_content"] = whole.reasoning
+                if whole.tool_calls:
+                    message.update(content=whole.text or None, tool_calls=whole.tool_calls)
+                choices.append({"index": index, "message": message, "logprobs": found, "finish_reason": reason})
             else:
-                choices.append({"text": done["text"], "index": index, "logprobs": found,
-                                "finish_reason": done["finish_reason"]})
+                choices.append({"text": whole.text, "index": index, "logprobs": found, "finish_reason": reason})
         return Response(orjson.dumps({
             "id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
-            "model": body.model, "choices": choices, "usage": _total([d["usage"] for d in dones]),
+            "model": body.model, "choices": choices, "usage": _total([w.done["usage"] for w in dones]),
         }), media_type="application/json")
 
     kind = "chat.completion.chunk" if chat else "text_completion"
 
-    def chunk(index: int, text: str | None, finish: str | None = None, usage: dict[str, Any] | None = None,
-              role: bool = False, entries: list[dict[str, Any]] | None = None,
+    def chunk(index: int, text: str | None, finish: str | None = None, usage: wire.Usage | None = None,
+              role: bool = False, entries: list[wire.TokenLogprob] | None = None,
               calls: list[dict[str, Any]] | None = None, reasoning: str | None = None) -> bytes:
         found = logprobs_field(entries or [], chat) if wants_logprobs and entries is not None else None
         if chat:
@@ -224,7 +235,7 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
 
     many = len(streams) > 1
 
-    def call_chunks(index: int, calls: list[dict[str, Any]], first: int) -> list[bytes]:
+    def call_chunks(index: int, calls: list[wire.ToolCall], first: int) -> list[bytes]:
         """OpenAI's way: a call's id and name first, then its arguments."""
         out = []
         for k, call in enumerate(calls, start=first):
@@ -235,26 +246,25 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
         return out
 
     async def events() -> AsyncIterator[bytes]:
-        usages: list[dict[str, Any]] = []
+        usages: list[wire.Usage] = []
         called: dict[int, int] = {}
         try:
             if chat:
                 for index in range(len(streams)):
                     yield chunk(index, None, role=True)
             async for index, msg in _merged(streams, firsts, turns):
-                if "done" in msg:
-                    done = msg["done"]
-                    usages.append(done["usage"])
+                if msg["kind"] == "done":
+                    usages.append(msg["usage"])
                     # one choice: its last chunk carries the usage; several: a last chunk of no choice does
-                    yield chunk(index, "" if chat else None, finish=done["finish_reason"],
-                                usage=None if many else done["usage"])
-                elif "tool_calls" in msg:
-                    for data in call_chunks(index, msg["tool_calls"], called.get(index, 0)):
+                    yield chunk(index, "" if chat else None, finish=msg["finish_reason"],
+                                usage=None if many else msg["usage"])
+                elif msg["kind"] == "tool_calls":
+                    for data in call_chunks(index, msg["calls"], called.get(index, 0)):
                         yield data
-                    called[index] = called.get(index, 0) + len(msg["tool_calls"])
-                elif "reasoning" in msg:
-                    yield chunk(index, None, reasoning=msg["reasoning"])
-                else:
+                    called[index] = called.get(index, 0) + len(msg["calls"])
+                elif msg["kind"] == "reasoning":
+                    yield chunk(index, None, reasoning=msg["text"])
+                elif msg["kind"] == "text":
                     yield chunk(index, msg["text"], entries=msg.get("logprobs"))
             if many:
                 yield chunk(-1, None, usage=_total(usages))
@@ -267,15 +277,15 @@ async def respond(request: Request, streams: list[AsyncIterator[dict[str, Any]]]
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _merged(streams: list[AsyncIterator[dict[str, Any]]], firsts: list[dict[str, Any]],
-                  turns: ChoiceTurns) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+async def _merged(streams: list[AsyncIterator[wire.Answer]], firsts: list[wire.Answer],
+                  turns: ChoiceTurns) -> AsyncIterator[tuple[int, wire.Answer]]:
     """(choice index, message) from every stream as they come, each stream to its `done`. The streams with a
     first message (`firsts`) run now; each of the others starts when a running one ends."""
     if len(streams) == 1:  # the common case: no tasks, no queue
         msg = firsts[0]
         while True:
             yield 0, msg
-            if "done" in msg:
+            if msg["kind"] == "done":
                 return
             msg = await streams[0].__anext__()
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
@@ -291,7 +301,7 @@ async def _merged(streams: list[AsyncIterator[dict[str, Any]]], firsts: list[dic
                 msg = await streams[index].__anext__()
             while True:
                 await queue.put((index, msg))
-                if "done" in msg:
+                if msg["kind"] == "done":
                     with contextlib.suppress(StopAsyncIteration):  # its call ends: the model counts it no more
                         await streams[index].__anext__()
                     return
@@ -308,7 +318,7 @@ async def _merged(streams: list[AsyncIterator[dict[str, Any]]], firsts: list[dic
             index, msg = await queue.get()
             if isinstance(msg, BaseException):
                 raise msg
-            if "done" in msg:
+            if msg["kind"] == "done":
                 left -= 1
             yield index, msg
     finally:
@@ -316,18 +326,18 @@ async def _merged(streams: list[AsyncIterator[dict[str, Any]]], firsts: list[dic
             task.cancel()
 
 
-def _total(usages: list[dict[str, Any]]) -> dict[str, Any]:
+def _total(usages: list[wire.Usage]) -> wire.Usage:
     """The usage of a request's choices together: one prompt, every choice's tokens."""
     prompt = usages[0]["prompt_tokens"] if usages else 0
     completion = sum(u["completion_tokens"] for u in usages)
-    total: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                             "total_tokens": prompt + completion}
+    total: wire.Usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                         "total_tokens": prompt + completion}
     if usages and "prompt_tokens_details" in usages[0]:  # the prompt's cells the engine had already
         total["prompt_tokens_details"] = usages[0]["prompt_tokens_details"]
     return total
 
 
-def logprobs_field(entries: list[dict[str, Any]], chat: bool) -> dict[str, Any]:
+def logprobs_field(entries: list[wire.TokenLogprob], chat: bool) -> dict[str, Any]:
     """The worker's per-token entries in OpenAI's shape: chat's `{"content": [...]}`, or the completions
     API's parallel lists (tokens, token_logprobs, top_logprobs as {token: logprob}, text_offset)."""
     if chat:

@@ -13,7 +13,7 @@ leading zeros, trailing data).
 from __future__ import annotations
 
 import re
-from json.decoder import scanstring  # the C scanner
+from json.decoder import scanstring  # type: ignore[attr-defined]  # the C scanner (typeshed leaves it out)
 from typing import Any
 
 import orjson
@@ -78,7 +78,7 @@ def nested_deeper_than(text: str, levels: int) -> bool:
 _SPACE = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
-_LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+_LITERALS: dict[str, tuple[str, Any]] = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
 
 
 class _Parser:
@@ -182,20 +182,20 @@ class _Parser:
                     if self.space(pos) != end:
                         raise self.fail(pos, "data after the value")
                     return value
-                container, key = stack[-1]
-                if key is None:
+                container, into = stack[-1]
+                if into is None:
                     container.append(value)
                 else:
-                    container[key] = value
+                    container[into] = value
                 pos = self.space(pos)
                 char = text[pos:pos + 1]
                 if char == ",":
                     pos = self.space(pos + 1)
-                    if key is not None:
-                        key, pos = self.key(pos)
-                        stack[-1] = (container, key)
+                    if into is not None:
+                        into, pos = self.key(pos)
+                        stack[-1] = (container, into)
                     break
-                if char != ("]" if key is None else "}"):
+                if char != ("]" if into is None else "}"):
                     raise self.fail(pos, "expected ',' or a closing bracket")
                 stack.pop()
                 value = container

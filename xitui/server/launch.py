@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from xitui import wire
 from xitui.core.errors import LaunchError, NotFoundError
 from xitui.core.launch_envs import check_envs
 from xitui.core.registry import Registry
@@ -73,32 +74,34 @@ class LaunchPlan:
             plan.context_length = context
         return plan
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> wire.ModelDescription:
+        """Xinference's describe fields of this launch."""
         reg = self.registration
-        data: dict[str, Any] = {
+        data: wire.ModelDescription = {
             "model_type": self.model_type,
             "model_name": self.model_name,
             "model_format": self.model_format,
             "quantization": self.quantization,
         }
         if self.model_type == "LLM":
-            data.update(
-                model_ability=reg["model_ability"],
-                model_family=reg["model_family"],
-                model_lang=reg["model_lang"],
-                model_description=reg.get("model_description"),
-                model_size_in_billions=self.model_size_in_billions,
-                context_length=self.context_length,
-            )
+            data.update({
+                "model_ability": reg["model_ability"],
+                "model_family": reg["model_family"],
+                "model_lang": reg["model_lang"],
+                "model_description": reg.get("model_description"),
+                "model_size_in_billions": self.model_size_in_billions,
+                "context_length": self.context_length,
+            })
         elif self.model_type == "rerank":  # Xinference's rerank description
-            data.update(model_ability=["rerank"], type=reg.get("type"), max_tokens=reg.get("max_tokens"),
-                        language=reg["language"])
+            data.update({"model_ability": ["rerank"], "type": reg.get("type"), "max_tokens": reg.get("max_tokens"),
+                         "language": reg["language"]})
         else:
-            data.update(dimensions=reg["dimensions"], max_tokens=reg["max_tokens"], language=reg["language"])
+            data.update({"dimensions": reg["dimensions"], "max_tokens": reg["max_tokens"],
+                         "language": reg["language"]})
         return data
 
-    def worker_settings(self) -> dict[str, Any]:
-        return {
+    def worker_settings(self) -> wire.Settings:
+        settings: wire.Settings = {
             "model_name": self.model_name,
             "model_type": self.model_type,
             "engine": self.engine,
@@ -110,8 +113,11 @@ class LaunchPlan:
             "file_name": self.file_name,
             "context_length": self.context_length,
             "registration": self.registration,
-            **self.options,
         }
+        for key in ("n_gpu_layers", "n_threads", "n_parallel"):
+            if key in self.options:
+                settings[key] = int(self.options[key])
+        return settings
 
 
 def _choices(specs: list[LLMSpec]) -> str:

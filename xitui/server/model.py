@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xitui import wire
 from xitui.core.errors import ModelFailedError, XituiError
 from xitui.core.estimate import Estimate
 from xitui.server.launch import LaunchPlan
@@ -103,7 +104,7 @@ class Model:
         since = self.idle_since()
         return None if since is None or self.ttl is None else since + self.ttl
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> wire.MetricsRecord:
         """The replicas' metrics together (speeds from the replica used last)."""
         parts = [r.metrics for r in self.replicas]
         total = Metrics()
@@ -134,7 +135,7 @@ class Model:
         slowest = min(self.replicas, key=lambda r: r.progress)
         return slowest.progress, slowest.stage
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> wire.ModelDescription:
         """Xinference's describe fields, plus what a dashboard shows (state, pid, memory, metrics, replicas)."""
         data = self.plan.describe()
         first = self.replicas[0] if self.replicas else None
@@ -143,39 +144,42 @@ class Model:
         # the launch took as long as its slowest replica: its stages say where that time went
         slowest = max((r for r in self.replicas if r.launch_seconds is not None),
                       key=lambda r: r.launch_seconds or 0.0, default=None)
-        data.update(
-            model_engine=self.plan.engine,
-            replica=len(self.replicas) or int(self.request.get("replica") or 1),
-            state=self.state,
-            error=self.error,
-            progress=1.0 if self.state == "ready" else progress,
-            stage="ready" if self.state == "ready" else stage,
-            pid=self.pid,
-            memory_rss=self.memory_rss(),
-            launched_at=self.launched_at,
-            launch_seconds=slowest.launch_seconds if slowest else None,
-            launch_stages=slowest.stages if slowest else None,
-            start=first.start if first else None,
-            device=info.get("device"),
-            chat_format=info.get("chat_format"),
-            metrics=self.metrics(),
-            ttl=self.ttl,
-            idle_since=self.idle_since(),
-            unload_at=self.unload_at(),
-            restore=self.restore,
-            estimate=self.estimate.as_dict() if self.estimate else None,
-            replicas=[r.describe() for r in self.replicas],
+        data.update({
+            "model_engine": self.plan.engine,
+            "replica": len(self.replicas) or int(self.request.get("replica") or 1),
+            "state": self.state,
+            "error": self.error,
+            "progress": 1.0 if self.state == "ready" else progress,
+            "stage": "ready" if self.state == "ready" else stage,
+            "pid": self.pid,
+            "memory_rss": self.memory_rss(),
+            "launched_at": self.launched_at,
+            "launch_seconds": slowest.launch_seconds if slowest else None,
+            "launch_stages": slowest.stages if slowest else None,
+            "start": first.start if first else None,
+            "device": info.get("device"),
+            "chat_format": info.get("chat_format"),
+            "metrics": self.metrics(),
+            "ttl": self.ttl,
+            "idle_since": self.idle_since(),
+            "unload_at": self.unload_at(),
+            "restore": self.restore,
+            "estimate": self.estimate.as_dict() if self.estimate else None,
+            "replicas": [r.describe() for r in self.replicas],
             **self.restarts.describe(),
-        )
+        })
         if info.get("context_length"):
             data["context_length"] = info["context_length"]
-        for key in ("n_threads", "kv_cells", "batching"):
-            if info.get(key):
-                data[key] = info[key]
+        if info.get("n_threads"):
+            data["n_threads"] = info["n_threads"]
+        if info.get("kv_cells"):
+            data["kv_cells"] = info["kv_cells"]
+        if info.get("batching"):
+            data["batching"] = info["batching"]
         slots = int(info.get("n_parallel") or 1)  # requests a worker decodes together; more wait their turn
         busy = [r.metrics.in_flight for r in self.replicas]
-        data.update(slots=slots, running=sum(min(n, slots) for n in busy),
-                    queued=sum(max(0, n - slots) for n in busy))
+        data.update({"slots": slots, "running": sum(min(n, slots) for n in busy),
+                     "queued": sum(max(0, n - slots) for n in busy)})
         if self.estimate is not None and self.estimate.slots_reason:
             data["slots_reason"] = self.estimate.slots_reason
         return data

@@ -8,10 +8,12 @@ keyword by keyword, tools serialized): the routes run it off the event loop (`ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 import orjson
+from pydantic import BaseModel
 
+from xitui import wire
 from xitui.core.errors import XituiError
 from xitui.core.input_size import MAX_DEPTH, InputCount, check_depth, cut
 from xitui.server.bodies import ChatBody, GenerationBody
@@ -48,11 +50,11 @@ def needs_thread(body: GenerationBody) -> bool:
     return False
 
 
-def chat_input(body: ChatBody, model: Model) -> dict[str, Any]:
-    """What the worker gets of a chat request besides its parameters: the messages, the tools and the
-    template variables; one line (a 400) for what cannot be served or cannot fit."""
+def chat_input(body: ChatBody, model: Model) -> wire.ChatRequest:
+    """What the worker gets of a chat request (its parameters are each choice's: `params` is empty): the
+    messages, the tools and the template variables; one line (a 400) for what cannot be served or cannot fit."""
     context = context_of(model)
-    messages = []
+    messages: list[wire.ChatMessage] = []
     count = InputCount()
     for i, message in enumerate(body.messages):
         try:
@@ -65,20 +67,20 @@ def chat_input(body: ChatBody, model: Model) -> dict[str, Any]:
             function = call["function"]
             count.add("tool calls' arguments", len(function["name"]) + len(function["arguments"]))
     count.check(context, "messages")  # before anything below reads them
-    for i, message in enumerate(messages):
-        for k, call in enumerate(message.get("tool_calls") or ()):
+    for i, sent in enumerate(messages):
+        for k, call in enumerate(sent.get("tool_calls") or ()):
             _check_arguments(call["function"]["arguments"], f"messages[{i}].tool_calls[{k}].function.arguments")
-    request: dict[str, Any] = {"messages": messages}
+    request: wire.ChatRequest = {"kind": "chat", "id": 0, "messages": messages, "params": {}}
     kwargs = template_kwargs((body.model_extra or {}).get("chat_template_kwargs"))
     if kwargs:
         count.add("chat_template_kwargs", len(orjson.dumps(kwargs)))
         request["template_kwargs"] = kwargs
-    tools, tools_chars = tool_request(body, model)
+    tools_chars = tool_request(body, model, request)
     count.add("tools", tools_chars)
     count.check(context, "request")
-    if tools.get("tool_choice") not in (None, "none", "auto"):
+    if request.get("tool_choice") not in (None, "none", "auto"):
         _check_forced(body)  # the costly part last: only for a request that fits
-    return {**request, **tools}
+    return request
 
 
 def _check_arguments(arguments: str, where: str) -> None:
@@ -93,30 +95,34 @@ def _check_arguments(arguments: str, where: str) -> None:
     check_depth(value, where)
 
 
-def tool_request(body: ChatBody, model: Model) -> tuple[dict[str, Any], int]:
-    """What the worker gets of a request's tools, and their length as JSON; one line for what cannot be
-    served. Each tool's parameters are checked for depth before anything serializes them, and all of them
-    together are held to MAX_TOOLS_BYTES."""
-    choice = body.tool_choice.model_dump() if hasattr(body.tool_choice, "model_dump") else body.tool_choice
+def tool_request(body: ChatBody, model: Model, request: wire.ChatRequest) -> int:
+    """Put what the worker gets of a request's tools in `request`; their length as JSON. One line for what
+    cannot be served. Each tool's parameters are checked for depth before anything serializes them, and all
+    of them together are held to MAX_TOOLS_BYTES."""
+    choice = body.tool_choice.model_dump() if isinstance(body.tool_choice, BaseModel) else body.tool_choice
     if not body.tools:
         if choice not in (None, "none", "auto"):
             raise XituiError("tool_choice: needs tools to choose from")
-        return {}, 0
+        return 0
     for i, tool in enumerate(body.tools):
         if tool.function.parameters:
             check_depth(tool.function.parameters, f"tools[{i}].function.parameters")
-    tools = [t.model_dump() for t in body.tools]
+    tools = [cast(wire.Tool, t.model_dump()) for t in body.tools]  # the model has the wire type's fields
     size = len(orjson.dumps(tools))
     if size > MAX_TOOLS_BYTES:
         raise XituiError(f"tools: {len(tools)} tools take {size} bytes as JSON; a request's tools may take at most "
                          f"{MAX_TOOLS_BYTES // 1024} KiB together")
+    request["tools"] = tools
     if choice == "none":
-        return {"tools": tools, "tool_choice": "none"}, size
+        request["tool_choice"] = "none"
+        return size
     abilities = model.plan.registration.get("model_ability", [])
     if "tools" not in abilities:
         raise XituiError(f"tools: model {body.model!r} does not call tools (its abilities: {', '.join(abilities)}; "
                          "a spec whose model can says \"tools\" in model_ability)")
-    return {"tools": tools, "tool_choice": choice or "auto", "parallel_tool_calls": body.parallel_tool_calls}, size
+    request["tool_choice"] = choice or "auto"
+    request["parallel_tool_calls"] = bool(body.parallel_tool_calls)
+    return size
 
 
 def _check_forced(body: ChatBody) -> None:

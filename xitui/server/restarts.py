@@ -14,10 +14,10 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
+from xitui import wire
 from xitui.core.config import DEFAULT_MAX_RESTARTS
 
 #: The first restart waits this long; each later one in the same hour twice as long, up to MAX_DELAY.
@@ -65,14 +65,20 @@ class InFlight:
     preview: str
 
     @classmethod
-    def of(cls, op: str, payload: dict[str, Any], client: str | None) -> InFlight:
-        """The request's fingerprint: a hash of what the worker got (the same request sent again has the same
-        one), its size, and its first characters."""
-        raw = orjson.dumps({"op": op, **payload}, option=orjson.OPT_SORT_KEYS)
-        text = payload.get("prompt") or payload.get("query") or payload.get("messages") or payload.get("input")
-        shown = text if isinstance(text, str) else orjson.dumps(text).decode() if text is not None else ""
+    def of(cls, request: wire.Work, client: str | None) -> InFlight:
+        """The request's fingerprint: a hash of what the worker got but its id (the same request sent again
+        has the same one), its size, and its first characters."""
+        raw = orjson.dumps({k: v for k, v in request.items() if k != "id"}, option=orjson.OPT_SORT_KEYS)
+        if request["kind"] == "generate":
+            shown = request["prompt"]
+        elif request["kind"] == "rerank":
+            shown = request["query"]
+        elif request["kind"] == "chat":
+            shown = orjson.dumps(request["messages"]).decode()
+        else:
+            shown = orjson.dumps(request["input"]).decode()
         preview = " ".join(shown.split())[:60]
-        return cls(key=hashlib.sha256(raw).hexdigest()[:16], op=op, client=client or "an unknown client",
+        return cls(key=hashlib.sha256(raw).hexdigest()[:16], op=request["kind"], client=client or "an unknown client",
                    size=len(raw), preview=preview)
 
     def line(self) -> str:
@@ -148,5 +154,5 @@ class Restarts:
             self.seen.popitem(last=False)
         return suspects
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> wire.ModelDescription:
         return {"restarts": self.count, "last_crash": self.last_cause, "last_crash_at": self.last_at}

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from xitui import wire
 from xitui.core.errors import XituiError
 from xitui.core.input_size import check_depth
 from xitui.core.json_schema import check_schema
@@ -40,7 +41,7 @@ class ResponseFormat(BaseModel):
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
-def constraint(response_format: ResponseFormat | None, grammar: str | None) -> dict[str, Any] | None:
+def constraint(response_format: ResponseFormat | None, grammar: str | None) -> wire.Constraint | None:
     """The constraint the worker enforces: {"json": True}, {"json_schema": {...}} or {"gbnf": "..."};
     None for free text. Raises XituiError (a 400) for a schema no grammar can enforce."""
     if grammar is not None:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from xitui import wire
 from xitui.core import capacity, machine
 from xitui.core.bundled import BUNDLED_ORDER
 from xitui.core.config import DEFAULT_MAX_RESTARTS, WARM_ENGINES
@@ -25,6 +26,7 @@ from xitui.core.errors import LaunchError, ModelFailedError, NotFoundError, Xitu
 from xitui.core.estimate import Estimate, InsufficientMemoryError, estimate
 from xitui.core.launches import LaunchMemory
 from xitui.core.registry import Registry
+from xitui.core.spec import LLMFamily
 from xitui.server.bodies import UID_PATTERN, LaunchBody
 from xitui.server.launch import LaunchPlan
 from xitui.server.load_queue import DEFAULT_MAX_LOADING, LoadQueue
@@ -65,7 +67,7 @@ def check_uid(uid: object) -> str:
     return uid
 
 
-def _replica_envs(settings: dict[str, Any], envs: dict[str, str], replicas: int) -> dict[str, str]:
+def _replica_envs(settings: wire.Settings, envs: dict[str, str], replicas: int) -> dict[str, str]:
     """The launch's envs, with the cores shared out between replicas that name no thread count."""
     envs = dict(envs)
     if replicas > 1 and "n_threads" not in settings and "XITUI_THREADS" not in {**os.environ, **envs}:
@@ -202,8 +204,8 @@ class Supervisor:
         for kind in ("LLM", "embedding", "rerank"):
             for spec in self.registry.specs(kind):
                 if not spec.is_builtin or spec.model_name in BUNDLED_ORDER:
-                    entry = {"model_name": spec.model_name, "model_type": kind}
-                    if kind == "LLM":  # what a client needs to pick its handle (chat or generate)
+                    entry: dict[str, Any] = {"model_name": spec.model_name, "model_type": kind}
+                    if isinstance(spec, LLMFamily):  # what a client needs to pick its handle (chat or generate)
                         entry["model_ability"] = list(spec.model_ability)
                     names.append(entry)
         return names
@@ -223,7 +225,7 @@ class Supervisor:
             plan.options["n_parallel"] = self.default_parallel
         return plan
 
-    async def _weigh(self, settings: dict[str, Any], replicas: int, envs: dict[str, str]) -> Estimate | None:
+    async def _weigh(self, settings: wire.Settings, replicas: int, envs: dict[str, str]) -> Estimate | None:
         """The launch's memory estimate, from the headers of the files its spec names, with the slot count
         chosen for this machine when the launch names none (written into `settings`): off the event loop,
         outside the launch lock (a slow read holds up no other launch), within READ_TIMEOUT."""
@@ -375,7 +377,7 @@ class Supervisor:
             replica.note(replica.error)
             log.warning("model %s: %s", replica.name, replica.error)
             return None
-        in_flight = [InFlight.of(op, payload, client) for op, payload, client in replica.requests.values()]
+        in_flight = [InFlight.of(request, client) for request, client in replica.requests.values()]
         decision = model.restarts.crashed(cause, in_flight)
         pid = replica.pid
         lines = [f"its worker (pid {pid}) died: {cause}, with {len(in_flight)} request(s) in flight"
@@ -452,33 +454,31 @@ class Supervisor:
 
     # --- requests -------------------------------------------------------------------------------
 
-    async def call(self, uid: str, op: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Send one request to the least busy replica and yield its messages until the last one.
-
-        Messages are the worker's: {"text"} pieces, then {"done"} or {"result"}; an {"error"} message
-        is raised as an XituiError instead. Closing the iterator early cancels the request.
-        """
+    async def call(self, uid: str, request: wire.Work) -> AsyncIterator[wire.Answer]:
+        """Send one request to the least busy replica (numbered here: its id) and yield its messages until the
+        last one (xitui/wire.py); an error message is raised as an XituiError instead. Closing the iterator
+        early cancels the request."""
         model = self.get(uid)
         if model.failure is not None:
             raise ModelFailedError(f"model {uid!r} is in error: {model.error}")
         replica = model.pick()
-        rid = next(self._ids)
+        rid = request["id"] = next(self._ids)
         queue = Inbox()
         replica.pending[rid] = queue
-        replica.requests[rid] = (op, payload, CLIENT.get())
+        replica.requests[rid] = (request, CLIENT.get())
         metrics = replica.metrics
         metrics.started()
         finished = False
         try:
-            if not replica.send({"id": rid, "op": op, **payload}):
+            if not replica.send(request):
                 raise ModelFailedError(f"model {uid!r} is not running any more")
             while True:
                 msg = await queue.get()
-                if "error" in msg or "done" in msg or "result" in msg:
+                if msg["kind"] in wire.LAST:
                     finished = True
                     metrics.record(msg)
-                if "error" in msg:
-                    status = int(msg.get("status", 500))
+                if msg["kind"] == "error":
+                    status = msg["status"]
                     error = (ModelFailedError if status >= 500 else XituiError)(msg["error"])
                     error.status_code = status
                     raise error
@@ -490,4 +490,4 @@ class Supervisor:
             replica.pending.pop(rid, None)
             replica.requests.pop(rid, None)
             if not finished:
-                replica.send({"id": rid, "op": "cancel"})
+                replica.send(wire.cancel(rid))

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from xitui import wire
 from xitui.server.worker_process import LINE_LIMIT, process_rss
 
 log = logging.getLogger("xitui.supervisor")
@@ -108,7 +109,7 @@ class WarmWorker:
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
-        self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._answers: dict[int, asyncio.Future[wire.Forked]] = {}
         self._children: dict[int, ForkedProcess] = {}
         #: Exit notes that came before their fork's answer was taken up (a worker that died at once).
         self._early_exits: dict[int, int | None] = {}
@@ -158,21 +159,21 @@ class WarmWorker:
                 data = b""
             if not data:
                 break
-            msg = orjson.loads(data)
-            if "exited" in msg:
-                child = self._children.pop(msg["exited"], None)
+            msg: wire.FromWarm = orjson.loads(data)
+            if msg["kind"] == "exited":
+                child = self._children.pop(msg["pid"], None)
                 if child is not None:
-                    child.exited(msg.get("code"))
+                    child.exited(msg["code"])
                 else:
-                    self._early_exits[msg["exited"]] = msg.get("code")
-            elif "id" in msg:
+                    self._early_exits[msg["pid"]] = msg["code"]
+            elif msg["kind"] == "forked":
                 answer = self._answers.pop(msg["id"], None)
                 if answer is not None and not answer.done():
                     answer.set_result(msg)
-            elif msg.get("event") == "warm":
+            elif msg["kind"] == "warm":
                 self.state = "ready"
-                self.loaded, self.failed = msg.get("engines", []), msg.get("failed", {})
-                self.import_seconds = msg.get("seconds")
+                self.loaded, self.failed = msg["engines"], msg["failed"]
+                self.import_seconds = msg["seconds"]
                 self._failed_starts = 0
                 log.info("warm worker ready in %.1f s (%s)", self.import_seconds or 0,
                          ", ".join(self.loaded) or "no engine imported")
@@ -181,9 +182,9 @@ class WarmWorker:
         was = self.state
         self.state = "stopped"
         self.pid = None
-        for answer in self._answers.values():
+        for rid, answer in self._answers.items():
             if not answer.done():
-                answer.set_result({"error": "the warm worker ended"})
+                answer.set_result({"kind": "forked", "id": rid, "error": "the warm worker ended"})
         self._answers.clear()
         for child in self._children.values():  # ours no longer: watch them until they are gone
             asyncio.get_running_loop().create_task(child.watch_orphan())
@@ -226,26 +227,27 @@ class WarmWorker:
             answer = asyncio.get_running_loop().create_future()
             self._answers[rid] = answer
             try:
-                socket.send_fds(sock, [orjson.dumps({"op": "fork", "id": rid, "envs": envs})],
-                                [stdin_r, stdout_w, log_fd])
+                fork: wire.ForkRequest = {"kind": "fork", "id": rid, "envs": envs}
+                socket.send_fds(sock, [orjson.dumps(fork)], [stdin_r, stdout_w, log_fd])
                 reply = await asyncio.wait_for(answer, timeout=10)
             except (OSError, asyncio.TimeoutError) as exc:
-                reply = {"error": f"{type(exc).__name__}: {exc}"}
+                reply = {"kind": "forked", "id": rid, "error": f"{type(exc).__name__}: {exc}"}
             finally:
                 self._answers.pop(rid, None)
                 for fd in (stdin_r, stdout_w, log_fd):
                     os.close(fd)
-            if "pid" not in reply:
+            pid = reply.get("pid")
+            if pid is None:
                 os.close(stdin_w)
                 os.close(stdout_r)
                 log.warning("warm worker could not fork (%s): starting cold", reply.get("error"))
                 return None
             self.forks += 1
             try:
-                process = await _connect(reply["pid"], stdin_w, stdout_r)
+                process = await _connect(pid, stdin_w, stdout_r)
             except BaseException:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(reply["pid"], signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 raise
             if process.pid in self._early_exits:
                 process.exited(self._early_exits.pop(process.pid))

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from xitui import wire
 from xitui.server.restarts import exit_cause
 
 log = logging.getLogger("xitui.supervisor")
@@ -42,16 +43,16 @@ class Inbox:
     __slots__ = ("items", "waiter")
 
     def __init__(self) -> None:
-        self.items: deque[dict[str, Any]] = deque()
+        self.items: deque[wire.Answer] = deque()
         self.waiter: asyncio.Future[None] | None = None
 
-    def put_nowait(self, msg: dict[str, Any]) -> None:
+    def put_nowait(self, msg: wire.Answer) -> None:
         self.items.append(msg)
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def get(self) -> dict[str, Any]:
+    async def get(self) -> wire.Answer:
         while not self.items:
             self.waiter = asyncio.get_running_loop().create_future()
             try:
@@ -111,8 +112,12 @@ class Metrics:
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     per_token: Histogram = field(default_factory=lambda: Histogram(TOKEN_BUCKETS))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if not isinstance(v, Histogram)}
+    def as_dict(self) -> wire.MetricsRecord:
+        return {"requests": self.requests, "errors": self.errors, "in_flight": self.in_flight,
+                "tokens_generated": self.tokens_generated, "tokens_prompt": self.tokens_prompt,
+                "last_ttft": self.last_ttft, "last_tokens_per_s": self.last_tokens_per_s, "preempted": self.preempted,
+                "kv_used": self.kv_used, "last_batch_size": self.last_batch_size,
+                "max_batch_size": self.max_batch_size, "last_used": self.last_used}
 
     def started(self) -> None:
         self.requests += 1
@@ -122,30 +127,28 @@ class Metrics:
         self.in_flight -= 1
         self.last_used = time.time()
 
-    def record(self, msg: dict[str, Any]) -> None:
+    def record(self, msg: wire.Answer) -> None:
         """Note what a request's last message says (speed, tokens, batch size, errors)."""
-        if "error" in msg:
-            self.errors += int(msg.get("status", 500)) >= 500
-        elif "done" in msg:
-            done = msg["done"]
-            self.last_ttft = done.get("ttft")
-            self.last_tokens_per_s = done.get("tokens_per_s")
-            usage = done.get("usage", {})
-            self.tokens_generated += usage.get("completion_tokens", 0)
-            self.tokens_prompt += usage.get("prompt_tokens", 0)
-            if self.last_ttft is not None:
-                self.ttft.observe(self.last_ttft)
-            generated = usage.get("completion_tokens", 0)
+        if msg["kind"] == "error":
+            self.errors += msg["status"] >= 500
+        elif msg["kind"] == "done":
+            self.last_ttft = msg["ttft"]
+            self.last_tokens_per_s = msg["tokens_per_s"]
+            usage = msg["usage"]
+            generated = usage["completion_tokens"]
+            self.tokens_generated += generated
+            self.tokens_prompt += usage["prompt_tokens"]
+            self.ttft.observe(self.last_ttft)
             if self.last_tokens_per_s and generated > 1:  # each token after the first took 1 / rate
                 self.per_token.observe(1 / self.last_tokens_per_s, generated - 1)
-            self.preempted += done.get("preempted", 0)
-            self.kv_used = done.get("kv_used", self.kv_used)
-        elif "result" in msg:
-            self.tokens_prompt += msg["result"].get("tokens", 0)
-            batch = msg["result"].get("batch")
-            if batch:
-                self.last_batch_size = batch
-                self.max_batch_size = max(self.max_batch_size, batch)
+            self.preempted += msg.get("preempted", 0)
+            self.kv_used = msg.get("kv_used", self.kv_used)
+        elif msg["kind"] == "reranked":
+            self.tokens_prompt += msg["tokens"]
+        elif msg["kind"] == "embedded":
+            self.tokens_prompt += msg["tokens"]
+            self.last_batch_size = msg["batch"]
+            self.max_batch_size = max(self.max_batch_size, msg["batch"])
 
 
 def process_rss(pid: int | None) -> int | None:
@@ -187,7 +190,7 @@ class Replica:
     error: str | None = None
     progress: float = 0.0
     stage: str = "starting worker"
-    info: dict[str, Any] = field(default_factory=dict)
+    info: wire.WorkerInfo = field(default_factory=lambda: wire.WorkerInfo())
     metrics: Metrics = field(default_factory=Metrics)
     #: asyncio's Process for a cold start, a ForkedProcess (xitui/server/warm.py) for one from the warm worker.
     proc: Any = None
@@ -201,8 +204,8 @@ class Replica:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
     terminating: bool = False
-    #: The requests in the worker's hands, by id: (op, payload, client), to name them if it dies.
-    requests: dict[int, tuple[str, dict[str, Any], str | None]] = field(default_factory=dict)
+    #: The requests in the worker's hands, by id, with the client that sent each: to name them if it dies.
+    requests: dict[int, tuple[wire.Work, str | None]] = field(default_factory=dict)
     #: Called when the worker ends without having been stopped, with the state it was in, its exit status
     #: and what it last reported; answers the error its requests in flight get (message, status), or None
     #: for the plain one. The supervisor restarts the worker from here.
@@ -210,7 +213,7 @@ class Replica:
     #: The exit status of the last worker that ended on its own.
     exit_code: int | None = None
     #: What spawn was given, for a restart: settings, envs, the warm worker.
-    launch_args: tuple[dict[str, Any], dict[str, str], Forker | None] | None = None
+    launch_args: tuple[wire.Settings, dict[str, str], Forker | None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -224,13 +227,13 @@ class Replica:
         """Resident memory of the worker process (None once it is gone)."""
         return None if self.state == "error" else process_rss(self.pid)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> wire.ReplicaDescription:
         return {"index": self.index, "state": self.state, "error": self.error, "progress": self.progress,
                 "stage": self.stage, "pid": self.pid, "memory_rss": self.memory_rss(),
                 "launch_seconds": self.launch_seconds, "start": self.start, "stages": self.stages,
                 "metrics": self.metrics.as_dict()}
 
-    async def spawn(self, settings: dict[str, Any], envs: dict[str, str], warm: Forker | None = None) -> None:
+    async def spawn(self, settings: wire.Settings, envs: dict[str, str], warm: Forker | None = None) -> None:
         """Start the worker: forked from `warm` (a WarmWorker) when it is ready, else as a new process."""
         self.spawned_at = time.perf_counter()
         self.launch_args = (settings, envs, warm)
@@ -275,7 +278,7 @@ class Replica:
         if not self.terminating:
             await self.spawn(*self.launch_args)
 
-    def send(self, msg: dict[str, Any]) -> bool:
+    def send(self, msg: wire.Request) -> bool:
         """Write one request line; False when the worker is gone."""
         proc = self.proc
         if proc is None or proc.returncode is not None or proc.stdin is None:
@@ -300,21 +303,14 @@ class Replica:
             if not line:
                 break
             try:
-                msg = orjson.loads(line)
+                msg: wire.FromWorker = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
-            rid = msg.get("id")
-            if rid is not None:
-                queue = self.pending.get(rid)
-                if queue is not None:
-                    queue.put_nowait(msg)
-                continue
-            event = msg.get("event")
-            if event == "progress":
-                self.progress = float(msg.get("progress", 0.0))
-                self.stage = str(msg.get("stage", ""))
-            elif event == "ready":
-                self.info = msg.get("info") or {}
+            if msg["kind"] == "progress":
+                self.progress = msg["progress"]
+                self.stage = msg["stage"]
+            elif msg["kind"] == "ready":
+                self.info = msg["info"]
                 self.state = "ready"
                 self.progress = 1.0
                 self.stage = "ready"
@@ -323,8 +319,12 @@ class Replica:
                 # what the worker did not time is its process: fork or Python start, xitui's imports, the pipe
                 self.stages = {"process": max(0.0, self.launch_seconds - sum(stages.values())), **stages}
                 self.settled.set()
-            elif event == "error":
-                last_error = str(msg.get("message"))
+            elif msg["kind"] == "load_error":
+                last_error = msg["message"]
+            else:
+                queue = self.pending.get(msg["id"])
+                if queue is not None:
+                    queue.put_nowait(msg)
         code = await proc.wait()
         if self.terminating:
             return
@@ -343,16 +343,16 @@ class Replica:
         log.warning("model %s (%s): %s", self.name, was, last_error)
         answer = self.on_exit(self, was, code, reported) if self.on_exit is not None else None
         message, status = answer or (f"model {self.uid!r} failed: {last_error}", 500)
-        for queue in list(self.pending.values()):
-            queue.put_nowait({"error": message, "status": status})
+        for rid, queue in list(self.pending.items()):
+            queue.put_nowait(wire.failed(rid, message, status))
 
     async def stop(self, why: str = "was terminated") -> None:
         self.terminating = True
         proc = self.proc
         if proc is None:
             return
-        for queue in list(self.pending.values()):
-            queue.put_nowait({"error": f"model {self.uid!r} {why}", "status": 400})
+        for rid, queue in list(self.pending.items()):
+            queue.put_nowait(wire.failed(rid, f"model {self.uid!r} {why}", 400))
         if proc.returncode is None:
             if self.state == "launching":
                 proc.kill()  # a loading worker reads no stdin yet: nothing to wait for

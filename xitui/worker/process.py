@@ -10,14 +10,20 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import orjson
 
+from xitui import wire
 from xitui.backends.base import Backend, Finish, GenerateParams, RequestError
 from xitui.core.errors import XituiError
 from xitui.core.input_size import cut, readable_chars
+
+if TYPE_CHECKING:
+    from xitui.core.spec import LLMFamily
+    from xitui.worker.tools import AnswerSplit
 
 #: Dynamic batching of embeddings: gather requests arriving within BATCH_GAP of each other, for at most
 #: BATCH_WAIT in all, and at most MAX_BATCH texts.
@@ -35,7 +41,7 @@ class Channel:
         sys.stdout = sys.stderr
         self._lock = threading.Lock()
 
-    def send(self, obj: dict[str, Any]) -> None:
+    def send(self, obj: wire.FromWorker) -> None:
         data = memoryview(orjson.dumps(obj) + b"\n")
         with self._lock:  # one message, one write: nothing interleaves
             while data:
@@ -53,12 +59,12 @@ LOADED_FIELDS = ("engine", "device", "context_length", "n_parallel", "kv_cells",
                  "dimensions", "batching", "chat_format", "tool_format")
 
 
-def failure(exc: Exception) -> dict[str, Any]:
+def failure(rid: int, exc: Exception) -> wire.Failed:
     """A request's error message: the user's errors with their status, anything else a 500 (traced to the log)."""
     if isinstance(exc, XituiError):
-        return {"error": str(exc), "status": exc.status_code}
+        return wire.failed(rid, str(exc), exc.status_code)
     traceback.print_exc()
-    return {"error": f"the model failed: {type(exc).__name__}: {exc}", "status": 500}
+    return wire.failed(rid, f"the model failed: {type(exc).__name__}: {exc}")
 
 
 class StageClock:
@@ -88,19 +94,19 @@ class StageClock:
 class Worker:
     """The model a worker process serves, and the loop that answers the server's requests."""
 
-    def __init__(self, channel: Channel, settings: dict[str, Any]):
+    def __init__(self, channel: Channel, settings: wire.Settings):
         self.channel = channel
         self.settings = settings
-        self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.requests: queue.Queue[wire.Work] = queue.Queue()
         #: Requests prepared for the batch engine (serve_batched): rid, prompt tokens, params, stop ids.
-        self.ready: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.ready: queue.Queue[tuple[int, list[int], GenerateParams, set[int]]] = queue.Queue()
         self.cancelled: set[int] = set()
-        self.backend: Any = None
+        self.backend: Backend = Backend()  # until load
         #: Requests in the last embedding batch: how many to expect in the next one.
         self.last_batch = 1
-        self.family: Any = None
-        #: Readers of tool calls, for the requests that gave tools (worker/tools.py).
-        self.readers: dict[int, Any] = {}
+        self.family: LLMFamily | None = None
+        #: Readers of tool calls and reasoning, for the requests that need them (worker/tools.py).
+        self.readers: dict[int, AnswerSplit] = {}
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -116,24 +122,26 @@ class Worker:
         def progress(value: float, stage: str) -> None:
             shown[0] = max(shown[0], value)  # a bar never runs backwards (download, then loading)
             clock.enter(stage)
-            self.channel.send({"event": "progress", "progress": shown[0], "stage": stage})
+            self.channel.send({"kind": "progress", "progress": shown[0], "stage": stage})
 
         if settings["model_type"] == "LLM":
             from xitui.core.spec import parse_llm
 
-            self.family = parse_llm(settings["registration"], builtin=settings["registration"].get("is_builtin", False))
+            self.family = parse_llm(settings["registration"], builtin=bool(settings["registration"].get("is_builtin")))
         bundled.prepare(settings["model_name"], progress)
-        if not settings.get("model_path"):
+        if not settings["model_path"]:
             from xitui.core.download import download
 
-            gguf = settings.get("model_format") == "ggufv2"
+            if not settings["model_id"]:
+                raise XituiError("the launch names neither the model's files nor a model_id to download")
+            gguf = settings["model_format"] == "ggufv2"
             settings["model_path"] = download(
-                settings["model_id"], progress, file_name=settings.get("file_name") if gguf else None,
-                revision=settings.get("model_revision"),
+                settings["model_id"], progress, file_name=settings["file_name"] if gguf else None,
+                revision=settings["model_revision"],
             )
         progress(0.1, "importing " + settings["engine"])
         self.backend = load_backend(settings["engine"])
-        self.backend._send = self.deliver
+        self.backend.set_sender(self.deliver)
         info = self.backend.load(settings, progress)
         if type(self.backend).warm_up is not Backend.warm_up:
             progress(0.95, "warming up")
@@ -149,9 +157,10 @@ class Worker:
 
                 info["tool_format"] = tool_format(self.family, self.backend.model_chat_template)
         stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in clock.seconds.items())
-        told = ", ".join(f"{key} {info[key]}" for key in LOADED_FIELDS if info.get(key) not in (None, ""))
+        facts = dict(info)
+        told = ", ".join(f"{key} {facts[key]}" for key in LOADED_FIELDS if facts.get(key) not in (None, ""))
         note(f"{settings['model_name']} loaded from {settings['model_path']} ({stages}): {told}")
-        self.channel.send({"event": "ready", "info": info})
+        self.channel.send({"kind": "ready", "info": info})
 
     # --- serving --------------------------------------------------------------------------------
 
@@ -159,10 +168,10 @@ class Worker:
         """Reader thread: queue requests, note cancellations at once, stop the process at EOF."""
         for line in stream:
             try:
-                req = orjson.loads(line)
+                req: wire.Request = orjson.loads(line)
             except ValueError:
                 continue
-            if req.get("op") == "cancel":
+            if req["kind"] == "cancel":
                 self.cancelled.add(req["id"])
                 self.readers.pop(req["id"], None)
             else:
@@ -177,6 +186,7 @@ class Worker:
         prompt tokenized, its grammar compiled. Those take time that grows with what the request sends, and
         on the engine's thread every running stream would wait for them."""
         engine = self.backend.engine
+        assert engine is not None
         engine.cancelled = self.cancelled  # the reader thread notes cancellations here
         threading.Thread(target=self.prepare_requests, daemon=True, name="prepare").start()
         while True:
@@ -191,7 +201,7 @@ class Worker:
                     engine.submit(rid, tokens, params, stop_ids)
                 except Exception as exc:
                     self.readers.pop(rid, None)
-                    self.channel.send({"id": rid, **failure(exc)})
+                    self.channel.send(failure(rid, exc))
             try:
                 engine.step()
             except Exception as exc:  # the worker lives on: the requests of this batch get the error
@@ -203,28 +213,28 @@ class Worker:
         while True:
             self.run_guarded_batched(self.requests.get())
 
-    def run_guarded_batched(self, req: dict[str, Any]) -> None:
+    def run_guarded_batched(self, req: wire.Work) -> None:
         """Make a request ready for the engine; a refusal goes back at once. Its cancellation is the engine's
         to clear (when the slot ends), not this call's: the request is still running when it returns."""
         try:
             self.handle(req)
         except Exception as exc:
             self.readers.pop(req["id"], None)
-            self.channel.send({"id": req["id"], **failure(exc)})
+            self.channel.send(failure(req["id"], exc))
 
     def serve(self) -> None:
-        if getattr(self.backend, "engine", None) is not None:
+        if self.backend.engine is not None:
             return self.serve_batched()
-        deferred: list[dict[str, Any]] = []
+        deferred: list[wire.Work] = []
         while True:
             req = deferred.pop() if deferred else self.requests.get()
-            if req.get("op") == "embed":
+            if req["kind"] == "embed":
                 batch = self.gather_embeds(req, deferred)
                 self.run_guarded(batch, partial(self.embed, batch))
             else:
                 self.run_guarded([req], partial(self.handle, req))
 
-    def gather_embeds(self, first: dict[str, Any], deferred: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def gather_embeds(self, first: wire.EmbedRequest, deferred: list[wire.Work]) -> list[wire.EmbedRequest]:
         """Dynamic batching, bounded by BATCH_WAIT and MAX_BATCH texts.
 
         Until the batch is as large as the last one, wait for more (under steady load the same clients
@@ -232,7 +242,7 @@ class Worker:
         other. A lone client pays one gap; after a quiet spell the expectation falls back to one.
         """
         batch = [first]
-        texts = len(first.get("input") or [])
+        texts = len(first["input"])
         deadline = time.perf_counter() + BATCH_WAIT
         while texts < MAX_BATCH:
             left = deadline - time.perf_counter()
@@ -242,64 +252,72 @@ class Worker:
                 nxt = self.requests.get(timeout=left if len(batch) < self.last_batch else min(BATCH_GAP, left))
             except queue.Empty:
                 break
-            if nxt.get("op") != "embed":
+            if nxt["kind"] != "embed":
                 deferred.append(nxt)
                 break
             batch.append(nxt)
-            texts += len(nxt.get("input") or [])
+            texts += len(nxt["input"])
         self.last_batch = len(batch)
         return batch
 
-    def run_guarded(self, reqs: list[dict[str, Any]], work: Any) -> None:
+    def run_guarded(self, reqs: Sequence[wire.Work], work: Callable[[], None]) -> None:
         """Run `work`; if it raises, each request in `reqs` gets the error and the worker goes on."""
         try:
             work()
         except Exception as exc:
-            answer = failure(exc)
+            answer = failure(0, exc)
             for req in reqs:
-                self.channel.send({"id": req["id"], **answer})
+                self.channel.send({**answer, "id": req["id"]})
         finally:
             for req in reqs:
                 self.cancelled.discard(req["id"])
                 self.readers.pop(req["id"], None)
 
-    def handle(self, req: dict[str, Any]) -> None:
+    def handle(self, req: wire.Work) -> None:
         rid = req["id"]
         if rid in self.cancelled:
             return
-        if req["op"] in ("generate", "chat"):
-            self.generate(rid, req)
-        elif req["op"] == "rerank":
-            self.rerank(rid, req)
+        if req["kind"] == "generate" or req["kind"] == "chat":
+            self.generate(req)
+        elif req["kind"] == "rerank":
+            self.rerank(req)
         else:
-            self.channel.send({"id": rid, "error": f"unknown operation {req['op']!r}", "status": 400})
+            self.channel.send(wire.failed(rid, f"{req['kind']} is not answered one request at a time", 400))
 
-    def rerank(self, rid: int, req: dict[str, Any]) -> None:
+    def rerank(self, req: wire.RerankRequest) -> None:
         """Score each document against the query (each text as far as the model reads it); the server sorts
         and cuts (top_n)."""
-        if not getattr(self.backend, "reranks", False):
+        if not self.backend.reranks:
             raise RequestError("this model is not a rerank model")
         scores, tokens = self.backend.rerank(req["query"], req["documents"])
-        self.channel.send({"id": rid, "result": {"scores": scores, "tokens": tokens}})
+        self.channel.send({"kind": "reranked", "id": req["id"], "scores": scores, "tokens": tokens})
 
-    def generate(self, rid: int, req: dict[str, Any]) -> None:
-        params = GenerateParams.from_request(req.get("params") or {})
-        family = self.family
-        prompt = req.get("prompt")
-        if req["op"] == "chat":
-            from xitui.worker import tools
-            from xitui.worker.chat import chat_prompt, validate_messages
+    def family_of(self) -> LLMFamily:
+        if self.family is None:
+            raise RequestError("this model is not an LLM: it does not generate")
+        return self.family
 
-            messages = validate_messages(req.get("messages"))
-            template = self.backend.model_chat_template
-            messages, extra, calls = tools.prepare(req, messages, family, template, self.backend, params)
-            extra.update(req.get("template_kwargs") or {})
-            prompt = chat_prompt(family, template, messages, self.backend.bos_token, self.backend.eos_token, **extra)
-            thoughts = tools.thought_reader(family, prompt)
-            if calls is not None or thoughts is not None:
-                self.readers[rid] = tools.AnswerSplit(thoughts, calls)
-        if not isinstance(prompt, str):
-            raise RequestError("prompt: must be a string")
+    def chat_prompt(self, req: wire.ChatRequest, params: GenerateParams) -> str:
+        """The conversation as the model's chat format writes it (a forced call's grammar set in `params`); the
+        reader of its reasoning and calls is kept for the answer."""
+        from xitui.worker import tools
+        from xitui.worker.chat import chat_prompt
+
+        family = self.family_of()
+        template = self.backend.model_chat_template
+        messages, extra, calls = tools.prepare(req, family, template, self.backend, params)
+        extra.update(req.get("template_kwargs") or {})
+        prompt = chat_prompt(family, template, messages, self.backend.bos_token, self.backend.eos_token, **extra)
+        thoughts = tools.thought_reader(family, prompt)
+        if calls is not None or thoughts is not None:
+            self.readers[req["id"]] = tools.AnswerSplit(req["id"], thoughts, calls)
+        return prompt
+
+    def generate(self, req: wire.GenerateRequest | wire.ChatRequest) -> None:
+        rid = req["id"]
+        params = GenerateParams.from_request(req["params"])
+        family = self.family_of()
+        prompt = self.chat_prompt(req, params) if req["kind"] == "chat" else req["prompt"]
         if params.constraint:
             if params.ignore_eos:
                 raise RequestError("ignore_eos: an answer of a given form ends where the form does; leave it out")
@@ -307,7 +325,7 @@ class Worker:
         # The spec's stop words and ids apply to every request, on top of the request's own.
         params.stop = list(dict.fromkeys([*params.stop, *(family.stop or [])]))
         params.stop_token_ids = list(dict.fromkeys([*params.stop_token_ids, *(family.stop_token_ids or [])]))
-        engine = getattr(self.backend, "engine", None)
+        engine = self.backend.engine
         if params.logprobs is not None and engine is None:
             raise RequestError("logprobs: served for GGUF models (llama.cpp); this model's engine does not give them")
         if engine is not None:
@@ -320,90 +338,71 @@ class Worker:
         first: float | None = None
         for piece in self.backend.generate(prompt, params, lambda: rid in self.cancelled):
             if isinstance(piece, Finish):
-                end = time.perf_counter()
-                ttft = (first or end) - start
-                decode = end - (first or end)
-                tps = (piece.completion_tokens - 1) / decode if decode > 0 and piece.completion_tokens > 1 else 0.0
-                self.deliver(rid, {
-                    "done": {
-                        "finish_reason": piece.reason,
-                        "usage": {
-                            "prompt_tokens": piece.prompt_tokens,
-                            "completion_tokens": piece.completion_tokens,
-                            "total_tokens": piece.prompt_tokens + piece.completion_tokens,
-                        },
-                        "ttft": ttft,
-                        "tokens_per_s": tps,
-                    },
-                })
+                self.deliver(wire.done(rid, piece.reason, piece.prompt_tokens, piece.completion_tokens, start, first))
                 return
             if first is None:
                 first = time.perf_counter()
-            self.deliver(rid, {"text": piece})
+            self.deliver(wire.text(rid, piece))
 
-    def deliver(self, rid: int, msg: dict[str, Any]) -> None:
+    def deliver(self, msg: wire.Answer) -> None:
         """Send a generation's message; a thinking model's reasoning and a tool call are taken out of the
         answer's text first (worker/tools.py). Never raises into the engine that calls it: when reading one
         request's output fails (a call nested a thousand levels deep...), that request alone ends with the
         error and is cancelled, and every other request of the batch goes on."""
+        rid = msg["id"]
         try:
-            self._deliver(rid, msg)
+            self._deliver(msg)
         except Exception as exc:
             traceback.print_exc()
             self.readers.pop(rid, None)
-            if "done" not in msg and "error" not in msg:
+            if msg["kind"] not in wire.LAST:
                 self.cancelled.add(rid)  # the engine ends it quietly at its next step
-            self.channel.send({"id": rid, "error": f"the model's answer could not be read: {type(exc).__name__}",
-                               "status": 500})
+            self.channel.send(wire.failed(rid, f"the model's answer could not be read: {type(exc).__name__}"))
 
-    def _deliver(self, rid: int, msg: dict[str, Any]) -> None:
-        split = self.readers.get(rid)
+    def _deliver(self, msg: wire.Answer) -> None:
+        split = self.readers.get(msg["id"])
         if split is None:
-            self.channel.send({"id": rid, **msg})
+            self.channel.send(msg)
             return
-        if "text" in msg:
+        if msg["kind"] == "text":
             if msg.get("logprobs"):
-                self.channel.send({"id": rid, "text": "", "logprobs": msg["logprobs"]})
+                self.channel.send({**msg, "text": ""})
             out = split.feed(msg["text"])
-        elif "done" in msg:
+        elif msg["kind"] == "done":
             out = split.finish()
         else:  # an error: the request is over
-            self.readers.pop(rid, None)
-            self.channel.send({"id": rid, **msg})
+            self.readers.pop(msg["id"], None)
+            self.channel.send(msg)
             return
         for part in out:
-            self.channel.send({"id": rid, **part})
-        if "done" in msg:
-            self.readers.pop(rid, None)
-            done = dict(msg["done"])
-            if split.called:
-                done["finish_reason"] = "tool_calls"
-            self.channel.send({"id": rid, "done": done})
+            self.channel.send(part)
+        if msg["kind"] == "done":
+            self.readers.pop(msg["id"], None)
+            self.channel.send({**msg, "finish_reason": "tool_calls"} if split.called else msg)
 
-    def embed(self, batch: list[dict[str, Any]]) -> None:
+    def embed(self, batch: list[wire.EmbedRequest]) -> None:
         """One encode call for every text of every request in the batch; answers split back out."""
         backend = self.backend
         limit = backend.max_input_tokens
-        accepted: list[tuple[dict[str, Any], list[str], list[int], bool]] = []
+        accepted: list[tuple[wire.EmbedRequest, list[str], list[int], bool]] = []
         for req in batch:
-            texts = req.get("input")
-            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-                self.channel.send({"id": req["id"], "error": "input: must be a string or a non-empty list of strings",
-                                   "status": 400})
+            texts = req["input"]
+            if not texts:
+                self.channel.send(wire.failed(req["id"], "input: must hold at least one text", 400))
                 continue
             # no tokenizer sees more of a text than the model can read (core/input_size)
             longest = max(len(t) for t in texts)
-            if not req.get("truncate", True) and longest > readable_chars(limit):
-                self.channel.send({"id": req["id"], "status": 400, "error": (
+            if not req["truncate"] and longest > readable_chars(limit):
+                self.channel.send(wire.failed(req["id"], (
                     f"an input is {longest} characters long, more than the {limit} tokens this model reads "
-                    "(send truncate=true to cut it)")})
+                    "(send truncate=true to cut it)"), 400))
                 continue
             texts = [cut(t, limit) for t in texts]
             counts = backend.token_counts(texts)
-            if not req.get("truncate", True) and max(counts) > limit:
-                self.channel.send({"id": req["id"], "status": 400, "error": (
+            if not req["truncate"] and max(counts) > limit:
+                self.channel.send(wire.failed(req["id"], (
                     f"an input is {max(counts)} tokens long; this model reads at most {limit} "
-                    "(send truncate=true to cut it)")})
+                    "(send truncate=true to cut it)"), 400))
                 continue
             accepted.append((req, texts, counts, longest > readable_chars(limit)))
         if not accepted:
@@ -414,20 +413,21 @@ class Worker:
         for req, texts, counts, was_cut in accepted:
             mine = vectors[start:start + len(texts)]
             start += len(texts)
-            self.channel.send({"id": req["id"], "result": {
+            self.channel.send({
+                "kind": "embedded", "id": req["id"],
                 # little-endian float32, base64: what OpenAI's encoding_format=base64 sends, and cheap to pass
                 "vectors_b64": base64.b64encode(mine.astype("<f4").tobytes()).decode(),
                 "count": len(texts),
                 "tokens": sum(min(c, limit) for c in counts),
                 "truncated": was_cut or max(counts) > limit,
                 "batch": len(everything),
-            }})
+            })
 
 
 def main() -> None:
     channel = Channel()
     stdin = sys.stdin
-    settings = orjson.loads(stdin.readline())
+    settings: wire.Settings = orjson.loads(stdin.readline())
     worker = Worker(channel, settings)
     try:
         worker.load()
@@ -438,7 +438,7 @@ def main() -> None:
         if isinstance(exc, MemoryError):
             message = "out of memory while loading the model"
         note(f"could not load {settings.get('model_name')}: {message}")
-        channel.send({"event": "error", "message": message})
+        channel.send({"kind": "load_error", "message": message})
         sys.stderr.flush()
         os._exit(1)
     threading.Thread(target=worker.read_requests, args=(stdin,), daemon=True, name="requests").start()

@@ -3,9 +3,11 @@ grammar of a forced call, and the reader that takes the calls out of the answer 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xitui.backends.base import GenerateParams, RequestError
+from xitui import wire
+from xitui.backends.base import Backend, GenerateParams, RequestError
 from xitui.core import tool_calls
 from xitui.core.errors import XituiError
 from xitui.core.reasoning import DEFAULT_TAGS, ThoughtReader
@@ -22,14 +24,14 @@ def tool_format(family: Any, model_template: str | None) -> str:
     return tool_calls.detect(template_in_use(family, model_template), family.tool_parser)
 
 
-def prepare(req: dict[str, Any], messages: list[dict[str, Any]], family: Any, model_template: str | None,
-            backend: Any, params: GenerateParams) -> tuple[list[dict[str, Any]], dict[str, Any],
-                                                           tool_calls.CallReader | None]:
+def prepare(req: wire.ChatRequest, family: Any, model_template: str | None, backend: Backend,
+            params: GenerateParams) -> tuple[Sequence[Mapping[str, Any]], dict[str, Any], tool_calls.CallReader | None]:
     """(messages for the chat format, extra template variables, the reader of calls or None).
 
     A template that renders tools gets them (and the calls and results in the messages) as they are;
     otherwise the tools go in the system prompt and calls and results become text (tool_calls.plain_messages).
     A forced call (`required`, a named function) is held to its schema by a grammar."""
+    messages = req["messages"]
     tools = req.get("tools") or None
     choice = req.get("tool_choice") or "auto"
     fmt = tool_format(family, model_template)
@@ -38,15 +40,15 @@ def prepare(req: dict[str, Any], messages: list[dict[str, Any]], family: Any, mo
     history_has_tools = any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
     if not tools or choice == "none":
         if history_has_tools:
-            messages = tool_calls.template_messages(messages) if takes else \
-                tool_calls.plain_messages(messages, None, fmt)
+            return (tool_calls.template_messages(messages) if takes else
+                    tool_calls.plain_messages(messages, None, fmt)), {}, None
         return messages, {}, None
     extra: dict[str, Any] = {}
     if takes:
         extra["tools"] = tools
-        messages = tool_calls.template_messages(messages)
+        rendered = tool_calls.template_messages(messages)
     else:
-        messages = tool_calls.plain_messages(messages, tools, fmt)
+        rendered = tool_calls.plain_messages(messages, tools, fmt)
     try:
         forced = tool_calls.chosen_tools(tools, choice)
     except XituiError as exc:
@@ -62,14 +64,15 @@ def prepare(req: dict[str, Any], messages: list[dict[str, Any]], family: Any, mo
             raise RequestError(f"tool_choice: a forced call needs a grammar: {exc}") from None
     # a call to a function the request did not offer is not a call the client can make: it stays text
     offered = frozenset(str((t.get("function") or {}).get("name")) for t in tools)
-    return messages, extra, tool_calls.CallReader(fmt, offered=offered)
+    return rendered, extra, tool_calls.CallReader(fmt, offered=offered)
 
 
 class AnswerSplit:
     """An answer's text split for the response as it streams: a thinking model's reasoning apart
     (core/reasoning.py), then the tool calls out of what is left (core/tool_calls.py)."""
 
-    def __init__(self, thoughts: ThoughtReader | None, calls: tool_calls.CallReader | None):
+    def __init__(self, rid: int, thoughts: ThoughtReader | None, calls: tool_calls.CallReader | None):
+        self.rid = rid
         self.thoughts = thoughts
         self.calls = calls
 
@@ -77,31 +80,31 @@ class AnswerSplit:
     def called(self) -> bool:
         return bool(self.calls and self.calls.calls)
 
-    def feed(self, text: str) -> list[dict[str, Any]]:
-        """The messages this piece of text makes: {"reasoning"}, {"text"}, {"tool_calls"}."""
+    def feed(self, text: str) -> list[wire.Piece]:
+        """The messages this piece of text makes: reasoning, text, tool calls."""
         reasoning = ""
         if self.thoughts is not None:
             text, reasoning = self.thoughts.feed(text)
         return self._messages(text, reasoning, final=False)
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> list[wire.Piece]:
         text, reasoning = self.thoughts.finish() if self.thoughts is not None else ("", "")
         return self._messages(text, reasoning, final=True)
 
-    def _messages(self, text: str, reasoning: str, final: bool) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def _messages(self, text: str, reasoning: str, final: bool) -> list[wire.Piece]:
+        out: list[wire.Piece] = []
         if reasoning:
-            out.append({"reasoning": reasoning})
-        found: list[dict[str, Any]] = []
+            out.append({"kind": "reasoning", "id": self.rid, "text": reasoning})
+        found: list[wire.ToolCall] = []
         if self.calls is not None:
             text, found = self.calls.feed(text)
             if final:
                 rest, more = self.calls.finish()
                 text, found = text + rest, found + more
         if text:
-            out.append({"text": text})
+            out.append(wire.text(self.rid, text))
         if found:
-            out.append({"tool_calls": found})
+            out.append({"kind": "tool_calls", "id": self.rid, "calls": found})
         return out
 
 

@@ -6,13 +6,10 @@ thread pool exists yet (torch's and OpenMP's start at the first operation, in th
 never initialised (torch.cuda is not touched), so each worker sets up its own threads and device as a
 freshly started one does; the forked workers share the imported libraries' pages with this process.
 
-Protocol, over the AF_UNIX SOCK_SEQPACKET socket whose descriptor is argv[1] (one JSON object a packet):
-- to the server, once the libraries are imported: ``{"event": "warm", "engines": [...], "failed": {...},
-  "seconds": 3.4}``;
-- from the server: ``{"op": "fork", "id": 1, "envs": {...}}`` carrying three descriptors, the new worker's
-  stdin, protocol pipe and log; the answer ``{"id": 1, "pid": 1234}`` (or ``"error"``);
-- to the server, when a worker ends: ``{"exited": 1234, "code": -9}`` (a signal is negative, as
-  subprocess reports it).
+Protocol, over the AF_UNIX SOCK_SEQPACKET socket whose descriptor is argv[1] (one JSON object a packet; the
+types are xitui/wire.py's): to the server, once the libraries are imported, `warm`; from the server, `fork`
+carrying three descriptors (the new worker's stdin, protocol pipe and log), answered by `forked` with its
+pid or an error; to the server, when a worker ends, `exited` with its status.
 The socket's end (the server exited) ends this process; the workers end on their own when their stdin
 closes.
 """
@@ -32,6 +29,8 @@ import traceback
 from typing import Any
 
 import orjson
+
+from xitui import wire
 
 #: What each engine's worker imports, in order (the worker's own modules last, so they find them loaded).
 #: transformers imports its model-loading machinery at the first from_pretrained (and compiles its weight
@@ -106,7 +105,7 @@ class WarmProcess:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup pipe is what matters
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the server's terminal is the server's to act on
 
-    def send(self, obj: dict[str, Any]) -> None:
+    def send(self, obj: wire.FromWarm) -> None:
         try:
             self.sock.send(orjson.dumps(obj))
         except OSError:  # the server is gone: so are we
@@ -114,11 +113,11 @@ class WarmProcess:
 
     def serve(self) -> None:
         while True:
-            ready, _, _ = select.select([self.sock, self.wake_r], [], [])
+            ready, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [])
             if self.wake_r in ready:
                 os.read(self.wake_r, 4096)
                 self.reap()
-            if self.sock in ready:
+            if self.sock.fileno() in ready:
                 try:
                     data, fds, _, _ = socket.recv_fds(self.sock, 65536, 8)
                 except InterruptedError:
@@ -136,23 +135,23 @@ class WarmProcess:
             if pid == 0:
                 return
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-            self.send({"exited": pid, "code": code})
+            self.send({"kind": "exited", "pid": pid, "code": code})
 
-    def handle(self, request: dict[str, Any], fds: list[int]) -> None:
-        rid = request.get("id")
-        if request.get("op") != "fork" or len(fds) != 3:
+    def handle(self, request: wire.ForkRequest, fds: list[int]) -> None:
+        rid = request["id"]
+        if request["kind"] != "fork" or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
-            self.send({"id": rid, "error": "a fork request carries three descriptors"})
+            self.send({"kind": "forked", "id": rid, "error": "a fork request carries three descriptors"})
             return
         try:
             pid = os.fork()
         except OSError as exc:
-            self.send({"id": rid, "error": f"fork failed: {exc}"})
+            self.send({"kind": "forked", "id": rid, "error": f"fork failed: {exc}"})
         else:
             if pid == 0:
-                self.become_worker(fds, request.get("envs") or {})
-            self.send({"id": rid, "pid": pid})
+                self.become_worker(fds, request["envs"])
+            self.send({"kind": "forked", "id": rid, "pid": pid})
         for fd in fds:
             os.close(fd)
 
@@ -192,7 +191,7 @@ def main() -> None:
     warm = WarmProcess(sock)
     start = time.perf_counter()
     loaded, failed = preload_when_idle(engines)
-    warm.send({"event": "warm", "engines": loaded, "failed": failed, "seconds": time.perf_counter() - start})
+    warm.send({"kind": "warm", "engines": loaded, "failed": failed, "seconds": time.perf_counter() - start})
     warm.serve()
 
 

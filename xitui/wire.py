@@ -1,0 +1,543 @@
+"""Everything that crosses between the server and its workers, one type each, told apart by `kind`.
+
+Two channels carry these: a worker's pipe (one JSON object a line: the launch settings first, then requests
+on its stdin; progress, ready or a load error, then each request's messages on its protocol pipe), and the
+warm worker's socket (a fork request and its answer, a worker's exit, the warm worker's readiness). A new
+message kind is added here and nowhere else: the readers dispatch on `kind`, and mypy checks each branch
+against the type that kind names.
+
+A request's messages come in order, each with the request's `id`: any number of `text`, `reasoning` and
+`tool_calls` pieces, then exactly one of `done` (a generation), `embedded`, `reranked` or `error`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal, TypedDict
+
+from typing_extensions import NotRequired
+
+#: Free-form JSON a client sent and the worker hands on unread: a JSON schema, chat template variables.
+JsonObject = dict[str, Any]
+
+FinishReason = Literal["stop", "length", "tool_calls"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+# --- what a request carries ----------------------------------------------------------------------------
+
+
+class FunctionCall(TypedDict):
+    """A call's function: its name and its arguments as the JSON text the model wrote."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(TypedDict):
+    """One tool call, as OpenAI's API writes it (the model's, or an earlier turn's in the conversation)."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class ChatMessage(TypedDict):
+    """A conversation's turn as the worker reads it: its text whole (content parts joined by the server)."""
+
+    role: Role
+    content: str
+    tool_calls: NotRequired[list[ToolCall]]
+    tool_call_id: NotRequired[str]
+
+
+class Function(TypedDict):
+    """A tool's function as a request offers it."""
+
+    name: str
+    description: NotRequired[str | None]
+    parameters: NotRequired[JsonObject | None]
+    strict: NotRequired[bool | None]
+
+
+class Tool(TypedDict):
+    """A tool a chat request offers the model."""
+
+    type: Literal["function"]
+    function: Function
+
+
+class ToolCallForm(TypedDict):
+    """The form of a forced tool call: its arguments' schema, the chat format's call syntax, one or several."""
+
+    schema: JsonObject
+    format: str
+    several: bool
+
+
+class Constraint(TypedDict, total=False):
+    """The form an answer must take; exactly one key: any JSON, a JSON schema, a GBNF grammar, a forced call."""
+
+    json: bool
+    json_schema: JsonObject
+    gbnf: str
+    tool_call: ToolCallForm
+
+
+class Params(TypedDict, total=False):
+    """A generation's sampling, limits and stops, as the server sends them (unset: the engine's default)."""
+
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    top_k: int
+    stop: str | list[str] | None
+    stop_token_ids: list[int] | None
+    seed: int | None
+    repeat_penalty: float
+    presence_penalty: float
+    frequency_penalty: float
+    ignore_eos: bool
+    constraint: Constraint
+    #: Each token's log probability, with this many likeliest alternatives.
+    logprobs: int
+    #: Whose cached prompts the request may start from (a hash of the API key it came with).
+    cache_key: str
+
+
+# --- server -> worker ----------------------------------------------------------------------------------
+
+
+class GenerateRequest(TypedDict):
+    """Continue a prompt."""
+
+    kind: Literal["generate"]
+    id: int
+    prompt: str
+    params: Params
+
+
+class ChatRequest(TypedDict):
+    """Answer a conversation (rendered with the model's chat format), perhaps with tools."""
+
+    kind: Literal["chat"]
+    id: int
+    messages: list[ChatMessage]
+    params: Params
+    tools: NotRequired[list[Tool]]
+    tool_choice: NotRequired[str | JsonObject]
+    parallel_tool_calls: NotRequired[bool]
+    template_kwargs: NotRequired[JsonObject]
+
+
+class EmbedRequest(TypedDict):
+    """Embed texts (longer ones cut to what the model reads, or refused when `truncate` is false)."""
+
+    kind: Literal["embed"]
+    id: int
+    input: list[str]
+    truncate: bool
+
+
+class RerankRequest(TypedDict):
+    """Score each document against the query."""
+
+    kind: Literal["rerank"]
+    id: int
+    query: str
+    documents: list[str]
+
+
+class CancelRequest(TypedDict):
+    """Stop a request: its client went away. It ends with no more messages."""
+
+    kind: Literal["cancel"]
+    id: int
+
+
+Request = GenerateRequest | ChatRequest | EmbedRequest | RerankRequest | CancelRequest
+#: The requests a worker answers (a cancel is noted by the reader, never queued).
+Work = GenerateRequest | ChatRequest | EmbedRequest | RerankRequest
+
+
+def generate(prompt: str, params: Params) -> GenerateRequest:
+    """A generate request; its id is the supervisor's to give (Supervisor.call)."""
+    return {"kind": "generate", "id": 0, "prompt": prompt, "params": params}
+
+
+def embed(texts: list[str], truncate: bool) -> EmbedRequest:
+    return {"kind": "embed", "id": 0, "input": texts, "truncate": truncate}
+
+
+def rerank(query: str, documents: list[str]) -> RerankRequest:
+    return {"kind": "rerank", "id": 0, "query": query, "documents": documents}
+
+
+def cancel(rid: int) -> CancelRequest:
+    return {"kind": "cancel", "id": rid}
+
+
+# --- worker -> server: a request's messages --------------------------------------------------------------
+
+
+class TopLogprob(TypedDict):
+    """One of the likeliest tokens at a place in the answer."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TypedDict):
+    """A token of the answer, its log probability and the likeliest alternatives (OpenAI's chat shape)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+class Text(TypedDict):
+    """A piece of the answer's text (perhaps empty: log probabilities alone)."""
+
+    kind: Literal["text"]
+    id: int
+    text: str
+    logprobs: NotRequired[list[TokenLogprob]]
+
+
+class Reasoning(TypedDict):
+    """A piece of a thinking model's reasoning, taken out of the answer."""
+
+    kind: Literal["reasoning"]
+    id: int
+    text: str
+
+
+class ToolCalls(TypedDict):
+    """Calls the model made, taken out of the answer's text whole."""
+
+    kind: Literal["tool_calls"]
+    id: int
+    calls: list[ToolCall]
+
+
+class PromptDetails(TypedDict):
+    """Of the prompt's tokens, those the engine had already (a reused prefix)."""
+
+    cached_tokens: int
+
+
+class Usage(TypedDict):
+    """Tokens a generation read and wrote."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: NotRequired[PromptDetails]
+
+
+class Done(TypedDict):
+    """A generation's end: why, its tokens, and its speed (the engine's clock)."""
+
+    kind: Literal["done"]
+    id: int
+    finish_reason: FinishReason
+    usage: Usage
+    #: Seconds to the first token, and tokens a second after it.
+    ttft: float
+    tokens_per_s: float
+    #: Times the request was put back to wait for room in the KV cache (llama.cpp's engine).
+    preempted: NotRequired[int]
+    #: Cells of the shared KV cache in use as the answer ended, its own included (llama.cpp's engine).
+    kv_used: NotRequired[int]
+
+
+class Embedded(TypedDict):
+    """An embed request's vectors: little-endian float32 rows, base64 (OpenAI's encoding_format=base64)."""
+
+    kind: Literal["embedded"]
+    id: int
+    vectors_b64: str
+    count: int
+    tokens: int
+    truncated: bool
+    #: Texts embedded together with these (dynamic batching).
+    batch: int
+
+
+class Reranked(TypedDict):
+    """A rerank request's scores, one per document in its order; the server sorts and cuts."""
+
+    kind: Literal["reranked"]
+    id: int
+    scores: list[float]
+    tokens: int
+
+
+class Failed(TypedDict):
+    """A request's end with an error: the client's (4xx) or the model's (5xx)."""
+
+    kind: Literal["error"]
+    id: int
+    error: str
+    status: int
+
+
+Answer = Text | Reasoning | ToolCalls | Done | Embedded | Reranked | Failed
+#: The piece kinds a generation streams before its end.
+Piece = Text | Reasoning | ToolCalls
+#: The kinds that end a request.
+LAST = frozenset({"done", "embedded", "reranked", "error"})
+
+
+def text(rid: int, piece: str, logprobs: list[TokenLogprob] | None = None) -> Text:
+    msg: Text = {"kind": "text", "id": rid, "text": piece}
+    if logprobs is not None:
+        msg["logprobs"] = logprobs
+    return msg
+
+
+def failed(rid: int, error: str, status: int = 500) -> Failed:
+    return {"kind": "error", "id": rid, "error": error, "status": status}
+
+
+def done(rid: int, reason: FinishReason, prompt_tokens: int, generated: int, started: float, first: float | None,
+         *, cached: int | None = None, preempted: int | None = None, kv_used: int | None = None) -> Done:
+    """A generation's end, its speed measured from when it started and when its first token came (perf_counter
+    times; `first` None: no token came). The one place every engine's `done` is made."""
+    end = time.perf_counter()
+    decode = end - (first or end)
+    usage: Usage = {"prompt_tokens": prompt_tokens, "completion_tokens": generated,
+                    "total_tokens": prompt_tokens + generated}
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    msg: Done = {"kind": "done", "id": rid, "finish_reason": reason, "usage": usage, "ttft": (first or end) - started,
+                 "tokens_per_s": (generated - 1) / decode if decode > 0 and generated > 1 else 0.0}
+    if preempted is not None:
+        msg["preempted"] = preempted
+    if kv_used is not None:
+        msg["kv_used"] = kv_used
+    return msg
+
+
+# --- worker -> server: its launch --------------------------------------------------------------------------
+
+
+class Stages(TypedDict, total=False):
+    """Seconds each launch stage took."""
+
+    process: float
+    download: float
+    weights: float
+    warm_up: float
+
+
+class WorkerInfo(TypedDict, total=False):
+    """What a loaded worker tells of itself (`describe` shows it): the engine's facts, in the log line's order."""
+
+    engine: str
+    device: str
+    context_length: int
+    n_parallel: int
+    kv_cells: int
+    n_gpu_layers: int
+    n_threads: int
+    dimensions: int
+    batching: str
+    #: How conversations are rendered, in words (None: the model cannot chat: no template, no prompt style).
+    chat_format: str | None
+    tool_format: str
+    max_input_tokens: int
+    #: The end-of-generation token (llama.cpp), the weights' dtype (transformers).
+    eos_token_id: int
+    dtype: str
+    #: Seconds per launch stage ("download", "import", "weights", "warm-up").
+    stages: dict[str, float]
+
+
+class Progress(TypedDict):
+    """How far the launch is: a fraction and the stage's words."""
+
+    kind: Literal["progress"]
+    progress: float
+    stage: str
+
+
+class Ready(TypedDict):
+    """The model is loaded: requests may come."""
+
+    kind: Literal["ready"]
+    info: WorkerInfo
+
+
+class LoadFailed(TypedDict):
+    """The model could not be loaded; the worker exits."""
+
+    kind: Literal["load_error"]
+    message: str
+
+
+Event = Progress | Ready | LoadFailed
+#: Everything a worker writes on its protocol pipe.
+FromWorker = Answer | Event
+
+
+class Settings(TypedDict):
+    """A worker's first line: the launch as the server planned it (server/launch.py LaunchPlan)."""
+
+    model_type: str
+    model_name: str
+    engine: str
+    model_format: str | None
+    quantization: str | None
+    #: Where the files are; None: the worker downloads `model_id` first (and sets it).
+    model_path: str | None
+    model_id: str | None
+    model_revision: str | None
+    file_name: str | None
+    context_length: int | None
+    #: The registration as a spec file holds it (the worker reads its chat format, stops and abilities).
+    registration: JsonObject
+    #: The launch's engine options, where asked for (or chosen by the server).
+    n_gpu_layers: NotRequired[int]
+    n_threads: NotRequired[int]
+    n_parallel: NotRequired[int]
+
+
+# --- the warm worker's socket ----------------------------------------------------------------------------
+
+
+class ForkRequest(TypedDict):
+    """Start a worker with these environment variables (the packet carries its stdin, pipe and log)."""
+
+    kind: Literal["fork"]
+    id: int
+    envs: dict[str, str]
+
+
+class Forked(TypedDict):
+    """The answer to a fork request: the new worker's pid, or why there is none."""
+
+    kind: Literal["forked"]
+    id: int
+    pid: NotRequired[int]
+    error: NotRequired[str]
+
+
+class Exited(TypedDict):
+    """A forked worker ended (a signal's status is negative, as subprocess reports it)."""
+
+    kind: Literal["exited"]
+    pid: int
+    code: int
+
+
+class Warm(TypedDict):
+    """The warm worker has imported the engines' libraries: forks may come."""
+
+    kind: Literal["warm"]
+    engines: list[str]
+    failed: dict[str, str]
+    seconds: float
+
+
+FromWarm = Forked | Exited | Warm
+
+
+# --- the server -> its clients: what a running model is -----------------------------------------------------
+# GET /v1/models/{uid} (and each entry of GET /v1/models): Xinference's describe fields, then xitui's own. Every
+# key may be missing: a real Xinference cluster sends only its own, and the front ends read both.
+
+
+class MetricsRecord(TypedDict, total=False):
+    """A replica's (or a model's, summed) counters and latest speeds."""
+
+    requests: int
+    errors: int
+    in_flight: int
+    tokens_generated: int
+    tokens_prompt: int
+    last_ttft: float | None
+    last_tokens_per_s: float | None
+    preempted: int
+    kv_used: int | None
+    last_batch_size: int | None
+    max_batch_size: int
+    last_used: float | None
+
+
+class ReplicaDescription(TypedDict, total=False):
+    """One worker process of a model."""
+
+    index: int
+    state: str
+    error: str | None
+    progress: float
+    stage: str
+    pid: int | None
+    memory_rss: int | None
+    launch_seconds: float | None
+    start: str
+    stages: dict[str, float]
+    metrics: MetricsRecord
+
+
+class ModelDescription(TypedDict, total=False):
+    """A launched model, as `describe` and the model listing give it."""
+
+    # Xinference's
+    model_type: str
+    model_name: str
+    model_format: str | None
+    quantization: str | None
+    model_ability: list[str]
+    model_family: str
+    model_lang: list[str]
+    model_description: str | None
+    model_size_in_billions: int | str | None
+    context_length: int | None
+    dimensions: int
+    max_tokens: int | None
+    language: list[str]
+    type: str | None
+    model_engine: str
+    replica: int
+    # the listing's (GET /v1/models)
+    id: str
+    object: str
+    created: int
+    owned_by: str
+    #: False: registered, not running, loads when a request names it (server.autoload).
+    loaded: bool
+    load_position: int
+    # xitui's
+    state: str
+    error: str | None
+    progress: float
+    stage: str
+    pid: int | None
+    memory_rss: int | None
+    launched_at: float
+    launch_seconds: float | None
+    launch_stages: dict[str, float] | None
+    start: str | None
+    device: str | None
+    chat_format: str | None
+    metrics: MetricsRecord
+    ttl: float | None
+    idle_since: float | None
+    unload_at: float | None
+    restore: bool
+    estimate: JsonObject | None
+    replicas: list[ReplicaDescription]
+    restarts: int
+    last_crash: str | None
+    last_crash_at: float | None
+    n_threads: int
+    kv_cells: int
+    batching: str
+    slots: int
+    running: int
+    queued: int
+    slots_reason: str
