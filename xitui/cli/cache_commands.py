@@ -91,12 +91,11 @@ def cache_remove(
 
 
 def _plan(client: Any, model_type: str, model_name: str, request: dict[str, Any]) -> Any:
-    from xitui.core.spec import normalise_model_type, parse_embedding, parse_llm, parse_rerank
+    from xitui.core.spec import parse_spec
     from xitui.server.launch import plan_for
 
     registration = client.get_model_registration(model_type, model_name)
-    parse = {"LLM": parse_llm, "embedding": parse_embedding, "rerank": parse_rerank}[normalise_model_type(model_type)]
-    return plan_for(parse(registration, builtin=bool(registration.get("is_builtin"))), request)
+    return plan_for(parse_spec(model_type, registration, builtin=bool(registration.get("is_builtin"))), request)
 
 
 def _cached() -> list[Any]:

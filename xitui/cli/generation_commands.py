@@ -170,8 +170,8 @@ def chat(
         from xitui.core.chats import ChatStore
         from xitui.core.config import home_dir
 
-        store = ChatStore(home_dir())
-        session = store.get(session_id) if session_id is not None else store.last(kind="chat")
+        saved = ChatStore(home_dir())
+        session = saved.get(session_id) if session_id is not None else saved.last(kind="chat")
         if session is None:
             raise XituiError("no saved conversation to continue (see `xitui chats list`)")
         if session.kind != "chat":

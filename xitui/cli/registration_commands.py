@@ -36,6 +36,7 @@ def register(
     if (spec_file is None) == (file is None):
         raise XituiError("name the spec once: `xitui register SPEC.json` or `xitui register -f SPEC.json`")
     path = spec_file or file
+    assert path is not None  # exactly one of the two (checked above)
     data = read_spec_file(path)
     try:
         name = json.loads(data).get("model_name", "?")

@@ -126,6 +126,8 @@ class _Rules:
             low, high = int(schema.get("minLength") or 0), schema.get("maxLength")
             count = f"{{{low},{int(high)}}}" if high is not None else f"{{{low},}}"
             return self._add(f"{esc} [^<]{count} {esc}")
+        if not isinstance(kind, str):  # no type, or not a name (a malformed `"type": {...}` is unhashable)
+            return "any"
         return {"string": "str", "integer": "int", "number": "num", "boolean": "bool", "null": "null"}.get(kind, "any")
 
     def _object(self, schema: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ without `persist` live in this Registry object only (the server's lifetime).
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 from functools import cache
@@ -107,10 +108,11 @@ class Registry:
                     for s in specs]
         return [{"model_name": s.model_name, "is_builtin": s.is_builtin} for s in specs]
 
-    def specs(self, model_type: str, *, builtin: bool = True, custom: bool = True) -> list[ModelSpec]:
+    # `list` names the method above from here on in the class body: annotations use `builtins.list`
+    def specs(self, model_type: str, *, builtin: bool = True, custom: bool = True) -> builtins.list[ModelSpec]:
         """The registered specs of a type: builtin ones first, then custom ones by name (one read of the disk)."""
         kind = normalise_model_type(model_type)
-        specs: list[ModelSpec] = []
+        specs: builtins.list[ModelSpec] = []
         if builtin:
             specs += self._builtins(kind).values()
         if custom:
@@ -127,9 +129,10 @@ class Registry:
 
     def find(self, model_name: str) -> tuple[ModelType, ModelSpec]:
         """Look a name up among the model types (custom first, then builtin)."""
-        for kind in ("LLM", "embedding", "rerank"):
+        kinds: tuple[ModelType, ...] = ("LLM", "embedding", "rerank")
+        for kind in kinds:
             try:
-                return kind, self.get(kind, model_name)  # type: ignore[return-value]
+                return kind, self.get(kind, model_name)
             except NotFoundError:
                 continue
         raise NotFoundError(f"model {model_name!r} is not registered")

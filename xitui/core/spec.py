@@ -685,10 +685,14 @@ def _sentence_transformers_weights(c: _Checker, data: dict[str, Any], kind: str)
     return specs
 
 
-def parse_spec(model_type: str, source: str | bytes | dict[str, Any]) -> ModelSpec:
+def parse_spec(model_type: str, source: str | bytes | dict[str, Any], *, builtin: bool = False) -> ModelSpec:
     """Parse a spec of `model_type` ('LLM', 'embedding' or 'rerank')."""
     kind = normalise_model_type(model_type)
-    return {"LLM": parse_llm, "embedding": parse_embedding, "rerank": parse_rerank}[kind](source)
+    if kind == "LLM":
+        return parse_llm(source, builtin=builtin)
+    if kind == "embedding":
+        return parse_embedding(source, builtin=builtin)
+    return parse_rerank(source, builtin=builtin)
 
 
 def guess_model_type(source: str | bytes | dict[str, Any]) -> ModelType:

@@ -142,8 +142,9 @@ class RequestGuard:
         origin = headers.get(b"origin")
         target = self.cors if origin is not None else self.app
         if self._checks_body(scope):
-            return await self._limited(target, scope, receive, send, headers)
-        return await target(scope, receive, send)
+            await self._limited(target, scope, receive, send, headers)
+        else:
+            await target(scope, receive, send)
 
     def _checks_body(self, scope: Scope) -> bool:
         return scope["method"] in _BODY_METHODS and self.takes_body(scope["path"])

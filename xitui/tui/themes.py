@@ -52,7 +52,12 @@ def load_theme(name: str) -> object:
     palette = read_palette(files[name])
     if "primary" not in palette:
         raise XituiError(f"{files[name]}: a theme needs at least $primary")
-    colours = {key: palette[key] for key in _PALETTE if key in palette}
     dark = palette.get("dark", "true").lower() != "false"
     extra = {k: v for k, v in palette.items() if k not in _PALETTE and k != "dark"}
-    return Theme(name=f"xitui-{name}", dark=dark, variables=extra, **colours)
+    get = palette.get  # a colour the file leaves out is None: Textual derives it
+    return Theme(
+        name=f"xitui-{name}", primary=palette["primary"], secondary=get("secondary"), accent=get("accent"),
+        warning=get("warning"), error=get("error"), success=get("success"), foreground=get("foreground"),
+        background=get("background"), surface=get("surface"), panel=get("panel"), boost=get("boost"),
+        dark=dark, variables=extra,
+    )

@@ -104,7 +104,7 @@ class Asker:
             def _fill(event: Any) -> None:
                 event.current_buffer.insert_text(proposal)
 
-        app.key_bindings = merge_key_bindings([app.key_bindings, keys])
+        app.key_bindings = merge_key_bindings([kb for kb in (app.key_bindings, keys) if kb is not None])
         answer = question.unsafe_ask()
         if answer is _LEFT:
             raise Back

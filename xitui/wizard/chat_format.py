@@ -52,7 +52,8 @@ def _current(w: Wizard) -> tuple[str, str | None]:
     if isinstance(style, dict):
         return "style", style.get("style_name")
     if isinstance(style, str):
-        return "style", get_style(style).style_name if get_style(style) else style
+        known = get_style(style)
+        return "style", known.style_name if known else style
     family = w.draft.get("model_family")
     family_style = catalog.family_prompt_style(family) if family and family != "other" else None
     if family_style:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,8 @@ def launch(w: Wizard, spec: dict[str, Any], model_type: str) -> None:
 
 def try_prompt(w: Wizard, uid: str) -> None:
     """One prompt whose answer streams in, with time to first token and tokens/s; Ctrl-C stops it."""
+    from xitui.client.handles import ChatModelHandle, GenerateModelHandle
+
     client = w.client()
     handle = client.get_model(uid)
     if hasattr(handle, "rerank"):
@@ -137,7 +140,8 @@ def try_prompt(w: Wizard, uid: str) -> None:
         w.say(f"embedded {sample!r}: {len(vector)} dimensions in {(time.monotonic() - start) * 1000:.0f} ms")
         _next_steps(w, uid, embedding=True)
         return
-    chat = hasattr(handle, "chat")
+    assert isinstance(handle, GenerateModelHandle)  # neither embedding nor rerank: a model that continues text
+    chat = isinstance(handle, ChatModelHandle)
     proposal = w.options.test_prompt or ("Say hello in one short sentence." if chat else "The capital of France is")
     try:
         answer = w.ask.text("Try a prompt (- to skip)", proposal, field="test prompt", required=False)
@@ -148,8 +152,10 @@ def try_prompt(w: Wizard, uid: str) -> None:
         return
     config = {"stream": True, "max_tokens": 64, "temperature": 0}
     start = time.monotonic()
-    stream = (handle.chat([{"role": "user", "content": answer}], generate_config=config) if chat
-              else handle.generate(answer, generate_config=config))
+    answered = (handle.chat([{"role": "user", "content": answer}], generate_config=config)
+                if isinstance(handle, ChatModelHandle) else handle.generate(answer, generate_config=config))
+    assert not isinstance(answered, dict)  # "stream": True: the chunks
+    stream = answered
     first: float | None = None
     tokens = 0
     usage: dict[str, Any] = {}
@@ -165,7 +171,8 @@ def try_prompt(w: Wizard, uid: str) -> None:
             usage = chunk.get("usage") or usage
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
-            stream.close()  # type: ignore[union-attr]
+            if isinstance(stream, Generator):  # the client's streams are: closing one ends the request
+                stream.close()
         w.say("\n(stopped)")
     w.console.print()
     count = usage.get("completion_tokens") or tokens

@@ -44,6 +44,7 @@ def estimate_line(spec: dict[str, Any], model_type: str) -> tuple[str, bool] | N
     estimate `launch --estimate-only` and the dashboard's launch modal show. None without local files."""
     import os
 
+    from xitui import wire
     from xitui.core import capacity
     from xitui.core.spec import local_path
 
@@ -63,8 +64,11 @@ def estimate_line(spec: dict[str, Any], model_type: str) -> tuple[str, bool] | N
         engine = "transformers"
     else:
         return None
-    settings = {"engine": engine, "model_path": path, "context_length": spec.get("context_length"),
-                "quantization": first.get("quantization")}
+    settings: wire.Settings = {
+        "model_type": model_type, "model_name": spec.get("model_name", ""), "engine": engine, "model_format": fmt,
+        "quantization": first.get("quantization"), "model_path": path, "model_id": None, "model_revision": None,
+        "file_name": None, "context_length": spec.get("context_length"), "registration": spec,
+    }
     try:
         _, fit = capacity.measure(settings)
     except (XituiError, OSError, ValueError):

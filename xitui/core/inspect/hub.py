@@ -12,7 +12,7 @@ from xitui.core.inspect.local import (
     inspect_sentence_transformers,
     is_cross_encoder,
 )
-from xitui.core.inspect.naming import file_name_template, model_name_from, quantization_in
+from xitui.core.inspect.naming import file_name_template, model_name_from
 from xitui.core.inspect.result import Inspection
 
 #: The only files fetched: configuration, never weights.
@@ -99,9 +99,8 @@ def _gguf_repo(model_id: str, ggufs: list[str], files: dict[str, int | None]) ->
     found = Inspection(source=model_id, kind="hub", model_type="LLM", gguf_files=ggufs)
     found.propose("model_format", "ggufv2", "the repository's files")
     derived = file_name_template(ggufs)
-    if derived is None:
-        first = quantization_in(ggufs[0])
-        derived = file_name_template([ggufs[0]]) if first else (ggufs[0], ["unknown"])
+    if derived is None:  # the first file alone: its quantization, if its name tells one
+        derived = file_name_template([ggufs[0]]) or (ggufs[0], ["unknown"])
     template, quants = derived
     found.propose("model_file_name_template", template, "the file names")
     found.propose("quantization", quants[0], "the file names")

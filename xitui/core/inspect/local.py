@@ -139,7 +139,8 @@ def inspect_pytorch(folder: Path) -> Inspection:
     """A transformers folder: config.json, tokenizer_config.json, generation_config.json, safetensors headers."""
     config = read_json(folder / "config.json") or {}
     found = Inspection(source=str(folder), kind="pytorch", model_type="LLM")
-    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    nested = config.get("text_config")
+    text_config: dict[str, Any] = nested if isinstance(nested, dict) else config
     arch = config.get("model_type")
     parameters = safetensors_parameters(folder)
     heads = text_config.get("num_attention_heads")

@@ -59,10 +59,10 @@ class Inspection:
                      "quantization": "none"}
             head = ({"dimensions": v("dimensions")} if self.model_type == "embedding"
                     else {"type": v("type", "normal")})
-            spec = {"version": 2, "model_name": v("model_name"), **head, "max_tokens": v("max_tokens"),
-                    "language": v("language", ["en"]),
-                    "model_specs": [{k: val for k, val in entry.items() if val is not None}]}
-            return {k: val for k, val in spec.items() if val is not None}
+            flat: dict[str, Any] = {"version": 2, "model_name": v("model_name"), **head,
+                                    "max_tokens": v("max_tokens"), "language": v("language", ["en"]),
+                                    "model_specs": [{k: val for k, val in entry.items() if val is not None}]}
+            return {k: val for k, val in flat.items() if val is not None}
         quantizations = v("quantizations") or [v("quantization", "none")]
         specs = []
         for quant in quantizations:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual import on
@@ -87,4 +87,5 @@ class ChatPickers(Horizontal):
     @on(Select.Changed, "#chat-session")
     def _session(self, event: Select.Changed) -> None:
         event.stop()
-        self.post_message(self.SessionPicked(None if event.value is Select.NULL else int(event.value)))  # type: ignore[arg-type]
+        # Select.Changed types its value with Select's type variable, unbound here: the sessions' values are ints
+        self.post_message(self.SessionPicked(None if event.value is Select.NULL else int(cast(int, event.value))))
