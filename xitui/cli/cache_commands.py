@@ -8,6 +8,7 @@ import typer
 
 from xitui.cli.common import ApiKey, Endpoint, ModelType, connect
 from xitui.core.errors import XituiError
+from xitui.core.names import MODEL_TYPES
 from xitui.core.units import human_bytes
 from xitui.terminal import output
 
@@ -121,7 +122,7 @@ def _repos_of(registration: dict[str, Any]) -> set[str]:
 
 def _registrations_by_repo(client: Any) -> dict[str, list[str]]:
     users: dict[str, list[str]] = {}
-    for kind in ("LLM", "embedding", "rerank"):
+    for kind in MODEL_TYPES:
         for registration in client.list_model_registrations(kind, detailed=True):
             for repo in _repos_of(registration):
                 users.setdefault(repo.lower(), []).append(registration["model_name"])

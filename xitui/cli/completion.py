@@ -11,6 +11,8 @@ from typing import Any
 
 import typer
 
+from xitui.core.names import MODEL_TYPES
+
 #: Seconds a completion waits for the server.
 TIMEOUT = 0.5
 
@@ -62,7 +64,7 @@ def model_uids(ctx: typer.Context, incomplete: str) -> list[str]:
 def model_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Registered model names, of every type (the command's --model-type when given)."""
     kind = ctx.params.get("model_type") if ctx is not None else None
-    kinds = [kind] if kind in ("LLM", "embedding", "rerank") else ["LLM", "embedding", "rerank"]
+    kinds = [kind] if kind in MODEL_TYPES else list(MODEL_TYPES)
     server = _Server(ctx)
     names: list[str] = []
     for each in kinds:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from xitui import wire
 from xitui.cli import completion
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
 from xitui.core.errors import XituiError
@@ -97,7 +98,7 @@ def launch(
     print(safe_line(uid))
 
 
-def slots_text(desc: dict[str, Any]) -> str:
+def slots_text(desc: wire.ModelDescription) -> str:
     """"16 slots (from 2 cores) sharing 8192 cached tokens": how many requests decode together."""
     reason = f" ({desc['slots_reason']})" if desc.get("slots_reason") else ""
     return f"{desc.get('slots') or 1} slots{reason} sharing {desc['kv_cells']} cached tokens"
@@ -171,7 +172,7 @@ def list_models(
         output.info(machine_summary(client))
 
 
-def idle_text(model: dict[str, Any], now: float | None = None) -> str:
+def idle_text(model: wire.ModelDescription, now: float | None = None) -> str:
     now = time.time() if now is None else now
     return units_idle_text(model.get("idle_since"), model.get("unload_at"), now,
                            busy=bool((model.get("metrics") or {}).get("in_flight")))

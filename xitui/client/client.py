@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from xitui import wire
 from xitui.client.handles import (
     ChatModelHandle,
     EmbeddingModelHandle,
@@ -159,7 +160,7 @@ class Client:
                 return engine
         return None
 
-    def list_models(self) -> dict[str, dict[str, Any]]:
+    def list_models(self) -> dict[str, wire.ModelDescription]:
         """Running models by uid, as Xinference's client lists them."""
         return self.models_and_loadable()[0]
 
@@ -168,20 +169,22 @@ class Client:
         with server.autoload; none from Xinference)."""
         return list(self.models_and_loadable()[1])
 
-    def models_and_loadable(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    def models_and_loadable(self) -> tuple[dict[str, wire.ModelDescription], dict[str, wire.ModelDescription]]:
         """Both of the above from one reading of the server, each by name with its listing entry (a loadable
         one's says its model_type, and an LLM's its model_ability)."""
         listing = self._listing()
         running = {uid: item for uid, item in listing.items() if item.get("loaded", True)}
         return running, {uid: item for uid, item in listing.items() if uid not in running}
 
-    def _listing(self) -> dict[str, dict[str, Any]]:
+    def _listing(self) -> dict[str, wire.ModelDescription]:
         data = self.transport.get("/v1/models")
         items = data.get("data", []) if isinstance(data, dict) else data
         return {item["id"]: item for item in items}
 
-    def describe_model(self, model_uid: str) -> dict[str, Any]:
-        return self.transport.get(f"/v1/models/{model_uid}")
+    def describe_model(self, model_uid: str) -> wire.ModelDescription:
+        """What the server says of a running model (the fields a real Xinference leaves out are missing)."""
+        found: wire.ModelDescription = self.transport.get(f"/v1/models/{model_uid}")
+        return found
 
     def get_launch_model_progress(self, model_uid: str) -> dict[str, Any]:
         return self.transport.get(f"/v1/models/{model_uid}/progress")
@@ -199,7 +202,7 @@ class Client:
                 raise
             return self.handle_for(model_uid, entry)
 
-    def handle_for(self, model_uid: str, description: dict[str, Any]) -> ModelHandle:
+    def handle_for(self, model_uid: str, description: wire.ModelDescription) -> ModelHandle:
         """The handle for a model whose description is already known (a listing's entry): no request."""
         if description.get("model_type", "LLM") == "embedding":
             return EmbeddingModelHandle(self.transport, model_uid, description)

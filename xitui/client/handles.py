@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from xitui import wire
 from xitui.client.transport import Transport
 
 
 class ModelHandle:
     """A running model of one server, as `Client.get_model` returns it."""
 
-    def __init__(self, transport: Transport, model_uid: str, description: dict[str, Any]):
+    def __init__(self, transport: Transport, model_uid: str, description: wire.ModelDescription):
         self.transport = transport
         self.model_uid = model_uid
         self.description = description

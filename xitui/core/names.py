@@ -6,6 +6,8 @@ import re
 from typing import Literal
 
 ModelType = Literal["LLM", "embedding", "rerank"]
+#: The model types a registration may have, in the order they are listed.
+MODEL_TYPES: tuple[ModelType, ...] = ("LLM", "embedding", "rerank")
 
 #: Whole names only: \Z, not $ (which lets a trailing newline through), and checked with fullmatch.
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,99}\Z")

@@ -20,6 +20,7 @@ from filelock import FileLock
 from xitui.core import catalog
 from xitui.core.errors import ConflictError, ForbiddenError, NotFoundError, SpecError
 from xitui.core.files import atomic_write
+from xitui.core.names import MODEL_TYPES
 from xitui.core.spec import ModelSpec, ModelType, normalise_model_type, parse_embedding, parse_llm, parse_spec
 
 log = logging.getLogger("xitui.registry")
@@ -129,7 +130,7 @@ class Registry:
 
     def find(self, model_name: str) -> tuple[ModelType, ModelSpec]:
         """Look a name up among the model types (custom first, then builtin)."""
-        kinds: tuple[ModelType, ...] = ("LLM", "embedding", "rerank")
+        kinds = MODEL_TYPES
         for kind in kinds:
             try:
                 return kind, self.get(kind, model_name)

@@ -27,6 +27,7 @@ from xitui import __version__, wire
 from xitui.core import capacity, machine
 from xitui.core.config import ServerSettings, home_dir
 from xitui.core.errors import ModelFailedError, NotFoundError, XituiError
+from xitui.core.names import MODEL_TYPES
 from xitui.core.registry import Registry
 from xitui.server.asgi import BearerAuth, FastPath, error_response
 from xitui.server.bodies import (
@@ -47,11 +48,11 @@ from xitui.server.guard import Policy, RequestGuard
 from xitui.server.model import Model
 from xitui.server.model_input import chat_input, check_prompt, needs_thread, rerank_texts
 from xitui.server.off_loop import off_loop
-from xitui.server.openapi import MODEL_TYPES, answers, document, streaming_ok
+from xitui.server.openapi import answers, document, streaming_ok
 from xitui.server.supervisor import Supervisor
 
 #: A model type in a path: documented as LLM or embedding (any case is read).
-ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": MODEL_TYPES})]
+ModelTypePath = Annotated[str, FastApiPath(json_schema_extra={"enum": list(MODEL_TYPES)})]
 
 # --- the app -------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from xitui import wire
 from xitui.core import launch_envs
 from xitui.core.errors import XituiError
+from xitui.core.names import MODEL_TYPES
 from xitui.core.units import parse_duration
 from xitui.server import json_body
 from xitui.server.json_body import BodyTooLarge
@@ -68,7 +69,7 @@ class LaunchBody(_Body):
     #: Letters, digits, '.', '_' and '-', starting with a letter or digit, at most 100 (default: the name).
     model_uid: Annotated[str, Field(pattern=UID_PATTERN)] | None = None
     model_name: Annotated[str, Field(min_length=1, max_length=200)]
-    model_type: Annotated[str, Field(json_schema_extra={"enum": ["LLM", "embedding", "rerank"]})] = "LLM"
+    model_type: Annotated[str, Field(json_schema_extra={"enum": list(MODEL_TYPES)})] = "LLM"
     model_engine: Annotated[str, Field(json_schema_extra={"enum": sorted(ENGINE_NAMES)})] | None = None
     model_format: Annotated[str, Field(max_length=64)] | None = None
     model_size_in_billions: int | float | Annotated[str, Field(max_length=64)] | None = None

@@ -15,7 +15,6 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 #: The model types a path names (any case is accepted; these are the documented spellings).
-MODEL_TYPES = ["LLM", "embedding", "rerank"]
 
 
 class ErrorBody(BaseModel):

@@ -25,6 +25,7 @@ from xitui.core.config import DEFAULT_MAX_RESTARTS, WARM_ENGINES
 from xitui.core.errors import LaunchError, ModelFailedError, NotFoundError, XituiError
 from xitui.core.estimate import Estimate, InsufficientMemoryError, estimate
 from xitui.core.launches import LaunchMemory
+from xitui.core.names import MODEL_TYPES
 from xitui.core.registry import Registry
 from xitui.core.spec import LLMFamily
 from xitui.server.bodies import UID_PATTERN, LaunchBody
@@ -201,7 +202,7 @@ class Supervisor:
     def loadable(self) -> list[dict[str, Any]]:
         """Registered models a request may name to have them loaded (custom ones and the bundled ones)."""
         names = []
-        for kind in ("LLM", "embedding", "rerank"):
+        for kind in MODEL_TYPES:
             for spec in self.registry.specs(kind):
                 if not spec.is_builtin or spec.model_name in BUNDLED_ORDER:
                     entry: dict[str, Any] = {"model_name": spec.model_name, "model_type": kind}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xitui.core import units
+from xitui.core.names import MODEL_TYPES
 from xitui.core.safe_text import safe_line
 
 DASH = "—"
@@ -47,7 +48,7 @@ def fetch(client: Any, with_registrations: bool) -> Snapshot:
         try:
             rows = []
             waiting = set(loadable)  # not running; a request naming them launches them
-            for kind in ("LLM", "embedding", "rerank"):
+            for kind in MODEL_TYPES:
                 for item in client.list_model_registrations(kind, detailed=True):
                     rows.append({**item, "model_type": kind, "loads_on_request": item["model_name"] in waiting})
             snap.registrations = rows

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xitui.core.errors import XituiError
+from xitui.core.names import MODEL_TYPES
 from xitui.core.safe_text import safe
 from xitui.wizard.ask import Asker
 from xitui.wizard.draft import Draft
@@ -75,7 +76,7 @@ class Wizard:
     def _fetch_names(self) -> None:
         try:
             client = self.client()
-            for kind in ("LLM", "embedding", "rerank"):
+            for kind in MODEL_TYPES:
                 self._names[kind] = {r["model_name"] for r in client.list_model_registrations(kind)}
         except XituiError as exc:
             self._client_error = str(exc)
