@@ -9,7 +9,11 @@ import pytest
 from xitui.core.config import (
     DEFAULT_ENDPOINT,
     SETTINGS,
+    WARM_ENGINES,
     ConfigError,
+    Env,
+    ServerSettings,
+    Settings,
     config_path,
     env_name,
     load_config,
@@ -200,3 +204,30 @@ def test_config_set_refuses_a_value_the_file_would_refuse_and_names_a_broken_fil
         set_value("theme", "light")
     set_value("niceness", "3")  # setting the broken key itself mends the file
     assert load_config().niceness == 3
+
+
+def test_nothing_configured_is_the_declared_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No file and no setting's variable: nothing to check, so load_config takes the declared defaults as
+    they are (without pydantic, tests/cli/test_startup.py); they are what the models make of an empty file."""
+    monkeypatch.delenv("XITUI_WARM", raising=False)  # tests/conftest.py's
+    monkeypatch.setenv("XITUI_ENDPOINT", "")  # empty: unset
+    cfg = load_config()
+    assert cfg.flat() == {key: field.get_default(call_default_factory=True) for key, (_s, _n, field) in SETTINGS.items()}
+    assert cfg.sources == {} and cfg.keymap == {} and cfg.server.warm_engines == list(WARM_ENGINES)
+    config_path().write_text("")
+    assert load_config().model_dump() == cfg.model_dump()
+
+
+def test_settings_share_no_default() -> None:
+    first = Settings()
+    first.server.allowed_hosts.append("lab.example")
+    first.keymap["launch"] = "L"
+    assert Settings().server.allowed_hosts == [] and Settings().keymap == {} and ServerSettings().allowed_hosts == []
+
+
+def test_the_variables_read_from_the_annotations_are_the_ones_the_models_see() -> None:
+    """env_name reads each Env from its annotation's text (evaluating it would import pydantic): the same
+    variables as the models' fields carry."""
+    assert {key: env_name(key) for key in SETTINGS} == {
+        key: next((m.name for m in field.metadata if isinstance(m, Env)), None)
+        for key, (_section, _name, field) in SETTINGS.items()}

@@ -1,26 +1,35 @@
 """Where things live and the user's settings (TOML, read with tomllib, written with tomli-w).
 
-Every setting is declared once, on the models below: its type, its default, its range, what it means
-(`description`, which is also the rule an out-of-range value is told) and the environment variable that
-overrides it (`Env`). The file, the environment and `xitui config set` all go through those models, so a
-value that is wrongly typed or out of range is an error naming its key, wherever it came from.
+Every setting is declared once, on the section classes below: its type, its default, its range, what it
+means (`description`, which is also the rule an out-of-range value is told) and the environment variable
+that overrides it (`Env`). The file, the environment and `xitui config set` are all checked against that
+declaration by pydantic models built from it (`_model`), so a value that is wrongly typed or out of range
+is an error naming its key, wherever it came from.
+
+The sections are plain classes, not pydantic models, so that a command that finds nothing to check (no
+config file, no setting's variable) takes the declared defaults without importing pydantic: its import and
+the models' build were ~100 ms of a ~300 ms `xitui registrations` (bench/cli_startup.py).
 
 Besides the settings' own variables, XITUI_HOME and XITUI_CONFIG say where the data and the file live.
 """
 
 from __future__ import annotations
 
+import ast
+import copy
 import os
 import sys
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
-
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
-from pydantic.fields import FieldInfo
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from xitui.core.errors import XituiError
+
+if TYPE_CHECKING:  # in the annotations below, which only _model evaluates
+    from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+    from pydantic.fields import FieldInfo
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -97,11 +106,67 @@ def _engines(setting: list[str]) -> list[str]:
 # --- the settings ----------------------------------------------------------------------------------
 
 
-class _Section(BaseModel):
-    """A table of config.toml. Strict: TOML has types, so a string where a number belongs is an error,
-    not a guess; a key no setting has is an error too (a typo would otherwise do nothing)."""
+def _seconds_are_a_ttl(value: Any) -> Any:
+    """`ttl = 600` in the file: seconds, as `xitui launch --ttl 600` reads them."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+
+def _ttl_is_a_duration(value: str) -> str:
+    from xitui.core.units import parse_duration
+
+    parse_duration(value)
+    return value
+
+
+def _warm_names_engines(value: list[str]) -> list[str]:
+    _engines(value)
+    return value
+
+
+def _origins_as_browsers_send_them(value: list[str]) -> list[str]:
+    for origin in value:
+        try:
+            check_origin(origin)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def _endpoint_is_a_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+class _Section:
+    """A table of config.toml. Each annotated attribute is a setting: its annotation says what it takes
+    (pydantic's Field and validators, evaluated only by _model) and the value assigned is its default; a
+    section as the default is a sub-table. An instance holds values _model has checked, or the defaults."""
+
+    def __init__(self, **values: Any) -> None:
+        for name in self.names():
+            default = getattr(type(self), name)
+            if name not in values:
+                setattr(self, name, copy.deepcopy(default))
+            elif isinstance(default, _Section) and isinstance(values[name], dict):
+                setattr(self, name, type(default)(**values.pop(name)))
+            else:
+                setattr(self, name, values.pop(name))
+        if values:
+            raise TypeError(f"{type(self).__name__}: no setting {', '.join(values)}")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The section's settings and sub-tables, in declaration order."""
+        return [name for name in cls.__dict__.get("__annotations__", {}) if not name.startswith("_")]
+
+    def model_dump(self) -> dict[str, Any]:
+        """Every value by name, sub-tables as dicts (what pydantic's model_dump gave when these were models)."""
+        return {name: value.model_dump() if isinstance(value := getattr(self, name), _Section)
+                else copy.deepcopy(value) for name in self.names()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.model_dump().items())})"
 
 
 class GenerationSettings(_Section):
@@ -121,18 +186,18 @@ class ServerSettings(_Section):
 
     allowed_hosts: Annotated[list[str], Env("XITUI_ALLOWED_HOSTS"), Field(
         description="host names the server answers besides loopback ones (* for any)")] = []
-    allowed_origins: Annotated[list[str], Env("XITUI_ALLOWED_ORIGINS"), Field(
-        description="origins whose web pages may call the server, as a browser sends them "
-                    "(http://localhost:3000; * for any)")] = []
+    allowed_origins: Annotated[list[str], Env("XITUI_ALLOWED_ORIGINS"), AfterValidator(_origins_as_browsers_send_them),
+                               Field(description="origins whose web pages may call the server, as a browser "
+                                                 "sends them (http://localhost:3000; * for any)")] = []
     max_body_mib: Annotated[int, Field(
         ge=1, description="largest request body the server reads, in MiB: at least 1")] = DEFAULT_MAX_BODY_MIB
-    ttl: Annotated[str, Field(
+    ttl: Annotated[str, BeforeValidator(_seconds_are_a_ttl), AfterValidator(_ttl_is_a_duration), Field(
         description="how long a model may stay idle when its launch names no ttl (never, 90, 30s, 10m, 1h30m)")
     ] = "never"
     n_parallel: Annotated[int, Field(
         ge=0, le=64, description="slots of a llama.cpp model whose launch names none: from 1 to 64 "
                                  "(0: from the machine, the default)")] = 0
-    warm: Annotated[list[str], Env("XITUI_WARM"), Field(
+    warm: Annotated[list[str], Env("XITUI_WARM"), AfterValidator(_warm_names_engines), Field(
         description="engines a warm worker imports ahead of launches: all, none, or some of "
                     + ", ".join(WARM_ENGINES))] = ["all"]
     allow_other_users: Annotated[bool, Field(
@@ -149,36 +214,6 @@ class ServerSettings(_Section):
     max_restarts: Annotated[int, Field(
         ge=0, description="restarts per hour, 0 or more, a model's workers get after dying on their own "
                           "(0: a worker that dies is not restarted)")] = DEFAULT_MAX_RESTARTS
-
-    @field_validator("ttl", mode="before")
-    @classmethod
-    def _seconds_are_a_ttl(cls, value: Any) -> Any:
-        """`ttl = 600` in the file: seconds, as `xitui launch --ttl 600` reads them."""
-        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-    @field_validator("ttl")
-    @classmethod
-    def _ttl_is_a_duration(cls, value: str) -> str:
-        from xitui.core.units import parse_duration
-
-        parse_duration(value)
-        return value
-
-    @field_validator("warm")
-    @classmethod
-    def _warm_names_engines(cls, value: list[str]) -> list[str]:
-        _engines(value)
-        return value
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins_as_browsers_send_them(cls, value: list[str]) -> list[str]:
-        for origin in value:
-            try:
-                check_origin(origin)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return value
 
     @property
     def ttl_seconds(self) -> float | None:
@@ -202,7 +237,7 @@ class ChatsSettings(_Section):
 class Settings(_Section):
     """The user's settings: config.toml over the defaults, with XITUI_* variables over both."""
 
-    endpoint: Annotated[str, Env("XITUI_ENDPOINT"), Field(
+    endpoint: Annotated[str, Env("XITUI_ENDPOINT"), AfterValidator(_endpoint_is_a_url), Field(
         description="the server commands talk to (http:// or https://)")] = DEFAULT_ENDPOINT
     api_key: Annotated[str | None, Env("XITUI_API_KEY"), Field(
         description="sent as 'Authorization: Bearer KEY'; a server started here demands it")] = None
@@ -211,21 +246,16 @@ class Settings(_Section):
     niceness: Annotated[int, Field(
         ge=0, le=19, description="from 0 (views run as the models do) to 19 (views yield the most): how much "
                                  "lower than the model workers the dashboard and a chat on a terminal run")] = 10
-    generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    server: ServerSettings = Field(default_factory=ServerSettings)
-    chats: ChatsSettings = Field(default_factory=ChatsSettings)
+    generation: GenerationSettings = GenerationSettings()
+    server: ServerSettings = ServerSettings()
+    chats: ChatsSettings = ChatsSettings()
     #: Dashboard key rebinding, binding id -> keys ("launch" = "L"), from the file's [keymap] table.
-    keymap: dict[str, str] = Field(default_factory=dict)
+    keymap: dict[str, str] = {}
 
-    #: Which source each value came from ("file" or "env"; absent: the default), for `xitui config show`.
-    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_is_a_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        #: Which source each value came from ("file" or "env"; absent: the default), for `xitui config show`.
+        self._sources: dict[str, str] = {}
 
     @property
     def sources(self) -> dict[str, str]:
@@ -233,32 +263,82 @@ class Settings(_Section):
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its key (`server.ttl`), in declaration order."""
-        values: dict[str, Any] = {}
-        for key, (section, name, _field) in SETTINGS.items():
-            values[key] = getattr(getattr(self, section) if section else self, name)
-        return values
+        return {key: getattr(getattr(self, section) if section else self, name)
+                for key, (section, name) in _keys().items()}
 
 
-def _settings_fields() -> dict[str, tuple[str, str, FieldInfo]]:
-    """Every setting `xitui config set` changes, by key: (its section or "", its name, its field)."""
-    found: dict[str, tuple[str, str, FieldInfo]] = {}
-    for name, field in Settings.model_fields.items():
-        kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, _Section):
-            for inner, inner_field in kind.model_fields.items():
-                found[f"{name}.{inner}"] = (name, inner, inner_field)
+_MODELS: dict[type[_Section], type[BaseModel]] = {}
+
+
+def _model(section: type[_Section]) -> type[BaseModel]:
+    """The pydantic model that checks values for `section`, built from its declaration when a value is first
+    checked. Strict: TOML has types, so a string where a number belongs is an error, not a guess; a key no
+    setting has is an error too (a typo would otherwise do nothing)."""
+    if section in _MODELS:
+        return _MODELS[section]
+    from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, create_model
+
+    names = {**globals(), "AfterValidator": AfterValidator, "BeforeValidator": BeforeValidator, "Field": Field}
+    hints = get_type_hints(section, names, include_extras=True)
+    fields: dict[str, Any] = {}
+    for name in section.names():
+        default = getattr(section, name)
+        if isinstance(default, _Section):
+            table = _model(type(default))
+            fields[name] = (table, Field(default_factory=table))
+        else:
+            fields[name] = (hints[name], default)
+    _MODELS[section] = create_model(section.__name__, __config__=ConfigDict(strict=True, extra="forbid"), **fields)
+    return _MODELS[section]
+
+
+@cache
+def _keys() -> dict[str, tuple[str, str]]:
+    """Every setting `xitui config set` changes, by key: (its section or "", its name)."""
+    found: dict[str, tuple[str, str]] = {}
+    for name in Settings.names():
+        default = getattr(Settings, name)
+        if isinstance(default, _Section):
+            found.update({f"{name}.{inner}": (name, inner) for inner in type(default).names()})
         elif name != "keymap":
-            found[name] = ("", name, field)
+            found[name] = ("", name)
     return found
 
 
-#: The settings by key, as `xitui config show` lists them and `xitui config set` takes them.
-SETTINGS: dict[str, tuple[str, str, FieldInfo]] = _settings_fields()
+@cache
+def _fields() -> dict[str, tuple[str, str, FieldInfo]]:
+    """_keys() with each setting's pydantic field (its type, default, description, Env): builds the models."""
+    return {key: (section, name, _model(type(getattr(Settings, section)) if section else Settings).model_fields[name])
+            for key, (section, name) in _keys().items()}
+
+
+#: The settings by key, as `xitui config show` lists them and `xitui config set` takes them: (section or "",
+#: name, pydantic field). Built on first use (by __getattr__ below), since that imports pydantic.
+SETTINGS: dict[str, tuple[str, str, FieldInfo]]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SETTINGS":
+        return _fields()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _env_names() -> dict[str, str]:
+    """The variable each setting's Env names, by key. Read from the annotation's text, which is what the
+    class keeps (`from __future__ import annotations`): evaluating it would import pydantic for Field."""
+    found: dict[str, str] = {}
+    for key, (section, name) in _keys().items():
+        text = type(getattr(Settings, section)).__annotations__[name] if section else Settings.__annotations__[name]
+        for node in ast.walk(ast.parse(text, mode="eval")) if "Env(" in text else ():
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == Env.__name__:
+                found[key] = ast.literal_eval(node.args[0])
+    return found
 
 
 def env_name(key: str) -> str | None:
     """The environment variable that overrides setting `key`, if one does."""
-    return next((m.name for m in SETTINGS[key][2].metadata if isinstance(m, Env)), None)
+    return _env_names().get(key)
 
 
 TextKind = Literal["str", "int", "float", "bool", "list"]
@@ -277,7 +357,7 @@ def _kind(field: FieldInfo) -> TextKind:
 
 def _from_text(key: str, raw: str) -> Any:
     """A setting written as text, as its type; a list is comma-separated."""
-    kind = _kind(SETTINGS[key][2])
+    kind = _kind(_fields()[key][2])
     try:
         if kind == "bool":
             return _boolean(raw)
@@ -352,7 +432,7 @@ def _problem(error: Any) -> tuple[str, str]:
         return key, f"{value!r} is not a valid {_TYPE_NAMES[kind]}"
     if kind == "value_error":
         return key, str(error["ctx"]["error"])
-    field = SETTINGS.get(key)
+    field = _fields().get(key)
     rule = field[2].description if field and field[2].description else error["msg"].lower()
     return key, f"{rule}, not {value!r}"
 
@@ -360,8 +440,10 @@ def _problem(error: Any) -> tuple[str, str]:
 def _validated(data: dict[str, Any], where: dict[str, str], default_where: str) -> Settings:
     """`data` as Settings; each problem names its key, after where its value came from (a file, a
     variable, or nothing for `config set`'s own value)."""
+    from pydantic import ValidationError
+
     try:
-        return Settings.model_validate(data)
+        checked = _model(Settings).model_validate(data)
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -369,6 +451,7 @@ def _validated(data: dict[str, Any], where: dict[str, str], default_where: str) 
             origin = where.get(key, default_where)
             lines.append(f"{origin}: {key}: {problem}" if origin else f"{key}: {problem}")
         raise ConfigError("; ".join(lines)) from None
+    return Settings(**checked.model_dump())
 
 
 def _put(data: dict[str, Any], key: str, value: Any) -> None:
@@ -381,18 +464,17 @@ def _put(data: dict[str, Any], key: str, value: Any) -> None:
 
 def load_config() -> Settings:
     """The settings: defaults, then the config file, then environment variables. A value any of them
-    gets wrong is a ConfigError naming the key and where the value came from."""
+    gets wrong is a ConfigError naming the key and where the value came from. With no file and no setting's
+    variable set (an empty one counts as unset), there is nothing to check: the declared defaults, as they
+    are, without importing pydantic."""
     path = config_path()
+    overrides = {key: env for key, env in _env_names().items() if os.environ.get(env)}
+    if not overrides and not path.exists():
+        return Settings()
     data = _read_file(path)
     settings = _validated(data, {}, str(path))
-    sources = {key: "file" for key, (section, name, _field) in SETTINGS.items()
+    sources = {key: "file" for key, (section, name) in _keys().items()
                if name in (data.get(section, {}) if section else data)}
-    overrides: dict[str, str] = {}
-    for key in SETTINGS:
-        env = env_name(key)
-        raw = os.environ.get(env) if env else None
-        if env and raw:
-            overrides[key] = env
     if overrides:
         merged = settings.model_dump()
         for key, env in overrides.items():
@@ -409,8 +491,8 @@ def load_config() -> Settings:
 def set_value(key: str, raw: str) -> Any:
     """Write one setting to the config file (atomically) once the whole file with it validates; returns
     the typed value."""
-    if key not in SETTINGS:
-        raise ConfigError(f"unknown setting {key!r} (known: {', '.join(SETTINGS)})")
+    if key not in _keys():
+        raise ConfigError(f"unknown setting {key!r} (known: {', '.join(_keys())})")
     value = _from_text(key, raw)
     path = config_path()
     data = _read_file(path)
