@@ -324,15 +324,6 @@ def done(rid: int, reason: FinishReason, prompt_tokens: int, generated: int, sta
 # --- worker -> server: its launch --------------------------------------------------------------------------
 
 
-class Stages(TypedDict, total=False):
-    """Seconds each launch stage took."""
-
-    process: float
-    download: float
-    weights: float
-    warm_up: float
-
-
 class WorkerInfo(TypedDict, total=False):
     """What a loaded worker tells of itself (`describe` shows it): the engine's facts, in the log line's order."""
 
