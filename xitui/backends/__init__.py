@@ -8,6 +8,8 @@ ENGINES = {
     "llama.cpp": "xitui.backends.llamacpp:LlamaCppBackend",
     "transformers": "xitui.backends.transformers:TransformersBackend",
     "sentence_transformers": "xitui.backends.sentence_transformers:SentenceTransformersBackend",
+    # a test engine: the server plans a launch on it only when started with XITUI_SCRIPTED_ENGINE=1
+    "scripted": "xitui.backends.scripted:ScriptedBackend",
 }
 
 

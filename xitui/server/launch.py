@@ -19,6 +19,9 @@ ENGINE_ALIASES = {
     "transformers": "transformers", "pytorch": "transformers",
     "sentence_transformers": "sentence_transformers", "sentence-transformers": "sentence_transformers",
 }
+#: The test engine (backends/scripted.py: replies from a JSON script, no weights): a launch names it as its
+#: model_engine, and a server serves it only when started with this variable set to 1 (tests/support does).
+SCRIPTED_ENGINE, SCRIPTED_SWITCH = "scripted", "XITUI_SCRIPTED_ENGINE"
 
 
 @dataclass
@@ -54,7 +57,12 @@ class LaunchPlan:
         plan = plan_for(spec, request)
         plan.envs = envs
         engine = request.get("model_engine")
-        if engine:
+        if engine == SCRIPTED_ENGINE and plan.model_type == "LLM":
+            if os.environ.get(SCRIPTED_SWITCH) != "1":
+                raise LaunchError(f"model_engine 'scripted' is xitui's test engine, off on this server (a test "
+                                  f"server starts with {SCRIPTED_SWITCH}=1)")
+            plan.engine = SCRIPTED_ENGINE
+        elif engine:
             wanted = ENGINE_ALIASES.get(str(engine).lower())
             if wanted is None:
                 raise LaunchError(f"model_engine {engine!r} is not an engine xitui runs (llama.cpp, transformers, "
