@@ -1,0 +1,66 @@
+"""The scripted engine is a test's alone: a server plans a launch on it only when started with the switch, and a
+scripted model launched there is described, and fails to load, as any other model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import servers
+from tests.support.models import launched
+from tests.support.specs import scripted_spec
+from xitui.client import Client, ClientError
+from xitui.core.errors import LaunchError
+from xitui.core.registry import Registry
+from xitui.server.launch import LaunchPlan
+
+
+def test_only_a_server_started_with_the_switch_plans_a_scripted_launch(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    registry = Registry(tmp_path)
+    registry.register("LLM", scripted_spec("fake", tmp_path / "fake", [{"reply": "hi"}]))
+    request = {"model_name": "fake", "model_engine": "scripted"}
+    monkeypatch.delenv("XITUI_SCRIPTED_ENGINE", raising=False)
+    with pytest.raises(LaunchError) as refused:
+        LaunchPlan.build(registry, request)
+    assert str(refused.value) == ("model_engine 'scripted' is xitui's test engine, off on this server (a test server "
+                                  "starts with XITUI_SCRIPTED_ENGINE=1)")
+    assert refused.value.status_code == 400
+    monkeypatch.setenv("XITUI_SCRIPTED_ENGINE", "yes")  # the switch is "1", nothing else
+    with pytest.raises(LaunchError):
+        LaunchPlan.build(registry, request)
+    monkeypatch.setenv("XITUI_SCRIPTED_ENGINE", "1")
+    assert LaunchPlan.build(registry, request).engine == "scripted"
+    assert LaunchPlan.build(registry, {"model_name": "fake"}).engine == "transformers"  # the format's, as ever
+
+
+def test_a_scripted_model_is_described_and_a_broken_script_fails_its_launch_in_one_line(
+        scripted: servers.ServerProcess, tmp_path: Path):
+    client = Client(scripted.url)
+    spec = scripted_spec("described", tmp_path / "described", {"rules": [{"reply": "hi"}], "slots": 3},
+                         abilities=["chat", "tools"])
+    with launched(client, "described", spec, model_engine="scripted") as uid:
+        desc = client.describe_model(uid)
+        assert (desc["model_engine"], desc["state"], desc["slots"]) == ("scripted", "ready", 3)
+        assert (desc["chat_format"], desc["batching"]) == ("the spec's chat_template", "scripted, 3 requests at once")
+    broken = scripted_spec("broken", tmp_path / "broken", [{"reply": "hi", "colour": "red"}])
+    with pytest.raises(ClientError) as failed, launched(client, "broken", broken, model_engine="scripted"):
+        pass
+    assert "the script" in str(failed.value) and "rules[0]: unknown key 'colour'" in str(failed.value)
+    assert "\n" not in str(failed.value)
+    assert "broken" not in client.list_models()
+
+
+def test_launched_leaves_nothing_behind_whatever_the_block_does(scripted: servers.ServerProcess, tmp_path: Path):
+    client = Client(scripted.url)
+    registered = {r["model_name"] for r in client.list_model_registrations("LLM")}
+    spec = scripted_spec("passing", tmp_path / "passing", [{"reply": "hi"}])
+    with pytest.raises(ZeroDivisionError), launched(client, "passing", spec, model_engine="scripted") as uid:
+        assert uid in client.list_models()
+        1 / 0  # noqa: B018 - a test that fails in the block
+    broken = scripted_spec("broken-too", tmp_path / "broken", [{"reply": 1}])
+    with pytest.raises(ClientError), launched(client, "broken-too", broken, model_engine="scripted"):
+        pass
+    assert not {"passing", "broken-too"} & set(client.list_models())
+    assert {r["model_name"] for r in client.list_model_registrations("LLM")} == registered

@@ -1,0 +1,160 @@
+"""Tool calls through a real server and its worker, written by a scripted model in hermes' <tool_call> syntax: the
+worker takes them out of the answer, the server gives them in OpenAI's fields, whole and streamed, and what cannot
+be served is one line. Real models doing the same: test_tools.py (slow)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import servers
+from tests.support.models import launched
+from tests.support.specs import scripted_spec
+from xitui.client import Client
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "additionalProperties": False, "required": ["city"], "properties": {
+        "city": {"type": "string", "maxLength": 40}, "unit": {"enum": ["celsius", "fahrenheit"]}}}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
+    "type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}}
+QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def call(name: str, **arguments: Any) -> str:
+    return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}) + "</tool_call>"
+
+
+RULES = [
+    # the follow-up: the tool's answer is in the conversation
+    {"match": "21 degrees", "reply": "It is 21 degrees in Paris."},
+    # a forced call (the worker got the call's form as its constraint): Paris, as asked
+    {"match": "weather", "constraint": "tool_call", "reply": call("get_weather", city="Paris", unit="celsius")},
+    {"match": "and the time", "reply": call("get_weather", city="Paris") + "\n" + call("get_time", zone="CET")},
+    {"match": "rockets", "reply": call("launch_rockets", count=3)},
+    # left to itself, this model calls with another city (so a forced call's answer shows it was forced)
+    {"match": "weather", "reply": call("get_weather", city="Lyon")},
+    {"reply": "Nothing to call."},
+]
+
+
+@pytest.fixture(scope="module")
+def caller(scripted: servers.ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    spec = scripted_spec("caller", tmp_path_factory.mktemp("caller"), RULES, abilities=["chat", "tools"])
+    with launched(Client(scripted.url), "caller", spec, model_engine="scripted") as uid:
+        yield uid
+
+
+def sdk(server: servers.ServerProcess) -> Any:
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+
+
+def test_a_call_the_model_makes_comes_in_openais_fields(scripted, caller):
+    done = sdk(scripted).chat.completions.create(model=caller, messages=QUESTION, tools=[WEATHER, TIME])
+    choice = done.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (made,) = choice.message.tool_calls
+    assert made.type == "function" and made.id.startswith("call_")
+    assert (made.function.name, json.loads(made.function.arguments)) == ("get_weather", {"city": "Lyon"})
+    assert done.usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}],
+                         ids=["required", "named"])
+def test_a_forced_call_reaches_the_engine_as_its_constraint(scripted, caller, choice):
+    done = sdk(scripted).chat.completions.create(model=caller, messages=QUESTION, tools=[WEATHER, TIME],
+                                                 tool_choice=choice)
+    assert done.choices[0].finish_reason == "tool_calls"
+    made = done.choices[0].message.tool_calls[0]
+    assert json.loads(made.function.arguments) == {"city": "Paris", "unit": "celsius"}
+
+
+def test_a_streamed_call_comes_as_openai_streams_it(scripted, caller):
+    """The id and name first, with empty arguments; then the arguments; finish_reason tool_calls; the SDK's
+    stream helper puts it together."""
+    client = sdk(scripted)
+    deltas, finish = [], None
+    for chunk in client.chat.completions.create(model=caller, messages=QUESTION, tools=[WEATHER], stream=True,
+                                                tool_choice="required"):
+        deltas += chunk.choices[0].delta.tool_calls or []
+        assert not chunk.choices[0].delta.content
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert [d.index for d in deltas] == [0, 0]
+    assert deltas[0].id and deltas[0].function.name == "get_weather" and deltas[0].function.arguments == ""
+    assert json.loads(deltas[1].function.arguments) == {"city": "Paris", "unit": "celsius"}
+    with client.chat.completions.stream(model=caller, messages=QUESTION, tools=[WEATHER],
+                                        tool_choice="required") as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
+def test_several_calls_in_one_answer_and_the_follow_up_with_the_tools_answer(scripted, caller):
+    client = sdk(scripted)
+    asked = [{"role": "user", "content": "The weather and the time in Paris?"}]
+    done = client.chat.completions.create(model=caller, messages=asked, tools=[WEATHER, TIME])
+    calls = done.choices[0].message.tool_calls
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Paris"}), ("get_time", {"zone": "CET"})]
+    assert len({c.id for c in calls}) == 2
+    follow = asked + [{"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in calls]},
+                      {"role": "tool", "tool_call_id": calls[0].id, "content": "21 degrees"},
+                      {"role": "tool", "tool_call_id": calls[1].id, "content": "10:00"}]
+    answer = client.chat.completions.create(model=caller, messages=follow, tools=[WEATHER, TIME])
+    assert answer.choices[0].message.content == "It is 21 degrees in Paris."
+    assert answer.choices[0].finish_reason == "stop" and not answer.choices[0].message.tool_calls
+
+
+def test_a_call_to_a_tool_not_offered_stays_text_and_no_tools_means_no_calls(scripted, caller):
+    client = sdk(scripted)
+    rockets = client.chat.completions.create(model=caller, messages=[{"role": "user", "content": "rockets!"}],
+                                             tools=[WEATHER])
+    assert rockets.choices[0].finish_reason == "stop" and not rockets.choices[0].message.tool_calls
+    assert "launch_rockets" in rockets.choices[0].message.content
+    plain = client.chat.completions.create(model=caller, messages=QUESTION, tools=[WEATHER], tool_choice="none")
+    assert plain.choices[0].finish_reason == "stop" and "<tool_call>" in plain.choices[0].message.content
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"tool_choice": "required"}, "tool_choice: needs tools"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+     "tool_choice: no tool named 'nope'"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}}], "tool_choice": "required"},
+     "tools[0].function.parameters.properties.n.minimum"),
+    ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}},
+     "a forced tool call has its own form"),
+    ({"functions": [{"name": "f"}]}, "functions: function calling is not served"),
+])
+def test_what_cannot_be_served_is_one_line(scripted, caller, body, says):
+    response = httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30,
+                          json={"model": caller, "messages": QUESTION, **body})
+    assert response.status_code == 400, response.text
+    assert says in response.json()["detail"] and "\n" not in response.json()["detail"]
+
+
+def test_a_model_without_the_tools_ability_says_so_and_a_grammarless_one_refuses_forced_calls(scripted, tmp_path):
+    client = Client(scripted.url)
+    plain = scripted_spec("no-tools", tmp_path / "no-tools", [{"reply": "hi"}], abilities=["chat"])
+    with launched(client, "no-tools", plain, model_engine="scripted") as uid:
+        response = httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30, json={
+            "model": uid, "messages": QUESTION, "tools": [WEATHER]})
+        assert response.status_code == 400 and "does not call tools" in response.json()["detail"]
+        assert httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30, json={
+            "model": uid, "messages": QUESTION, "tools": [WEATHER], "tool_choice": "none"}).status_code == 200
+    grammarless = scripted_spec("grammarless", tmp_path / "grammarless",
+                                {"rules": [{"reply": call("get_weather", city="Oslo")}], "grammars": False},
+                                abilities=["chat", "tools"])
+    with launched(client, "grammarless", grammarless, model_engine="scripted") as uid:
+        forced = httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30, json={
+            "model": uid, "messages": QUESTION, "tools": [WEATHER], "tool_choice": "required"})
+        assert forced.status_code == 400
+        assert forced.json()["detail"].startswith("tool_choice: a forced call needs a grammar: grammars are not")
+        auto = httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30, json={
+            "model": uid, "messages": QUESTION, "tools": [WEATHER]})
+        assert auto.json()["choices"][0]["finish_reason"] == "tool_calls"
