@@ -51,6 +51,8 @@ def prime() -> None:
 
 def on_gpu(settings: wire.Settings) -> bool:
     """Whether the launch's engine will put the model on a GPU (blocking: NVML, maybe an engine probe)."""
+    if settings["engine"] == "scripted":  # the test suite's engine: a script, no device
+        return False
     gpus, _ = machine.gpus()
     return bool(gpus) and settings.get("n_gpu_layers") != 0 and _engine_uses_gpu(settings["engine"])
 

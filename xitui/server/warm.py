@@ -258,7 +258,12 @@ class WarmWorker:
     async def stop(self) -> None:
         self._stopping = True
         if self._sock is not None:
-            self._sock.close()  # the warm worker exits when its socket closes
+            # the warm worker exits when its socket ends. shutdown, not only close: with close alone the peer
+            # saw no end while the reader task was waiting on the socket, and was killed after 3 s (every
+            # server stop took 3.4 s; 0.4 s now)
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
         proc = self._proc
         if proc is not None and proc.returncode is None:
             try:

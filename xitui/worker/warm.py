@@ -64,12 +64,13 @@ def preload(engines: list[str]) -> tuple[list[str], dict[str, str]]:
     return loaded, failed
 
 
-def preload_when_idle(engines: list[str]) -> tuple[list[str], dict[str, str]]:
+def preload_when_idle(engines: list[str], sock: socket.socket | None = None) -> tuple[list[str], dict[str, str]]:
     """`preload` on a thread of the lowest priority (SCHED_IDLE): the imports take seconds of a core at
     server start, just when a restored or first model is loading and answering, and must not slow it
     (measured: a GGUF's first 128 tokens at 34-40 tokens/s beside normal-priority imports, 78 beside these,
     75-78 with no warm worker). The policy is the thread's own: the main thread, which forks the workers,
-    keeps the normal one."""
+    keeps the normal one. Meanwhile it watches `sock`: a server that stops before the imports are done
+    closes it, and this process ends at once (it waited out the server's 3 s before)."""
     done: dict[str, Any] = {}
 
     def run() -> None:
@@ -82,6 +83,13 @@ def preload_when_idle(engines: list[str]) -> tuple[list[str], dict[str, str]]:
 
     thread = threading.Thread(target=run, name="preload")
     thread.start()
+    while thread.is_alive() and sock is not None:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0.5)
+        if readable:
+            with contextlib.suppress(InterruptedError):
+                if not sock.recv(1, socket.MSG_PEEK):
+                    os._exit(0)  # the server is gone
+            break  # a packet before `warm` (none is sent): it waits for serve()
     thread.join()
     if "error" in done:
         raise done["error"]
@@ -190,7 +198,7 @@ def main() -> None:
     name_process("xitui-warm")
     warm = WarmProcess(sock)
     start = time.perf_counter()
-    loaded, failed = preload_when_idle(engines)
+    loaded, failed = preload_when_idle(engines, sock)
     warm.send({"kind": "warm", "engines": loaded, "failed": failed, "seconds": time.perf_counter() - start})
     warm.serve()
 
