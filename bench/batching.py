@@ -106,7 +106,7 @@ def after_finished(llm: object, threads: int, rounds: int) -> dict[str, float]:
 
     def lone(engine: BatchEngine) -> float:
         times: list[float] = []
-        engine.send = lambda rid, msg: times.append(time.perf_counter()) if "text" in msg else None
+        engine.send = lambda msg: times.append(time.perf_counter()) if msg["kind"] == "text" else None
         engine.submit("lone", llm.tokenize(PROMPTS[0].encode()),  # type: ignore[attr-defined]
                       GenerateParams(max_tokens=128, temperature=0.0, ignore_eos=True), set())
         while engine.busy:
@@ -114,7 +114,7 @@ def after_finished(llm: object, threads: int, rounds: int) -> dict[str, float]:
         return (len(times) - 1) / (times[-1] - times[0])
 
     def burst(engine: BatchEngine) -> None:
-        engine.send = lambda rid, msg: None
+        engine.send = lambda msg: None
         for i, prompt in enumerate(PROMPTS[:8]):
             engine.submit(i, llm.tokenize(prompt.encode()),  # type: ignore[attr-defined]
                           GenerateParams(max_tokens=200 + 50 * i, temperature=0.0, ignore_eos=True), set())
@@ -124,7 +124,7 @@ def after_finished(llm: object, threads: int, rounds: int) -> dict[str, float]:
     found: dict[str, list[float]] = {"fresh": [], "left in the cache": [], "xitui": []}
     for _ in range(rounds):
         for kind in found:
-            engine = BatchEngine(llm, 16, 8192, threads, lambda rid, msg: None)
+            engine = BatchEngine(llm, 16, 8192, threads, lambda msg: None)
             if kind == "left in the cache":
                 engine._keep = lambda seq, tokens: None  # type: ignore[method-assign]
                 engine._start_over = lambda last: None  # type: ignore[method-assign]
