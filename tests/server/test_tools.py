@@ -184,39 +184,6 @@ def test_gemmas_call_syntax_is_forced_read_and_streamed(server: ServerProcess, g
         admin.unregister_model("LLM", name)
 
 
-@pytest.mark.parametrize(("body", "says"), [
-    ({"tool_choice": "required"}, "tool_choice: needs tools"),
-    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
-     "tool_choice: no tool named 'nope'"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}}], "tool_choice": "required"},
-     "tools[0].function.parameters.properties.n.minimum"),
-    ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}},
-     "a forced tool call has its own form"),
-    ({"functions": [{"name": "f"}]}, "functions: function calling is not served"),
-])
-def test_what_cannot_be_served_is_one_line(server, uid, body, says):
-    response = httpx.post(f"{server.url}/v1/chat/completions", timeout=60,
-                          json={"model": uid, "messages": QUESTION, "max_tokens": 4, **body})
-    assert response.status_code == 400, response.text
-    assert says in response.json()["detail"]
-
-
-def test_a_model_without_the_tools_ability_says_so(server: ServerProcess):
-    client = Client(server.url)
-    name = client.launch_model(model_name="demo-gemma3-270m", model_uid="no-tools", context_length=512)
-    try:
-        response = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
-            "model": name, "messages": QUESTION, "tools": [WEATHER], "max_tokens": 4})
-        assert response.status_code == 400
-        assert "does not call tools" in response.json()["detail"]
-        plain = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
-            "model": name, "messages": QUESTION, "tools": [WEATHER], "tool_choice": "none", "max_tokens": 4})
-        assert plain.status_code == 200
-    finally:
-        client.terminate_model(name)
-
-
 THINKING_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "<|im_start|>assistant\n{% if enable_thinking is not defined or enable_thinking %}<think>\n{% endif %}")
