@@ -54,8 +54,8 @@ class GenerateParams:
         params.stop_token_ids = list(data.get("stop_token_ids") or [])
         params.constraint = data.get("constraint") or None
         params.logprobs = data.get("logprobs")
-        key: object = data.get("cache_key")
-        params.cache_key = key if isinstance(key, str) else None  # a scope is a hash's text, nothing else
+        scope: object = data.get("cache_key")
+        params.cache_key = scope if isinstance(scope, str) else None  # a scope is a hash's text, nothing else
         return params
 
 
