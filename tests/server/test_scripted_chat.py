@@ -138,6 +138,25 @@ def test_a_request_the_model_cannot_answer_is_one_line(scripted, chatty):
     assert too_long.json()["detail"].endswith("this model's context holds 4096")
 
 
+@pytest.mark.parametrize(("messages", "says"), [
+    ([{"role": "robot", "content": "hi"}], "messages[0].role: 'robot' is not system, user, assistant or tool"),
+    ([{"role": "user", "content": "hi"}, {"role": "", "content": "x"}], "messages[1].role: '' is not system"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
+     "messages[0].content[0]: 'image_url' parts are not read"),
+    ([{"role": "user"}], "messages[0].content: required"),
+])
+def test_a_message_the_server_cannot_read_is_one_line_and_reaches_no_worker(scripted, chatty, messages, says):
+    """The server checks each message once (the worker takes what it is sent): a role or a part it does not
+    read is the client's 400, and the model answers the next request as before."""
+    bad = httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30, json={"model": chatty, "messages": messages})
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["detail"].startswith(says)
+    pid = Client(scripted.url).describe_model(chatty)["pid"]
+    good = httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30, json={"model": chatty, "messages": HI})
+    assert good.json()["choices"][0]["message"]["content"] == "Hello there, friend."
+    assert Client(scripted.url).describe_model(chatty)["pid"] == pid
+
+
 def test_log_probabilities_come_one_entry_a_token_in_both_apis(scripted, chatty):
     client = sdk(scripted)
     whole = client.chat.completions.create(model=chatty, messages=HI, logprobs=True, top_logprobs=1)
