@@ -458,10 +458,9 @@ class MetricsRecord(TypedDict, total=False):
     last_used: float | None
 
 
-class ReplicaDescription(TypedDict, total=False):
-    """One worker process of a model."""
+class Running(TypedDict, total=False):
+    """Where a model, or one worker process of it, stands."""
 
-    index: int
     state: str
     error: str | None
     progress: float
@@ -469,12 +468,18 @@ class ReplicaDescription(TypedDict, total=False):
     pid: int | None
     memory_rss: int | None
     launch_seconds: float | None
+
+
+class ReplicaDescription(Running, total=False):
+    """One worker process of a model."""
+
+    index: int
     start: str
     stages: dict[str, float]
     metrics: MetricsRecord
 
 
-class ModelDescription(TypedDict, total=False):
+class ModelDescription(Running, total=False):
     """A launched model, as `describe` and the model listing give it."""
 
     # Xinference's
@@ -502,15 +507,8 @@ class ModelDescription(TypedDict, total=False):
     #: False: registered, not running, loads when a request names it (server.autoload).
     loaded: bool
     load_position: int
-    # xitui's
-    state: str
-    error: str | None
-    progress: float
-    stage: str
-    pid: int | None
-    memory_rss: int | None
+    # xitui's (and Running's)
     launched_at: float
-    launch_seconds: float | None
     launch_stages: dict[str, float] | None
     start: str | None
     device: str | None
