@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from xitui import wire
 from xitui.cli import completion
 from xitui.cli.common import ApiKey, Endpoint, Json, ModelType, ModelUid, connect
 from xitui.core.errors import XituiError
@@ -15,6 +14,9 @@ from xitui.core.safe_text import safe, safe_line
 from xitui.core.units import human_bytes, human_duration, launch_text
 from xitui.core.units import idle_text as units_idle_text
 from xitui.terminal import output
+
+if TYPE_CHECKING:  # annotations only: the CLI does not import the wire's types to start
+    from xitui import wire
 
 
 def launch(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from xitui import wire
 from xitui.client.handles import (
     ChatModelHandle,
     EmbeddingModelHandle,
@@ -15,8 +14,10 @@ from xitui.client.handles import (
 )
 from xitui.client.transport import ACTOR_PREFIX, ClientError, Transport
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the CLI does not import these to start
     import httpx
+
+    from xitui import wire
 
 __all__ = ["Client", "ClientError", "xinference_spec"]
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from xitui import wire
 from xitui.client.transport import Transport
+
+if TYPE_CHECKING:  # annotations only: the CLI does not import the wire's types to start
+    from xitui import wire
 
 
 class ModelHandle:

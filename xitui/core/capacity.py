@@ -12,10 +12,13 @@ import os
 import subprocess
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from xitui import wire
 from xitui.core import machine
 from xitui.core.estimate import Estimate, Fit, check_fit, choose_slots, estimate, with_slots
+
+if TYPE_CHECKING:  # annotations only: the CLI does not import the wire's types to start
+    from xitui import wire
 
 _PROBES = {
     "llama.cpp": "import llama_cpp; print(bool(llama_cpp.llama_supports_gpu_offload()))",

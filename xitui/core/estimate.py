@@ -26,16 +26,18 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # imported here, not in the functions that use them: two launches weighed at once on two threads could
 # otherwise import them together and trip the import lock's deadlock check
-from xitui import wire
 from xitui.core.bounded import read_json
 from xitui.core.errors import XituiError
 from xitui.core.inspect.gguf_header import read_header
 from xitui.core.inspect.local import safetensors_parameters
 from xitui.core.units import human_bytes
+
+if TYPE_CHECKING:  # annotations only: the CLI does not import the wire's types to start
+    from xitui import wire
 
 MIB = 2**20
 #: A worker's memory before it loads a model: Python and the engine's libraries (RSS after the worker's imports,

@@ -18,12 +18,14 @@ import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from xitui import wire
 from xitui.core import gemma_calls, strict_json
 from xitui.core.errors import XituiError
 from xitui.core.pieces import partial_marker
+
+if TYPE_CHECKING:  # annotations only: the CLI does not import the wire's types to start
+    from xitui import wire
 
 _T = TypeVar("_T", bound=Mapping[str, Any])
 
