@@ -482,7 +482,8 @@ def test_bodies_as_large_as_the_server_reads_hold_up_no_other_route(hostile: tup
 
     worst = slowest_listing_during(srv, attack)
     print(f"slowest model listing {worst:.3f} s; each body's answer (s): {[round(t, 2) for t in took]}")
-    assert worst < 0.5, f"a model listing waited {worst:.2f} s while large bodies were read"
+    # a loop that waits on the parse stalls 2-10 s here; 1 s leaves room for a loaded CI machine (0.52 s seen)
+    assert worst < 1.0, f"a model listing waited {worst:.2f} s while large bodies were read"
     assert_healthy(srv, uid)
 
 
@@ -639,7 +640,8 @@ def test_rerank_texts_are_read_as_far_as_the_model_reads_in_bounded_memory(hosti
             assert len(results["results"]) == raw.count(b' ",') + 1
             assert results["meta"]["tokens"]["input_tokens"] <= 96 * (len(results["results"]) + 1)
             print(f"a {len(raw) >> 20} MiB rerank body: slowest model listing {worst:.3f} s")
-            assert worst < 0.5, f"a model listing waited {worst:.2f} s during a {len(raw) >> 20} MiB rerank"
+            # parsed on the loop this stalled 2.24 s; 1 s leaves room for a loaded CI machine (0.52 s seen there)
+            assert worst < 1.0, f"a model listing waited {worst:.2f} s during a {len(raw) >> 20} MiB rerank"
         assert worker.is_running() and client.describe_model(rr)["pid"] == worker.pid
     finally:
         client.terminate_model(rr)
