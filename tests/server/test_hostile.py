@@ -710,50 +710,7 @@ def test_hostile_grammars_and_schemas_cost_their_own_answer_only(hostile: tuple[
     assert_healthy(srv, chatty)
 
 
-def test_a_tool_call_a_thousand_levels_deep_ends_nobody_elses_stream(hostile: tuple[ServerProcess, str],
-                                                                     chatty: str) -> None:
-    """The attacker makes the model write a call nested 1000 levels deep (a grammar writes it); another
-    client's stream on the same batch goes on to its own end."""
-    srv, _ = hostile
-    client = Client(srv.url)
-    pid = client.describe_model(chatty)["pid"]
-    deep = "[" * 1000 + "1" + "]" * 1000
-    grammar = 'root ::= "<tool_call>\\n{\\"name\\": \\"f\\", \\"arguments\\": {\\"x\\": ' + deep + '}}\\n</tool_call>"'
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    other: dict[str, object] = {}
-
-    def other_client() -> None:
-        pieces, finish = [], None
-        with http(srv) as h, h.stream("POST", "/v1/completions", json={
-                "model": chatty, "prompt": "Once upon a time", "max_tokens": 200, "temperature": 0,
-                "ignore_eos": True, "stream": True}) as answer:
-            for line in answer.iter_lines():
-                if line.startswith("data: {"):
-                    event = json.loads(line[6:])
-                    assert "error" not in event, event
-                    pieces.append(event["choices"][0]["text"])
-                    finish = event["choices"][0]["finish_reason"] or finish
-        other.update(text="".join(pieces), finish=finish)
-
-    thread = threading.Thread(target=other_client)
-    thread.start()
-    time.sleep(0.3)
-    with http(srv, timeout=300) as h:
-        answer = h.post("/v1/chat/completions", json={
-            "model": chatty, "messages": [{"role": "user", "content": "Call f."}], "tools": tools,
-            "grammar": grammar, "max_tokens": 2500, "temperature": 0})
-    thread.join()
-    assert other.get("finish") == "length", other
-    assert answer.status_code in (200, 500), answer.text[:300]
-    if answer.status_code == 200:  # not a call a client can act on: it stays text
-        message = answer.json()["choices"][0]["message"]
-        assert not message.get("tool_calls")
-        assert deep in message["content"]
-    else:
-        assert "\n" not in answer.json()["detail"]
-    assert client.describe_model(chatty)["pid"] == pid
-    assert_healthy(srv, chatty)
-
+# a call a thousand levels deep while another stream shares the batch: test_scripted_tools.py
 
 
 # --- HTTP and process edges ---------------------------------------------------------------------------
@@ -1431,71 +1388,7 @@ def test_names_and_uids_ending_in_a_newline_are_refused(hostile: tuple[ServerPro
     assert_healthy(srv, uid)
 
 
-@pytest.fixture(scope="module")
-def caller(hostile: tuple[ServerProcess, str], gguf_path: Path) -> Iterator[str]:
-    """A model with the tools ability (calls in hermes' form), context for a long forced answer."""
-    srv, _ = hostile
-    client = Client(srv.url)
-    client.register_model("LLM", gguf_spec("caller", gguf_path, context_length=8192,
-                                           model_ability=["generate", "chat", "tools"]))
-    uid = client.launch_model(model_name="caller", n_parallel=2, context_length=8192)
-    yield uid
-    client.terminate_model(uid)
-    client.unregister_model("LLM", "caller")
-
-
-WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {}}, "required": ["city"]}}}
-
-
-def _made_to_write(srv: ServerProcess, uid: str, text: str, stream: bool) -> tuple[str, list[dict[str, Any]]]:
-    """A chat answer (content, tool calls) whose text the model is forced to write by a grammar, with the
-    weather tool offered (tool_choice auto)."""
-    body = {"model": uid, "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER_TOOL],
-            "grammar": "root ::= " + json.dumps(text), "max_tokens": 4000, "temperature": 0, "stream": stream}
-    with http(srv, timeout=600) as h:
-        if not stream:
-            answer = h.post("/v1/chat/completions", json=body)
-            assert answer.status_code == 200, answer.text[:300]
-            message = answer.json()["choices"][0]["message"]
-            return message["content"] or "", message.get("tool_calls") or []
-        content, calls = "", {}
-        with h.stream("POST", "/v1/chat/completions", json=body) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: {"):
-                    data = json.loads(line[6:])
-                    assert "error" not in data, data
-                    for choice in data["choices"]:
-                        content += choice["delta"].get("content") or ""
-                        for delta in choice["delta"].get("tool_calls") or []:  # id and name, then arguments
-                            call = calls.setdefault(delta["index"], {"function": {"name": "", "arguments": ""}})
-                            for key in ("name", "arguments"):
-                                call["function"][key] += delta["function"].get(key) or ""
-        return content, list(calls.values())
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_calls_a_client_cannot_act_on_come_back_as_the_text_the_model_wrote(
-        hostile: tuple[ServerProcess, str], caller: str, stream: bool) -> None:
-    """Arguments with NaN or Infinity (not JSON: a client's parser fails on them), a call to a function the
-    request never offered, and a call a thousand levels deep (a RecursionError in the reader, once) are
-    the answer's text, whole and streamed; a call to the offered tool is still a call, and the worker and
-    another client's stream are untouched."""
-    srv, uid = hostile
-
-    def call(name: str, arguments: str) -> str:
-        return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
-
-    for text in (call("get_weather", '{"city": NaN}'), call("get_weather", '{"city": -Infinity}'),
-                 call("get_weather", '{"city": 1e999}'), call("delete_everything", '{"path": "/"}'),
-                 call("get_weather", '{"city": ' + "[" * 1000 + "]" * 1000 + "}")):
-        content, calls = _made_to_write(srv, caller, text, stream)
-        assert calls == [] and content == text, (content[:200], calls)
-    content, calls = _made_to_write(srv, caller, call("get_weather", '{"city": "Paris"}'), stream)
-    assert content == "" and len(calls) == 1 and json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
-    with http(srv) as h:
-        assert h.get(f"/v1/models/{caller}").json()["state"] == "ready"
-    assert_healthy(srv, uid)
+# calls a client cannot act on (NaN, not offered, 1000 deep): test_scripted_tools.py, no weights needed
 
 
 # --- found by trying to break it ---

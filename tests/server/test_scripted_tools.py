@@ -5,6 +5,8 @@ be served is one line. Real models doing the same: test_tools.py (slow)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -158,3 +160,97 @@ def test_a_model_without_the_tools_ability_says_so_and_a_grammarless_one_refuses
         auto = httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30, json={
             "model": uid, "messages": QUESTION, "tools": [WEATHER]})
         assert auto.json()["choices"][0]["finish_reason"] == "tool_calls"
+
+
+# --- calls a client cannot act on (hostile: the model is made to write them) ---------------------------------
+
+def raw_call(name: str, arguments: str) -> str:
+    return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
+
+
+DEEP = "[" * 1000 + "1" + "]" * 1000
+UNACTIONABLE = {
+    "nan-case": raw_call("get_weather", '{"city": NaN}'),  # not JSON: a client's parser fails on it
+    "infinity-case": raw_call("get_weather", '{"city": -Infinity}'),
+    "huge-case": raw_call("get_weather", '{"city": 1e999}'),
+    "not-offered-case": raw_call("delete_everything", '{"path": "/"}'),
+    "deep-case": raw_call("get_weather", '{"city": ' + DEEP + "}"),  # a RecursionError in the reader, once
+    "paris-case": raw_call("get_weather", '{"city": "Paris"}'),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_caller(scripted: servers.ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    rules = [{"match": key, "reply": [text]} for key, text in UNACTIONABLE.items()]
+    rules += [{"match": "Once upon", "reply": " and", "repeat": 200, "delay": 0.005}, {"reply": "ok"}]
+    spec = scripted_spec("hostile-caller", tmp_path_factory.mktemp("hostile"), {"slots": 4, "rules": rules},
+                         abilities=["generate", "chat", "tools"])
+    with launched(Client(scripted.url), "hostile-caller", spec, model_engine="scripted") as uid:
+        yield uid
+
+
+def _answer(server: servers.ServerProcess, uid: str, prompt: str, stream: bool) -> tuple[str, list[dict[str, Any]]]:
+    """A chat answer's content and calls, the weather tool offered, read whole or as OpenAI streams it."""
+    body = {"model": uid, "messages": [{"role": "user", "content": prompt}], "tools": [WEATHER], "stream": stream}
+    with httpx.Client(base_url=server.url, timeout=60) as h:
+        if not stream:
+            answer = h.post("/v1/chat/completions", json=body)
+            assert answer.status_code == 200, answer.text[:300]
+            message = answer.json()["choices"][0]["message"]
+            return message["content"] or "", message.get("tool_calls") or []
+        content, calls = "", {}
+        with h.stream("POST", "/v1/chat/completions", json=body) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    data = json.loads(line[6:])
+                    assert "error" not in data, data
+                    for choice in data["choices"]:
+                        content += choice["delta"].get("content") or ""
+                        for delta in choice["delta"].get("tool_calls") or []:  # id and name, then arguments
+                            made = calls.setdefault(delta["index"], {"function": {"name": "", "arguments": ""}})
+                            for key in ("name", "arguments"):
+                                made["function"][key] += delta["function"].get(key) or ""
+        return content, list(calls.values())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_calls_a_client_cannot_act_on_come_back_as_the_text_the_model_wrote(scripted, hostile_caller, stream):
+    """Arguments with NaN or Infinity, a call to a function the request never offered and a call a thousand
+    levels deep are the answer's text, whole and streamed; a call to the offered tool is still a call; the
+    worker lives on."""
+    pid = Client(scripted.url).describe_model(hostile_caller)["pid"]
+    for key, text in UNACTIONABLE.items():
+        if key == "paris-case":
+            continue
+        content, calls = _answer(scripted, hostile_caller, key, stream)
+        assert calls == [] and content == text, (key, content[:200], calls)
+    content, calls = _answer(scripted, hostile_caller, "paris-case", stream)
+    assert content == "" and len(calls) == 1 and json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
+    described = Client(scripted.url).describe_model(hostile_caller)
+    assert described["pid"] == pid and described.get("restarts", 0) == 0
+
+
+def test_a_call_a_thousand_levels_deep_ends_nobody_elses_stream(scripted, hostile_caller):
+    """One request's deep call is read while another client's stream shares the batch: that stream goes on to
+    its own end (one deep call failed the whole batch, once)."""
+    other: dict[str, Any] = {}
+
+    def other_client() -> None:
+        pieces, finish = [], None
+        with httpx.Client(base_url=scripted.url, timeout=60) as h, h.stream("POST", "/v1/completions", json={
+                "model": hostile_caller, "prompt": "Once upon a time", "max_tokens": 150, "stream": True}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    event = json.loads(line[6:])
+                    assert "error" not in event, event
+                    pieces.append(event["choices"][0]["text"])
+                    finish = event["choices"][0]["finish_reason"] or finish
+        other.update(text="".join(pieces), finish=finish)
+
+    thread = threading.Thread(target=other_client)
+    thread.start()
+    time.sleep(0.2)
+    content, calls = _answer(scripted, hostile_caller, "deep-case", stream=True)
+    thread.join()
+    assert calls == [] and DEEP in content
+    assert other["finish"] == "length" and other["text"] == " and" * 150, other
