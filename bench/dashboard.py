@@ -65,7 +65,7 @@ def idle_cpu(child: object, seconds: float) -> tuple[float, float]:
 def chat_rate(url: str, uid: str) -> tuple[float, float]:
     """(tokens/s shown in the chat pane, the server's own rate for that request)."""
     from xitui.client import Client
-    from xitui.tui.app import make_app
+    from xitui.tui.dashboard_app import make_app
     from xitui.tui.widgets.chat import ChatPane
 
     async def main() -> tuple[float, float]:

@@ -51,8 +51,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}, "
           f"device: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-'}")
-    from xitui.core import machine as resources
-
+    from xitui.core.machine import memory as resources
     gpus, note = resources.gpus()
     print(f"NVML: {len(gpus)} GPU(s) {note or ''}: " + "; ".join(
         f"{g['name']} {g['memory_used'] / 2**20:.0f}/{g['memory_total'] / 2**20:.0f} MiB util {g['utilization']}%"
@@ -119,7 +118,7 @@ def main() -> None:
         except XituiError as exc:
             print(f"a 10M-token context was refused: {exc}")
 
-        from xitui.tui.app import make_app
+        from xitui.tui.dashboard_app import make_app
         from xitui.tui.widgets.models_table import ModelsTable
 
         async def dashboard() -> None:

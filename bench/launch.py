@@ -29,7 +29,7 @@ DIRECT = r'''
 import json, sys, time
 from xitui.backends.device import default_threads, set_torch_threads
 from xitui.core.config import WARM_ENGINES
-from xitui.worker.warm import preload
+from xitui.worker.warm_worker import preload
 kind, path = sys.argv[1], sys.argv[2]
 threads = default_threads()
 preload(list(WARM_ENGINES))
@@ -119,8 +119,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     gguf = str(gguf_path())
-    from xitui.core import bundled
-
+    from xitui.core.specs import bundled
     minilm = str(bundled._minilm_dir(bundled._package_dir(bundled.MINILM_PACKAGE)))
     torch_dir = str(gemma_pt_dir())
     paths = {"gguf1": gguf, "gguf4": gguf, "minilm": minilm, "pytorch": torch_dir}

@@ -3,7 +3,7 @@ default) against one told to serve other users (`server.allow_other_users = true
 
     python bench/peer_check.py [--rounds 5] [--connections 300] [--tokens 128]
 
-1. The lookup itself (xitui/core/peers.py, sock_diag netlink), in this process: microseconds per call.
+1. The lookup itself (xitui/core/machine/peers.py, sock_diag netlink), in this process: microseconds per call.
 2. New connections: each sends one `GET /v1/cluster/version` with `Connection: close` over a fresh socket;
    median wall time per connection, check on vs off.
 3. Keep-alive streaming: the bundled GGUF (one slot) streams `--tokens` greedy tokens per round over one
@@ -31,8 +31,7 @@ PROMPT = "Write a long story about a lighthouse keeper and the sea. Once upon a 
 
 def lookup_cost(calls: int) -> float:
     """Microseconds per peer_uid() call on a live loopback connection."""
-    from xitui.core import peers
-
+    from xitui.core.machine import peers
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()

@@ -93,8 +93,7 @@ def main() -> None:
     os.environ["XITUI_CONFIG"] = str(home / "config.toml")
     from xitui.backends.device import default_threads
     from xitui.client import Client
-    from xitui.core import bundled
-
+    from xitui.core.specs import bundled
     bundled.prepare("demo-gemma3-270m", lambda p, s: None)
     gguf = bundled.cache_dir() / "models" / bundled.GEMMA_FILE
     threads = default_threads()

@@ -63,8 +63,7 @@ def mask_costs(steps: int = 200) -> None:
 
     from tests.model_files import gguf_path
     from xitui.backends import guidance
-    from xitui.core import bundled
-
+    from xitui.core.specs import bundled
     files = {"SmolLM2 (49k)": bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE,
              "Gemma 3 (262k)": gguf_path()}
     print(f"{'grammar':<36} {'vocabulary':<15} {'compile':>8} {'median':>8} {'worst':>8}  tokens")

@@ -18,7 +18,7 @@ from typing import Any
 import click
 import typer
 
-from xitui.cli.app import app
+from xitui.cli.main import app
 from xitui.core.config import SETTINGS, env_name
 
 ROOT = Path(__file__).resolve().parent.parent

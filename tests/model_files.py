@@ -13,8 +13,7 @@ TEST_CACHE = Path(os.environ.get("XITUI_TEST_CACHE", Path.home() / ".cache" / "x
 def gguf_path() -> Path:
     """The 253 MB gemma-3-270m Q4_K_M GGUF, assembled once (the bundled demo model's file)."""
     os.environ.setdefault("XITUI_CACHE", str(TEST_CACHE))
-    from xitui.core import bundled
-
+    from xitui.core.specs import bundled
     bundled.prepare("demo-gemma3-270m", lambda p, s: None)
     return bundled.cache_dir() / "models" / bundled.GEMMA_FILE
 

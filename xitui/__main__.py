@@ -1,3 +1,3 @@
-from xitui.cli.app import main
+from xitui.cli.main import main
 
 main()

@@ -375,7 +375,7 @@ FromWorker = Answer | Event
 
 
 class Settings(TypedDict):
-    """A worker's first line: the launch as the server planned it (server/launch.py LaunchPlan)."""
+    """A worker's first line: the launch as the server planned it (server/runtime/launch_plan.py LaunchPlan)."""
 
     model_type: str
     model_name: str

@@ -18,8 +18,7 @@ pytestmark = pytest.mark.slow
 def engine() -> Iterator[Any]:
     llama_cpp = pytest.importorskip("llama_cpp")
     from xitui.backends.llamacpp_batch import BatchEngine
-    from xitui.core import bundled
-
+    from xitui.core.specs import bundled
     path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, verbose=False)
     sent: dict[Any, list[dict[str, Any]]] = {}

@@ -19,8 +19,7 @@ pytestmark = pytest.mark.slow  # reads a real vocabulary (about a second)
 @pytest.fixture(scope="module")
 def tokenizer() -> Iterator[Any]:
     llama_cpp = pytest.importorskip("llama_cpp")
-    from xitui.core import bundled
-
+    from xitui.core.specs import bundled
     path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
     model = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     tok = guidance.llama_tokenizer(llama_cpp.llama_model_get_vocab(model._model.model))
@@ -114,8 +113,7 @@ def test_objects_take_only_the_keys_they_name_unless_they_say_otherwise() -> Non
 def test_a_gemma_forced_call_grows_with_neither_bound_of_an_array() -> None:
     """Gemma's call syntax is written as GBNF here: an array's maxItems was a choice per count (37 GiB of
     grammar at 100000); now a counted repetition, refused past MAX_REPEAT before any parser sees it."""
-    from xitui.core import tool_calls
-
+    from xitui.core.chat_format import tool_calls
     def forced(max_items: int) -> dict[str, Any]:
         tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
             "xs": {"type": "array", "items": {"type": "integer"}, "maxItems": max_items}}}}}]

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import run_env, xitui_cmd
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client
-from xitui.core.chats import ChatStore
+from xitui.core.saved_chats import ChatStore
 
 GROCERIES = ["# Groceries", "", "- eggs", "- milk"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -88,7 +88,7 @@ def test_config_set_and_show() -> None:
 def test_help_imports_no_heavy_library() -> None:
     code = (
         "import sys; sys.argv=['xitui','--help']\n"
-        "from xitui.cli.app import main\n"
+        "from xitui.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy=[m for m in ('torch','transformers','llama_cpp','textual','fastapi','uvicorn','sentence_transformers')"
         " if m in sys.modules]\nprint('HEAVY', heavy)"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from xitui.core.chats import ChatMessage, ChatStore, ChatStoreError, to_json, to_markdown
 from xitui.core.errors import NotFoundError
+from xitui.core.saved_chats import ChatMessage, ChatStore, ChatStoreError, to_json, to_markdown
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
 
@@ -110,7 +110,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
 def test_a_writer_killed_mid_stream_leaves_a_readable_store(tmp_path: Path) -> None:
     """SIGKILL a process that keeps writing: the file passes SQLite's integrity check, and every session has
     both halves of each exchange or none (an exchange is one transaction)."""
-    code = ("import sys; from pathlib import Path; from xitui.core.chats import ChatStore, ChatMessage\n"
+    code = ("import sys; from pathlib import Path; from xitui.core.saved_chats import ChatStore, ChatMessage\n"
             "s = ChatStore(Path(sys.argv[1]))\n"
             "while True:\n"
             "    sid = s.new_session('chat', 'crash')\n"

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from xitui.core import bounded, peers
+from xitui.core.chat_format.prompts import ChatTemplateError, compile_chat_template
 from xitui.core.errors import LaunchError, SpecError
-from xitui.core.inspect.gguf_header import GGUFError, read_header
-from xitui.core.launch_envs import check_envs
-from xitui.core.prompts import ChatTemplateError, compile_chat_template
-from xitui.core.spec import parse_llm
+from xitui.core.machine import peers
+from xitui.core.model_files import bounded_reads as bounded
+from xitui.core.model_files.inspect.gguf_header import GGUFError, read_header
+from xitui.core.specs.spec import parse_llm
 from xitui.core.units import parse_duration
+from xitui.server.runtime.launch_envs import check_envs
 
 
 def test_launch_envs_pass_an_allow_list() -> None:

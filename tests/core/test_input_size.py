@@ -1,11 +1,11 @@
-"""The one size rule and the depth check (core/input_size.py)."""
+"""The one size rule and the depth check (core/chat_format/input_size.py)."""
 
 from __future__ import annotations
 
 import pytest
 
+from xitui.core.chat_format.input_size import CHARS_PER_TOKEN, MAX_DEPTH, InputCount, check_depth, cut, depth
 from xitui.core.errors import XituiError
-from xitui.core.input_size import CHARS_PER_TOKEN, MAX_DEPTH, InputCount, check_depth, cut, depth
 
 
 def nested(levels: int, kind: str = "list") -> object:

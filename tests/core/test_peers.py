@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import has_ipv6_loopback
-from xitui.core import peers
+from xitui.core.machine import peers
 
 linux_only = pytest.mark.skipif(not peers.supported(), reason="sockets' owners are read on Linux only")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xitui.core.prompts import (
+from xitui.core.chat_format.prompts import (
     ChatTemplateError,
     PromptError,
     PromptStyle,

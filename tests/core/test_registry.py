@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import EXAMPLES
 from xitui.core.errors import ConflictError, ForbiddenError, NotFoundError, SpecError
-from xitui.core.registry import Registry
+from xitui.core.specs.registry import Registry
 
 DOC_LLM = (EXAMPLES / "custom-llama-2.json").read_text()
 DOC_EMBEDDING = (EXAMPLES / "custom-bge-base-en.json").read_text()

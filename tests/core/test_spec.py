@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import EXAMPLES
 from xitui.core.errors import SpecError
-from xitui.core.spec import parse_embedding, parse_llm, parse_spec, size_key
+from xitui.core.specs.spec import parse_embedding, parse_llm, parse_spec, size_key
 
 
 def load(name: str) -> dict[str, Any]:

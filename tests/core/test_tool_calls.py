@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from xitui.core import tool_calls
+from xitui.core.chat_format import tool_calls
 from xitui.core.errors import XituiError
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -188,8 +188,7 @@ def test_a_call_a_thousand_levels_deep_is_text_not_a_recursion_error(size):
 
 
 def test_the_depth_count_skips_brackets_in_strings_and_never_recurses():
-    from xitui.core import strict_json
-
+    from xitui.core.chat_format import strict_json
     assert strict_json.depth('{"a": "[[[[\\"[[", "b": [{}]}') == 3
     assert strict_json.depth("[" * 1_000_000) == 1_000_000
     with pytest.raises(ValueError, match="deeper"):

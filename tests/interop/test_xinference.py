@@ -115,7 +115,7 @@ def test_wizard_yes_registers_and_launches_on_the_cluster(cluster: str, gguf_pat
 
 def test_dashboard_models_table_on_the_cluster(cluster: str, gguf_path: Path) -> None:
     """The dashboard reads Xinference's model list: the row is there, fields it lacks show as —."""
-    from xitui.tui.app import make_app
+    from xitui.tui.dashboard_app import make_app
     from xitui.tui.widgets.models_table import ModelsTable
 
     client = Client(cluster)

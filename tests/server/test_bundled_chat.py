@@ -9,7 +9,7 @@ import subprocess
 from tests.conftest import xitui_cmd
 from tests.server.conftest import ServerProcess
 from xitui.client import Client
-from xitui.core import bundled
+from xitui.core.specs import bundled
 
 
 def test_the_bundled_chat_model_answers_through_the_cli(server: ServerProcess) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from xitui.backends.base import GenerateParams
-from xitui.server.app import cache_scope
+from xitui.server.api.routes import cache_scope
 
 
 def request_with(authorization: bytes | None) -> Request:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from xitui.server.generation import ChoiceTurns
+from xitui.server.api.generation import ChoiceTurns
 
 
 class Slots:

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import run_env, xitui_cmd
 from tests.server.conftest import ServerProcess, gguf_spec, pytorch_spec
 from xitui.client import Client, ClientError
-from xitui.core.estimate import estimate
+from xitui.core.machine.estimate import estimate
 
 #: gemma-3-270m: 18 layers x 1 KV head x (256 + 256) x 2 bytes (f16) per token of context
 GEMMA_KV_PER_TOKEN = 18 * 1 * 512 * 2

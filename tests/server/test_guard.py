@@ -13,7 +13,7 @@ import pytest
 
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client
-from xitui.server.guard import Policy, split_host
+from xitui.server.edge.guard import Policy, split_host
 
 ALLOWED_ORIGIN = "http://localhost:5173"
 

@@ -1012,7 +1012,7 @@ def test_another_user_that_drops_its_sockets_is_refused_too(
 def test_a_connection_whose_owner_is_unknown_gets_one_line_naming_the_setting() -> None:
     import asyncio
 
-    from xitui.server.connection import refusal_app
+    from xitui.server.edge.connection import refusal_app
 
     sent: list[dict[str, object]] = []
 
@@ -1173,7 +1173,7 @@ def test_a_grammar_forced_answer_split_between_pieces_leaks_nothing(hostile: tup
     from rich.console import Console
 
     from xitui.cli.answer_view import AnswerView
-    from xitui.cli.conversation import ChatLoop
+    from xitui.cli.chat_loop import ChatLoop
     from xitui.client.conversation import Conversation
 
     srv, uid = hostile
@@ -1205,7 +1205,7 @@ def test_the_dashboard_shows_the_servers_text_as_text(told: ServerProcess) -> No
     markup shows as text; copying the answer copies it made safe."""
     from textual.widgets import Log, Static
 
-    from xitui.tui.app import make_app
+    from xitui.tui.dashboard_app import make_app
     from xitui.tui.widgets.chat import ChatPane
     from xitui.tui.widgets.models_table import ModelsTable
 

@@ -1,4 +1,4 @@
-"""The large-body JSON reader (server/json_body.py): what orjson gives, within a budget, beside the event loop."""
+"""The large-body JSON reader (server/edge/json_body.py): what orjson gives, within a budget, beside the event loop."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from xitui.core.errors import XituiError
-from xitui.server import json_body
-from xitui.server.json_body import BodyTooLarge, nested_deeper_than
-from xitui.server.json_body import read_values as slow_path
+from xitui.server.edge import json_body
+from xitui.server.edge.json_body import BodyTooLarge, nested_deeper_than
+from xitui.server.edge.json_body import read_values as slow_path
 
 VALID = [
     b'{"a": 1, "b": [true, false, null], "c": {"d": "e"}}', b"[]", b"{}", b' [ ] ', b'"x"', b"0", b"-0", b"1.5",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from xitui.core import machine as resources
+from xitui.core.machine import memory as resources
 
 
 def fake_pynvml(devices: list[dict[str, Any]]) -> types.ModuleType:

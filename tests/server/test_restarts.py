@@ -1,4 +1,4 @@
-"""The restart policy for workers that die on their own (xitui/server/restarts.py), with a clock of the test's
+"""The restart policy for workers that die on their own (xitui/server/runtime/restarts.py), with a clock of the test's
 own: backoff, the per-hour cap, causes in words, the request seen at two deaths. No server, no weights."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from xitui import wire
-from xitui.server.restarts import HOUR, InFlight, Restarts, exit_cause, stopped_on_purpose
+from xitui.server.runtime.restarts import HOUR, InFlight, Restarts, exit_cause, stopped_on_purpose
 from xitui.tui.data import model_detail
 
 

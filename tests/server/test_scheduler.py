@@ -1,4 +1,4 @@
-"""Which models run (server/scheduler.py), with a clock the test moves and models that are plain objects:
+"""Which models run (server/runtime/scheduler.py), with a clock the test moves and models that are plain objects:
 ttl, max_loaded's least recently used choice, one load for many requests, and restores, in milliseconds."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from xitui.core.errors import LaunchError, NotFoundError, XituiError
-from xitui.core.estimate import InsufficientMemoryError
-from xitui.server.bodies import LaunchBody
-from xitui.server.scheduler import AllBusyError, Scheduler
+from xitui.core.machine.estimate import InsufficientMemoryError
+from xitui.server.runtime.launch_request import LaunchBody
+from xitui.server.runtime.scheduler import AllBusyError, Scheduler
 
 
 class Clock:

@@ -12,8 +12,8 @@ from tests.support.models import launched
 from tests.support.specs import scripted_spec
 from xitui.client import Client, ClientError
 from xitui.core.errors import LaunchError
-from xitui.core.registry import Registry
-from xitui.server.launch import LaunchPlan
+from xitui.core.specs.registry import Registry
+from xitui.server.runtime.launch_plan import LaunchPlan
 
 
 def test_only_a_server_started_with_the_switch_plans_a_scripted_launch(tmp_path: Path,

@@ -191,8 +191,7 @@ THINKING_TEMPLATE = (
 
 def thinker_spec(name: str) -> str:
     """SmolLM2 registered as a model that thinks (its template opens the thought unless told not to)."""
-    from xitui.core import bundled
-
+    from xitui.core.specs import bundled
     path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
     return json.dumps({
         "version": 2, "model_name": name, "model_lang": ["en"], "context_length": 2048,

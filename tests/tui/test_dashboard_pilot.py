@@ -16,7 +16,7 @@ import pytest
 from tests.model_files import reranker_dir
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client
-from xitui.tui.app import XituiApp, make_app
+from xitui.tui.dashboard_app import XituiApp, make_app
 from xitui.tui.data import state_text
 from xitui.tui.widgets.chat import ChatPane
 from xitui.tui.widgets.models_table import ModelsTable
@@ -365,7 +365,7 @@ def test_chat_pane_saves_lists_and_resumes_conversations(dash_server: ServerProc
     from textual.widgets import Select
 
     from tests.conftest import run_env, xitui_cmd
-    from xitui.core.chats import ChatStore
+    from xitui.core.saved_chats import ChatStore
 
     client = Client(dash_server.url)
     client.launch_model(model_name="dash-gemma", model_uid="saver")
@@ -441,7 +441,7 @@ def test_the_cli_and_the_pane_count_an_answer_the_same(dash_server: ServerProces
     import subprocess
 
     from tests.conftest import run_env, xitui_cmd
-    from xitui.core.chats import ChatStore
+    from xitui.core.saved_chats import ChatStore
 
     client = Client(dash_server.url)
     client.launch_model(model_name="dash-gemma", model_uid="counter")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.tui.fixed_data import fixed_snapshot
-from xitui.tui.app import make_app
+from xitui.tui.dashboard_app import make_app
 
 SIZES = [(120, 40), (80, 24)]
 

@@ -7,7 +7,7 @@ import asyncio
 from textual.app import App, ComposeResult
 from textual.widgets import Markdown
 
-from xitui.core.chats import ChatMessage
+from xitui.core.saved_chats import ChatMessage
 from xitui.tui.widgets.transcript import Transcript
 
 POEM = "In the gentle foam,\nA sip of light,\nA moment of bliss.\n\n```\nx = 1\ny = 2\n```\n"

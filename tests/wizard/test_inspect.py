@@ -12,10 +12,10 @@ import pytest
 from tests.conftest import xitui_cmd
 from tests.fake_hub import FakeHub
 from tests.model_files import minilm_dir, reranker_dir
-from xitui.core.inspect import InspectError, inspect_source
-from xitui.core.inspect.gguf_header import FILE_TYPES, GGUFError, read_header
-from xitui.core.inspect.naming import file_name_template, model_name_from, quantization_in, size_in_billions
-from xitui.core.spec import parse_spec
+from xitui.core.model_files.inspect import InspectError, inspect_source
+from xitui.core.model_files.inspect.gguf_header import FILE_TYPES, GGUFError, read_header
+from xitui.core.model_files.inspect.naming import file_name_template, model_name_from, quantization_in, size_in_billions
+from xitui.core.specs.spec import parse_spec
 
 
 def test_gguf_header_of_the_bundled_model(gguf_path: Path) -> None:
@@ -191,9 +191,9 @@ def test_inspect_command(gguf_path: Path) -> None:
 ])
 def test_a_chat_template_proposes_the_tools_and_reasoning_it_shows(template, abilities, fields) -> None:
     """What inspect (and the wizard) propose from a model's own template, and the spec it prints."""
-    from xitui.core.inspect.local import _propose_abilities
-    from xitui.core.inspect.result import Inspection
-    from xitui.core.spec import parse_llm
+    from xitui.core.model_files.inspect.local import _propose_abilities
+    from xitui.core.model_files.inspect.result import Inspection
+    from xitui.core.specs.spec import parse_llm
 
     found = Inspection("model.gguf", "gguf", "LLM")
     found.propose("chat_template", template, "GGUF metadata")

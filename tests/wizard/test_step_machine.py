@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from xitui.core.errors import SpecError
-from xitui.core.spec import parse_spec
+from xitui.core.specs.spec import parse_spec
 from xitui.wizard.ask import Back
 from xitui.wizard.machine import Jump, Step, editable, owner, run_steps
 from xitui.wizard.steps import steps

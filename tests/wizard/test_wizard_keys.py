@@ -16,7 +16,7 @@ from tests.conftest import xitui_cmd
 from tests.model_files import minilm_dir, reranker_dir
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client
-from xitui.core.spec import parse_spec
+from xitui.core.specs.spec import parse_spec
 from xitui.wizard import CANCELLED, Cancelled, Options, Wizard, run_wizard
 
 ENTER, DOWN, SPACE, CTRL_C, BACK = "\r", "\x1b[B", " ", "\x03", "<"

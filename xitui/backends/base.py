@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from xitui import wire
+from xitui.core.chat_format.stop_words import partial_marker
 from xitui.core.errors import XituiError
-from xitui.core.pieces import partial_marker
 
 #: Delivers one message of a request (it carries the request's id) to the server.
 Sender = Callable[[wire.Answer], None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from xitui.core.machine import physical_cores
+from xitui.core.machine.memory import physical_cores
 
 
 def best_device() -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from xitui import wire
 from xitui.backends.base import RequestError
-from xitui.core import tool_calls
+from xitui.core.chat_format import tool_calls
 
 #: Deepest nesting of groups a GBNF grammar may have (real grammars: under 10).
 MAX_NESTING = 48
@@ -69,7 +69,7 @@ _NAMED, _LISTED, _ONE = ("properties", "$defs", "definitions"), ("prefixItems", 
 
 def closed(schema: Any, depth: int = 0) -> Any:
     """`schema` with `additionalProperties: false` on every object that names properties and says nothing of
-    others (a copy; depth bounded, as core/json_schema.py checked it)."""
+    others (a copy; depth bounded, as core/chat_format/json_schema.py checked it)."""
     if not isinstance(schema, dict) or depth > 64:
         return schema
     out = dict(schema)

@@ -38,7 +38,7 @@ class LlamaCppBackend(Backend):
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         n_gpu_layers = launch.get("n_gpu_layers", -1 if gpu else 0)
         threads = int(launch.get("n_threads") or default_threads())
-        slots = max(1, int(launch.get("n_parallel") or 1))  # the server chose the count (core/estimate.py)
+        slots = max(1, int(launch.get("n_parallel") or 1))  # the server chose the count (core/machine/estimate.py)
         context = launch["context_length"] or 2048  # (the server always names one)
         progress(0.5, "loading weights")
         # llguidance's view of the vocabulary is made while llama.cpp reads the weights (that read lets go of

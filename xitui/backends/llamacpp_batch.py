@@ -35,8 +35,8 @@ from typing import Any, Literal
 from xitui import wire
 from xitui.backends.base import GenerateParams, RequestError, Sender, StopWords
 from xitui.backends.guidance import Guide, allowed_ids, guide_bits
-from xitui.core.estimate import KEPT_MAX, KEPT_SHARE
-from xitui.core.estimate import LLAMA_BATCH_TOKENS as BATCH_TOKENS
+from xitui.core.machine.estimate import KEPT_MAX, KEPT_SHARE
+from xitui.core.machine.estimate import LLAMA_BATCH_TOKENS as BATCH_TOKENS
 
 #: Tokens a grammar checks first when it refuses the chain's pick (see BatchEngine._best_allowed).
 SHORTLIST = 1024

@@ -28,7 +28,7 @@ any text: the response's status); `fail` makes the engine's step raise there ins
 waiting gets the error, as from a real engine's failure. A prompt's tokens are its characters: usage's
 prompt_tokens is the rendered prompt's length.
 
-Served only by a server started with XITUI_SCRIPTED_ENGINE=1 (server/launch.py), to a launch that names
+Served only by a server started with XITUI_SCRIPTED_ENGINE=1 (server/runtime/launch_plan.py), to a launch that names
 model_engine "scripted".
 """
 

@@ -10,8 +10,8 @@ from typing import Any
 from xitui import wire
 from xitui.backends.base import Backend, model_path
 from xitui.backends.device import best_device, set_torch_threads
+from xitui.core.chat_format.input_size import cut
 from xitui.core.errors import LaunchError
-from xitui.core.input_size import cut
 
 
 class SentenceTransformersBackend(Backend):

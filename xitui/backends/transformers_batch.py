@@ -22,7 +22,7 @@ from typing import Any, Literal
 from xitui import wire
 from xitui.backends.base import GenerateParams, RequestError, Sender, StopWords, TextSoFar
 
-#: Tokens of a page of the paged cache (transformers' default; core/estimate.py counts it as TORCH_PAGE).
+#: Tokens of a page of the paged cache (transformers' default; core/machine/estimate.py counts it as TORCH_PAGE).
 PAGE = 256
 #: Prompt tokens decoded per step, over all newcomers.
 BATCH_TOKENS = 512

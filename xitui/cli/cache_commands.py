@@ -8,7 +8,7 @@ import typer
 
 from xitui.cli.common import ApiKey, Endpoint, ModelType, connect
 from xitui.core.errors import XituiError
-from xitui.core.names import MODEL_TYPES
+from xitui.core.specs.names import MODEL_TYPES
 from xitui.core.units import human_bytes
 from xitui.terminal import output
 
@@ -30,7 +30,7 @@ def pull(
 ) -> None:
     """Download the files a launch of this registration would use, launching nothing (a later launch finds
     them with the network off); Hugging Face's progress shows each file with its speed and time left."""
-    from xitui.core.download import cache_dir, download
+    from xitui.core.model_files.download import cache_dir, download
 
     request = {"model_name": model_name, "model_format": model_format, "model_size_in_billions": size,
                "quantization": quantization}
@@ -51,7 +51,7 @@ def cache_list(
     api_key: ApiKey = None,
 ) -> None:
     """What the Hugging Face cache holds: each repository, its size and the registrations that use it."""
-    from xitui.core.download import cache_dir
+    from xitui.core.model_files.download import cache_dir
 
     repos = _cached()
     users = _registrations_by_repo(connect(endpoint, api_key))
@@ -82,7 +82,7 @@ def cache_remove(
         raise XituiError(f"nothing of {model_name} is in the cache (its files: {', '.join(sorted(wanted)) or 'local'})")
     from huggingface_hub import scan_cache_dir
 
-    from xitui.core.download import cache_dir
+    from xitui.core.model_files.download import cache_dir
 
     strategy = scan_cache_dir(cache_dir()).delete_revisions(
         *[revision.commit_hash for repo in found for revision in repo.revisions])
@@ -92,8 +92,8 @@ def cache_remove(
 
 
 def _plan(client: Any, model_type: str, model_name: str, request: dict[str, Any]) -> Any:
-    from xitui.core.spec import parse_spec
-    from xitui.server.launch import plan_for
+    from xitui.core.specs.spec import parse_spec
+    from xitui.server.runtime.launch_plan import plan_for
 
     registration = client.get_model_registration(model_type, model_name)
     return plan_for(parse_spec(model_type, registration, builtin=bool(registration.get("is_builtin"))), request)
@@ -104,7 +104,7 @@ def _cached() -> list[Any]:
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
-    from xitui.core.download import cache_dir
+    from xitui.core.model_files.download import cache_dir
 
     try:
         info = scan_cache_dir(cache_dir())

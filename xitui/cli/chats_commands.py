@@ -1,4 +1,4 @@
-"""`chats list|show|export|delete|search`: the saved conversations (xitui/core/chats.py)."""
+"""`chats list|show|export|delete|search`: the saved conversations (xitui/core/saved_chats.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ SessionId = Annotated[int, typer.Argument(help="The session's id (see `xitui cha
 
 
 def _store():  # noqa: ANN202 - the store's type is core's, imported here only when a command runs
-    from xitui.core.chats import ChatStore
     from xitui.core.config import home_dir
+    from xitui.core.saved_chats import ChatStore
 
     return ChatStore(home_dir())
 
@@ -45,8 +45,8 @@ def list_chats(
 @chats_app.command("show")
 def show(session_id: SessionId, as_json: Json = False) -> None:
     """A conversation in full (Markdown, rendered on a terminal)."""
-    from xitui.core.chats import to_json, to_markdown
     from xitui.core.safe_text import safe, safe_json_text
+    from xitui.core.saved_chats import to_json, to_markdown
 
     session = _store().get(session_id)  # kept as the model wrote it; shown made safe
     if as_json:
@@ -66,9 +66,9 @@ def export(
     to: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """A conversation as Markdown or JSON (exact in a file; on stdout, made safe for a terminal)."""
-    from xitui.core.chats import to_json, to_markdown
     from xitui.core.errors import XituiError
     from xitui.core.safe_text import safe, safe_json_text
+    from xitui.core.saved_chats import to_json, to_markdown
 
     if fmt not in ("markdown", "md", "json"):
         raise XituiError(f"--format: {fmt!r} is not markdown or json")

@@ -11,8 +11,8 @@ from xitui.cli import completion
 
 if TYPE_CHECKING:
     from xitui.client import Client
-    from xitui.core.chats import ChatStore
     from xitui.core.config import Settings
+    from xitui.core.saved_chats import ChatStore
 
 Endpoint = Annotated[
     str | None,
@@ -81,7 +81,7 @@ def response_format(schema: str | None) -> dict[str, Any] | None:
     anything is sent)."""
     if schema is None:
         return None
-    from xitui.core.json_schema import check_schema
+    from xitui.core.chat_format.json_schema import check_schema
 
     data = _json_option("--schema", schema)
     check_schema(data, "--schema")
@@ -137,8 +137,8 @@ def chat_store(no_save: bool = False, force: bool = False) -> ChatStore | None:
         return None
     if not force and not settings().chats.save:
         return None
-    from xitui.core.chats import ChatStore
     from xitui.core.config import home_dir
+    from xitui.core.saved_chats import ChatStore
 
     return ChatStore(home_dir())
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from xitui.core.names import MODEL_TYPES
+from xitui.core.specs.names import MODEL_TYPES
 
 #: Seconds a completion waits for the server.
 TIMEOUT = 0.5
@@ -86,7 +86,7 @@ def _typable(name: str) -> bool:
 
 def _local_names(kind: str) -> list[str]:
     from xitui.core.config import home_dir
-    from xitui.core.registry import Registry
+    from xitui.core.specs.registry import Registry
 
     try:
         return [r["model_name"] for r in Registry(home_dir()).list(kind)]

@@ -17,7 +17,7 @@ def dashboard(
     """Full-screen dashboard: running models, registrations, GPU memory, and a chat pane."""
     from xitui.client import Client
     from xitui.terminal.pacing import yield_to_models
-    from xitui.tui.app import make_app
+    from xitui.tui.dashboard_app import make_app
 
     # the first connection starts the background server when none answers; the dashboard's own reads do
     # not, so a server that goes away shows as such (a banner) instead of being restarted behind its back

@@ -41,8 +41,7 @@ def check_config() -> list[Finding]:
         found.append(Finding("warning", "other users of this machine may use the server (server.allow_other_users)",
                              "`xitui config set server.allow_other_users false` serves only you"))
     else:
-        from xitui.core import peers
-
+        from xitui.core.machine import peers
         found.append(Finding("ok", "the server serves only your user on this machine") if peers.supported() else
                      Finding("warning", "other users of this machine could use the server (the same-user check "
                              "runs on Linux only)", "set an API key: `xitui config set api_key KEY`"))
@@ -103,8 +102,8 @@ def check_registrations() -> list[Finding]:
     """Persisted specs: do they validate with today's rules, are their files there, are GGUFs GGUF."""
     from xitui.core.config import home_dir
     from xitui.core.errors import SpecError, XituiError
-    from xitui.core.inspect.gguf_header import read_header
-    from xitui.core.spec import local_path, parse_spec
+    from xitui.core.model_files.inspect.gguf_header import read_header
+    from xitui.core.specs.spec import local_path, parse_spec
 
     found: list[Finding] = []
     for kind, folder in (("LLM", "llm"), ("embedding", "embedding"), ("rerank", "rerank")):
@@ -180,7 +179,7 @@ def check_engines(gpu_count: int) -> list[Finding]:
 
 
 def check_hf_cache() -> list[Finding]:
-    from xitui.core.download import cache_dir
+    from xitui.core.model_files.download import cache_dir
 
     folder = cache_dir()
     try:
@@ -199,7 +198,7 @@ def doctor(
     as_json: Json = False,
 ) -> None:
     """Check settings, server, registrations and their files, llama.cpp and torch builds, the download cache."""
-    from xitui.core.machine import gpus
+    from xitui.core.machine.memory import gpus
 
     devices, _ = gpus()
     findings = [*check_config(), *check_server(endpoint, api_key), *check_registrations(),

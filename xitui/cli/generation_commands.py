@@ -64,7 +64,7 @@ def _conversation(handle: Any, uid: str, kind: str, config: dict[str, Any], stor
 def _chat_loop(conversation: Any, raw: bool, show_reasoning: bool = True) -> Any:
     """The terminal face of a conversation; drawing on a terminal, it yields the CPU to the models (the
     server, started by now if this command started it, keeps its priority)."""
-    from xitui.cli.conversation import ChatLoop
+    from xitui.cli.chat_loop import ChatLoop
     from xitui.terminal.pacing import yield_to_models
 
     loop = ChatLoop(conversation, raw, show_reasoning)
@@ -74,7 +74,7 @@ def _chat_loop(conversation: Any, raw: bool, show_reasoning: bool = True) -> Any
 
 
 def _loop(conversation: Any, raw: bool, intro: str, show_reasoning: bool = True) -> None:
-    from xitui.cli.conversation import history_path
+    from xitui.cli.chat_loop import history_path
     from xitui.core.config import home_dir
 
     output.info(intro)
@@ -167,8 +167,8 @@ def chat(
 
     session = None
     if resume_last or session_id is not None:
-        from xitui.core.chats import ChatStore
         from xitui.core.config import home_dir
+        from xitui.core.saved_chats import ChatStore
 
         saved = ChatStore(home_dir())
         session = saved.get(session_id) if session_id is not None else saved.last(kind="chat")
@@ -208,7 +208,7 @@ def chat(
             if as_json:
                 output.print_json(result)
             else:
-                from xitui.cli.conversation import show_calls
+                from xitui.cli.chat_loop import show_calls
 
                 message = result["choices"][0]["message"]
                 if message.get("reasoning_content") and not hide_reasoning:

@@ -31,7 +31,7 @@ def register(
 
     from xitui.cli.spec_commands import read_spec_file
     from xitui.core.errors import XituiError
-    from xitui.core.spec import guess_model_type
+    from xitui.core.specs.spec import guess_model_type
 
     if (spec_file is None) == (file is None):
         raise XituiError("name the spec once: `xitui register SPEC.json` or `xitui register -f SPEC.json`")

@@ -31,7 +31,7 @@ def validate(
 ) -> None:
     """Check a model spec offline and print its normalised (version 2) form."""
     from xitui.core.errors import SpecError
-    from xitui.core.spec import guess_model_type, parse_spec
+    from xitui.core.specs.spec import guess_model_type, parse_spec
 
     data = read_spec_file(file)
     try:
@@ -58,8 +58,8 @@ def styles(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the builtin prompt styles, or show one with a sample conversation rendered."""
+    from xitui.core.chat_format.prompts import SAMPLE_CONVERSATION, builtin_styles, get_style, render_prompt
     from xitui.core.errors import NotFoundError
-    from xitui.core.prompts import SAMPLE_CONVERSATION, builtin_styles, get_style, render_prompt
 
     if name is None:
         all_styles = list(builtin_styles().values())
@@ -71,8 +71,7 @@ def styles(
         return
     style = get_style(name)
     if style is None:
-        from xitui.core import catalog
-
+        from xitui.core.specs import catalog
         family_style = catalog.family_prompt_style(name)
         style = get_style(family_style) if family_style else None
     if style is None:

@@ -55,7 +55,7 @@ def inspect(
     = False,
 ) -> None:
     """The spec the wizard would propose for a model's files, as JSON; no questions, no server."""
-    from xitui.core.inspect import inspect_source
+    from xitui.core.model_files.inspect import inspect_source
 
     found = inspect_source(source, gguf_file)
     for note in found.notes:

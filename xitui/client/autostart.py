@@ -137,8 +137,7 @@ def check_listener(base_url: str) -> None:
     address = local_address(base_url)
     if address is None or not hasattr(os, "getuid"):
         return
-    from xitui.core import peers
-
+    from xitui.core.machine import peers
     uid = peers.listener_uid(address[1], address[0] if address[0] != "localhost" else "127.0.0.1")
     if uid is not None and uid not in (os.getuid(), 0):
         raise ServerUnavailableError(

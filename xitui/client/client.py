@@ -236,7 +236,7 @@ class Client:
 def xinference_spec(model_type: str, model: str) -> str:
     """A spec as Xinference 4 takes it: parsed and checked with xitui's rules (so bad input gets xitui's
     one-line errors), then the version 2 form without the fields only xitui knows."""
-    from xitui.core.spec import parse_spec
+    from xitui.core.specs.spec import parse_spec
 
     data = parse_spec(model_type, model).registration()
     for key in ("is_builtin", "persisted", "prompt_style"):

@@ -1,6 +1,6 @@
 """One conversation with one running model, below every front end that talks to one (`xitui chat`,
 `xitui generate`, the dashboard's chat pane): the history, the request each turn sends, the pieces read from
-the stream, the figures of each answer, and the saving of every turn in the chat store (core/chats.py).
+the stream, the figures of each answer, and the saving of every turn in the chat store (core/saved_chats.py).
 
 Front ends only show: they iterate an `Answer` for its pieces and hand it back to `Conversation.remember`.
 Saving goes through `save`, a function that runs a save job: called at once by default; the dashboard
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from xitui.core.chats import ChatMessage, ChatSession, ChatStore, answered
+from xitui.core.saved_chats import ChatMessage, ChatSession, ChatStore, answered
 
 #: Runs a save job (now, or queued: see the module docstring).
 Saver = Callable[[Callable[[], None]], None]

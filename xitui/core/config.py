@@ -44,7 +44,7 @@ DEFAULT_ENDPOINT = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 #: started from it, or from a child of it, would run at that lower priority.
 VIEW_YIELDED_ENV = "XITUI_VIEW_YIELDED"
 
-#: Engines the warm worker can import ahead of launches (xitui/worker/warm.py). All of them by default:
+#: Engines the warm worker can import ahead of launches (xitui/worker/warm_worker.py). All of them by default:
 #: idle, that process holds about 420 MiB (torch, transformers, sentence-transformers, llama.cpp; 40 MiB
 #: for llama.cpp alone), and each worker forked from it shares those pages instead of loading its own.
 WARM_ENGINES = ("llama.cpp", "transformers", "sentence_transformers")
@@ -229,7 +229,7 @@ class ServerSettings(_Section):
 
 
 class ChatsSettings(_Section):
-    """`[chats]`: saved conversations (xitui/core/chats.py)."""
+    """`[chats]`: saved conversations (xitui/core/saved_chats.py)."""
 
     save: Annotated[bool, Field(description="keep conversations to pick up later (false keeps none)")] = True
 

@@ -19,7 +19,7 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
     `settings`: the user's (read here when not given); their [server] table is what the app runs by. Hosts and
     origins given here add to its `allowed_hosts` and `allowed_origins`; `max_body_mib` replaces its own."""
     from xitui.core.config import check_origin
-    from xitui.server.guard import Policy, is_loopback
+    from xitui.server.edge.guard import Policy, is_loopback
 
     if not is_loopback(host.strip("[]")) and not api_key:
         raise XituiError(
@@ -28,8 +28,8 @@ def serve(host: str, port: int, api_key: str | None, log_level: str = "warning",
         )
     import uvicorn
 
-    from xitui.server.app import create_asgi
-    from xitui.server.connection import protocol_class
+    from xitui.server.api.routes import create_asgi
+    from xitui.server.edge.connection import protocol_class
 
     server_settings = (settings or load_config()).server
     _log_to_stderr(log_level)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xitui.core import units
-from xitui.core.names import MODEL_TYPES
 from xitui.core.safe_text import safe_line
+from xitui.core.specs.names import MODEL_TYPES
 
 DASH = "—"
 
@@ -202,7 +202,7 @@ def registration_row(item: dict[str, Any]) -> tuple[str, ...]:
 def sort_registrations(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The bundled demo models first (the chat model leading), then custom ones, then the other builtins; by
     name within each."""
-    from xitui.core.bundled import BUNDLED_ORDER
+    from xitui.core.specs.bundled import BUNDLED_ORDER
 
     def key(item: dict[str, Any]) -> tuple[int, int, str]:
         name = str(item.get("model_name"))

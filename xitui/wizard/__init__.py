@@ -56,7 +56,7 @@ def run_wizard(options: Options, console: Any, connect: Callable[[], Client], as
 
 
 def _load_spec_file(w: Wizard) -> None:
-    from xitui.core.spec import guess_model_type, parse_spec
+    from xitui.core.specs.spec import guess_model_type, parse_spec
 
     path = w.options.from_spec
     assert path is not None

@@ -8,15 +8,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from xitui.core import catalog
-from xitui.core.errors import XituiError
-from xitui.core.prompts import (
+from xitui.core.chat_format.prompts import (
     SAMPLE_CONVERSATION,
     PromptStyle,
     builtin_styles,
     conversation_prompt,
     get_style,
 )
+from xitui.core.errors import XituiError
+from xitui.core.specs import catalog
 from xitui.wizard.ask import Back, Choice
 from xitui.wizard.context import Wizard
 
@@ -130,7 +130,7 @@ def _choose(w: Wizard, kind: str, style_proposal: str | None) -> None:
 
 
 def _read_template(path_text: str) -> str:
-    from xitui.core.prompts import compile_chat_template
+    from xitui.core.chat_format.prompts import compile_chat_template
 
     path = Path(path_text).expanduser()
     try:

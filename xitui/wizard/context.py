@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xitui.core.errors import XituiError
-from xitui.core.names import MODEL_TYPES
 from xitui.core.safe_text import safe
+from xitui.core.specs.names import MODEL_TYPES
 from xitui.wizard.ask import Asker
 from xitui.wizard.draft import Draft
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from xitui.core.inspect import Inspection
-from xitui.core.names import ModelType
+from xitui.core.model_files.inspect import Inspection
+from xitui.core.specs.names import ModelType
 
 
 @dataclass

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from xitui.core.errors import SpecError, XituiError
-from xitui.core.spec import parse_spec
+from xitui.core.specs.spec import parse_spec
 from xitui.wizard.ask import Choice
 from xitui.wizard.context import Wizard
 from xitui.wizard.machine import Jump, editable, owner
@@ -45,8 +45,8 @@ def estimate_line(spec: dict[str, Any], model_type: str) -> tuple[str, bool] | N
     import os
 
     from xitui import wire
-    from xitui.core import capacity
-    from xitui.core.spec import local_path
+    from xitui.core.machine import capacity
+    from xitui.core.specs.spec import local_path
 
     first = (spec.get("model_specs") or [{}])[0]
     if not first.get("model_uri"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xitui.core import catalog
 from xitui.core.errors import XituiError
-from xitui.core.inspect import inspect_source
-from xitui.core.names import LLM_ABILITIES, MODEL_ID_RE, NAME_RE
+from xitui.core.model_files.inspect import inspect_source
+from xitui.core.specs import catalog
+from xitui.core.specs.names import LLM_ABILITIES, MODEL_ID_RE, NAME_RE
 from xitui.wizard.ask import Back, Choice, NoProposal
 from xitui.wizard.context import Wizard
 from xitui.wizard.machine import Jump, Step
@@ -130,7 +130,7 @@ def _needs_weights(w: Wizard) -> bool:
 
 def ask_weights(w: Wizard) -> Any:
     """Format, size, quantizations and (GGUF) the file name template, when the files could not say."""
-    from xitui.core.spec import GGUF_QUANT_RE, PYTORCH_QUANTIZATIONS, SIZE_RE
+    from xitui.core.specs.spec import GGUF_QUANT_RE, PYTORCH_QUANTIZATIONS, SIZE_RE
 
     entries = w.draft.get("model_specs") or [{}]
     first = entries[0]

@@ -18,11 +18,11 @@ import orjson
 
 from xitui import wire
 from xitui.backends.base import Backend, Finish, GenerateParams, RequestError
+from xitui.core.chat_format.input_size import cut, readable_chars
 from xitui.core.errors import XituiError
-from xitui.core.input_size import cut, readable_chars
 
 if TYPE_CHECKING:
-    from xitui.core.spec import LLMFamily
+    from xitui.core.specs.spec import LLMFamily
     from xitui.worker.tools import AnswerSplit
 
 #: Dynamic batching of embeddings: gather requests arriving within BATCH_GAP of each other, for at most
@@ -112,8 +112,7 @@ class Worker:
 
     def load(self) -> None:
         from xitui.backends import load_backend
-        from xitui.core import bundled
-
+        from xitui.core.specs import bundled
         settings = self.settings
 
         shown = [0.0]
@@ -125,12 +124,12 @@ class Worker:
             self.channel.send({"kind": "progress", "progress": shown[0], "stage": stage})
 
         if settings["model_type"] == "LLM":
-            from xitui.core.spec import parse_llm
+            from xitui.core.specs.spec import parse_llm
 
             self.family = parse_llm(settings["registration"], builtin=bool(settings["registration"].get("is_builtin")))
         bundled.prepare(settings["model_name"], progress)
         if not settings["model_path"]:
-            from xitui.core.download import download
+            from xitui.core.model_files.download import download
 
             if not settings["model_id"]:
                 raise XituiError("the launch names neither the model's files nor a model_id to download")
@@ -149,7 +148,7 @@ class Worker:
         clock.stop()
         info["stages"] = clock.seconds
         if self.family is not None and "chat" in self.family.model_ability:
-            from xitui.worker.chat import chat_format
+            from xitui.worker.chat_prompt import chat_format
 
             info["chat_format"] = chat_format(self.family, self.backend.model_chat_template)
             if "tools" in self.family.model_ability:
@@ -301,7 +300,7 @@ class Worker:
         """The conversation as the model's chat format writes it (a forced call's grammar set in `params`); the
         reader of its reasoning and calls is kept for the answer."""
         from xitui.worker import tools
-        from xitui.worker.chat import chat_prompt
+        from xitui.worker.chat_prompt import chat_prompt
 
         family = self.family_of()
         template = self.backend.model_chat_template

@@ -1,5 +1,5 @@
 """A chat request with tools, in the worker: the conversation as the model's chat format takes it, the
-grammar of a forced call, and the reader that takes the calls out of the answer (core/tool_calls.py)."""
+grammar of a forced call, and the reader that takes the calls out of the answer (core/chat_format/tool_calls.py)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,24 @@ from typing import Any
 
 from xitui import wire
 from xitui.backends.base import Backend, GenerateParams, RequestError
-from xitui.core import tool_calls
+from xitui.core.chat_format import tool_calls
+from xitui.core.chat_format.reasoning import DEFAULT_TAGS, ThoughtReader
 from xitui.core.errors import XituiError
-from xitui.core.reasoning import DEFAULT_TAGS, ThoughtReader
+from xitui.core.specs.spec import LLMFamily
 
 
-def template_in_use(family: Any, model_template: str | None) -> str | None:
+def template_in_use(family: LLMFamily, model_template: str | None) -> str | None:
     """The Jinja template a conversation is rendered with (None: a prompt style renders it)."""
     if family.chat_template:
         return family.chat_template
     return None if family.prompt_style is not None else model_template
 
 
-def tool_format(family: Any, model_template: str | None) -> str:
+def tool_format(family: LLMFamily, model_template: str | None) -> str:
     return tool_calls.detect(template_in_use(family, model_template), family.tool_parser)
 
 
-def prepare(req: wire.ChatRequest, family: Any, model_template: str | None, backend: Backend,
+def prepare(req: wire.ChatRequest, family: LLMFamily, model_template: str | None, backend: Backend,
             params: GenerateParams) -> tuple[Sequence[Mapping[str, Any]], dict[str, Any], tool_calls.CallReader | None]:
     """(messages for the chat format, extra template variables, the reader of calls or None).
 
@@ -69,7 +70,7 @@ def prepare(req: wire.ChatRequest, family: Any, model_template: str | None, back
 
 class AnswerSplit:
     """An answer's text split for the response as it streams: a thinking model's reasoning apart
-    (core/reasoning.py), then the tool calls out of what is left (core/tool_calls.py)."""
+    (core/chat_format/reasoning.py), then the tool calls out of what is left (core/chat_format/tool_calls.py)."""
 
     def __init__(self, rid: int, thoughts: ThoughtReader | None, calls: tool_calls.CallReader | None):
         self.rid = rid
@@ -108,7 +109,7 @@ class AnswerSplit:
         return out
 
 
-def thought_reader(family: Any, prompt: str) -> ThoughtReader | None:
+def thought_reader(family: LLMFamily, prompt: str) -> ThoughtReader | None:
     """For a model with the reasoning ability: its tags, and whether the prompt already opened a thought."""
     if "reasoning" not in family.model_ability:
         return None

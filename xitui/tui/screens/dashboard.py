@@ -15,8 +15,8 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
-from xitui.core.bundled import BUNDLED_ORDER
 from xitui.core.safe_text import safe, safe_line
+from xitui.core.specs.bundled import BUNDLED_ORDER
 from xitui.tui.data import Snapshot, fetch, model_detail
 from xitui.tui.widgets.chat import ChatPane
 from xitui.tui.widgets.models_table import ModelsTable

@@ -17,7 +17,7 @@ from xitui.core.errors import SpecError, XituiError
 
 def check_spec_file(text: str) -> tuple[str, str] | list[str]:
     """(model_type, spec text) for a valid spec file, else one line per problem."""
-    from xitui.core.spec import guess_model_type, parse_spec
+    from xitui.core.specs.spec import guess_model_type, parse_spec
 
     path = Path(text.strip()).expanduser()
     try:

@@ -1,5 +1,5 @@
 """The live chat pane: pick a model (running, or one that loads on request) and talk to it; conversations
-are saved (core/chats.py) and the model's earlier ones can be resumed from the session picker.
+are saved (core/saved_chats.py) and the model's earlier ones can be resumed from the session picker.
 
 Chat models get a conversation with an editable system prompt; generate-only models get completion mode;
 embedding models the similarity of two texts (widgets/embedding_view.py), rerank models a query's ranking of
@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.worker import get_current_worker
 
 from xitui.client.conversation import Answer, AnswerStats, Conversation
-from xitui.core.chats import ChatStore
+from xitui.core.saved_chats import ChatStore
 from xitui.tui.widgets.chat_pickers import ChatPickers
 from xitui.tui.widgets.embedding_view import EmbeddingView
 from xitui.tui.widgets.prompt_input import PromptInput

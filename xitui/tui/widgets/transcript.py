@@ -15,8 +15,8 @@ from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Collapsible, Label, Markdown, Static
 
-from xitui.core.chats import ChatMessage
 from xitui.core.safe_text import StreamFilter, safe, safe_line
+from xitui.core.saved_chats import ChatMessage
 from xitui.terminal.markdown import answer_parser
 from xitui.terminal.pacing import FramePacer
 
