@@ -1,4 +1,5 @@
-"""The offline CLI commands, run as a user runs them: real subprocesses of the installed script."""
+"""The offline CLI commands: the whole program run in-process (its entry point, one-line errors and exit codes:
+tests/support/cli.py), and once as the installed script a user runs."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ import pytest
 
 from tests.conftest import EXAMPLES, xitui_cmd
 from tests.core.test_spec import BROKEN
+from tests.support.cli import xitui
 from xitui import __version__
 
 
-def xitui(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*xitui_cmd(), *args], input=stdin, capture_output=True, text=True, timeout=60)
-
-
-def test_version() -> None:
-    result = xitui("--version")
-    assert result.returncode == 0 and result.stdout.strip() == f"xitui {__version__}"
+def test_version_from_the_installed_script_and_in_process() -> None:
+    script = subprocess.run([*xitui_cmd(), "--version"], capture_output=True, text=True, timeout=60)
+    assert script.returncode == 0 and script.stdout.strip() == f"xitui {__version__}"
+    assert xitui("--version").stdout == script.stdout
+    broken = subprocess.run([*xitui_cmd(), "validate", "/no/such/spec.json"], capture_output=True, text=True,
+                            timeout=60)
+    assert (broken.returncode, broken.stderr) == (1, xitui("validate", "/no/such/spec.json").stderr)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.json")))

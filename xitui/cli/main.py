@@ -80,12 +80,13 @@ app.add_typer(chats_commands.chats_app, name="chats")
 app.add_typer(cache_commands.cache_app, name="cache")
 
 
-def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 1, never a traceback."""
+def main(args: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 1, never a traceback. `args` (default:
+    the command line) lets the tests run the whole program in-process."""
     from xitui.core.errors import XituiError
 
     try:
-        app()
+        app(args=args, prog_name="xitui")
     except XituiError as exc:
         from xitui.terminal.output import error
 
