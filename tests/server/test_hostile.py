@@ -1306,7 +1306,9 @@ def test_many_choices_leave_slots_to_other_clients(hostile: tuple[ServerProcess,
         assert body["usage"]["completion_tokens"] == 16 * 8
         assert queued[0] == 0, f"{queued[0]} requests waited for a slot"
         assert 3 <= peak[0] <= 4, f"at most {peak[0]} requests in flight: 3 choices, and the other client's"
-        assert added < 1.0, f"another client's 4-token completion waited {added:.2f} s longer during n=16"
+        # the slots above prove the share; the wait is a figure (3.5 s with all 16 choices in; 0.2 s measured
+        # quiet, 1.1 s on a loaded 2-core run), bounded loosely so that losing the share still fails here
+        assert added < 2.0, f"another client's 4-token completion waited {added:.2f} s longer during n=16"
         with http(srv, timeout=600) as h, h.stream("POST", "/v1/completions", json={**many, "stream": True}) as r:
             finished = {}
             for line in r.iter_lines():
