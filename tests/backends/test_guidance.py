@@ -144,7 +144,7 @@ def _compile_apart(constraint: dict[str, Any], timeout: float = 60) -> str:
     import subprocess
     import sys
 
-    code = ("import json, sys, llama_cpp\nfrom xitui.backends import guidance\nfrom xitui.core import bundled\n"
+    code = ("import json, sys, llama_cpp\nfrom xitui.backends import guidance\nfrom xitui.core.specs import bundled\n"
             "path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE\n"
             "m = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)\n"
             "tok = guidance.llama_tokenizer(llama_cpp.llama_model_get_vocab(m._model.model))\n"
@@ -198,7 +198,7 @@ def test_repetitions_of_repetitions_cost_each_token_bounded_work(constraint: dic
     import sys
 
     code = ("import json, sys, time, numpy as np, llama_cpp\nfrom xitui.backends import guidance\n"
-            "from xitui.core import bundled\n"
+            "from xitui.core.specs import bundled\n"
             "path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE\n"
             "m = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)\n"
             "tok = guidance.llama_tokenizer(llama_cpp.llama_model_get_vocab(m._model.model))\n"

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import xitui_cmd
 from tests.server.conftest import ServerProcess, configured_server, gguf_spec
+from tests.support.models import launched
 from xitui.client import Client, ClientError
 
 BODY = {"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}
@@ -82,16 +83,14 @@ def test_the_cli_and_client_load_a_model_that_loads_on_request(server: ServerPro
 
 def test_a_model_unloaded_for_idling_loads_again_with_its_settings(server: ServerProcess, gguf_path: Path) -> None:
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("comes-back", gguf_path))
-    client.launch_model(model_name="comes-back", context_length=1024, ttl=1)
-    deadline = time.monotonic() + 30
-    while "comes-back" in client.list_models():
-        assert time.monotonic() < deadline, "the ttl did not unload it"
-        time.sleep(0.3)
-    assert complete(server, "comes-back").status_code == 200
-    desc = client.describe_model("comes-back")
-    assert desc["context_length"] == 1024  # the remembered launch, not the spec's 2048
-    client.terminate_model("comes-back")
+    with launched(client, "comes-back", gguf_spec("comes-back", gguf_path), context_length=1024, ttl=1):
+        deadline = time.monotonic() + 30
+        while "comes-back" in client.list_models():
+            assert time.monotonic() < deadline, "the ttl did not unload it"
+            time.sleep(0.3)
+        assert complete(server, "comes-back").status_code == 200
+        desc = client.describe_model("comes-back")
+        assert desc["context_length"] == 1024  # the remembered launch, not the spec's 2048
 
 
 def test_a_request_for_a_model_that_cannot_fit_is_a_409(server: ServerProcess, gguf_path: Path) -> None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.server.conftest import ServerProcess, pytorch_spec
+from tests.support.models import launched
 from xitui.client import Client
 
 PROMPTS = ["Once upon a time,", "The capital of France is", "1, 2, 3, 4,", "My favourite food is"]
@@ -21,11 +22,9 @@ PROMPTS = ["Once upon a time,", "The capital of France is", "1, 2, 3, 4,", "My f
 @pytest.fixture(scope="module")
 def batched(server: ServerProcess, gemma_pt_dir: Path) -> Iterator[str]:
     client = Client(server.url)
-    client.register_model("LLM", pytorch_spec("pt-batched", gemma_pt_dir))
-    uid = client.launch_model(model_name="pt-batched", quantization="none", n_parallel=4)
-    yield uid
-    client.terminate_model(uid)
-    client.unregister_model("LLM", "pt-batched")
+    spec = pytorch_spec("pt-batched", gemma_pt_dir)
+    with launched(client, "pt-batched", spec, quantization="none", n_parallel=4) as uid:
+        yield uid
 
 
 def test_a_request_alone_writes_what_generate_writes(server: ServerProcess, batched: str, gemma_pt_dir: Path) -> None:

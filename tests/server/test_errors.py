@@ -10,17 +10,15 @@ import httpx
 import pytest
 
 from tests.server.conftest import ServerProcess, gguf_spec
+from tests.support.models import launched
 from xitui.client import Client
 
 
 @pytest.fixture(scope="module")
 def gemma(server: ServerProcess, gguf_path: Path) -> Iterator[str]:
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("err-gemma", gguf_path))
-    uid = client.launch_model(model_name="err-gemma", model_uid="err-gemma")
-    yield uid
-    client.terminate_model(uid)
-    client.unregister_model("LLM", "err-gemma")
+    with launched(client, "err-gemma", gguf_spec("err-gemma", gguf_path), model_uid="err-gemma") as uid:
+        yield uid
 
 
 def assert_plain(response: httpx.Response, status: int | tuple[int, ...]) -> str:

@@ -14,74 +14,67 @@ import pytest
 
 from tests.server.conftest import ServerProcess, configured_server, gguf_spec
 from tests.server.test_metrics import scrape, value
+from tests.support.models import launched
 from xitui.client import Client, ClientError
 from xitui.client.autostart import alive
 
 
 def test_sixteen_concurrent_streams_all_complete(server: ServerProcess, gguf_path: Path) -> None:
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("busy", gguf_path))
-    uid = client.launch_model(model_name="busy")
-    results: dict[int, str] = {}
-    errors: list[BaseException] = []
+    with launched(client, "busy", gguf_spec("busy", gguf_path)) as uid:
+        results: dict[int, str] = {}
+        errors: list[BaseException] = []
 
-    def one(i: int) -> None:
-        try:
-            own = Client(server.url)
-            chunks = own.get_model(uid).generate(f"Count to {i}:", {"max_tokens": 16, "temperature": 0, "stream": True})
-            pieces = [c["choices"][0]["text"] for c in chunks]
-            results[i] = "".join(pieces)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        def one(i: int) -> None:
+            try:
+                own = Client(server.url)
+                chunks = own.get_model(uid).generate(f"Count to {i}:", {"max_tokens": 16, "temperature": 0,
+                                                                        "stream": True})
+                pieces = [c["choices"][0]["text"] for c in chunks]
+                results[i] = "".join(pieces)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
-    assert len(results) == 16 and all(results.values())
-    # greedy decoding: the same prompt alone gives the same text as under load
-    alone = client.get_model(uid).generate("Count to 3:", {"max_tokens": 16, "temperature": 0})
-    assert alone["choices"][0]["text"] == results[3]
-    metrics = client.describe_model(uid)["metrics"]
-    assert metrics["requests"] == 17 and metrics["in_flight"] == 0
-    client.terminate_model(uid)
-    client.unregister_model("LLM", "busy")
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        assert len(results) == 16 and all(results.values())
+        # greedy decoding: the same prompt alone gives the same text as under load
+        alone = client.get_model(uid).generate("Count to 3:", {"max_tokens": 16, "temperature": 0})
+        assert alone["choices"][0]["text"] == results[3]
+        metrics = client.describe_model(uid)["metrics"]
+        assert metrics["requests"] == 17 and metrics["in_flight"] == 0
 
 
 def test_a_client_that_goes_away_cancels_its_generation(server: ServerProcess, gguf_path: Path) -> None:
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("cancelled", gguf_path))
-    uid = client.launch_model(model_name="cancelled")
-    stream = client.get_model(uid).generate("Once upon a time", {"max_tokens": 2000, "stream": True})
-    next(stream)
-    stream.close()  # drops the connection
-    start = time.monotonic()
-    # the worker stops that generation, so a new request is answered at once, not after 2000 tokens
-    out = client.get_model(uid).generate("One, two,", {"max_tokens": 2, "temperature": 0})
-    assert out["choices"][0]["text"]
-    assert time.monotonic() - start < 5
-    client.terminate_model(uid)
-    client.unregister_model("LLM", "cancelled")
+    with launched(client, "cancelled", gguf_spec("cancelled", gguf_path)) as uid:
+        stream = client.get_model(uid).generate("Once upon a time", {"max_tokens": 2000, "stream": True})
+        next(stream)
+        stream.close()  # drops the connection
+        start = time.monotonic()
+        # the worker stops that generation, so a new request is answered at once, not after 2000 tokens
+        out = client.get_model(uid).generate("One, two,", {"max_tokens": 2, "temperature": 0})
+        assert out["choices"][0]["text"]
+        assert time.monotonic() - start < 5
 
 
 def test_a_non_streaming_client_that_hangs_up_cancels_its_generation(server: ServerProcess, gguf_path: Path) -> None:
     import httpx
 
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("hung-up", gguf_path))
-    uid = client.launch_model(model_name="hung-up")
-    body = {"model": uid, "prompt": "Once upon a time", "max_tokens": 2000, "ignore_eos": True}
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{server.url}/v1/completions", json=body, timeout=httpx.Timeout(5, read=1.0))
-    start = time.monotonic()
-    out = client.get_model(uid).generate("One, two,", {"max_tokens": 2, "temperature": 0})
-    assert out["choices"][0]["text"]
-    assert time.monotonic() - start < 5  # 2000 tokens would take about a minute
-    assert client.describe_model(uid)["metrics"]["in_flight"] == 0
-    client.terminate_model(uid)
-    client.unregister_model("LLM", "hung-up")
+    with launched(client, "hung-up", gguf_spec("hung-up", gguf_path)) as uid:
+        body = {"model": uid, "prompt": "Once upon a time", "max_tokens": 2000, "ignore_eos": True}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.url}/v1/completions", json=body, timeout=httpx.Timeout(5, read=1.0))
+        start = time.monotonic()
+        out = client.get_model(uid).generate("One, two,", {"max_tokens": 2, "temperature": 0})
+        assert out["choices"][0]["text"]
+        assert time.monotonic() - start < 5  # 2000 tokens would take about a minute
+        assert client.describe_model(uid)["metrics"]["in_flight"] == 0
 
 
 def test_terminate_during_launch_answers_the_waiting_launch(server: ServerProcess) -> None:
@@ -160,62 +153,60 @@ def test_a_worker_that_dies_mid_stream_comes_back(server: ServerProcess, gguf_pa
     ready under the same uid, answers, and says so in describe, /metrics and both logs; SIGKILL (what the
     out-of-memory killer sends) during a plain request: a 503 that names it. Terminated, its series go."""
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("phoenix", gguf_path))
-    uid = client.launch_model(model_name="phoenix")
-    pid = client.describe_model(uid)["pid"]
-    stream = client.get_model(uid).generate("Once upon a time", {"max_tokens": 400, "stream": True})
-    next(stream)
-    os.kill(pid, signal.SIGSEGV)
-    killed_at = time.monotonic()
-    with pytest.raises(ClientError, match=r"^model 'phoenix': its worker died \(SIGSEGV\) while answering; "
-                                          r"it is being restarted$"):
-        for _ in stream:
-            pass
-    assert time.monotonic() - killed_at < 2.0
-    desc = wait_for(client, uid, "ready")
-    assert time.monotonic() - killed_at < 60
-    assert desc["pid"] != pid and alive(desc["pid"]) and not alive(pid)
-    assert desc["restarts"] == 1 and desc["last_crash"] == "SIGSEGV" and desc["error"] is None
-    assert uid in client.list_models()
-    assert client.get_model(uid).generate("One, two,", {"max_tokens": 3})["choices"][0]["text"]
-    samples = scrape(server.url)
-    assert value(samples, "xitui_worker_restarts_total", model=uid, cause="SIGSEGV") == 1
-    assert value(samples, "xitui_model_ready", model=uid, model_name="phoenix", engine="llama.cpp") == 1
-    model_log = (server.home / "logs" / f"{uid}.log").read_text()
-    assert f"xitui server: its worker (pid {pid}) died: SIGSEGV, with 1 request(s) in flight; generate request " \
-        in model_log
-    assert "restarting it in 0.5 s (restart 1 of at most 5 within an hour)" in model_log
-    assert f"xitui server: its worker is back (pid {desc['pid']}" in model_log
-    server_log = (server.home / "test-server.log").read_text()
-    assert f"xitui: model phoenix: its worker (pid {pid}) died: SIGSEGV" in server_log
+    with launched(client, "phoenix", gguf_spec("phoenix", gguf_path)) as uid:
+        pid = client.describe_model(uid)["pid"]
+        stream = client.get_model(uid).generate("Once upon a time", {"max_tokens": 400, "stream": True})
+        next(stream)
+        os.kill(pid, signal.SIGSEGV)
+        killed_at = time.monotonic()
+        with pytest.raises(ClientError, match=r"^model 'phoenix': its worker died \(SIGSEGV\) while answering; "
+                                              r"it is being restarted$"):
+            for _ in stream:
+                pass
+        assert time.monotonic() - killed_at < 2.0
+        desc = wait_for(client, uid, "ready")
+        assert time.monotonic() - killed_at < 60
+        assert desc["pid"] != pid and alive(desc["pid"]) and not alive(pid)
+        assert desc["restarts"] == 1 and desc["last_crash"] == "SIGSEGV" and desc["error"] is None
+        assert uid in client.list_models()
+        assert client.get_model(uid).generate("One, two,", {"max_tokens": 3})["choices"][0]["text"]
+        samples = scrape(server.url)
+        assert value(samples, "xitui_worker_restarts_total", model=uid, cause="SIGSEGV") == 1
+        assert value(samples, "xitui_model_ready", model=uid, model_name="phoenix", engine="llama.cpp") == 1
+        model_log = (server.home / "logs" / f"{uid}.log").read_text()
+        assert f"xitui server: its worker (pid {pid}) died: SIGSEGV, with 1 request(s) in flight; generate request " \
+            in model_log
+        assert "restarting it in 0.5 s (restart 1 of at most 5 within an hour)" in model_log
+        assert f"xitui server: its worker is back (pid {desc['pid']}" in model_log
+        server_log = (server.home / "test-server.log").read_text()
+        assert f"xitui: model phoenix: its worker (pid {pid}) died: SIGSEGV" in server_log
 
-    # a plain request whose worker the out-of-memory killer ends: a 503 with one line, and back again
-    pid = desc["pid"]
-    answer: list[httpx.Response] = []
-    asking = threading.Thread(target=lambda: answer.append(httpx.post(
-        f"{server.url}/v1/completions", json={"model": uid, "prompt": "Once upon a time", "max_tokens": 400,
-                                              "ignore_eos": True}, timeout=60)))
-    asking.start()
-    deadline = time.monotonic() + 10
-    while not client.describe_model(uid)["metrics"]["in_flight"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
-    asking.join(30)
-    assert answer[0].status_code == 503, answer[0].text
-    assert answer[0].json()["detail"] == ("model 'phoenix': its worker died (SIGKILL, probably the out-of-memory "
-                                          "killer) while answering; it is being restarted")
-    # a request sent while it restarts waits for it and is answered
-    out = client.get_model(uid).generate("One, two,", {"max_tokens": 3})
-    assert out["choices"][0]["text"]
-    desc = wait_for(client, uid, "ready")
-    assert desc["restarts"] == 2 and desc["last_crash"] == "SIGKILL, probably the out-of-memory killer"
-    samples = scrape(server.url)
-    assert value(samples, "xitui_worker_restarts_total", model=uid,
-                 cause="SIGKILL, probably the out-of-memory killer") == 1
+        # a plain request whose worker the out-of-memory killer ends: a 503 with one line, and back again
+        pid = desc["pid"]
+        answer: list[httpx.Response] = []
+        asking = threading.Thread(target=lambda: answer.append(httpx.post(
+            f"{server.url}/v1/completions", json={"model": uid, "prompt": "Once upon a time", "max_tokens": 400,
+                                                  "ignore_eos": True}, timeout=60)))
+        asking.start()
+        deadline = time.monotonic() + 10
+        while not client.describe_model(uid)["metrics"]["in_flight"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        asking.join(30)
+        assert answer[0].status_code == 503, answer[0].text
+        assert answer[0].json()["detail"] == ("model 'phoenix': its worker died (SIGKILL, probably the out-of-memory "
+                                              "killer) while answering; it is being restarted")
+        # a request sent while it restarts waits for it and is answered
+        out = client.get_model(uid).generate("One, two,", {"max_tokens": 3})
+        assert out["choices"][0]["text"]
+        desc = wait_for(client, uid, "ready")
+        assert desc["restarts"] == 2 and desc["last_crash"] == "SIGKILL, probably the out-of-memory killer"
+        samples = scrape(server.url)
+        assert value(samples, "xitui_worker_restarts_total", model=uid,
+                     cause="SIGKILL, probably the out-of-memory killer") == 1
 
-    client.terminate_model(uid)
     time.sleep(0.5)
     assert uid not in client.list_models()
     samples = scrape(server.url)

@@ -9,6 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server.conftest import ServerProcess, gguf_spec
+from tests.support.models import launched
 from xitui.client import Client
 
 
@@ -30,40 +31,38 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 def test_counters_move_by_the_requests_and_tokens_sent(server: ServerProcess, gguf_path: Path) -> None:
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("metered", gguf_path))
-    client.launch_model(model_name="metered", n_parallel=2)
-    model = client.get_model("metered")
-    before = scrape(server.url)
-    replica = {"model": "metered", "replica": "0"}
-    assert value(before, "xitui_requests_total", **replica) == 0
-    assert value(before, "xitui_slots", **replica) == 2
-    assert value(before, "xitui_model_ready", model="metered", model_name="metered", engine="llama.cpp") == 1
-    assert value(before, "xitui_launches_total", start="warm", result="ready") + \
-        value(before, "xitui_launches_total", start="cold", result="ready") == 1
-    assert value(before, "xitui_worker_resident_memory_bytes", **replica) > 100 * 2**20
-    assert value(before, "xitui_kv_cache_cells", **replica) == 2048
+    with launched(client, "metered", gguf_spec("metered", gguf_path), n_parallel=2):
+        model = client.get_model("metered")
+        before = scrape(server.url)
+        replica = {"model": "metered", "replica": "0"}
+        assert value(before, "xitui_requests_total", **replica) == 0
+        assert value(before, "xitui_slots", **replica) == 2
+        assert value(before, "xitui_model_ready", model="metered", model_name="metered", engine="llama.cpp") == 1
+        assert value(before, "xitui_launches_total", start="warm", result="ready") + \
+            value(before, "xitui_launches_total", start="cold", result="ready") == 1
+        assert value(before, "xitui_worker_resident_memory_bytes", **replica) > 100 * 2**20
+        assert value(before, "xitui_kv_cache_cells", **replica) == 2048
 
-    prompt, generated = 0, 0
-    for text, tokens in (("The capital of France is", 5), ("Once upon a time,", 9), ("1, 2, 3,", 3)):
-        answer = model.generate(text, {"max_tokens": tokens, "temperature": 0, "ignore_eos": True})
-        prompt += answer["usage"]["prompt_tokens"]
-        generated += answer["usage"]["completion_tokens"]
-    after = scrape(server.url)
-    assert value(after, "xitui_requests_total", **replica) == 3
-    assert value(after, "xitui_prompt_tokens_total", **replica) == prompt
-    assert value(after, "xitui_generated_tokens_total", **replica) == generated == 17
-    assert value(after, "xitui_time_to_first_token_seconds_count", **replica) == 3
-    assert value(after, "xitui_time_to_first_token_seconds_bucket", le="+Inf", **replica) == 3
-    assert value(after, "xitui_time_per_output_token_seconds_count", **replica) == generated - 3
-    assert value(after, "xitui_requests_running", **replica) == 0
-    assert value(after, "xitui_requests_queued", **replica) == 0
-    assert value(after, "xitui_request_errors_total", **replica) == 0
-    # the last answer's own cells were in use as it ended: its prompt and all it wrote but the last token
-    last = answer["usage"]
-    assert value(after, "xitui_kv_cache_cells_used", **replica) >= last["prompt_tokens"] + last["completion_tokens"] - 1
-    assert value(after, "xitui_kv_cache_cells_used", **replica) <= 2048
+        prompt, generated = 0, 0
+        for text, tokens in (("The capital of France is", 5), ("Once upon a time,", 9), ("1, 2, 3,", 3)):
+            answer = model.generate(text, {"max_tokens": tokens, "temperature": 0, "ignore_eos": True})
+            prompt += answer["usage"]["prompt_tokens"]
+            generated += answer["usage"]["completion_tokens"]
+        after = scrape(server.url)
+        assert value(after, "xitui_requests_total", **replica) == 3
+        assert value(after, "xitui_prompt_tokens_total", **replica) == prompt
+        assert value(after, "xitui_generated_tokens_total", **replica) == generated == 17
+        assert value(after, "xitui_time_to_first_token_seconds_count", **replica) == 3
+        assert value(after, "xitui_time_to_first_token_seconds_bucket", le="+Inf", **replica) == 3
+        assert value(after, "xitui_time_per_output_token_seconds_count", **replica) == generated - 3
+        assert value(after, "xitui_requests_running", **replica) == 0
+        assert value(after, "xitui_requests_queued", **replica) == 0
+        assert value(after, "xitui_request_errors_total", **replica) == 0
+        # the last answer's own cells were in use as it ended: its prompt and all it wrote but the last token
+        last = answer["usage"]
+        assert value(after, "xitui_kv_cache_cells_used", **replica) >= last["prompt_tokens"] + last["completion_tokens"] - 1
+        assert value(after, "xitui_kv_cache_cells_used", **replica) <= 2048
 
-    client.terminate_model("metered")
     gone = scrape(server.url)
     assert value(gone, "xitui_unloads_total", reason="terminated") == \
         value(after, "xitui_unloads_total", reason="terminated") + 1

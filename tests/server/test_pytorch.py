@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import xitui_cmd
 from tests.server.conftest import ServerProcess, gguf_spec, pytorch_spec
+from tests.support.models import launched
 from xitui.client import Client, ClientError
 
 PROMPT = "The capital of France is Paris. The capital of Germany is"
@@ -54,11 +55,9 @@ def test_documented_python_snippet_on_real_weights(server: ServerProcess, gemma_
 @pytest.fixture(scope="module")
 def tiny(server: ServerProcess, tiny_pt_dir: Path) -> Iterator[str]:
     client = Client(server.url)
-    client.register_model("LLM", pytorch_spec("tiny-torch", tiny_pt_dir, model_ability=["generate", "chat"]))
-    uid = client.launch_model(model_name="tiny-torch", model_format="pytorch")
-    yield uid
-    client.terminate_model(uid)
-    client.unregister_model("LLM", "tiny-torch")
+    spec = pytorch_spec("tiny-torch", tiny_pt_dir, model_ability=["generate", "chat"])
+    with launched(client, "tiny-torch", spec, model_format="pytorch") as uid:
+        yield uid
 
 
 def test_generation_mechanics(server: ServerProcess, tiny: str) -> None:

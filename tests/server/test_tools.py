@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.server.conftest import ServerProcess, gguf_spec
+from tests.support.models import launched
 from xitui.client import Client
 
 MODEL = "demo-smollm2-135m"
@@ -203,11 +204,8 @@ def thinker_spec(name: str) -> str:
 @pytest.fixture(scope="module")
 def thinker(server: ServerProcess) -> Iterator[str]:
     client = Client(server.url)
-    client.register_model("LLM", thinker_spec("thinker"))
-    client.launch_model(model_name="thinker")
-    yield "thinker"
-    client.terminate_model("thinker")
-    client.unregister_model("LLM", "thinker")
+    with launched(client, "thinker", thinker_spec("thinker")):
+        yield "thinker"
 
 
 def test_a_thinking_models_reasoning_is_apart_from_its_answer(server, thinker):

@@ -152,15 +152,14 @@ def test_launch_chat_stop_and_terminate(dash_server: ServerProcess) -> None:
         await pilot.press("up")
         assert pane.query_one("#chat-input").text == "Tell me a long story about a dragon."
         await pilot.press("ctrl+l")  # clear
-        await pilot.pause(0.1)
-        assert pane.history == [] and not pane.query("#chat-log Markdown")
+        await until(pilot, lambda: pane.history == [] and not pane.query("#chat-log Markdown"), what="cleared")
 
         # terminate, after saying yes
         app.query_one(ModelsTable).focus()
         await pilot.press("t")
         await until(pilot, lambda: app.screen.__class__.__name__ == "ConfirmModal", what="confirmation")
         await pilot.press("n")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: app.screen.__class__.__name__ != "ConfirmModal", what="the question gone")
         assert "dash-gemma" in client.list_models()
         await pilot.press("t")
         await until(pilot, lambda: app.screen.__class__.__name__ == "ConfirmModal", what="confirmation")
@@ -208,13 +207,13 @@ def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, g
         await pilot.press("f")
         await until(pilot, lambda: app.screen.__class__.__name__ == "SpecFileModal", what="spec file modal")
         path_input = app.screen.query_one("#path", Input)
+        def problems() -> str:
+            return str(app.screen.query_one("#problems", Static).render())
+
         path_input.value = str(broken)
-        await pilot.pause(0.2)
-        problems = str(app.screen.query_one("#problems", Static).render())
-        assert "model_specs" in problems
+        await until(pilot, lambda: "model_specs" in problems(), what="the broken file's problems")
         path_input.value = str(good)
-        await pilot.pause(0.2)
-        assert str(app.screen.query_one("#problems", Static).render()).strip() == ""
+        await until(pilot, lambda: problems().strip() == "", what="no problems in the good file")
         await pilot.click("#register")
         await until(pilot, lambda: any(r["model_name"] == "dash-filed" for r in app.dashboard.registrations),
                     what="registered row")
@@ -223,8 +222,8 @@ def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, g
         await pilot.press("2")
         filter_input = app.query_one("#registration-filter", Input)
         filter_input.value = "dash-filed"
-        await pilot.pause(0.2)
         table = app.query_one("#registration-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1, what="the filtered table")
         assert str(table.get_row_at(0)[2]) == "custom, on request"  # not running: a request naming it loads it
         app.query_one("#registration-table").focus()
         await pilot.press("u")
@@ -234,10 +233,12 @@ def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, g
                     what="unregistered")
         # builtins are refused with the reason, without asking
         filter_input.value = "llama-2-chat"
-        await pilot.pause(0.2)
+        await until(pilot, lambda: table.row_count == 1 and str(table.get_row_at(0)[0]) == "llama-2-chat",
+                    what="the builtin's row")
         app.query_one("#registration-table").focus()
         await pilot.press("u")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: any("builtins cannot be unregistered" in str(n.message)
+                                       for n in app._notifications), what="the refusal")
         assert app.screen.__class__.__name__ != "ConfirmModal"
 
     run(test, dash_server.url)
@@ -524,8 +525,10 @@ def test_a_rerank_model_launched_from_the_modal_ranks_passages_in_the_pane(dash_
         app.query_one(ModelsTable).focus()
         await pilot.press("2")
         app.query_one("#registration-filter", Input).value = "dash-rerank"
-        await pilot.pause(0.2)
-        row = [str(cell) for cell in app.query_one("#registration-table", DataTable).get_row_at(0)]
+        table = app.query_one("#registration-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1 and str(table.get_row_at(0)[0]) == "dash-rerank",
+                    what="the filtered table")
+        row = [str(cell) for cell in table.get_row_at(0)]
         assert row[:2] == ["dash-rerank", "rerank"] and row[4] == "ranks, 96 tokens"
 
     run(test, dash_server.url)

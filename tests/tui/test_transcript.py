@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.widgets import Markdown
@@ -25,14 +26,23 @@ def shown(answer: Markdown) -> list[str]:
     return [text for text in texts if text]
 
 
+async def drawn(pilot: Any, app: App[None], lines: int) -> list[str]:
+    """The last answer's lines once Markdown has drawn at least `lines` of them (it renders in steps)."""
+    for _ in range(500):
+        text = shown(app.query(".answer").last())
+        if len(text) >= lines:
+            return text
+        await pilot.pause()
+    raise AssertionError(f"the answer drew {text}")
+
+
 def test_saved_and_streamed_answers_keep_their_lines() -> None:
     async def main() -> None:
         app = One()
         async with app.run_test(size=(60, 30)) as pilot:
             transcript = app.query_one(Transcript)
             await transcript.show([ChatMessage("user", "A haiku?"), ChatMessage("assistant", POEM)])
-            await pilot.pause(0.2)
-            saved = shown(app.query(".answer").last())
+            saved = await drawn(pilot, app, 5)
             assert saved[:3] == ["In the gentle foam,", "A sip of light,", "A moment of bliss."]
             assert "x = 1" in saved[3] and "y = 2" in saved[4]
 
@@ -40,8 +50,7 @@ def test_saved_and_streamed_answers_keep_their_lines() -> None:
             for start in range(0, len(POEM), 3):  # pieces that cut lines and words, as a stream does
                 transcript.add(POEM[start:start + 3])
             await transcript.end("done")
-            await pilot.pause(0.3)
-            assert shown(app.query(".answer").last())[:3] == ["In the gentle foam,", "A sip of light,",
+            assert (await drawn(pilot, app, 5))[:3] == ["In the gentle foam,", "A sip of light,",
                                                               "A moment of bliss."]
 
     asyncio.run(main())
