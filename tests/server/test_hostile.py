@@ -1205,6 +1205,7 @@ def test_the_dashboard_shows_the_servers_text_as_text(told: ServerProcess) -> No
     markup shows as text; copying the answer copies it made safe."""
     from textual.widgets import Log, Static
 
+    from tests.support.pilot import until
     from xitui.tui.dashboard_app import make_app
     from xitui.tui.widgets.chat import ChatPane
     from xitui.tui.widgets.models_table import ModelsTable
@@ -1212,17 +1213,11 @@ def test_the_dashboard_shows_the_servers_text_as_text(told: ServerProcess) -> No
     client = Client(told.url)
     generation = {"grammar": ESCAPING_GRAMMAR, "max_tokens": 40, "temperature": 0}
 
-    async def until(pilot: Any, check: Any, what: str, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while not check():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            await pilot.pause(0.05)
-
     async def main() -> None:
         app = make_app(client, told.url, "dark", refresh=0.3, generation=generation, chat_store=None)
         async with app.run_test(size=(160, 45), notifications=True) as pilot:
             table = app.query_one(ModelsTable)
-            await until(pilot, lambda: "evil-broken" in table._rows and "target" in table._rows, "the rows")
+            await until(pilot, lambda: "evil-broken" in table._rows and "target" in table._rows, what="the rows")
             row = table.get_row("evil-broken")
             assert_terminal_safe(" ".join(str(cell) for cell in row))
             table.move_cursor(row=table.get_row_index("evil-broken"))
@@ -1232,15 +1227,15 @@ def test_the_dashboard_shows_the_servers_text_as_text(told: ServerProcess) -> No
             assert_terminal_safe(detail)
 
             await pilot.press("g")  # the worker's log
-            await until(pilot, lambda: app.screen.__class__.__name__ == "LogView", "the log view")
+            await until(pilot, lambda: app.screen.__class__.__name__ == "LogView", what="the log view")
             log = app.screen.query_one(Log)
-            await until(pilot, lambda: any("could not load" in line for line in log.lines), "the log's lines")
+            await until(pilot, lambda: any("could not load" in line for line in log.lines), what="the log's lines")
             assert_terminal_safe("\n".join(log.lines))
             assert any("[bold red]x" in line for line in log.lines)
             await pilot.press("escape")
 
             app.dashboard.change(lambda: client.launch_model(model_name="evil-missing"), str)
-            await until(pilot, lambda: any("not found" in n.message for n in app._notifications), "the refusal")
+            await until(pilot, lambda: any("not found" in n.message for n in app._notifications), what="the refusal")
             for note in app._notifications:
                 assert not note.markup
                 assert_terminal_safe(note.message)
@@ -1249,7 +1244,7 @@ def test_the_dashboard_shows_the_servers_text_as_text(told: ServerProcess) -> No
             pane = app.query_one(ChatPane)
             pane.choose("target")
             await pane.send("x")
-            await until(pilot, lambda: not pane.generating, "the answer")
+            await until(pilot, lambda: not pane.generating, what="the answer")
             assert pane.last_answer.startswith("\x1b]0;pwned")  # kept as the model wrote it
             answer = app.query(".answer").last()
             assert answer.source == " hi done", repr(answer.source)

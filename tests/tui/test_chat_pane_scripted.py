@@ -14,6 +14,7 @@ from textual.widgets import Static
 
 from tests.support import servers
 from tests.support.models import launched
+from tests.support.pilot import until
 from tests.support.specs import scripted_spec
 from xitui.client import Client
 from xitui.tui.dashboard_app import XituiApp, make_app
@@ -45,23 +46,12 @@ def run(test: Callable[[XituiApp, Any, ChatPane], Any], url: str, uid: str) -> N
         app = make_app(Client(url), url, "dark", refresh=0.3)
         async with app.run_test(size=(120, 40)) as pilot:
             pane = app.query_one(ChatPane)
-            await until(pilot, lambda: uid in pane.models, "the model offered")
+            await until(pilot, lambda: uid in pane.models, what="the model offered")
             pane.choose(uid)
             await pilot.press("c")  # the chat pane's key: its input takes the keys
             await test(app, pilot, pane)
 
     asyncio.run(main())
-
-
-async def until(pilot: Any, check: Callable[[], Any], what: str, seconds: float = 20) -> Any:
-    """Let the app handle its messages until `check()` holds (what a live stream or the server says)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not (value := check()):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.01)
-    return value
 
 
 async def answered(app: XituiApp, pilot: Any, pane: ChatPane) -> None:
@@ -86,7 +76,7 @@ def test_an_answer_streams_in_esc_stops_it_and_the_next_one_follows(scripted, pa
         pane.generation = {"max_tokens": 2500}
         await ask(pilot, "Tell me a long story.")
         await until(pilot, lambda: pane.generating and len(transcript.query(".answer").last().source) >= 40,
-                    "pieces on screen while the answer streams")
+                    what="pieces on screen while the answer streams")
         assert client.describe_model(pane_model)["metrics"]["in_flight"] == 1
         await pilot.press("escape")
         await answered(app, pilot, pane)
@@ -96,7 +86,7 @@ def test_an_answer_streams_in_esc_stops_it_and_the_next_one_follows(scripted, pa
             transcript.query(".answer").last().source
         # the server cancels the stopped request: its slot is free again
         await until(pilot, lambda: client.describe_model(pane_model)["metrics"]["in_flight"] == 0,
-                    "the server's in-flight count back to 0")
+                    what="the server's in-flight count back to 0")
 
         await ask(pilot, "Hi")
         await answered(app, pilot, pane)

@@ -15,6 +15,7 @@ import pytest
 
 from tests.model_files import reranker_dir
 from tests.server.conftest import ServerProcess, gguf_spec
+from tests.support.pilot import until
 from xitui.client import Client
 from xitui.tui.dashboard_app import XituiApp, make_app
 from xitui.tui.data import state_text
@@ -50,16 +51,6 @@ def run(test: Callable[[XituiApp, Any], Any], url: str, size: tuple[int, int] = 
             await test(app, pilot)
 
     asyncio.run(main())
-
-
-async def until(pilot: Any, check: Callable[[], Any], seconds: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 async def type_text(pilot: Any, text: str) -> None:
