@@ -23,6 +23,9 @@ os.environ.setdefault("XITUI_CACHE", str(TEST_CACHE))
 #: Servers in tests keep only llama.cpp warm (0.1 s to import, against 3.6 s for torch and friends): every
 #: launch still forks from the warm worker; tests/server/test_warm_worker.py runs the default, all engines.
 os.environ.setdefault("XITUI_WARM", "llama.cpp")
+#: A pexpect terminal does not answer prompt_toolkit's cursor-position request (a real terminal and tmux do),
+#: so every question of the wizard waited 1 s for the answer before drawing (13 s of the wizard's pty test).
+os.environ.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
 
 
 #: Fixtures that start a real server or build model files: a test using one is `slow`.

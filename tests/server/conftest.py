@@ -21,9 +21,19 @@ def gguf_path() -> Path:
     return model_files.gguf_path()
 
 
+@pytest.fixture(scope="session")
+def small_gguf() -> Path:
+    """SmolLM2 135M's GGUF (tests/model_files.py): for tests where any GGUF does."""
+    return model_files.smol_path()
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("server-home"))
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           gguf_path: Path) -> Iterator[ServerProcess]:
+    """A module's real server. Its warm worker imports llama.cpp only (tests/conftest.py), unless the module
+    names the engines its launches use in `WARM` (a transformers launch forks in ~5 s, ~11 s cold)."""
+    warm = getattr(request.module, "WARM", None)
+    srv = ServerProcess(tmp_path_factory.mktemp("server-home"), env={"XITUI_WARM": warm} if warm else None)
     yield srv
     srv.stop()
 

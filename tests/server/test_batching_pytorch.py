@@ -16,6 +16,9 @@ from tests.server.conftest import ServerProcess, pytorch_spec
 from tests.support.models import launched
 from xitui.client import Client
 
+#: Its launches are transformers launches: the warm worker imports that engine, so they fork.
+WARM = "llama.cpp,transformers"
+
 PROMPTS = ["Once upon a time,", "The capital of France is", "1, 2, 3, 4,", "My favourite food is"]
 
 

@@ -19,9 +19,9 @@ from xitui.client import Client, ClientError
 from xitui.client.autostart import alive
 
 
-def test_sixteen_concurrent_streams_all_complete(server: ServerProcess, gguf_path: Path) -> None:
+def test_sixteen_concurrent_streams_all_complete(server: ServerProcess, small_gguf: Path) -> None:
     client = Client(server.url)
-    with launched(client, "busy", gguf_spec("busy", gguf_path)) as uid:
+    with launched(client, "busy", gguf_spec("busy", small_gguf)) as uid:
         results: dict[int, str] = {}
         errors: list[BaseException] = []
 
@@ -49,9 +49,9 @@ def test_sixteen_concurrent_streams_all_complete(server: ServerProcess, gguf_pat
         assert metrics["requests"] == 17 and metrics["in_flight"] == 0
 
 
-def test_a_client_that_goes_away_cancels_its_generation(server: ServerProcess, gguf_path: Path) -> None:
+def test_a_client_that_goes_away_cancels_its_generation(server: ServerProcess, small_gguf: Path) -> None:
     client = Client(server.url)
-    with launched(client, "cancelled", gguf_spec("cancelled", gguf_path)) as uid:
+    with launched(client, "cancelled", gguf_spec("cancelled", small_gguf)) as uid:
         stream = client.get_model(uid).generate("Once upon a time", {"max_tokens": 2000, "stream": True})
         next(stream)
         stream.close()  # drops the connection
@@ -62,11 +62,11 @@ def test_a_client_that_goes_away_cancels_its_generation(server: ServerProcess, g
         assert time.monotonic() - start < 5
 
 
-def test_a_non_streaming_client_that_hangs_up_cancels_its_generation(server: ServerProcess, gguf_path: Path) -> None:
+def test_a_non_streaming_client_that_hangs_up_cancels_its_generation(server: ServerProcess, small_gguf: Path) -> None:
     import httpx
 
     client = Client(server.url)
-    with launched(client, "hung-up", gguf_spec("hung-up", gguf_path)) as uid:
+    with launched(client, "hung-up", gguf_spec("hung-up", small_gguf)) as uid:
         body = {"model": uid, "prompt": "Once upon a time", "max_tokens": 2000, "ignore_eos": True}
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{server.url}/v1/completions", json=body, timeout=httpx.Timeout(5, read=1.0))
@@ -148,12 +148,12 @@ def wait_for(client: Client, uid: str, state: str, seconds: float = 60) -> dict:
         time.sleep(0.05)
 
 
-def test_a_worker_that_dies_mid_stream_comes_back(server: ServerProcess, gguf_path: Path) -> None:
+def test_a_worker_that_dies_mid_stream_comes_back(server: ServerProcess, small_gguf: Path) -> None:
     """SIGSEGV while a stream is in flight: the stream ends with one clear line at once, the model comes back
     ready under the same uid, answers, and says so in describe, /metrics and both logs; SIGKILL (what the
     out-of-memory killer sends) during a plain request: a 503 that names it. Terminated, its series go."""
     client = Client(server.url)
-    with launched(client, "phoenix", gguf_spec("phoenix", gguf_path)) as uid:
+    with launched(client, "phoenix", gguf_spec("phoenix", small_gguf)) as uid:
         pid = client.describe_model(uid)["pid"]
         stream = client.get_model(uid).generate("Once upon a time", {"max_tokens": 400, "stream": True})
         next(stream)
@@ -216,7 +216,7 @@ def test_a_worker_that_dies_mid_stream_comes_back(server: ServerProcess, gguf_pa
 
 
 @pytest.fixture(scope="module")
-def fragile(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[ServerProcess]:
+def fragile(tmp_path_factory: pytest.TempPathFactory, small_gguf: Path) -> Iterator[ServerProcess]:
     """A server that restarts a model's workers once an hour at most (server.max_restarts = 1)."""
     srv = configured_server(tmp_path_factory, "fragile-home", "[server]\nmax_restarts = 1\n")
     yield srv
@@ -224,11 +224,11 @@ def fragile(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterat
 
 
 def test_a_worker_that_dies_too_often_stays_in_error_and_its_request_is_named(fragile: ServerProcess,
-                                                                                gguf_path: Path) -> None:
+                                                                                small_gguf: Path) -> None:
     """The same request in flight at two deaths is named in the logs as their likely cause; past
     server.max_restarts the model stays in error with the reason; a launch over it starts afresh."""
     client = Client(fragile.url)
-    client.register_model("LLM", gguf_spec("fragile", gguf_path))
+    client.register_model("LLM", gguf_spec("fragile", small_gguf))
     uid = client.launch_model(model_name="fragile")
     poison = {"max_tokens": 400, "temperature": 0, "stream": True}
     pids = []
@@ -263,10 +263,10 @@ def test_a_worker_that_dies_too_often_stays_in_error_and_its_request_is_named(fr
     client.unregister_model("LLM", "fragile")
 
 
-def test_workers_stopped_on_purpose_are_not_restarted(fragile: ServerProcess, gguf_path: Path) -> None:
+def test_workers_stopped_on_purpose_are_not_restarted(fragile: ServerProcess, small_gguf: Path) -> None:
     """Terminated, unloaded for idleness, or stopped by SIGTERM from outside: none of them comes back."""
     client = Client(fragile.url)
-    client.register_model("LLM", gguf_spec("resting", gguf_path))
+    client.register_model("LLM", gguf_spec("resting", small_gguf))
     terminated = client.launch_model(model_name="resting", model_uid="terminated")
     stopped = client.launch_model(model_name="resting", model_uid="stopped")
     idle = client.launch_model(model_name="resting", model_uid="idle", ttl="2s")

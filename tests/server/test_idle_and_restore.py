@@ -23,9 +23,9 @@ def _wait_gone(client: Client, uid: str, within: float) -> float:
     return time.monotonic() - start
 
 
-def test_a_model_idle_past_its_ttl_is_unloaded_and_says_so(server: ServerProcess, gguf_path: Path) -> None:
+def test_a_model_idle_past_its_ttl_is_unloaded_and_says_so(server: ServerProcess, small_gguf: Path) -> None:
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("sleepy", gguf_path))
+    client.register_model("LLM", gguf_spec("sleepy", small_gguf))
     uid = client.launch_model(model_name="sleepy", ttl="3s")
     client.get_model(uid).generate("Hello", {"max_tokens": 2})
     desc = client.describe_model(uid)
@@ -57,9 +57,9 @@ def test_a_model_idle_past_its_ttl_is_unloaded_and_says_so(server: ServerProcess
     client.terminate_model(uid)
 
 
-def test_ttl_zero_unloads_once_idle_and_a_bad_ttl_is_a_400(server: ServerProcess, gguf_path: Path) -> None:
+def test_ttl_zero_unloads_once_idle_and_a_bad_ttl_is_a_400(server: ServerProcess, small_gguf: Path) -> None:
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("eager", gguf_path))
+    client.register_model("LLM", gguf_spec("eager", small_gguf))
     with pytest.raises(ClientError, match="ttl: 'soon' is not a duration") as caught:
         client.launch_model(model_name="eager", ttl="soon")
     assert caught.value.status_code == 400
@@ -67,13 +67,13 @@ def test_ttl_zero_unloads_once_idle_and_a_bad_ttl_is_a_400(server: ServerProcess
     _wait_gone(client, uid, within=3)
 
 
-def test_the_config_ttl_is_the_default(tmp_path: Path, gguf_path: Path) -> None:
+def test_the_config_ttl_is_the_default(tmp_path: Path, small_gguf: Path) -> None:
     (tmp_path / "config.toml").write_text('[server]\nttl = "2s"\n')
     srv = ServerProcess(tmp_path)
     try:
         client = Client(srv.url)
-        client.register_model("LLM", gguf_spec("defaulted", gguf_path))
-        client.register_model("LLM", gguf_spec("kept", gguf_path))
+        client.register_model("LLM", gguf_spec("defaulted", small_gguf))
+        client.register_model("LLM", gguf_spec("kept", small_gguf))
         client.launch_model(model_name="defaulted")
         client.launch_model(model_name="kept", ttl="never")
         _wait_gone(client, "defaulted", within=5)
@@ -83,18 +83,18 @@ def test_the_config_ttl_is_the_default(tmp_path: Path, gguf_path: Path) -> None:
         srv.stop()
 
 
-def test_marked_models_come_back_after_a_restart_with_their_settings(tmp_path: Path, gguf_path: Path) -> None:
+def test_marked_models_come_back_after_a_restart_with_their_settings(tmp_path: Path, small_gguf: Path) -> None:
     files = tmp_path / "files"
     files.mkdir()
-    shutil.copy(gguf_path, files / gguf_path.name)
+    shutil.copy(small_gguf, files / small_gguf.name)
     home = tmp_path / "home"
     home.mkdir()
     srv = ServerProcess(home)
     try:
         client = Client(srv.url)
-        client.register_model("LLM", gguf_spec("back", files / gguf_path.name), persist=True)
-        client.register_model("LLM", gguf_spec("gone", files / gguf_path.name), persist=True)
-        client.register_model("LLM", gguf_spec("once", files / gguf_path.name), persist=True)
+        client.register_model("LLM", gguf_spec("back", files / small_gguf.name), persist=True)
+        client.register_model("LLM", gguf_spec("gone", files / small_gguf.name), persist=True)
+        client.register_model("LLM", gguf_spec("once", files / small_gguf.name), persist=True)
         client.launch_model(model_name="back", model_uid="back-1", context_length=1024, ttl="1h", restore=True)
         client.launch_model(model_name="gone", restore=True, context_length=512)
         client.launch_model(model_name="once")
@@ -122,7 +122,7 @@ def test_marked_models_come_back_after_a_restart_with_their_settings(tmp_path: P
     finally:
         srv.stop()
 
-    (files / gguf_path.name).unlink()  # the model file disappears
+    (files / small_gguf.name).unlink()  # the model file disappears
     srv = ServerProcess(home)
     try:
         client = Client(srv.url)

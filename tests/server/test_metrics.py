@@ -29,9 +29,9 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
 
 
-def test_counters_move_by_the_requests_and_tokens_sent(server: ServerProcess, gguf_path: Path) -> None:
+def test_counters_move_by_the_requests_and_tokens_sent(server: ServerProcess, small_gguf: Path) -> None:
     client = Client(server.url)
-    with launched(client, "metered", gguf_spec("metered", gguf_path), n_parallel=2):
+    with launched(client, "metered", gguf_spec("metered", small_gguf), n_parallel=2):
         model = client.get_model("metered")
         before = scrape(server.url)
         replica = {"model": "metered", "replica": "0"}

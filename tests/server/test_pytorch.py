@@ -14,6 +14,9 @@ from tests.server.conftest import ServerProcess, gguf_spec, pytorch_spec
 from tests.support.models import launched
 from xitui.client import Client, ClientError
 
+#: Its launches are transformers launches: the warm worker imports that engine, so they fork.
+WARM = "llama.cpp,transformers"
+
 PROMPT = "The capital of France is Paris. The capital of Germany is"
 
 

@@ -13,9 +13,9 @@ from tests.support.models import launched
 from xitui.client import Client
 
 
-def test_two_replicas_share_the_load_and_survive_one_dying(server: ServerProcess, gguf_path: Path) -> None:
+def test_two_replicas_share_the_load_and_survive_one_dying(server: ServerProcess, small_gguf: Path) -> None:
     client = Client(server.url)
-    with launched(client, "twins", gguf_spec("twins", gguf_path), replica=2) as uid:
+    with launched(client, "twins", gguf_spec("twins", small_gguf), replica=2) as uid:
         desc = client.describe_model(uid)
         assert desc["replica"] == 2 and desc["state"] == "ready"
         pids = [r["pid"] for r in desc["replicas"]]

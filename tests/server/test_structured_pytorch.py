@@ -14,6 +14,9 @@ from tests.server.test_structured import Person, Primes, Sky
 from tests.server.test_tools import WEATHER
 from xitui.client import Client
 
+#: Its launches are transformers launches: the warm worker imports that engine, so they fork.
+WARM = "llama.cpp,transformers"
+
 TEMPLATE = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}<assistant>"
 
 

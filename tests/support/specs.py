@@ -30,7 +30,9 @@ def gguf_spec(name: str, gguf: Path, *, version: int = 1, **extra: object) -> st
             "model_size_in_billions": "0_27",
             ("quantizations" if version == 1 else "quantization"): ["q4_k_m"] if version == 1 else "q4_k_m",
             "model_id": "google/gemma-3-270m",
-            "model_file_name_template": "gemma-3-270m-{quantization}.gguf",
+            # the documentation's template for gemma's file; any other file (SmolLM2's) by its own name
+            "model_file_name_template": ("gemma-3-270m-{quantization}.gguf" if gguf.name == "gemma-3-270m-q4_k_m.gguf"
+                                         else gguf.name),
             "model_uri": f"file://{gguf.parent}",
         }],
     }
