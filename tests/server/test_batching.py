@@ -1,6 +1,7 @@
 """Continuous batching in the llama.cpp worker: concurrent requests share one batch, each ending on its own
 terms; cancelled ones free their slot for the queue; a dead worker fails them all; one request alone gives
-the text it gave before batching (real server, the bundled GGUF)."""
+the text it gave before batching (real server, the bundled GGUFs: SmolLM2 where any model does, Gemma 3
+where its text or its sliding window is what is tested)."""
 
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ def test_eight_concurrent_requests_each_end_on_their_own_terms(server: ServerPro
     client.terminate_model("batcher")
 
 
-def test_a_cancelled_stream_frees_its_slot_for_the_queue(server: ServerProcess, gguf_path: Path) -> None:
-    client = launched(server, gguf_path, "two-slots", n_parallel=2)
+def test_a_cancelled_stream_frees_its_slot_for_the_queue(server: ServerProcess, small_gguf: Path) -> None:
+    client = launched(server, small_gguf, "two-slots", n_parallel=2)
     config = {"max_tokens": 300, "temperature": 0, "ignore_eos": True, "stream": True}
     first = client.get_model("two-slots").generate("Once upon a time,", config)
     second = Client(server.url).get_model("two-slots").generate("The sea is", config)
@@ -93,8 +94,8 @@ def test_a_cancelled_stream_frees_its_slot_for_the_queue(server: ServerProcess, 
     client.terminate_model("two-slots")
 
 
-def test_a_worker_killed_mid_batch_fails_every_request_in_it(server: ServerProcess, gguf_path: Path) -> None:
-    client = launched(server, gguf_path, "doomed-batch", n_parallel=4)
+def test_a_worker_killed_mid_batch_fails_every_request_in_it(server: ServerProcess, small_gguf: Path) -> None:
+    client = launched(server, small_gguf, "doomed-batch", n_parallel=4)
     config = {"max_tokens": 300, "temperature": 0, "ignore_eos": True, "stream": True}
     streams = [Client(server.url).get_model("doomed-batch").generate(p, config) for p in PROMPTS[:4]]
     for stream in streams:
@@ -107,18 +108,18 @@ def test_a_worker_killed_mid_batch_fails_every_request_in_it(server: ServerProce
     client.terminate_model("doomed-batch")
 
 
-def test_one_request_alone_gives_the_direct_librarys_greedy_text(server: ServerProcess, gguf_path: Path) -> None:
+def test_one_request_alone_gives_the_direct_librarys_greedy_text(server: ServerProcess, small_gguf: Path) -> None:
     """Every request goes through the batch engine, one slot or many: alone, it writes what llama-cpp-python
     writes for the same prompt, request after request (the engine reuses the cached start of the previous
     prompt, so a repeated prompt and one that extends it are in the sequence)."""
     import llama_cpp
 
     sequence = [*PROMPTS[:3], PROMPTS[0], PROMPTS[0] + " Paris, and"]
-    direct = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=2048, n_threads=2, verbose=False)
+    direct = llama_cpp.Llama(model_path=str(small_gguf), n_ctx=2048, n_threads=2, verbose=False)
     expected = [direct.create_completion(p, max_tokens=48, temperature=0)["choices"][0]["text"] for p in sequence]
     del direct
     for slots in (1, 4):
-        client = launched(server, gguf_path, f"solo-{slots}", n_parallel=slots)
+        client = launched(server, small_gguf, f"solo-{slots}", n_parallel=slots)
         texts = [client.get_model(f"solo-{slots}").generate(p, {"max_tokens": 48, "temperature": 0})["choices"][0]["text"]
                  for p in sequence]
         client.terminate_model(f"solo-{slots}")
@@ -172,8 +173,8 @@ def test_a_prompt_after_a_long_answer_gives_its_greedy_text(server: ServerProces
     assert handle.chat(messages, generate_config=greedy)["choices"][0]["message"]["content"] == before
 
 
-def test_each_slot_samples_with_its_own_parameters_and_seed(server: ServerProcess, gguf_path: Path) -> None:
-    client = launched(server, gguf_path, "sampler", n_parallel=4)
+def test_each_slot_samples_with_its_own_parameters_and_seed(server: ServerProcess, small_gguf: Path) -> None:
+    client = launched(server, small_gguf, "sampler", n_parallel=4)
     config = {"max_tokens": 24, "temperature": 0.9, "top_k": 20, "top_p": 0.9, "seed": 7, "repeat_penalty": 1.3,
               "presence_penalty": 0.4, "frequency_penalty": 0.4}
     results: dict[int, str] = {}
@@ -196,18 +197,18 @@ def test_each_slot_samples_with_its_own_parameters_and_seed(server: ServerProces
     client.terminate_model("sampler")
 
 
-def test_the_config_sets_the_default_slots(tmp_path: Path, gguf_path: Path) -> None:
+def test_the_config_sets_the_default_slots(tmp_path: Path, small_gguf: Path) -> None:
     (tmp_path / "config.toml").write_text("[server]\nn_parallel = 2\n")
     srv = ServerProcess(tmp_path)
     try:
-        client = launched(srv, gguf_path, "configured")
+        client = launched(srv, small_gguf, "configured")
         assert client.describe_model("configured")["slots"] == 2
         assert client.describe_model("configured")["estimate"]["slots"] == 2
     finally:
         srv.stop()
 
 
-def test_a_chat_turn_while_others_run_gets_its_cells_back(server: ServerProcess, gguf_path: Path) -> None:
+def test_a_chat_turn_while_others_run_gets_its_cells_back(server: ServerProcess, small_gguf: Path) -> None:
     """A finished answer's cells leave the shared cache while other streams run (they would slow every one of
     them) and are copied back for a prompt that starts with them: the next turn skips those tokens (OpenAI's
     cached_tokens says how many) and the model sees what it would see alone: its first token's likeliest
@@ -216,7 +217,7 @@ def test_a_chat_turn_while_others_run_gets_its_cells_back(server: ServerProcess,
     entirely)."""
     import llama_cpp
 
-    client = launched(server, gguf_path, "kept", n_parallel=4)
+    client = launched(server, small_gguf, "kept", n_parallel=4)
     model = client.get_model("kept")
     other = model.generate(PROMPTS[2], {"max_tokens": 600, "temperature": 0, "ignore_eos": True, "stream": True})
     next(other)  # a long answer runs through both turns below
@@ -224,7 +225,7 @@ def test_a_chat_turn_while_others_run_gets_its_cells_back(server: ServerProcess,
     before = PROMPTS[0] + first["choices"][0]["text"]
     second = model.generate(before + " And then", {"max_tokens": 8, "temperature": 0, "logprobs": 3})
     assert client.describe_model("kept")["metrics"]["in_flight"] == 1, "the long answer ended too soon"
-    direct = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=2048, n_threads=2, verbose=False, logits_all=True)
+    direct = llama_cpp.Llama(model_path=str(small_gguf), n_ctx=2048, n_threads=2, verbose=False, logits_all=True)
     expected = direct.create_completion(before + " And then", max_tokens=1, temperature=0,
                                         logprobs=3)["choices"][0]["logprobs"]["top_logprobs"][0]
     written = len(direct.tokenize(before.encode()))

@@ -147,14 +147,14 @@ def test_launch_envs_that_load_code_are_refused_and_never_remembered(
     assert_healthy(srv, uid)
 
 
-def test_a_restore_passes_the_same_checks(tmp_path: Path, gguf_path: Path) -> None:
+def test_a_restore_passes_the_same_checks(tmp_path: Path, small_gguf: Path) -> None:
     """A launches.json planted with PYTHONPATH brings the model back as an error with the reason; nothing runs."""
     home = tmp_path / "home"
     planted = tmp_path / "planted"
     planted.mkdir(parents=True)
     marker = tmp_path / "it-ran"
     (planted / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
-    spec = json.loads(gguf_spec("restored", gguf_path))
+    spec = json.loads(gguf_spec("restored", small_gguf))
     (home / "model" / "llm").mkdir(parents=True)
     (home / "model" / "llm" / "restored.json").write_text(json.dumps(spec))
     request = {"model_name": "restored", "model_uid": "restored", "envs": {"PYTHONPATH": str(planted)}}
@@ -785,7 +785,7 @@ def test_stop_never_signals_a_process_that_is_not_a_xitui_server(tmp_path: Path)
         bystander.wait()
 
 
-def test_home_files_are_private_whatever_the_umask(tmp_path: Path, gguf_path: Path) -> None:
+def test_home_files_are_private_whatever_the_umask(tmp_path: Path, small_gguf: Path) -> None:
     home = tmp_path / "home"
     old = os.umask(0)
     try:
@@ -795,7 +795,7 @@ def test_home_files_are_private_whatever_the_umask(tmp_path: Path, gguf_path: Pa
         os.umask(old)
     try:
         client = Client(srv.url)
-        client.register_model("LLM", gguf_spec("private", gguf_path), persist=True)
+        client.register_model("LLM", gguf_spec("private", small_gguf), persist=True)
         uid = client.launch_model(model_name="private", n_parallel=1)
         env = {**os.environ, "XITUI_HOME": str(home)}
         subprocess.run([*xitui_cmd(), "chat", "-u", uid, "-e", srv.url, "--max-tokens", "2"], input="Hi\n",
@@ -846,7 +846,7 @@ except urllib.error.HTTPError as e:
 
 
 def test_another_user_is_refused_and_admitted_when_configured(
-        other_user: pwd.struct_passwd, tmp_path: Path, gguf_path: Path) -> None:
+        other_user: pwd.struct_passwd, tmp_path: Path, small_gguf: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     srv = ServerProcess(home)
@@ -902,16 +902,19 @@ def test_the_cli_sends_nothing_to_another_users_port(other_user: pwd.struct_pass
             ["setpriv", f"--reuid={other_user.pw_uid}", f"--regid={other_user.pw_gid}", "--clear-groups",
              "/usr/bin/python3", "-c",
              f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); "
-             "s.settimeout(8)\ntry:\n c,_=s.accept(); print('GOT', c.recv(100), flush=True)\n"
-             "except OSError: print('NOTHING', flush=True)"],
+             "s.settimeout(20)\nwhile True:\n c,_=s.accept(); got=c.recv(100); print('GOT', got, flush=True)\n"
+             " if got == b'the test is done': break"],
             stdout=subprocess.PIPE, text=True, cwd="/tmp")
         time.sleep(1.0)
         done = subprocess.run([*xitui_cmd(), "generate", "-u", "x", "-e", f"http://127.0.0.1:{port}",
                                "my secret prompt"], capture_output=True, text=True, timeout=60)
         assert done.returncode != 0
         assert "another user" in done.stderr and "Traceback" not in done.stderr
+        # the listener prints every connection it accepted: the CLI's would come before this last one
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as last:
+            last.sendall(b"the test is done")
         out, _ = listener.communicate(timeout=20)
-        assert "NOTHING" in out and "secret" not in out
+        assert out.splitlines() == ["GOT b'the test is done'"], out
     finally:
         listener.kill()
 
@@ -963,7 +966,7 @@ print(answer.decode(errors="replace").split("\\r\\n")[0], answer.decode(errors="
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_another_user_that_drops_its_sockets_is_refused_too(
-        other_user: pwd.struct_passwd, tmp_path: Path, gguf_path: Path, host: str) -> None:
+        other_user: pwd.struct_passwd, tmp_path: Path, small_gguf: Path, host: str) -> None:
     if host == "::1" and not has_ipv6_loopback():
         pytest.skip("this machine has no IPv6 loopback (::1)")
     tries = 10
@@ -974,10 +977,10 @@ def test_another_user_that_drops_its_sockets_is_refused_too(
         owner = Client(srv.url)
         victims = [f"victim-{i}" for i in range(tries)]
         for name in victims:
-            owner.register_model("LLM", gguf_spec(name, gguf_path))
+            owner.register_model("LLM", gguf_spec(name, small_gguf))
         uid = owner.launch_model(model_name="victim-0", n_parallel=1)
         params = {"host": host, "port": srv.port, "tries": tries, "victims": victims, "uid": uid,
-                  "spec": gguf_spec("INTRUDER", gguf_path)}
+                  "spec": gguf_spec("INTRUDER", small_gguf)}
         sent = as_user(other_user, SEND_AND_DROP + f"\nattack(json.loads({json.dumps(params)!r}))\n", timeout=120)
         assert sent.stdout.strip() == "sent", sent.stdout + sent.stderr
         time.sleep(1.0)  # what got in would be running by now (registering takes well under a second)
@@ -1317,7 +1320,7 @@ def test_many_choices_leave_slots_to_other_clients(hostile: tuple[ServerProcess,
     assert_healthy(srv, uid)
 
 
-def test_loads_on_request_take_turns_and_show_their_place(tmp_path: Path, gguf_path: Path) -> None:
+def test_loads_on_request_take_turns_and_show_their_place(tmp_path: Path, small_gguf: Path) -> None:
     """Requests naming three registered models that are not running: one loads at a time (server.max_loading,
     1 by default), the others wait in line, and /v1/models says where each waits; every request is answered."""
     srv = ServerProcess(tmp_path)
@@ -1325,7 +1328,7 @@ def test_loads_on_request_take_turns_and_show_their_place(tmp_path: Path, gguf_p
     try:
         with http(srv) as h:
             for name in names:
-                answer = h.post("/v1/model_registrations/LLM", json={"model": gguf_spec(name, gguf_path)})
+                answer = h.post("/v1/model_registrations/LLM", json={"model": gguf_spec(name, small_gguf)})
                 assert answer.status_code == 200, answer.text
         answers: dict[str, httpx.Response] = {}
 

@@ -33,7 +33,7 @@ def warm_state(client: Client) -> dict:
 
 
 @pytest.fixture()
-def warm_server(tmp_path: Path, gguf_path: Path) -> Iterator[ServerProcess]:
+def warm_server(tmp_path: Path, small_gguf: Path) -> Iterator[ServerProcess]:
     (tmp_path / "home").mkdir()
     srv = ServerProcess(tmp_path / "home", env={"XITUI_WARM": "all"})
     yield srv
@@ -67,9 +67,9 @@ def gone(pid: int, zombie_ok: bool = False) -> bool:
 
 
 def test_a_launch_while_the_warm_worker_starts_goes_cold_then_launches_fork(warm_server: ServerProcess,
-                                                                            gguf_path: Path) -> None:
+                                                                            small_gguf: Path) -> None:
     client = Client(warm_server.url)
-    client.register_model("LLM", gguf_spec("early", gguf_path))
+    client.register_model("LLM", gguf_spec("early", small_gguf))
     assert warm_state(client)["state"] == "starting"  # torch and friends take seconds to import
     uid = client.launch_model(model_name="early", n_parallel=1)
     first = replica(client, uid)
@@ -89,9 +89,9 @@ def test_a_launch_while_the_warm_worker_starts_goes_cold_then_launches_fork(warm
     assert same == client.get_model(uid).generate("Hello", {"max_tokens": 8, "temperature": 0})["choices"][0]["text"]
 
 
-def test_two_launches_at_once_both_fork_and_serve(warm_server: ServerProcess, gguf_path: Path) -> None:
+def test_two_launches_at_once_both_fork_and_serve(warm_server: ServerProcess, small_gguf: Path) -> None:
     client = Client(warm_server.url)
-    client.register_model("LLM", gguf_spec("pair", gguf_path))
+    client.register_model("LLM", gguf_spec("pair", small_gguf))
     ready_warm(client)
     uids: list[str] = []
     errors: list[BaseException] = []
@@ -122,9 +122,9 @@ def test_two_launches_at_once_both_fork_and_serve(warm_server: ServerProcess, gg
     assert warm_state(client)["forks"] == 2
 
 
-def test_a_dead_warm_worker_is_replaced_and_launches_go_on(warm_server: ServerProcess, gguf_path: Path) -> None:
+def test_a_dead_warm_worker_is_replaced_and_launches_go_on(warm_server: ServerProcess, small_gguf: Path) -> None:
     client = Client(warm_server.url)
-    client.register_model("LLM", gguf_spec("phoenix", gguf_path))
+    client.register_model("LLM", gguf_spec("phoenix", small_gguf))
     before = ready_warm(client)
     uid = client.launch_model(model_name="phoenix", n_parallel=1)  # forked: it outlives its warm parent
     assert replica(client, uid)["start"] == "warm"
@@ -169,9 +169,9 @@ def test_terminating_a_forked_model_frees_its_memory(warm_server: ServerProcess,
     assert sum(private_dirty(p) for p in tree) < held_before + 64 * 2**20
 
 
-def test_launches_that_set_library_variables_start_cold(warm_server: ServerProcess, gguf_path: Path) -> None:
+def test_launches_that_set_library_variables_start_cold(warm_server: ServerProcess, small_gguf: Path) -> None:
     client = Client(warm_server.url)
-    client.register_model("LLM", gguf_spec("envs", gguf_path))
+    client.register_model("LLM", gguf_spec("envs", small_gguf))
     ready_warm(client)
     # libraries read OMP_NUM_THREADS when they are imported: a forked worker would not see it
     uid = client.launch_model(model_name="envs", n_parallel=1, envs={"OMP_NUM_THREADS": "1"})
@@ -182,7 +182,7 @@ def test_launches_that_set_library_variables_start_cold(warm_server: ServerProce
     assert desc["replicas"][0]["start"] == "warm" and desc["n_threads"] == 1
 
 
-def test_warm_worker_setting(tmp_path: Path, gguf_path: Path) -> None:
+def test_warm_worker_setting(tmp_path: Path, small_gguf: Path) -> None:
     import subprocess
 
     home = tmp_path / "home"
@@ -197,7 +197,7 @@ def test_warm_worker_setting(tmp_path: Path, gguf_path: Path) -> None:
     try:
         client = Client(srv.url)
         assert warm_state(client)["state"] == "off"
-        client.register_model("LLM", gguf_spec("cold", gguf_path))
+        client.register_model("LLM", gguf_spec("cold", small_gguf))
         uid = client.launch_model(model_name="cold", n_parallel=1)
         assert replica(client, uid)["start"] == "cold"
     finally:
