@@ -20,9 +20,9 @@ def complete(words: str, endpoint: str) -> list[str]:
     return [line for line in done.stdout.splitlines() if line]
 
 
-def test_uids_and_names_complete_from_the_server(server: ServerProcess, gguf_path: Path) -> None:
+def test_uids_and_names_complete_from_the_server(server: ServerProcess, small_gguf: Path) -> None:
     client = Client(server.url)
-    client.register_model("LLM", gguf_spec("tab-gemma", gguf_path))
+    client.register_model("LLM", gguf_spec("tab-gemma", small_gguf))
     client.launch_model(model_name="tab-gemma", model_uid="tab-uid", n_parallel=1)
     try:
         assert "tab-uid" in complete("xitui terminate -u ", server.url)

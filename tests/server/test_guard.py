@@ -19,25 +19,25 @@ ALLOWED_ORIGIN = "http://localhost:5173"
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[tuple[ServerProcess, str]]:
+def guarded(tmp_path_factory: pytest.TempPathFactory, small_gguf: Path) -> Iterator[tuple[ServerProcess, str]]:
     """A server that also serves `models.example.test` and the origin of a local web app, with one model."""
     srv = ServerProcess(tmp_path_factory.mktemp("guard-home"), env={"XITUI_ALLOWED_HOSTS": "models.example.test"},
                         args=("--allowed-origins", ALLOWED_ORIGIN, "--max-body-mib", "1"))
     client = Client(srv.url)
-    client.register_model("LLM", gguf_spec("guard-gemma", gguf_path))
+    client.register_model("LLM", gguf_spec("guard-gemma", small_gguf))
     uid = client.launch_model(model_name="guard-gemma")
     yield srv, uid
     srv.stop()
 
 
-def requests_on_every_route(uid: str, gguf_path: Path) -> list[tuple[str, str, dict | None]]:
+def requests_on_every_route(uid: str, small_gguf: Path) -> list[tuple[str, str, dict | None]]:
     """One request per kind of route: Xinference's, OpenAI's, the fast path, registration and launch."""
     return [
         ("GET", "/v1/models", None),
         ("GET", "/v1/model_registrations/LLM", None),
         ("GET", "/status", None),
         ("GET", "/openapi.json", None),
-        ("POST", "/v1/model_registrations/LLM", {"model": gguf_spec("planted", gguf_path), "persist": True}),
+        ("POST", "/v1/model_registrations/LLM", {"model": gguf_spec("planted", small_gguf), "persist": True}),
         ("POST", "/v1/models", {"model_name": "guard-gemma", "model_uid": "second"}),
         ("POST", "/v1/completions", {"model": uid, "prompt": "Hello", "max_tokens": 4}),
         ("POST", "/v1/chat/completions", {"model": uid, "messages": [{"role": "user", "content": "Hi"}]}),
@@ -52,12 +52,12 @@ def served_requests(srv: ServerProcess, uid: str) -> int:
 
 
 def test_cross_site_and_rebinding_requests_are_refused_on_every_route(
-        guarded: tuple[ServerProcess, str], gguf_path: Path) -> None:
+        guarded: tuple[ServerProcess, str], small_gguf: Path) -> None:
     """CSRF (a foreign Origin, any content type) and DNS rebinding (a foreign Host) get 403 before any route runs."""
     srv, uid = guarded
     before = served_requests(srv, uid)
     http = httpx.Client(base_url=srv.url, timeout=30)
-    for method, path, body in requests_on_every_route(uid, gguf_path):
+    for method, path, body in requests_on_every_route(uid, small_gguf):
         content = None if body is None else json.dumps(body)
         attacks = [
             {"Origin": "http://evil.example", "Content-Type": "text/plain"},  # a "simple" cross-site POST
@@ -147,10 +147,10 @@ def test_same_origin_pages_such_as_the_api_docs_work(guarded: tuple[ServerProces
     assert r.status_code == 400 and "model_name" in r.json()["detail"]  # past the guard, to the validator
 
 
-def test_bodies_must_be_json(guarded: tuple[ServerProcess, str], gguf_path: Path) -> None:
+def test_bodies_must_be_json(guarded: tuple[ServerProcess, str], small_gguf: Path) -> None:
     srv, uid = guarded
     http = httpx.Client(base_url=srv.url, timeout=30)
-    for method, path, body in requests_on_every_route(uid, gguf_path):
+    for method, path, body in requests_on_every_route(uid, small_gguf):
         if method != "POST":
             continue
         for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):

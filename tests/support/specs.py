@@ -16,7 +16,10 @@ THINKING_CHATML = CHATML + "{% if enable_thinking is not defined or enable_think
 
 
 def gguf_spec(name: str, gguf: Path, *, version: int = 1, **extra: object) -> str:
-    """The documentation's LLM JSON for a GGUF file (version 1: quantizations list; 2: one quantization)."""
+    """The documentation's LLM JSON for a GGUF file (version 1: quantizations list; 2: one quantization).
+    Gemma's file chats in the GEMMA prompt style, as the documentation writes it; any other (SmolLM2's) with
+    the chat template its GGUF carries, ending at ChatML's <|im_end|>."""
+    gemma = gguf.name == "gemma-3-270m-q4_k_m.gguf"
     spec: dict[str, object] = {
         "version": version,
         "context_length": 2048,
@@ -24,15 +27,14 @@ def gguf_spec(name: str, gguf: Path, *, version: int = 1, **extra: object) -> st
         "model_lang": ["en"],
         "model_ability": ["generate", "chat"],
         "model_family": "other",
-        "prompt_style": "GEMMA",
+        **({"prompt_style": "GEMMA"} if gemma else {"stop": ["<|im_end|>"]}),
         "model_specs": [{
             "model_format": "ggufv2",
             "model_size_in_billions": "0_27",
             ("quantizations" if version == 1 else "quantization"): ["q4_k_m"] if version == 1 else "q4_k_m",
             "model_id": "google/gemma-3-270m",
-            # the documentation's template for gemma's file; any other file (SmolLM2's) by its own name
-            "model_file_name_template": ("gemma-3-270m-{quantization}.gguf" if gguf.name == "gemma-3-270m-q4_k_m.gguf"
-                                         else gguf.name),
+            # the documentation's template for gemma's file; any other file by its own name
+            "model_file_name_template": "gemma-3-270m-{quantization}.gguf" if gemma else gguf.name,
             "model_uri": f"file://{gguf.parent}",
         }],
     }
