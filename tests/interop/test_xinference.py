@@ -6,8 +6,11 @@ import asyncio
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import xitui_cmd
 from tests.server.conftest import ServerProcess, gguf_spec
@@ -60,29 +63,39 @@ def test_documented_version_1_gguf_workflow_through_the_cli(cluster: str, gguf_p
     assert gone.stderr.count("\n") <= 1 and "address=" not in gone.stderr
 
 
-def test_client_version_2_and_flat_embedding(cluster: str, gguf_path: Path) -> None:
-    """The documented Python calls with nothing but the import changed: v2 LLM and flat embedding specs."""
+@pytest.fixture(scope="module")
+def xi_gemma(cluster: str, gguf_path: Path) -> Iterator[str]:
+    """The documented Python calls with nothing but the import changed: a v2 LLM spec registered and launched
+    (once: a launch on the cluster takes ~13 s), for the client's and the dashboard's tests."""
     client = Client(cluster)
     client.register_model(model_type="LLM", model=gguf_spec("xi-py-gemma", gguf_path, version=2), persist=False)
+    try:
+        yield client.launch_model(model_name="xi-py-gemma", model_format="ggufv2")
+    finally:
+        if "xi-py-gemma" in client.list_models():
+            client.terminate_model("xi-py-gemma")
+        client.unregister_model("LLM", "xi-py-gemma")
+
+
+def test_client_version_2_and_flat_embedding(cluster: str, xi_gemma: str) -> None:
+    """The documented Python calls with nothing but the import changed: v2 LLM and flat embedding specs."""
+    client = Client(cluster)
     client.register_model(model_type="embedding", model=flat_spec("xi-py-minilm"), persist=False)
     try:
-        uid = client.launch_model(model_name="xi-py-gemma", model_format="ggufv2")
-        model = client.get_model(model_uid=uid)
+        model = client.get_model(model_uid=xi_gemma)
         answer = model.generate("One, two, three,", generate_config={"max_tokens": 6, "temperature": 0})
         assert answer["choices"][0]["text"]
         pieces = [c["choices"][0]["delta"].get("content") or "" for c in
                   model.chat([{"role": "user", "content": "Hi"}], generate_config={"stream": True, "max_tokens": 6})]
         assert "".join(pieces)
-        described = client.describe_model(uid)
+        described = client.describe_model(xi_gemma)
         assert described["model_engine"] == "llama.cpp" and described["model_format"] == "ggufv2"
         emb = client.launch_model(model_name="xi-py-minilm", model_type="embedding")
         vectors = client.get_model(emb).create_embedding(["hello", "world"])
         assert len(vectors["data"]) == 2 and len(vectors["data"][0]["embedding"]) == 384
     finally:
-        for uid in ("xi-py-gemma", "xi-py-minilm"):
-            if uid in client.list_models():
-                client.terminate_model(uid)
-        client.unregister_model("LLM", "xi-py-gemma")
+        if "xi-py-minilm" in client.list_models():
+            client.terminate_model("xi-py-minilm")
         client.unregister_model("embedding", "xi-py-minilm")
 
 
@@ -100,6 +113,13 @@ def test_bad_input_gets_the_same_one_line_errors(cluster: str, tmp_path: Path) -
 
 
 def test_wizard_yes_registers_and_launches_on_the_cluster(cluster: str, gguf_path: Path, tmp_path: Path) -> None:
+    # the name is checked by asking for the one registration (Xinference's LLM listing never answers here)
+    Client(cluster).register_model("LLM", gguf_spec("xi-taken", gguf_path, version=2), persist=False)
+    try:
+        taken = xitui("wizard", str(gguf_path), "--yes", "--name", "xi-taken", "--register", "-e", cluster)
+    finally:
+        Client(cluster).unregister_model("LLM", "xi-taken")
+    assert taken.returncode == 1 and "'xi-taken' is already registered on the server" in taken.stderr, taken.stderr
     done = xitui("wizard", str(gguf_path), "--yes", "--name", "xi-wizard", "--register", "--launch",
                  "--output", str(tmp_path / "w.json"), "-e", cluster)
     client = Client(cluster)
@@ -113,29 +133,21 @@ def test_wizard_yes_registers_and_launches_on_the_cluster(cluster: str, gguf_pat
         client.unregister_model("LLM", "xi-wizard")
 
 
-def test_dashboard_models_table_on_the_cluster(cluster: str, gguf_path: Path) -> None:
+def test_dashboard_models_table_on_the_cluster(cluster: str, xi_gemma: str) -> None:
     """The dashboard reads Xinference's model list: the row is there, fields it lacks show as —."""
     from xitui.tui.dashboard_app import make_app
     from xitui.tui.widgets.models_table import ModelsTable
-
-    client = Client(cluster)
-    client.register_model("LLM", gguf_spec("xi-dash", gguf_path, version=2))
-    client.launch_model(model_name="xi-dash")
 
     async def main() -> tuple[str, ...]:
         app = make_app(Client(cluster), cluster, "dark", refresh=0.3)
         async with app.run_test(size=(120, 40)) as pilot:
             table = app.query_one(ModelsTable)
             deadline = time.monotonic() + 30
-            while "xi-dash" not in table._rows and time.monotonic() < deadline:
+            while xi_gemma not in table._rows and time.monotonic() < deadline:
                 await pilot.pause(0.1)
             banner: Any = app.query_one("#banner")
             assert not banner.has_class("-shown")
-            return table._rows["xi-dash"]
+            return table._rows[xi_gemma]
 
-    try:
-        row = asyncio.run(main())
-        assert row[1] == "ready" and row[3].startswith("llama.cpp") and row[5] == "—"
-    finally:
-        client.terminate_model("xi-dash")
-        client.unregister_model("LLM", "xi-dash")
+    row = asyncio.run(main())
+    assert row[1] == "ready" and row[3].startswith("llama.cpp") and row[5] == "—"

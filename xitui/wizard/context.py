@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from xitui.core.errors import XituiError
 from xitui.core.safe_text import safe
-from xitui.core.specs.names import MODEL_TYPES
 from xitui.wizard.ask import Asker
 from xitui.wizard.draft import Draft
 
@@ -51,7 +50,6 @@ class Wizard:
         self._connect = connect
         self._client: Client | None = None
         self._client_error: str | None = None
-        self._names: dict[str, set[str]] = {}
         self._prefetch: threading.Thread | None = None
         #: Undo actions of what the finish step did, run in reverse when the wizard is cancelled.
         self.journal: list[Callable[[], None]] = []
@@ -68,28 +66,40 @@ class Wizard:
         return self._client
 
     def prefetch(self) -> None:
-        """Start the server (if need be) and read its registrations in the background, so the name check
-        does not wait and the first question does not either."""
-        self._prefetch = threading.Thread(target=self._fetch_names, daemon=True, name="wizard-prefetch")
+        """Reach the server (starting it if need be) in the background, so the name check does not wait and
+        the first question does not either."""
+        self._prefetch = threading.Thread(target=self._reach, daemon=True, name="wizard-prefetch")
         self._prefetch.start()
 
-    def _fetch_names(self) -> None:
+    def _reach(self) -> None:
         try:
-            client = self.client()
-            for kind in MODEL_TYPES:
-                self._names[kind] = {r["model_name"] for r in client.list_model_registrations(kind)}
+            self.client().server_kind()
         except XituiError as exc:
             self._client_error = str(exc)
 
-    def registered_names(self, model_type: str) -> set[str] | None:
-        """Names registered on the server (None when it cannot be reached: the check is skipped)."""
+    def is_registered(self, model_type: str, name: str) -> bool | None:
+        """Whether the server has `name` registered (None when it cannot be reached: the check is skipped).
+        The one name is asked, not the listing: offline, Xinference 4.1's LLM listing never answers."""
         if self._prefetch is None:
             self.prefetch()
         assert self._prefetch is not None
         self._prefetch.join()
         if self._client_error:
             return None
-        return self._names.get(model_type, set())
+        from xitui.client.transport import ClientError
+
+        try:
+            self.client().get_model_registration(model_type, name)
+        except ClientError as exc:
+            # xitui answers 404; Xinference 400 "Model NAME not found"
+            if exc.status_code == 404 or (exc.status_code == 400 and "not found" in str(exc)):
+                return False
+            self._client_error = str(exc)
+            return None
+        except XituiError as exc:
+            self._client_error = str(exc)
+            return None
+        return True
 
     @property
     def server_note(self) -> str | None:

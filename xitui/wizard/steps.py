@@ -194,11 +194,11 @@ def ask_name(w: Wizard) -> Any:
         w.draft.replace = False
         if not w.options.needs_server:
             return None
-        taken = w.registered_names(w.draft.model_type or "LLM")
+        taken = w.is_registered(w.draft.model_type or "LLM", answer)
         if taken is None:
             w.say(f"note: the server cannot be reached ({w.server_note}); the name is not checked", style="yellow")
             return None
-        if answer not in taken:
+        if not taken:
             return None
         if w.ask.yes:
             if w.options.replace:

@@ -17,7 +17,7 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from xitui.core.safe_text import safe, safe_line
 from xitui.core.specs.bundled import BUNDLED_ORDER
-from xitui.tui.data import Snapshot, fetch, model_detail
+from xitui.tui.data import Snapshot, fetch, fetch_registrations, model_detail
 from xitui.tui.widgets.chat import ChatPane
 from xitui.tui.widgets.models_table import ModelsTable
 from xitui.tui.widgets.registrations import Registrations
@@ -48,6 +48,14 @@ class DataFailed(Message):
     def __init__(self, reason: str) -> None:
         super().__init__()
         self.reason = reason
+
+
+class RegistrationsFetched(Message):
+    """A read of the registrations: the rows of the types that answered, a line per type that did not."""
+
+    def __init__(self, rows: list[dict[str, Any]], failed: list[str], say_failure: bool) -> None:
+        super().__init__()
+        self.rows, self.failed, self.say_failure = rows, failed, say_failure
 
 
 class ActionDone(Message):
@@ -104,6 +112,8 @@ class DashboardScreen(Screen[None]):
         self.live = live
         self.reads = 0
         self.want_registrations = True
+        #: A registrations read is under way (it may wait out a read timeout): no second one meanwhile.
+        self._reading_registrations = False
         self.last_snapshot: Snapshot | None = None
         self.registrations: list[dict[str, Any]] = []
         self.first_paint: float | None = None
@@ -154,27 +164,44 @@ class DashboardScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="read")
     def read_server(self) -> None:
-        with_registrations = self.want_registrations or self.reads % REGISTRATIONS_EVERY == 0
         try:
-            snapshot = fetch(self.poll_client, with_registrations)
+            snapshot = fetch(self.poll_client)
         except Exception as exc:  # noqa: BLE001 - a broken answer is a failed read, not a crash
             self.post_message(DataFailed(_one_line(exc)))
             return
         self.post_message(DataFetched(snapshot))
 
+    @work(thread=True, exclusive=True, group="registrations")
+    def read_registrations(self, loadable: dict[str, Any], say_failure: bool) -> None:
+        try:
+            rows, failed = fetch_registrations(self.poll_client, loadable)
+        except Exception as exc:  # noqa: BLE001 - as above
+            rows, failed = [], [_one_line(exc)]
+        self.post_message(RegistrationsFetched(rows, failed, say_failure))
+
     @on(DataFetched)
     def _fetched(self, message: DataFetched) -> None:
         self.reads += 1
-        if message.snapshot.registrations is not None:
+        due = self.want_registrations or self.reads % REGISTRATIONS_EVERY == 0
+        if due and not self._reading_registrations:
+            self._reading_registrations = True
+            # a change made while this read runs asks again: the next read after it shows the change
+            self.read_registrations(message.snapshot.loadable, say_failure=self.want_registrations)
             self.want_registrations = False
-        elif message.snapshot.registrations_error and self.want_registrations:
-            self.want_registrations = False  # tried: the next try comes with the periodic ones
-            self.notify(f"registrations not read: {message.snapshot.registrations_error}", severity="warning")
         self.show_snapshot(message.snapshot)
         if self.down is not None:
             self.down = None
             self.notify(f"the server at {self.endpoint} answers again")
         self._next_read(self.refresh_every)
+
+    @on(RegistrationsFetched)
+    def _registrations_fetched(self, message: RegistrationsFetched) -> None:
+        self._reading_registrations = False
+        if message.failed and message.say_failure:  # said once: the next tries come with the periodic reads
+            self.notify(f"registrations not read: {'; '.join(message.failed)}", severity="warning")
+        if message.rows or not message.failed:
+            self.registrations = message.rows
+            self.query_one(Registrations).show(message.rows)
 
     @on(DataFailed)
     def _failed(self, message: DataFailed) -> None:
