@@ -1,7 +1,9 @@
 """The warm worker: launches forked from a process that imported the engines' libraries already.
 
-Each test here runs a server with every engine kept warm (XITUI_WARM=all, the default users get); the
-rest of the suite keeps only llama.cpp warm, which is cheap to import and still forks every launch.
+The servers here keep every engine warm (XITUI_WARM=all, the default users get); the rest of the suite keeps
+only llama.cpp warm, which is cheap to import and still forks every launch. One server is shared by the tests
+that start from a ready warm worker (each ends its own models: one test counts the warm worker's children);
+the one that kills the warm worker comes last.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 from tests.conftest import run_env, xitui_cmd
 from tests.server.conftest import ServerProcess, gguf_spec
+from tests.support.models import launched
 from xitui.client import Client
 
 
@@ -34,8 +37,17 @@ def warm_state(client: Client) -> dict:
 
 @pytest.fixture()
 def warm_server(tmp_path: Path, small_gguf: Path) -> Iterator[ServerProcess]:
+    """A server of its own, for a test that sees its warm worker start."""
     (tmp_path / "home").mkdir()
     srv = ServerProcess(tmp_path / "home", env={"XITUI_WARM": "all"})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_warm(tmp_path_factory: pytest.TempPathFactory, small_gguf: Path) -> Iterator[ServerProcess]:
+    """The server of the tests that start from a ready warm worker (its imports take seconds)."""
+    srv = ServerProcess(tmp_path_factory.mktemp("warm-home"), env={"XITUI_WARM": "all"})
     yield srv
     srv.stop()
 
@@ -89,10 +101,11 @@ def test_a_launch_while_the_warm_worker_starts_goes_cold_then_launches_fork(warm
     assert same == client.get_model(uid).generate("Hello", {"max_tokens": 8, "temperature": 0})["choices"][0]["text"]
 
 
-def test_two_launches_at_once_both_fork_and_serve(warm_server: ServerProcess, small_gguf: Path) -> None:
+def test_two_launches_at_once_both_fork_and_serve(shared_warm: ServerProcess, small_gguf: Path) -> None:
+    warm_server = shared_warm
     client = Client(warm_server.url)
     client.register_model("LLM", gguf_spec("pair", small_gguf))
-    ready_warm(client)
+    forks = ready_warm(client)["forks"]
     uids: list[str] = []
     errors: list[BaseException] = []
 
@@ -111,45 +124,25 @@ def test_two_launches_at_once_both_fork_and_serve(warm_server: ServerProcess, sm
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors, errors
-    assert sorted(uids) == ["a", "b"]
-    a, b = replica(client, "a"), replica(client, "b")
-    assert a["start"] == b["start"] == "warm" and a["pid"] != b["pid"]
-    assert "warm-up" in b["stages"]  # the embedding model ran once before it was called ready
-    assert client.get_model("a").generate("Hi", {"max_tokens": 4})["choices"][0]["text"]
-    vectors = client.get_model("b").create_embedding(["one", "two"])["data"]
-    assert len(vectors) == 2 and len(vectors[0]["embedding"]) == 384
-    assert warm_state(client)["forks"] == 2
+    try:
+        assert not errors, errors
+        assert sorted(uids) == ["a", "b"]
+        a, b = replica(client, "a"), replica(client, "b")
+        assert a["start"] == b["start"] == "warm" and a["pid"] != b["pid"]
+        assert "warm-up" in b["stages"]  # the embedding model ran once before it was called ready
+        assert client.get_model("a").generate("Hi", {"max_tokens": 4})["choices"][0]["text"]
+        vectors = client.get_model("b").create_embedding(["one", "two"])["data"]
+        assert len(vectors) == 2 and len(vectors[0]["embedding"]) == 384
+        assert warm_state(client)["forks"] == forks + 2
+    finally:
+        for uid in uids:
+            client.terminate_model(uid)
 
 
-def test_a_dead_warm_worker_is_replaced_and_launches_go_on(warm_server: ServerProcess, small_gguf: Path) -> None:
-    client = Client(warm_server.url)
-    client.register_model("LLM", gguf_spec("phoenix", small_gguf))
-    before = ready_warm(client)
-    uid = client.launch_model(model_name="phoenix", n_parallel=1)  # forked: it outlives its warm parent
-    assert replica(client, uid)["start"] == "warm"
-    os.kill(before["pid"], signal.SIGKILL)
-    wait_for(lambda: warm_state(client)["pid"] != before["pid"], 10, "a new warm worker")
-    # the launch right after does not wait for the new one's imports
-    uid2 = client.launch_model(model_name="phoenix", model_uid="phoenix-2", n_parallel=1)
-    assert replica(client, uid2)["start"] == "cold"
-    after = ready_warm(client)
-    assert after["restarts"] == 1 and after["pid"] != before["pid"]
-    uid3 = client.launch_model(model_name="phoenix", model_uid="phoenix-3", n_parallel=1)
-    assert replica(client, uid3)["start"] == "warm"
-    for each in (uid, uid2, uid3):
-        assert client.get_model(each).generate("Hi", {"max_tokens": 4})["choices"][0]["text"]
-    # the orphaned worker still ends cleanly when terminated
-    orphan = replica(client, uid)["pid"]
-    client.terminate_model(uid)
-    wait_for(lambda: gone(orphan, zombie_ok=True), 10, "the orphaned worker to end")
-    log = (warm_server.home / "test-server.log").read_text()
-    assert "warm worker killed by signal 9; starting another" in log
-
-
-def test_terminating_a_forked_model_frees_its_memory(warm_server: ServerProcess, gemma_pt_dir: Path) -> None:
+def test_terminating_a_forked_model_frees_its_memory(shared_warm: ServerProcess, gemma_pt_dir: Path) -> None:
     from tests.server.conftest import pytorch_spec
 
+    warm_server = shared_warm
     client = Client(warm_server.url)
     client.register_model("LLM", pytorch_spec("heavy", gemma_pt_dir))
     warm = ready_warm(client)
@@ -169,17 +162,16 @@ def test_terminating_a_forked_model_frees_its_memory(warm_server: ServerProcess,
     assert sum(private_dirty(p) for p in tree) < held_before + 64 * 2**20
 
 
-def test_launches_that_set_library_variables_start_cold(warm_server: ServerProcess, small_gguf: Path) -> None:
-    client = Client(warm_server.url)
-    client.register_model("LLM", gguf_spec("envs", small_gguf))
+def test_launches_that_set_library_variables_start_cold(shared_warm: ServerProcess, small_gguf: Path) -> None:
+    client = Client(shared_warm.url)
     ready_warm(client)
     # libraries read OMP_NUM_THREADS when they are imported: a forked worker would not see it
-    uid = client.launch_model(model_name="envs", n_parallel=1, envs={"OMP_NUM_THREADS": "1"})
-    assert replica(client, uid)["start"] == "cold"
-    # xitui's own variables are read at load time: those launches still fork
-    uid2 = client.launch_model(model_name="envs", model_uid="envs-2", n_parallel=1, envs={"XITUI_THREADS": "1"})
-    desc = client.describe_model(uid2)
-    assert desc["replicas"][0]["start"] == "warm" and desc["n_threads"] == 1
+    with launched(client, "envs", gguf_spec("envs", small_gguf), n_parallel=1, envs={"OMP_NUM_THREADS": "1"}) as uid:
+        assert replica(client, uid)["start"] == "cold"
+        # xitui's own variables are read at load time: those launches still fork
+        with launched(client, "envs", model_uid="envs-2", n_parallel=1, envs={"XITUI_THREADS": "1"}) as uid2:
+            desc = client.describe_model(uid2)
+            assert desc["replicas"][0]["start"] == "warm" and desc["n_threads"] == 1
 
 
 def test_warm_worker_setting(tmp_path: Path, small_gguf: Path) -> None:
@@ -204,9 +196,10 @@ def test_warm_worker_setting(tmp_path: Path, small_gguf: Path) -> None:
         srv.stop()
 
 
-def test_the_cli_says_where_a_launch_went(warm_server: ServerProcess) -> None:
+def test_the_cli_says_where_a_launch_went(shared_warm: ServerProcess) -> None:
     import subprocess
 
+    warm_server = shared_warm
     client = Client(warm_server.url)
     ready_warm(client)
     env = run_env(XITUI_ENDPOINT=warm_server.url)
@@ -218,5 +211,32 @@ def test_the_cli_says_where_a_launch_went(warm_server: ServerProcess) -> None:
     row = next(line for line in listed.stdout.splitlines() if line.startswith("demo-minilm"))
     assert row.endswith("s (warm start)"), row
     doctor = subprocess.run([*xitui_cmd(), "doctor"], env=env, capture_output=True, text=True, timeout=60)
+    client.terminate_model("demo-minilm")
     assert "ok: launches fork from the warm worker (llama.cpp, transformers, sentence_transformers imported" \
         in doctor.stdout + doctor.stderr, doctor.stdout + doctor.stderr
+
+
+def test_a_dead_warm_worker_is_replaced_and_launches_go_on(shared_warm: ServerProcess, small_gguf: Path) -> None:
+    warm_server = shared_warm
+    client = Client(warm_server.url)
+    client.register_model("LLM", gguf_spec("phoenix", small_gguf))
+    before = ready_warm(client)
+    uid = client.launch_model(model_name="phoenix", n_parallel=1)  # forked: it outlives its warm parent
+    assert replica(client, uid)["start"] == "warm"
+    os.kill(before["pid"], signal.SIGKILL)
+    wait_for(lambda: warm_state(client)["pid"] != before["pid"], 10, "a new warm worker")
+    # the launch right after does not wait for the new one's imports
+    uid2 = client.launch_model(model_name="phoenix", model_uid="phoenix-2", n_parallel=1)
+    assert replica(client, uid2)["start"] == "cold"
+    after = ready_warm(client)
+    assert after["restarts"] == 1 and after["pid"] != before["pid"]
+    uid3 = client.launch_model(model_name="phoenix", model_uid="phoenix-3", n_parallel=1)
+    assert replica(client, uid3)["start"] == "warm"
+    for each in (uid, uid2, uid3):
+        assert client.get_model(each).generate("Hi", {"max_tokens": 4})["choices"][0]["text"]
+    # the orphaned worker still ends cleanly when terminated
+    orphan = replica(client, uid)["pid"]
+    client.terminate_model(uid)
+    wait_for(lambda: gone(orphan, zombie_ok=True), 10, "the orphaned worker to end")
+    log = (warm_server.home / "test-server.log").read_text()
+    assert "warm worker killed by signal 9; starting another" in log
