@@ -1,5 +1,7 @@
 """Answers of a given form on the transformers engine (llguidance): the 270M Gemma base model answers with
-JSON of the schema, a grammar's words, a valid forced tool call."""
+JSON of the schema, a grammar's words, a valid forced tool call. (A forced call in Gemma's own syntax is
+tested on llama.cpp, tests/server/test_tools.py: the worker writes its grammar and reads its calls the same
+way for either engine.)"""
 
 from __future__ import annotations
 
@@ -55,24 +57,3 @@ def test_json_object_a_grammar_and_a_forced_tool_call(server: ServerProcess, for
     arguments = json.loads(call["arguments"])
     assert call["name"] == "get_weather" and set(arguments) == {"city", "unit"}
     assert arguments["unit"] in ("celsius", "fahrenheit")
-
-
-def test_a_forced_call_in_gemmas_own_syntax(server: ServerProcess, gemma_pt_dir: Path) -> None:
-    """FunctionGemma's call syntax is not JSON: llguidance holds the call to the grammar xitui writes for it."""
-    client = Client(server.url)
-    client.register_model("LLM", pytorch_spec("gemma-calls", gemma_pt_dir, version=2, chat_template=TEMPLATE,
-                                              model_ability=["chat", "tools"], tool_parser="functiongemma").replace(
-        '"quantizations": ["4-bit", "8-bit", "none"]', '"quantization": "none"'))
-    try:
-        uid = client.launch_model(model_name="gemma-calls", model_format="pytorch")
-        called = client.get_model(uid).chat([{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER],
-                                            generate_config={"tool_choice": "required", "max_tokens": 80,
-                                                             "temperature": 0})
-        choice = called["choices"][0]
-        assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
-        arguments = json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"])
-        assert set(arguments) == {"city", "unit"} and arguments["unit"] in ("celsius", "fahrenheit")
-        assert isinstance(arguments["city"], str) and len(arguments["city"]) <= 40
-    finally:
-        client.terminate_model("gemma-calls")
-        client.unregister_model("LLM", "gemma-calls")
