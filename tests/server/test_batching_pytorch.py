@@ -39,7 +39,7 @@ def test_a_request_alone_writes_what_generate_writes(server: ServerProcess, batc
     tokenizer = AutoTokenizer.from_pretrained(gemma_pt_dir)
     model = AutoModelForCausalLM.from_pretrained(gemma_pt_dir, dtype=torch.float32)
     handle = Client(server.url).get_model(batched)
-    for prompt in PROMPTS[:2]:
+    for prompt in PROMPTS[:1]:
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
         out = model.generate(ids, max_new_tokens=16, min_new_tokens=16, do_sample=False)
         expected = tokenizer.decode(out[0][ids.shape[1]:], skip_special_tokens=True)
