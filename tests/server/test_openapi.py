@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 def loaded(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path_factory.mktemp("openapi-home"))
     client = Client(srv.url)
-    client.launch_model(model_name="demo-gemma3-270m", model_uid="st-llm", context_length=512)
+    client.launch_model(model_name="demo-smollm2-135m", model_uid="st-llm", context_length=512)
     client.launch_model(model_name="demo-minilm", model_type="embedding", model_uid="st-emb")
     yield srv
     srv.stop()
