@@ -1262,13 +1262,15 @@ def test_the_dashboard_shows_the_servers_text_as_text(told: ServerProcess) -> No
 # --- fairness -----------------------------------------------------------------------------------------
 
 
-def test_many_choices_leave_slots_to_other_clients(hostile: tuple[ServerProcess, str]) -> None:
+def test_many_choices_leave_slots_to_other_clients(hostile: tuple[ServerProcess, str], small_gguf: Path) -> None:
     """n=16 on a model of 4 slots: its choices take all slots but one (half of them beside other requests),
     the rest start as those end, so another client's 4-token completion always finds a free slot instead of
-    waiting behind all sixteen; every choice still comes back, whole and streamed."""
+    waiting behind all sixteen; every choice still comes back, whole and streamed. (SmolLM2: any model does.)"""
     srv, uid = hostile
     with http(srv, timeout=300) as h:
-        answer = h.post("/v1/models", json={"model_name": "target", "model_uid": "slots4", "n_parallel": 4})
+        answer = h.post("/v1/model_registrations/LLM", json={"model": gguf_spec("slots-target", small_gguf)})
+        assert answer.status_code == 200, answer.text
+        answer = h.post("/v1/models", json={"model_name": "slots-target", "model_uid": "slots4", "n_parallel": 4})
         assert answer.status_code == 200, answer.text
     many = {"model": "slots4", "prompt": "Tell me a story.", "n": 16, "max_tokens": 8, "ignore_eos": True,
             "temperature": 0.8, "seed": 7}
