@@ -30,7 +30,7 @@ def test_documented_python_snippet_on_real_weights(server: ServerProcess, gemma_
     try:
         desc = client.describe_model(uid)
         assert desc["model_engine"] == "transformers" and desc["quantization"] == "none" and desc["device"] == "cpu"
-        answer = client.get_model(model_uid=uid).generate("What is the largest animal in the world?", {"max_tokens": 24})
+        answer = client.get_model(model_uid=uid).generate("What is the largest animal in the world?", {"max_tokens": 12})
         # sampled (temperature 0.7, no seed), so what it says varies: a base model may well say only spaces
         assert answer["usage"]["completion_tokens"] > 0 and answer["choices"][0]["text"]
 
@@ -93,16 +93,15 @@ def test_chat_without_a_template_says_what_to_add(server: ServerProcess, tiny: s
     assert err.value.status_code == 400
 
     template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}<assistant>"
-    client.register_model("LLM", pytorch_spec("tiny-templated", tiny_pt_dir, model_ability=["chat"],
+    client.register_model("LLM", pytorch_spec("tiny-templated", tiny_pt_dir, model_ability=["chat", "generate"],
                                               chat_template=template, version=2) .replace(
         '"quantizations": ["4-bit", "8-bit", "none"]', '"quantization": "none"'))
     uid = client.launch_model(model_name="tiny-templated", model_format="pytorch")
     try:
         reply = client.get_model(uid).chat([{"role": "user", "content": "hi"}], generate_config={"max_tokens": 4})
-        from transformers import AutoTokenizer
-
-        expected = AutoTokenizer.from_pretrained(tiny_pt_dir)("<user>hi\n<assistant>")["input_ids"]
-        assert reply["usage"]["prompt_tokens"] == len(expected)
+        # the template's text, as a plain prompt, is as many tokens
+        expected = client.get_model(uid).generate("<user>hi\n<assistant>", {"max_tokens": 1})["usage"]["prompt_tokens"]
+        assert reply["usage"]["prompt_tokens"] == expected > 4
     finally:
         client.terminate_model(uid)
         client.unregister_model("LLM", "tiny-templated")
