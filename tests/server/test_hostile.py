@@ -41,10 +41,14 @@ OTHER_USER = "xitui-other"
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[tuple[ServerProcess, str]]:
+def hostile(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path,
+            small_gguf: Path) -> Iterator[tuple[ServerProcess, str]]:
+    """A server with Gemma 3 running (the attacked model), and SmolLM2 registered as `small` for the tests that
+    launch models of their own, where any model does (a launch in 0.5 s, against 2.5 s)."""
     srv = ServerProcess(tmp_path_factory.mktemp("hostile-home"), env={"XITUI_HEAD_TIMEOUT": "2"})
     client = Client(srv.url)
     client.register_model("LLM", gguf_spec("target", gguf_path))
+    client.register_model("LLM", gguf_spec("small", small_gguf))
     uid = client.launch_model(model_name="target", n_parallel=1)
     yield srv, uid
     srv.stop()
@@ -128,11 +132,11 @@ def test_launch_envs_that_load_code_are_refused_and_never_remembered(
     (planted / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
     with http(srv) as h:
         for name in ("PYTHONPATH", "LD_PRELOAD", "HOME", "PATH", "PYTHONSTARTUP", "EVIL_NAME"):
-            answer = h.post("/v1/models", json={"model_name": "target", "model_uid": "envs-attack",
+            answer = h.post("/v1/models", json={"model_name": "small", "model_uid": "envs-attack",
                                                 "envs": {name: str(planted)}, "restore": True})
             one_line_4xx(answer, name)
         # an allowed one still launches, and what is remembered is the known fields only
-        answer = h.post("/v1/models", json={"model_name": "target", "model_uid": "envs-ok", "n_parallel": 1,
+        answer = h.post("/v1/models", json={"model_name": "small", "model_uid": "envs-ok", "n_parallel": 1,
                                             "envs": {"OMP_NUM_THREADS": "1"}, "restore": True,
                                             "smuggled": {"PYTHONPATH": str(planted)}})
         assert answer.status_code == 200, answer.text
@@ -203,7 +207,7 @@ def test_a_replica_that_cannot_start_stops_the_ones_started(hostile: tuple[Serve
     before = workers(srv)
     (srv.home / "logs" / "half.1.log").mkdir(parents=True)  # replica 1 cannot open its log
     with http(srv) as h:
-        answer = h.post("/v1/models", json={"model_name": "target", "model_uid": "half", "replica": 2,
+        answer = h.post("/v1/models", json={"model_name": "small", "model_uid": "half", "replica": 2,
                                             "n_parallel": 1})
         one_line_4xx(answer, "could not start a worker")
         assert "half" not in [m["id"] for m in h.get("/v1/models").json()["data"]]
@@ -221,7 +225,7 @@ def test_the_same_uid_launched_twice_at_once_is_a_conflict(hostile: tuple[Server
 
     def launch() -> None:
         with http(srv) as h:
-            codes.append(h.post("/v1/models", json={"model_name": "target", "model_uid": "twice",
+            codes.append(h.post("/v1/models", json={"model_name": "small", "model_uid": "twice",
                                                     "n_parallel": 1}).status_code)
 
     threads = [threading.Thread(target=launch) for _ in range(2)]
