@@ -16,15 +16,15 @@ from tests.server.conftest import ServerProcess
 from xitui.client import Client, ClientError
 
 REPO = "sentence-transformers/all-MiniLM-L6-v2"
-GGUF_REPO = "google/gemma-3-270m-GGUF"
+GGUF_REPO = "HuggingFaceTB/SmolLM2-135M-GGUF"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Iterator[FakeHub]:
+def hub(tmp_path_factory: pytest.TempPathFactory, small_gguf: Path) -> Iterator[FakeHub]:
     gguf_repo = tmp_path_factory.mktemp("gguf-repo")
-    os.link(gguf_path, gguf_repo / "gemma-3-270m-q4_k_m.gguf")
-    (gguf_repo / "gemma-3-270m-q8_0.gguf").write_bytes(b"GGUF" + b"\0" * 4096)  # must not be fetched
-    (gguf_repo / "README.md").write_text("gemma")
+    os.link(small_gguf, gguf_repo / "SmolLM2-135M-q4_1.gguf")
+    (gguf_repo / "SmolLM2-135M-q8_0.gguf").write_bytes(b"GGUF" + b"\0" * 4096)  # must not be fetched
+    (gguf_repo / "README.md").write_text("smollm2")
     fake = FakeHub({REPO: minilm_dir(), GGUF_REPO: gguf_repo}, delay=0.02)
     yield fake
     fake.stop()
@@ -80,19 +80,19 @@ def test_download_shows_progress_then_a_relaunch_needs_no_network(hub: FakeHub, 
 
 def test_gguf_download_fetches_only_the_named_file(hub: FakeHub, hub_server: ServerProcess) -> None:
     client = Client(hub_server.url)
-    spec = {"version": 2, "model_name": "hub-gemma", "model_lang": ["en"], "model_ability": ["generate"],
+    spec = {"version": 2, "model_name": "hub-smollm2", "model_lang": ["en"], "model_ability": ["generate"],
             "model_family": "other", "context_length": 1024,
-            "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_27", "quantization": "q4_k_m",
-                             "model_id": GGUF_REPO, "model_file_name_template": "gemma-3-270m-{quantization}.gguf"}]}
+            "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_135", "quantization": "q4_1",
+                             "model_id": GGUF_REPO, "model_file_name_template": "SmolLM2-135M-{quantization}.gguf"}]}
     client.register_model("LLM", json.dumps(spec))
-    uid = client.launch_model(model_name="hub-gemma")
+    uid = client.launch_model(model_name="hub-smollm2")
     try:
         out = client.get_model(uid).generate("One, two, three,", {"max_tokens": 4, "temperature": 0})
         assert out["choices"][0]["text"].startswith(" four")
     finally:
         client.terminate_model(uid)
-    fetched = [r for r in hub.requests if r.startswith("GET /google/gemma-3-270m-GGUF/resolve/")]
-    assert fetched and all(r.endswith("gemma-3-270m-q4_k_m.gguf") for r in fetched)
+    fetched = [r for r in hub.requests if r.startswith(f"GET /{GGUF_REPO}/resolve/")]
+    assert fetched and all(r.endswith("SmolLM2-135M-q4_1.gguf") for r in fetched)
 
 
 def test_download_errors_are_one_line(hub_server: ServerProcess) -> None:

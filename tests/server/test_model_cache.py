@@ -16,17 +16,18 @@ from tests.fake_hub import COMMIT, FakeHub
 from tests.server.conftest import ServerProcess
 from xitui.client import Client
 
-REPO = "someone/gemma-3-270m-GGUF"
-FILE = "gemma-3-270m-q4_k_m.gguf"
+#: SmolLM2's GGUF (tests/model_files.py): any GGUF does, this one loads in 0.5 s.
+REPO = "someone/SmolLM2-135M-GGUF"
+FILE = "SmolLM2-135M-q4_1.gguf"
 HF_VARS = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "XDG_CACHE_HOME", "HF_ENDPOINT")
 
 
 def spec(name: str) -> str:
     return json.dumps({"version": 2, "model_name": name, "model_lang": ["en"], "model_ability": ["generate"],
                        "model_family": "other", "context_length": 1024,
-                       "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_27",
-                                        "quantization": "q4_k_m", "model_id": REPO,
-                                        "model_file_name_template": "gemma-3-270m-{quantization}.gguf"}]})
+                       "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_135",
+                                        "quantization": "q4_1", "model_id": REPO,
+                                        "model_file_name_template": "SmolLM2-135M-{quantization}.gguf"}]})
 
 
 def place_in_cache(hub_cache: Path, gguf: Path) -> None:
@@ -56,15 +57,15 @@ def generates(server: ServerProcess, name: str) -> str:
 
 
 @pytest.mark.parametrize("where", ["HF_HOME", "default"])
-def test_a_file_already_in_the_hugging_face_cache_is_used_with_the_network_off(tmp_path: Path, gguf_path: Path,
+def test_a_file_already_in_the_hugging_face_cache_is_used_with_the_network_off(tmp_path: Path, small_gguf: Path,
                                                                                 where: str) -> None:
     home = tmp_path / "home"
     home.mkdir()
     if where == "HF_HOME":
-        place_in_cache(tmp_path / "hf" / "hub", gguf_path)
+        place_in_cache(tmp_path / "hf" / "hub", small_gguf)
         env = clean_env(HF_HOME=str(tmp_path / "hf"), HOME=str(home))
     else:  # ~/.cache/huggingface/hub, what transformers uses when nothing is set
-        place_in_cache(home / ".cache" / "huggingface" / "hub", gguf_path)
+        place_in_cache(home / ".cache" / "huggingface" / "hub", small_gguf)
         env = clean_env(HOME=str(home))
     (tmp_path / "xitui").mkdir()
     # no Hub to reach: nothing listens on port 9
@@ -76,17 +77,18 @@ def test_a_file_already_in_the_hugging_face_cache_is_used_with_the_network_off(t
 
 
 @pytest.fixture
-def hub(tmp_path: Path, gguf_path: Path) -> Iterator[FakeHub]:
+def hub(tmp_path: Path, small_gguf: Path) -> Iterator[FakeHub]:
     repo = tmp_path / "repo"
     repo.mkdir()
-    os.link(gguf_path, repo / FILE)
-    (repo / "gemma-3-270m-q8_0.gguf").write_bytes(b"GGUF" + b"\0" * 4096)  # another quantization: not pulled
+    os.link(small_gguf, repo / FILE)
+    (repo / "SmolLM2-135M-q8_0.gguf").write_bytes(b"GGUF" + b"\0" * 4096)  # another quantization: not pulled
     fake = FakeHub({REPO: repo})
     yield fake
     fake.stop()
 
 
-def test_pull_then_launch_with_the_network_off_then_list_and_remove(tmp_path: Path, hub: FakeHub) -> None:
+def test_pull_then_launch_with_the_network_off_then_list_and_remove(tmp_path: Path, hub: FakeHub,
+                                                                    small_gguf: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "xitui").mkdir()
@@ -111,7 +113,7 @@ def test_pull_then_launch_with_the_network_off_then_list_and_remove(tmp_path: Pa
 
         listed = json.loads(xitui("cache", "list", "--json").stdout)
         assert [(r["repo_id"], r["registrations"]) for r in listed] == [(REPO, ["pulled"])]
-        assert listed[0]["size"] >= 200 * 2**20
+        assert listed[0]["size"] == small_gguf.stat().st_size
         removed = xitui("cache", "remove", "pulled")
         assert removed.returncode == 0 and "freed" in removed.stderr, removed.stderr
         assert json.loads(xitui("cache", "list", "--json").stdout) == []
