@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from tests import model_files
 from tests.support.servers import ServerProcess, configured_server, free_port, scripted_server
 from tests.support.specs import gguf_spec, pytorch_spec
+from xitui.client import Client
 
 __all__ = ["ServerProcess", "configured_server", "free_port", "gguf_spec", "pytorch_spec"]
 
@@ -34,6 +36,12 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     names the engines its launches use in `WARM` (a transformers launch forks in ~5 s, ~11 s cold)."""
     warm = getattr(request.module, "WARM", None)
     srv = ServerProcess(tmp_path_factory.mktemp("server-home"), env={"XITUI_WARM": warm} if warm else None)
+    if warm:  # the module's first launch forks too: a launch while the imports run would start cold (~11 s)
+        client = Client(srv.url)
+        deadline = time.monotonic() + 90
+        while client.status()["warm_worker"]["state"] != "ready":
+            assert time.monotonic() < deadline, "the warm worker never became ready"
+            time.sleep(0.05)
     yield srv
     srv.stop()
 
