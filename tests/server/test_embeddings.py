@@ -15,6 +15,9 @@ from tests.model_files import minilm_dir
 from tests.server.conftest import ServerProcess
 from xitui.client import Client, ClientError, EmbeddingModelHandle
 
+#: Its sentence-transformers launches fork from a warm worker that imported that library (~1 s, against ~6 s cold).
+WARM = "llama.cpp,sentence_transformers"
+
 
 def flat_spec(name: str) -> str:
     """The documentation's flat embedding JSON, pointing at the packaged weights."""

@@ -19,6 +19,9 @@ from xitui.client import Client
 from xitui.core.specs.spec import parse_spec
 from xitui.wizard import CANCELLED, Cancelled, Options, Wizard, run_wizard
 
+#: Its sentence-transformers launches fork from a warm worker that imported that library (~1 s, against ~6 s cold).
+WARM = "llama.cpp,sentence_transformers"
+
 ENTER, DOWN, SPACE, CTRL_C, BACK = "\r", "\x1b[B", " ", "\x03", "<"
 #: At "what now" (all four checked): keep "save", uncheck register, persist and launch.
 SAVE_ONLY = DOWN + SPACE + DOWN + SPACE + DOWN + SPACE + ENTER
