@@ -201,6 +201,11 @@ def main() -> None:
     loaded, failed = preload_when_idle(engines, sock)
     warm.send({"kind": "warm", "engines": loaded, "failed": failed, "seconds": time.perf_counter() - start})
     warm.serve()
+    # the server is gone. Not a normal exit: finalising an interpreter that imported torch and transformers
+    # takes 1.5 s, and every server stop waited for it
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
