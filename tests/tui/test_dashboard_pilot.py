@@ -215,8 +215,9 @@ def test_register_from_a_spec_file_then_unregister(dash_server: ServerProcess, s
         filter_input = app.query_one("#registration-filter", Input)
         filter_input.value = "dash-filed"
         table = app.query_one("#registration-table", DataTable)
-        await until(pilot, lambda: table.row_count == 1, what="the filtered table")
-        assert str(table.get_row_at(0)[2]) == "custom, on request"  # not running: a request naming it loads it
+        # not running: a request naming it loads it (as of the models read after the registrations read)
+        await until(pilot, lambda: table.row_count == 1 and str(table.get_row_at(0)[2]) == "custom, on request",
+                    what="the filtered table")
         app.query_one("#registration-table").focus()
         await pilot.press("u")
         await until(pilot, lambda: app.screen.__class__.__name__ == "ConfirmModal", what="confirmation")

@@ -45,7 +45,7 @@ def fetch(client: Any) -> Snapshot:
     return snap
 
 
-def fetch_registrations(client: Any, loadable: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+def fetch_registrations(client: Any) -> tuple[list[dict[str, Any]], list[str]]:
     """Every type's registrations, and a line for each type that could not be read (blocking). Apart from
     the models read, and type by type: offline, Xinference 4.1 never answers its LLM listing (the read times
     out), which must neither hold the models table nor hide the embedding and rerank registrations."""
@@ -59,10 +59,14 @@ def fetch_registrations(client: Any, loadable: dict[str, Any]) -> tuple[list[dic
         except XituiError as exc:
             failed.append(f"{kind}: " + " ".join(str(exc).split()))
             continue
-        # not running, and a request naming them launches them
-        rows.extend({**item, "model_type": kind, "loads_on_request": item["model_name"] in loadable}
-                    for item in items)
+        rows.extend({**item, "model_type": kind} for item in items)
     return rows, failed
+
+
+def mark_loadable(rows: list[dict[str, Any]], loadable: dict[str, Any]) -> list[dict[str, Any]]:
+    """`rows` with `loads_on_request` (not running, and a request naming it launches it), from the latest
+    models read: a launch or a stop shows in the registrations at the next read, not at theirs."""
+    return [{**row, "loads_on_request": row["model_name"] in loadable} for row in rows]
 
 
 def human_bytes(value: Any) -> str:

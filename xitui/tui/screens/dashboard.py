@@ -3,6 +3,8 @@ server read every second (paused while a modal covers it), and every action the 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +19,7 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from xitui.core.safe_text import safe, safe_line
 from xitui.core.specs.bundled import BUNDLED_ORDER
-from xitui.tui.data import Snapshot, fetch, fetch_registrations, model_detail
+from xitui.tui.data import Snapshot, fetch, fetch_registrations, mark_loadable, model_detail
 from xitui.tui.widgets.chat import ChatPane
 from xitui.tui.widgets.models_table import ModelsTable
 from xitui.tui.widgets.registrations import Registrations
@@ -116,6 +118,9 @@ class DashboardScreen(Screen[None]):
         self._reading_registrations = False
         self.last_snapshot: Snapshot | None = None
         self.registrations: list[dict[str, Any]] = []
+        #: The registrations as last read, and the names that loaded on request when they were last shown.
+        self._read_rows: list[dict[str, Any]] = []
+        self._loadable_shown: set[str] = set()
         self.first_paint: float | None = None
         self._covered = False
         #: A read came due while a modal covered the screen: it is made when the screen shows again.
@@ -171,13 +176,19 @@ class DashboardScreen(Screen[None]):
             return
         self.post_message(DataFetched(snapshot))
 
-    @work(thread=True, exclusive=True, group="registrations")
-    def read_registrations(self, loadable: dict[str, Any], say_failure: bool) -> None:
-        try:
-            rows, failed = fetch_registrations(self.poll_client, loadable)
-        except Exception as exc:  # noqa: BLE001 - as above
-            rows, failed = [], [_one_line(exc)]
-        self.post_message(RegistrationsFetched(rows, failed, say_failure))
+    def read_registrations(self, say_failure: bool) -> None:
+        """Read the registrations on a thread of its own. Not a Textual worker: quitting waits for those, and
+        this read may be waiting out a read timeout (Xinference's LLM listing) that nobody needs any more."""
+
+        def read() -> None:
+            try:
+                rows, failed = fetch_registrations(self.poll_client)
+            except Exception as exc:  # noqa: BLE001 - as above
+                rows, failed = [], [_one_line(exc)]
+            with contextlib.suppress(RuntimeError):  # the dashboard has closed (and its event loop with it)
+                self.post_message(RegistrationsFetched(rows, failed, say_failure))
+
+        threading.Thread(target=read, daemon=True, name="read-registrations").start()
 
     @on(DataFetched)
     def _fetched(self, message: DataFetched) -> None:
@@ -186,7 +197,7 @@ class DashboardScreen(Screen[None]):
         if due and not self._reading_registrations:
             self._reading_registrations = True
             # a change made while this read runs asks again: the next read after it shows the change
-            self.read_registrations(message.snapshot.loadable, say_failure=self.want_registrations)
+            self.read_registrations(say_failure=self.want_registrations)
             self.want_registrations = False
         self.show_snapshot(message.snapshot)
         if self.down is not None:
@@ -200,8 +211,13 @@ class DashboardScreen(Screen[None]):
         if message.failed and message.say_failure:  # said once: the next tries come with the periodic reads
             self.notify(f"registrations not read: {'; '.join(message.failed)}", severity="warning")
         if message.rows or not message.failed:
-            self.registrations = message.rows
-            self.query_one(Registrations).show(message.rows)
+            self._read_rows = message.rows
+            self._show_registrations()
+
+    def _show_registrations(self) -> None:
+        loadable = self.last_snapshot.loadable if self.last_snapshot is not None else {}
+        self.registrations = mark_loadable(self._read_rows, loadable)
+        self.query_one(Registrations).show(self.registrations)
 
     @on(DataFailed)
     def _failed(self, message: DataFailed) -> None:
@@ -221,9 +237,12 @@ class DashboardScreen(Screen[None]):
         self._show_detail()
         self.query_one(ChatPane).show_models(snapshot.models, snapshot.loadable)
         self.query_one(Resources).show(snapshot.resources)
-        if snapshot.registrations is not None:
+        if snapshot.registrations is not None:  # given whole (snapshot tests)
             self.registrations = snapshot.registrations
             self.query_one(Registrations).show(snapshot.registrations)
+        elif self._read_rows and set(snapshot.loadable) != self._loadable_shown:
+            self._show_registrations()
+        self._loadable_shown = set(snapshot.loadable)
         if self.first_paint is None:
             self.first_paint = time.monotonic()
 
