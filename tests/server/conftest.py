@@ -63,3 +63,27 @@ def gemma_pt_dir(gguf_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_pt_dir(gguf_path: Path) -> Path:
     return model_files.tiny_pt_dir()
+
+
+#: The chat template the transformers Gemma below answers with (the base model has none of its own).
+TORCH_TEMPLATE = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}<assistant>"
+
+
+@pytest.fixture(scope="session")
+def torch_gemma(tmp_path_factory: pytest.TempPathFactory, gemma_pt_dir: Path) -> Iterator[tuple[ServerProcess, str]]:
+    """One server with the Gemma 3 safetensors running on transformers (4 slots, a chat template, tools), shared
+    by the batching and structured-output tests of that engine: its server, warm, and its launch take ~9 s."""
+    srv = ServerProcess(tmp_path_factory.mktemp("torch-home"), env={"XITUI_WARM": "llama.cpp,transformers"})
+    try:
+        client = Client(srv.url)
+        deadline = time.monotonic() + 90
+        while client.status()["warm_worker"]["state"] != "ready":
+            assert time.monotonic() < deadline, "the warm worker never became ready"
+            time.sleep(0.05)
+        spec = pytorch_spec("torch-gemma", gemma_pt_dir, version=2, chat_template=TORCH_TEMPLATE,
+                            model_ability=["generate", "chat", "tools"])
+        client.register_model("LLM", spec.replace('"quantizations": ["4-bit", "8-bit", "none"]', '"quantization": "none"'))
+        uid = client.launch_model(model_name="torch-gemma", model_format="pytorch", n_parallel=4)
+        yield srv, uid
+    finally:
+        srv.stop()

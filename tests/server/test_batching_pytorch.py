@@ -6,28 +6,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.server.conftest import ServerProcess, pytorch_spec
-from tests.support.models import launched
+from tests.server.conftest import ServerProcess
 from xitui.client import Client
-
-#: Its launches are transformers launches: the warm worker imports that engine, so they fork.
-WARM = "llama.cpp,transformers"
 
 PROMPTS = ["Once upon a time,", "The capital of France is", "1, 2, 3, 4,", "My favourite food is"]
 
 
 @pytest.fixture(scope="module")
-def batched(server: ServerProcess, gemma_pt_dir: Path) -> Iterator[str]:
-    client = Client(server.url)
-    spec = pytorch_spec("pt-batched", gemma_pt_dir)
-    with launched(client, "pt-batched", spec, quantization="none", n_parallel=4) as uid:
-        yield uid
+def server(torch_gemma: tuple[ServerProcess, str]) -> ServerProcess:
+    return torch_gemma[0]
+
+
+@pytest.fixture(scope="module")
+def batched(torch_gemma: tuple[ServerProcess, str]) -> str:
+    """The shared transformers Gemma (tests/server/conftest.py), 4 slots."""
+    return torch_gemma[1]
 
 
 def test_a_request_alone_writes_what_generate_writes(server: ServerProcess, batched: str, gemma_pt_dir: Path) -> None:

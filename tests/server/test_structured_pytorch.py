@@ -6,32 +6,24 @@ way for either engine.)"""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import ServerProcess, pytorch_spec
+from tests.server.conftest import ServerProcess
 from tests.server.test_structured import Person, Primes, Sky
 from tests.server.test_tools import WEATHER
 from xitui.client import Client
 
-#: Its launches are transformers launches: the warm worker imports that engine, so they fork.
-WARM = "llama.cpp,transformers"
 
-TEMPLATE = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}<assistant>"
+@pytest.fixture(scope="module")
+def server(torch_gemma: tuple[ServerProcess, str]) -> ServerProcess:
+    return torch_gemma[0]
 
 
 @pytest.fixture(scope="module")
-def formed(server: ServerProcess, gemma_pt_dir: Path) -> Iterator[str]:
-    client = Client(server.url)
-    client.register_model("LLM", pytorch_spec("gemma-formed", gemma_pt_dir, version=2, chat_template=TEMPLATE,
-                                              model_ability=["generate", "chat", "tools"]).replace(
-        '"quantizations": ["4-bit", "8-bit", "none"]', '"quantization": "none"'))
-    uid = client.launch_model(model_name="gemma-formed", model_format="pytorch")
-    yield uid
-    client.terminate_model(uid)
-    client.unregister_model("LLM", "gemma-formed")
+def formed(torch_gemma: tuple[ServerProcess, str]) -> str:
+    """The shared transformers Gemma (tests/server/conftest.py): a chat template, tools."""
+    return torch_gemma[1]
 
 
 @pytest.mark.parametrize("schema", [Person, Sky, Primes], ids=["nested", "enum", "array-bounds"])
