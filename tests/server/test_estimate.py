@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from tests.conftest import run_env, xitui_cmd
-from tests.server.conftest import ServerProcess, gguf_spec, pytorch_spec
+from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client, ClientError
 from xitui.core.machine.estimate import estimate
 
@@ -54,17 +54,15 @@ def test_gguf_estimate_is_within_a_quarter_of_the_worker_memory(server: ServerPr
         client.terminate_model(uid)
 
 
-def test_pytorch_estimate_is_within_a_quarter_of_the_worker_memory(server: ServerProcess, gemma_pt_dir: Path) -> None:
-    client = Client(server.url)
-    client.register_model("LLM", pytorch_spec("fit-pt", gemma_pt_dir))
-    uid = client.launch_model(model_name="fit-pt", quantization="none")
-    try:
-        est = client.describe_model(uid)["estimate"]
-        assert est["engine"] == "transformers" and est["weights"] == 268_098_176 * 4  # float32 on the CPU
-        predicted, used = _measured(client, uid)
-        assert abs(predicted - used) <= 0.25 * used, (predicted, used)
-    finally:
-        client.terminate_model(uid)
+def test_pytorch_estimate_is_within_a_quarter_of_the_worker_memory(torch_gemma: tuple[ServerProcess, str]) -> None:
+    """On the shared transformers Gemma (tests/server/conftest.py; 4 slots): a worker that imported torch itself
+    or was forked from one that had holds the same pages (measured: 1.996 GB predicted, 1.971 GB resident)."""
+    srv, uid = torch_gemma
+    client = Client(srv.url)
+    est = client.describe_model(uid)["estimate"]
+    assert est["engine"] == "transformers" and est["weights"] == 268_098_176 * 4  # float32 on the CPU
+    predicted, used = _measured(client, uid)
+    assert abs(predicted - used) <= 0.25 * used, (predicted, used)
 
 
 def test_a_launch_that_cannot_fit_is_refused_with_what_would(server: ServerProcess, gguf_path: Path) -> None:
