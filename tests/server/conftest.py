@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,11 +36,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     warm = getattr(request.module, "WARM", None)
     srv = ServerProcess(tmp_path_factory.mktemp("server-home"), env={"XITUI_WARM": warm} if warm else None)
     if warm:  # the module's first launch forks too: a launch while the imports run would start cold (~11 s)
-        client = Client(srv.url)
-        deadline = time.monotonic() + 90
-        while client.status()["warm_worker"]["state"] != "ready":
-            assert time.monotonic() < deadline, "the warm worker never became ready"
-            time.sleep(0.05)
+        srv.wait_warm()
     yield srv
     srv.stop()
 
@@ -75,11 +70,8 @@ def torch_gemma(tmp_path_factory: pytest.TempPathFactory, gemma_pt_dir: Path) ->
     by the batching and structured-output tests of that engine: its server, warm, and its launch take ~9 s."""
     srv = ServerProcess(tmp_path_factory.mktemp("torch-home"), env={"XITUI_WARM": "llama.cpp,transformers"})
     try:
+        srv.wait_warm()
         client = Client(srv.url)
-        deadline = time.monotonic() + 90
-        while client.status()["warm_worker"]["state"] != "ready":
-            assert time.monotonic() < deadline, "the warm worker never became ready"
-            time.sleep(0.05)
         spec = pytorch_spec("torch-gemma", gemma_pt_dir, version=2, chat_template=TORCH_TEMPLATE,
                             model_ability=["generate", "chat", "tools"])
         client.register_model("LLM", spec.replace('"quantizations": ["4-bit", "8-bit", "none"]', '"quantization": "none"'))

@@ -61,6 +61,15 @@ class ServerProcess:
                 time.sleep(0.02)
         raise RuntimeError("server did not start")
 
+    def wait_warm(self, seconds: float = 90) -> None:
+        """Until the warm worker has imported its engines: a launch before then starts cold."""
+        import httpx
+
+        deadline = time.monotonic() + seconds
+        while httpx.get(f"{self.url}/status", timeout=10).json()["warm_worker"]["state"] != "ready":
+            assert time.monotonic() < deadline, "the warm worker never became ready"
+            time.sleep(0.05)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

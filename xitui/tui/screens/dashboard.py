@@ -118,9 +118,8 @@ class DashboardScreen(Screen[None]):
         self._reading_registrations = False
         self.last_snapshot: Snapshot | None = None
         self.registrations: list[dict[str, Any]] = []
-        #: The registrations as last read, and the names that loaded on request when they were last shown.
+        #: The registrations as last read (`registrations` adds whether each loads on request).
         self._read_rows: list[dict[str, Any]] = []
-        self._loadable_shown: set[str] = set()
         self.first_paint: float | None = None
         self._covered = False
         #: A read came due while a modal covered the screen: it is made when the screen shows again.
@@ -232,6 +231,7 @@ class DashboardScreen(Screen[None]):
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         """Put a reading on screen (also how snapshot tests give fixed data)."""
+        before = self.last_snapshot.loadable if self.last_snapshot is not None else {}
         self.last_snapshot = snapshot
         self.query_one(ModelsTable).show(snapshot)
         self._show_detail()
@@ -240,9 +240,8 @@ class DashboardScreen(Screen[None]):
         if snapshot.registrations is not None:  # given whole (snapshot tests)
             self.registrations = snapshot.registrations
             self.query_one(Registrations).show(snapshot.registrations)
-        elif self._read_rows and set(snapshot.loadable) != self._loadable_shown:
+        elif self._read_rows and snapshot.loadable.keys() != before.keys():
             self._show_registrations()
-        self._loadable_shown = set(snapshot.loadable)
         if self.first_paint is None:
             self.first_paint = time.monotonic()
 
