@@ -73,9 +73,7 @@ def test_download_shows_progress_then_a_relaunch_needs_no_network(hub: FakeHub, 
                               envs={"HF_ENDPOINT": "http://127.0.0.1:9"})
     assert len(client.get_model(uid).create_embedding("from cache")["data"][0]["embedding"]) == 384
     client.terminate_model(uid)
-    offline = client.launch_model(model_name="hub-minilm", model_type="embedding", envs={"HF_HUB_OFFLINE": "1"})
-    client.terminate_model(offline)
-    assert len(hub.requests) == asked
+    assert len(hub.requests) == asked  # (HF_HUB_OFFLINE with a cached model: tests/server/test_model_cache.py)
 
 
 def test_gguf_download_fetches_only_the_named_file(hub: FakeHub, hub_server: ServerProcess) -> None:

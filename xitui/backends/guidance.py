@@ -267,18 +267,23 @@ def llama_tokenizer(vocab: Any) -> Any:
     from llguidance import LLTokenizer
 
     n = llama_cpp.llama_vocab_n_tokens(vocab)
-    to_piece, attr_of, is_end = llama_cpp.llama_token_to_piece, llama_cpp.llama_vocab_get_attr, \
-        llama_cpp.llama_vocab_is_eog
+    # llama.cpp's own functions, not llama-cpp-python's wrappers, and `string_at` for just the piece's bytes
+    # (`buf.raw` copies the whole buffer): 262k tokens of Gemma's vocabulary in 0.3 s instead of 0.9 s
+    lib = llama_cpp.llama_cpp._lib
+    to_piece, attr_of, is_end = lib.llama_token_to_piece, lib.llama_vocab_get_attr, lib.llama_vocab_is_eog
     control, user = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL, llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
-    size = 16 * 1024
-    buf = ctypes.create_string_buffer(size + 1)
+    piece_of, size = ctypes.string_at, 1024
+    buf = ctypes.create_string_buffer(size)
     tokens: list[bytes] = []
     ends: list[int] = []
     for token in range(n):
         got = to_piece(vocab, token, buf, size, 0, True)
-        if got < 0:
-            raise ValueError(f"token {token} does not fit {size} bytes")
-        text = buf.raw[:got]
+        if got < 0:  # a piece longer than the buffer: the size it needs
+            big = ctypes.create_string_buffer(-got)
+            got = to_piece(vocab, token, big, -got, 0, True)
+            text = piece_of(big, got)
+        else:
+            text = piece_of(buf, got)
         attr = attr_of(vocab, token)
         if attr & control or (attr & user and text.startswith(b"<") and text.endswith(b">")):
             text = b"\xff" + text
