@@ -98,3 +98,19 @@ def test_help_imports_no_heavy_library() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in result.stdout, result.stdout
     assert "validate" in result.stdout
+
+
+def test_validate_warns_about_what_is_legal_but_likely_wrong(tmp_path: Path) -> None:
+    seed = json.loads((EXAMPLES / "custom-llama-2.json").read_text())
+    seed["model_family"] = "llama-2-chat"  # a chat family declared generate-only
+    del seed["prompt_style"]
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(seed))
+    result = xitui("validate", str(path))
+    assert result.returncode == 0 and json.loads(result.stdout)["model_family"] == "llama-2-chat"
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: model_ability: llama-2-chat is a chat family but the spec says generate only: "
+                        "its models answer turns, not raw text; add 'chat'"]
+    del seed["model_family"]
+    path.write_text(json.dumps(seed))
+    assert "warning: model_family: not given, so 'other'" in xitui("validate", str(path)).stderr

@@ -99,8 +99,11 @@ def test_builtin_family_brings_its_prompt_style() -> None:
     spec["model_family"] = "llama-2-chat"
     spec["model_ability"] = ["chat"]
     family = parse_llm(spec)
-    assert family.prompt_style is not None and family.prompt_style.style_name == "LLAMA2"
+    # the family's style is what the model reads when its files have no template (the model's own comes first)
+    assert family.prompt_style is None
+    assert family.family_style is not None and family.family_style.style_name == "LLAMA2"
     assert family.stop == ["</s>"]
+    assert "family_style" not in family.registration()
 
 
 def test_gguf_file_uri_needs_no_template(tmp_path) -> None:

@@ -98,7 +98,12 @@ def test_register_takes_the_spec_as_an_argument_and_guesses_its_type(server: Ser
     assert "guessed-rr" in xitui(server, "registrations", "-t", "rerank", "--custom").stdout
     piped = xitui(server, "register", "-", stdin=gguf_spec("guessed-llm", gguf_path))
     assert "registered LLM model guessed-llm" in piped.stderr
-    for kind, name in (("rerank", "guessed-rr"), ("LLM", "guessed-llm")):
+    # legal but likely wrong (a chat family declared generate-only): registered, with a warning
+    warned = xitui(server, "register", "-", stdin=gguf_spec("warned-llm", gguf_path, model_family="llama-2-chat",
+                                                            model_ability=["generate"]))
+    assert warned.returncode == 0 and "registered LLM model warned-llm" in warned.stderr
+    assert "warning: model_ability: llama-2-chat is a chat family" in warned.stderr
+    for kind, name in (("rerank", "guessed-rr"), ("LLM", "guessed-llm"), ("LLM", "warned-llm")):
         xitui(server, "unregister", "-t", kind, "--model-name", name)
 
 

@@ -117,3 +117,10 @@ def test_step_names_are_unique_and_jumps_name_real_steps():
     names = [s.name for s in steps()]
     assert len(names) == len(set(names))
     assert {"abilities"} <= set(names)  # ask_abilities jumps to itself by name
+
+
+def test_every_ability_a_spec_may_name_is_offered_with_its_meaning():
+    from xitui.core.specs.names import LLM_ABILITIES
+    from xitui.wizard.steps import ABILITY_NOTES
+
+    assert list(ABILITY_NOTES) == list(LLM_ABILITIES) and all(ABILITY_NOTES.values())

@@ -45,6 +45,10 @@ def register(
     kind = model_type or guess_model_type(data)
     connect(endpoint, api_key).register_model(kind, data.decode("utf-8", errors="replace"), persist=persist)
     output.info(f"registered {kind} model {name}" + (" (persisted)" if persist else ""))
+    from xitui.core.specs.advice import spec_advice
+
+    for line in spec_advice(kind, data):
+        output.warning(line)
 
 
 def registrations(

@@ -44,6 +44,10 @@ def validate(
     registration = spec.registration()
     registration.pop("is_builtin", None)
     output.print_json(registration)
+    from xitui.core.specs.advice import spec_advice
+
+    for line in spec_advice(kind, data):
+        output.warning(line)
     formats = {s.get("model_format") for s in registration["model_specs"]}
     if "ggmlv3" in formats:
         output.info(

@@ -236,9 +236,11 @@ class Client:
 def xinference_spec(model_type: str, model: str) -> str:
     """A spec as Xinference 4 takes it: parsed and checked with xitui's rules (so bad input gets xitui's
     one-line errors), then the version 2 form without the fields only xitui knows."""
-    from xitui.core.specs.spec import parse_spec
+    from xitui.core.specs.spec import normalise_model_type, parse_llm, parse_spec
 
-    data = parse_spec(model_type, model).registration()
+    kind = normalise_model_type(model_type)
+    # the cluster judges model_family: it knows its own families, and never refuses one xitui does not know
+    data = (parse_llm(model, families=False) if kind == "LLM" else parse_spec(kind, model)).registration()
     for key in ("is_builtin", "persisted", "prompt_style"):
         data.pop(key, None)
     return json.dumps(data)

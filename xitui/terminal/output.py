@@ -31,6 +31,11 @@ def error(message: str) -> None:
     sys.stderr.write(f"error: {safe_line(message)}\n")
 
 
+def warning(message: str) -> None:
+    """One line on stderr: legal, but likely not what was meant."""
+    sys.stderr.write(f"warning: {safe_line(message)}\n")
+
+
 def info(message: str) -> None:
     sys.stderr.write(f"{safe(str(message))}\n")
 

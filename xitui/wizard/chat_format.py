@@ -164,7 +164,7 @@ def rendered_sample(w: Wizard) -> str:
         style = get_style(style)
     elif isinstance(style, dict):  # a spec's full prompt_style object
         style = PromptStyle(**style)
-    family = SimpleNamespace(chat_template=w.draft.get("chat_template"), prompt_style=style,
+    family = SimpleNamespace(chat_template=w.draft.get("chat_template"), prompt_style=style, family_style=None,
                              model_name=w.draft.get("model_name"))
     facts = w.draft.inspection.facts if w.draft.inspection else {}
     return conversation_prompt(family, None, SAMPLE_CONVERSATION, facts.get("bos_token") or "",

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from xitui.core.errors import SpecError, XituiError
+from xitui.core.specs.advice import spec_advice
 from xitui.core.specs.spec import parse_spec
 from xitui.wizard.ask import Choice
 from xitui.wizard.context import Wizard
@@ -80,9 +81,12 @@ def review(w: Wizard) -> Any:
     spec = w.draft.spec()
     model_type = w.draft.model_type or "LLM"
     problems = problems_of(spec, model_type)
+    advice = [] if problems else spec_advice(model_type, spec)
     if w.ask.yes:
         if problems:
             raise XituiError("the proposed spec does not validate: " + "; ".join(problems))
+        for line in advice:
+            w.say(f"warning: {line}", style="yellow")
         return None
     from rich.syntax import Syntax
 
@@ -103,6 +107,8 @@ def review(w: Wizard) -> Any:
         w.say(f"back to the question that owns {problems[0].split(':')[0]}", style="yellow")
         return Jump(target)
     w.say(f"ok: a valid {model_type} spec", style="green")
+    for line in advice:
+        w.say(f"warning: {line}", style="yellow")
     owned = editable(w.steps, w)
     choices = [Choice("continue", "continue")] + [Choice(f"change the {label}", name) for name, label in owned]
     answer = w.ask.select("Review", choices, "continue")

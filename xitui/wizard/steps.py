@@ -250,10 +250,16 @@ def ask_family(w: Wizard) -> Any:
     return None
 
 
+#: What each ability means, as the abilities question shows it.
+ABILITY_NOTES = {"generate": "complete text", "chat": "conversations (needs a chat format)", "tools": "function calls",
+                 "vision": "images", "reasoning": "thinks before answering",
+                 "hybrid": "thinking that a request can switch off", "embed": "vectors from the LLM itself (GGUF)",
+                 "audio": "sound in (a Xinference cluster serves it; xitui refuses it)",
+                 "omni": "text, images and sound (xitui serves the text)"}
+
+
 def ask_abilities(w: Wizard) -> Any:
-    notes = {"generate": "complete text", "chat": "conversations (needs a chat format)", "tools": "function calls",
-             "vision": "images", "reasoning": "thinks before answering"}
-    answer = w.ask.checkbox("Abilities", [Choice(a, a, notes[a]) for a in LLM_ABILITIES],
+    answer = w.ask.checkbox("Abilities", [Choice(a, a, ABILITY_NOTES[a]) for a in LLM_ABILITIES],
                             w.draft.get("model_ability", ["generate"]), origin=w.draft.origin("model_ability"),
                             field="model_ability")
     if not {"generate", "chat"} & set(answer):

@@ -154,7 +154,10 @@ class Worker:
             if "tools" in self.family.model_ability:
                 from xitui.worker.tools import tool_format
 
-                info["tool_format"] = tool_format(self.family, self.backend.model_chat_template)
+                try:
+                    info["tool_format"] = tool_format(self.family, self.backend.model_chat_template)
+                except RequestError:
+                    info["tool_format"] = f"{self.family.tool_parser} (not read by xitui: no tools)"
         stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in clock.seconds.items())
         facts = dict(info)
         told = ", ".join(f"{key} {facts[key]}" for key in LOADED_FIELDS if facts.get(key) not in (None, ""))

@@ -18,11 +18,17 @@ def template_in_use(family: LLMFamily, model_template: str | None) -> str | None
     """The Jinja template a conversation is rendered with (None: a prompt style renders it)."""
     if family.chat_template:
         return family.chat_template
-    return None if family.prompt_style is not None else model_template
+    if family.prompt_style is not None:
+        return None
+    return model_template  # (or, without one, the family's prompt style)
 
 
 def tool_format(family: LLMFamily, model_template: str | None) -> str:
-    return tool_calls.detect(template_in_use(family, model_template), family.tool_parser)
+    """The syntax this model writes calls in; a RequestError for a tool parser xitui does not read."""
+    try:
+        return tool_calls.detect(template_in_use(family, model_template), family.tool_parser)
+    except XituiError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def prepare(req: wire.ChatRequest, family: LLMFamily, model_template: str | None, backend: Backend,
@@ -35,15 +41,16 @@ def prepare(req: wire.ChatRequest, family: LLMFamily, model_template: str | None
     messages = req["messages"]
     tools = req.get("tools") or None
     choice = req.get("tool_choice") or "auto"
-    fmt = tool_format(family, model_template)
     template = template_in_use(family, model_template)
     takes = tool_calls.template_takes_tools(template)
     history_has_tools = any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
     if not tools or choice == "none":
-        if history_has_tools:
-            return (tool_calls.template_messages(messages) if takes else
-                    tool_calls.plain_messages(messages, None, fmt)), {}, None
-        return messages, {}, None
+        if not history_has_tools:
+            return messages, {}, None
+        if takes:
+            return tool_calls.template_messages(messages), {}, None
+        return tool_calls.plain_messages(messages, None, tool_format(family, model_template)), {}, None
+    fmt = tool_format(family, model_template)
     extra: dict[str, Any] = {}
     if takes:
         extra["tools"] = tools

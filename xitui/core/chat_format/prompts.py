@@ -490,18 +490,23 @@ class ChatFormatOwner(Protocol):
     def chat_template(self) -> str | None: ...
     @property
     def prompt_style(self) -> PromptStyle | None: ...
+    @property
+    def family_style(self) -> PromptStyle | None: ...
 
 
 def conversation_prompt(family: ChatFormatOwner, model_template: str | None, messages: Sequence[Mapping[str, Any]],
                         bos: str = "", eos: str = "", **extra: Any) -> str:
     """The prompt a model sees for a conversation: the spec's chat_template, else its prompt style, else the
-    model's own template. What the server renders for every chat request, and what the wizard previews."""
+    model's own template, else the style of the spec's family. What the server renders for every chat request,
+    and what the wizard previews."""
     if family.chat_template:
         return render_chat_template(family.chat_template, messages, bos_token=bos, eos_token=eos, **extra)
     if family.prompt_style is not None:
         return render_prompt(family.prompt_style, messages)
     if model_template:
         return render_chat_template(model_template, messages, bos_token=bos, eos_token=eos, **extra)
+    if family.family_style is not None:
+        return render_prompt(family.family_style, messages)
     raise PromptError(
         f"model {family.model_name!r} has no chat format: add \"prompt_style\" (see `xitui styles`) "
         "or \"chat_template\" to its spec"
@@ -516,4 +521,6 @@ def chat_format(family: ChatFormatOwner, model_template: str | None) -> str | No
         return f"prompt style {family.prompt_style.style_name}"
     if model_template:
         return "the model's own chat template"
+    if family.family_style is not None:
+        return f"prompt style {family.family_style.style_name} (its family's: the model has no template)"
     return None

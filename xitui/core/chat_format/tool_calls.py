@@ -33,6 +33,10 @@ _T = TypeVar("_T", bound=Mapping[str, Any])
 PARSERS = {"hermes": "hermes", "qwen": "hermes", "glm4": "hermes", "minicpm5": "hermes",
            "llama3": "llama3", "mistral": "mistral", "gemma": "gemma", "functiongemma": "functiongemma"}
 FORMATS = ("hermes", "mistral", "llama3", "gemma", "functiongemma")
+#: Xinference 4's other tool parsers: a spec may name them (it registers, and a real Xinference cluster runs
+#: it); xitui does not read their syntax yet, so a request with tools to such a model is refused.
+UNREAD_PARSERS = frozenset({"deepseek-r1", "deepseek_v3", "deepseek-v3.1", "deepseek-v3.2", "deepseek-v4",
+                            "deepseek-v4.1", "glm5", "kimi-k3", "minimax", "minimax_m3"})
 #: Where a call starts and ends in the answer, per format (llama3's is the whole answer).
 MARKERS = {"hermes": ("<tool_call>", "</tool_call>"), "mistral": ("[TOOL_CALLS]", None), "llama3": ("{", None),
            **{fmt: tokens[:2] for fmt, tokens in gemma_calls.TOKENS.items()}}
@@ -41,6 +45,9 @@ MARKERS = {"hermes": ("<tool_call>", "</tool_call>"), "mistral": ("[TOOL_CALLS]"
 def detect(template: str | None, parser: str | None = None) -> str:
     """The format a model writes calls in: the spec's `tool_parser`, else what its template shows."""
     if parser:
+        if parser.lower() in UNREAD_PARSERS:
+            raise XituiError(f"tools: xitui does not read {parser!r} tool calls yet (the spec's tool_parser; "
+                             f"it reads: {', '.join(sorted(PARSERS))}): send the request without tools")
         return PARSERS.get(parser.lower(), "hermes")
     text = template or ""
     for fmt, (start, _, _) in gemma_calls.TOKENS.items():

@@ -11,7 +11,14 @@ from typing import Any
 
 
 def _load(name: str) -> list[dict[str, Any]]:
-    return json.loads(resources.files("xitui.core").joinpath(f"data/{name}").read_text("utf-8"))
+    data = json.loads(resources.files("xitui.core").joinpath(f"data/{name}").read_text("utf-8"))
+    return data["families"] if isinstance(data, dict) else data
+
+
+def source() -> str:
+    """Where the LLM family catalog's facts come from (scripts/catalog-from-xinference writes it)."""
+    data = json.loads(resources.files("xitui.core").joinpath("data/llm_families.json").read_text("utf-8"))
+    return str(data.get("source", "xitui")) if isinstance(data, dict) else "xitui"
 
 
 @cache
@@ -56,6 +63,18 @@ def is_builtin_name(name: str) -> bool:
 
 def is_builtin_family(name: str) -> bool:
     return name.lower() in raw_llms()
+
+
+def family_abilities(family: str) -> list[str]:
+    """What a builtin family's models do (its `model_ability`), [] for an unknown family."""
+    item = raw_llms().get(family.lower())
+    return list(item.get("model_ability") or []) if item else []
+
+
+def family_stops(family: str) -> tuple[list[str] | None, list[int] | None]:
+    """A builtin family's own stop words and token ids (None where the catalog has none)."""
+    item = raw_llms().get(family.lower()) or {}
+    return item.get("stop"), item.get("stop_token_ids")
 
 
 def family_prompt_style(family: str) -> str | None:

@@ -31,7 +31,7 @@ _SUBDIR = {"LLM": "llm", "embedding": "embedding", "rerank": "rerank"}
 @cache
 def builtin_llms() -> dict[str, ModelSpec]:
     """The catalog's LLM families, parsed once."""
-    return {key: parse_llm(raw, builtin=True) for key, raw in catalog.raw_llms().items()}
+    return {key: parse_llm(raw, builtin=True) for key, raw in catalog.raw_llms().items() if raw["model_specs"]}
 
 
 @cache

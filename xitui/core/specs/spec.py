@@ -13,7 +13,7 @@ import re
 import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from xitui.core.chat_format import tool_calls
 from xitui.core.chat_format.prompts import PromptStyle, get_style, renderable_style_names
@@ -75,6 +75,9 @@ class LLMFamily(_Model):
     stop: list[str] | None = None
     #: xitui keeps the documented prompt style when a spec gave one (Xinference 4.x dropped the field).
     prompt_style: PromptStyle | None = None
+    #: The style of the builtin family the spec names: what the model reads when neither the spec nor the
+    #: model's files give a chat format (not part of the registration: it comes from the family each parse).
+    family_style: PromptStyle | None = Field(default=None, exclude=True)
     #: How the model writes tool calls (Xinference's field: hermes, qwen, llama3, mistral...; default: read
     #: from the chat template, see core/chat_format/tool_calls.py).
     tool_parser: str | None = None
@@ -522,8 +525,9 @@ def _check_version(c: _Checker, data: dict[str, Any], guess: int) -> int:
     return version
 
 
-def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False) -> LLMFamily:
-    """Parse an LLM spec in either form; raise SpecError listing every problem."""
+def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False, families: bool = True) -> LLMFamily:
+    """Parse an LLM spec in either form; raise SpecError listing every problem. `families=False` leaves
+    `model_family` to the server that will run the spec (a real Xinference judges its own families)."""
     data = _load_object(source)
     c = _Checker()
     specs_raw = data.get("model_specs")
@@ -549,8 +553,10 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False) ->
         c.fail("model_ability", "must include 'generate' or 'chat'")
     description = c.text(data, "model_description", "model_description", empty_ok=True)
     family = c.text(data, "model_family", "model_family", default="other")
-    if family is not None and family != "other" and not catalog.is_builtin_family(family) and not builtin:
-        c.fail("model_family", f"{family!r} is not a builtin family; use a builtin family name or 'other'")
+    if (family is not None and family != "other" and not catalog.is_builtin_family(family) and not builtin
+            and families):
+        c.fail("model_family", f"{family!r} is not a builtin family; use a builtin family name or 'other' "
+                               "(`xitui registrations` lists them)")
 
     specs: list[LLMSpec] = []
     if specs_raw is None:
@@ -573,20 +579,27 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False) ->
     stop = c.str_list(data, "stop", "stop", most=64)
     stop_ids = c.int_list(data, "stop_token_ids", "stop_token_ids")
     tool_parser = c.text(data, "tool_parser", "tool_parser")
-    if tool_parser is not None and tool_parser.lower() not in tool_calls.PARSERS:
-        c.fail("tool_parser", f"{tool_parser!r} is not a format xitui reads (it reads: "
+    if tool_parser is not None and tool_parser.lower() not in {*tool_calls.PARSERS, *tool_calls.UNREAD_PARSERS}:
+        c.fail("tool_parser", f"{tool_parser!r} is not a tool parser xitui or Xinference knows (xitui reads: "
                               f"{', '.join(sorted(tool_calls.PARSERS))})")
     reasoning = [c.text(data, key, key) for key in ("reasoning_start_tag", "reasoning_end_tag")]
     if c.problems:
         raise SpecError(c.problems)
 
-    # A builtin family brings its own prompt style when the spec names none.
+    # A builtin family brings its prompt style: for a model without a template of its own (the model's files
+    # are read at launch), and its stop words when the spec names none.
+    family_style = None
     if style is None and chat_template is None and family and family != "other":
-        family_style = catalog.family_prompt_style(family)
-        style = get_style(family_style) if family_style else None
-    if style is not None:
-        stop = stop if stop is not None else style.stop
-        stop_ids = stop_ids if stop_ids is not None else style.stop_token_ids
+        style_name = catalog.family_prompt_style(family)
+        family_style = get_style(style_name) if style_name else None
+    if style is None and family and family != "other" and catalog.is_builtin_family(family):
+        family_stop, family_ids = catalog.family_stops(family)
+        stop = stop if stop is not None else (family_stop or None)
+        stop_ids = stop_ids if stop_ids is not None else (family_ids or None)
+    words = style or family_style
+    if words is not None:
+        stop = stop if stop is not None else words.stop
+        stop_ids = stop_ids if stop_ids is not None else words.stop_token_ids
     return LLMFamily(
         version=2,
         context_length=context_length or 2048,
@@ -600,6 +613,7 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False) ->
         stop_token_ids=stop_ids,
         stop=stop,
         prompt_style=style,
+        family_style=family_style,
         tool_parser=tool_parser.lower() if tool_parser else None,
         reasoning_start_tag=reasoning[0],
         reasoning_end_tag=reasoning[1],
