@@ -262,10 +262,10 @@ def test_a_tool_parser_xitui_cannot_read_refuses_tools_and_still_chats(scripted,
     spec = scripted_spec("glm5-like", tmp_path / "glm5", RULES, abilities=["chat", "tools"],
                          model_family="glm-5", tool_parser="glm5")
     client = Client(scripted.url)
-    with launched(client, "glm5-like", spec, model_engine="scripted") as uid:
-        with httpx.Client(base_url=scripted.url, timeout=60) as h:
-            refused = h.post("/v1/chat/completions", json={"model": uid, "messages": QUESTION, "tools": [WEATHER]})
-            assert refused.status_code == 400, refused.text
-            assert refused.json()["detail"].startswith("tools: xitui does not read 'glm5' tool calls yet")
-            plain = h.post("/v1/chat/completions", json={"model": uid, "messages": QUESTION})
-            assert plain.status_code == 200 and plain.json()["choices"][0]["message"]["content"]
+    with launched(client, "glm5-like", spec, model_engine="scripted") as uid, \
+            httpx.Client(base_url=scripted.url, timeout=60) as h:
+        refused = h.post("/v1/chat/completions", json={"model": uid, "messages": QUESTION, "tools": [WEATHER]})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["detail"].startswith("tools: xitui does not read 'glm5' tool calls yet")
+        plain = h.post("/v1/chat/completions", json={"model": uid, "messages": QUESTION})
+        assert plain.status_code == 200 and plain.json()["choices"][0]["message"]["content"]
