@@ -137,6 +137,8 @@ class EmbedRequest(TypedDict):
     id: int
     input: list[str]
     truncate: bool
+    #: The leading dimensions to keep (made unit length again); absent: all of them.
+    dimensions: NotRequired[int]
 
 
 class RerankRequest(TypedDict):
@@ -165,8 +167,11 @@ def generate(prompt: str, params: Params) -> GenerateRequest:
     return {"kind": "generate", "id": 0, "prompt": prompt, "params": params}
 
 
-def embed(texts: list[str], truncate: bool) -> EmbedRequest:
-    return {"kind": "embed", "id": 0, "input": texts, "truncate": truncate}
+def embed(texts: list[str], truncate: bool, dimensions: int | None = None) -> EmbedRequest:
+    request: EmbedRequest = {"kind": "embed", "id": 0, "input": texts, "truncate": truncate}
+    if dimensions is not None:
+        request["dimensions"] = dimensions
+    return request
 
 
 def rerank(query: str, documents: list[str]) -> RerankRequest:

@@ -72,6 +72,35 @@ def test_client_embeddings_match_direct_sentence_transformers(server: ServerProc
     assert cosine(single["data"][0]["embedding"], vectors[0]) > 0.9999
 
 
+def test_dimensions_keeps_the_leading_ones_at_unit_length_and_refuses_what_it_cannot(server: ServerProcess,
+                                                                                     minilm: str, direct) -> None:
+    """OpenAI's `dimensions`: the first N of each vector, renormalised (it was ignored once); the worst values
+    are one-line 400s and the model goes on serving."""
+    import httpx
+
+    texts = ["The cat sat on the mat.", "A kitten rested on the rug.", "Quarterly revenue grew by 4%."]
+    with httpx.Client(base_url=server.url, timeout=60) as h:
+        got = h.post("/v1/embeddings", json={"model": minilm, "input": texts, "dimensions": 128})
+        assert got.status_code == 200, got.text
+        short = [item["embedding"] for item in got.json()["data"]]
+        full = direct.encode(texts)
+        for vector, whole in zip(short, full, strict=True):
+            assert len(vector) == 128 and abs(sum(x * x for x in vector) - 1) < 1e-4
+            assert cosine(vector, whole[:128].tolist()) > 0.9999
+        assert cosine(short[0], short[1]) > cosine(short[0], short[2])  # similar texts still score higher
+        for worst, says in ((385, "dimensions: this model's vectors have 384"), (0, "dimensions"),
+                            (-1, "dimensions"), (10**12, "dimensions"), (True, "dimensions"), ("64", "dimensions"),
+                            (64.5, "dimensions"), (None, None)):
+            answer = h.post("/v1/embeddings", json={"model": minilm, "input": "x", "dimensions": worst})
+            if says is None:
+                assert len(answer.json()["data"][0]["embedding"]) == 384
+                continue
+            assert answer.status_code == 400 and says in answer.json()["detail"], (worst, answer.text)
+            assert "\n" not in answer.json()["detail"]
+        assert len(h.post("/v1/embeddings", json={"model": minilm, "input": "x", "dimensions": 384}).json()[
+            "data"][0]["embedding"]) == 384
+
+
 def test_long_input_is_truncated_and_says_so_or_refused(server: ServerProcess, minilm: str) -> None:
     handle = Client(server.url).get_model(minilm)
     long_text = "word " * 600

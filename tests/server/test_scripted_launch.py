@@ -64,3 +64,36 @@ def test_launched_leaves_nothing_behind_whatever_the_block_does(scripted: server
         pass
     assert not {"passing", "broken-too"} & set(client.list_models())
     assert {r["model_name"] for r in client.list_model_registrations("LLM")} == registered
+
+
+def test_gpu_fields_are_honoured_or_refused_never_ignored(scripted: servers.ServerProcess, tmp_path: Path):
+    """Xinference's `n_gpu` and `gpu_idx` on a machine without a GPU (this one; NVML answers nothing): asking for
+    GPUs is a one-line 400, asking for the CPU launches on it; the worst values are 400s too."""
+    import httpx
+
+    client = Client(scripted.url)
+    spec = scripted_spec("devices", tmp_path / "devices", [{"reply": "on the CPU"}])
+    client.register_model("LLM", spec)
+    base = {"model_name": "devices", "model_engine": "scripted"}
+    cases = [({"n_gpu": 1}, "n_gpu: 1 GPU asked, this machine has no GPU"),
+             ({"n_gpu": 4}, "n_gpu: 4 GPUs asked"),
+             ({"gpu_idx": 0}, "gpu_idx: no GPU 0 here: this machine has no GPU"),
+             ({"gpu_idx": [0, 1]}, "gpu_idx: no GPU 0, 1 here: this machine has no GPU"),
+             ({"n_gpu": 2, "gpu_idx": [0]}, "gpu_idx: names 1 GPUs where n_gpu asks for 2"),
+             ({"n_gpu": None, "gpu_idx": [0]}, "gpu_idx: names GPUs for a launch whose n_gpu says CPU only"),
+             ({"n_gpu": -1}, "n_gpu"), ({"n_gpu": "all"}, "n_gpu"), ({"n_gpu": True}, "n_gpu"),
+             ({"gpu_idx": -1}, "gpu_idx"), ({"gpu_idx": "0"}, "gpu_idx"), ({"gpu_idx": [0] * 65}, "gpu_idx"),
+             ({"gpu_idx": 10**30}, "gpu_idx")]
+    with httpx.Client(base_url=scripted.url, timeout=60) as h:
+        for fields, says in cases:
+            answer = h.post("/v1/models", json={**base, **fields})
+            assert answer.status_code == 400, (fields, answer.text)
+            detail = answer.json()["detail"]
+            assert says in detail and "\n" not in detail, (fields, detail)
+    assert client.list_models() == {}
+    for cpu in (None, 0):
+        uid = client.launch_model(model_name="devices", model_engine="scripted", n_gpu=cpu)
+        try:
+            assert client.get_model(uid).generate("hi", {"max_tokens": 8})["choices"][0]["text"] == "on the CPU"
+        finally:
+            client.terminate_model(uid)

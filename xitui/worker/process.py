@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
@@ -415,6 +415,13 @@ class Worker:
         for req, texts, counts, was_cut in accepted:
             mine = vectors[start:start + len(texts)]
             start += len(texts)
+            if "dimensions" in req:
+                width = mine.shape[1]
+                if req["dimensions"] > width:
+                    self.channel.send(wire.failed(req["id"], (
+                        f"dimensions: this model's vectors have {width}; ask for {width} or fewer"), 400))
+                    continue
+                mine = shortened(mine, req["dimensions"])
             self.channel.send({
                 "kind": "embedded", "id": req["id"],
                 # little-endian float32, base64: what OpenAI's encoding_format=base64 sends, and cheap to pass
@@ -424,6 +431,15 @@ class Worker:
                 "truncated": was_cut or max(counts) > limit,
                 "batch": len(everything),
             })
+
+
+def shortened(vectors: Any, dimensions: int) -> Any:
+    """The first `dimensions` of each vector, unit length again (a zero vector stays zero)."""
+    import numpy as np
+
+    kept = np.asarray(vectors[:, :dimensions], dtype=np.float32)
+    norms = np.linalg.norm(kept, axis=1, keepdims=True)
+    return kept / np.where(norms > 0, norms, 1)
 
 
 def main() -> None:

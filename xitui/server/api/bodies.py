@@ -238,6 +238,9 @@ class EmbeddingBody(Body):
     encoding_format: Literal["float", "base64"] = "float"
     #: Cut inputs longer than the model's max_tokens (the response says so); false refuses them.
     truncate: bool = True
+    #: Fewer dimensions than the model gives: its first `dimensions`, made unit length again (Matryoshka
+    #: truncation, as OpenAI's text-embedding-3 models take it); more than it gives is a 400.
+    dimensions: Annotated[int, Field(ge=1, le=1_000_000, strict=True), WHOLE] | None = None
 
 
 class RerankBody(Body):

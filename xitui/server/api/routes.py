@@ -299,7 +299,7 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         if body.encoding_format not in ("float", "base64"):
             raise XituiError("encoding_format: must be float or base64")
         model = await supervisor.ready(body.model, "embed")
-        result = await last(supervisor.call(model.uid, wire.embed(texts, body.truncate)), "embedded")
+        result = await last(supervisor.call(model.uid, wire.embed(texts, body.truncate, body.dimensions)), "embedded")
         raw = base64.b64decode(result["vectors_b64"])
         width = len(raw) // result["count"]
         rows = [raw[i * width:(i + 1) * width] for i in range(result["count"])]

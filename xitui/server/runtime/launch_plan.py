@@ -10,6 +10,7 @@ from xitui import wire
 from xitui.core.errors import LaunchError, NotFoundError
 from xitui.core.specs.registry import Registry
 from xitui.core.specs.spec import EmbeddingSpec, LLMFamily, LLMSpec, RerankSpec, local_path, normalise_model_type
+from xitui.server.runtime.launch_devices import device_choice
 from xitui.server.runtime.launch_envs import check_envs
 
 #: The engine each format runs on, and the names users (and Xinference) give those engines.
@@ -75,6 +76,9 @@ class LaunchPlan:
         for key in ("n_gpu_layers", "n_threads", "n_parallel"):
             if request.get(key) is not None:
                 plan.options[key] = request[key]
+        device_envs, device_options = device_choice(request, plan.engine)
+        plan.envs = {**device_envs, **plan.envs}  # (the launch's own envs win)
+        plan.options.update(device_options)
         context = request.get("context_length")
         if context is not None and plan.model_type == "LLM":
             if isinstance(context, bool) or not isinstance(context, int) or not 16 <= context <= 10_000_000:

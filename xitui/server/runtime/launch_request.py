@@ -39,7 +39,12 @@ class LaunchBody(Body):
     model_size_in_billions: int | float | Annotated[str, Field(max_length=64)] | None = None
     quantization: Annotated[str, Field(max_length=64)] | None = None
     replica: Annotated[int, Field(ge=1, le=64, strict=True), WHOLE] = 1
+    #: GPUs to use: "auto" (those there are), null or 0 (the CPU only), or a count this machine has
     n_gpu: Annotated[int, Field(ge=0, le=1024, strict=True), WHOLE] | Literal["auto"] | None = "auto"
+    #: Which GPUs (indexes as NVML counts them), one or a list
+    gpu_idx: (Annotated[int, Field(ge=0, le=1023, strict=True), WHOLE]
+              | Annotated[list[Annotated[int, Field(ge=0, le=1023, strict=True), WHOLE]], Field(max_length=64)]
+              | None) = None
     #: Environment variables for the worker: only those on the allow-list (devices, threads, Hugging Face,
     #: XITUI_THREADS...; see docs/security.md); anything else is refused.
     envs: Annotated[dict[str, str], Field(max_length=64), WithJsonSchema({
