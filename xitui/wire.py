@@ -391,6 +391,8 @@ class Settings(TypedDict):
     model_path: str | None
     model_id: str | None
     model_revision: str | None
+    #: Where model_id comes from: "huggingface" or "modelscope" (absent: Hugging Face).
+    model_hub: NotRequired[str]
     file_name: str | None
     context_length: int | None
     #: The registration as a spec file holds it (the worker reads its chat format, stops and abilities).

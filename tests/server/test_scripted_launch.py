@@ -97,3 +97,32 @@ def test_gpu_fields_are_honoured_or_refused_never_ignored(scripted: servers.Serv
             assert client.get_model(uid).generate("hi", {"max_tokens": 8})["choices"][0]["text"] == "on the CPU"
         finally:
             client.terminate_model(uid)
+
+
+def test_a_modelscope_spec_is_refused_in_one_line_without_its_package(tmp_path: Path):
+    """`model_hub: modelscope` was downloaded from Hugging Face under the same id once; without the modelscope
+    package (not installed here) the launch says what to do instead."""
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("modelscope") is not None:
+        pytest.skip("the modelscope package is installed here")
+    registry = Registry(tmp_path)
+    llm = {"version": 2, "model_name": "from-modelscope", "model_lang": ["en"], "model_ability": ["generate"],
+           "model_family": "qwen3", "model_specs": [{"model_format": "pytorch", "model_size_in_billions": "0_6",
+                                                     "quantization": "none", "model_id": "Qwen/Qwen3-0.6B",
+                                                     "model_hub": "modelscope"}]}
+    embedding = {"model_name": "ms-embed", "dimensions": 384, "max_tokens": 256, "language": ["en"],
+                 "model_id": "AI-ModelScope/bge-small", "model_hub": "modelscope"}
+    registry.register("LLM", json.dumps(llm))
+    registry.register("embedding", json.dumps(embedding))
+    for request in ({"model_name": "from-modelscope"}, {"model_name": "ms-embed", "model_type": "embedding"}):
+        with pytest.raises(LaunchError) as refused:
+            LaunchPlan.build(registry, request)
+        assert str(refused.value).startswith("model_hub 'modelscope': the modelscope package is not installed")
+        assert refused.value.status_code == 400
+    # the same spec with its files named plans as any other (no download, no hub)
+    llm["model_specs"][0]["model_uri"] = str(tmp_path)
+    llm["model_name"] = "local-copy"
+    registry.register("LLM", json.dumps(llm))
+    assert LaunchPlan.build(registry, {"model_name": "local-copy"}).model_path == str(tmp_path)

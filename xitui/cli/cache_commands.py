@@ -40,7 +40,8 @@ def pull(
         return
     what = plan.model_id + (f" ({plan.file_name})" if plan.file_name else "")
     output.info(f"pulling {what} into {cache_dir()}")
-    path = download(plan.model_id, lambda value, stage: None, file_name=plan.file_name, revision=plan.model_revision)
+    path = download(plan.model_id, lambda value, stage: None, file_name=plan.file_name, revision=plan.model_revision,
+                    hub=plan.model_hub)
     output.info(f"{model_name}: ready to launch from {path}")
 
 

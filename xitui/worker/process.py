@@ -136,7 +136,7 @@ class Worker:
             gguf = settings["model_format"] == "ggufv2"
             settings["model_path"] = download(
                 settings["model_id"], progress, file_name=settings["file_name"] if gguf else None,
-                revision=settings["model_revision"],
+                revision=settings["model_revision"], hub=settings.get("model_hub", "huggingface"),
             )
         progress(0.1, "importing " + settings["engine"])
         self.backend = load_backend(settings["engine"])

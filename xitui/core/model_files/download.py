@@ -90,8 +90,11 @@ def download(
     *,
     file_name: str | None = None,
     revision: str | None = None,
+    hub: str = "huggingface",
 ) -> str:
     """Fetch a repository snapshot (or one file of it); returns the directory (or the file's path)."""
+    if hub == "modelscope":
+        return _from_modelscope(model_id, progress, file_name, revision)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -133,6 +136,27 @@ def download(
         path = path / file_name
         if not path.is_file():
             raise LaunchError(f"{model_id} has no file {file_name!r}")
+    progress(0.9, "downloaded")
+    return str(path)
+
+
+def _from_modelscope(model_id: str, progress: Progress, file_name: str | None, revision: str | None) -> str:
+    """The same through the modelscope package (its own cache, MODELSCOPE_CACHE; its own endpoint,
+    MODELSCOPE_DOMAIN): a spec whose model_hub is modelscope."""
+    try:
+        from modelscope import snapshot_download
+    except ImportError:
+        raise LaunchError("model_hub 'modelscope': the modelscope package is not installed here "
+                          "(pip install modelscope)") from None
+    progress(0.05, f"fetching {model_id} from ModelScope")
+    patterns: dict[str, Any] = {"allow_patterns": [file_name]} if file_name else {"ignore_patterns": SKIP_PATTERNS}
+    try:
+        folder = snapshot_download(model_id, revision=revision, **patterns)
+    except Exception as exc:  # modelscope's errors have no common base: each is one line here
+        raise LaunchError(f"cannot download {model_id} from ModelScope: {' '.join(str(exc).split())[:200]}") from None
+    path = Path(folder) / file_name if file_name else Path(folder)
+    if not path.exists():
+        raise LaunchError(f"{model_id} has no file {file_name!r} on ModelScope")
     progress(0.9, "downloaded")
     return str(path)
 

@@ -41,6 +41,8 @@ class LaunchPlan:
     context_length: int | None
     registration: dict[str, Any]
     model_revision: str | None = None
+    #: Where `model_id` is downloaded from: "huggingface" or "modelscope" (the spec's model_hub).
+    model_hub: str = "huggingface"
     envs: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -122,6 +124,7 @@ class LaunchPlan:
             "model_path": self.model_path,
             "model_id": self.model_id,
             "model_revision": self.model_revision,
+            "model_hub": self.model_hub,
             "file_name": self.file_name,
             "context_length": self.context_length,
             "registration": self.registration,
@@ -178,6 +181,8 @@ def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
         _check_exists(family.model_name, path, spec.model_format, bundled=family.is_builtin)
     elif not spec.model_id:
         raise LaunchError(f"{family.model_name}: the spec has neither model_uri nor model_id")
+    else:
+        _check_hub(spec.model_hub)
     return LaunchPlan(
         model_name=family.model_name,
         model_type="LLM",
@@ -191,7 +196,18 @@ def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
         context_length=family.context_length,
         registration=family.registration(),
         model_revision=spec.model_revision,
+        model_hub=spec.model_hub,
     )
+
+
+def _check_hub(hub: str) -> None:
+    """ModelScope downloads go through its own package (there is no other way to its hub): refused in one
+    line where it is not installed, rather than fetched from Hugging Face under the same id."""
+    import importlib.util
+
+    if hub == "modelscope" and importlib.util.find_spec("modelscope") is None:
+        raise LaunchError("model_hub 'modelscope': the modelscope package is not installed here (pip install "
+                          "modelscope); or download the files and name them in model_uri")
 
 
 def _check_exists(name: str, path: str, fmt: str, bundled: bool) -> None:
@@ -218,6 +234,8 @@ def _plan_embedding(spec: EmbeddingSpec | RerankSpec, request: dict[str, Any]) -
         raise LaunchError(f"{spec.model_name}: model directory not found: {path}")
     if path is None and not chosen.model_id:
         raise LaunchError(f"{spec.model_name}: the spec has neither model_uri nor model_id")
+    if path is None:
+        _check_hub(chosen.model_hub)
     return LaunchPlan(
         model_name=spec.model_name,
         model_type="rerank" if isinstance(spec, RerankSpec) else "embedding",
@@ -231,4 +249,5 @@ def _plan_embedding(spec: EmbeddingSpec | RerankSpec, request: dict[str, Any]) -
         context_length=spec.max_tokens,
         registration=spec.registration(),
         model_revision=chosen.model_revision,
+        model_hub=chosen.model_hub,
     )
