@@ -329,7 +329,7 @@ def pytorch(url: str, tokens: int, rounds: int) -> None:
     folder = model_files.gemma_pt_dir()
     client = Client(url)
     client.register_model("LLM", pytorch_spec("bench-pt", folder))
-    client.launch_model(model_name="bench-pt", model_uid="pt", quantization="none")
+    client.launch_model(model_name="bench-pt", model_uid="pt", quantization="none", model_engine="transformers")
     desc = client.describe_model("pt")
     set_torch_threads()
     tokenizer = AutoTokenizer.from_pretrained(folder)

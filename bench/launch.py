@@ -98,7 +98,7 @@ def our_launches(client, rounds: int) -> dict[str, list[tuple[float, dict, int]]
         "gguf1": dict(model_name="demo-gemma3-270m", n_parallel=1),
         "gguf4": dict(model_name="demo-gemma3-270m"),
         "minilm": dict(model_name="demo-minilm", model_type="embedding"),
-        "pytorch": dict(model_name="bench-torch", model_format="pytorch"),
+        "pytorch": dict(model_name="bench-torch", model_format="pytorch", model_engine="transformers"),
     }
     rows: dict[str, list[tuple[float, dict, int]]] = {k: [] for k in kinds}
     for _ in range(rounds):

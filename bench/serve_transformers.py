@@ -70,10 +70,10 @@ def main() -> None:
         launches = []
         for _ in range(2):
             start = time.perf_counter()
-            uid = client.launch_model(model_name="bench-torch", model_format="pytorch")
+            uid = client.launch_model(model_name="bench-torch", model_format="pytorch", model_engine="transformers")
             launches.append(time.perf_counter() - start)
             client.terminate_model(uid)
-        uid = client.launch_model(model_name="bench-torch", model_format="pytorch")
+        uid = client.launch_model(model_name="bench-torch", model_format="pytorch", model_engine="transformers")
         handle = client.get_model(uid)
 
         set_torch_threads()

@@ -132,7 +132,7 @@ def main() -> None:
             if slots:
                 client.launch_model(model_name=name, model_uid=uid, n_parallel=slots, context_length=2048)
             else:
-                client.launch_model(model_name=name, model_uid=uid, model_format="pytorch")
+                client.launch_model(model_name=name, model_uid=uid, model_format="pytorch", model_engine="transformers")
             free, held, free_ttft, held_ttft = [], [], [], []
             one(client, uid, {"max_tokens": 8, "temperature": 0})  # warm
             one(client, uid, {"max_tokens": 8, "temperature": 0, "response_format": {"type": "json_object"}})

@@ -44,6 +44,20 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     return target
 
 
+def build_file_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """Build a model file once (under a lock, renamed into place whole)."""
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock", timeout=900):
+        if not target.is_file():
+            partial = target.with_name(target.name + ".part")
+            partial.unlink(missing_ok=True)
+            build(partial)
+            partial.rename(target)
+    return target
+
+
 def gemma_pt_dir() -> Path:
     """Real weights as a PyTorch model: the gemma GGUF dequantised into a safetensors directory (~1.1 GB)."""
     gguf = gguf_path()

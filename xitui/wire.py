@@ -333,6 +333,8 @@ class WorkerInfo(TypedDict, total=False):
     """What a loaded worker tells of itself (`describe` shows it): the engine's facts, in the log line's order."""
 
     engine: str
+    #: A PyTorch model run by llama.cpp: the GGUF it runs, in words (and why that engine).
+    converted: str
     device: str
     context_length: int
     n_parallel: int
@@ -397,6 +399,9 @@ class Settings(TypedDict):
     context_length: int | None
     #: The registration as a spec file holds it (the worker reads its chat format, stops and abilities).
     registration: JsonObject
+    #: A PyTorch model run by llama.cpp: the GGUF type the worker converts its weights to first, and why.
+    convert_to: NotRequired[str]
+    engine_reason: NotRequired[str]
     #: The launch's engine options, where asked for (or chosen by the server).
     n_gpu_layers: NotRequired[int]
     n_threads: NotRequired[int]
@@ -520,6 +525,9 @@ class ModelDescription(Running, total=False):
     start: str | None
     device: str | None
     chat_format: str | None
+    #: A PyTorch model run by llama.cpp: the GGUF type of its converted weights, and why that engine.
+    converted_to: str | None
+    engine_reason: str | None
     metrics: MetricsRecord
     ttl: float | None
     idle_since: float | None

@@ -75,7 +75,8 @@ def torch_gemma(tmp_path_factory: pytest.TempPathFactory, gemma_pt_dir: Path) ->
         spec = pytorch_spec("torch-gemma", gemma_pt_dir, version=2, chat_template=TORCH_TEMPLATE,
                             model_ability=["generate", "chat", "tools"])
         client.register_model("LLM", spec.replace('"quantizations": ["4-bit", "8-bit", "none"]', '"quantization": "none"'))
-        uid = client.launch_model(model_name="torch-gemma", model_format="pytorch", n_parallel=4)
+        uid = client.launch_model(model_name="torch-gemma", model_format="pytorch", model_engine="transformers",
+                                   n_parallel=4)
         yield srv, uid
     finally:
         srv.stop()

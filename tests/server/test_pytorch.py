@@ -26,7 +26,7 @@ def test_documented_python_snippet_on_real_weights(server: ServerProcess, gemma_
     # sampled tokens at ~7 tok/s, made this the suite's slowest test)
     client.register_model(model_type="LLM", model=pytorch_spec("custom-llama-2", gemma_pt_dir), persist=False)
     assert {"model_name": "custom-llama-2", "is_builtin": False} in client.list_model_registrations(model_type="LLM")
-    uid = client.launch_model(model_name="custom-llama-2", model_format="pytorch")
+    uid = client.launch_model(model_name="custom-llama-2", model_format="pytorch", model_engine="transformers")
     try:
         desc = client.describe_model(uid)
         assert desc["model_engine"] == "transformers" and desc["quantization"] == "none" and desc["device"] == "cpu"
@@ -59,7 +59,7 @@ def test_documented_python_snippet_on_real_weights(server: ServerProcess, gemma_
 def tiny(server: ServerProcess, tiny_pt_dir: Path) -> Iterator[str]:
     client = Client(server.url)
     spec = pytorch_spec("tiny-torch", tiny_pt_dir, model_ability=["generate", "chat"])
-    with launched(client, "tiny-torch", spec, model_format="pytorch") as uid:
+    with launched(client, "tiny-torch", spec, model_format="pytorch", model_engine="transformers") as uid:
         yield uid
 
 
@@ -96,7 +96,7 @@ def test_chat_without_a_template_says_what_to_add(server: ServerProcess, tiny: s
     client.register_model("LLM", pytorch_spec("tiny-templated", tiny_pt_dir, model_ability=["chat", "generate"],
                                               chat_template=template, version=2) .replace(
         '"quantizations": ["4-bit", "8-bit", "none"]', '"quantization": "none"'))
-    uid = client.launch_model(model_name="tiny-templated", model_format="pytorch")
+    uid = client.launch_model(model_name="tiny-templated", model_format="pytorch", model_engine="transformers")
     try:
         reply = client.get_model(uid).chat([{"role": "user", "content": "hi"}], generate_config={"max_tokens": 4})
         # the template's text, as a plain prompt, is as many tokens
@@ -107,14 +107,23 @@ def test_chat_without_a_template_says_what_to_add(server: ServerProcess, tiny: s
         client.unregister_model("LLM", "tiny-templated")
 
 
-def test_four_bit_without_a_gpu_is_one_clear_line(server: ServerProcess, tiny: str, tiny_pt_dir: Path) -> None:
-    proc = subprocess.run([*xitui_cmd(), "launch", "-e", server.url, "--model-name", "tiny-torch", "--model-uid", "tiny4",
-                           "--model-format", "pytorch", "--quantization", "4-bit"], capture_output=True, text=True,
-                          timeout=120)
+def test_four_bit_without_a_gpu_runs_on_llama_cpp_and_transformers_says_why_not(server: ServerProcess, tiny: str,
+                                                                                  tiny_pt_dir: Path) -> None:
+    """The seed's 4-bit on a machine without a GPU: converted to GGUF Q4_K_M and run by llama.cpp, the launch
+    says so; asked of transformers, one line on what to do instead."""
+    launch = [*xitui_cmd(), "launch", "-e", server.url, "--model-name", "tiny-torch", "--model-format", "pytorch",
+              "--quantization", "4-bit"]
+    proc = subprocess.run([*launch, "--model-uid", "tiny4"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny4 runs on llama.cpp as GGUF Q4_K_M (its 4-bit), converted from its safetensors" in proc.stderr
+    assert Client(server.url).describe_model("tiny4")["model_engine"] == "llama.cpp"
+    Client(server.url).terminate_model("tiny4")
+    proc = subprocess.run([*launch, "--model-uid", "tiny4t", "--model-engine", "transformers"], capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "needs an NVIDIA GPU" in lines[0] and "--quantization none" in lines[0]
-    assert "tiny4" not in Client(server.url).list_models()
+    assert len(lines) == 1 and "needs an NVIDIA GPU" in lines[0] and "--model-engine llama.cpp" in lines[0]
+    assert "tiny4t" not in Client(server.url).list_models()
 
 
 def test_pickled_weights_are_refused(server: ServerProcess, tmp_path: Path) -> None:
@@ -123,5 +132,5 @@ def test_pickled_weights_are_refused(server: ServerProcess, tmp_path: Path) -> N
     client = Client(server.url)
     client.register_model("LLM", pytorch_spec("pickled", tmp_path))
     with pytest.raises(ClientError, match="safetensors only"):
-        client.launch_model(model_name="pickled", model_format="pytorch")
+        client.launch_model(model_name="pickled", model_format="pytorch", model_engine="transformers")
     client.unregister_model("LLM", "pickled")

@@ -148,7 +148,7 @@ def test_terminating_a_forked_model_frees_its_memory(shared_warm: ServerProcess,
     warm = ready_warm(client)
     tree = [warm_server.proc.pid, warm["pid"]]  # the server and the warm worker: all that stays
     held_before = sum(private_dirty(p) for p in tree)
-    uid = client.launch_model(model_name="heavy", model_format="pytorch")
+    uid = client.launch_model(model_name="heavy", model_format="pytorch", model_engine="transformers")
     worker = replica(client, uid)
     assert worker["start"] == "warm" and worker["stages"]["warm-up"] > 0
     pid = worker["pid"]

@@ -40,9 +40,9 @@ def check_quantization(quantization: str) -> None:
         raise LaunchError(f"quantization {quantization!r} is not one transformers can load (none, 4-bit, 8-bit)")
     if best_device() != "cuda":
         raise LaunchError(
-            f"{quantization} quantization needs an NVIDIA GPU (bitsandbytes) and this machine has none: "
-            "launch with --quantization none, or register a GGUF build of the model (model_format ggufv2) "
-            "for quantized inference on the CPU"
+            f"{quantization} quantization in transformers needs an NVIDIA GPU (bitsandbytes) and this machine has "
+            "none: launch with --model-engine llama.cpp (converted to GGUF, it runs quantized on any machine), "
+            "or with --quantization none"
         )
     try:
         import bitsandbytes  # noqa: F401

@@ -12,7 +12,8 @@ from xitui.core.specs.names import MODEL_TYPES
 from xitui.core.units import human_bytes
 from xitui.terminal import output
 
-cache_app = typer.Typer(help="The Hugging Face cache: what is in it for which registration; free its space.",
+cache_app = typer.Typer(help="The Hugging Face cache and the PyTorch models converted to GGUF: what is there for "
+                        "which registration; free its space.",
                         no_args_is_help=True)
 
 ModelName = Annotated[str, typer.Argument(help="A registered model name.", show_default=False)]
@@ -51,19 +52,35 @@ def cache_list(
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
-    """What the Hugging Face cache holds: each repository, its size and the registrations that use it."""
+    """What the Hugging Face cache holds (each repository, its size and the registrations that use it), and the
+    PyTorch models converted to GGUF for llama.cpp."""
+    from xitui.core.config import home_dir
+    from xitui.core.model_files.conversion import CACHE_DIR, listed
     from xitui.core.model_files.download import cache_dir
 
+    client = connect(endpoint, api_key)
     repos = _cached()
-    users = _registrations_by_repo(connect(endpoint, api_key))
-    rows = [{"repo_id": repo.repo_id, "size": repo.size_on_disk, "files": repo.nb_files,
-             "registrations": sorted(users.get(repo.repo_id.lower(), []))} for repo in repos]
+    users = _registrations_by_repo(client)
+    rows: list[dict[str, Any]] = [
+        {"kind": "hub", "repo_id": repo.repo_id, "size": repo.size_on_disk, "files": repo.nb_files,
+         "registrations": sorted(users.get(repo.repo_id.lower(), []))} for repo in repos]
+    by_folder = _registrations_by_folder(client)
+    converted: list[dict[str, Any]] = [{"kind": "converted", **facts,
+                  "registrations": sorted(by_folder.get(str(facts.get("source")), []))}
+                 for facts in listed(home_dir())]
     if as_json:
-        output.print_json(rows)
+        output.print_json(rows + converted)
         return
     output.table(["repository", "size", "files", "registrations"],
                  [[r["repo_id"], human_bytes(r["size"]), r["files"], ", ".join(r["registrations"]) or "-"]
                   for r in rows], title=f"Hugging Face cache ({cache_dir()})")
+    if converted:
+        from pathlib import Path
+
+        output.table(["file", "type", "size", "converted from", "registrations"],
+                     [[Path(str(c["file"])).name, c.get("type", "?"), human_bytes(int(c["size"])), c.get("source", "?"),
+                       ", ".join(c["registrations"]) or "-"] for c in converted],
+                     title=f"PyTorch models converted to GGUF ({home_dir() / CACHE_DIR})")
 
 
 @cache_app.command("remove")
@@ -75,12 +92,26 @@ def cache_remove(
 ) -> None:
     """Delete a registration's downloaded files from the cache (the registration stays; a launch downloads
     them again)."""
+    from pathlib import Path
+
+    from xitui.core.config import home_dir
+    from xitui.core.model_files.conversion import listed
+
     client = connect(endpoint, api_key)
     registration = client.get_model_registration(model_type, model_name)
     wanted = {repo.lower() for repo in _repos_of(registration)}
     found = [repo for repo in _cached() if repo.repo_id.lower() in wanted]
-    if not found:
+    folders = _folders_of(registration)
+    converted = [c for c in listed(home_dir()) if str(c.get("source")) in folders]
+    if not found and not converted:
         raise XituiError(f"nothing of {model_name} is in the cache (its files: {', '.join(sorted(wanted)) or 'local'})")
+    for item in converted:  # a launch converts again
+        path = Path(str(item["file"]))
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+        output.info(f"removed {path.name} (GGUF {item.get('type', '?')}): {human_bytes(int(item['size']))} freed")
+    if not found:
+        return
     from huggingface_hub import scan_cache_dir
 
     from xitui.core.model_files.download import cache_dir
@@ -119,6 +150,25 @@ def _repos_of(registration: dict[str, Any]) -> set[str]:
     specs = registration.get("model_specs") or [registration]
     return {spec["model_id"] for spec in specs if isinstance(spec, dict) and spec.get("model_id")
             and not spec.get("model_uri")}
+
+
+def _folders_of(registration: dict[str, Any]) -> set[str]:
+    """The local PyTorch folders a registration's specs name (what converted files were made from)."""
+    from pathlib import Path
+
+    from xitui.core.specs.spec import local_path
+
+    specs = registration.get("model_specs") or []
+    return {str(Path(local_path(spec["model_uri"])).resolve()) for spec in specs
+            if isinstance(spec, dict) and spec.get("model_uri") and spec.get("model_format") == "pytorch"}
+
+
+def _registrations_by_folder(client: Any) -> dict[str, list[str]]:
+    users: dict[str, list[str]] = {}
+    for registration in client.list_model_registrations("LLM", detailed=True):
+        for folder in _folders_of(registration):
+            users.setdefault(folder, []).append(registration["model_name"])
+    return users
 
 
 def _registrations_by_repo(client: Any) -> dict[str, list[str]]:

@@ -97,6 +97,11 @@ def launch(
     if desc.get("kv_cells"):  # xitui's llama.cpp engine: the slots and the cache they share
         facts.append(slots_text(desc))
     output.info(f"{uid} is ready{where} ({', '.join(f for f in facts if f)})")
+    if desc.get("converted_to"):  # a PyTorch model xitui runs on llama.cpp
+        quant = desc.get("quantization")
+        named = f" (its {quant})" if quant and quant != "none" else ""
+        output.info(f"{uid} runs on llama.cpp as GGUF {desc['converted_to']}{named}, converted from its safetensors: "
+                    f"{desc.get('engine_reason') or ''}")
     print(safe_line(uid))
 
 

@@ -55,8 +55,8 @@ def note(text: str) -> None:
 
 
 #: What the log's line about a loaded model says besides its stages, in this order, when the backend tells it.
-LOADED_FIELDS = ("engine", "device", "context_length", "n_parallel", "kv_cells", "n_gpu_layers", "n_threads",
-                 "dimensions", "batching", "chat_format", "tool_format")
+LOADED_FIELDS = ("engine", "converted", "device", "context_length", "n_parallel", "kv_cells", "n_gpu_layers",
+                 "n_threads", "dimensions", "batching", "chat_format", "tool_format")
 
 
 def failure(rid: int, exc: Exception) -> wire.Failed:
@@ -71,6 +71,7 @@ class StageClock:
     """Seconds each launch stage takes, told apart by the words the progress line starts with."""
 
     STAGES = (("fetching", "download"), ("downloading", "download"), ("assembling", "download"),
+              ("converting", "convert"), ("quantizing", "quantize"), ("using", "convert"),
               ("importing", "import"), ("loading", "weights"), ("warming", "warm-up"))
 
     def __init__(self) -> None:
@@ -138,10 +139,21 @@ class Worker:
                 settings["model_id"], progress, file_name=settings["file_name"] if gguf else None,
                 revision=settings["model_revision"], hub=settings.get("model_hub", "huggingface"),
             )
+        converted = None
+        if settings.get("convert_to"):
+            from xitui.backends.conversion import converted_gguf
+            from xitui.core.config import home_dir
+
+            source = settings["model_path"] or ""
+            settings["model_path"], how = converted_gguf(source, settings["convert_to"], home_dir(), progress)
+            converted = (f"GGUF {settings['convert_to']} of the safetensors ({how}); "
+                         f"{settings.get('engine_reason', '')}")
         progress(0.1, "importing " + settings["engine"])
         self.backend = load_backend(settings["engine"])
         self.backend.set_sender(self.deliver)
         info = self.backend.load(settings, progress)
+        if converted:
+            info["converted"] = converted
         if type(self.backend).warm_up is not Backend.warm_up:
             progress(0.95, "warming up")
             self.backend.warm_up()  # (may start the backend's batching engine: it adds to `info`)

@@ -213,7 +213,9 @@ def estimate(settings: wire.Settings, *, gpu: bool = False, replicas: int = 1) -
         return None
     engine = settings["engine"]
     context = settings.get("context_length")
-    if engine == "llama.cpp":
+    if engine == "llama.cpp" and settings.get("convert_to"):
+        est = _converted(Path(path), context, settings["convert_to"])
+    elif engine == "llama.cpp":
         est = _gguf(Path(path), context, settings.get("n_gpu_layers"), gpu)
     elif engine == "transformers":
         est = _pytorch(Path(path), context, settings.get("quantization") or "none", gpu)
@@ -334,6 +336,22 @@ def _pytorch(folder: Path, context: int | None, quantization: str, gpu: bool) ->
         overhead=weights // 5 + 128 * MIB, runtime=RUNTIME["transformers"], kv_per_token=per_token,
         device="gpu" if gpu else "cpu", gpu_fraction=1.0 if gpu else 0.0, notes=notes,
     )
+
+
+def _converted(folder: Path, context: int | None, gguf_type: str) -> Estimate:
+    """A PyTorch model llama.cpp will run as GGUF (core/model_files/conversion.py): the converted file's size
+    (known from the safetensors headers before converting), the KV cache as config.json shapes it, at 16 bits."""
+    from xitui.core.model_files.conversion import converted_size
+
+    est = _pytorch(folder, context, "none", gpu=False)
+    weights = converted_size(folder, gguf_type)
+    est.engine, est.weights, est.runtime = "llama.cpp", weights, RUNTIME["llama.cpp"]
+    est.kv_per_token //= 2  # (float32 in transformers on a CPU; llama.cpp keeps F16)
+    est.kv_cache = est.kv_per_token * (est.context_length or 0)
+    est.overhead = weights // 10 + 64 * MIB
+    est.shared_weights = True
+    est.notes.append(f"weights as GGUF {gguf_type} after conversion")
+    return est
 
 
 def _sentence_transformers(folder: Path, gpu: bool) -> Estimate:

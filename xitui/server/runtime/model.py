@@ -169,6 +169,9 @@ class Model:
             "replicas": [r.describe() for r in self.replicas],
             **self.restarts.describe(),
         })
+        if self.plan.converted_to:
+            data["converted_to"] = self.plan.converted_to
+            data["engine_reason"] = self.plan.engine_reason
         if info.get("context_length"):
             data["context_length"] = info["context_length"]
         if info.get("n_threads"):

