@@ -98,7 +98,7 @@ def test_a_pytorch_model_runs_on_llama_cpp_as_its_gguf_made_by_hand(server: Serv
 
         # (transformers stays one word away, model_engine="transformers": the PyTorch tests launch it so)
         listed = json.loads(cli(server, "cache", "list", "--json").stdout)
-        converted = {item["type"]: item for item in listed if item.get("kind") == "converted"}
+        converted = {item["type"]: item for item in listed if item.get("cache") == "converted"}
         assert set(converted) == {"F16", "Q8_0"}
         assert all(item["registrations"] == ["gemma-st"] for item in converted.values())
         assert converted["F16"]["source"] == str(gemma_pt_dir.resolve())

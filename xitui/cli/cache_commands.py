@@ -62,10 +62,10 @@ def cache_list(
     repos = _cached()
     users = _registrations_by_repo(client)
     rows: list[dict[str, Any]] = [
-        {"kind": "hub", "repo_id": repo.repo_id, "size": repo.size_on_disk, "files": repo.nb_files,
+        {"cache": "hub", "repo_id": repo.repo_id, "size": repo.size_on_disk, "files": repo.nb_files,
          "registrations": sorted(users.get(repo.repo_id.lower(), []))} for repo in repos]
     by_folder = _registrations_by_folder(client)
-    converted: list[dict[str, Any]] = [{"kind": "converted", **facts,
+    converted: list[dict[str, Any]] = [{"cache": "converted", **facts,
                   "registrations": sorted(by_folder.get(str(facts.get("source")), []))}
                  for facts in listed(home_dir())]
     if as_json:
