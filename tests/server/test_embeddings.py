@@ -176,3 +176,42 @@ def test_official_xinference_client_embeds(server: ServerProcess, minilm: str) -
     model = client.get_model(minilm)
     result = model.create_embedding(["hello", "world"])
     assert len(result["data"]) == 2 and len(result["data"][0]["embedding"]) == 384
+
+
+def test_an_llm_with_the_embed_ability_embeds_through_llama_cpp(server: ServerProcess, small_gguf: Path) -> None:
+    """A GGUF LLM whose spec says ["chat", "embed"] answers /v1/embeddings with its own vectors (llama.cpp's
+    embedding mode, mean pooling: the file says none), and still chats; without the ability, one line."""
+    import httpx
+
+    from tests.server.conftest import gguf_spec
+
+    client = Client(server.url)
+    spec = json.loads(gguf_spec("smol-embed", small_gguf, version=2, model_ability=["chat", "embed"]))
+    client.register_model("LLM", json.dumps(spec))
+    uid = client.launch_model(model_name="smol-embed", n_parallel=1)
+    texts = ["The cat sat on the mat.", "A kitten rested on the rug.", "Quarterly revenue grew by 4%."]
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as h:
+            got = h.post("/v1/embeddings", json={"model": uid, "input": texts})
+            assert got.status_code == 200, got.text
+            vectors = [item["embedding"] for item in got.json()["data"]]
+            assert [len(v) for v in vectors] == [576] * 3  # SmolLM2 135M's hidden size
+            assert all(abs(sum(x * x for x in v) - 1) < 1e-3 for v in vectors)
+            assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
+            assert got.json()["usage"]["prompt_tokens"] > 10
+            short = h.post("/v1/embeddings", json={"model": uid, "input": "x", "dimensions": 64}).json()
+            assert len(short["data"][0]["embedding"]) == 64
+            chat = h.post("/v1/chat/completions", json={"model": uid, "max_tokens": 4,
+                                                        "messages": [{"role": "user", "content": "Hi"}]})
+            assert chat.status_code == 200
+        client.terminate_model(uid)
+        spec["model_name"], spec["model_ability"] = "smol-no-embed", ["chat"]
+        client.register_model("LLM", json.dumps(spec))
+        uid = client.launch_model(model_name="smol-no-embed", n_parallel=1)
+        with httpx.Client(base_url=server.url, timeout=60) as h:
+            refused = h.post("/v1/embeddings", json={"model": uid, "input": "x"})
+            assert refused.status_code == 400 and "\n" not in refused.json()["detail"], refused.text
+    finally:
+        for running in list(client.list_models()):
+            if running.startswith("smol-"):
+                client.terminate_model(running)

@@ -25,11 +25,16 @@ class LlamaCppBackend(Backend):
         self._guide_tokenizer: Any = None
         self._guide_failed = ""
         self._vocab_model: Any = None
+        #: The model in llama.cpp's embedding mode, for a spec with the `embed` ability (made at its first use).
+        self._embedder: Any = None
+        self._embed_lock = threading.Lock()
+        self._path = ""
+        self._threads = 1
 
     def load(self, launch: wire.Settings, progress: Callable[[float, str], None]) -> wire.WorkerInfo:
         import llama_cpp
 
-        path = model_path(launch)
+        path = self._path = model_path(launch)
         if not os.path.isfile(path):
             raise LaunchError(f"model file not found: {path}")
         with open(path, "rb") as fh:
@@ -75,6 +80,8 @@ class LlamaCppBackend(Backend):
             raise LaunchError(f"{exc} ({context} tokens of KV cache for {slots} slots: try a smaller "
                               "context_length)") from None
         guide.join()
+        self._threads = threads
+        self.max_input_tokens = min(self.engine.slot_context, EMBED_CONTEXT)
         return {
             "n_parallel": slots,
             "engine": "llama.cpp",
@@ -124,6 +131,39 @@ class LlamaCppBackend(Backend):
             self._guide_tokenizer = guidance.llama_tokenizer(llama_cpp_vocab(self._vocab_model))
         except Exception as exc:  # a vocabulary llguidance cannot read: grammars are refused, text still served
             self._guide_failed = f"{type(exc).__name__}: {exc}"
+
+
+    # --- vectors from the LLM itself (a spec with the `embed` ability) ---------------------------------------
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        return [len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)) for text in texts]
+
+    def embed(self, texts: list[str]) -> Any:
+        """One vector per text, pooled as the file's metadata says (mean where it says nothing), unit length:
+        llama.cpp's embedding mode on a second context of the same file (its pages are shared)."""
+        import numpy as np
+
+        with self._embed_lock:
+            vectors = self._embedding_model().embed(texts, normalize=True, truncate=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _embedding_model(self) -> Any:
+        if self._embedder is None:
+            import llama_cpp
+
+            meta = self.llm.metadata or {}
+            declared = meta.get(f"{meta.get('general.architecture', '')}.pooling_type")
+            pooling = int(declared) if declared and str(declared).isdigit() and int(declared) > 0 \
+                else llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            self._embedder = llama_cpp.Llama(
+                model_path=self._path, embedding=True, pooling_type=pooling, n_ctx=self.max_input_tokens,
+                n_batch=self.max_input_tokens, n_ubatch=self.max_input_tokens, n_threads=self._threads,
+                n_threads_batch=self._threads, n_gpu_layers=0, verbose=False)
+        return self._embedder
+
+
+#: The longest text an LLM's `embed` reads, in tokens (its own context, up to this).
+EMBED_CONTEXT = 2048
 
 
 def llama_cpp_vocab(llm: Any) -> Any:

@@ -295,6 +295,8 @@ class Worker:
             self.generate(req)
         elif req["kind"] == "rerank":
             self.rerank(req)
+        elif req["kind"] == "embed" and self.backend.engine is not None:  # an LLM's own vectors (GGUF: `embed`)
+            self.embed([req])
         else:
             self.channel.send(wire.failed(rid, f"{req['kind']} is not answered one request at a time", 400))
 

@@ -51,9 +51,14 @@ _ROUTES = {"LLM": ("an LLM", "/v1/completions or /v1/chat/completions"),
            "embedding": ("an embedding model", "/v1/embeddings"), "rerank": ("a rerank model", "/v1/rerank")}
 
 
-def check_ability(name: str, kind: str, abilities: list[str], ability: str) -> None:
+def check_ability(name: str, kind: str, abilities: list[str], ability: str, engine: str = "") -> None:
     """Refuse a request that asks a model for what it does not do (`ability`: generate, chat, embed or
-    rerank), with the route that would serve it."""
+    rerank), with the route that would serve it. An LLM with the `embed` ability embeds on llama.cpp."""
+    if ability == "embed" and kind == "LLM" and "embed" in abilities:
+        if engine != "llama.cpp":
+            raise XituiError(f"model {name!r} has the embed ability, which xitui serves on llama.cpp (GGUF, or "
+                             f"PyTorch launched with model_engine llama.cpp); it runs on {engine}")
+        return
     wanted = {"embed": "embedding", "rerank": "rerank"}.get(ability, "LLM")
     if kind != wanted:
         what, use = _ROUTES.get(kind, (kind, "another route"))
@@ -178,7 +183,8 @@ class Supervisor:
             raise NotFoundError(f"model {name!r} is not running, and no model of that name loads on request "
                                 "(see `xitui list` and `xitui registrations`)")
         model = self.get(uid or name)
-        check_ability(name, model.plan.model_type, model.plan.registration.get("model_ability", []), ability)
+        check_ability(name, model.plan.model_type, model.plan.registration.get("model_ability", []), ability,
+                      model.plan.engine)
         if model.state == "launching" and model.settling is not None:
             await asyncio.shield(model.settling)
         if model.restarting:  # its worker died: the request is served once it is back
@@ -198,7 +204,8 @@ class Supervisor:
             return None
         if spec.is_builtin and spec.model_name not in BUNDLED_ORDER:
             return None  # its files come from the Hub: a download is for a launch someone asks for
-        check_ability(name, kind, getattr(spec, "model_ability", []), ability)
+        gguf = any(s.model_format == "ggufv2" for s in getattr(spec, "model_specs", []))
+        check_ability(name, kind, getattr(spec, "model_ability", []), ability, "llama.cpp" if gguf else "transformers")
         return {"model_name": spec.model_name, "model_type": kind, "model_uid": name}
 
     def loadable(self) -> list[dict[str, Any]]:
