@@ -33,6 +33,17 @@ def converted_gguf(model_dir: str, gguf_type: str, home: Path, progress: Progres
     if why:
         raise LaunchError(f"cannot convert {model_dir} to GGUF: {why}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    # one conversion of these weights at a time (two launches at once: the second waits, then finds the file)
+    with FileLock(str(conversion.converted_path(home, model_dir, "F16")) + ".lock"):
+        if target.is_file():
+            progress(0.1, f"using {target.name}, converted meanwhile")
+            return str(target), "converted before"
+        return _convert(model_dir, gguf_type, home, target, progress)
+
+
+def _convert(model_dir: str, gguf_type: str, home: Path, target: Path, progress: Progress) -> tuple[str, str]:
     start = time.monotonic()
     # an F16 of these weights converted before is quantized as it is (the converter is the slow part)
     kept_f16 = conversion.converted_path(home, model_dir, "F16")
