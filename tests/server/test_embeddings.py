@@ -199,6 +199,9 @@ def test_an_llm_with_the_embed_ability_embeds_through_llama_cpp(server: ServerPr
             assert all(abs(sum(x * x for x in v) - 1) < 1e-3 for v in vectors)
             assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
             assert got.json()["usage"]["prompt_tokens"] > 10
+            for empty in ("", ["a", ""]):  # no token to pool (llama.cpp decoded an empty batch once: a 500)
+                refused = h.post("/v1/embeddings", json={"model": uid, "input": empty})
+                assert refused.status_code == 400 and "empty text" in refused.json()["detail"], refused.text
             short = h.post("/v1/embeddings", json={"model": uid, "input": "x", "dimensions": 64}).json()
             assert len(short["data"][0]["embedding"]) == 64
             chat = h.post("/v1/chat/completions", json={"model": uid, "max_tokens": 4,

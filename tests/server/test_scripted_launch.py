@@ -97,6 +97,10 @@ def test_gpu_fields_are_honoured_or_refused_never_ignored(scripted: servers.Serv
             assert client.get_model(uid).generate("hi", {"max_tokens": 8})["choices"][0]["text"] == "on the CPU"
         finally:
             client.terminate_model(uid)
+    # no index named is no index (it was a 500 once: "auto" compared with a count)
+    with httpx.Client(base_url=scripted.url, timeout=60) as h:
+        assert h.post("/v1/models", json={**base, "gpu_idx": []}).status_code == 200
+    client.terminate_model("devices")
 
 
 def test_a_modelscope_spec_is_refused_in_one_line_without_its_package(tmp_path: Path):

@@ -143,6 +143,9 @@ class LlamaCppBackend(Backend):
         llama.cpp's embedding mode on a second context of the same file (its pages are shared)."""
         import numpy as np
 
+        for i, text in enumerate(texts):  # no token at all: llama.cpp would decode an empty batch
+            if not self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False):
+                raise RequestError(f"input[{i}]: an empty text has no vector on this model")
         with self._embed_lock:
             vectors = self._embedding_model().embed(texts, normalize=True, truncate=True)
         return np.asarray(vectors, dtype=np.float32)

@@ -109,6 +109,7 @@ def cache_remove(
         path = Path(str(item["file"]))
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
+        path.with_name(path.name + ".lock").unlink(missing_ok=True)
         output.info(f"removed {path.name} (GGUF {item.get('type', '?')}): {human_bytes(int(item['size']))} freed")
     if not found:
         return

@@ -15,8 +15,10 @@ def device_choice(request: dict[str, Any], engine: str) -> tuple[dict[str, str],
     default: the GPUs if any), null or 0 (this CPU only), or a count; `gpu_idx`: an index or a list of them."""
     n_gpu = request.get("n_gpu", "auto")
     idx = request.get("gpu_idx")
+    if idx == []:
+        idx = None  # (no index named: as if left out)
     if n_gpu is None or n_gpu == 0:
-        if idx not in (None, []):
+        if idx is not None:
             raise LaunchError("gpu_idx: names GPUs for a launch whose n_gpu says CPU only; leave one out")
         options = {"n_gpu_layers": 0} if engine == "llama.cpp" and request.get("n_gpu_layers") is None else {}
         return {"XITUI_DEVICE": "cpu"}, options
