@@ -119,3 +119,22 @@ def test_the_event_loop_keeps_running_while_a_large_body_is_read() -> None:
 
     worst, took = asyncio.run(slowest_tick())
     assert worst < 0.25, f"the loop waited {worst:.3f} s while the body was read ({took:.2f} s)"
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ([], "input: give at least one text"),
+    (["a"] * 2049, "input: at most 2048 texts, got 2049"),
+    ([[1, 2, 3]], "input: texts only (token ids are not taken)"),
+    (["a", 5], "input: texts only"),
+    (7, "input: a text or a list of texts"),
+    (None, "input: a text or a list of texts"),
+    ({"text": "a"}, "input: a text or a list of texts"),
+])
+def test_an_embedding_requests_input_at_its_worst_is_one_plain_line(value: object, says: str) -> None:
+    from xitui.server.api.bodies import EmbeddingBody
+    from xitui.server.edge.request_body import parse_body
+
+    with pytest.raises(XituiError) as err:
+        parse_body(orjson.dumps({"model": "m", "input": value}), EmbeddingBody)
+    assert str(err.value).startswith(says) and "\n" not in str(err.value)
+    assert parse_body(b'{"model": "m", "input": ["a", ""]}', EmbeddingBody).input == ["a", ""]

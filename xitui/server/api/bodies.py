@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from xitui import wire
 from xitui.core.errors import XituiError
@@ -228,12 +228,30 @@ class ChatBody(GenerationBody):
         return (self.top_logprobs or 0) if self.logprobs else None
 
 
+#: Texts one embedding request may send, as OpenAI's API.
+MAX_TEXTS = 2048
+
+
+def _texts(value: object) -> object:
+    """What `input` must be, said in words a client can act on (pydantic's union errors name neither)."""
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("give at least one text")
+        if len(value) > MAX_TEXTS:
+            raise ValueError(f"at most {MAX_TEXTS} texts, got {len(value)}")
+        if not all(isinstance(text, str) for text in value):
+            raise ValueError("texts only (token ids are not taken)")
+    elif not isinstance(value, str):
+        raise ValueError("a text or a list of texts")
+    return value
+
+
 class EmbeddingBody(Body):
     """POST /v1/embeddings: texts to turn into vectors."""
 
     model: str
     #: At most 2048 texts per request, as OpenAI's API
-    input: str | Annotated[list[str], Field(min_length=1, max_length=2048)]
+    input: Annotated[str | Annotated[list[str], Field(min_length=1, max_length=MAX_TEXTS)], BeforeValidator(_texts)]
     #: "float" (lists of numbers) or "base64" (little-endian float32, what OpenAI's client asks for)
     encoding_format: Literal["float", "base64"] = "float"
     #: Cut inputs longer than the model's max_tokens (the response says so); false refuses them.
