@@ -184,3 +184,140 @@ def reranker_dir() -> Path:
         model.save(str(target))
 
     return build_once(TEST_CACHE / "tiny-reranker", build)
+
+
+def ggml_v3_pair() -> tuple[Path, Path]:
+    """(a folder holding `tiny-llama.ggmlv3.q8_0.bin`, its GGUF twin): the tiny Llama test model's weights as
+    a GGML v3 (GGJT) file, as llama.cpp's old converter wrote LLaMA models in 2023 (q/k rows permuted for its
+    rotary layout; Q8_0 matrices, F16 embeddings, F32 norms), and the same tensors and vocabulary written as a
+    LLaMA GGUF. GGML files carried SentencePiece vocabularies only: this one is laid out as LLaMA's (<unk>,
+    <s>, </s>, the 256 byte pieces, then pieces: Gemma 3's, with their scores, to the model's 49152 rows)."""
+    folder = TEST_CACHE / "tiny-llama-ggmlv3"
+    ggml, twin = folder / "tiny-llama.ggmlv3.q8_0.bin", folder / "tiny-llama-twin.gguf"
+
+    def build(out: Path) -> None:
+        import gguf
+        from safetensors.numpy import load_file
+
+        torch_dir = tiny_pt_dir()
+        config = __import__("json").loads((torch_dir / "config.json").read_text())
+        weights = load_file(str(next(torch_dir.glob("*.safetensors"))))
+        n_vocab, n_embd, n_ff = config["vocab_size"], config["hidden_size"], config["intermediate_size"]
+        n_head, n_head_kv, n_layer = config["num_attention_heads"], config["num_key_value_heads"], \
+            config["num_hidden_layers"]
+        tokens, scores, types = _llama_like_vocab(n_vocab)
+
+        def permute(w, heads):  # Hugging Face's rotary halves -> GGML's interleaved pairs
+            return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+        F32, F16, Q8 = gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.Q8_0
+        tensors = [("tok_embeddings.weight", "token_embd.weight", weights["model.embed_tokens.weight"], F16),
+                   ("norm.weight", "output_norm.weight", weights["model.norm.weight"], F32),
+                   ("output.weight", "output.weight",
+                    weights.get("lm_head.weight", weights["model.embed_tokens.weight"]), F16)]
+        parts = {"attention.wq": ("self_attn.q_proj", "attn_q"), "attention.wk": ("self_attn.k_proj", "attn_k"),
+                 "attention.wv": ("self_attn.v_proj", "attn_v"), "attention.wo": ("self_attn.o_proj", "attn_output"),
+                 "feed_forward.w1": ("mlp.gate_proj", "ffn_gate"), "feed_forward.w2": ("mlp.down_proj", "ffn_down"),
+                 "feed_forward.w3": ("mlp.up_proj", "ffn_up")}
+        for i in range(n_layer):
+            for ggml_part, (hf, gguf_part) in parts.items():
+                w = weights[f"model.layers.{i}.{hf}.weight"]
+                if ggml_part == "attention.wq":
+                    w = permute(w, n_head)
+                elif ggml_part == "attention.wk":
+                    w = permute(w, n_head_kv)
+                tensors.append((f"layers.{i}.{ggml_part}.weight", f"blk.{i}.{gguf_part}.weight", w, Q8))
+            for ggml_part, hf, gguf_part in (("attention_norm", "input_layernorm", "attn_norm"),
+                                             ("ffn_norm", "post_attention_layernorm", "ffn_norm")):
+                tensors.append((f"layers.{i}.{ggml_part}.weight", f"blk.{i}.{gguf_part}.weight",
+                                weights[f"model.layers.{i}.{hf}.weight"], F32))
+        data = []
+        for ggml_name, gguf_name, w, kind in tensors:
+            w = w.astype("float32")
+            raw = gguf.quants.quantize(w, kind) if kind == Q8 else w.astype("float16" if kind == F16 else "float32")
+            data.append((ggml_name, gguf_name, w.shape, kind, raw))
+        out.mkdir(parents=True)
+        _write_ggjt(out / ggml.name, (n_vocab, n_embd, 256, n_head, n_layer, n_embd // n_head, 7), tokens, scores,
+                    [(name, shape, int(kind), raw) for name, _, shape, kind, raw in data])
+        writer = gguf.GGUFWriter(str(out / twin.name), "llama")
+        writer.add_name("tiny-llama")
+        writer.add_context_length(2048)
+        writer.add_embedding_length(n_embd)
+        writer.add_block_count(n_layer)
+        writer.add_feed_forward_length(n_ff)
+        writer.add_rope_dimension_count(n_embd // n_head)
+        writer.add_head_count(n_head)
+        writer.add_head_count_kv(n_head_kv)
+        writer.add_layer_norm_rms_eps(5e-6)
+        writer.add_file_type(7)
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list(tokens)
+        writer.add_token_scores(scores)
+        writer.add_token_types(types)
+        writer.add_unk_token_id(0)
+        writer.add_bos_token_id(1)
+        writer.add_eos_token_id(2)
+        writer.add_add_bos_token(True)
+        for _, gguf_name, _, kind, raw in data:
+            writer.add_tensor(gguf_name, raw, raw_dtype=kind if kind == Q8 else None)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+
+    build_dir_once(folder, build, ggml.name)
+    return folder, twin
+
+
+def _llama_like_vocab(size: int) -> tuple[list[bytes], list[float], list[int]]:
+    """LLaMA's SentencePiece layout (ids 0-2 special, 3-258 the bytes), then Gemma 3's pieces and scores."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(gguf_path()))
+    field = reader.fields["tokenizer.ggml.tokens"]
+    score_field = reader.fields["tokenizer.ggml.scores"]
+    type_field = reader.fields["tokenizer.ggml.token_type"]
+    tokens = [b"<unk>", b"<s>", b"</s>", *(f"<0x{i:02X}>".encode() for i in range(256))]
+    scores = [0.0] * len(tokens)
+    types = [2, 3, 3, *([6] * 256)]
+    for i in range(len(field.data)):
+        if len(tokens) == size:
+            break
+        if int(type_field.parts[type_field.data[i]][0]) != 1:
+            continue
+        tokens.append(bytes(field.parts[field.data[i]]))
+        scores.append(float(score_field.parts[score_field.data[i]][0]))
+        types.append(1)
+    return tokens, scores, types
+
+
+def _write_ggjt(path: Path, hparams: tuple[int, ...], tokens: list[bytes], scores: list[float],
+                tensors: list[tuple[str, tuple[int, ...], int, object]]) -> None:
+    """A GGML v3 file: magic, version, hyperparameters, vocabulary, then each tensor 32-byte aligned."""
+    import struct
+
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<II", 0x67676A74, 3) + struct.pack("<7i", *hparams))
+        for token, score in zip(tokens, scores, strict=True):
+            fh.write(struct.pack("<I", len(token)) + token + struct.pack("<f", score))
+        for name, shape, kind, raw in tensors:
+            dims = list(reversed(shape))
+            encoded = name.encode()
+            fh.write(struct.pack("<3i", len(dims), len(encoded), kind) + struct.pack(f"<{len(dims)}i", *dims) + encoded)
+            fh.write(b"\0" * (-fh.tell() % 32))
+            fh.write(raw.tobytes())  # type: ignore[attr-defined]
+
+
+def build_dir_once(target: Path, build: Callable[[Path], None], marker: str) -> Path:
+    """Build a folder once (under a lock, renamed into place whole); `marker` names a file it must hold."""
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock", timeout=900):
+        if not (target / marker).is_file():
+            partial = target.with_name(target.name + ".part")
+            shutil.rmtree(partial, ignore_errors=True)
+            build(partial)
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
+    return target

@@ -33,9 +33,9 @@ def test_validate_examples(name: str) -> None:
     assert "is a valid" in result.stderr
 
 
-def test_validate_warns_that_ggml_cannot_launch() -> None:
+def test_validate_says_a_ggml_file_is_converted_at_its_first_launch() -> None:
     result = xitui("validate", str(EXAMPLES / "custom-llama-2.json"))
-    assert "convert to GGUF" in result.stderr
+    assert "a ggmlv3 file is converted to GGUF at its first launch" in result.stderr
 
 
 def test_validate_broken_variants_one_line_each_no_traceback(tmp_path: Path) -> None:

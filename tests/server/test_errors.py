@@ -70,7 +70,7 @@ def test_bad_requests(server: ServerProcess, gemma: str, gguf_path: Path, tmp_pa
         ("POST", "/v1/models", {"model_name": "err-gemma", "model_uid": "x4", "model_engine": "transformers"}, 404,
          "cannot run ggufv2"),
         ("POST", "/v1/models", {"model_name": "err-gemma", "model_uid": "x3", "model_engine": "vllm"}, 400, "model_engine"),
-        ("POST", "/v1/models", {"model_name": "old-ggml"}, 400, "convert"),
+        ("POST", "/v1/models", {"model_name": "old-ggml"}, 400, "model file not found"),
         ("POST", "/v1/models", {"model_name": "missing-file"}, 400, "not found"),
         ("POST", "/v1/models", {"model_name": "fake-gguf"}, 400, "not a GGUF file"),
         ("POST", "/v1/models", {"model_type": "image", "model_name": "x"}, 400, "unsupported model type"),

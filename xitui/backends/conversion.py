@@ -164,3 +164,30 @@ class _Watch:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+
+
+def from_ggml(source: str, home: Path, context_length: int, progress: Progress) -> tuple[str, str]:
+    """(the GGUF of the GGML v3 file `source`, how it came), converted once (backends/ggml_to_gguf.py)."""
+    from filelock import FileLock
+
+    from xitui.backends import ggml_to_gguf
+
+    target = conversion.ggml_converted_path(home, source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.is_file():
+            progress(0.1, f"using {target.name}, converted before")
+            return str(target), "converted before"
+        start = time.monotonic()
+        part = target.with_name(target.name + ".part")
+        try:
+            with _Watch(part, Path(source).stat().st_size, "converting GGML v3 to GGUF", 0.05, 0.85, progress):
+                ggml_to_gguf.convert(Path(source), part, context_length, progress)
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+        seconds = time.monotonic() - start
+        facts = {"source": str(Path(source).resolve()), "type": "GGUF (from GGML v3)", "seconds": round(seconds, 1),
+                 "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "sha256": _sha256(target)}
+        atomic_write(target.with_suffix(".json"), json.dumps(facts, indent=1).encode())
+        return str(target), f"converted now, in {seconds:.1f} s"

@@ -50,10 +50,8 @@ def validate(
         output.warning(line)
     formats = {s.get("model_format") for s in registration["model_specs"]}
     if "ggmlv3" in formats:
-        output.info(
-            "note: ggmlv3 specs register, but llama.cpp no longer reads GGML v3 files: convert to GGUF "
-            "(ggufv2) to launch them"
-        )
+        output.info("note: llama.cpp reads GGUF only since 2023: a ggmlv3 file is converted to GGUF at its first "
+                    "launch, once (kept under XITUI_HOME/converted)")
     output.info(f"ok: {registration['model_name']} is a valid {kind} spec")
 
 

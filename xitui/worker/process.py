@@ -134,19 +134,24 @@ class Worker:
 
             if not settings["model_id"]:
                 raise XituiError("the launch names neither the model's files nor a model_id to download")
-            gguf = settings["model_format"] == "ggufv2"
+            gguf = settings["model_format"] in ("ggufv2", "ggmlv3")
             settings["model_path"] = download(
                 settings["model_id"], progress, file_name=settings["file_name"] if gguf else None,
                 revision=settings["model_revision"], hub=settings.get("model_hub", "huggingface"),
             )
         converted = None
         if settings.get("convert_to"):
-            from xitui.backends.conversion import converted_gguf
+            from xitui.backends.conversion import converted_gguf, from_ggml
             from xitui.core.config import home_dir
 
             source = settings["model_path"] or ""
-            settings["model_path"], how = converted_gguf(source, settings["convert_to"], home_dir(), progress)
-            converted = (f"GGUF {settings['convert_to']} of the safetensors ({how}); "
+            if settings["model_format"] == "ggmlv3":
+                settings["model_path"], how = from_ggml(source, home_dir(), settings["context_length"] or 2048,
+                                                        progress)
+            else:
+                settings["model_path"], how = converted_gguf(source, settings["convert_to"], home_dir(), progress)
+            what = "the GGML v3 file" if settings["model_format"] == "ggmlv3" else "the safetensors"
+            converted = (f"GGUF {settings['convert_to']} of {what} ({how}); "
                          f"{settings.get('engine_reason', '')}")
         progress(0.1, "importing " + settings["engine"])
         self.backend = load_backend(settings["engine"])

@@ -213,7 +213,9 @@ def estimate(settings: wire.Settings, *, gpu: bool = False, replicas: int = 1) -
         return None
     engine = settings["engine"]
     context = settings.get("context_length")
-    if engine == "llama.cpp" and settings.get("convert_to"):
+    if engine == "llama.cpp" and settings.get("model_format") == "ggmlv3":
+        est = _ggml(Path(path), context)
+    elif engine == "llama.cpp" and settings.get("convert_to"):
         est = _converted(Path(path), context, settings["convert_to"])
     elif engine == "llama.cpp":
         est = _gguf(Path(path), context, settings.get("n_gpu_layers"), gpu)
@@ -352,6 +354,24 @@ def _converted(folder: Path, context: int | None, gguf_type: str) -> Estimate:
     est.shared_weights = True
     est.notes.append(f"weights as GGUF {gguf_type} after conversion")
     return est
+
+
+def _ggml(path: Path, context: int | None) -> Estimate:
+    """A GGML v3 file llama.cpp will run as GGUF: its weights as they are, the KV cache at F16 for every head
+    (the file does not say how many key/value heads there are: an upper bound)."""
+    from xitui.core.model_files.conversion import ggml_hyperparameters
+
+    facts = ggml_hyperparameters(path)
+    if facts is None:
+        raise XituiError(f"{path.name} is not a GGML v3 (GGJT) file")
+    per_token = 2 * facts["n_layer"] * facts["n_embd"] * 2
+    context = context or 2048
+    weights = path.stat().st_size
+    return Estimate(
+        engine="llama.cpp", context_length=context, weights=weights, kv_cache=per_token * context,
+        overhead=64 * MIB + weights // 20, runtime=RUNTIME["llama.cpp"], kv_per_token=per_token,
+        shared_weights=True, vocab=facts["n_vocab"], notes=["weights as the GGML v3 file holds them, as GGUF"],
+    )
 
 
 def _sentence_transformers(folder: Path, gpu: bool) -> Estimate:

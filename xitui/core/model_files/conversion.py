@@ -94,6 +94,30 @@ def cache_key(model_dir: str | Path, gguf_type: str) -> str:
     return digest.hexdigest()[:20]
 
 
+def ggml_converted_path(home: str | Path, ggml_file: str | Path) -> Path:
+    """Where the GGUF of a GGML v3 file is (or will be) kept: by its name, size and modification time."""
+    path = Path(ggml_file)
+    stat = path.stat()
+    key = hashlib.sha256(f"{FORMAT_VERSION}:ggml:{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem)[:60] or "model"
+    return Path(home) / CACHE_DIR / f"{name}-{key.hexdigest()[:20]}.GGUF.gguf"
+
+
+def ggml_hyperparameters(ggml_file: str | Path) -> dict[str, int] | None:
+    """A GGML v3 file's n_vocab, n_embd, n_head, n_layer (its first 36 bytes), or None when it is not one."""
+    import struct
+
+    try:
+        with open(ggml_file, "rb") as fh:
+            head = fh.read(36)
+    except OSError:
+        return None
+    if len(head) < 36 or head[:4] != b"tjgg":
+        return None
+    n_vocab, n_embd, _, n_head, n_layer, _, _ = struct.unpack_from("<7i", head, 8)
+    return {"n_vocab": n_vocab, "n_embd": n_embd, "n_head": n_head, "n_layer": n_layer}
+
+
 def converted_path(home: str | Path, model_dir: str | Path, gguf_type: str) -> Path:
     """Where the GGUF of these weights in this type is (or will be) kept."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(model_dir).name)[:60] or "model"

@@ -187,7 +187,7 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         uid = await supervisor.launch(body, wait_ready=wait_ready)
         return {"model_uid": uid}
 
-    @app.post("/v1/estimate", responses=answers(400, 404), openapi_extra=body_schema(LaunchBody))
+    @app.post("/v1/estimate", responses=answers(400, 404, 409), openapi_extra=body_schema(LaunchBody))
     async def estimate_launch(request: Request) -> dict[str, Any]:
         """The memory a launch would need and whether it fits now; launches nothing."""
         return await supervisor.estimate(await read_body(request, LaunchBody, limit=LAUNCH_BODY))

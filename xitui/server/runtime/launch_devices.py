@@ -10,6 +10,12 @@ from xitui.core.errors import LaunchError
 from xitui.core.machine.memory import gpus
 
 
+class MissingDeviceError(LaunchError):
+    """A launch names GPUs this machine does not have: the request is fine, the machine cannot serve it."""
+
+    status_code = 409
+
+
 def device_choice(request: dict[str, Any], engine: str) -> tuple[dict[str, str], dict[str, Any]]:
     """(environment variables, engine options) for the devices a launch request names. `n_gpu`: "auto" (the
     default: the GPUs if any), null or 0 (this CPU only), or a count; `gpu_idx`: an index or a list of them."""
@@ -28,14 +34,14 @@ def device_choice(request: dict[str, Any], engine: str) -> tuple[dict[str, str],
     count = len(found)
     indexes = [idx] if isinstance(idx, int) else list(idx or [])
     if indexes:
-        if n_gpu != "auto" and n_gpu != len(indexes):
-            raise LaunchError(f"gpu_idx: names {len(indexes)} GPUs where n_gpu asks for {n_gpu}")
         missing = sorted({i for i in indexes if i >= count})
         if missing:
-            raise LaunchError(f"gpu_idx: no GPU {', '.join(map(str, missing))} here: {_none_such(count, why)}")
+            raise MissingDeviceError(f"gpu_idx: no GPU {', '.join(map(str, missing))} here: {_none_such(count, why)}")
+        if n_gpu != "auto" and n_gpu != len(indexes):
+            raise LaunchError(f"gpu_idx: names {len(indexes)} GPUs where n_gpu asks for {n_gpu}")
     else:
         if n_gpu > count:
-            raise LaunchError(f"n_gpu: {n_gpu} GPU{'s' if n_gpu != 1 else ''} asked, {_none_such(count, why)}; "
+            raise MissingDeviceError(f"n_gpu: {n_gpu} GPU{'s' if n_gpu != 1 else ''} asked, {_none_such(count, why)}; "
                               "leave n_gpu out to use what there is, or set it to null for the CPU")
         indexes = list(range(n_gpu))
     return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, dict.fromkeys(indexes)))}, {}

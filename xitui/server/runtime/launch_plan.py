@@ -14,7 +14,9 @@ from xitui.server.runtime.launch_devices import device_choice
 from xitui.server.runtime.launch_envs import check_envs
 
 #: The engine each format runs on, and the names users (and Xinference) give those engines.
-ENGINE_FOR_FORMAT = {"ggufv2": "llama.cpp", "pytorch": "transformers"}
+ENGINE_FOR_FORMAT = {"ggufv2": "llama.cpp", "ggmlv3": "llama.cpp", "pytorch": "transformers"}
+#: What `converted_to` says of a GGML v3 file: GGUF with the same tensor types.
+GGML_TO_GGUF = "GGUF"
 ENGINE_ALIASES = {
     "llama.cpp": "llama.cpp", "llama_cpp": "llama.cpp", "llama-cpp": "llama.cpp", "llama-cpp-python": "llama.cpp",
     "transformers": "transformers", "pytorch": "transformers",
@@ -208,20 +210,15 @@ def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
         # expects the model that runs everywhere.
         found.sort(key=lambda s: s.model_format == "pytorch" and s.quantization != "none")
     spec = found[0]
-    if spec.model_format == "ggmlv3":
-        raise LaunchError(
-            "ggmlv3 files cannot be launched: llama.cpp reads only GGUF since August 2023. Convert the file "
-            "with llama.cpp's convert_llama_ggml_to_gguf.py (or download a GGUF build of the model) and "
-            "register it with model_format ggufv2"
-        )
     engine = ENGINE_FOR_FORMAT[spec.model_format]
+    one_file = spec.model_format in ("ggufv2", "ggmlv3")
     path: str | None = None
     file_name: str | None = None
-    if spec.model_format == "ggufv2" and spec.model_file_name_template:
+    if one_file and spec.model_file_name_template:
         file_name = spec.model_file_name_template.format(quantization=spec.quantization)
     if spec.model_uri:
         path = local_path(spec.model_uri)
-        if spec.model_format == "ggufv2" and not os.path.isfile(path):
+        if one_file and not os.path.isfile(path):
             if not file_name:
                 raise LaunchError(f"model_uri {path} is a directory: add model_file_name_template to the spec")
             path = os.path.join(path, file_name)
@@ -230,7 +227,7 @@ def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
         raise LaunchError(f"{family.model_name}: the spec has neither model_uri nor model_id")
     else:
         _check_hub(spec.model_hub)
-    return LaunchPlan(
+    plan = LaunchPlan(
         model_name=family.model_name,
         model_type="LLM",
         engine=engine,
@@ -245,6 +242,10 @@ def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
         model_revision=spec.model_revision,
         model_hub=spec.model_hub,
     )
+    if spec.model_format == "ggmlv3":  # llama.cpp has read only GGUF since August 2023: converted once
+        plan.converted_to = GGML_TO_GGUF
+        plan.engine_reason = "llama.cpp reads GGUF only: the GGML v3 file is converted once (its tensors as they are)"
+    return plan
 
 
 def _check_hub(hub: str) -> None:
