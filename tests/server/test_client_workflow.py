@@ -122,7 +122,7 @@ def test_bundled_demo_models_are_listed_and_launch(server: ServerProcess) -> Non
     try:
         desc = client.describe_model(uid)
         assert desc["context_length"] == 8192 and desc["model_engine"] == "llama.cpp"
-        assert desc["chat_format"] == "prompt style gemma"
+        assert desc["model_ability"] == ["generate"]  # a base model: it completes text, it does not chat
         assert desc["state"] == "ready" and desc["pid"] > 0 and desc["memory_rss"] > 100 * 2**20
         out = client.get_model(uid).generate(PROMPT, {"max_tokens": 4, "temperature": 0})
         assert out["choices"][0]["text"].strip()

@@ -11,6 +11,7 @@ from xitui import __version__
 from xitui.cli import (
     cache_commands,
     chats_commands,
+    check_commands,
     config_commands,
     dashboard_commands,
     doctor_commands,
@@ -67,6 +68,7 @@ app.command()(model_commands.launch)
 app.command("list")(model_commands.list_models)
 app.command()(model_commands.terminate)
 app.command()(model_commands.logs)
+app.command()(check_commands.check)
 app.command()(cache_commands.pull)
 app.command()(generation_commands.generate)
 app.command()(generation_commands.chat)

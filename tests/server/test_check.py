@@ -1,0 +1,78 @@
+"""`xitui check`: the bundled models pass every row, live; three broken specs of a real model (a wrong tool
+parser, a wrong prompt style, a context longer than the file's) are each flagged with the fix, and --fix
+registers the corrected spec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import ServerProcess, gguf_spec
+from tests.support.cli import Ran, xitui
+from xitui.client import Client
+
+pytestmark = pytest.mark.slow
+
+
+def cli(server: ServerProcess, *args: str) -> Ran:
+    return xitui(*args, "-e", server.url, env={"XITUI_HOME": str(server.home)})
+
+
+@pytest.mark.parametrize(("name", "kind", "rows"), [
+    ("demo-smollm2-135m", "LLM", ["chat format", "tools", "json_schema", "context length"]),
+    ("demo-gemma3-270m", "LLM", ["generate", "json_schema", "context length"]),
+    ("demo-minilm", "embedding", ["dimensions", "similarity"]),
+])
+def test_the_bundled_models_pass_every_row(server: ServerProcess, name: str, kind: str, rows: list[str]) -> None:
+    ran = cli(server, "check", name, "-t", kind, "--json")
+    report = json.loads(ran.stdout)
+    assert [r["name"] for r in report["rows"]] == rows
+    assert all(r["status"] == "ok" for r in report["rows"]), report["rows"]
+    assert ran.returncode == 0 and report["launched_for_the_check"] is True and report["fixes"] == {}
+    assert report["seconds"] < 90  # the issue's budget is 60 s a bundled model: measured 26-48 s (loose here)
+    assert name not in json.dumps(Client(server.url).list_models())  # launched for the check, then let go
+
+
+#: A ChatML template that tells the model how to call in Hermes' syntax (as Qwen's and SmolLM2's training had it).
+HERMES_TOOLS = (
+    "{%- if tools %}<|im_start|>system\nYou are a function calling AI model. You are given function signatures "
+    "within <tools></tools> XML tags. For each function call, return a JSON object with the function name and "
+    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+    "<args-json-object>}\n</tool_call>\n<tools>\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}</tools>"
+    "<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}<|im_start|>assistant\n")
+
+BROKEN = {
+    # the template asks for Hermes' <tool_call>, the spec's parser reads llama3's bare JSON
+    "wrong-parser": ({"model_ability": ["chat", "tools"], "tool_parser": "llama3", "chat_template": HERMES_TOOLS,
+                      "stop": ["<|im_end|>"]}, "tools", {"tool_parser": "hermes"}),
+    "wrong-style": ({"model_ability": ["chat"], "prompt_style": "LLAMA2"}, "chat format",
+                    {"prompt_style": None, "chat_template": None}),
+    "too-long": ({"model_ability": ["chat"], "context_length": 100000}, "context length", {"context_length": 8192}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_spec_is_flagged_with_its_fix(server: ServerProcess, small_gguf: Path, case: str) -> None:
+    fields, row, fix = BROKEN[case]
+    spec = json.loads(gguf_spec(f"smol-{case}", small_gguf, version=2))
+    spec.pop("stop", None)
+    spec.update(fields)
+    client = Client(server.url)
+    client.register_model("LLM", json.dumps(spec), persist=True)
+    try:
+        ran = cli(server, "check", f"smol-{case}", "--json")
+        report = json.loads(ran.stdout)
+        assert ran.returncode == 1, json.dumps(report["rows"], indent=1)
+        flagged = {r["name"]: r for r in report["rows"] if r["status"] == "fail"}
+        assert set(flagged) == {row}, report["rows"]
+        assert flagged[row]["fix"] == fix and flagged[row]["cause"]
+        if case == "wrong-parser":  # --fix: the corrected spec registered in its place, and it passes
+            fixed = cli(server, "check", f"smol-{case}", "--fix", "--yes")
+            assert "registered the corrected" in fixed.stderr, fixed.stderr
+            assert client.get_model_registration("LLM", f"smol-{case}")["tool_parser"] == "hermes"
+            assert cli(server, "check", f"smol-{case}").returncode == 0
+    finally:
+        client.unregister_model("LLM", f"smol-{case}")
