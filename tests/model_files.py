@@ -29,13 +29,13 @@ def smol_path() -> Path:
     return package / bundled.SMOLLM_FILE
 
 
-def build_once(target: Path, build: Callable[[Path], None]) -> Path:
-    """Build a model directory once (under a lock, renamed into place whole)."""
+def build_once(target: Path, build: Callable[[Path], None], marker: str = "config.json") -> Path:
+    """Build a model directory once (under a lock, renamed into place whole); `marker` names a file it holds."""
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock", timeout=900):
-        if not (target / "config.json").is_file():
+        if not (target / marker).is_file():
             partial = target.with_name(target.name + ".part")
             shutil.rmtree(partial, ignore_errors=True)
             build(partial)
@@ -265,7 +265,7 @@ def ggml_v3_pair() -> tuple[Path, Path]:
         writer.write_tensors_to_file()
         writer.close()
 
-    build_dir_once(folder, build, ggml.name)
+    build_once(folder, build, ggml.name)
     return folder, twin
 
 
@@ -306,18 +306,3 @@ def _write_ggjt(path: Path, hparams: tuple[int, ...], tokens: list[bytes], score
             fh.write(struct.pack("<3i", len(dims), len(encoded), kind) + struct.pack(f"<{len(dims)}i", *dims) + encoded)
             fh.write(b"\0" * (-fh.tell() % 32))
             fh.write(raw.tobytes())  # type: ignore[attr-defined]
-
-
-def build_dir_once(target: Path, build: Callable[[Path], None], marker: str) -> Path:
-    """Build a folder once (under a lock, renamed into place whole); `marker` names a file it must hold."""
-    from filelock import FileLock
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock", timeout=900):
-        if not (target / marker).is_file():
-            partial = target.with_name(target.name + ".part")
-            shutil.rmtree(partial, ignore_errors=True)
-            build(partial)
-            shutil.rmtree(target, ignore_errors=True)
-            partial.rename(target)
-    return target

@@ -111,16 +111,20 @@ def test_a_pytorch_model_runs_on_llama_cpp_as_its_gguf_made_by_hand(server: Serv
     client.unregister_model("LLM", "gemma-st")
 
 
+def safetensors_spec(name: str, folder: Path) -> str:
+    return json.dumps({"version": 2, "model_name": name, "model_lang": ["en"], "model_ability": ["generate"],
+                       "model_family": "other",
+                       "model_specs": [{"model_format": "pytorch", "model_size_in_billions": 1, "quantization": "none",
+                                        "model_uri": str(folder)}]})
+
+
 def test_what_the_converter_cannot_read_is_one_line(server: ServerProcess, tmp_path: Path) -> None:
     folder = tmp_path / "broken"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
     (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     client = Client(server.url)
-    client.register_model("LLM", json.dumps({
-        "version": 2, "model_name": "broken-st", "model_lang": ["en"], "model_ability": ["generate"],
-        "model_family": "other", "model_specs": [{"model_format": "pytorch", "model_size_in_billions": 1,
-                                                  "quantization": "none", "model_uri": str(folder)}]}))
+    client.register_model("LLM", safetensors_spec("broken-st", folder))
     with pytest.raises(ClientError) as err:
         client.launch_model(model_name="broken-st", model_engine="llama.cpp")
     assert "llama.cpp's converter could not convert" in str(err.value) and "\n" not in str(err.value)
@@ -129,10 +133,7 @@ def test_what_the_converter_cannot_read_is_one_line(server: ServerProcess, tmp_p
     client.unregister_model("LLM", "broken-st")
     # an architecture the converter does not know: said before anything runs
     (folder / "config.json").write_text(json.dumps({"architectures": ["FooForCausalLM"]}))
-    client.register_model("LLM", json.dumps({
-        "version": 2, "model_name": "foo-st", "model_lang": ["en"], "model_ability": ["generate"],
-        "model_family": "other", "model_specs": [{"model_format": "pytorch", "model_size_in_billions": 1,
-                                                  "quantization": "none", "model_uri": str(folder)}]}))
+    client.register_model("LLM", safetensors_spec("foo-st", folder))
     with pytest.raises(ClientError) as err:
         client.launch_model(model_name="foo-st", model_engine="llama.cpp")
     assert str(err.value).endswith("llama.cpp's converter does not know FooForCausalLM: model_engine transformers "

@@ -609,7 +609,10 @@ def test_a_thinking_models_reasoning_shows_dim_and_folds_away(dash_server: Serve
         await pane.send("What is the weather in Paris?")
         transcript = pane.query_one(Transcript)
         await until(pilot, lambda: not pane.generating and pane.last_stats, what="the answer")
-        assert transcript.thought is not None and transcript.thought.collapsed
+        # the pieces are drawn at the frames' pace (a busy machine draws the last ones after the answer ends)
+        await until(pilot, lambda: transcript.thought is not None and transcript.thought.collapsed,
+                    what="the thought drawn and folded")
+        assert transcript.thought is not None
         thought = str(transcript.thought.query_one(".reasoning", Static).render())
         assert thought.strip() and "think>" not in thought
         assert pane.last_answer and "think>" not in pane.last_answer
