@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from xitui.core.errors import LaunchError
 from xitui.core.files import atomic_write
 from xitui.core.model_files import conversion
+from xitui.core.model_files.growth import Growth
 
 Progress = Callable[[float, str], None]
 
@@ -51,15 +51,15 @@ def _convert(model_dir: str, gguf_type: str, home: Path, target: Path, progress:
     part = target.with_name(target.name + ".part")
     try:
         if f16 != kept_f16:
-            with _Watch(f16, conversion.converted_size(model_dir, "F16"), "converting safetensors to GGUF (F16)",
-                        0.05, 0.6 if gguf_type != "F16" else 0.85, progress):
+            with Growth(size_of(f16), conversion.converted_size(model_dir, "F16"),
+                        "converting safetensors to GGUF (F16)", progress, high=0.6 if gguf_type != "F16" else 0.85):
                 _run_converter(model_dir, f16)
         if gguf_type == "F16":
             os.replace(f16, target)
         else:
-            with _Watch(part, conversion.converted_size(model_dir, gguf_type),
+            with Growth(size_of(part), conversion.converted_size(model_dir, gguf_type),
                         f"quantizing to {gguf_type}" + (f" from {kept_f16.name}" if f16 == kept_f16 else ""),
-                        0.6, 0.85, progress):
+                        progress, low=0.6, high=0.85):
                 _quantize(f16, part, gguf_type)
             os.replace(part, target)
     finally:
@@ -102,6 +102,11 @@ main()
 """
 
 
+def size_of(path: Path) -> Callable[[], int]:
+    """The size of a file being written (0 until it exists)."""
+    return lambda: path.stat().st_size if path.exists() else 0
+
+
 def _run_converter(model_dir: str, out: Path) -> None:
     cmd = [sys.executable, "-c", CONVERTER, model_dir, "--outfile", str(out), "--outtype", "f16"]
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -134,38 +139,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _Watch:
-    """Progress of a file being written: its size against the size expected, with the time left."""
-
-    def __init__(self, path: Path, expected: int, stage: str, low: float, high: float, progress: Progress):
-        self.path, self.expected, self.stage, self.low, self.high = path, max(1, expected), stage, low, high
-        self.progress = progress
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="conversion-progress")
-
-    def _run(self) -> None:
-        start = time.monotonic()
-        self.progress(self.low, self.stage)
-        while not self.stop.wait(0.5):
-            try:
-                size = self.path.stat().st_size
-            except OSError:
-                continue
-            done = min(size / self.expected, 1.0)
-            elapsed = time.monotonic() - start
-            left = f", {elapsed * (1 - done) / done:.0f} s left" if done > 0.02 else ""
-            self.progress(self.low + (self.high - self.low) * done,
-                          f"{self.stage}: {size / 2**20:.0f} of {self.expected / 2**20:.0f} MiB{left}")
-
-    def __enter__(self) -> _Watch:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 def from_ggml(source: str, home: Path, context_length: int, progress: Progress) -> tuple[str, str]:
     """(the GGUF of the GGML v3 file `source`, how it came), converted once (backends/ggml_to_gguf.py)."""
     from filelock import FileLock
@@ -181,7 +154,8 @@ def from_ggml(source: str, home: Path, context_length: int, progress: Progress) 
         start = time.monotonic()
         part = target.with_name(target.name + ".part")
         try:
-            with _Watch(part, Path(source).stat().st_size, "converting GGML v3 to GGUF", 0.05, 0.85, progress):
+            with Growth(size_of(part), Path(source).stat().st_size, "converting GGML v3 to GGUF", progress,
+                        high=0.85):
                 ggml_to_gguf.convert(Path(source), part, context_length, progress)
             os.replace(part, target)
         finally:

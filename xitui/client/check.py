@@ -181,7 +181,7 @@ def _chat(client: Client, uid: str, content: str, **extra: Any) -> dict[str, Any
                                                    "temperature": 0, **extra})
 
 
-def _own_format_fix(registration: dict[str, Any], described: dict[str, Any]) -> dict[str, Any]:
+def _own_format_fix(registration: dict[str, Any]) -> dict[str, Any]:
     """Leave the chat format to the model's own template, where the spec sets one of its own."""
     if registration.get("prompt_style") or registration.get("chat_template"):
         return {"prompt_style": None, "chat_template": None}
@@ -222,7 +222,7 @@ def _chat_format(client: Client, uid: str, registration: dict[str, Any], describ
     tokens = answer.get("usage", {}).get("completion_tokens", 0)
     leaked = sorted(set(MARKERS.findall(text)))
     figure = f"{tokens} tokens, ended on {'its stop token' if finish == 'stop' else finish}"
-    fix = _own_format_fix(registration, described)
+    fix = _own_format_fix(registration)
     how = described.get("chat_format") or "?"
     if mismatch:
         return Row("chat format", "fail", figure, f"the spec's prompt style writes {mismatch[0]}, the model's own "

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from xitui.core.errors import LaunchError
+from xitui.core.model_files.growth import Growth
 
 #: Weights in pickle formats are never fetched: xitui loads safetensors and GGUF only.
 SKIP_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite",
@@ -33,44 +33,6 @@ def cache_dir() -> Path:
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]).expanduser() / "hub"
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "huggingface" / "hub"
-
-
-class _Watcher:
-    """Reports download progress by watching the repository's blob folder grow (in a thread).
-
-    huggingface_hub's own progress bars differ between its versions; file sizes on disk do not.
-    """
-
-    def __init__(self, folder: Path, total: int, progress: Progress):
-        self.folder = folder
-        self.total = total
-        self.progress = progress
-        self.start = self._size()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="download-progress")
-
-    def _size(self) -> int:
-        try:
-            return sum(p.stat().st_size for p in self.folder.glob("*") if p.is_file())
-        except OSError:
-            return 0
-
-    def _run(self) -> None:
-        last = -1.0
-        while not self.stop.wait(0.2):
-            done = min(max(self._size() - self.start, 0) / self.total, 1.0)
-            if done > last:
-                last = done
-                self.progress(0.05 + 0.85 * done,
-                              f"downloading {done * self.total / 2**20:.1f} of {self.total / 2**20:.1f} MiB")
-
-    def __enter__(self) -> _Watcher:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def _to_download(model_id: str, revision: str | None, patterns: dict[str, Any]) -> int:
@@ -111,7 +73,12 @@ def download(
     patterns: dict[str, Any] = {"allow_patterns": [file_name]} if file_name else {"ignore_patterns": SKIP_PATTERNS}
     total = 0 if _offline() else _to_download(model_id, revision, patterns)
     blobs = cache_dir() / f"models--{model_id.replace('/', '--')}" / "blobs"
-    watcher = _Watcher(blobs, total, progress) if total else contextlib.nullcontext()
+    def blob_bytes() -> int:  # (huggingface_hub's own progress bars differ between its versions)
+        return sum(p.stat().st_size for p in blobs.glob("*") if p.is_file())
+
+    already = blob_bytes()
+    watcher = Growth(lambda: blob_bytes() - already, total, "downloading", progress) if total \
+        else contextlib.nullcontext()
     try:
         with watcher:
             folder = snapshot_download(model_id, revision=revision, cache_dir=str(cache_dir()), **patterns)
