@@ -30,8 +30,7 @@ def check(
     from xitui.client.check import fixed_spec
 
     client = connect(endpoint, api_key)
-    report = run_check(client, model_name, model_type, said=lambda what: None if as_json else output.info(
-        f"checking {what}..."))
+    report = run_check(client, model_name, model_type, said=lambda what: None if as_json else output.info(what))
     if as_json:
         output.print_json({**report.as_dict(), "fixes": report.fixes})
     else:

@@ -155,19 +155,19 @@ def _llm_rows(client: Client, uid: str, registration: dict[str, Any], described:
     abilities = registration.get("model_ability") or []
     rows = []
     if "chat" in abilities:
-        said("chat format")
+        said("checking chat format")
         rows.append(_chat_format(client, uid, registration, described))
     else:
         rows.append(_generates(client, uid))
     if "tools" in abilities:
-        said("tools")
+        said("checking tools")
         rows.append(_tools(client, uid, registration))
     if "reasoning" in abilities:
-        said("reasoning")
+        said("checking reasoning")
         rows.append(_reasoning(client, uid, registration))
-    said("json_schema")
+    said("checking json_schema")
     rows.append(_json_schema(client, uid, "chat" in abilities))
-    said("context length")
+    said("checking context length")
     rows.append(_context(client, uid, registration, described))
     return rows
 
