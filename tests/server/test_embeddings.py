@@ -7,6 +7,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,9 +200,28 @@ def test_an_llm_with_the_embed_ability_embeds_through_llama_cpp(server: ServerPr
             assert all(abs(sum(x * x for x in v) - 1) < 1e-3 for v in vectors)
             assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
             assert got.json()["usage"]["prompt_tokens"] > 10
-            for empty in ("", ["a", ""]):  # no token to pool (llama.cpp decoded an empty batch once: a 500)
-                refused = h.post("/v1/embeddings", json={"model": uid, "input": empty})
-                assert refused.status_code == 400 and "empty text" in refused.json()["detail"], refused.text
+            # the worst inputs while another client's chat streams on the same model: one-line 400s, and the
+            # stream goes on to its own end
+            streamed: dict[str, Any] = {}
+
+            def other_client() -> None:
+                with httpx.Client(base_url=server.url, timeout=120) as other, other.stream(
+                        "POST", "/v1/chat/completions", json={
+                            "model": uid, "stream": True, "max_tokens": 60, "ignore_eos": True,
+                            "messages": [{"role": "user", "content": "Tell me a story."}]}) as r:
+                    lines = [line for line in r.iter_lines() if line.startswith("data: {")]
+                streamed["finish"] = json.loads(lines[-1][6:])["choices"][0]["finish_reason"]
+
+            thread = threading.Thread(target=other_client)
+            thread.start()
+            for worst, says in (("", "empty text"), (["a", ""], "empty text"), ([], "at least one text"),
+                                ([[1, 2]], "texts only"), ("x", "dimensions")):
+                body = {"model": uid, "input": worst, **({"dimensions": 10**6} if worst == "x" else {})}
+                refused = h.post("/v1/embeddings", json=body)
+                assert refused.status_code == 400 and says in refused.json()["detail"], refused.text
+                assert "\n" not in refused.json()["detail"]
+            thread.join(120)
+            assert streamed["finish"] == "length"
             short = h.post("/v1/embeddings", json={"model": uid, "input": "x", "dimensions": 64}).json()
             assert len(short["data"][0]["embedding"]) == 64
             chat = h.post("/v1/chat/completions", json={"model": uid, "max_tokens": 4,
