@@ -1,6 +1,7 @@
-"""`xitui check`: the bundled models pass every row, live; three broken specs of a real model (a wrong tool
-parser, a wrong prompt style, a context longer than the file's) are each flagged with the fix, and --fix
-registers the corrected spec."""
+"""`xitui check`: the bundled models pass every row, live; broken specs of a real model (a wrong tool parser, a
+wrong prompt style) are each flagged with the fix, and --fix registers the corrected spec. The third broken
+spec, a context longer than the file's, is checked from the dashboard (tests/tui/test_dashboard_pilot.py) and
+the wizard's last step (tests/wizard/test_wizard_keys.py), each registering its fix."""
 
 from __future__ import annotations
 
@@ -50,7 +51,6 @@ BROKEN = {
                       "stop": ["<|im_end|>"]}, "tools", {"tool_parser": "hermes"}),
     "wrong-style": ({"model_ability": ["chat"], "prompt_style": "LLAMA2"}, "chat format",
                     {"prompt_style": None, "chat_template": None}),
-    "too-long": ({"model_ability": ["chat"], "context_length": 100000}, "context length", {"context_length": 8192}),
 }
 
 

@@ -622,3 +622,44 @@ def test_a_thinking_models_reasoning_shows_dim_and_folds_away(dash_server: Serve
     finally:
         client.terminate_model("dash-thinker")
         client.unregister_model("LLM", "dash-thinker")
+
+
+def test_k_checks_the_selected_registration_and_registers_its_fix(dash_server: ServerProcess,
+                                                                   small_gguf: Path) -> None:
+    """`k` in the Registrations tab runs `xitui check` live: a spec declaring more context than SmolLM2's file
+    is flagged with the file's length as the fix, the fix button registers it (persisted as it was), and the
+    model launched for the check is let go."""
+    from textual.widgets import Button, DataTable, Input
+
+    client = Client(dash_server.url)
+    spec = json.loads(gguf_spec("dash-too-long", small_gguf, version=2))
+    spec.update(model_ability=["chat"], context_length=100000)
+    client.register_model("LLM", json.dumps(spec), persist=True)
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        await pilot.press("2")
+        app.query_one("#registration-filter", Input).value = "dash-too-long"
+        table = app.query_one("#registration-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1, what="the filtered table")
+        table.focus()
+        await pilot.press("k")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "CheckView", what="the check view")
+        view = app.screen
+        await until(pilot, lambda: view.report is not None, 120, "the check's rows")
+        shown = view.query_one("#check-rows", DataTable)
+        rows = {str(r[0]): [str(c) for c in r] for r in map(shown.get_row_at, range(shown.row_count))}
+        assert rows["context length"][1] == "FAIL" and rows["context length"][4] == "context_length=8192", rows
+        assert rows["chat format"][1] == "ok" and rows["json_schema"][1] == "ok", rows
+        assert "dash-too-long" not in json.dumps(client.list_models())  # launched for the check, then let go
+        assert not view.query_one("#fix", Button).disabled
+        await pilot.click("#fix")
+        await until(pilot, lambda: view.fixed, 30, "the corrected spec registered")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "DashboardScreen", what="the dashboard again")
+
+    try:
+        run(test, dash_server.url)
+        fixed = client.get_model_registration("LLM", "dash-too-long")
+        assert fixed["context_length"] == 8192 and fixed.get("persisted", True)
+    finally:
+        client.unregister_model("LLM", "dash-too-long")

@@ -113,6 +113,30 @@ def test_embedding_directory_register_and_launch(server: ServerProcess, tmp_path
     client.unregister_model("embedding", "wz-minilm")
 
 
+def test_the_last_step_checks_the_spec_and_applies_its_fix(server: ServerProcess, small_gguf: Path,
+                                                           tmp_path: Path) -> None:
+    """"check it" at the last step runs `xitui check` on what was registered: a context longer than the file's
+    is flagged, and after a yes the corrected spec is registered in its place and saved over the file."""
+    out = tmp_path / "smol.json"
+    # every proposal but a 100000-token context; what now: save, register, check (uncheck persist and launch);
+    # save path; then yes to the fix
+    what_now = DOWN + DOWN + SPACE + DOWN + SPACE + DOWN + SPACE + ENTER
+    keys = [ENTER, "wz-checked" + ENTER, ENTER, ENTER, ENTER, "100000" + ENTER, *[ENTER] * 5, what_now, ENTER,
+            ENTER]
+    w, shown = drive(Options(source=str(small_gguf), output=out), keys, server.url)
+    assert isinstance(w, Wizard), shown
+    client = Client(server.url)
+    try:
+        row = next(line for line in shown.splitlines() if "context length" in line)
+        assert "FAIL" in row and "declared 100000" in row and "context_length=8192" in row, shown
+        assert "registered the corrected wz-checked" in shown
+        assert client.get_model_registration("LLM", "wz-checked")["context_length"] == 8192
+        assert json.loads(out.read_text())["context_length"] == 8192
+        assert "wz-checked" not in json.dumps(client.list_models())  # launched for the check, then let go
+    finally:
+        client.unregister_model("LLM", "wz-checked")
+
+
 def test_cross_encoder_directory_is_a_rerank_model(server: ServerProcess) -> None:
     """A cross-encoder's folder is recognised as a rerank model; registered and launched, the wizard's try
     ranks the passage that answers its question first."""

@@ -27,7 +27,7 @@ def check(
     dimensions and similarity; ranking) on the running model, launching it for the check if need be: one row
     each, with the likely cause and the fix where it fails. Exit code 1 when a row fails."""
     from xitui.client.check import check as run_check
-    from xitui.client.check import fixed_spec
+    from xitui.client.check import fixed_spec, register_fixed
 
     client = connect(endpoint, api_key)
     report = run_check(client, model_name, model_type, said=lambda what: None if as_json else output.info(what))
@@ -44,19 +44,13 @@ def check(
         registration = client.get_model_registration(model_type, model_name)
         if registration.get("is_builtin"):
             raise XituiError(f"{model_name} is builtin: register a copy under another name to change it")
-        spec = fixed_spec(registration, report.fixes)
         output.info("the corrected spec:")
-        print(json.dumps(spec, indent=2))
+        print(json.dumps(fixed_spec(registration, report.fixes), indent=2))
         if not yes and not typer.confirm("Register it in place of the current one?", default=False, err=True):
             output.info("left as it was")
         else:
+            register_fixed(client, model_type, model_name, report.fixes)
             persisted = bool(registration.get("persisted", True))
-            client.unregister_model(model_type, model_name)
-            try:
-                client.register_model(model_type, json.dumps(spec), persist=persisted)
-            except Exception:
-                client.register_model(model_type, json.dumps(registration), persist=persisted)  # put it back
-                raise
             output.info(f"registered the corrected {model_name}" + (" (persisted)" if persisted else ""))
     elif fix:
         output.info("nothing to fix")

@@ -26,6 +26,8 @@ def wizard(
     replace: Annotated[bool, typer.Option(
         "--replace", help="With --yes: replace a registration of that name.")] = False,
     prompt: Annotated[str | None, typer.Option("--prompt", help="The test prompt after launching.")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Once registered, try live what the spec promises (xitui check).")] = False,
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -39,7 +41,7 @@ def wizard(
         raise XituiError("the wizard asks questions and stdin is not a terminal: add --yes to take every proposed "
                          "answer, or register a spec file with `xitui register --file SPEC`")
     options = Options(source=source, from_spec=from_spec, yes=yes, output=output_file, name=name, register=register,
-                      persist=persist, launch=launch, replace=replace, test_prompt=prompt)
+                      persist=persist, launch=launch, replace=replace, test_prompt=prompt, check=check)
     console = output.console(stderr=yes)
     try:
         run_wizard(options, console, lambda: connect(endpoint, api_key))

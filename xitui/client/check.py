@@ -385,3 +385,24 @@ def fixed_spec(registration: dict[str, Any], fixes: dict[str, Any]) -> dict[str,
         else:
             spec[key] = value
     return spec
+
+
+def register_fixed(client: Client, model_type: str, name: str, fixes: dict[str, Any],
+                   base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Register the corrected spec of `name` (the fixes over `base`, by default its registration) in place of
+    the current one, persisted as it was; the current one is put back when the corrected one is refused.
+    Returns the spec registered."""
+    from xitui.core.errors import XituiError
+
+    registration = client.get_model_registration(model_type, name)
+    if registration.get("is_builtin"):
+        raise XituiError(f"{name} is builtin: register a copy under another name to change it")
+    spec = fixed_spec(base if base is not None else registration, fixes)
+    persisted = bool(registration.get("persisted", True))
+    client.unregister_model(model_type, name)
+    try:
+        client.register_model(model_type, json.dumps(spec), persist=persisted)
+    except Exception:
+        client.register_model(model_type, json.dumps(fixed_spec(registration, {})), persist=persisted)
+        raise
+    return spec

@@ -32,11 +32,12 @@ class Options:
     launch: bool = False
     replace: bool = False
     test_prompt: str | None = None
+    check: bool = False
 
     @property
     def needs_server(self) -> bool:
         """Without questions, only registering or launching reaches the server."""
-        return not self.yes or bool(self.register or self.launch)
+        return not self.yes or bool(self.register or self.launch or self.check)
 
 
 class Wizard:

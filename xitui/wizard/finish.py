@@ -14,21 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from xitui.core.errors import XituiError
-from xitui.core.safe_text import StreamFilter
+from xitui.core.safe_text import StreamFilter, safe
 from xitui.wizard.ask import Back, Choice
 from xitui.wizard.context import Wizard
 
 ACTIONS = [("save", "save the spec to a file"), ("register", "register it on the server"),
            ("persist", "keep the registration across server restarts (persist)"),
-           ("launch", "launch it now and try a prompt")]
+           ("launch", "launch it now and try a prompt"),
+           ("check", "check it: try live each thing it promises, and fix what fails (xitui check, ~1 min)")]
 
 
 def finish(w: Wizard) -> Any:
     o = w.options
     while True:
         if w.ask.yes:
-            chosen = {"save": o.output is not None, "register": bool(o.register or o.persist or o.launch),
-                      "persist": o.persist, "launch": o.launch}
+            chosen = {"save": o.output is not None, "register": bool(o.register or o.persist or o.launch or o.check),
+                      "persist": o.persist, "launch": o.launch, "check": o.check}
         else:
             proposal = ["save", "register", "persist", "launch"]
             if o.register is False:
@@ -36,9 +37,9 @@ def finish(w: Wizard) -> Any:
             answer = w.ask.checkbox("What now?", [Choice(label, key) for key, label in ACTIONS], proposal,
                                     at_least_one=False)
             chosen = {key: key in answer for key, _ in ACTIONS}
-            if (chosen["persist"] or chosen["launch"]) and not chosen["register"]:
+            if (chosen["persist"] or chosen["launch"] or chosen["check"]) and not chosen["register"]:
                 chosen["register"] = True
-                w.say("(registering too: persisting and launching need a registration)", style="dim")
+                w.say("(registering too: persisting, launching and checking need a registration)", style="dim")
         path: Path | None = None
         if chosen["save"]:
             try:
@@ -53,13 +54,18 @@ def finish(w: Wizard) -> Any:
     w.committed = True
     if w.launched_uid and (not w.ask.yes or o.test_prompt):
         try_prompt(w, w.launched_uid)
+    if chosen["check"]:
+        check_spec(w, path)
     return None
 
 
 def ask_path(w: Wizard) -> Path:
     default = w.options.output or Path(f"{w.draft.get('model_name')}.json")
     while True:
-        answer = w.ask.text("Save the spec to", str(default), field="output file")
+        answer = w.ask.text("Save the spec to", str(default), field="output file").strip()
+        if not answer:  # only blanks: a file named so is never what was meant
+            w.say("name a file", style="red")
+            continue
         path = Path(answer).expanduser()
         if path.is_dir():
             w.say(f"{path} is a folder: name a file", style="red")
@@ -204,6 +210,47 @@ def _next_steps(w: Wizard, uid: str, embedding: bool = False) -> None:
         w.say(f"next: xitui embed --model-uid {uid} \"some text\"", style="dim")
     else:
         w.say(f"next: xitui chat --model-uid {uid}   or   xitui generate --model-uid {uid}", style="dim")
+
+
+def check_spec(w: Wizard, path: Path | None) -> None:
+    """`xitui check` on what was just registered (on the launched model, else one launched for it); where a
+    row fails, its fix applied to the spec, registered in its place and saved over the file, after a yes."""
+    from rich.table import Table
+
+    from xitui.client.check import check, register_fixed
+
+    client = w.client()
+    spec = w.draft.spec()
+    name, model_type = spec["model_name"], w.draft.model_type or "LLM"
+    try:
+        with w.console.status(f"checking {name}") as status:
+            report = check(client, name, model_type, said=lambda what: status.update(f"{name}: {what}"))
+    except KeyboardInterrupt:
+        w.say("(check stopped)")
+        return
+    table = Table("check", "result", "figure", "likely cause", "fix",
+                  title=f"{sum(r.status == 'ok' for r in report.rows)}/{len(report.rows)} ok in {report.seconds:.0f} s")
+    for row in report.rows:
+        table.add_row(*(safe(cell) for cell in (row.name, row.status if row.status != "fail" else "FAIL", row.figure,
+                                                row.cause or "-",
+                                                ", ".join(f"{k}={v}" for k, v in row.fix.items()) or "-")))
+    w.console.print(table)
+    if not report.fixes:
+        return
+    fixes = ", ".join(f"{k}={v}" for k, v in report.fixes.items())
+    if w.ask.yes:
+        w.say(f"to apply the fix ({fixes}): xitui check {name} --fix", style="dim")
+        return
+    if w.ask.yes_no(f"Apply the fix ({fixes}) and register the corrected spec?", True) is not True:
+        w.say(f"left as it was; later: xitui check {name} --fix", style="dim")
+        return
+    corrected = register_fixed(client, model_type, name, report.fixes, base=spec)
+    if path is not None:
+        from xitui.core.files import atomic_write
+
+        atomic_write(path, (json.dumps(corrected, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        w.say(f"saved the corrected spec to {path}")
+    w.say(f"registered the corrected {name}")
 
 
 def undo(w: Wizard) -> None:

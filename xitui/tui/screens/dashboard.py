@@ -85,6 +85,7 @@ class DashboardScreen(Screen[None]):
         Binding("r", "register", "Wizard", id="register", tooltip="Register a model with the wizard"),
         Binding("f", "register_file", "Spec file", id="register_file", tooltip="Register a spec file"),
         Binding("u", "unregister", "Unregister", id="unregister", tooltip="Unregister the selected registration"),
+        Binding("k", "check", "Check", id="check", tooltip="Try live what the selected registration promises"),
         Binding("v", "view_spec", "Spec", id="view_spec", tooltip="View the selected model's spec"),
         Binding("g", "follow_log", "Log", id="follow_log", tooltip="Follow the selected model's worker log"),
         Binding("escape", "stop", "Stop", id="stop", tooltip="Stop the answer being written", show=False),
@@ -373,9 +374,8 @@ class DashboardScreen(Screen[None]):
                      lambda: self.change(lambda: self.client.unregister_model(kind, name),
                                          lambda _: f"unregistered {name}", registrations=True))
 
-    def action_view_spec(self) -> None:
-        from xitui.tui.screens.text_view import SpecView
-
+    def _chosen_registration(self) -> dict[str, Any] | None:
+        """The registration under the cursor in the Registrations tab, else the selected model's."""
         tabs = self.query_one(TabbedContent)
         item = self.query_one(Registrations).selected if tabs.active == "registrations" else None
         if item is None and self.selected_uid is not None:
@@ -384,8 +384,31 @@ class DashboardScreen(Screen[None]):
                          and r.get("model_type") == model.get("model_type")), None)
         if item is None:
             self.notify("select a model or a registration", severity="warning")
+        return item
+
+    def action_view_spec(self) -> None:
+        from xitui.tui.screens.text_view import SpecView
+
+        item = self._chosen_registration()
+        if item is not None:
+            self.app.push_screen(SpecView(f"{item['model_type']} {item['model_name']}", item))
+
+    def action_check(self) -> None:
+        from xitui.tui.screens.check_view import CheckView
+
+        item = self._chosen_registration()
+        if item is None:
             return
-        self.app.push_screen(SpecView(f"{item['model_type']} {item['model_name']}", item))
+        if not self.live:
+            self.notify("no server to check on", severity="warning")
+            return
+
+        def checked(fixed: bool | None) -> None:
+            if fixed:
+                self.want_registrations = True
+                self.read_server()
+
+        self.app.push_screen(CheckView(self.client, item["model_type"], item["model_name"]), callback=checked)
 
     def action_follow_log(self) -> None:
         from xitui.tui.screens.text_view import LogView
