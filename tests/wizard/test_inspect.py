@@ -44,6 +44,17 @@ def test_gguf_probe_proposes_a_valid_spec(gguf_path: Path) -> None:
     assert parse_spec("LLM", spec).model_name == "gemma-3-270m"
 
 
+def test_a_llama_that_speaks_chatml_is_not_proposed_a_llama_3_family(small_gguf: Path) -> None:
+    """SmolLM2 is a llama whose own template writes ChatML: a Llama 3 family would bring Llama 3's tool parser
+    and stop words to it. None of the llama families write ChatML, so the proposal is `other`, saying why."""
+    found = inspect_source(str(small_gguf))
+    assert found.facts["families"][0] == "llama-3.1-instruct"  # what the architecture alone suggests
+    spec = found.spec()
+    assert spec["model_family"] == "other" and "ChatML" in (found.origin("model_family") or "")
+    assert "<|im_start|>" in spec["chat_template"] and "tool_parser" not in spec
+    assert parse_spec("LLM", spec).model_name
+
+
 def test_a_folder_of_two_quantizations_derives_the_template(gguf_path: Path, tmp_path: Path) -> None:
     for name in ("Gemma-3-270M-Q4_K_M.gguf", "Gemma-3-270M-Q8_0.gguf", "notes.txt"):
         os.link(gguf_path, tmp_path / name)

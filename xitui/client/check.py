@@ -15,6 +15,7 @@ from typing import Any
 
 from xitui.client.client import Client, ClientError
 from xitui.core.chat_format import tool_calls
+from xitui.core.chat_format.markers import format_of
 
 #: Role markers of the common chat formats: in an answer's text they mean the chat format is not the model's.
 MARKERS = re.compile(r"<\|im_(?:start|end)\|>|<start_of_turn>|<end_of_turn>|\[/?INST\]|<<SYS>>|<\|start_header_id\|>"
@@ -188,16 +189,6 @@ def _own_format_fix(registration: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-#: The chat formats a text's markers belong to: a spec's prompt style that writes another format than the model's
-#: own template was trained on.
-FORMATS = (("<|im_start|>", "ChatML"), ("<|start_header_id|>", "Llama 3"), ("<start_of_turn>", "Gemma"),
-           ("[INST]", "[INST]"), ("<|user|>", "Phi-3"))
-
-
-def _format_of(text: str | None) -> str | None:
-    return next((name for marker, name in FORMATS if text and marker in text), None)
-
-
 def _style_against_template(registration: dict[str, Any]) -> tuple[str, str] | None:
     """(the spec's style's format, the model template's) where the spec sets a prompt style whose markers are
     another format than the model's own template's."""
@@ -209,7 +200,7 @@ def _style_against_template(registration: dict[str, Any]) -> tuple[str, str] | N
     own = header.get("tokenizer.chat_template") if header else None
     if style is None or not own:
         return None
-    written, trained = _format_of(render_prompt(style, SAMPLE_CONVERSATION)), _format_of(own)
+    written, trained = format_of(render_prompt(style, SAMPLE_CONVERSATION)), format_of(own)
     return (written or style.style_name, trained) if trained and written != trained else None
 
 

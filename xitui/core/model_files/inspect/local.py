@@ -286,10 +286,31 @@ def _propose_llm_common(found: Inspection, architecture: str | None, origin: str
     found.propose("model_lang", ["en"], "default")
 
 
+def _settle_family(found: Inspection) -> None:
+    """Where the model has a chat template of its own, the family proposed is one whose chat format is the
+    template's: a family of the architecture that writes another format (SmolLM2 is a llama that speaks ChatML,
+    not Llama 3's) would bring that format's tool parser and stop words. None such: `other`."""
+    from xitui.core.chat_format.markers import format_of, style_format
+    from xitui.core.specs import catalog
+
+    own = format_of(found.value("chat_template"))
+    family = found.value("model_family")
+    if not own or not family or family == "other":
+        return
+    if style_format(catalog.family_prompt_style(family)) in (own, None):
+        return
+    matching = [f for f in found.facts.get("families") or []
+                if style_format(catalog.family_prompt_style(f)) == own]
+    found.propose("model_family", matching[0] if matching else "other",
+                  f"its chat template writes {own}, family {family}'s format is not that")
+
+
 def _propose_abilities(found: Inspection) -> None:
     """Chat when the model has a template or its family a prompt style; generate always. A family's style
     is written into the spec with its stop words added to the model's own, so the spec says what it does."""
     from xitui.core.specs import catalog
+
+    _settle_family(found)
     family = found.value("model_family")
     style = catalog.family_prompt_style(family) if family and family != "other" else None
     fields = catalog.style_fields(style) if style else None
