@@ -73,6 +73,14 @@ def test_a_broken_spec_is_flagged_with_its_fix(server: ServerProcess, small_gguf
             fixed = cli(server, "check", f"smol-{case}", "--fix", "--yes")
             assert "registered the corrected" in fixed.stderr, fixed.stderr
             assert client.get_model_registration("LLM", f"smol-{case}")["tool_parser"] == "hermes"
-            assert cli(server, "check", f"smol-{case}").returncode == 0
+            again = cli(server, "check", f"smol-{case}", "--only", "tools", "--json")  # the fixed row alone
+            assert [(r["name"], r["status"]) for r in json.loads(again.stdout)["rows"]] == [("tools", "ok")]
     finally:
         client.unregister_model("LLM", f"smol-{case}")
+
+
+def test_only_a_row_a_model_type_has(server: ServerProcess) -> None:
+    ran = cli(server, "check", "demo-minilm", "-t", "embedding", "--only", "tools")
+    assert ran.returncode != 0 and "Traceback" not in ran.stderr and len(ran.stderr.strip().splitlines()) == 1
+    assert "no such row in a check of embedding models: tools (its rows: dimensions, similarity)" in ran.stderr
+    assert Client(server.url).list_models() == {}  # refused before anything launched

@@ -20,6 +20,9 @@ def check(
     as_json: Json = False,
     fix: Annotated[bool, typer.Option("--fix", help="Propose the corrected spec and register it after a yes.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="With --fix: register the corrected spec unasked.")] = False,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Only this row (again for more): 'tools', 'chat format', 'context length'...",
+        show_default=False)] = None,
     endpoint: Endpoint = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -30,7 +33,8 @@ def check(
     from xitui.client.check import fixed_spec, register_fixed
 
     client = connect(endpoint, api_key)
-    report = run_check(client, model_name, model_type, said=lambda what: None if as_json else output.info(what))
+    report = run_check(client, model_name, model_type, said=lambda what: None if as_json else output.info(what),
+                       only=only or ())
     if as_json:
         output.print_json({**report.as_dict(), "fixes": report.fixes})
     else:

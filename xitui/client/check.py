@@ -9,7 +9,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +30,9 @@ WEATHER = {"type": "function", "function": {
 CITY = {"type": "object", "required": ["city", "country"], "additionalProperties": False,
         "properties": {"city": {"type": "string", "maxLength": 40}, "country": {"type": "string", "maxLength": 40}}}
 TRIES = 3
+#: The rows a check of each model type can print, in order (`--only` picks among them).
+ROWS = {"LLM": ("chat format", "generate", "tools", "reasoning", "json_schema", "context length"),
+        "embedding": ("dimensions", "similarity"), "rerank": ("ranking",)}
 
 
 @dataclass
@@ -69,8 +72,17 @@ class Report:
         return all(r.status in ("ok", "skip", "warn") for r in self.rows)
 
 
-def check(client: Client, name: str, model_type: str, said: Callable[[str], None] = lambda _: None) -> Report:
-    """Try each thing the registration `name` promises on a running model of it."""
+def check(client: Client, name: str, model_type: str, said: Callable[[str], None] = lambda _: None,
+          only: Iterable[str] = ()) -> Report:
+    """Try each thing the registration `name` promises on a running model of it (of those rows named in
+    `only`, when given: a fix re-tried without the rest)."""
+    from xitui.core.errors import XituiError
+
+    wanted = set(only)
+    known = ROWS.get(model_type, ())
+    if wanted - set(known):
+        raise XituiError(f"no such row in a check of {model_type} models: {', '.join(sorted(wanted - set(known)))}"
+                         f" (its rows: {', '.join(known)})")
     start = time.monotonic()
     registration = client.get_model_registration(model_type, name)
     running = {uid: d for uid, d in client.list_models().items() if d.get("model_name") == name}
@@ -92,11 +104,12 @@ def check(client: Client, name: str, model_type: str, said: Callable[[str], None
     try:
         described: dict[str, Any] = dict(client.describe_model(uid))
         if model_type == "LLM":
-            rows = _llm_rows(client, uid, registration, described, said)
+            rows = _llm_rows(client, uid, registration, described, said, wanted or set(known))
         elif model_type == "embedding":
             rows = _embedding_rows(client, uid, registration)
         else:
             rows = _rerank_rows(client, uid)
+        rows = [r for r in rows if not wanted or r.name in wanted]
     finally:
         if launched:
             client.terminate_model(uid)
@@ -152,24 +165,21 @@ def trained_context(registration: dict[str, Any]) -> int | None:
 
 
 def _llm_rows(client: Client, uid: str, registration: dict[str, Any], described: dict[str, Any],
-              said: Callable[[str], None]) -> list[Row]:
+              said: Callable[[str], None], wanted: set[str]) -> list[Row]:
     abilities = registration.get("model_ability") or []
+    steps: list[tuple[str, bool, Callable[[], Row]]] = [
+        ("chat format", "chat" in abilities, lambda: _chat_format(client, uid, registration, described)),
+        ("generate", "chat" not in abilities, lambda: _generates(client, uid)),
+        ("tools", "tools" in abilities, lambda: _tools(client, uid, registration)),
+        ("reasoning", "reasoning" in abilities, lambda: _reasoning(client, uid, registration)),
+        ("json_schema", True, lambda: _json_schema(client, uid, "chat" in abilities)),
+        ("context length", True, lambda: _context(client, uid, registration, described)),
+    ]
     rows = []
-    if "chat" in abilities:
-        said("checking chat format")
-        rows.append(_chat_format(client, uid, registration, described))
-    else:
-        rows.append(_generates(client, uid))
-    if "tools" in abilities:
-        said("checking tools")
-        rows.append(_tools(client, uid, registration))
-    if "reasoning" in abilities:
-        said("checking reasoning")
-        rows.append(_reasoning(client, uid, registration))
-    said("checking json_schema")
-    rows.append(_json_schema(client, uid, "chat" in abilities))
-    said("checking context length")
-    rows.append(_context(client, uid, registration, described))
+    for name, promised, run in steps:
+        if promised and name in wanted:
+            said(f"checking {name}")
+            rows.append(run())
     return rows
 
 
