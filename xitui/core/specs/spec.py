@@ -57,6 +57,9 @@ class LLMSpec(_Model):
     model_hub: str = "huggingface"
     model_uri: str | None = None
     model_revision: str | None = None
+    #: GGUF only: the vision (or audio) projector files, named like the model file (`{quantization}` allowed),
+    #: relative to the model's folder or absolute; a launch's `multimodal_projector` picks one, else the first.
+    multimodal_projectors: list[str] | None = None
 
 
 class LLMFamily(_Model):
@@ -353,24 +356,45 @@ def _check_template(c: _Checker, spec: dict[str, Any], path: str, fmt: str, uri:
         if fmt in ("ggufv2", "ggmlv3") and not names_file:
             c.fail(f"{path}.model_file_name_template", f"required for {fmt}")
         return None
-    if len(template) > 255:
-        c.fail(f"{path}.model_file_name_template", "must name a file: at most 255 characters")
+    problem = _file_template_problem(template)
+    if problem:
+        c.fail(f"{path}.model_file_name_template", problem)
         return None
+    return template
+
+
+def _file_template_problem(template: str) -> str | None:
+    """What is wrong with a file name template (None when nothing is)."""
+    if len(template) > 255:
+        return "must name a file: at most 255 characters"
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
-        c.fail(f"{path}.model_file_name_template", f"not a valid template ({exc})")
-        return None
+        return f"not a valid template ({exc})"
     # `{quantization}` exactly: a format spec (`{quantization:>100000000}`) or a conversion would make every
     # parse of the spec allocate or fail
     if any(f is not None and (f != "quantization" or spec or conv) for _, f, spec, conv in parts):
-        c.fail(f"{path}.model_file_name_template", "may only use the {quantization} placeholder, as it is "
-               "(no format spec or conversion)")
-        return None
+        return "may only use the {quantization} placeholder, as it is (no format spec or conversion)"
     if "/" in template.replace("{quantization}", "") or template.startswith(".."):
-        c.fail(f"{path}.model_file_name_template", "must name a file, not a path")
+        return "must name a file, not a path"
+    return None
+
+
+def _check_projectors(c: _Checker, spec: dict[str, Any], path: str, fmt: str) -> list[str] | None:
+    """`multimodal_projectors`: file names like the model file's (or absolute paths), GGUF specs only."""
+    where = f"{path}.multimodal_projectors"
+    names = c.str_list(spec, "multimodal_projectors", where, most=16)
+    if not names:
         return None
-    return template
+    if fmt != "ggufv2":
+        c.fail(where, "only GGUF specs name projector files (a PyTorch vision model reads images without one)")
+        return None
+    problems = [(i, "must be a file name or an absolute path" if any(ord(ch) < 32 for ch in name)
+                 else None if os.path.isabs(name) else _file_template_problem(name)) for i, name in enumerate(names)]
+    for i, problem in problems:
+        if problem:
+            c.fail(f"{where}[{i}]", problem)
+    return None if any(problem for _, problem in problems) else names
 
 
 def _check_size(c: _Checker, spec: dict[str, Any], path: str) -> int | str:
@@ -419,6 +443,7 @@ def _check_llm_spec(c: _Checker, spec: Any, path: str, version: int) -> list[LLM
     uri = _check_uri(c, c.text(spec, "model_uri", f"{path}.model_uri"), f"{path}.model_uri", want)
     model_id = _check_model_id(c, spec, path, uri)
     template = _check_template(c, spec, path, fmt or "", uri)
+    projectors = _check_projectors(c, spec, path, fmt or "")
     hub = c.text(spec, "model_hub", f"{path}.model_hub", default="huggingface")
     if hub not in MODEL_HUBS:
         c.fail(f"{path}.model_hub", f"must be one of: {', '.join(MODEL_HUBS)}")
@@ -466,6 +491,7 @@ def _check_llm_spec(c: _Checker, spec: Any, path: str, version: int) -> list[LLM
                     model_hub=hub or "huggingface",
                     model_uri=uri,
                     model_revision=revision,
+                    multimodal_projectors=projectors,
                 )
             )
     return out
@@ -567,6 +593,12 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False, fa
         for i, spec in enumerate(specs_raw):
             specs.extend(_check_llm_spec(c, spec, f"model_specs[{i}]", version))
 
+    if "vision" in abilities and not builtin:
+        for i, entry in enumerate(specs_raw if isinstance(specs_raw, list) else []):
+            if isinstance(entry, dict) and entry.get("model_format") == "ggufv2" \
+                    and not entry.get("multimodal_projectors"):
+                c.fail(f"model_specs[{i}].multimodal_projectors", "required for a vision model's GGUF: the "
+                       "projector file (mmproj-*.gguf) that turns images into the model's input")
     style = _check_prompt_style(c, data.get("prompt_style"))
     chat_template = c.text(data, "chat_template", "chat_template")
     if chat_template is not None:
