@@ -139,3 +139,27 @@ def test_what_the_converter_cannot_read_is_one_line(server: ServerProcess, tmp_p
     assert str(err.value).endswith("llama.cpp's converter does not know FooForCausalLM: model_engine transformers "
                                    "runs it") and err.value.status_code == 400
     client.unregister_model("LLM", "foo-st")
+
+
+def test_a_pipe_in_the_model_folder_is_refused_not_waited_on(server: ServerProcess, tmp_path: Path) -> None:
+    """The converter opens the folder's files: a FIFO there held the launch (and the lock every later launch of
+    those weights waits on) forever. Now one line, at once, and again on the next try."""
+    import os
+    import shutil
+
+    from tests.model_files import tiny_pt_dir
+
+    folder = tmp_path / "fifo"
+    shutil.copytree(tiny_pt_dir(), folder)
+    (folder / "tokenizer.json").unlink()
+    os.mkfifo(folder / "tokenizer.json")
+    client = Client(server.url)
+    client.register_model("LLM", safetensors_spec("fifo-st", folder))
+    try:
+        for _ in range(2):
+            with pytest.raises(ClientError) as err:
+                client.launch_model(model_name="fifo-st", model_engine="llama.cpp")
+            assert "'tokenizer.json' in" in str(err.value) and "is not a regular file" in str(err.value)
+            assert "\n" not in str(err.value)
+    finally:
+        client.unregister_model("LLM", "fifo-st")

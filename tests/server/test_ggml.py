@@ -75,6 +75,12 @@ def test_the_seeds_ggml_spec_launches_and_answers_as_its_gguf_twin(server: Serve
     ("version 2", "GGJT version 2"),
     ("not ggml", "is not a GGML v3 (GGJT) file"),
     ("foreign tensor", "is not one of a LLaMA model's"),
+    ("empty", "is not a GGML v3 (GGJT) file"),
+    # each of these converted "cleanly" once, and llama.cpp then refused the file, or aborted the worker on it
+    ("token twice", "its vocabulary has a token twice"),
+    ("one head", "its key heads (16 wide) do not fit 1 heads of 32"),
+    ("fewer layers", "tensors beyond its 1 layers"),
+    ("file type", "its file type (-1) is not one"),
 ])
 def test_broken_ggml_files_are_one_line(server: ServerProcess, tmp_path: Path, damage: str, says: str) -> None:
     folder, _ = ggml_v3_pair()
@@ -85,6 +91,14 @@ def test_broken_ggml_files_are_one_line(server: ServerProcess, tmp_path: Path, d
         data[4:8] = (2).to_bytes(4, "little")
     elif damage == "not ggml":
         data[:4] = b"GGUF"
+    elif damage == "empty":
+        data = bytearray()
+    elif damage == "token twice":
+        start = data.index(b"<0x00>")
+        data[start:start + 6] = b"<0x01>"
+    elif damage in ("one head", "fewer layers", "file type"):  # n_head, n_layer, ftype of the 7 int32 at 8
+        at, value = {"one head": (20, 1), "fewer layers": (24, 1), "file type": (32, -1)}[damage]
+        data[at:at + 4] = value.to_bytes(4, "little", signed=True)
     else:
         start = data.index(b"tok_embeddings.weight")
         data[start:start + 21] = b"vision_tower.weight!!"

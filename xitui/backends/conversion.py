@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -107,10 +108,34 @@ def size_of(path: Path) -> Callable[[], int]:
     return lambda: path.stat().st_size if path.exists() else 0
 
 
+def _only_files(model_dir: str) -> None:
+    """The converter opens the folder's files as it finds them: a pipe or a device there would hold it (and
+    the lock every later launch of these weights waits on) forever."""
+    import stat
+
+    for entry in os.scandir(model_dir):
+        try:
+            mode = os.stat(entry.path).st_mode
+        except OSError:
+            continue  # a dangling link: the converter does not find it either
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise LaunchError(f"{entry.name[:100]!r} in {model_dir} is not a regular file (a pipe, socket or "
+                              "device): the converter reads only files")
+
+
+#: Seconds the converter may take: a floor, and more per GiB of weights (this machine writes ~80 MB/s of F16).
+CONVERTER_SECONDS, CONVERTER_SECONDS_PER_GIB = 600, 120
+
+
 def _run_converter(model_dir: str, out: Path) -> None:
+    _only_files(model_dir)
     cmd = [sys.executable, "-c", CONVERTER, model_dir, "--outfile", str(out), "--outtype", "f16"]
-    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace")
+    limit = CONVERTER_SECONDS + CONVERTER_SECONDS_PER_GIB * conversion.converted_size(model_dir, "F16") / 2**30
+    try:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, errors="replace", timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise LaunchError(f"llama.cpp's converter took over {limit:.0f} s on {model_dir}: stopped") from None
     if done.returncode != 0 or not out.is_file():
         lines = [line for line in done.stdout.splitlines() if line.strip()]
         last = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "")
@@ -156,7 +181,13 @@ def from_ggml(source: str, home: Path, context_length: int, progress: Progress) 
         try:
             with Growth(size_of(part), Path(source).stat().st_size, "converting GGML v3 to GGUF", progress,
                         high=0.85):
-                ggml_to_gguf.convert(Path(source), part, context_length, progress)
+                try:
+                    ggml_to_gguf.convert(Path(source), part, context_length, progress)
+                except LaunchError:
+                    raise
+                except (ValueError, IndexError, OverflowError, OSError, struct.error) as exc:  # the gguf writer's
+                    raise LaunchError(f"{Path(source).name}: not a GGML v3 file this reader can convert "
+                                      f"({' '.join(str(exc).split())[:200]})") from None
             os.replace(part, target)
         finally:
             part.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ with a SentencePiece vocabulary, which llama.cpp knew by these fixed ids: <unk> 
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections.abc import Callable
@@ -28,6 +29,8 @@ LAYER_NAMES = {"attention.wq": "attn_q", "attention.wk": "attn_k", "attention.wv
 #: llama.cpp's GGML-era default (its converter's --eps): between LLaMA 1's 1e-6 and Llama 2's 1e-5.
 RMS_EPS = 5e-6
 MAX_VOCAB = 1_000_000
+#: The most bytes a vocabulary's tokens may hold in all (real ones: 1-4 MB): each is copied twice on the way.
+MAX_VOCAB_BYTES = 64 * 2**20
 
 
 def gguf_name(name: str) -> str:
@@ -48,6 +51,8 @@ def convert(source: Path, out: Path, context_length: int, progress: Callable[[fl
     import numpy as np
 
     with open(source, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size < 36:
+            raise LaunchError(f"{source.name} is not a GGML v3 (GGJT) file")
         data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     size = len(data)
     if size < 36 or struct.unpack_from("<I", data, 0)[0] != GGJT_MAGIC:
@@ -60,13 +65,20 @@ def convert(source: Path, out: Path, context_length: int, progress: Callable[[fl
         raise LaunchError(f"{source.name}: its hyperparameters are not a model's")
     offset = 36
     tokens, scores = [], []
+    held = 0
     for _ in range(n_vocab):
         length = _read(data, "<I", offset, source)[0]
         if offset + 4 + length + 4 > size:
             raise LaunchError(f"{source.name} ends inside its vocabulary")
+        held += length
+        if held > MAX_VOCAB_BYTES:
+            raise LaunchError(f"{source.name}: its vocabulary holds over {MAX_VOCAB_BYTES >> 20} MiB of text: "
+                              "not a model's")
         tokens.append(data[offset + 4:offset + 4 + length])
         scores.append(struct.unpack_from("<f", data, offset + 4 + length)[0])
         offset += 8 + length
+    if len(set(tokens)) != len(tokens):  # llama.cpp aborts the process on a vocabulary with a token twice
+        raise LaunchError(f"{source.name}: its vocabulary has a token twice")
     tensors: list[tuple[str, Any, Any, list[int]]] = []
     while offset < size:
         n_dims, name_length, kind = _read(data, "<3i", offset, source)
@@ -94,17 +106,17 @@ def convert(source: Path, out: Path, context_length: int, progress: Callable[[fl
             raise LaunchError(f"{source.name} ends inside tensor {name[:80]!r}")
         tensors.append((gguf_name(name), qtype, np.frombuffer(data, dtype=np.uint8, count=nbytes, offset=at), dims))
         offset = at + nbytes
-    shapes = {name: dims for name, _, _, dims in tensors}
-    if "blk.0.attn_k.weight" not in shapes or "blk.0.ffn_gate.weight" not in shapes:
-        raise LaunchError(f"{source.name}: no LLaMA layers in it")
-    n_head_kv = n_head * shapes["blk.0.attn_k.weight"][1] // n_embd
+    n_head_kv, n_ff = _llama_shape(source, tensors, n_vocab, n_embd, n_head, n_layer, n_rot)
+    if ftype not in range(64):
+        raise LaunchError(f"{source.name}: its file type ({ftype}) is not one")
+    _room_for(out, sum(raw.nbytes for _, _, raw, _ in tensors), source)
 
     writer = gguf.GGUFWriter(str(out), "llama")
     writer.add_name(source.stem)
     writer.add_context_length(context_length)
     writer.add_embedding_length(n_embd)
     writer.add_block_count(n_layer)
-    writer.add_feed_forward_length(shapes["blk.0.ffn_gate.weight"][1])
+    writer.add_feed_forward_length(n_ff)
     writer.add_rope_dimension_count(n_rot)
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_head_kv)
@@ -131,6 +143,58 @@ def convert(source: Path, out: Path, context_length: int, progress: Callable[[fl
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def _llama_shape(source: Path, tensors: list[tuple[str, Any, Any, list[int]]], n_vocab: int, n_embd: int,
+                 n_head: int, n_layer: int, n_rot: int) -> tuple[int, int]:
+    """(n_head_kv, n_ff) where the tensors are a LLaMA model of these hyperparameters, else a one-line error:
+    llama.cpp refuses (or aborts on) a GGUF whose tensors do not fit its header, and a converted file is kept."""
+    shapes: dict[str, list[int]] = {}
+    for name, _, _, dims in tensors:
+        if name in shapes:
+            raise LaunchError(f"{source.name}: tensor {name} is in it twice")
+        shapes[name] = dims
+
+    def shape(name: str) -> list[int]:
+        if name not in shapes:
+            raise LaunchError(f"{source.name}: no {name} in it: not a LLaMA model of {n_layer} layers")
+        return shapes[name]
+
+    if n_embd % n_head or (n_embd // n_head) % 2 or n_rot > n_embd // n_head:
+        raise LaunchError(f"{source.name}: {n_head} heads do not divide its width ({n_embd}) as LLaMA's do")
+    k, gate = shape("blk.0.attn_k.weight"), shape("blk.0.ffn_gate.weight")
+    if len(k) != 2 or len(gate) != 2 or k[0] != n_embd or gate[0] != n_embd:
+        raise LaunchError(f"{source.name}: its first layer's tensors are not {n_embd} wide")
+    head = n_embd // n_head
+    if k[1] % head or not 0 < k[1] // head <= n_head or n_head % (k[1] // head):
+        raise LaunchError(f"{source.name}: its key heads ({k[1]} wide) do not fit {n_head} heads of {head}")
+    n_head_kv, n_ff = k[1] // head, gate[1]
+    want = {"token_embd.weight": [n_embd, n_vocab], "output_norm.weight": [n_embd]}
+    for i in range(n_layer):
+        want |= {f"blk.{i}.attn_q.weight": [n_embd, n_embd], f"blk.{i}.attn_k.weight": [n_embd, k[1]],
+                 f"blk.{i}.attn_v.weight": [n_embd, k[1]], f"blk.{i}.attn_output.weight": [n_embd, n_embd],
+                 f"blk.{i}.attn_norm.weight": [n_embd], f"blk.{i}.ffn_norm.weight": [n_embd],
+                 f"blk.{i}.ffn_gate.weight": [n_embd, n_ff], f"blk.{i}.ffn_up.weight": [n_embd, n_ff],
+                 f"blk.{i}.ffn_down.weight": [n_ff, n_embd]}
+    for name, dims in want.items():
+        if shape(name) != dims:
+            raise LaunchError(f"{source.name}: tensor {name} is {shape(name)}, a LLaMA of these sizes has {dims}")
+    extra = set(shapes) - set(want) - {"output.weight"}
+    if extra:
+        raise LaunchError(f"{source.name}: tensors beyond its {n_layer} layers ({sorted(extra)[0]}...)")
+    if "output.weight" in shapes and shapes["output.weight"] != [n_embd, n_vocab]:
+        raise LaunchError(f"{source.name}: its output tensor is not {n_embd} by {n_vocab}")
+    return n_head_kv, n_ff
+
+
+def _room_for(out: Path, nbytes: int, source: Path) -> None:
+    """Refuse before writing what the disk cannot hold (a sparse file claims more than it takes)."""
+    import shutil
+
+    free = shutil.disk_usage(out.parent).free
+    if nbytes + (64 << 20) > free:
+        raise LaunchError(f"{source.name}: converting it writes {nbytes / 2**30:.1f} GiB, {out.parent} has "
+                          f"{free / 2**30:.1f} GiB free")
 
 
 def _read(data: Any, fmt: str, offset: int, source: Path) -> tuple[Any, ...]:
