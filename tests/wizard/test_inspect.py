@@ -219,3 +219,71 @@ def test_a_chat_template_proposes_the_tools_and_reasoning_it_shows(template, abi
                             "model_uri": "/m.gguf"}]
     parsed = parse_llm(spec)  # what it proposes registers
     assert parsed.model_ability == abilities and parsed.tool_parser == fields.get("tool_parser")
+
+
+def write_gguf(path: Path, architecture: str, fields: dict[str, object]) -> Path:
+    """A small real GGUF: the header these probes read, and one tensor."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), architecture)
+    for key, value in fields.items():
+        if isinstance(value, bool):
+            writer.add_bool(key, value)
+        elif isinstance(value, int):
+            writer.add_uint32(key, value)
+        else:
+            writer.add_string(key, str(value))
+    writer.add_tensor("token_embd.weight", np.zeros((4, 64), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+GEMMA_TEMPLATE = ("{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
+                  "{% endfor %}<start_of_turn>model\n")
+
+
+def vision_folder(tmp_path: Path, *projectors: tuple[str, int]) -> Path:
+    write_gguf(tmp_path / "tiny-vlm-Q8_0.gguf", "gemma3", {"gemma3.embedding_length": 64,
+                                                            "gemma3.context_length": 2048,
+                                                            "tokenizer.chat_template": GEMMA_TEMPLATE})
+    for name, width in projectors:
+        write_gguf(tmp_path / name, "clip", {"general.type": "mmproj", "clip.has_vision_encoder": True,
+                                             "clip.vision.projection_dim": width})
+    return tmp_path
+
+
+def test_the_projector_beside_a_gguf_is_proposed_with_vision(tmp_path: Path) -> None:
+    folder = vision_folder(tmp_path, ("mmproj-tiny-vlm-f16.gguf", 64))
+    found = inspect_source(str(folder))
+    assert found.gguf_files == ["tiny-vlm-Q8_0.gguf"]  # the projector is not offered as a quantization
+    spec = found.spec()
+    assert spec["model_specs"][0]["multimodal_projectors"] == ["mmproj-tiny-vlm-f16.gguf"]
+    assert "vision" in spec["model_ability"] and found.origin("multimodal_projectors") == \
+        "the projector beside the model"
+    assert parse_spec("LLM", spec).model_specs[0].multimodal_projectors == ["mmproj-tiny-vlm-f16.gguf"]
+
+
+def test_projectors_that_do_not_fit_the_model_are_left_out_and_several_are_asked_about(tmp_path: Path) -> None:
+    folder = vision_folder(tmp_path, ("mmproj-other-model-f16.gguf", 2048), ("mmproj-tiny-vlm-f32.gguf", 64),
+                           ("mmproj-tiny-vlm-f16.gguf", 64))
+    found = inspect_source(str(folder))
+    assert found.facts["projectors"] == ["mmproj-tiny-vlm-f16.gguf", "mmproj-tiny-vlm-f32.gguf"]
+    assert found.facts["projectors_not_fitting"] == ["mmproj-other-model-f16.gguf"]
+    assert found.spec()["model_specs"][0]["multimodal_projectors"] == ["mmproj-tiny-vlm-f16.gguf"]
+    assert found.origin("multimodal_projectors") == "one of 2 projectors beside the model"
+
+
+def test_pointing_at_the_projector_says_to_point_at_the_model(tmp_path: Path) -> None:
+    folder = vision_folder(tmp_path, ("mmproj-tiny-vlm-f16.gguf", 64))
+    with pytest.raises(InspectError, match="a multimodal projector, not a model: point at the model's GGUF"):
+        inspect_source(str(folder / "mmproj-tiny-vlm-f16.gguf"))
+
+
+def test_a_folder_of_projectors_only_is_no_model(tmp_path: Path) -> None:
+    write_gguf(tmp_path / "mmproj-f16.gguf", "clip", {"clip.has_vision_encoder": True})
+    with pytest.raises(InspectError, match="no .gguf file"):
+        inspect_source(str(tmp_path))

@@ -137,6 +137,23 @@ def test_the_last_step_checks_the_spec_and_applies_its_fix(server: ServerProcess
         client.unregister_model("LLM", "wz-checked")
 
 
+def test_several_projectors_beside_a_gguf_are_asked_about(server: ServerProcess, tmp_path: Path) -> None:
+    """A folder with a vision GGUF and its projector in two precisions: the wizard asks which projector
+    (proposing the f16 one) and writes the one chosen; the spec says vision."""
+    from tests.wizard.test_inspect import vision_folder
+
+    (tmp_path / "vlm").mkdir()
+    folder = vision_folder(tmp_path / "vlm", ("mmproj-tiny-vlm-f16.gguf", 64), ("mmproj-tiny-vlm-f32.gguf", 64))
+    out = tmp_path / "vlm.json"
+    # type, the projector (the second: f32), name and the rest as proposed, what now: save only, save path
+    keys = [ENTER, DOWN + ENTER, *[ENTER] * 10, SAVE_ONLY, ENTER]
+    w, shown = drive(Options(source=str(folder), output=out), keys, server.url)
+    assert isinstance(w, Wizard), shown
+    spec = json.loads(out.read_text())
+    assert spec["model_specs"][0]["multimodal_projectors"] == ["mmproj-tiny-vlm-f32.gguf"]
+    assert "vision" in spec["model_ability"]
+
+
 def test_cross_encoder_directory_is_a_rerank_model(server: ServerProcess) -> None:
     """A cross-encoder's folder is recognised as a rerank model; registered and launched, the wizard's try
     ranks the passage that answers its question first."""

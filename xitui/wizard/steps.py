@@ -218,6 +218,28 @@ def ask_name(w: Wizard) -> Any:
         w.draft.set("model_name", None)
 
 
+def _projector_choices(w: Wizard) -> bool:
+    found = w.draft.inspection
+    return found is not None and len(found.facts.get("projectors") or []) > 1
+
+
+def ask_projector(w: Wizard) -> Any:
+    """Several projectors beside the model (f16, f32, bf16 of the same one, as hubs ship them): which one."""
+    from pathlib import Path
+
+    found = w.draft.inspection
+    assert found is not None
+    folder = Path(found.facts["file"]).parent
+    names = found.facts["projectors"]
+    current = (w.draft.get("model_specs") or [{}])[0].get("multimodal_projectors", names[:1])[0]
+    choices = [Choice(name, name, f"{(folder / name).stat().st_size / 2**20:,.1f} MiB") for name in names]
+    answer = w.ask.select("Which projector? (it turns images into the model's input; they all fit this model)",
+                          choices, current, origin="the folder", field="multimodal projector")
+    for entry in w.draft.get("model_specs") or []:
+        entry["multimodal_projectors"] = [answer]
+    return None
+
+
 def _is_llm(w: Wizard) -> bool:
     return w.draft.model_type == "LLM"
 
@@ -336,6 +358,8 @@ def steps() -> list[Step]:
              fields=(r"^version", r"^model_specs"), label="weights' location", editable_when=lambda w: True),
         Step("model_type", ask_model_type, lambda w: not w.options.from_spec),
         Step("gguf_file", ask_gguf_file, _gguf_choices),
+        Step("projector", ask_projector, _projector_choices, fields=(spec_entry + "multimodal_projectors",),
+             label="multimodal projector"),
         Step("weights", ask_weights, _needs_weights, label="format, size and quantizations", editable_when=_is_llm,
              fields=(spec_entry + "(model_format|model_size_in_billions|quantization|model_file_name_template)",)),
         Step("name", ask_name, fields=(r"^model_name",), label="model name"),

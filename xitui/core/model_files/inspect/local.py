@@ -46,7 +46,7 @@ def inspect_local(path: Path, gguf_file: str | None = None) -> Inspection:
         return inspect_gguf(path.parent, path.name, str(path))
     if not path.is_dir():
         raise InspectError(f"{path}: no such file or folder")
-    ggufs = sorted(p.name for p in path.glob("*.gguf") if p.is_file())
+    ggufs = [name for name in sorted(p.name for p in path.glob("*.gguf") if p.is_file()) if not is_projector(name)]
     if is_cross_encoder(path):
         return inspect_cross_encoder(path)
     if (path / "modules.json").is_file() or (path / "sentence_bert_config.json").is_file():
@@ -76,9 +76,19 @@ def is_cross_encoder(folder: Path) -> bool:
     return count == 1
 
 
+def is_projector(file_name: str) -> bool:
+    """A multimodal projector's file, by the name every converter and hub gives one (mmproj-...gguf)."""
+    return "mmproj" in file_name.lower()
+
+
 def inspect_gguf(folder: Path, file_name: str, source: str) -> Inspection:
-    """A GGUF file and its siblings: the header of the chosen file, quantizations from all file names."""
-    siblings = sorted(p.name for p in folder.glob("*.gguf") if p.is_file())
+    """A GGUF file and its siblings: the header of the chosen file, quantizations from all file names, the
+    projectors beside it (mmproj-*.gguf) that fit it."""
+    every = sorted(p.name for p in folder.glob("*.gguf") if p.is_file())
+    if file_name in every and is_projector(file_name):
+        raise InspectError(f"{folder / file_name}: a multimodal projector, not a model: point at the model's GGUF "
+                           "(the projector beside it is found)")
+    siblings = [name for name in every if not is_projector(name)]
     if file_name not in siblings:
         raise InspectError(f"{folder / file_name}: no such GGUF file")
     header = read_header(folder / file_name)
@@ -128,6 +138,7 @@ def inspect_gguf(folder: Path, file_name: str, source: str) -> Inspection:
     quant = found.value("quantization")
     if name:
         found.propose("model_description", f"{name}, GGUF {quant}", GGUF)
+    _propose_projectors(found, folder, [n for n in every if is_projector(n)], header.arch("embedding_length"))
     repo = header.get("general.source.huggingface.repository") or header.get("general.base_model.0.repo_url")
     if isinstance(repo, str) and repo.count("/") >= 1:
         found.propose("model_id", "/".join(repo.rstrip("/").split("/")[-2:]), GGUF)
@@ -286,6 +297,40 @@ def _propose_llm_common(found: Inspection, architecture: str | None, origin: str
     found.propose("model_lang", ["en"], "default")
 
 
+def projector_facts(path: Path) -> dict[str, Any]:
+    """What a projector's header says: the inputs it reads and the width of what it hands the model."""
+    header = read_header(path, token_ids=())
+    vision, audio = bool(header.get("clip.has_vision_encoder")), bool(header.get("clip.has_audio_encoder"))
+    width = header.get("clip.vision.projection_dim") if vision else header.get("clip.audio.projection_dim")
+    return {"vision": vision, "audio": audio, "width": width if isinstance(width, int) else None,
+            "is_projector": header.architecture == "clip"}
+
+
+def _propose_projectors(found: Inspection, folder: Path, names: list[str], model_width: Any) -> None:
+    """The projectors beside the model that fit it (their output width is the model's embedding width): one is
+    proposed as is, several are asked about (the wizard's projector step); they add `vision` (and `audio`)."""
+    fitting: list[str] = []
+    reads: set[str] = set()
+    for name in names:
+        try:
+            facts = projector_facts(folder / name)
+        except XituiError:
+            continue
+        if not facts["is_projector"] or (facts["width"] and model_width and facts["width"] != model_width):
+            found.facts.setdefault("projectors_not_fitting", []).append(name)
+            continue
+        fitting.append(name)
+        reads |= {kind for kind in ("vision", "audio") if facts[kind]}
+    if not fitting:
+        return
+    found.facts["projectors"] = fitting
+    # the f16 file first where there are several: the precision the converters write by default
+    fitting.sort(key=lambda n: (not n.lower().endswith(("f16.gguf", "-f16.gguf")), n))
+    found.propose("multimodal_projectors", fitting[:1], "the projector beside the model" if len(fitting) == 1
+                  else f"one of {len(fitting)} projectors beside the model")
+    found.facts["projector_reads"] = sorted(reads)
+
+
 def _settle_family(found: Inspection) -> None:
     """Where the model has a chat template of its own, the family proposed is one whose chat format is the
     template's: a family of the architecture that writes another format (SmolLM2 is a llama that speaks ChatML,
@@ -317,12 +362,13 @@ def _propose_abilities(found: Inspection) -> None:
     if fields:
         style = fields["style_name"]
     template = found.value("chat_template")
+    seen = found.facts.get("projector_reads") or []
     if template:
-        found.propose("model_ability", ["generate", "chat", *template_abilities(template)],
-                      "the model's chat template")
+        found.propose("model_ability", ["generate", "chat", *template_abilities(template), *seen],
+                      "the model's chat template" + (" and its projector" if seen else ""))
         _propose_template_fields(found, template)
     elif style:
-        found.propose("model_ability", ["generate", "chat"], f"family {family}'s prompt style {style}")
+        found.propose("model_ability", ["generate", "chat", *seen], f"family {family}'s prompt style {style}")
         found.propose("prompt_style", style, f"family {family}")
         add_style_stops(found, style)
     else:

@@ -108,4 +108,4 @@ def size_in_billions(parameters: int) -> int | str:
         value = float(f"{billions:.2g}")
     if value == int(value):
         return int(value)
-    return str(value).replace(".", "_")
+    return f"{value:.12f}".rstrip("0").replace(".", "_")  # (never 2.6e-07: a tiny test model's is 0_00000026)

@@ -73,6 +73,7 @@ class Inspection:
                 "model_id": v("model_id"),
                 "model_file_name_template": v("model_file_name_template"),
                 "model_uri": v("model_uri"),
+                "multimodal_projectors": v("multimodal_projectors"),
             }
             specs.append({k: val for k, val in entry.items() if val is not None})
         spec: dict[str, Any] = {
