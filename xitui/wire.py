@@ -128,6 +128,10 @@ class ChatRequest(TypedDict):
     tool_choice: NotRequired[str | JsonObject]
     parallel_tool_calls: NotRequired[bool]
     template_kwargs: NotRequired[JsonObject]
+    #: The images of the messages, in order (base64 of the files, checked by the server), and the marker that
+    #: stands for each in the messages' text (the request's own, never written by a client).
+    images: NotRequired[list[str]]
+    image_marker: NotRequired[str]
 
 
 class EmbedRequest(TypedDict):
@@ -350,6 +354,9 @@ class WorkerInfo(TypedDict, total=False):
     #: The end-of-generation token (llama.cpp), the weights' dtype (transformers).
     eos_token_id: int
     dtype: str
+    #: A vision model's projector (its file name), and what it reads ("images", "audio").
+    projector: str
+    reads: list[str]
     #: Seconds per launch stage ("download", "import", "weights", "warm-up").
     stages: dict[str, float]
 
@@ -406,6 +413,8 @@ class Settings(TypedDict):
     n_gpu_layers: NotRequired[int]
     n_threads: NotRequired[int]
     n_parallel: NotRequired[int]
+    #: A vision GGUF's projector: its path, or (a downloaded model) its file name in the same repository.
+    projector: NotRequired[str]
 
 
 # --- the warm worker's socket ----------------------------------------------------------------------------
@@ -528,6 +537,9 @@ class ModelDescription(Running, total=False):
     #: A PyTorch model run by llama.cpp: the GGUF type of its converted weights, and why that engine.
     converted_to: str | None
     engine_reason: str | None
+    #: A vision model's projector file (Xinference's launch field), and what it reads ("images", "audio").
+    multimodal_projector: str
+    reads: list[str]
     metrics: MetricsRecord
     ttl: float | None
     idle_since: float | None

@@ -142,7 +142,7 @@ def test_a_request_the_model_cannot_answer_is_one_line(scripted, chatty):
     ([{"role": "robot", "content": "hi"}], "messages[0].role: 'robot' is not system, user, assistant or tool"),
     ([{"role": "user", "content": "hi"}, {"role": "", "content": "x"}], "messages[1].role: '' is not system"),
     ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
-     "messages[0].content[0]: 'image_url' parts are not read"),
+     "messages[0].content[0]: 'image_url' parts are read by vision models"),
     ([{"role": "user"}], "messages[0].content: required"),
 ])
 def test_a_message_the_server_cannot_read_is_one_line_and_reaches_no_worker(scripted, chatty, messages, says):

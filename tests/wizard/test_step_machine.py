@@ -72,7 +72,7 @@ def test_back_after_a_jump_returns_to_the_step_that_jumped():
 
 
 def _llm_draft(**values: object) -> SimpleNamespace:
-    draft = SimpleNamespace(model_type="LLM", get=lambda k, d=None: values.get(k, d))
+    draft = SimpleNamespace(model_type="LLM", get=lambda k, d=None: values.get(k, d), inspection=None)
     return SimpleNamespace(draft=draft, options=SimpleNamespace(source="x.gguf", from_spec=None))
 
 

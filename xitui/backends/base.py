@@ -150,7 +150,8 @@ class Engine(Protocol):
         """Whether a request is running or waiting (the worker blocks for new requests only when not)."""
         ...
 
-    def submit(self, rid: int, prompt: list[int], params: GenerateParams, stop_ids: set[int]) -> None: ...
+    def submit(self, rid: int, prompt: list[int], params: GenerateParams, stop_ids: set[int],
+               images: dict[int, Any] | None = None) -> None: ...
 
     def step(self) -> None: ...
 
@@ -207,6 +208,11 @@ class Backend:
     def prompt_tokens(self, prompt: str) -> list[int]:
         """The prompt's tokens, as the batch engine takes them."""
         raise NotImplementedError
+
+    def prompt_media(self, prompt: str, images: list[bytes]) -> tuple[list[int], dict[int, Any]]:
+        """A prompt with images: its tokens and the images by where their cells start (a vision model's)."""
+        raise RequestError(f"images are read by GGUF vision models on llama.cpp; the {self.engine_name} engine "
+                           "does not read them yet")
 
     def special_stop_ids(self, words: list[str]) -> set[int]:
         """Stop words that are one special token each (they never appear as text): their ids."""

@@ -30,6 +30,8 @@ class LlamaCppBackend(Backend):
         self._embed_lock = threading.Lock()
         self._path = ""
         self._threads = 1
+        #: The projector, for a vision model (launch "projector"): images read into the batch engine's slots.
+        self.media: Any = None
 
     def load(self, launch: wire.Settings, progress: Callable[[float, str], None]) -> wire.WorkerInfo:
         import llama_cpp
@@ -81,6 +83,12 @@ class LlamaCppBackend(Backend):
                               "context_length)") from None
         guide.join()
         self._threads = threads
+        projector = launch.get("projector")
+        if projector:
+            from xitui.backends.llamacpp_media import Media
+
+            progress(0.9, "loading the projector")
+            self.media = self.engine.media = Media(projector, self.llm, threads)
         self.max_input_tokens = min(self.engine.slot_context, EMBED_CONTEXT)
         return {
             "n_parallel": slots,
@@ -91,12 +99,24 @@ class LlamaCppBackend(Backend):
             "context_length": self.engine.slot_context,
             "kv_cells": self.engine.pool,
             "eos_token_id": self.llm.token_eos(),
+            **({"projector": os.path.basename(projector or ""),
+                "reads": [kind for kind, yes in (("images", self.media.vision), ("audio", self.media.audio)) if yes]}
+               if self.media else {}),
         }
 
     def prompt_tokens(self, prompt: str) -> list[int]:
         if self.bos_token and prompt.startswith(self.bos_token):
             prompt = prompt[len(self.bos_token):]
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+
+    def prompt_media(self, prompt: str, images: list[bytes]) -> tuple[list[int], dict[int, Any]]:
+        """A prompt with images: its tokens (each image's cells as a placeholder) and the images by where they
+        start (backends/llamacpp_media.py)."""
+        if self.media is None:
+            raise RequestError("this model reads no images: its spec names no multimodal projector")
+        if self.bos_token and prompt.startswith(self.bos_token):
+            prompt = prompt[len(self.bos_token):]
+        return self.media.tokenize(prompt, images, add_bos=True)
 
     def _token_text(self, token: int) -> str:
         if token < 0:

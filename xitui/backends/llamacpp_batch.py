@@ -82,6 +82,9 @@ class Slot:
     preempted: int = 0
     #: Log probabilities of tokens whose text has not been sent yet (when the request asks for them).
     logprobs: list[wire.TokenLogprob] = field(default_factory=list)
+    #: The prompt's images by where their cells start in `feed` (llamacpp_media.Image): decoded by the
+    #: projector into this sequence when feeding reaches them, never put in a batch of tokens.
+    images: dict[int, Any] = field(default_factory=dict)
 
 
 #: How a slot ends: an answer's finish reason, or an error.
@@ -150,14 +153,20 @@ class BatchEngine:
         self.kept_limit: int | None = None
         #: Every token's logit, reused by the steps of slots held to a grammar (_sample_within).
         self._cand: Any = None
+        #: The projector of a vision model (llamacpp_media.Media), set by its backend; None: text only.
+        self.media: Any = None
 
     # --- requests --------------------------------------------------------------------------------
 
-    def submit(self, rid: Any, prompt: list[int], params: GenerateParams, stop_ids: set[int]) -> None:
+    def submit(self, rid: Any, prompt: list[int], params: GenerateParams, stop_ids: set[int],
+               images: dict[int, Any] | None = None) -> None:
         if len(prompt) >= self.slot_context:
-            raise RequestError(f"the prompt is {len(prompt)} tokens long; this model's context holds "
-                               f"{self.slot_context}")
-        self.queue.append((rid, prompt, params, stop_ids))
+            raise RequestError(f"the prompt is {len(prompt)} tokens long (its images' cells counted); this "
+                               f"model's context holds {self.slot_context}")
+        if images and (self.media is None or prompt[-1] < 0):
+            raise RequestError("this model reads no images" if self.media is None else
+                               "an image cannot end the prompt: the answer starts after text")
+        self.queue.append((rid, prompt, params, stop_ids, images or {}))
 
     def cancel(self, rid: Any) -> None:
         self.cancelled.add(rid)
@@ -286,7 +295,7 @@ class BatchEngine:
                 item.seq, item.order = seq, next(self._admitted)
                 self.running[seq] = item
                 continue
-            rid, prompt, params, stop_ids = item
+            rid, prompt, params, stop_ids, images = item
             if rid in self.cancelled:
                 self.queue.popleft()
                 self.cancelled.discard(rid)
@@ -296,6 +305,9 @@ class BatchEngine:
                                for seq in self.free), key=lambda pair: (pair[1], -pair[0]))
             seq, common = self._bring_back(prompt, seq, common, key)
             common = min(common, len(prompt) - 1)  # the last prompt token is decoded again for its logits
+            # an image is decoded whole or not at all: a reuse that ends inside one starts where it does
+            common = next((start for start, image in images.items() if start < common < start + image.n_tokens),
+                          common)
             if not self._make_room(len(prompt) - common + 1, keep=seq):
                 return  # waits for room: running answers end, or idle caches go
             self.queue.popleft()
@@ -307,7 +319,8 @@ class BatchEngine:
                 continue
             if history is not None:
                 for token in prompt[-PENALTY_LAST_N:]:
-                    self.L.llama_sampler_accept(history, token)
+                    if token >= 0:  # (an image's cells are no token)
+                        self.L.llama_sampler_accept(history, token)
             self.free.remove(seq)
             if common and self.L.llama_memory_seq_pos_min(self.memory, seq) > max(0, common - self.n_swa):
                 # the cells the new tokens would attend to are gone: a sliding-window cache keeps only the
@@ -323,7 +336,7 @@ class BatchEngine:
                                      sampler=sampler, stop=StopWords(params.stop), stop_ids=stop_ids,
                                      order=next(self._admitted), feed=prompt, fed=common, pos=common,
                                      cached=prompt[:common], grammar=grammar, remembers=history is not None,
-                                     reused=common)
+                                     reused=common, images=images)
 
     # --- one step --------------------------------------------------------------------------------
 
@@ -350,6 +363,7 @@ class BatchEngine:
                     self._pick(slot)
                 except Exception as exc:  # this request's sampling, grammar or delivery: it alone ends
                     self._fail(slot, exc)
+        self._decode_images()
         decoding = [slot for slot in self.running.values() if slot.last is not None]
         # this step's answer tokens need a cell each: drop idle caches, then put back the youngest slots
         while self.running and not self._make_room(len(decoding)):
@@ -369,8 +383,9 @@ class BatchEngine:
             n += 1
         room = self.pool - self._used()
         for slot in self.running.values():
-            if slot.fed < len(slot.feed) and n < BATCH_TOKENS and room > 0:
-                take = min(len(slot.feed) - slot.fed, BATCH_TOKENS - n, room)
+            if slot.fed < len(slot.feed) and n < BATCH_TOKENS and room > 0 and slot.fed not in slot.images:
+                upto = min((start for start in slot.images if start > slot.fed), default=len(slot.feed))
+                take = min(upto - slot.fed, BATCH_TOKENS - n, room)
                 room -= take
                 slot.cached += slot.feed[slot.fed:slot.fed + take]
                 for i in range(take):
@@ -388,6 +403,24 @@ class BatchEngine:
         if code != 0:
             for slot in list(self.running.values()):
                 self._finish(slot, "error", error=f"llama.cpp could not decode the batch (code {code})")
+
+    def _decode_images(self) -> None:
+        """Each slot whose feeding has reached an image: the projector encodes it and its embeddings are decoded
+        into the slot's sequence, a batch of their own (llama.cpp decodes embeddings apart from tokens, and
+        some models attend both ways within an image). The text after it joins the next batch of tokens."""
+        for slot in list(self.running.values()):
+            image = slot.images.get(slot.fed) if slot.fed < len(slot.feed) else None
+            if image is None or slot.rid in self.cancelled:
+                continue
+            if not self._make_room(image.n_tokens):
+                continue  # waits for room like any prompt
+            try:
+                slot.pos = self.media.decode(image, self.ctx, slot.pos, slot.seq, BATCH_TOKENS)
+            except Exception as exc:  # this request's image: it alone ends
+                self._fail(slot, exc)
+                continue
+            slot.cached += slot.feed[slot.fed:slot.fed + image.n_tokens]
+            slot.fed += image.n_tokens
 
     def _pick(self, slot: Slot) -> None:
         """Sample the slot's next token and hand it on; its grammar ends the answer once it is complete."""

@@ -235,7 +235,8 @@ class ScriptedEngine:
     def busy(self) -> bool:
         return bool(self.running or self.waiting)
 
-    def submit(self, rid: int, prompt: list[int], params: GenerateParams, stop_ids: set[int]) -> None:
+    def submit(self, rid: int, prompt: list[int], params: GenerateParams, stop_ids: set[int],
+               images: dict[int, Any] | None = None) -> None:
         text = "".join(map(chr, prompt))
         budget = token_budget(len(prompt), self.context, params.max_tokens)
         # the form the worker asked the engine to hold the answer to (grammar_for's: a response_format, a forced call)

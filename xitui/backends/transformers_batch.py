@@ -93,7 +93,8 @@ class TorchBatchEngine:
 
     # --- requests --------------------------------------------------------------------------------
 
-    def submit(self, rid: Any, prompt: list[int], params: GenerateParams, stop_ids: set[int]) -> None:
+    def submit(self, rid: Any, prompt: list[int], params: GenerateParams, stop_ids: set[int],
+               images: dict[int, Any] | None = None) -> None:
         from xitui.backends.base import token_budget
 
         backend = self.backend

@@ -56,7 +56,7 @@ def note(text: str) -> None:
 
 #: What the log's line about a loaded model says besides its stages, in this order, when the backend tells it.
 LOADED_FIELDS = ("engine", "converted", "device", "context_length", "n_parallel", "kv_cells", "n_gpu_layers",
-                 "n_threads", "dimensions", "batching", "chat_format", "tool_format")
+                 "n_threads", "dimensions", "batching", "chat_format", "tool_format", "projector")
 
 
 def failure(rid: int, exc: Exception) -> wire.Failed:
@@ -100,7 +100,8 @@ class Worker:
         self.settings = settings
         self.requests: queue.Queue[wire.Work] = queue.Queue()
         #: Requests prepared for the batch engine (serve_batched): rid, prompt tokens, params, stop ids.
-        self.ready: queue.Queue[tuple[int, list[int], GenerateParams, set[int]]] = queue.Queue()
+        self.ready: queue.Queue[tuple[int, list[int], GenerateParams, set[int], dict[int, Any] | None]] = \
+            queue.Queue()
         self.cancelled: set[int] = set()
         self.backend: Backend = Backend()  # until load
         #: Requests in the last embedding batch: how many to expect in the next one.
@@ -139,6 +140,10 @@ class Worker:
                 settings["model_id"], progress, file_name=settings["file_name"] if gguf else None,
                 revision=settings["model_revision"], hub=settings.get("model_hub", "huggingface"),
             )
+            if settings.get("projector"):  # a vision model's projector, from the same repository
+                settings["projector"] = download(
+                    settings["model_id"], progress, file_name=settings["projector"],
+                    revision=settings["model_revision"], hub=settings.get("model_hub", "huggingface"))
         converted = None
         if settings.get("convert_to"):
             from xitui.backends.conversion import converted_gguf, from_ggml
@@ -212,12 +217,12 @@ class Worker:
             block = not engine.busy
             while True:
                 try:
-                    rid, tokens, params, stop_ids = self.ready.get(block=block)
+                    rid, tokens, params, stop_ids, placed = self.ready.get(block=block)
                 except queue.Empty:
                     break
                 block = False
                 try:
-                    engine.submit(rid, tokens, params, stop_ids)
+                    engine.submit(rid, tokens, params, stop_ids, placed)
                 except Exception as exc:
                     self.readers.pop(rid, None)
                     self.channel.send(failure(rid, exc))
@@ -353,7 +358,17 @@ class Worker:
             if params.max_tokens is not None and params.max_tokens <= 0:
                 params.max_tokens = None
             stop_ids = set(params.stop_token_ids) | self.backend.special_stop_ids(params.stop)
-            self.ready.put((rid, self.backend.prompt_tokens(prompt), params, stop_ids))
+            images = req.get("images") if req["kind"] == "chat" else None
+            if images:
+                from xitui.backends.llamacpp_media import images_of
+
+                marker = req["image_marker"]  # type: ignore[typeddict-item]  # (set with the images)
+                media = getattr(self.backend, "media", None)
+                own = media.marker if media is not None else marker
+                tokens, placed = self.backend.prompt_media(prompt.replace(marker, own), images_of(req))
+                self.ready.put((rid, tokens, params, stop_ids, placed))
+            else:
+                self.ready.put((rid, self.backend.prompt_tokens(prompt), params, stop_ids, None))
             return
         start = time.perf_counter()
         first: float | None = None

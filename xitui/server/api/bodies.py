@@ -98,12 +98,21 @@ class CompletionBody(GenerationBody):
         return self.logprobs
 
 
+class ImageURL(BaseModel):
+    """An image part's image: a data: URL (base64)."""
+
+    model_config = ConfigDict(extra="ignore")
+    url: Annotated[str, Field(strict=True, max_length=28 * 2**20)]
+    detail: Annotated[str, Field(max_length=16)] | None = None
+
+
 class ContentPart(BaseModel):
-    """One of OpenAI's content parts; the text ones are read (other kinds are refused by the model's worker)."""
+    """One of OpenAI's content parts: text, or an image (`image_url`, for vision models)."""
 
     model_config = ConfigDict(extra="ignore")
     type: Annotated[str, Field(max_length=64)]
     text: Annotated[str, Field(strict=True)] | None = None
+    image_url: ImageURL | None = None
 
 
 class FunctionCall(BaseModel):
@@ -138,8 +147,10 @@ class ChatMessage(Body):
     #: A tool message's answer to this call
     tool_call_id: Annotated[str, Field(max_length=256)] | None = None
 
-    def forwarded(self) -> wire.ChatMessage:
-        """What the worker gets: the role, the text and the calls, nothing a client added beside them."""
+    def forwarded(self, images: list[str] | None = None, marker: str = "") -> wire.ChatMessage:
+        """What the worker gets: the role, the text and the calls, nothing a client added beside them. Image
+        parts, where the model reads them (`images` given), become `marker` in the text, their images appended
+        to `images` (server/api/images.py checks them)."""
         content = self.content
         if content is None:
             if not (self.role == "assistant" and self.tool_calls):
@@ -148,8 +159,22 @@ class ChatMessage(Body):
         if isinstance(content, list):
             texts = []
             for i, part in enumerate(content):
+                if part.type == "image_url":
+                    if images is None:
+                        raise XituiError(f"content[{i}]: 'image_url' parts are read by vision models (a GGUF spec "
+                                         "with multimodal_projectors); this model reads text")
+                    if part.image_url is None:
+                        raise XituiError(f"content[{i}].image_url: required for an image part")
+                    from xitui.server.api.images import MAX_IMAGES, checked_image
+
+                    if len(images) >= MAX_IMAGES:
+                        raise XituiError(f"content[{i}]: a request may send {MAX_IMAGES} images at most")
+                    images.append(checked_image(part.image_url.url, f"content[{i}].image_url"))
+                    texts.append(marker)
+                    continue
                 if part.type != "text":
-                    raise XituiError(f"content[{i}]: {part.type!r} parts are not read by this server (only text)")
+                    raise XituiError(f"content[{i}]: {part.type!r} parts are not read by this server (text, and "
+                                     "images for vision models)")
                 if part.text is None:
                     raise XituiError(f"content[{i}].text: required for a text part")
                 texts.append(part.text)

@@ -8,6 +8,7 @@ keyword by keyword, tools serialized): the routes run it off the event loop (`ne
 
 from __future__ import annotations
 
+import secrets
 from typing import cast
 
 import orjson
@@ -45,7 +46,9 @@ def needs_thread(body: GenerationBody) -> bool:
     if body.response_format is not None or body.grammar is not None:
         return True
     if isinstance(body, ChatBody):
-        return (bool(body.tools) or len(body.messages) > 64 or "chat_template_kwargs" in (body.model_extra or {})
+        return (bool(body.tools) or len(body.messages) > 64
+                or any(isinstance(m.content, list) and any(p.type == "image_url" for p in m.content)
+                       for m in body.messages) or "chat_template_kwargs" in (body.model_extra or {})
                 or any(m.tool_calls for m in body.messages))
     return False
 
@@ -56,9 +59,11 @@ def chat_input(body: ChatBody, model: Model) -> wire.ChatRequest:
     context = context_of(model)
     messages: list[wire.ChatMessage] = []
     count = InputCount()
+    images: list[str] | None = [] if model.plan.projector else None
+    marker = f"<image:{secrets.token_hex(8)}>"
     for i, message in enumerate(body.messages):
         try:
-            forwarded = message.forwarded()
+            forwarded = message.forwarded(images, marker)
         except XituiError as exc:
             raise XituiError(f"messages[{i}].{exc}") from None
         messages.append(forwarded)
@@ -71,6 +76,8 @@ def chat_input(body: ChatBody, model: Model) -> wire.ChatRequest:
         for k, call in enumerate(sent.get("tool_calls") or ()):
             _check_arguments(call["function"]["arguments"], f"messages[{i}].tool_calls[{k}].function.arguments")
     request: wire.ChatRequest = {"kind": "chat", "id": 0, "messages": messages, "params": {}}
+    if images:
+        request["images"], request["image_marker"] = images, marker
     kwargs = template_kwargs((body.model_extra or {}).get("chat_template_kwargs"))
     if kwargs:
         count.add("chat_template_kwargs", len(orjson.dumps(kwargs)))

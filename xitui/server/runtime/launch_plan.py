@@ -50,6 +50,8 @@ class LaunchPlan:
     #: A PyTorch model run by llama.cpp: the GGUF type its weights are converted to, and why this engine.
     converted_to: str | None = None
     engine_reason: str | None = None
+    #: A vision GGUF's projector: its path here, or the file name to download beside the model.
+    projector: str | None = None
 
     def convert(self, why: str) -> None:
         """Run this PyTorch model on llama.cpp, converted once to GGUF (core/model_files/conversion.py)."""
@@ -164,6 +166,8 @@ class LaunchPlan:
         if self.converted_to:
             settings["convert_to"] = self.converted_to
             settings["engine_reason"] = self.engine_reason or ""
+        if self.projector:
+            settings["projector"] = self.projector
         return settings
 
 
@@ -242,10 +246,32 @@ def _plan_llm(family: LLMFamily, request: dict[str, Any]) -> LaunchPlan:
         model_revision=spec.model_revision,
         model_hub=spec.model_hub,
     )
+    plan.projector = _projector(family.model_name, spec, path, request.get("multimodal_projector"))
     if spec.model_format == "ggmlv3":  # llama.cpp has read only GGUF since August 2023: converted once
         plan.converted_to = GGML_TO_GGUF
         plan.engine_reason = "llama.cpp reads GGUF only: the GGML v3 file is converted once (its tensors as they are)"
     return plan
+
+
+def _projector(name: str, spec: LLMSpec, model_file: str | None, chosen: str | None) -> str | None:
+    """The projector a GGUF vision model loads: the one the launch names (of the spec's), else its first; a
+    path where the model's file is here (beside it, or absolute), else a file name downloaded with it."""
+    names = spec.multimodal_projectors or []
+    if chosen is not None and chosen not in names:
+        raise LaunchError(f"multimodal_projector: {chosen[:100]!r} is not one of {name}'s "
+                          f"({', '.join(names) or 'its spec names none'})")
+    if not names:
+        return None
+    file = (chosen or names[0]).format(quantization=spec.quantization)
+    if model_file is None:
+        if os.path.isabs(file):
+            raise LaunchError(f"{name}: the projector {file} is a path, and the model is downloaded: name the "
+                              "projector's file in its repository")
+        return file
+    path = file if os.path.isabs(file) else os.path.join(os.path.dirname(model_file), file)
+    if not os.path.isfile(path):
+        raise LaunchError(f"{name}: projector file not found: {path}")
+    return path
 
 
 def _check_hub(hub: str) -> None:

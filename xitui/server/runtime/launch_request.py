@@ -67,6 +67,8 @@ class LaunchBody(Body):
     restore: Annotated[bool, Field(strict=True)] = False
     #: launch even when the memory estimate says it will not fit
     force: Annotated[bool, Field(strict=True)] = False
+    #: GGUF vision models: which of the spec's multimodal_projectors to load (default: its first)
+    multimodal_projector: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     #: llama.cpp: requests decoded together in one batch (each with the whole context); more wait their turn
     n_parallel: Annotated[int, Field(ge=1, le=64, strict=True), WHOLE] | None = None
 

@@ -180,6 +180,9 @@ class Model:
             data["kv_cells"] = info["kv_cells"]
         if info.get("batching"):
             data["batching"] = info["batching"]
+        if info.get("projector"):  # Xinference's launch field, and what the projector reads
+            data["multimodal_projector"] = info["projector"]
+            data["reads"] = info.get("reads") or []
         slots = int(info.get("n_parallel") or 1)  # requests a worker decodes together; more wait their turn
         busy = [r.metrics.in_flight for r in self.replicas]
         data.update({"slots": slots, "running": sum(min(n, slots) for n in busy),

@@ -1,0 +1,185 @@
+"""Models that see, on a real server: a tiny Gemma 3 vision model (random weights, converted with its projector
+by llama.cpp's converter: tests/model_files.py) answers images sent as OpenAI image parts. Its answers are
+noise, but deterministic, which is what the plumbing needs: the same image gives the same answer, another
+image another, no image a third; the image's cells count in usage and are reused by the next turn. Images at
+their worst are one-line 400s, and never cost another client its answer."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.model_files import tiny_vlm
+from tests.server.conftest import ServerProcess
+from xitui.client import Client, ClientError
+
+pytestmark = pytest.mark.slow
+
+
+def vlm_spec(name: str = "tiny-vlm", projectors: list[str] | None = None) -> str:
+    gguf, projector = tiny_vlm()
+    return json.dumps({
+        "version": 2, "model_name": name, "model_lang": ["en"], "model_ability": ["chat", "vision"],
+        "context_length": 2048,
+        "model_specs": [{"model_format": "ggufv2", "model_size_in_billions": "0_02", "quantization": "F16",
+                         "model_file_name_template": "tiny-vlm-{quantization}.gguf", "model_uri": str(gguf.parent),
+                         "multimodal_projectors": projectors or [projector.name]}]})
+
+
+@pytest.fixture(scope="module")
+def vlm(server: ServerProcess) -> Iterator[str]:
+    client = Client(server.url)
+    client.register_model("LLM", vlm_spec())
+    uid = client.launch_model(model_name="tiny-vlm", n_parallel=8)
+    yield uid
+    client.terminate_model(uid)
+    client.unregister_model("LLM", "tiny-vlm")
+
+
+def png(color: tuple[int, int, int] | None = None, size: tuple[int, int] = (300, 200), seed: int = 0) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    if color is None:
+        pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        image = Image.fromarray(pixels)
+    else:
+        image = Image.new("RGB", size, color)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def data_url(data: bytes, kind: str = "png") -> str:
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def asking(*images: str, text: str = "What is in the picture?") -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+    return [{"role": "user", "content": parts}]
+
+
+def chat(server: ServerProcess, uid: str, messages: list[dict[str, Any]], **extra: Any) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/chat/completions", timeout=120, json={
+        "model": uid, "messages": messages, "max_tokens": 8, "temperature": 0, **extra})
+
+
+def answer(server: ServerProcess, uid: str, *images: str) -> tuple[str, dict[str, Any]]:
+    done = chat(server, uid, asking(*images))
+    assert done.status_code == 200, done.text
+    body = done.json()
+    return body["choices"][0]["message"]["content"], body["usage"]
+
+
+def test_the_openai_sdk_sends_an_image_whole_and_streamed(server: ServerProcess, vlm: str) -> None:
+    import openai
+
+    oa = openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed")
+    messages: Any = asking(data_url(png(seed=1)))
+    whole = oa.chat.completions.create(model=vlm, messages=messages, max_tokens=8, temperature=0)
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in oa.chat.completions.create(
+        model=vlm, messages=messages, max_tokens=8, temperature=0, stream=True) if chunk.choices)
+    assert whole.choices[0].message.content and streamed == whole.choices[0].message.content
+    described = Client(server.url).describe_model(vlm)
+    assert described["multimodal_projector"] == "mmproj-tiny-vlm-f16.gguf" and described["reads"] == ["images"]
+
+
+def test_the_image_decides_the_answer_and_its_cells_count_and_are_reused(server: ServerProcess, vlm: str) -> None:
+    first, usage = answer(server, vlm, data_url(png(seed=2)))
+    again, usage_again = answer(server, vlm, data_url(png(seed=2)))
+    other, _ = answer(server, vlm, data_url(png((200, 30, 30))))
+    blind, usage_blind = answer(server, vlm)
+    assert first == again and first != other and first != blind
+    # Gemma 3's 256 cells an image (and its begin and end marks) are prompt tokens
+    assert usage["prompt_tokens"] - usage_blind["prompt_tokens"] >= 256
+    # the same image at the same place: its cells are reused, as any prompt prefix is
+    assert usage_again["prompt_tokens_details"]["cached_tokens"] >= usage["prompt_tokens"] - 2
+
+
+def test_eight_image_requests_at_once_each_get_their_own_images_answer(server: ServerProcess, vlm: str) -> None:
+    urls = [data_url(png(seed=100 + i)) for i in range(8)]
+    alone = [answer(server, vlm, url)[0] for url in urls]
+    assert len(set(alone)) > 1  # (the images do differ in what they make the model say)
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda url: answer(server, vlm, url)[0], urls))
+    assert together == alone
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("http://127.0.0.1:9/cat.png", "this server fetches no URLs"),
+    ("file:///etc/passwd", "not a data: URL"),
+    ("data:image/png,rawbytes", "a data: URL of base64 is read"),
+    ("data:image/png;base64,%%%not base64%%%", "its data is not base64"),
+    (data_url(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64), "not an image this server reads"),
+    (data_url(png((1, 2, 3), size=(5000, 4000))), "5000x4000 is 20.0 megapixels; an image may have 16.8 at most"),
+    (data_url(b"GIF89a" + b"\xff" * 32, "gif"), "not an image this server reads"),
+])
+def test_images_at_their_worst_are_one_line_and_others_are_served(server: ServerProcess, vlm: str, url: str,
+                                                                  says: str) -> None:
+    refused = chat(server, vlm, asking(url))
+    assert refused.status_code == 400 and says in refused.json()["detail"], refused.text
+    assert "\n" not in refused.json()["detail"]
+    assert answer(server, vlm, data_url(png(seed=3)))[0]  # the model serves the next request
+
+
+def test_a_damaged_image_the_header_check_passes_is_refused_by_the_worker_alone(server: ServerProcess,
+                                                                                vlm: str) -> None:
+    """A JPEG whose header reads but whose data is cut: llama.cpp's reader refuses it, a 400 for that request,
+    while another request's image is answered alongside."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(out, "JPEG")
+    cut = out.getvalue()[:200]
+    with ThreadPoolExecutor(2) as pool:
+        bad = pool.submit(chat, server, vlm, asking(data_url(cut, "jpeg")))
+        good = pool.submit(answer, server, vlm, data_url(png(seed=4)))
+        assert good.result()[0]
+        refused = bad.result()
+    assert refused.status_code == 400, refused.text
+    assert "\n" not in refused.json()["detail"]
+
+
+def test_too_many_images_and_images_to_a_text_model(server: ServerProcess, vlm: str, small_gguf: Any) -> None:
+    url = data_url(png((9, 9, 9), size=(16, 16)))
+    refused = chat(server, vlm, asking(*[url] * 17))
+    assert refused.status_code == 400 and "16 images at most" in refused.json()["detail"]
+    from tests.server.conftest import gguf_spec
+
+    client = Client(server.url)
+    client.register_model("LLM", gguf_spec("blind-smol", small_gguf))
+    try:
+        uid = client.launch_model(model_name="blind-smol")
+        refused = chat(server, uid, asking(url))
+        assert refused.status_code == 400 and "'image_url' parts are read by vision models" in \
+            refused.json()["detail"]
+    finally:
+        client.terminate_model("blind-smol")
+        client.unregister_model("LLM", "blind-smol")
+
+
+def test_the_launch_picks_a_projector_of_the_specs(server: ServerProcess) -> None:
+    client = Client(server.url)
+    client.register_model("LLM", vlm_spec("tiny-vlm-2"))
+    try:
+        with pytest.raises(ClientError) as err:
+            client.launch_model(model_name="tiny-vlm-2", multimodal_projector="mmproj-other.gguf")
+        assert "multimodal_projector: 'mmproj-other.gguf' is not one of tiny-vlm-2's (mmproj-tiny-vlm-f16.gguf)" \
+            in str(err.value) and err.value.status_code == 400
+    finally:
+        client.unregister_model("LLM", "tiny-vlm-2")
+    client.register_model("LLM", vlm_spec("tiny-vlm-3", ["mmproj-missing.gguf"]))
+    try:
+        with pytest.raises(ClientError) as err:
+            client.launch_model(model_name="tiny-vlm-3")
+        assert "projector file not found" in str(err.value) and "\n" not in str(err.value)
+    finally:
+        client.unregister_model("LLM", "tiny-vlm-3")

@@ -1,0 +1,57 @@
+"""Images a chat request sends (OpenAI's `image_url` parts), checked on the server before any worker reads
+them: data URLs only (a local server must not become a way for its clients to reach other hosts), a size, a
+count and a pixel limit read from the file's header (a small file can claim a huge picture), each a one-line
+400. Pillow reads the headers; llama.cpp's own reader decodes in the worker what passed."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+
+from xitui.core.errors import XituiError
+
+#: Images in one request, bytes in one image (decoded), and pixels in one image (4096 x 4096).
+MAX_IMAGES = 16
+MAX_IMAGE_BYTES = 20 * 2**20
+MAX_PIXELS = 4096 * 4096
+#: What llama.cpp's reader decodes as it is; other formats Pillow reads are sent on as PNG.
+AS_THEY_ARE = ("PNG", "JPEG", "GIF", "BMP")
+
+
+def checked_image(url: str, where: str) -> str:
+    """The image of a data URL, as base64 for the worker; a one-line error for anything else."""
+    if url[:8].lower().startswith(("http://", "https://")):
+        raise XituiError(f"{where}: this server fetches no URLs (a local server must not reach other hosts for its "
+                         "clients): send the image as a data: URL (data:image/png;base64,...)")
+    if not url[:5].lower() == "data:":
+        raise XituiError(f"{where}: not a data: URL (data:image/png;base64,...)")
+    header, comma, payload = url.partition(",")
+    if not comma or not header.lower().endswith(";base64"):
+        raise XituiError(f"{where}: a data: URL of base64 is read (data:image/png;base64,...)")
+    if len(payload) > (MAX_IMAGE_BYTES + 2) // 3 * 4:
+        raise XituiError(f"{where}: the image is over {MAX_IMAGE_BYTES >> 20} MiB")
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise XituiError(f"{where}: its data is not base64") from None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as image:  # the header only
+            width, height = image.size
+            kind = image.format
+            if width * height > MAX_PIXELS:
+                raise XituiError(f"{where}: {width}x{height} is {width * height / 1e6:.1f} megapixels; an image may "
+                                 f"have {MAX_PIXELS / 1e6:.1f} at most")
+            if kind in AS_THEY_ARE:
+                image.verify()  # its structure (a PNG's chunks and their checksums): no pixels decoded
+                return payload
+            out = io.BytesIO()
+            image.convert("RGB").save(out, "PNG")
+            return base64.b64encode(out.getvalue()).decode("ascii")
+    except XituiError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError):
+        raise XituiError(f"{where}: not an image this server reads (PNG, JPEG, GIF, BMP, WebP), or a damaged "
+                         "one") from None
