@@ -35,6 +35,9 @@ def launch(
     context_length: Annotated[int | None, typer.Option(
         "--context-length", "-c", min=16, help="Tokens of context to allocate (default: the spec's).")] = None,
     replica: Annotated[int, typer.Option("--replica", "-r", min=1, help="Worker processes serving this uid.")] = 1,
+    projector: Annotated[str | None, typer.Option(
+        "--multimodal-projector", help="A vision GGUF's projector, of those its spec names (default: the first).",
+        show_default=False)] = None,
     n_parallel: Annotated[int | None, typer.Option(
         "--n-parallel", min=1, max=64, help="Requests decoded together (default: chosen for the machine).")] = None,
     ttl: Annotated[str | None, typer.Option(
@@ -60,6 +63,8 @@ def launch(
         model_size_in_billions=size_in_billions, quantization=quantization, model_uid=model_uid,
         model_engine=model_engine, replica=replica,
     )
+    if projector is not None:  # (Xinference's launch field too)
+        launch["multimodal_projector"] = projector
     ours = {"context_length": context_length, "ttl": ttl, "restore": restore or None, "force": force or None,
             "n_parallel": n_parallel}
     if client.is_xinference:
