@@ -183,3 +183,24 @@ def test_the_launch_picks_a_projector_of_the_specs(server: ServerProcess) -> Non
         assert "projector file not found" in str(err.value) and "\n" not in str(err.value)
     finally:
         client.unregister_model("LLM", "tiny-vlm-3")
+
+
+def test_xitui_chat_sends_an_image_file_piped_or_as_an_argument(server: ServerProcess, vlm: str,
+                                                               tmp_path: Any) -> None:
+    from tests.support.cli import xitui
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png(seed=5))
+    expected, _ = answer(server, vlm, data_url(photo.read_bytes()))
+    common = ("-e", server.url, "-u", vlm, "--temperature", "0", "--max-tokens", "8", "--no-save")
+    said = xitui("chat", *common, "--image", str(photo), "What is in the picture?")
+    assert said.returncode == 0 and said.stdout.strip() == expected.strip(), said.stderr
+    piped = xitui("chat", *common, "--image", str(photo), stdin="What is in the picture?")
+    assert piped.returncode == 0 and piped.stdout.strip() == expected.strip(), piped.stderr
+    missing = xitui("chat", *common, "--image", str(tmp_path / "nope.png"), "hi")
+    assert missing.returncode == 1 and "nope.png: No such file or directory" in missing.stderr
+    assert "Traceback" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    text = tmp_path / "notes.txt"
+    text.write_text("not a picture")
+    refused = xitui("chat", *common, "--image", str(text), "hi")
+    assert refused.returncode == 1 and "notes.txt: not an image file (text/plain)" in refused.stderr

@@ -32,11 +32,12 @@ HELP = """\
 /set NAME VALUE     temperature, top_p, top_k, max_tokens, seed, repeat_penalty, presence_penalty,
                     frequency_penalty, stop (/set alone lists them)
 /save               save this conversation (and the rest of it) /export FILE  write it as .md or .json
+/image PATH         an image for the next message (a vision model's; again for more)
 /help               this list                               /exit or Ctrl-D  end
 Enter sends · Alt+Enter (or Esc Enter) adds a line · a line of \"\"\" opens and closes a block · ↑ recalls
 Ctrl-C stops an answer (the conversation goes on)"""
 
-COMMANDS = ["/system", "/clear", "/set", "/save", "/export", "/help", "/exit"]
+COMMANDS = ["/system", "/clear", "/set", "/save", "/export", "/image", "/help", "/exit"]
 
 
 class ChatLoop:
@@ -116,9 +117,28 @@ class ChatLoop:
             self._save()
         elif name == "/export":
             self._export(rest)
+        elif name == "/image":
+            self._attach(rest)
         else:
             output.info(f"unknown command {name}: /help lists them")
         return True
+
+    def _attach(self, path: str) -> None:
+        from xitui.core.errors import XituiError
+
+        if self.conversation.kind != "chat":
+            output.info("/image: completions read text only")
+            return
+        if not path:
+            output.info("/image PATH: an image file for the next message")
+            return
+        try:
+            name = self.conversation.attach(path)
+        except XituiError as exc:
+            output.info(str(exc))
+            return
+        count = len(self.conversation.attached)
+        output.info(f"{name} goes with the next message" + (f" ({count} images)" if count > 1 else ""))
 
     def _set(self, rest: str) -> None:
         params = self.conversation.params

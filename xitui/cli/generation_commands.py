@@ -155,6 +155,9 @@ def chat(
     tools: Tools = None,
     choice: ToolChoice = None,
     hide_reasoning: HideReasoning = False,
+    images: Annotated[list[str] | None, typer.Option(
+        "--image", help="An image file for the first message (again for more): a vision model reads it.",
+        show_default=False)] = None,
     no_stream: NoStream = False,
     raw: Raw = False,
     no_save: NoSave = False,
@@ -199,6 +202,8 @@ def chat(
         raise XituiError("--tool-choice: give the tools to choose from with --tools")
     store = chat_store(no_save)
     conversation = _conversation(handle, uid, "chat", config, store, system, session)
+    for path in images or ():
+        conversation.attach(path)
     if session is not None and store is not None and uid != session.model_uid:
         store.update(session.id, model_uid=uid)
 

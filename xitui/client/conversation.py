@@ -74,6 +74,8 @@ class Answer:
     def __init__(self, question: str, kind: str, chunks: Iterator[dict[str, Any]],
                  stats: AnswerStats | None = None):
         self.question = question
+        #: The question as it was sent (its content parts, when it carried images).
+        self.question_content: str | list[dict[str, Any]] = question
         self.kind = kind
         self.text = ""
         self.stats = stats or AnswerStats()
@@ -148,8 +150,11 @@ class Conversation:
         self.params = dict(params or {})
         self.store = store
         self.system = system
-        #: The conversation so far (chat), as requests send it, without the system prompt.
-        self.history: list[dict[str, str]] = []
+        #: The conversation so far (chat), as requests send it, without the system prompt (a turn with images
+        #: keeps its content parts: the model sees them again in later turns, from cells it kept).
+        self.history: list[dict[str, Any]] = []
+        #: Images for the next question: (file name, data URL), attached with `attach`.
+        self.attached: list[tuple[str, str]] = []
         #: The saved session; set by the first save (on the saving thread), never changed after.
         self.session_id: int | None = None
         self._save = save
@@ -160,12 +165,44 @@ class Conversation:
 
     # --- one turn ----------------------------------------------------------------------------------
 
-    def messages_for(self, text: str) -> list[dict[str, str]]:
+    def messages_for(self, text: str) -> list[dict[str, Any]]:
         head = [{"role": "system", "content": self.system}] if self.system else []
-        return [*head, *self.history, {"role": "user", "content": text}]
+        return [*head, *self.history, {"role": "user", "content": self._question(text)}]
+
+    def _question(self, text: str) -> str | list[dict[str, Any]]:
+        if not self.attached:
+            return text
+        return [{"type": "text", "text": text},
+                *({"type": "image_url", "image_url": {"url": url}} for _, url in self.attached)]
+
+    def attach(self, path: str) -> str:
+        """An image for the next question (a vision model's); its file name. One line for a file that is
+        missing, too large or not an image file's kind."""
+        import base64
+        import mimetypes
+        from pathlib import Path
+
+        from xitui.core.errors import XituiError
+
+        file = Path(path).expanduser()
+        try:
+            size = file.stat().st_size
+            if not file.is_file():
+                raise XituiError(f"{path}: not a file")
+            if size > IMAGE_BYTES:
+                raise XituiError(f"{path}: {size / 2**20:.1f} MiB; an image may take {IMAGE_BYTES >> 20} MiB")
+            data = file.read_bytes()
+        except OSError as exc:
+            raise XituiError(f"{path}: {exc.strerror}") from None
+        kind = mimetypes.guess_type(file.name)[0] or "image/png"
+        if not kind.startswith("image/"):
+            raise XituiError(f"{path}: not an image file ({kind})")
+        self.attached.append((file.name, f"data:{kind};base64,{base64.b64encode(data).decode()}"))
+        return file.name
 
     def ask(self, text: str) -> Answer:
         """Save the question, send it, and return its answer to iterate (nothing is read yet)."""
+        question = self._question(text)
         self.save_question(text)
         config = {**self.params, "stream": True}
         stats = AnswerStats()  # the time to the first token counts from the request, not from its answer's head
@@ -173,22 +210,28 @@ class Conversation:
             chunks = self.handle.chat(self.messages_for(text), generate_config=config)
         else:
             chunks = self.handle.generate(text, generate_config=config)
-        return Answer(text, self.kind, chunks, stats)
+        self.attached = []
+        answer = Answer(text, self.kind, chunks, stats)
+        answer.question_content = question
+        return answer
 
     def complete(self, text: str) -> dict[str, Any]:
         """One turn without streaming: the server's whole answer (a chat.completion or a completion),
         remembered and saved like a streamed one."""
+        question = self._question(text)
         self.save_question(text)
         config = {**self.params, "stream": False}
         calls: list[dict[str, Any]] = []
         if self.kind == "chat":
             result = self.handle.chat(self.messages_for(text), generate_config=config)
+            self.attached = []
             content = result["choices"][0]["message"].get("content") or ""
             calls = result["choices"][0]["message"].get("tool_calls") or []
         else:
             result = self.handle.generate(text, generate_config=config)
             content = result["choices"][0].get("text") or ""
         answer = Answer(text, self.kind, iter(()))
+        answer.question_content = question
         answer.text = content
         answer.tool_calls = calls
         answer.stats.usage_tokens = (result.get("usage") or {}).get("completion_tokens")
@@ -200,7 +243,7 @@ class Conversation:
         if not answer.text:
             return
         if self.kind == "chat":
-            self.history += [{"role": "user", "content": answer.question},
+            self.history += [{"role": "user", "content": answer.question_content or answer.question},
                              {"role": "assistant", "content": answer.text}]
         if self.store is None:
             return
@@ -215,7 +258,8 @@ class Conversation:
         """Saved before the answer is asked for: a process killed mid-answer loses only the answer."""
         if self.store is None:
             return
-        message = ChatMessage("user", text)
+        names = ", ".join(name for name, _ in self.attached)
+        message = ChatMessage("user", f"{text}\n[images: {names}]" if names else text)
 
         def job() -> None:
             assert self.store is not None
@@ -248,7 +292,7 @@ class Conversation:
     def save_to(self, store: ChatStore) -> int:
         """Start saving a conversation that was not being saved: what was said so far, then every turn."""
         self.store = store
-        said = tuple(ChatMessage(m["role"], m["content"]) for m in self.history)
+        said = tuple(ChatMessage(m["role"], _text_of(m["content"])) for m in self.history)
         self.session_id = store.new_session(self.kind, self.model_uid, self.model_name, self.system, self.params,
                                             messages=said)
         return self.session_id
@@ -266,3 +310,16 @@ class Conversation:
         return ChatSession(id=0, created=now, updated=now, kind=self.kind, model_uid=self.model_uid,
                            model_name=self.model_name, system=self.system, params=dict(self.params),
                            messages=[ChatMessage(m["role"], m["content"]) for m in self.history])
+
+
+#: The largest image file a conversation attaches (the server's limit).
+IMAGE_BYTES = 20 * 2**20
+
+
+def _text_of(content: str | list[dict[str, Any]]) -> str:
+    """A message's text as a saved chat keeps it: images named, not kept."""
+    if isinstance(content, str):
+        return content
+    texts = [p.get("text") or "" for p in content if p.get("type") == "text"]
+    images = sum(p.get("type") == "image_url" for p in content)
+    return "".join(texts) + (f"\n[{images} image{'s' * (images > 1)}]" if images else "")
