@@ -287,3 +287,19 @@ def test_a_folder_of_projectors_only_is_no_model(tmp_path: Path) -> None:
     write_gguf(tmp_path / "mmproj-f16.gguf", "clip", {"clip.has_vision_encoder": True})
     with pytest.raises(InspectError, match="no .gguf file"):
         inspect_source(str(tmp_path))
+
+
+def test_a_pytorch_model_with_a_vision_tower_is_proposed_vision(gemma_pt_dir: Path, tmp_path: Path) -> None:
+    """A `vision_config` in config.json (Gemma 3, Qwen2-VL...): the model reads images with no projector file."""
+    folder = tmp_path / "pt-vision"
+    folder.mkdir()
+    config = json.loads((gemma_pt_dir / "config.json").read_text())
+    config["vision_config"] = {"hidden_size": 64, "image_size": 224, "patch_size": 14}
+    (folder / "config.json").write_text(json.dumps(config))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        os.link(gemma_pt_dir / name, folder / name)
+    (folder / "model.safetensors").write_bytes((8).to_bytes(8, "little") + b"{}      ")
+    (folder / "chat_template.jinja").write_text(
+        "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}")
+    spec = inspect_source(str(folder)).spec()
+    assert "vision" in spec["model_ability"] and "multimodal_projectors" not in spec["model_specs"][0]

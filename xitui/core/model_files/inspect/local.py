@@ -166,6 +166,8 @@ def inspect_pytorch(folder: Path) -> Inspection:
     )
     found.propose("model_format", "pytorch", "config.json")
     found.propose("quantization", "none", "safetensors weights")
+    if isinstance(config.get("vision_config"), dict):  # a vision tower of its own: it reads images
+        found.facts["projector_reads"] = ["vision"]
     found.propose("model_uri", f"file://{folder.resolve()}", "the folder")
     found.propose("model_name", model_name_from(folder.name), "the folder name")
     _propose_llm_common(found, arch, "config.json")
@@ -365,7 +367,7 @@ def _propose_abilities(found: Inspection) -> None:
     seen = found.facts.get("projector_reads") or []
     if template:
         found.propose("model_ability", ["generate", "chat", *template_abilities(template), *seen],
-                      "the model's chat template" + (" and its projector" if seen else ""))
+                      "the model's chat template" + (f" and what it reads ({', '.join(seen)})" if seen else ""))
         _propose_template_fields(found, template)
     elif style:
         found.propose("model_ability", ["generate", "chat", *seen], f"family {family}'s prompt style {style}")
