@@ -204,3 +204,10 @@ def test_xitui_chat_sends_an_image_file_piped_or_as_an_argument(server: ServerPr
     text.write_text("not a picture")
     refused = xitui("chat", *common, "--image", str(text), "hi")
     assert refused.returncode == 1 and "notes.txt: not an image file (text/plain)" in refused.stderr
+
+
+def test_the_estimate_counts_the_projector(server: ServerProcess, vlm: str) -> None:
+    gguf, projector = tiny_vlm()
+    found = Client(server.url).estimate_launch(model_name="tiny-vlm")["estimate"]
+    assert any("projector" in note and projector.name in note for note in found["notes"]), found
+    assert found["weights"] == gguf.stat().st_size + projector.stat().st_size

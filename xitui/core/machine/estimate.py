@@ -225,6 +225,15 @@ def estimate(settings: wire.Settings, *, gpu: bool = False, replicas: int = 1) -
         est = _sentence_transformers(Path(path), gpu)
     else:  # the test suite's scripted engine: a script, no weights
         return None
+    projector = settings.get("projector")
+    if projector and os.path.isfile(projector):
+        # read into mtmd's own buffers, in each replica (not mapped): its weights, and its encoder's work
+        # space for one image (measured on the test model: about its size again, and 32 MiB at least)
+        size = os.path.getsize(projector)
+        est.weights += size
+        est.overhead += max(size, 32 * MIB)
+        est.notes.append(f"projector {human_bytes(size)} ({os.path.basename(projector)}); an image's cells are "
+                         "part of the context")
     est.replicas = max(1, int(replicas))
     if est.device == "gpu":
         est.gpu_runtime = CUDA_RUNTIME[engine]
