@@ -211,3 +211,58 @@ def test_the_estimate_counts_the_projector(server: ServerProcess, vlm: str) -> N
     found = Client(server.url).estimate_launch(model_name="tiny-vlm")["estimate"]
     assert any("projector" in note and projector.name in note for note in found["notes"]), found
     assert found["weights"] == gguf.stat().st_size + projector.stat().st_size
+
+
+# --- what a helper found, breaking the first version --------------------------------------------------------
+
+DATA = __import__("pathlib").Path(__file__).parent.parent / "data" / "vision"
+
+
+def test_two_images_whose_short_ids_matched_get_their_own_answers(server: ServerProcess, vlm: str) -> None:
+    """These two images (a tEXt chunk searched for, on one core, in 7 s) had the same 28-bit placeholder: the
+    second was answered from the first's cells, its client given the other image's answer."""
+    a, b = (DATA / "collided-a.png").read_bytes(), (DATA / "collided-b.png").read_bytes()
+    own_a, _ = answer(server, vlm, data_url(a))
+    answer(server, vlm, data_url(b))
+    after_b, usage = answer(server, vlm, data_url(a))
+    assert after_b == own_a and usage["prompt_tokens_details"]["cached_tokens"] < 20  # only the text before it
+
+
+def test_a_prompt_that_fills_the_pool_beside_a_cached_one_is_answered_and_stalls_no_one(server: ServerProcess,
+                                                                                          vlm: str) -> None:
+    """After one image's exchange (its 273 cells kept), 7 images (1821 cells of the 2048): the whole kept cache
+    counted against the room the newcomer needed, so it waited forever, and every request behind it."""
+    import time
+
+    answer(server, vlm, data_url(png(seed=3)))
+    with ThreadPoolExecutor(2) as pool:
+        seven = pool.submit(answer, server, vlm, *[data_url(png(seed=60 + i)) for i in range(7)])
+        time.sleep(1.0)  # (admitted first: it takes the sequence the last exchange's cells are in)
+        other = pool.submit(chat, server, vlm, [{"role": "user", "content": "hi"}])
+        assert other.result(timeout=60).status_code == 200
+        text, usage = seven.result(timeout=60)
+    assert text and usage["prompt_tokens"] > 7 * 256
+
+
+def test_only_the_formats_read_reach_pillow(server: ServerProcess, vlm: str) -> None:
+    """An ICO holding a 16000x11000 PNG took the server 700 MiB to refuse (Pillow's ICO reader decodes while
+    opening): formats are told by their first bytes, and no other reaches Pillow."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    inner = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16000, 11000, 8, 6, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(b"IEND", b"")
+    ico = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(inner), 22) + inner
+    tiff = b"II*\x00" + b"\x00" * 64
+    for data, kind in ((ico, "x-icon"), (tiff, "tiff")):
+        refused = chat(server, vlm, asking(data_url(data, kind)))
+        assert refused.status_code == 400 and "not an image this server reads (PNG, JPEG, GIF, BMP, WebP)" in \
+            refused.json()["detail"], refused.text
+    from PIL import Image
+
+    webp = io.BytesIO()
+    Image.new("RGB", (64, 48), (40, 90, 200)).save(webp, "WEBP")
+    assert answer(server, vlm, data_url(webp.getvalue(), "webp"))[0]  # WebP: sent on as PNG

@@ -308,6 +308,14 @@ class BatchEngine:
             # an image is decoded whole or not at all: a reuse that ends inside one starts where it does
             common = next((start for start, image in images.items() if start < common < start + image.n_tokens),
                           common)
+            if len(self.cached[seq]) > common:
+                # only the reused start of that sequence's cache is kept: the rest would count against the room
+                # the prompt needs, and a prompt that fits the pool alone would wait for it forever
+                if self.L.llama_memory_seq_rm(self.memory, seq, common, -1):
+                    self.cached[seq] = self.cached[seq][:common]
+                else:
+                    self.L.llama_memory_seq_rm(self.memory, seq, -1, -1)
+                    self.cached[seq], common = [], 0
             if not self._make_room(len(prompt) - common + 1, keep=seq):
                 return  # waits for room: running answers end, or idle caches go
             self.queue.popleft()

@@ -3,8 +3,9 @@ projector file: a prompt with images becomes text tokens and image runs; an imag
 projector and its embeddings decoded into one slot's sequence of the batch engine (llamacpp_batch.py).
 
 In the engine's token lists an image's cells are written as a placeholder id, negative (no token is), the
-same for every cell of one image and derived from its bytes: a later prompt with the same image at the same
-place reuses its cells like any prompt prefix, and another image never matches them.
+same for every cell of one image: its bytes' whole SHA-256 as a number (Python's ints hold it; placeholders
+never reach llama.cpp). A later prompt with the same image at the same place reuses its cells like any
+prompt prefix, and another image never matches them.
 
 The marker that says where an image goes in the rendered prompt is this worker's own, made at random when it
 loads (mtmd_context_params.media_marker): a client's text cannot write it. The server marks image places
@@ -111,7 +112,9 @@ class Media:
                 continue
             n_tokens = int(M.mtmd_input_chunk_get_n_tokens(chunk))
             image_id = M.mtmd_input_chunk_get_id(chunk) or b""
-            placeholder = -1 - int(hashlib.sha256(image_id).hexdigest()[:7], 16)
+            # all 256 bits of the image's hash: a prompt that reuses another's cells must have sent the same
+            # image (28 bits let a client make two images that matched in seconds, and read another's answer)
+            placeholder = -1 - int(image_id.decode() or "0", 16)
             placed[len(tokens)] = Image(chunks, chunk, n_tokens, int(M.mtmd_input_chunk_get_n_pos(chunk)),
                                         placeholder)
             tokens.extend([placeholder] * n_tokens)

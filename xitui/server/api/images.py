@@ -15,8 +15,12 @@ from xitui.core.errors import XituiError
 MAX_IMAGES = 16
 MAX_IMAGE_BYTES = 20 * 2**20
 MAX_PIXELS = 4096 * 4096
-#: What llama.cpp's reader decodes as it is; other formats Pillow reads are sent on as PNG.
+#: What llama.cpp's reader decodes as it is; WebP is sent on as PNG.
 AS_THEY_ARE = ("PNG", "JPEG", "GIF", "BMP")
+#: The formats read, by their first bytes: Pillow is never shown another (its ICO reader, for one, decodes
+#: the whole picture while opening the file, before its size can be checked: 700 MiB for a 684 KB file).
+MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+         (b"BM", "BMP"))
 
 
 def checked_image(url: str, where: str) -> str:
@@ -35,10 +39,15 @@ def checked_image(url: str, where: str) -> str:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise XituiError(f"{where}: its data is not base64") from None
+    sniffed = next((kind for magic, kind in MAGIC if raw.startswith(magic)), None)
+    if sniffed is None and raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        sniffed = "WEBP"
+    if sniffed is None:
+        raise XituiError(f"{where}: not an image this server reads (PNG, JPEG, GIF, BMP, WebP)")
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(raw)) as image:  # the header only
+        with Image.open(io.BytesIO(raw), formats=[sniffed]) as image:  # the header only
             width, height = image.size
             kind = image.format
             if width * height > MAX_PIXELS:
