@@ -308,6 +308,8 @@ class BatchEngine:
             # an image is decoded whole or not at all: a reuse that ends inside one starts where it does
             common = next((start for start, image in images.items() if start < common < start + image.n_tokens),
                           common)
+            if common and self.L.llama_memory_seq_pos_min(self.memory, seq) > max(0, common - self.n_swa):
+                common = 0  # a sliding-window cache lost the start's cells (see below)
             if len(self.cached[seq]) > common:
                 # only the reused start of that sequence's cache is kept: the rest would count against the room
                 # the prompt needs, and a prompt that fits the pool alone would wait for it forever
