@@ -308,11 +308,14 @@ def _write_ggjt(path: Path, hparams: tuple[int, ...], tokens: list[bytes], score
             fh.write(raw.tobytes())  # type: ignore[attr-defined]
 
 
-def tiny_vlm() -> tuple[Path, Path]:
+def tiny_vlm(vision_width: int = 64, vision_layers: int = 2) -> tuple[Path, Path]:
     """A tiny vision-language model as GGUF with its projector: a randomly initialised Gemma 3 (2 text layers
     with Gemma 3's tokenizer, a 2-layer SigLIP at 224 px), saved as safetensors and converted by llama.cpp's
     own converter, as a user's fine-tune would be. Its answers are noise, but deterministic: the same image
-    gives the same answer, another image another. Returns (the model's GGUF, its projector)."""
+    gives the same answer, another image another. Returns (the model's GGUF, its projector).
+
+    A wider, deeper vision part (bench/vision.py: SigLIP-base's 768 x 12) encodes an image in the time a real
+    model's does, for timing; the tests keep the tiny one."""
     import subprocess
     import sys
 
@@ -330,8 +333,9 @@ def tiny_vlm() -> tuple[Path, Path]:
             text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
                          "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
                          "max_position_embeddings": 2048, "sliding_window": 512},
-            vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                           "num_attention_heads": 2, "image_size": 224, "patch_size": 14},
+            vision_config={"hidden_size": vision_width, "intermediate_size": vision_width * 2,
+                           "num_hidden_layers": vision_layers, "num_attention_heads": max(2, vision_width // 64),
+                           "image_size": 224, "patch_size": 14},
             mm_tokens_per_image=16, boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
             image_token_index=ids("<image_soft_token>"))
         model = Gemma3ForConditionalGeneration(config)
@@ -366,5 +370,6 @@ def tiny_vlm() -> tuple[Path, Path]:
                             "--outtype", "f16"], check=True, capture_output=True)
         shutil.rmtree(source)
 
-    folder = build_once(TEST_CACHE / "tiny-vlm", build, marker="mmproj-tiny-vlm-f16.gguf")
+    name = "tiny-vlm" if (vision_width, vision_layers) == (64, 2) else f"tiny-vlm-v{vision_width}x{vision_layers}"
+    folder = build_once(TEST_CACHE / name, build, marker="mmproj-tiny-vlm-f16.gguf")
     return folder / "tiny-vlm-F16.gguf", folder / "mmproj-tiny-vlm-f16.gguf"

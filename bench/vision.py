@@ -1,0 +1,154 @@
+"""Images through xitui against llama.cpp's multimodal library (mtmd) driven directly, in one run.
+
+    python bench/vision.py [--rounds 5] [--vision-width 768] [--vision-layers 12]
+
+The model: tests/model_files.tiny_vlm with a SigLIP-base-sized vision part (768 wide, 12 layers, 224 px: its
+encoder's work is a real small VLM's) before a 2-layer text part, converted by llama.cpp's converter. Random
+weights: the answers are noise, the work is real.
+  1. time to first token with one image (a new image each round, so no cells are reused, after WARM images
+     on each side): mtmd's helper and llama-cpp-python in this process, then xitui's server (streamed chat,
+     the first piece); target <= 1.1x;
+  2. four image requests at once against one alone: the tokens of all four per second against one's
+     (target >= 1.5x), 32 tokens each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import ctypes
+import io
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from common import Server, median
+
+from tests.model_files import tiny_vlm
+
+QUESTION = "What is in the picture?"
+#: Images each side reads before the timed ones.
+WARM = 4
+
+
+def picture(seed: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def direct_ttft(gguf: str, projector: str, images: list[bytes], threads: int) -> list[float]:
+    import llama_cpp
+    import numpy as np
+    from llama_cpp import mtmd_cpp as M
+
+    llm = llama_cpp.Llama(gguf, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=threads,
+                          n_threads_batch=threads, verbose=False)
+    params = M.mtmd_context_params_default()
+    params.use_gpu, params.n_threads, params.print_timings = False, threads, False
+    ctx = M.mtmd_init_from_file(projector.encode(), llm._model.model, params)
+    marker = M.mtmd_default_marker().decode()
+    text = f"<start_of_turn>user\n{QUESTION}{marker}<end_of_turn>\n<start_of_turn>model\n".encode()
+    memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
+    times = []
+    for data in images:
+        llama_cpp.llama_memory_clear(memory, True)
+        start = time.perf_counter()
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        bitmap = M.mtmd_helper_bitmap_init_from_buf(ctx, buffer, len(data), False)
+        chunks = M.mtmd_input_chunks_init()
+        given = M.mtmd_input_text(text, len(text), True, True)
+        M.mtmd_tokenize(ctx, chunks, ctypes.byref(given), (M.mtmd_bitmap_p_ctypes * 1)(bitmap), 1)
+        after = llama_cpp.llama_pos(0)
+        M.mtmd_helper_eval_chunks(ctx, llm._ctx.ctx, chunks, 0, 0, 512, True, ctypes.byref(after))
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))
+        int(logits.argmax())
+        times.append(time.perf_counter() - start)
+        M.mtmd_input_chunks_free(chunks)
+        M.mtmd_bitmap_free(bitmap)
+    M.mtmd_free(ctx)
+    return times
+
+
+def messages(data: bytes) -> list[dict]:
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    return [{"role": "user", "content": [{"type": "text", "text": QUESTION},
+                                         {"type": "image_url", "image_url": {"url": url}}]}]
+
+
+def served_ttft(url: str, uid: str, data: bytes) -> float:
+    import httpx
+
+    start = time.perf_counter()
+    with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=120, json={
+            "model": uid, "messages": messages(data), "max_tokens": 2, "temperature": 0, "stream": True}) as reply:
+        for line in reply.iter_lines():
+            if line.startswith("data: ") and '"content"' in line:
+                return time.perf_counter() - start
+    raise RuntimeError("no answer")
+
+
+def tokens_of(url: str, uid: str, data: bytes, tokens: int) -> int:
+    import httpx
+
+    done = httpx.post(f"{url}/v1/chat/completions", timeout=300, json={
+        "model": uid, "messages": messages(data), "max_tokens": tokens, "temperature": 0, "ignore_eos": True})
+    return int(done.json()["usage"]["completion_tokens"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--vision-width", type=int, default=768)
+    parser.add_argument("--vision-layers", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    gguf, projector = tiny_vlm(args.vision_width, args.vision_layers)
+    rounds = args.rounds
+    # both sides read WARM images first (a fresh context's first encode allocates its work space); the server
+    # runs no warm worker: importing its libraries beside the model took the first encodes from 200 to 800 ms
+    direct = direct_ttft(str(gguf), str(projector), [picture(1000 + i) for i in range(rounds + WARM)],
+                         args.threads)[WARM:]
+    server = Server('[server]\nwarm = ["none"]\n')  # no warm worker importing its libraries meanwhile
+    try:
+        from xitui.client import Client
+
+        client = Client(server.url)
+        client.register_model("LLM", json.dumps({
+            "version": 2, "model_name": "bench-vlm", "model_lang": ["en"], "model_ability": ["chat", "vision"],
+            "context_length": 2048, "model_specs": [{
+                "model_format": "ggufv2", "model_size_in_billions": "0_1", "quantization": "F16",
+                "model_file_name_template": gguf.name.replace("F16", "{quantization}"),
+                "model_uri": str(gguf.parent), "multimodal_projectors": [projector.name]}]}))
+        uid = client.launch_model(model_name="bench-vlm", n_parallel=4, n_threads=args.threads)
+        for i in range(WARM):
+            served_ttft(server.url, uid, picture(1 + i))
+        served = [served_ttft(server.url, uid, picture(2000 + i)) for i in range(rounds)]
+        tokens = 32
+        one = []
+        four = []
+        for r in range(rounds):
+            start = time.perf_counter()
+            count = tokens_of(server.url, uid, picture(3000 + r), tokens)
+            one.append(count / (time.perf_counter() - start))
+            start = time.perf_counter()
+            pictures = [picture(4000 + 10 * r + i) for i in range(4)]
+            with ThreadPoolExecutor(4) as pool:
+                counts = list(pool.map(lambda data: tokens_of(server.url, uid, data, tokens), pictures))
+            four.append(sum(counts) / (time.perf_counter() - start))
+    finally:
+        server.stop()
+    d, s = median(direct), median(served)
+    print(f"vision part {args.vision_width} x {args.vision_layers}, {args.threads} threads, {rounds} rounds")
+    print(f"time to first token, one image: direct mtmd {d * 1000:.0f} ms, xitui {s * 1000:.0f} ms: "
+          f"{s / d:.2f}x (target <= 1.1x)")
+    print(f"  each round, ms: direct {[round(t * 1000) for t in direct]}, xitui {[round(t * 1000) for t in served]}")
+    print(f"four image requests at once: {median(four):.1f} tokens/s against one's {median(one):.1f}: "
+          f"{median(four) / median(one):.2f}x (target >= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
