@@ -663,3 +663,46 @@ def test_k_checks_the_selected_registration_and_registers_its_fix(dash_server: S
         assert fixed["context_length"] == 8192 and fixed.get("persisted", True)
     finally:
         client.unregister_model("LLM", "dash-too-long")
+
+
+def test_image_in_the_chat_pane_goes_with_the_next_message(dash_server: ServerProcess, tmp_path: Path) -> None:
+    """`/image PATH` typed in the pane's input attaches an image; the next message carries it to a vision
+    model, whose answer is the one that image gets over HTTP; a missing file is one line, nothing sent."""
+    from tests.server.test_vision import answer, data_url, png, vlm_spec
+    from xitui.tui.widgets.prompt_input import PromptInput
+
+    client = Client(dash_server.url)
+    client.register_model("LLM", vlm_spec("dash-vlm"))
+    client.launch_model(model_name="dash-vlm")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png(seed=8))
+    expected, _ = answer(dash_server, "dash-vlm", data_url(photo.read_bytes()))
+
+    async def test(app: XituiApp, pilot: Any) -> None:
+        pane = app.query_one(ChatPane)
+        await until(pilot, lambda: "dash-vlm" in pane.models, what="the model offered")
+        pane.choose("dash-vlm")
+        pane.generation = {"max_tokens": 8, "temperature": 0}
+        box = pane.query_one(PromptInput)
+        box.focus()
+        box.text = f"/image {tmp_path / 'missing.png'}"
+        await pilot.press("enter")
+        await until(pilot, lambda: any("missing.png" in str(n.message) for n in app._notifications),
+                    what="the refusal")
+        assert not pane.conversation.attached and not pane.generating
+        box.text = f"/image {photo}"
+        await pilot.press("enter")
+        await until(pilot, lambda: pane.conversation.attached, what="attached")
+        box.text = "What is in the picture?"
+        await pilot.press("enter")
+        await until(pilot, lambda: not pane.generating and pane.last_stats, 60, "the answer")
+        assert pane.last_answer.strip() == expected.strip()
+        assert "[images: photo.png]" in str(pane.query_one(Transcript).query(".user").last().render())
+        assert not pane.conversation.attached  # sent with that message only
+        assert isinstance(pane.history[0]["content"], list)  # the next turn sends it again
+
+    try:
+        run(test, dash_server.url)
+    finally:
+        client.terminate_model("dash-vlm")
+        client.unregister_model("LLM", "dash-vlm")

@@ -23,6 +23,7 @@ from textual.reactive import reactive
 from textual.worker import get_current_worker
 
 from xitui.client.conversation import Answer, AnswerStats, Conversation
+from xitui.core.safe_text import safe_line
 from xitui.core.saved_chats import ChatStore
 from xitui.tui.widgets.chat_pickers import ChatPickers
 from xitui.tui.widgets.embedding_view import EmbeddingView
@@ -261,17 +262,37 @@ class ChatPane(Vertical):
         if self.uid is None or self.conversation is None:
             self.notify("pick a model first", severity="warning")
             return
+        if event.text == "/image" or event.text.startswith("/image "):
+            self._attach_image(event.text[len("/image"):].strip())
+            return
         if self.generating:
             self.notify("still answering: Esc stops it", severity="warning")
             return
         await self.send(event.text)
+
+    def _attach_image(self, path: str) -> None:
+        """`/image PATH` in the input: an image for the next message (a vision model's)."""
+        from xitui.core.errors import XituiError
+
+        talk = self.conversation
+        assert talk is not None
+        if talk.kind != "chat" or not path:
+            self.notify("/image PATH: an image file for the next message, to a chat model", severity="warning")
+            return
+        try:
+            name = talk.attach(path)
+        except XituiError as exc:
+            self.notify(safe_line(exc), severity="error", markup=False)
+            return
+        self.notify(f"{safe_line(name)} goes with the next message", timeout=3, markup=False)
 
     async def send(self, text: str) -> None:
         talk = self.conversation
         assert talk is not None
         if not self.models.get(talk.model_uid, {}).get("loaded", True):
             self.notify(f"loading {talk.model_uid}: the answer starts once it is ready", timeout=4)
-        await self.query_one(Transcript).question(text)
+        attached = ", ".join(name for name, _ in talk.attached)
+        await self.query_one(Transcript).question(f"{text}\n[images: {attached}]" if attached else text)
         talk.params = dict(self.generation)
         talk.system = self.query_one(ChatPickers).system or None
         self.generating = True
