@@ -266,3 +266,13 @@ def test_only_the_formats_read_reach_pillow(server: ServerProcess, vlm: str) -> 
     webp = io.BytesIO()
     Image.new("RGB", (64, 48), (40, 90, 200)).save(webp, "WEBP")
     assert answer(server, vlm, data_url(webp.getvalue(), "webp"))[0]  # WebP: sent on as PNG
+
+
+def test_xitui_check_tries_what_a_vision_spec_promises(server: ServerProcess, vlm: str) -> None:
+    """`xitui check` on a vision model sends it two pictures and none: the images reach the model."""
+    from tests.support.cli import xitui
+
+    ran = xitui("check", "tiny-vlm", "--json", "--only", "vision", "-e", server.url)
+    report = json.loads(ran.stdout)
+    assert [(r["name"], r["status"]) for r in report["rows"]] == [("vision", "ok")], report
+    assert report["launched_for_the_check"] is False  # the running model was used

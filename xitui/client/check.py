@@ -5,6 +5,7 @@ check reads the model file's trained length where the file is on this machine.""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -31,7 +32,7 @@ CITY = {"type": "object", "required": ["city", "country"], "additionalProperties
         "properties": {"city": {"type": "string", "maxLength": 40}, "country": {"type": "string", "maxLength": 40}}}
 TRIES = 3
 #: The rows a check of each model type can print, in order (`--only` picks among them).
-ROWS = {"LLM": ("chat format", "generate", "tools", "reasoning", "json_schema", "context length"),
+ROWS = {"LLM": ("chat format", "generate", "tools", "reasoning", "vision", "json_schema", "context length"),
         "embedding": ("dimensions", "similarity"), "rerank": ("ranking",)}
 
 
@@ -172,6 +173,7 @@ def _llm_rows(client: Client, uid: str, registration: dict[str, Any], described:
         ("generate", "chat" not in abilities, lambda: _generates(client, uid)),
         ("tools", "tools" in abilities, lambda: _tools(client, uid, registration)),
         ("reasoning", "reasoning" in abilities, lambda: _reasoning(client, uid, registration)),
+        ("vision", "vision" in abilities and "chat" in abilities, lambda: _vision(client, uid)),
         ("json_schema", True, lambda: _json_schema(client, uid, "chat" in abilities)),
         ("context length", True, lambda: _context(client, uid, registration, described)),
     ]
@@ -275,6 +277,48 @@ def _tools(client: Client, uid: str, registration: dict[str, Any]) -> Row:
         return Row("tools", "fail", figure, f"the model wrote a call in {written}'s syntax that the tool parser "
                                             f"({now}) did not read", {"tool_parser": written})
     return Row("tools", "ok", figure)
+
+
+def _vision(client: Client, uid: str) -> Row:
+    """The images reach the model: two pictures get two answers, and the answer with one is not the answer
+    without (a model whose projector is missing, or not its own, answers as if blind)."""
+    question = "Describe the picture in one sentence."
+
+    def seen(picture: bytes | None) -> str:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": question}]
+        if picture is not None:
+            url = "data:image/png;base64," + base64.b64encode(picture).decode()
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        answer = _post(client, "/v1/chat/completions", {"model": uid, "messages": [{"role": "user", "content": parts}],
+                                                         "max_tokens": 24, "temperature": 0})
+        return answer["choices"][0]["message"].get("content") or ""
+
+    try:
+        red, stripes, blind = seen(_picture("red")), seen(_picture("stripes")), seen(None)
+    except ClientError as exc:
+        return Row("vision", "fail", "no answer to an image", str(exc)[:200])
+    if red != stripes:
+        return Row("vision", "ok", "two pictures, two answers")
+    if red != blind:
+        return Row("vision", "ok", "a picture changes the answer (both pictures got the same one)")
+    return Row("vision", "fail", "the same answer with either picture and with none",
+               "the images do not reach the model: its projector (multimodal_projectors) is missing or not this "
+               "model's")
+
+
+def _picture(kind: str) -> bytes:
+    """A small PNG: a red square, or black and white stripes."""
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (224, 224), (220, 30, 30))
+    if kind == "stripes":
+        for x in range(0, 224, 32):
+            image.paste((255, 255, 255), (x, 0, x + 16, 224))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
 
 
 def _valid_city(arguments: object) -> bool:
