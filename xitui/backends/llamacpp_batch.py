@@ -309,7 +309,10 @@ class BatchEngine:
             common = next((start for start, image in images.items() if start < common < start + image.n_tokens),
                           common)
             if common and self.L.llama_memory_seq_pos_min(self.memory, seq) > max(0, common - self.n_swa):
-                common = 0  # a sliding-window cache lost the start's cells (see below)
+                # the cells the new tokens would attend to are gone: a sliding-window cache keeps only the
+                # last n_swa positions of a copied sequence (_start_over), so gemma-3's early prompt cells
+                # do not come back after a long answer. Decode the prompt whole, as llama.cpp's server does.
+                common = 0
             if len(self.cached[seq]) > common:
                 # only the reused start of that sequence's cache is kept: the rest would count against the room
                 # the prompt needs, and a prompt that fits the pool alone would wait for it forever
@@ -332,15 +335,7 @@ class BatchEngine:
                     if token >= 0:  # (an image's cells are no token)
                         self.L.llama_sampler_accept(history, token)
             self.free.remove(seq)
-            if common and self.L.llama_memory_seq_pos_min(self.memory, seq) > max(0, common - self.n_swa):
-                # the cells the new tokens would attend to are gone: a sliding-window cache keeps only the
-                # last n_swa positions of a copied sequence (_start_over), so gemma-3's early prompt cells
-                # do not come back after a long answer. Decode the prompt whole, as llama.cpp's server does.
-                common = 0
-            if not self.L.llama_memory_seq_rm(self.memory, seq, common, -1):
-                self.L.llama_memory_seq_rm(self.memory, seq, -1, -1)
-                common = 0
-            self.cached[seq] = []
+            self.cached[seq] = []  # (its first `common` cells are the slot's now)
             budget = min(params.max_tokens or self.slot_context, self.slot_context - len(prompt))
             self.running[seq] = Slot(seq=seq, rid=rid, params=params, prompt=prompt, budget=budget,
                                      sampler=sampler, stop=StopWords(params.stop), stop_ids=stop_ids,

@@ -39,14 +39,11 @@ class Chunks:
 
 @dataclass(eq=False)
 class Image:
-    """One image of a prompt: its chunk (held through its prompt's Chunks), the cells it takes in the sequence
-    and the positions it moves the sequence on by (fewer than its cells for M-RoPE models)."""
+    """One image of a prompt: its chunk (held through its prompt's Chunks) and the cells it takes."""
 
     chunks: Chunks
     chunk: Any
     n_tokens: int
-    n_pos: int
-    placeholder: int
 
 
 class Media:
@@ -115,8 +112,7 @@ class Media:
             # all 256 bits of the image's hash: a prompt that reuses another's cells must have sent the same
             # image (28 bits let a client make two images that matched in seconds, and read another's answer)
             placeholder = -1 - int(image_id.decode() or "0", 16)
-            placed[len(tokens)] = Image(chunks, chunk, n_tokens, int(M.mtmd_input_chunk_get_n_pos(chunk)),
-                                        placeholder)
+            placed[len(tokens)] = Image(chunks, chunk, n_tokens)
             tokens.extend([placeholder] * n_tokens)
         return tokens, placed
 

@@ -40,10 +40,8 @@ def check(
     else:
         marks = {"ok": "ok", "warn": "warn", "fail": "FAIL", "skip": "skip"}
         output.table(["check", "result", "figure", "likely cause", "fix"],
-                     [[r.name, marks[r.status], r.figure, r.cause or "-",
-                       ", ".join(f"{k}={v}" for k, v in r.fix.items()) or "-"] for r in report.rows],
-                     title=f"{model_name}: {sum(r.status == 'ok' for r in report.rows)}/{len(report.rows)} ok in "
-                           f"{report.seconds:.0f} s" + (" (launched for the check)" if report.launched else ""))
+                     [[r.name, marks[r.status], r.figure, r.cause or "-", r.fix_text] for r in report.rows],
+                     title=f"{model_name}: {report.summary}")
     if fix and report.fixes:
         registration = client.get_model_registration(model_type, model_name)
         if registration.get("is_builtin"):

@@ -46,6 +46,15 @@ class Row:
     cause: str = ""
     fix: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def fix_text(self) -> str:
+        """The fix as `field=value` pairs ("-" for none), as the CLI, the dashboard and the wizard show it."""
+        return fix_text(self.fix)
+
+
+def fix_text(fixes: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in fixes.items()) or "-"
+
 
 @dataclass
 class Report:
@@ -71,6 +80,13 @@ class Report:
     @property
     def passed(self) -> bool:
         return all(r.status in ("ok", "skip", "warn") for r in self.rows)
+
+    @property
+    def summary(self) -> str:
+        """"3/4 ok in 12 s (launched for the check)"."""
+        ok = sum(r.status == "ok" for r in self.rows)
+        return f"{ok}/{len(self.rows)} ok in {self.seconds:.0f} s" + (" (launched for the check)" if self.launched
+                                                                      else "")
 
 
 def check(client: Client, name: str, model_type: str, said: Callable[[str], None] = lambda _: None,

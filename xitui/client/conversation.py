@@ -243,7 +243,7 @@ class Conversation:
         if not answer.text:
             return
         if self.kind == "chat":
-            self.history += [{"role": "user", "content": answer.question_content or answer.question},
+            self.history += [{"role": "user", "content": answer.question_content},
                              {"role": "assistant", "content": answer.text}]
         if self.store is None:
             return

@@ -217,7 +217,7 @@ def check_spec(w: Wizard, path: Path | None) -> None:
     row fails, its fix applied to the spec, registered in its place and saved over the file, after a yes."""
     from rich.table import Table
 
-    from xitui.client.check import check, register_fixed
+    from xitui.client.check import check, fix_text, register_fixed
 
     client = w.client()
     spec = w.draft.spec()
@@ -228,16 +228,14 @@ def check_spec(w: Wizard, path: Path | None) -> None:
     except KeyboardInterrupt:
         w.say("(check stopped)")
         return
-    table = Table("check", "result", "figure", "likely cause", "fix",
-                  title=f"{sum(r.status == 'ok' for r in report.rows)}/{len(report.rows)} ok in {report.seconds:.0f} s")
+    table = Table("check", "result", "figure", "likely cause", "fix", title=report.summary)
     for row in report.rows:
         table.add_row(*(safe(cell) for cell in (row.name, row.status if row.status != "fail" else "FAIL", row.figure,
-                                                row.cause or "-",
-                                                ", ".join(f"{k}={v}" for k, v in row.fix.items()) or "-")))
+                                                row.cause or "-", row.fix_text)))
     w.console.print(table)
     if not report.fixes:
         return
-    fixes = ", ".join(f"{k}={v}" for k, v in report.fixes.items())
+    fixes = fix_text(report.fixes)
     if w.ask.yes:
         w.say(f"to apply the fix ({fixes}): xitui check {name} --fix", style="dim")
         return

@@ -123,16 +123,14 @@ class CheckView(ModalScreen[bool]):
         table = self.query_one(DataTable)
         for row in report.rows:
             mark, style = MARKS.get(row.status, (row.status, ""))
-            fix = ", ".join(f"{k}={v}" for k, v in row.fix.items()) or "-"
-            cells = [Text(safe_line(cell), end="") for cell in (row.name, row.figure, row.cause or "-", fix)]
+            cells = [Text(safe_line(cell), end="") for cell in (row.name, row.figure, row.cause or "-", row.fix_text)]
             cells.insert(1, Text(mark, style=style, end=""))  # Text: cells quote answers, never read as markup
             table.add_row(*cells)
-        passed = sum(r.status == "ok" for r in report.rows)
-        launched = " (launched for the check)" if report.launched else ""
-        self._state(f"{passed}/{len(report.rows)} ok in {report.seconds:.0f} s{launched}")
+        self._state(report.summary)
         if report.fixes:
-            fixes = ", ".join(f"{k}={v}" for k, v in report.fixes.items())
-            self.query_one("#check-fix", Static).update(f"the fix: {safe_line(fixes)}")
+            from xitui.client.check import fix_text
+
+            self.query_one("#check-fix", Static).update(f"the fix: {safe_line(fix_text(report.fixes))}")
             button = self.query_one("#fix", Button)
             button.disabled = False
             button.add_class("-offered")

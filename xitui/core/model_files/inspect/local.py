@@ -325,9 +325,9 @@ def _propose_projectors(found: Inspection, folder: Path, names: list[str], model
         reads |= {kind for kind in ("vision", "audio") if facts[kind]}
     if not fitting:
         return
-    found.facts["projectors"] = fitting
     # the f16 file first where there are several: the precision the converters write by default
-    fitting.sort(key=lambda n: (not n.lower().endswith(("f16.gguf", "-f16.gguf")), n))
+    fitting.sort(key=lambda n: (not n.lower().endswith("f16.gguf"), n))
+    found.facts["projectors"] = fitting
     found.propose("multimodal_projectors", fitting[:1], "the projector beside the model" if len(fitting) == 1
                   else f"one of {len(fitting)} projectors beside the model")
     found.facts["projector_reads"] = sorted(reads)
