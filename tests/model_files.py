@@ -312,12 +312,16 @@ def tiny_vlm(vision_width: int = 64, vision_layers: int = 2) -> tuple[Path, Path
     """A tiny vision-language model as GGUF with its projector: a randomly initialised Gemma 3 (2 text layers
     with Gemma 3's tokenizer, a 2-layer SigLIP at 224 px), saved as safetensors and converted by llama.cpp's
     own converter, as a user's fine-tune would be. Its answers are noise, but deterministic: the same image
-    gives the same answer, another image another. Returns (the model's GGUF, its projector).
+    gives the same answer, another image another. Returns (the model's GGUF, its projector); the PyTorch
+    model they were converted from is kept beside them (`tiny_vlm_pytorch`).
 
-    A wider, deeper vision part (bench/vision.py: SigLIP-base's 768 x 12) encodes an image in the time a real
-    model's does, for timing; the tests keep the tiny one."""
+    An image takes 16 cells of the tiny one's prompt. A wider, deeper vision part (bench/vision.py:
+    SigLIP-base's 768 x 12) encodes an image in the time a real model's does and takes Gemma 3's 256 cells, for
+    timing; the tests keep the tiny one."""
     import subprocess
     import sys
+
+    cells = 16 if (vision_width, vision_layers) == (64, 2) else 256
 
     def build(out: Path) -> None:
         import json
@@ -327,6 +331,9 @@ def tiny_vlm(vision_width: int = 64, vision_layers: int = 2) -> tuple[Path, Path
         from transformers import AutoTokenizer, Gemma3Config, Gemma3ForConditionalGeneration
 
         tokenizer = AutoTokenizer.from_pretrained(gemma_pt_dir())
+        # the text model's tokenizer lacks the image's cell token Gemma 3's processor writes (id 262144 in
+        # Gemma 3's own)
+        tokenizer.add_tokens(["<image_soft_token>"], special_tokens=True)
         torch.manual_seed(0)
         ids = tokenizer.convert_tokens_to_ids
         config = Gemma3Config(
@@ -336,7 +343,7 @@ def tiny_vlm(vision_width: int = 64, vision_layers: int = 2) -> tuple[Path, Path
             vision_config={"hidden_size": vision_width, "intermediate_size": vision_width * 2,
                            "num_hidden_layers": vision_layers, "num_attention_heads": max(2, vision_width // 64),
                            "image_size": 224, "patch_size": 14},
-            mm_tokens_per_image=16, boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
+            mm_tokens_per_image=cells, boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
             image_token_index=ids("<image_soft_token>"))
         model = Gemma3ForConditionalGeneration(config)
         with torch.no_grad():
@@ -346,9 +353,16 @@ def tiny_vlm(vision_width: int = 64, vision_layers: int = 2) -> tuple[Path, Path
             embeddings.patch_embedding.weight.normal_(0, 0.5)
             embeddings.position_embedding.weight.mul_(0.01)
             model.model.multi_modal_projector.mm_input_projection_weight.normal_(0, 0.5)
-        source = out / "safetensors"
+        source = out / "pytorch"
         model.save_pretrained(source)
         tokenizer.save_pretrained(source)
+        # what Gemma 3's processor reads: its image tokens named in the tokenizer's config, 16 cells an image
+        tokenizer_config = json.loads((source / "tokenizer_config.json").read_text())
+        tokenizer_config["extra_special_tokens"] = {
+            "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+        (source / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+        (source / "processor_config.json").write_text(json.dumps({"processor_class": "Gemma3Processor",
+                                                                  "image_seq_length": cells}))
         # transformers 5 saves the vision tower without the `vision_model.` level the converter (and the Hub's
         # Gemma 3 files) have
         tensors = load_file(str(source / "model.safetensors"))
@@ -368,8 +382,13 @@ def tiny_vlm(vision_width: int = 64, vision_layers: int = 2) -> tuple[Path, Path
         for extra, name in (([], "tiny-vlm-F16.gguf"), (["--mmproj"], "mmproj-tiny-vlm-f16.gguf")):
             subprocess.run([sys.executable, "-c", convert, str(source), *extra, "--outfile", str(out / name),
                             "--outtype", "f16"], check=True, capture_output=True)
-        shutil.rmtree(source)
 
     name = "tiny-vlm" if (vision_width, vision_layers) == (64, 2) else f"tiny-vlm-v{vision_width}x{vision_layers}"
-    folder = build_once(TEST_CACHE / name, build, marker="mmproj-tiny-vlm-f16.gguf")
+    folder = build_once(TEST_CACHE / name, build, marker="pytorch/processor_config.json")
     return folder / "tiny-vlm-F16.gguf", folder / "mmproj-tiny-vlm-f16.gguf"
+
+
+def tiny_vlm_pytorch() -> Path:
+    """The tiny vision-language model of `tiny_vlm` as PyTorch files (safetensors, its tokenizer, processor
+    and chat template): what transformers' AutoModelForImageTextToText loads."""
+    return tiny_vlm()[0].parent / "pytorch"

@@ -231,10 +231,11 @@ class ToolCalls(TypedDict):
     calls: list[ToolCall]
 
 
-class PromptDetails(TypedDict):
-    """Of the prompt's tokens, those the engine had already (a reused prefix)."""
+class PromptDetails(TypedDict, total=False):
+    """Of the prompt's tokens, those the engine had already (a reused prefix), and those its images took."""
 
     cached_tokens: int
+    image_tokens: int
 
 
 class Usage(TypedDict):
@@ -312,15 +313,21 @@ def failed(rid: int, error: str, status: int = 500) -> Failed:
 
 
 def done(rid: int, reason: FinishReason, prompt_tokens: int, generated: int, started: float, first: float | None,
-         *, cached: int | None = None, preempted: int | None = None, kv_used: int | None = None) -> Done:
+         *, cached: int | None = None, preempted: int | None = None, kv_used: int | None = None,
+         image_tokens: int | None = None) -> Done:
     """A generation's end, its speed measured from when it started and when its first token came (perf_counter
     times; `first` None: no token came). The one place every engine's `done` is made."""
     end = time.perf_counter()
     decode = end - (first or end)
     usage: Usage = {"prompt_tokens": prompt_tokens, "completion_tokens": generated,
                     "total_tokens": prompt_tokens + generated}
+    details: PromptDetails = {}
     if cached is not None:
-        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        details["cached_tokens"] = cached
+    if image_tokens:
+        details["image_tokens"] = image_tokens
+    if details:
+        usage["prompt_tokens_details"] = details
     msg: Done = {"kind": "done", "id": rid, "finish_reason": reason, "usage": usage, "ttft": (first or end) - started,
                  "tokens_per_s": (generated - 1) / decode if decode > 0 and generated > 1 else 0.0}
     if preempted is not None:

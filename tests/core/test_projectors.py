@@ -60,3 +60,72 @@ def test_projector_names_at_their_worst(projectors: object, problem: str) -> Non
 def test_only_gguf_specs_name_projectors() -> None:
     with pytest.raises(SpecError, match="only GGUF specs name projector files"):
         parse_llm(vision_spec("mmproj.gguf", model_format="pytorch"))
+
+
+# --- a PyTorch vision model run by llama.cpp: converted with its projector, or left to transformers ----------
+
+
+def model_dir(tmp_path, architecture: str, **config: object):  # type: ignore[no-untyped-def]
+    folder = tmp_path / architecture
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": [architecture], **config}))
+    return folder
+
+
+def test_a_vision_model_the_converter_writes_a_projector_for_is_converted_with_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from xitui.core.model_files import conversion
+
+    if not conversion.converter_architectures():
+        pytest.skip("llama.cpp's converter is not installed")
+    assert "Gemma3ForConditionalGeneration" in conversion.converter_projector_architectures()
+    assert "LlamaForCausalLM" not in conversion.converter_projector_architectures()  # (a text model's class)
+    gemma = model_dir(tmp_path, "Gemma3ForConditionalGeneration", vision_config={"hidden_size": 64})
+    assert conversion.sees(gemma) and conversion.projector_refusal(gemma) is None
+    text = model_dir(tmp_path, "LlamaForCausalLM")
+    assert not conversion.sees(text)
+
+
+@pytest.mark.parametrize("config", [
+    {"text_config": {"rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}}},
+    {"rope_scaling": {"mrope_section": [16, 24, 24]}},
+    {"text_config": {"rope_parameters": {"mrope_section": [24, 20, 20]}}},
+])
+def test_a_vision_model_placed_by_mrope_stays_on_transformers(tmp_path, config: dict) -> None:  # type: ignore[no-untyped-def]
+    from xitui.core.model_files import conversion
+
+    if not conversion.converter_architectures():
+        pytest.skip("llama.cpp's converter is not installed")
+    qwen = model_dir(tmp_path, "Qwen2VLForConditionalGeneration", vision_config={"depth": 2}, **config)
+    assert "M-RoPE" in (conversion.projector_refusal(qwen) or "")
+    odd = model_dir(tmp_path, "SomeVisionForCausalLM", vision_config={}, text_config="not a dict")
+    assert "writes no projector" in (conversion.projector_refusal(odd) or "")
+    assert not conversion.places_by_mrope(odd)
+
+
+def test_the_launch_plan_converts_a_vision_model_only_where_its_projector_comes_too(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On this machine (no GPU) a PyTorch model llama.cpp's converter knows runs on llama.cpp; a vision model
+    whose projector cannot be made stays on transformers, and asking for llama.cpp says why."""
+    from xitui.core.errors import LaunchError
+    from xitui.core.model_files import conversion
+    from xitui.core.specs.registry import Registry
+    from xitui.server.runtime.launch_plan import LaunchPlan
+
+    if conversion.can_convert():
+        pytest.skip("llama.cpp or its converter is not installed")
+    registry = Registry(tmp_path / "home")
+    for name, folder in (
+            ("gemma-vision", model_dir(tmp_path, "Gemma3ForConditionalGeneration", vision_config={})),
+            ("qwen-vision", model_dir(tmp_path, "Qwen2VLForConditionalGeneration", vision_config={},
+                                      rope_scaling={"mrope_section": [16, 24, 24]}))):
+        spec = vision_spec(model_format="pytorch")
+        spec["model_name"] = name
+        spec["model_specs"][0]["model_uri"] = str(folder)
+        registry.register("LLM", json.dumps(spec))
+    gemma = LaunchPlan.build(registry, {"model_name": "gemma-vision"})
+    assert (gemma.engine, gemma.converted_to) == ("llama.cpp", "F16")
+    qwen = LaunchPlan.build(registry, {"model_name": "qwen-vision"})
+    assert (qwen.engine, qwen.converted_to) == ("transformers", None)
+    with pytest.raises(LaunchError) as refused:
+        LaunchPlan.build(registry, {"model_name": "qwen-vision", "model_engine": "llama.cpp"})
+    assert str(refused.value) == ("Qwen2VLForConditionalGeneration places image cells by M-RoPE, which xitui's "
+                                  "llama.cpp engine does not yet do: model_engine transformers runs it, images and all")

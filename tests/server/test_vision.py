@@ -98,8 +98,9 @@ def test_the_image_decides_the_answer_and_its_cells_count_and_are_reused(server:
     other, _ = answer(server, vlm, data_url(png((200, 30, 30))))
     blind, usage_blind = answer(server, vlm)
     assert first == again and first != other and first != blind
-    # Gemma 3's 256 cells an image (and its begin and end marks) are prompt tokens
-    assert usage["prompt_tokens"] - usage_blind["prompt_tokens"] >= 256
+    # the image's cells (16: the processor's image_seq_length; Gemma 3's own has 256) are prompt tokens
+    assert usage["prompt_tokens_details"]["image_tokens"] == 16
+    assert usage["prompt_tokens"] - usage_blind["prompt_tokens"] >= 16
     # the same image at the same place: its cells are reused, as any prompt prefix is
     assert usage_again["prompt_tokens_details"]["cached_tokens"] >= usage["prompt_tokens"] - 2
 
@@ -230,18 +231,24 @@ def test_two_images_whose_short_ids_matched_get_their_own_answers(server: Server
 
 def test_a_prompt_that_fills_the_pool_beside_a_cached_one_is_answered_and_stalls_no_one(server: ServerProcess,
                                                                                           vlm: str) -> None:
-    """After one image's exchange (its 273 cells kept), 7 images (1821 cells of the 2048): the whole kept cache
-    counted against the room the newcomer needed, so it waited forever, and every request behind it."""
+    """After one image's exchange (its cells kept), 7 images and a long text (1900 cells of the 2048): the whole
+    kept cache counted against the room the newcomer needed, so it waited forever, and every request behind it."""
     import time
 
     answer(server, vlm, data_url(png(seed=3)))
+
+    def seven_and_text() -> tuple[str, dict[str, Any]]:
+        done = chat(server, vlm, asking(*[data_url(png(seed=60 + i)) for i in range(7)], text="cat " * 1720))
+        assert done.status_code == 200, done.text
+        return done.json()["choices"][0]["message"]["content"], done.json()["usage"]
+
     with ThreadPoolExecutor(2) as pool:
-        seven = pool.submit(answer, server, vlm, *[data_url(png(seed=60 + i)) for i in range(7)])
+        seven = pool.submit(seven_and_text)
         time.sleep(1.0)  # (admitted first: it takes the sequence the last exchange's cells are in)
         other = pool.submit(chat, server, vlm, [{"role": "user", "content": "hi"}])
         assert other.result(timeout=60).status_code == 200
         text, usage = seven.result(timeout=60)
-    assert text and usage["prompt_tokens"] > 7 * 256
+    assert text and usage["prompt_tokens"] > 1850 and usage["prompt_tokens_details"]["image_tokens"] == 7 * 16
 
 
 def test_only_the_formats_read_reach_pillow(server: ServerProcess, vlm: str) -> None:

@@ -3,7 +3,8 @@ Engine (requests join between steps; each request's messages go out through the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import base64
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -66,6 +67,8 @@ class Finish:
     reason: wire.FinishReason
     prompt_tokens: int
     completion_tokens: int
+    #: Of the prompt's tokens, those its images took.
+    image_tokens: int = 0
 
 
 class StopWords:
@@ -130,6 +133,11 @@ class RequestError(XituiError):
     """A request the model cannot serve (prompt longer than the context...): the caller's fault, a 4xx."""
 
 
+def request_images(request: Any) -> list[bytes]:
+    """A chat request's images, as the server checked and sent them (base64)."""
+    return [base64.b64decode(text) for text in request.get("images") or ()]
+
+
 def token_budget(prompt_tokens: int, context_length: int, max_tokens: int | None) -> int:
     """How many tokens a generation may make: what was asked, within what the context has left."""
     if prompt_tokens >= context_length:
@@ -189,9 +197,15 @@ class Backend:
         """Load the model; return facts for `describe` (device, context length...)."""
         raise NotImplementedError
 
-    def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
-        """Yield text pieces as they are produced, then one Finish."""
+    def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool],
+                 images: Sequence[bytes] = ()) -> Iterator[str | Finish]:
+        """Yield text pieces as they are produced, then one Finish. `images` go where `image_marker` is in
+        the prompt (a vision model served one request at a time)."""
         raise NotImplementedError
+
+    #: How this backend's prompts say where an image goes (made at random as it loads, so no client's text
+    #: can write it); None where the model reads no images.
+    image_marker: str | None = None
 
     #: The engine's name, for what it says it cannot do.
     engine_name = "this engine"
@@ -210,9 +224,9 @@ class Backend:
         raise NotImplementedError
 
     def prompt_media(self, prompt: str, images: list[bytes]) -> tuple[list[int], dict[int, Any]]:
-        """A prompt with images: its tokens and the images by where their cells start (a vision model's)."""
-        raise RequestError(f"images are read by GGUF vision models on llama.cpp; the {self.engine_name} engine "
-                           "does not read them yet")
+        """A prompt with images: its tokens and the images by where their cells start (a vision model's, for
+        its batch engine)."""
+        raise RequestError("this model reads no images")
 
     def special_stop_ids(self, words: list[str]) -> set[int]:
         """Stop words that are one special token each (they never appear as text): their ids."""

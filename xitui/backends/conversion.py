@@ -127,9 +127,32 @@ def _only_files(model_dir: str) -> None:
 CONVERTER_SECONDS, CONVERTER_SECONDS_PER_GIB = 600, 120
 
 
-def _run_converter(model_dir: str, out: Path) -> None:
+def converted_projector(model_dir: str, home: Path, progress: Progress) -> str:
+    """The projector (vision part) of the PyTorch vision model `model_dir` as GGUF, for llama.cpp's mtmd:
+    converted once, beside the model's GGUF."""
+    why = conversion.projector_refusal(model_dir)
+    if why:
+        raise LaunchError(f"{why}: model_engine transformers runs it, images and all")
+    target = conversion.converted_path(home, model_dir, conversion.PROJECTOR_TYPE)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(str(target) + ".lock"):
+        if target.is_file():
+            return str(target)
+        progress(0.86, "converting the projector (the vision part) to GGUF")
+        part = target.with_name(target.name + ".part")
+        try:
+            _run_converter(model_dir, part, "--mmproj")
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+    return str(target)
+
+
+def _run_converter(model_dir: str, out: Path, *extra: str) -> None:
     _only_files(model_dir)
-    cmd = [sys.executable, "-c", CONVERTER, model_dir, "--outfile", str(out), "--outtype", "f16"]
+    cmd = [sys.executable, "-c", CONVERTER, model_dir, *extra, "--outfile", str(out), "--outtype", "f16"]
     limit = CONVERTER_SECONDS + CONVERTER_SECONDS_PER_GIB * conversion.converted_size(model_dir, "F16") / 2**30
     try:
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

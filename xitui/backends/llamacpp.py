@@ -89,6 +89,7 @@ class LlamaCppBackend(Backend):
 
             progress(0.9, "loading the projector")
             self.media = self.engine.media = Media(projector, self.llm, threads)
+            self.image_marker = self.media.marker
         self.max_input_tokens = min(self.engine.slot_context, EMBED_CONTEXT)
         return {
             "n_parallel": slots,

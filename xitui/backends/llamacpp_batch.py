@@ -652,7 +652,8 @@ class BatchEngine:
         if rest or (slot.logprobs and not by_word):
             self.send(self._piece_message(slot, rest))
         self.send(wire.done(slot.rid, reason, len(slot.prompt), slot.generated, slot.started, slot.first,
-                            cached=slot.reused, preempted=slot.preempted, kv_used=self._used()))
+                            cached=slot.reused, preempted=slot.preempted, kv_used=self._used(),
+                            image_tokens=sum(image.n_tokens for image in slot.images.values())))
 
 
 def _token_data_dtype() -> Any:

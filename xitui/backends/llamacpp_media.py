@@ -14,7 +14,6 @@ with a marker of the request's own (wire.ChatRequest.image_marker); the two are 
 
 from __future__ import annotations
 
-import base64
 import ctypes
 import hashlib
 import secrets
@@ -127,8 +126,3 @@ class Media:
         if code != 0:
             raise RequestError(f"llama.cpp could not read the image into the model (code {code})")
         return int(after.value)
-
-
-def images_of(request: Any) -> list[bytes]:
-    """A chat request's images, as the server checked and sent them (base64)."""
-    return [base64.b64decode(text) for text in request.get("images") or ()]

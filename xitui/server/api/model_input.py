@@ -59,7 +59,7 @@ def chat_input(body: ChatBody, model: Model) -> wire.ChatRequest:
     context = context_of(model)
     messages: list[wire.ChatMessage] = []
     count = InputCount()
-    images: list[str] | None = [] if model.plan.projector else None
+    images: list[str] | None = [] if model.reads_images else None
     marker = f"<image:{secrets.token_hex(8)}>"
     for i, message in enumerate(body.messages):
         try:

@@ -61,12 +61,21 @@ class LaunchPlan:
         if refused:
             raise LaunchError(f"model_engine llama.cpp for a PyTorch model converts it to GGUF, and {refused}")
         if self.model_path:
-            from xitui.core.model_files.conversion import architecture, converter_architectures
+            from xitui.core.model_files.conversion import (
+                architecture,
+                converter_architectures,
+                projector_refusal,
+                sees,
+            )
 
             arch = architecture(self.model_path)
             if arch not in converter_architectures():
                 raise LaunchError(f"llama.cpp's converter does not know {arch or 'this model (config.json names no '}"
                                   f"{'' if arch else 'architectures)'}: model_engine transformers runs it")
+            # a vision model converted without its projector would answer as if blind
+            unseeing = sees(self.model_path) and projector_refusal(self.model_path)
+            if unseeing:
+                raise LaunchError(f"{unseeing}: model_engine transformers runs it, images and all")
         self.engine = "llama.cpp"
         self.converted_to = GGUF_TYPES[self.quantization or "none"]
         self.engine_reason = why
@@ -184,6 +193,8 @@ def auto_conversion(plan: LaunchPlan, request: dict[str, Any]) -> str | None:
     arch = conversion.architecture(plan.model_path)
     if arch not in conversion.converter_architectures():
         return None
+    if conversion.sees(plan.model_path) and conversion.projector_refusal(plan.model_path):
+        return None  # its projector cannot be made here: transformers reads its images
     return (f"llama.cpp, as this machine has no GPU: it runs {arch} several times faster than transformers on a "
             f"CPU (model_engine transformers keeps transformers)")
 

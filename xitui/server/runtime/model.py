@@ -48,6 +48,11 @@ class Model:
         return "ready"
 
     @property
+    def reads_images(self) -> bool:
+        """Whether the model reads images: a GGUF with its projector, or a PyTorch vision model (its workers say)."""
+        return bool(self.plan.projector) or any("images" in (r.info.get("reads") or ()) for r in self.replicas)
+
+    @property
     def error(self) -> str | None:
         if self.failure is not None:
             return self.failure
@@ -180,8 +185,9 @@ class Model:
             data["kv_cells"] = info["kv_cells"]
         if info.get("batching"):
             data["batching"] = info["batching"]
-        if info.get("projector"):  # Xinference's launch field, and what the projector reads
+        if info.get("projector"):  # Xinference's launch field
             data["multimodal_projector"] = info["projector"]
+        if info.get("projector") or info.get("reads"):  # what the model reads beside text
             data["reads"] = info.get("reads") or []
         slots = int(info.get("n_parallel") or 1)  # requests a worker decodes together; more wait their turn
         busy = [r.metrics.in_flight for r in self.replicas]
