@@ -131,3 +131,80 @@ def test_a_writer_killed_mid_stream_leaves_a_readable_store(tmp_path: Path) -> N
     sid = store.new_session("chat", "after")  # and it takes writes again
     store.add(sid, ChatMessage("user", "still here?"))
     assert store.get(sid).messages[0].content == "still here?"
+
+
+# --- a question's images: kept once by hash, sent again on resume, shown where they were -------------------
+
+
+def _png(color: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_images_are_kept_once_sent_again_and_go_with_the_last_message_that_sent_them(tmp_path: Path) -> None:
+    from xitui.core.saved_chats import SavedImage, answered
+
+    store = ChatStore(tmp_path)
+    red, blue = _png((255, 0, 0)), _png((0, 0, 255))
+    first = store.new_session("chat", "vlm", messages=(
+        ChatMessage("user", "What is this?", images=[SavedImage("red.png", "image/png", red)]),
+        ChatMessage("assistant", "Red.")))
+    store.add(first, ChatMessage("user", "And these?", images=[SavedImage("blue.png", "image/png", blue),
+                                                                SavedImage("red-again.png", "image/png", red)]),
+              ChatMessage("assistant", "Blue, red."))
+    second = store.new_session("chat", "vlm", messages=(
+        ChatMessage("user", "Again", images=[SavedImage("red.png", "image/png", red)]),))
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 2  # red is kept once, for all three
+    session = store.get(first)
+    assert [[i.name for i in m.images] for m in session.messages] == [["red.png"], [], ["blue.png", "red-again.png"], []]
+    assert session.messages[2].images[1].data == red
+    resent = answered(session.messages)
+    assert resent[0]["content"][0] == {"type": "text", "text": "What is this?"}
+    assert resent[0]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert resent[1] == {"role": "assistant", "content": "Red."}
+    store.delete(first)
+    with sqlite3.connect(store.path) as conn:  # blue went with its last message; red is still sent by `second`
+        assert [row[0] for row in conn.execute("SELECT kind FROM images")] == ["image/png"]
+    assert store.get(second).messages[0].images[0].data == red
+    store.delete(second)
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 0
+
+
+def test_show_says_where_each_image_was_and_writes_them_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    from tests.support.cli import xitui
+    from xitui.core.saved_chats import SavedImage
+
+    monkeypatch.setenv("XITUI_HOME", str(tmp_path / "home"))
+    store = ChatStore(tmp_path / "home")
+    red = _png((255, 0, 0))
+    sid = store.new_session("chat", "vlm", messages=(
+        ChatMessage("user", "Compare", images=[SavedImage("a [link](x).png", "image/png", red),
+                                               SavedImage("b.png", "image/png", red)]),
+        ChatMessage("assistant", "The same.")))
+    shown = xitui("chats", "show", str(sid), env={"XITUI_PLAIN": "1"})
+    assert shown.returncode == 0, shown.stderr
+    digest = __import__("hashlib").sha256(red).hexdigest()
+    assert f"*[image: a \\[link\\]\\(x\\).png, image/png, 1 KB, sha256 {digest[:12]}]*" in shown.stdout
+    assert shown.stdout.index("Compare") < shown.stdout.index("image: b.png") < shown.stdout.index("The same.")
+    folder = tmp_path / "pictures"
+    exported = xitui("chats", "export", str(sid), "--images", str(folder), "-o", str(tmp_path / "chat.md"))
+    assert exported.returncode == 0, exported.stderr
+    assert [p.name for p in folder.iterdir()] == [f"{digest[:16]}.png"]  # one file for the image sent twice
+    assert (folder / f"{digest[:16]}.png").read_bytes() == red
+    assert f"![b.png]({(folder / digest[:16]).as_posix()}.png)" in (tmp_path / "chat.md").read_text()
+    as_json = xitui("chats", "show", str(sid), "--json")
+    images = __import__("json").loads(as_json.stdout)["messages"][0]["images"]
+    assert images[1] == {"name": "b.png", "kind": "image/png", "sha256": digest, "bytes": len(red)}
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    refused = xitui("chats", "show", str(sid), "--images", str(blocked / "sub"))
+    assert refused.returncode == 1 and "cannot write the images into" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -207,6 +207,30 @@ def test_xitui_chat_sends_an_image_file_piped_or_as_an_argument(server: ServerPr
     assert refused.returncode == 1 and "notes.txt: not an image file (text/plain)" in refused.stderr
 
 
+def test_a_saved_chat_keeps_its_image_and_a_resumed_one_sends_it_again(server: ServerProcess, vlm: str,
+                                                                         tmp_path: Any) -> None:
+    """The next turn of a resumed conversation is answered as if the image were still in it (it is: the store
+    kept it), and `chats show` says where it was sent."""
+    from tests.support.cli import xitui
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png(seed=11))
+    env = {"XITUI_HOME": str(tmp_path / "home"), "XITUI_CONFIG": str(tmp_path / "home" / "config.toml")}
+    common = ("-e", server.url, "--temperature", "0", "--max-tokens", "8")
+    first = xitui("chat", *common, "-u", vlm, "--image", str(photo), "What is in the picture?", env=env)
+    assert first.returncode == 0, first.stderr
+    resumed = xitui("chat", *common, "--continue", "And now?", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    history = [*asking(data_url(photo.read_bytes())), {"role": "assistant", "content": first.stdout.strip()},
+               {"role": "user", "content": "And now?"}]
+    with_image = chat(server, vlm, history).json()["choices"][0]["message"]["content"]
+    history[0] = {"role": "user", "content": "What is in the picture?"}
+    without = chat(server, vlm, history).json()["choices"][0]["message"]["content"]
+    assert with_image != without and resumed.stdout.strip() == with_image.strip()
+    shown = xitui("chats", "show", "1", env={**env, "XITUI_PLAIN": "1"})
+    assert "*[image: photo.png, image/png," in shown.stdout, shown.stdout
+
+
 def test_the_estimate_counts_the_projector(server: ServerProcess, vlm: str) -> None:
     gguf, projector = tiny_vlm()
     found = Client(server.url).estimate_launch(model_name="tiny-vlm")["estimate"]

@@ -14,6 +14,8 @@ from xitui.terminal import output
 chats_app = typer.Typer(help="Saved conversations: list, show, export, delete, search.", no_args_is_help=True)
 
 SessionId = Annotated[int, typer.Argument(help="The session's id (see `xitui chats list`).")]
+ImagesTo = Annotated[Path | None, typer.Option(
+    "--images", metavar="DIR", help="Write the images the questions sent into DIR (each once) and link them.")]
 
 
 def _store():  # noqa: ANN202 - the store's type is core's, imported here only when a command runs
@@ -42,21 +44,37 @@ def list_chats(
     output.table(["id", "updated", "kind", "model", "messages", "first message"], rows, title="saved conversations")
 
 
+def _written(session, folder: Path | None) -> dict[str, Path] | None:  # noqa: ANN001 - core's ChatSession
+    """The session's images written into `folder` (where each is, by its hash), or None without one."""
+    if folder is None:
+        return None
+    from xitui.core.errors import XituiError
+    from xitui.core.saved_chats import write_images
+
+    try:
+        written = write_images(session, folder)
+    except OSError as exc:
+        raise XituiError(f"cannot write the images into {folder}: {exc.strerror}") from None
+    output.info(f"{len(written)} image{'s' * (len(written) != 1)} in {folder}")
+    return written
+
+
 @chats_app.command("show")
-def show(session_id: SessionId, as_json: Json = False) -> None:
-    """A conversation in full (Markdown, rendered on a terminal)."""
+def show(session_id: SessionId, as_json: Json = False, images: ImagesTo = None) -> None:
+    """A conversation in full (Markdown, rendered on a terminal); each image where it was sent."""
     from xitui.core.safe_text import safe, safe_json_text
     from xitui.core.saved_chats import to_json, to_markdown
 
     session = _store().get(session_id)  # kept as the model wrote it; shown made safe
+    written = _written(session, images)
     if as_json:
         print(safe_json_text(to_json(session)), end="")
     elif output.plain():
-        print(safe(to_markdown(session)), end="")
+        print(safe(to_markdown(session, written)), end="")
     else:
         from xitui.terminal.markdown import AnswerMarkdown
 
-        output.console().print(AnswerMarkdown(safe(to_markdown(session))))
+        output.console().print(AnswerMarkdown(safe(to_markdown(session, written))))
 
 
 @chats_app.command("export")
@@ -64,6 +82,7 @@ def export(
     session_id: SessionId,
     fmt: Annotated[str, typer.Option("--format", "-f", help="markdown or json.")] = "markdown",
     to: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    images: ImagesTo = None,
 ) -> None:
     """A conversation as Markdown or JSON (exact in a file; on stdout, made safe for a terminal)."""
     from xitui.core.errors import XituiError
@@ -73,7 +92,8 @@ def export(
     if fmt not in ("markdown", "md", "json"):
         raise XituiError(f"--format: {fmt!r} is not markdown or json")
     session = _store().get(session_id)
-    text = to_json(session) if fmt == "json" else to_markdown(session)
+    written = _written(session, images)
+    text = to_json(session) if fmt == "json" else to_markdown(session, written)
     if to is None:
         print(safe_json_text(text) if fmt == "json" else safe(text), end="")
         return

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from xitui.core.saved_chats import ChatMessage, ChatSession, ChatStore, answered
+from xitui.core.saved_chats import ChatMessage, ChatSession, ChatStore, SavedImage, answered
 
 #: Runs a save job (now, or queued: see the module docstring).
 Saver = Callable[[Callable[[], None]], None]
@@ -153,8 +153,8 @@ class Conversation:
         #: The conversation so far (chat), as requests send it, without the system prompt (a turn with images
         #: keeps its content parts: the model sees them again in later turns, from cells it kept).
         self.history: list[dict[str, Any]] = []
-        #: Images for the next question: (file name, data URL), attached with `attach`.
-        self.attached: list[tuple[str, str]] = []
+        #: Images for the next question, attached with `attach` (saved with it: core/saved_chats.py).
+        self.attached: list[SavedImage] = []
         #: The saved session; set by the first save (on the saving thread), never changed after.
         self.session_id: int | None = None
         self._save = save
@@ -173,12 +173,11 @@ class Conversation:
         if not self.attached:
             return text
         return [{"type": "text", "text": text},
-                *({"type": "image_url", "image_url": {"url": url}} for _, url in self.attached)]
+                *({"type": "image_url", "image_url": {"url": image.data_url()}} for image in self.attached)]
 
     def attach(self, path: str) -> str:
         """An image for the next question (a vision model's); its file name. One line for a file that is
         missing, too large or not an image file's kind."""
-        import base64
         import mimetypes
         from pathlib import Path
 
@@ -197,7 +196,7 @@ class Conversation:
         kind = mimetypes.guess_type(file.name)[0] or "image/png"
         if not kind.startswith("image/"):
             raise XituiError(f"{path}: not an image file ({kind})")
-        self.attached.append((file.name, f"data:{kind};base64,{base64.b64encode(data).decode()}"))
+        self.attached.append(SavedImage(file.name, kind, data))
         return file.name
 
     def ask(self, text: str) -> Answer:
@@ -258,8 +257,7 @@ class Conversation:
         """Saved before the answer is asked for: a process killed mid-answer loses only the answer."""
         if self.store is None:
             return
-        names = ", ".join(name for name, _ in self.attached)
-        message = ChatMessage("user", f"{text}\n[images: {names}]" if names else text)
+        message = ChatMessage("user", text, images=list(self.attached))
 
         def job() -> None:
             assert self.store is not None
@@ -292,7 +290,7 @@ class Conversation:
     def save_to(self, store: ChatStore) -> int:
         """Start saving a conversation that was not being saved: what was said so far, then every turn."""
         self.store = store
-        said = tuple(ChatMessage(m["role"], _text_of(m["content"])) for m in self.history)
+        said = tuple(_saved(m) for m in self.history)
         self.session_id = store.new_session(self.kind, self.model_uid, self.model_name, self.system, self.params,
                                             messages=said)
         return self.session_id
@@ -316,10 +314,18 @@ class Conversation:
 IMAGE_BYTES = 20 * 2**20
 
 
-def _text_of(content: str | list[dict[str, Any]]) -> str:
-    """A message's text as a saved chat keeps it: images named, not kept."""
+def _saved(message: dict[str, Any]) -> ChatMessage:
+    """A message of the history as a saved chat keeps it: its text, and the images its parts sent."""
+    import base64
+
+    content = message["content"]
     if isinstance(content, str):
-        return content
-    texts = [p.get("text") or "" for p in content if p.get("type") == "text"]
-    images = sum(p.get("type") == "image_url" for p in content)
-    return "".join(texts) + (f"\n[{images} image{'s' * (images > 1)}]" if images else "")
+        return ChatMessage(message["role"], content)
+    images: list[SavedImage] = []
+    for part in content:
+        url = (part.get("image_url") or {}).get("url") or "" if part.get("type") == "image_url" else ""
+        head, _, payload = url.partition(",")
+        if head.startswith("data:") and head.endswith(";base64"):
+            images.append(SavedImage(f"image {len(images) + 1}", head[5:-7] or "image/png", base64.b64decode(payload)))
+    text = "".join(p.get("text") or "" for p in content if p.get("type") == "text")
+    return ChatMessage(message["role"], text, images=images)

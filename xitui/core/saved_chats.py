@@ -5,10 +5,15 @@ The standard library's sqlite3 in WAL mode: every change is one transaction, so 
 loses at most the message it was writing, never the file; several processes may write at once (each waits
 for the others' locks up to `BUSY_TIMEOUT`). A connection is opened per operation, so any thread may use
 the store. Messages are indexed for full-text search (FTS5).
+
+A question's images are kept too, each stored once by its SHA-256 however many messages send it, and named
+in each message where it was sent: a resumed conversation sends them again, `chats show` says where they were.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import sqlite3
 import time
@@ -46,6 +51,18 @@ CREATE TABLE IF NOT EXISTS messages (
     tokens INTEGER
 );
 CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, id);
+CREATE TABLE IF NOT EXISTS images (
+    sha256 TEXT PRIMARY KEY,         -- of its bytes: an image sent in many messages is kept once
+    kind TEXT NOT NULL,              -- its media type (image/png...)
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS message_images (
+    message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,       -- its place among the message's images
+    sha256 TEXT NOT NULL REFERENCES images(sha256),
+    name TEXT NOT NULL,              -- the file it was attached from
+    PRIMARY KEY (message_id, position)
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(content, content='messages', content_rowid='id');
 CREATE TRIGGER IF NOT EXISTS messages_ai AFTER INSERT ON messages BEGIN
     INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
@@ -80,8 +97,29 @@ def _prepare(conn: sqlite3.Connection) -> None:
 
 
 @dataclass
+class SavedImage:
+    """An image a question sent: the file's name, its media type and its bytes."""
+
+    name: str
+    kind: str
+    data: bytes = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def data_url(self) -> str:
+        return f"data:{self.kind};base64,{base64.b64encode(self.data).decode()}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a listing says of it (its bytes are not text)."""
+        return {"name": self.name, "kind": self.kind, "sha256": self.sha256, "bytes": len(self.data)}
+
+
+@dataclass
 class ChatMessage:
-    """One message of a saved conversation, with the answer's figures when it is one."""
+    """One message of a saved conversation, with the answer's figures when it is one, and a question's
+    images."""
 
     role: str
     content: str
@@ -89,6 +127,14 @@ class ChatMessage:
     ttft: float | None = None
     tokens_per_s: float | None = None
     tokens: int | None = None
+    images: list[SavedImage] = field(default_factory=list)
+
+    def sent(self) -> dict[str, Any]:
+        """The message as a chat request sends it: its text, and its images as image parts after it."""
+        if not self.images:
+            return {"role": self.role, "content": self.content}
+        return {"role": self.role, "content": [{"type": "text", "text": self.content}, *(
+            {"type": "image_url", "image_url": {"url": image.data_url()}} for image in self.images)]}
 
 
 @dataclass
@@ -109,13 +155,16 @@ class ChatSession:
     #: The first user message, cut short: how a list names the session.
     title: str = ""
 
-    def conversation(self) -> list[dict[str, str]]:
+    def conversation(self) -> list[dict[str, Any]]:
         """The messages as a chat request sends them (the system prompt first)."""
         head = [{"role": "system", "content": self.system}] if self.system else []
-        return head + [{"role": m.role, "content": m.content} for m in self.messages]
+        return head + [m.sent() for m in self.messages]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for message, saved in zip(data["messages"], self.messages, strict=True):
+            message["images"] = [image.as_dict() for image in saved.images]
+        return data
 
 
 class ChatStore:
@@ -181,10 +230,17 @@ class ChatStore:
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, session_id: int, messages: tuple[ChatMessage, ...]) -> None:
-        conn.executemany(
-            "INSERT INTO messages (session_id, created, role, content, ttft, tokens_per_s, tokens) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(session_id, m.created, m.role, m.content, m.ttft, m.tokens_per_s, m.tokens) for m in messages])
+        for m in messages:
+            cur = conn.execute(
+                "INSERT INTO messages (session_id, created, role, content, ttft, tokens_per_s, tokens) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session_id, m.created, m.role, m.content, m.ttft, m.tokens_per_s, m.tokens))
+            for position, image in enumerate(m.images):
+                digest = image.sha256
+                conn.execute("INSERT OR IGNORE INTO images (sha256, kind, data) VALUES (?, ?, ?)",
+                             (digest, image.kind, image.data))
+                conn.execute("INSERT INTO message_images (message_id, position, sha256, name) VALUES (?, ?, ?, ?)",
+                             (cur.lastrowid, position, digest, image.name))
 
     def update(self, session_id: int, *, system: str | None = None, params: dict[str, Any] | None = None,
                model_uid: str | None = None) -> None:
@@ -204,6 +260,8 @@ class ChatStore:
             self._exists(conn, session_id)
             conn.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            # an image no other message sends goes with the last one that did
+            conn.execute("DELETE FROM images WHERE sha256 NOT IN (SELECT sha256 FROM message_images)")
 
     @staticmethod
     def _exists(conn: sqlite3.Connection, session_id: int) -> None:
@@ -235,8 +293,15 @@ class ChatStore:
             if row is None:
                 raise NotFoundError(f"no saved chat session {session_id} (see `xitui chats list`)")
             found = conn.execute("SELECT * FROM messages WHERE session_id = ? ORDER BY id", (session_id,)).fetchall()
+            pictures: dict[int, list[SavedImage]] = {}
+            for p in conn.execute(
+                    "SELECT mi.message_id, mi.name, i.kind, i.data FROM message_images mi JOIN messages m ON "
+                    "m.id = mi.message_id JOIN images i ON i.sha256 = mi.sha256 WHERE m.session_id = ? "
+                    "ORDER BY mi.message_id, mi.position", (session_id,)):
+                pictures.setdefault(p["message_id"], []).append(SavedImage(p["name"], p["kind"], bytes(p["data"])))
         messages = [ChatMessage(role=m["role"], content=m["content"], created=m["created"], ttft=m["ttft"],
-                                tokens_per_s=m["tokens_per_s"], tokens=m["tokens"]) for m in found]
+                                tokens_per_s=m["tokens_per_s"], tokens=m["tokens"], images=pictures.get(m["id"], []))
+                    for m in found]
         first = next((m.content for m in messages if m.role == "user"), None)
         return self._session(row, messages=messages, count=len(messages), title=_title(first))
 
@@ -275,15 +340,16 @@ class ChatStore:
                            params=params, **extra)
 
 
-def answered(messages: list[ChatMessage]) -> list[dict[str, str]]:
-    """A saved conversation as requests send it: a question whose answer never came (the process ended, or
-    the answer was stopped before its first word) is left out, so user and assistant still take turns."""
-    kept: list[dict[str, str]] = []
+def answered(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """A saved conversation as requests send it, images and all: a question whose answer never came (the
+    process ended, or the answer was stopped before its first word) is left out, so user and assistant still
+    take turns."""
+    kept: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         following = messages[i + 1] if i + 1 < len(messages) else None
         if message.role == "user" and (following is None or following.role != "assistant"):
             continue
-        kept.append({"role": message.role, "content": message.content})
+        kept.append(message.sent())
     return kept
 
 
@@ -299,8 +365,42 @@ def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
 
 
-def to_markdown(session: ChatSession) -> str:
-    """A session as a Markdown document: a heading, the facts, then each turn."""
+def write_images(session: ChatSession, folder: Path) -> dict[str, Path]:
+    """Each image the session's questions sent, written once into `folder` (named by its hash); where each is,
+    by its SHA-256."""
+    import mimetypes
+
+    from xitui.core.files import atomic_write
+
+    written: dict[str, Path] = {}
+    for message in session.messages:
+        for image in message.images:
+            digest = image.sha256
+            if digest not in written:
+                suffix = mimetypes.guess_extension(image.kind) or ".img"
+                written[digest] = folder / f"{digest[:16]}{suffix}"
+                atomic_write(written[digest], image.data)
+    return written
+
+
+def _image_line(image: SavedImage, written: dict[str, Path] | None) -> str:
+    """Where an image was sent, in a Markdown document: a link to its file when written, else what it was."""
+    digest = image.sha256
+    if written is not None and digest in written:
+        return f"![{_markdown_text(image.name)}]({written[digest].as_posix()})"
+    size = len(image.data)
+    shown = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{max(1, round(size / 1024))} KB"
+    return f"*[image: {_markdown_text(image.name)}, {image.kind}, {shown}, sha256 {digest[:12]}]*"
+
+
+def _markdown_text(text: str) -> str:
+    """A file's name as Markdown text (its brackets and emphasis marks not read as markup)."""
+    return "".join("\\" + ch if ch in "\\[]()*_`<>!" else ch for ch in " ".join(text.split()))
+
+
+def to_markdown(session: ChatSession, written: dict[str, Path] | None = None) -> str:
+    """A session as a Markdown document: a heading, the facts, then each turn; a question's images where they
+    were sent (links to them where `write_images` wrote them)."""
     lines = [f"# Chat {session.id} with {session.model_uid}", ""]
     facts = [f"- started: {_when(session.created)}", f"- model: {session.model_uid}"
              + (f" ({session.model_name})" if session.model_name and session.model_name != session.model_uid else "")]
@@ -314,6 +414,8 @@ def to_markdown(session: ChatSession) -> str:
         names = {"user": "Prompt", "assistant": "Completion"}
     for message in session.messages:
         lines += [f"## {names.get(message.role, message.role)}", "", message.content.rstrip(), ""]
+        if message.images:
+            lines += [*(_image_line(image, written) for image in message.images), ""]
         if message.role == "assistant" and message.tokens:
             rate = f", {message.tokens_per_s:.1f} tokens/s" if message.tokens_per_s else ""
             first = f"first token {message.ttft * 1000:.0f} ms, " if message.ttft is not None else ""

@@ -291,7 +291,7 @@ class ChatPane(Vertical):
         assert talk is not None
         if not self.models.get(talk.model_uid, {}).get("loaded", True):
             self.notify(f"loading {talk.model_uid}: the answer starts once it is ready", timeout=4)
-        attached = ", ".join(name for name, _ in talk.attached)
+        attached = ", ".join(image.name for image in talk.attached)
         await self.query_one(Transcript).question(f"{text}\n[images: {attached}]" if attached else text)
         talk.params = dict(self.generation)
         talk.system = self.query_one(ChatPickers).system or None
