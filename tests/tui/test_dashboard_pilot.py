@@ -690,7 +690,10 @@ def test_image_in_the_chat_pane_goes_with_the_next_message(dash_server: ServerPr
         await until(pilot, lambda: any("missing.png" in str(n.message) for n in app._notifications),
                     what="the refusal")
         assert not pane.conversation.attached and not pane.generating
-        box.text = f"/image {photo}"
+        box.load_text(f"/image {tmp_path}/pho")  # Tab completes the path
+        box.move_cursor(box.document.end)
+        await pilot.press("tab")
+        assert box.text == f"/image {photo}"
         await pilot.press("enter")
         await until(pilot, lambda: pane.conversation.attached, what="attached")
         box.text = "What is in the picture?"
@@ -698,6 +701,7 @@ def test_image_in_the_chat_pane_goes_with_the_next_message(dash_server: ServerPr
         await until(pilot, lambda: not pane.generating and pane.last_stats, 60, "the answer")
         assert pane.last_answer.strip() == expected.strip()
         assert "[images: photo.png]" in str(pane.query_one(Transcript).query(".user").last().render())
+        assert len(pane.query_one(Transcript).query(".picture")) == 1  # the picture, drawn under the question
         assert not pane.conversation.attached  # sent with that message only
         assert isinstance(pane.history[0]["content"], list)  # the next turn sends it again
 

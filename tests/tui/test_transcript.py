@@ -54,3 +54,93 @@ def test_saved_and_streamed_answers_keep_their_lines() -> None:
                                                               "A moment of bliss."]
 
     asyncio.run(main())
+
+
+def test_a_questions_images_are_drawn_under_it_and_a_broken_one_is_named() -> None:
+    """Saved or just sent, a question's pictures are drawn under it (as text here: no terminal to draw on);
+    one that cannot be decoded is named instead, and the rest still draws."""
+    import io
+
+    from PIL import Image
+
+    from xitui.core.saved_chats import SavedImage
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 32), (200, 40, 40)).save(out, "PNG")
+    good = SavedImage("red.png", "image/png", out.getvalue())
+    broken = SavedImage("cut.png", "image/png", out.getvalue()[:40])
+
+    async def main() -> None:
+        app = One()
+        async with app.run_test(size=(60, 40)) as pilot:
+            transcript = app.query_one(Transcript)
+            await transcript.show([ChatMessage("user", "What is it?", images=[good, broken]),
+                                   ChatMessage("assistant", "Red.")])
+            await pilot.pause()
+            pictures = list(transcript.query(".picture"))
+            assert len(pictures) == 1 and pictures[0].region.height == 10  # pictures.ROWS
+            assert pictures[0].region.y > transcript.query(".user").first().region.y
+            named = transcript.query(".picture-name")
+            assert [str(label.render()) for label in named] == ["[image: cut.png]"]
+            await transcript.question("And this?", [good])
+            await pilot.pause()
+            assert len(transcript.query(".picture")) == 2
+            assert transcript.query(".picture").last().region.y < transcript.query(".answer").last().region.y
+
+    asyncio.run(main())
+
+
+def test_tab_completes_an_image_path_as_far_as_the_names_agree(tmp_path: Any) -> None:
+    from xitui.tui.widgets.prompt_input import complete_path
+
+    (tmp_path / "photos").mkdir()
+    for name in ("cat.png", "car.jpg", "dog.png", ".hidden.png"):
+        (tmp_path / "photos" / name).write_bytes(b"")
+    (tmp_path / "photos" / "cats").mkdir()
+    base = str(tmp_path)
+    assert complete_path(f"{base}/pho") == (f"{base}/photos/", [])  # a folder: its slash, to go on into it
+    assert complete_path(f"{base}/photos/d") == (f"{base}/photos/dog.png", [])
+    assert complete_path(f"{base}/photos/ca") == (f"{base}/photos/ca", ["car.jpg", "cat.png", "cats/"])
+    assert complete_path(f"{base}/photos/cat") == (f"{base}/photos/cat", ["cat.png", "cats/"])
+    assert complete_path(f"{base}/photos/") == (f"{base}/photos/", ["car.jpg", "cat.png", "cats/", "dog.png"])
+    assert complete_path(f"{base}/photos/.h") == (f"{base}/photos/.hidden.png", [])
+    assert complete_path(f"{base}/photos/zebra") == (f"{base}/photos/zebra", [])  # nothing: left as typed
+    assert complete_path(f"{base}/nowhere/x") == (f"{base}/nowhere/x", [])
+    (tmp_path / "photos" / "dog.png").unlink()
+    (tmp_path / "photos" / "dog.png").symlink_to(tmp_path / "photos" / "gone")  # a dangling link: a name
+    assert complete_path(f"{base}/photos/do") == (f"{base}/photos/dog.png", [])
+
+
+def test_tab_in_the_input_completes_the_image_path_and_lists_the_choices(tmp_path: Any) -> None:
+    from xitui.tui.widgets.prompt_input import PromptInput
+
+    (tmp_path / "photo-one.png").write_bytes(b"")
+    (tmp_path / "photo-two.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_bytes(b"")
+    choices: list[list[str]] = []
+
+    class Box(App[None]):
+        def compose(self) -> ComposeResult:
+            yield PromptInput()
+
+        def on_prompt_input_choices(self, event: PromptInput.Choices) -> None:
+            choices.append(event.names)
+
+    async def main() -> None:
+        app = Box()
+        async with app.run_test(size=(80, 10)) as pilot:
+            box = app.query_one(PromptInput)
+            box.focus()
+            box.load_text(f"/image {tmp_path}/ph")
+            box.move_cursor(box.document.end)
+            await pilot.press("tab")
+            assert box.text == f"/image {tmp_path}/photo-" and box.has_focus
+            await pilot.pause()
+            assert choices == [["photo-one.png", "photo-two.png"]]
+            await pilot.press("t", "tab")
+            assert box.text == f"/image {tmp_path}/photo-two.png"
+            box.load_text("no command here")
+            await pilot.press("tab")  # Tab elsewhere does what it always did (focus moves on)
+            assert box.text == "no command here"
+
+    asyncio.run(main())

@@ -26,4 +26,7 @@ def dashboard(
     url = first.base_url
     client = Client(url, api_key or settings().api_key)
     yield_to_models(settings().niceness)  # after the server started: it and its workers keep their priority
+    from xitui.tui.widgets.pictures import probe_terminal
+
+    probe_terminal()  # what draws the chat's images, asked while the terminal is still ours
     make_app(client, url, theme).run()

@@ -270,6 +270,12 @@ class ChatPane(Vertical):
             return
         await self.send(event.text)
 
+    @on(PromptInput.Choices)
+    def _path_choices(self, event: PromptInput.Choices) -> None:
+        shown = "  ".join(safe_line(name) for name in event.names[:24])
+        more = f"  … {len(event.names) - 24} more" if len(event.names) > 24 else ""
+        self.notify(shown + more, title="/image", timeout=6, markup=False)
+
     def _attach_image(self, path: str) -> None:
         """`/image PATH` in the input: an image for the next message (a vision model's)."""
         from xitui.core.errors import XituiError
@@ -292,7 +298,8 @@ class ChatPane(Vertical):
         if not self.models.get(talk.model_uid, {}).get("loaded", True):
             self.notify(f"loading {talk.model_uid}: the answer starts once it is ready", timeout=4)
         attached = ", ".join(image.name for image in talk.attached)
-        await self.query_one(Transcript).question(f"{text}\n[images: {attached}]" if attached else text)
+        await self.query_one(Transcript).question(f"{text}\n[images: {attached}]" if attached else text,
+                                                  list(talk.attached))
         talk.params = dict(self.generation)
         talk.system = self.query_one(ChatPickers).system or None
         self.generating = True

@@ -1,9 +1,13 @@
 """The chat pane's input: multi-line, Enter sends, Alt+Enter or Ctrl+N adds a line, up/down recall earlier
-inputs (from the first or last line, so moving inside a long input still works)."""
+inputs (from the first or last line, so moving inside a long input still works), Tab completes the path of
+`/image PATH` as a shell does."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from textual import events
@@ -22,6 +26,12 @@ class PromptInput(TextArea):
     class Submitted(Message):
         text: str
 
+    @dataclass
+    class Choices(Message):
+        """Tab found several paths that go on differently: the names to choose from."""
+
+        names: list[str]
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(soft_wrap=True, show_line_numbers=False, **kwargs)
         self.inputs: list[str] = []
@@ -38,6 +48,15 @@ class PromptInput(TextArea):
                 self._recall = None
                 self.clear()
                 self.post_message(self.Submitted(text))
+            return
+        if event.key == "tab" and self.text.startswith(IMAGE_COMMAND) and "\n" not in self.text:
+            event.prevent_default()
+            event.stop()
+            completed, choices = complete_path(self.text[len(IMAGE_COMMAND):])
+            self.load_text(IMAGE_COMMAND + completed)
+            self.move_cursor(self.document.end)
+            if len(choices) > 1:
+                self.post_message(self.Choices(choices))
             return
         if event.key in ("alt+enter", "ctrl+n", "ctrl+j"):
             event.prevent_default()
@@ -62,3 +81,28 @@ class PromptInput(TextArea):
                 self.load_text(self.inputs[self._recall])
             return
         await super()._on_key(event)
+
+
+IMAGE_COMMAND = "/image "
+#: Names a completion lists at most (a folder of thousands is not read out).
+MAX_CHOICES = 200
+
+
+def complete_path(typed: str) -> tuple[str, list[str]]:
+    """`typed` completed as far as the paths it may name agree (a folder's name ends with a slash), and the
+    names it may still go on to when there are several. A path that names nothing is left as it is."""
+    head, _, start = typed.rpartition("/")
+    folder = Path(os.path.expanduser(head + "/" if head or typed.startswith("/") else "."))
+    try:
+        with os.scandir(folder) as entries:
+            # (at most 2000 entries read: a huge folder costs no more than that)
+            hidden = start.startswith(".")  # (a dot file is offered once the name begins with its dot)
+            names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in islice(entries, 10 * MAX_CHOICES)
+                           if entry.name.startswith(start) and (hidden or not entry.name.startswith(".")))
+    except OSError:
+        return typed, []
+    if not names:
+        return typed, []
+    common = os.path.commonprefix(names)
+    prefix = head + "/" if head or typed.startswith("/") else ""
+    return prefix + common, names[:MAX_CHOICES] if len(names) > 1 else []

@@ -16,18 +16,25 @@ from textual.timer import Timer
 from textual.widgets import Collapsible, Label, Markdown, Static
 
 from xitui.core.safe_text import StreamFilter, safe, safe_line
-from xitui.core.saved_chats import ChatMessage
+from xitui.core.saved_chats import ChatMessage, SavedImage
 from xitui.terminal.markdown import answer_parser
 from xitui.terminal.pacing import FramePacer
+from xitui.tui.widgets.pictures import picture
 
 HELP = ("Pick a model (or press c on its row) and write below. Enter sends · Alt+Enter or Ctrl+N adds a "
-        "line · ↑/↓ recall earlier inputs · Esc stops an answer · Ctrl+O copies the last answer · Ctrl+L starts a "
+        "line · ↑/↓ recall earlier inputs · /image PATH (Tab completes it) sends a picture with the next message "
+        "to a vision model · Esc stops an answer · Ctrl+O copies the last answer · Ctrl+L starts a "
         "new conversation. Conversations are saved: the second picker resumes one (`xitui chats` lists them). "
         "Generate-only models continue your text; embedding models compare two texts; rerank models rank passages.")
 
 
 class Transcript(VerticalScroll):
     """Questions and answers, one after the other; the answer being written streams into the last one."""
+
+    DEFAULT_CSS = """
+    Transcript .picture { width: auto; height: 10; margin: 0 0 0 2; }  /* pictures.ROWS */
+    Transcript .picture-name { color: $text-muted; margin: 0 0 0 2; }
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -57,8 +64,8 @@ class Transcript(VerticalScroll):
         for hint in self.query("#chat-help"):
             await hint.remove()
 
-    async def question(self, text: str) -> None:
-        """A question, and the empty answer under it that `add` fills."""
+    async def question(self, text: str, images: list[SavedImage] | None = None) -> None:
+        """A question (its images under it), and the empty answer under it that `add` fills."""
         await self._drop_help()
         answer = Markdown("", classes="answer", parser_factory=answer_parser)
         self.figures = Label("…", classes="stats", markup=False)
@@ -67,7 +74,8 @@ class Transcript(VerticalScroll):
         self._thoughts.clear()
         self._safe_answer, self._safe_thought = StreamFilter(), StreamFilter()
         self.frames = 0
-        await self.mount(Static(safe(text), classes="user", markup=False), answer, self.figures)
+        await self.mount(Static(safe(text), classes="user", markup=False),
+                         *(picture(image) for image in images or ()), answer, self.figures)
         self.scroll_end(animate=False)
         self._pacer = FramePacer()
         self._arm(self._pacer.shortest)
@@ -130,7 +138,8 @@ class Transcript(VerticalScroll):
         await self.clear()
         for message in messages:
             if message.role == "user":
-                await self.mount(Static(safe(message.content), classes="user", markup=False))
+                await self.mount(Static(safe(message.content), classes="user", markup=False),
+                                 *(picture(image) for image in message.images))
             else:  # kept as the model wrote it, shown made safe
                 await self.mount(Markdown(safe(message.content), classes="answer", parser_factory=answer_parser))
         self.scroll_end(animate=False)
