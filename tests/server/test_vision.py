@@ -307,3 +307,41 @@ def test_xitui_check_tries_what_a_vision_spec_promises(server: ServerProcess, vl
     report = json.loads(ran.stdout)
     assert [(r["name"], r["status"]) for r in report["rows"]] == [("vision", "ok")], report
     assert report["launched_for_the_check"] is False  # the running model was used
+
+
+def test_a_server_configured_to_fetch_reads_an_http_image_as_its_data_url(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """server.image_urls = "any": an http URL to an image server on this machine is fetched and answered as the
+    same image sent as a data URL; the default server (above) refuses it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.support.servers import configured_server
+
+    picture = png(seed=12)
+
+    class One(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(picture)))
+            self.end_headers()
+            self.wfile.write(picture)
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), One)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    server = configured_server(tmp_path_factory, "fetching", '[server]\nimage_urls = "any"\n')
+    try:
+        client = Client(server.url)
+        client.register_model("LLM", vlm_spec("fetching-vlm"))
+        uid = client.launch_model(model_name="fetching-vlm")
+        fetched, usage = answer(server, uid, f"http://127.0.0.1:{site.server_address[1]}/photo.png")
+        sent, _ = answer(server, uid, data_url(picture))
+        assert fetched == sent and usage["prompt_tokens_details"]["image_tokens"] == 16
+        refused = chat(server, uid, asking("http://127.0.0.1:9/nothing-listens.png"))
+        assert refused.status_code == 400 and "could not fetch from 127.0.0.1" in refused.json()["detail"]
+    finally:
+        server.stop()
+        site.shutdown()

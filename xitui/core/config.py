@@ -214,6 +214,9 @@ class ServerSettings(_Section):
     max_restarts: Annotated[int, Field(
         ge=0, description="restarts per hour, 0 or more, a model's workers get after dying on their own "
                           "(0: a worker that dies is not restarted)")] = DEFAULT_MAX_RESTARTS
+    image_urls: Annotated[Literal["off", "public", "any"], Field(
+        description="http(s) image URLs in chat requests: off (data: URLs only), public (fetched from public "
+                    "internet hosts only), any (from private networks and this machine too)")] = "off"
 
     @property
     def ttl_seconds(self) -> float | None:

@@ -1,7 +1,8 @@
 """Images a chat request sends (OpenAI's `image_url` parts), checked on the server before any worker reads
-them: data URLs only (a local server must not become a way for its clients to reach other hosts), a size, a
-count and a pixel limit read from the file's header (a small file can claim a huge picture), each a one-line
-400. Pillow reads the headers; llama.cpp's own reader decodes in the worker what passed."""
+them: data URLs, and http(s) URLs only where the config allows (`server.image_urls`: a local server must not
+become a way for its clients to reach other hosts), a size, a count and a pixel limit read from the file's
+header (a small file can claim a huge picture), each a one-line 400. Pillow reads the headers; the engine's
+own reader decodes in the worker what passed (image_fetch.py fetches a URL's)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,17 @@ MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "
          (b"BM", "BMP"))
 
 
-def checked_image(url: str, where: str) -> str:
-    """The image of a data URL, as base64 for the worker; a one-line error for anything else."""
+def checked_image(url: str, where: str, fetch_from: str = "off") -> str:
+    """The image of a data URL (or, as `fetch_from` allows, of an http(s) URL), as base64 for the worker; a
+    one-line error for anything else."""
     if url[:8].lower().startswith(("http://", "https://")):
-        raise XituiError(f"{where}: this server fetches no URLs (a local server must not reach other hosts for its "
-                         "clients): send the image as a data: URL (data:image/png;base64,...)")
+        if fetch_from == "off":
+            raise XituiError(f"{where}: this server fetches no URLs (a local server must not reach other hosts for "
+                             "its clients; its config's server.image_urls allows it): send the image as a data: URL "
+                             "(data:image/png;base64,...)")
+        from xitui.server.api.image_fetch import fetched
+
+        return checked_bytes(fetched(url, where, fetch_from, MAX_IMAGE_BYTES), where)
     if not url[:5].lower() == "data:":
         raise XituiError(f"{where}: not a data: URL (data:image/png;base64,...)")
     header, comma, payload = url.partition(",")
@@ -39,6 +46,14 @@ def checked_image(url: str, where: str) -> str:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise XituiError(f"{where}: its data is not base64") from None
+    return checked_bytes(raw, where, payload)
+
+
+def checked_bytes(raw: bytes, where: str, payload: str | None = None) -> str:
+    """An image file's bytes, checked (its kind by its first bytes, its pixels by its header), as base64
+    (`payload`, where they came as that)."""
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise XituiError(f"{where}: the image is over {MAX_IMAGE_BYTES >> 20} MiB")
     sniffed = next((kind for magic, kind in MAGIC if raw.startswith(magic)), None)
     if sniffed is None and raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
         sniffed = "WEBP"
@@ -55,7 +70,7 @@ def checked_image(url: str, where: str) -> str:
                                  f"have {MAX_PIXELS / 1e6:.1f} at most")
             if kind in AS_THEY_ARE:
                 image.verify()  # its structure (a PNG's chunks and their checksums): no pixels decoded
-                return payload
+                return payload if payload is not None else base64.b64encode(raw).decode("ascii")
             out = io.BytesIO()
             image.convert("RGB").save(out, "PNG")
             return base64.b64encode(out.getvalue()).decode("ascii")

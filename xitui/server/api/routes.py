@@ -283,7 +283,7 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         model = await supervisor.ready(body.model, "chat")
 
         def prepare() -> tuple[wire.ChatRequest, list[wire.Params]]:
-            return chat_input(body, model), choices(request, body)
+            return chat_input(body, model, settings.image_urls), choices(request, body)
 
         # tools and schemas are checked, serialized and counted off the event loop
         work, params = await off_loop(prepare) if needs_thread(body) else prepare()

@@ -1,0 +1,157 @@
+"""http(s) image URLs, fetched by the server only where its config allows (server/api/image_fetch.py), from a
+real HTTP server on a real port: every way a URL can go wrong is a one-line error, and nothing is fetched
+from this machine or a private network unless the config says `any`."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from xitui.core.errors import XituiError
+from xitui.server.api import image_fetch
+from xitui.server.api.images import checked_image
+
+
+def png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (20, 10), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+class Pictures(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def send(self, status: int, body: bytes = b"", **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        if "Content_Length" not in headers:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        path = self.path
+        if path == "/red.png":
+            self.send(200, png(), Content_Type="image/png")
+        elif path == "/host":
+            self.send(200, self.headers.get("Host", "").encode())
+        elif path == "/hop":
+            self.send(302, Location="/red.png")
+        elif path == "/loop":
+            self.send(302, Location="/loop")
+        elif path == "/missing":
+            self.send(404, b"no")
+        elif path == "/text":
+            self.send(200, b"hello, not a picture")
+        elif path == "/huge":  # says so in its header
+            self.send_response(200)
+            self.send_header("Content-Length", str(30 * 2**20))
+            self.end_headers()
+        elif path == "/endless":  # no length said: counted as it comes
+            self.send_response(200)
+            self.end_headers()
+            chunk = b"\x89PNG" + b"\x00" * 2**20
+            for _ in range(25):
+                self.wfile.write(chunk)
+        elif path == "/bomb":  # 30 MiB of zeros in 30 KB
+            body = gzip.compress(b"\x00" * 30 * 2**20)
+            self.send(200, body, Content_Encoding="gzip")
+        elif path == "/slow":  # one byte a second
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(30):
+                self.wfile.write(b"\x89")
+                self.wfile.flush()
+                time.sleep(1)
+        else:
+            self.send(404)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pictures)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_off_by_default_and_public_refuses_this_machine(site: str) -> None:
+    with pytest.raises(XituiError) as off:
+        checked_image(f"{site}/red.png", "image_url")
+    assert "this server fetches no URLs" in str(off.value) and "server.image_urls" in str(off.value)
+    for url in (f"{site}/red.png", "http://localhost:9/x.png", "http://[::1]:9/x.png", "http://10.1.2.3/x.png",
+                "http://169.254.169.254/latest/meta-data", "http://[::ffff:127.0.0.1]:9/x.png"):
+        with pytest.raises(XituiError) as refused:
+            checked_image(url, "image_url", "public")
+        assert "not a public address" in str(refused.value), url
+
+
+def test_any_fetches_from_this_machine_and_checks_the_image_as_a_data_url_is(site: str) -> None:
+    import base64
+
+    assert base64.b64decode(checked_image(f"{site}/red.png", "image_url", "any")) == png()
+    assert base64.b64decode(checked_image(f"{site}/hop", "image_url", "any")) == png()  # a redirect followed
+    with pytest.raises(XituiError) as text:
+        checked_image(f"{site}/text", "image_url", "any")
+    assert "not an image this server reads" in str(text.value)
+
+
+@pytest.mark.parametrize(("path", "says"), [
+    ("/missing", "127.0.0.1 answered 404"),
+    ("/loop", "more than 3 redirects"),
+    ("/huge", "the image is over 20 MiB"),
+    ("/endless", "the image is over 20 MiB"),
+    ("/bomb", "the image is over 20 MiB"),
+])
+def test_urls_at_their_worst_are_one_line(site: str, path: str, says: str) -> None:
+    with pytest.raises(XituiError) as refused:
+        checked_image(f"{site}{path}", "content[1].image_url", "any")
+    assert str(refused.value).startswith("content[1].image_url: ") and says in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_slow_host_is_cut_off_at_the_time_limit(site: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(image_fetch, "TOTAL_SECONDS", 2.0)
+    started = time.monotonic()
+    with pytest.raises(XituiError) as slow:
+        checked_image(f"{site}/slow", "image_url", "any")
+    assert "took over 2 s" in str(slow.value) and time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x.png", "http://", "http://no-such-host.invalid/x.png",
+                                 "http://exa mple.com/x.png", "https://" + "a" * 300 + ".com/x.png"])
+def test_urls_that_name_nothing_fetchable(url: str) -> None:
+    with pytest.raises(XituiError) as refused:
+        checked_image(url, "image_url", "any")
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 300
+
+
+def test_the_connection_goes_to_the_address_checked_and_names_the_host(site: str) -> None:
+    """The fetch connects to the address the check resolved (no second lookup a rebinding name could answer
+    differently), and still says the host's name to it."""
+    port = site.rsplit(":", 1)[1]
+    target = image_fetch.resolved(f"http://localhost:{port}/host", "image_url", "any")
+    assert target.address in ("127.0.0.1", "::1") and target.host == "localhost"
+    status, _, body = image_fetch._get(target, "image_url", time.monotonic() + 5, 2**20)
+    assert (status, body) == (200, f"localhost:{port}".encode())
+
+
+@pytest.mark.parametrize(("address", "is_public"), [
+    ("8.8.8.8", True), ("2001:4860:4860::8888", True), ("10.0.0.1", False), ("192.168.1.1", False),
+    ("172.16.0.1", False), ("100.64.0.1", False), ("169.254.169.254", False), ("127.0.0.1", False),
+    ("::1", False), ("fe80::1%eth0", False), ("fc00::1", False), ("::ffff:10.0.0.1", False), ("0.0.0.0", False),
+    ("224.0.0.1", False), ("::ffff:8.8.8.8", True),
+])
+def test_what_counts_as_public(address: str, is_public: bool) -> None:
+    assert image_fetch.public(address) is is_public
