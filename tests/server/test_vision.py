@@ -312,8 +312,10 @@ def test_xitui_check_tries_what_a_vision_spec_promises(server: ServerProcess, vl
 def test_a_server_configured_to_fetch_reads_an_http_image_as_its_data_url(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     """server.image_urls = "any": an http URL to an image server on this machine is fetched and answered as the
-    same image sent as a data URL; the default server (above) refuses it."""
+    same image sent as a data URL; the default server (above) refuses it. Hosts that send a byte at a time
+    hold up no other client (they held the two threads that prepare every image request)."""
     import threading
+    import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from tests.support.servers import configured_server
@@ -324,7 +326,19 @@ def test_a_server_configured_to_fetch_reads_an_http_image_as_its_data_url(
         def log_message(self, *args: object) -> None:
             pass
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except OSError:
+                pass
+
         def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/slow-head":
+                for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 40:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.5)
+                return
             self.send_response(200)
             self.send_header("Content-Length", str(len(picture)))
             self.end_headers()
@@ -342,6 +356,21 @@ def test_a_server_configured_to_fetch_reads_an_http_image_as_its_data_url(
         assert fetched == sent and usage["prompt_tokens_details"]["image_tokens"] == 16
         refused = chat(server, uid, asking("http://127.0.0.1:9/nothing-listens.png"))
         assert refused.status_code == 400 and "could not fetch from 127.0.0.1" in refused.json()["detail"]
+        slow = f"http://127.0.0.1:{site.server_address[1]}/slow-head"
+
+        def hold() -> None:  # (the client gives up; the server's fetch goes on to its limit)
+            with pytest.raises(httpx.TimeoutException):
+                httpx.post(f"{server.url}/v1/chat/completions", timeout=4, json={
+                    "model": uid, "messages": asking(slow, slow), "max_tokens": 8})
+
+        with ThreadPoolExecutor(3) as pool:
+            held = [pool.submit(hold) for _ in range(3)]
+            time.sleep(1.0)
+            started = time.monotonic()
+            assert answer(server, uid, data_url(picture))[0] == sent  # beside six slow fetches
+            assert time.monotonic() - started < 3
+            for waited in held:
+                waited.result()
     finally:
         server.stop()
         site.shutdown()

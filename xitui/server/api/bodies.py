@@ -147,8 +147,7 @@ class ChatMessage(Body):
     #: A tool message's answer to this call
     tool_call_id: Annotated[str, Field(max_length=256)] | None = None
 
-    def forwarded(self, images: list[str] | None = None, marker: str = "", image_urls: str = "off"
-                  ) -> wire.ChatMessage:
+    def forwarded(self, images: list[str] | None = None, marker: str = "") -> wire.ChatMessage:
         """What the worker gets: the role, the text and the calls, nothing a client added beside them. Image
         parts, where the model reads them (`images` given), become `marker` in the text, their images appended
         to `images` (server/api/images.py checks them)."""
@@ -171,7 +170,7 @@ class ChatMessage(Body):
 
                     if len(images) >= MAX_IMAGES:
                         raise XituiError(f"content[{i}]: a request may send {MAX_IMAGES} images at most")
-                    images.append(checked_image(part.image_url.url, f"content[{i}].image_url", image_urls))
+                    images.append(checked_image(part.image_url.url, f"content[{i}].image_url"))
                     texts.append(marker)
                     continue
                 if part.type != "text":

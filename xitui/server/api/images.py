@@ -24,17 +24,13 @@ MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "
          (b"BM", "BMP"))
 
 
-def checked_image(url: str, where: str, fetch_from: str = "off") -> str:
-    """The image of a data URL (or, as `fetch_from` allows, of an http(s) URL), as base64 for the worker; a
-    one-line error for anything else."""
+def checked_image(url: str, where: str) -> str:
+    """The image of a data URL, as base64 for the worker; a one-line error for anything else (an http(s) URL
+    the config lets the server fetch was fetched before: image_fetch.py)."""
     if url[:8].lower().startswith(("http://", "https://")):
-        if fetch_from == "off":
-            raise XituiError(f"{where}: this server fetches no URLs (a local server must not reach other hosts for "
-                             "its clients; its config's server.image_urls allows it): send the image as a data: URL "
-                             "(data:image/png;base64,...)")
-        from xitui.server.api.image_fetch import fetched
-
-        return checked_bytes(fetched(url, where, fetch_from, MAX_IMAGE_BYTES), where)
+        raise XituiError(f"{where}: this server fetches no URLs (a local server must not reach other hosts for "
+                         "its clients; its config's server.image_urls allows it): send the image as a data: URL "
+                         "(data:image/png;base64,...)")
     if not url[:5].lower() == "data:":
         raise XituiError(f"{where}: not a data: URL (data:image/png;base64,...)")
     header, comma, payload = url.partition(",")

@@ -53,7 +53,7 @@ def needs_thread(body: GenerationBody) -> bool:
     return False
 
 
-def chat_input(body: ChatBody, model: Model, image_urls: str = "off") -> wire.ChatRequest:
+def chat_input(body: ChatBody, model: Model) -> wire.ChatRequest:
     """What the worker gets of a chat request (its parameters are each choice's: `params` is empty): the
     messages, the tools and the template variables; one line (a 400) for what cannot be served or cannot fit."""
     context = context_of(model)
@@ -63,7 +63,7 @@ def chat_input(body: ChatBody, model: Model, image_urls: str = "off") -> wire.Ch
     marker = f"<image:{secrets.token_hex(8)}>"
     for i, message in enumerate(body.messages):
         try:
-            forwarded = message.forwarded(images, marker, image_urls)
+            forwarded = message.forwarded(images, marker)
         except XituiError as exc:
             raise XituiError(f"messages[{i}].{exc}") from None
         messages.append(forwarded)

@@ -40,6 +40,8 @@ from xitui.server.api.bodies import (
     choice_params,
 )
 from xitui.server.api.generation import ChoiceTurns, respond
+from xitui.server.api.image_fetch import fetch_urls
+from xitui.server.api.images import MAX_IMAGE_BYTES, MAX_IMAGES
 from xitui.server.api.model_input import chat_input, check_prompt, needs_thread, rerank_texts
 from xitui.server.api.openapi import answers, document, streaming_ok
 from xitui.server.edge.api_key import BearerAuth
@@ -283,7 +285,10 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         model = await supervisor.ready(body.model, "chat")
 
         def prepare() -> tuple[wire.ChatRequest, list[wire.Params]]:
-            return chat_input(body, model, settings.image_urls), choices(request, body)
+            return chat_input(body, model), choices(request, body)
+
+        if settings.image_urls != "off" and model.reads_images:  # (on the loop: a slow host holds no thread)
+            await fetch_urls(body, settings.image_urls, MAX_IMAGE_BYTES, MAX_IMAGES)
 
         # tools and schemas are checked, serialized and counted off the event loop
         work, params = await off_loop(prepare) if needs_thread(body) else prepare()
