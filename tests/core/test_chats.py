@@ -192,7 +192,7 @@ def test_show_says_where_each_image_was_and_writes_them_once(tmp_path: Path, mon
     shown = xitui("chats", "show", str(sid), env={"XITUI_PLAIN": "1"})
     assert shown.returncode == 0, shown.stderr
     digest = __import__("hashlib").sha256(red).hexdigest()
-    assert f"*[image: a \\[link\\]\\(x\\).png, image/png, 1 KB, sha256 {digest[:12]}]*" in shown.stdout
+    assert f"*[image: a \\[link\\]\\(x\\).png, image/png, {len(red)} bytes, sha256 {digest[:12]}]*" in shown.stdout
     assert shown.stdout.index("Compare") < shown.stdout.index("image: b.png") < shown.stdout.index("The same.")
     folder = tmp_path / "pictures"
     exported = xitui("chats", "export", str(sid), "--images", str(folder), "-o", str(tmp_path / "chat.md"))
@@ -208,3 +208,21 @@ def test_show_says_where_each_image_was_and_writes_them_once(tmp_path: Path, mon
     refused = xitui("chats", "show", str(sid), "--images", str(blocked / "sub"))
     assert refused.returncode == 1 and "cannot write the images into" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_only_image_files_servers_read_are_attached(tmp_path: Path) -> None:
+    """An SVG named .svg was attached, saved with its question, then refused by the server: the store kept an
+    image no model ever read. The file's first bytes decide, not its name."""
+    from xitui.client.conversation import Conversation
+    from xitui.core.errors import XituiError
+
+    talk = Conversation(None, model_uid="m", model_name=None, kind="chat")
+    (tmp_path / "drawing.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    (tmp_path / "fake.png").write_text("not a picture at all")
+    (tmp_path / "real.jpg").write_bytes(_png((1, 2, 3)))  # a PNG whatever its name says
+    for name, says in (("drawing.svg", "not an image servers read"), ("fake.png", "not an image servers read")):
+        with pytest.raises(XituiError) as refused:
+            talk.attach(str(tmp_path / name))
+        assert says in str(refused.value)
+    talk.attach(str(tmp_path / "real.jpg"))
+    assert [(image.name, image.kind) for image in talk.attached] == [("real.jpg", "image/png")]

@@ -212,3 +212,34 @@ def test_the_connection_goes_to_the_address_checked_and_names_the_host(site: str
 ])
 def test_what_counts_as_public(address: str, is_public: bool) -> None:
     assert image_fetch.public(address) is is_public
+
+
+# --- what the server decodes for every image, fetched or sent -------------------------------------------------
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_and_an_ordinary_progressive_one_is_not() -> None:
+    """Each scan is a pass over the whole picture: 20,000 one-line scans in 726 KB held a model's engine for
+    7.5 s (24.5 s on transformers), and its other clients with it."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (256, 256), 128).save(out, "JPEG", progressive=True)
+    progressive = out.getvalue()
+    assert checked_bytes(progressive, "image_url")  # (a progressive JPEG has about ten scans)
+    last = progressive.rindex(b"\xff\xda")
+    many = progressive[:last] + progressive[last:-2] * 150 + b"\xff\xd9"
+    with pytest.raises(XituiError) as refused:
+        checked_bytes(many, "image_url")
+    assert "scans; one may have 100 at most" in str(refused.value)
+
+
+def test_a_webp_is_sent_on_as_a_bounded_png() -> None:
+    import base64
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (10, 120, 200)).save(out, "WEBP")
+    sent = base64.b64decode(checked_bytes(out.getvalue(), "image_url"))
+    with Image.open(io.BytesIO(sent)) as png_image:
+        assert png_image.format == "PNG" and png_image.size == (2048, 1536)  # (more than a model reads)

@@ -144,3 +144,36 @@ def test_tab_in_the_input_completes_the_image_path_and_lists_the_choices(tmp_pat
             assert box.text == "no command here"
 
     asyncio.run(main())
+
+
+def test_tab_completion_at_its_worst(tmp_path: Any) -> None:
+    """A NUL in the typed path crashed the dashboard; a link loop hid a folder's names; only the first 2000
+    entries of a big folder were read, so a name past them was never offered."""
+    from xitui.tui.widgets.prompt_input import complete_path
+
+    assert complete_path("a\x00b/") == ("a\x00b/", [])
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "look.png").write_bytes(b"")
+    assert complete_path(f"{tmp_path}/lo") == (f"{tmp_path}/loo", ["look.png", "loop"])
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(3000):
+        (big / f"f{i:05d}.png").write_bytes(b"")
+    (big / "zz-target.png").write_bytes(b"")
+    assert complete_path(f"{big}/zz") == (f"{big}/zz-target.png", [])
+    assert complete_path(f"{big}/f0000") == (f"{big}/f0000", [f"f0000{i}.png" for i in range(10)])
+
+
+def test_a_picture_of_more_pixels_than_a_server_reads_is_named_not_drawn() -> None:
+    """A 13000x13000 PNG of a few hundred KB took the dashboard's thread 1.6 s and 700 MB to draw."""
+    import io
+
+    from PIL import Image
+
+    from xitui.core.saved_chats import SavedImage
+    from xitui.tui.widgets.pictures import picture
+
+    out = io.BytesIO()
+    Image.new("L", (5000, 4000), 0).save(out, "PNG")
+    shown = picture(SavedImage("wide.png", "image/png", out.getvalue()))
+    assert "picture-name" in shown.classes and str(shown.render()) == "[image: wide.png]"

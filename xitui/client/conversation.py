@@ -16,6 +16,10 @@ from typing import Any
 
 from xitui.core.saved_chats import ChatMessage, ChatSession, ChatStore, SavedImage, answered
 
+#: Image files by their first bytes: the kinds OpenAI-style servers read (WebP is told by its RIFF header).
+IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
+               (b"GIF89a", "image/gif"), (b"BM", "image/bmp"))
+
 #: Runs a save job (now, or queued: see the module docstring).
 Saver = Callable[[Callable[[], None]], None]
 
@@ -193,10 +197,15 @@ class Conversation:
             data = file.read_bytes()
         except OSError as exc:
             raise XituiError(f"{path}: {exc.strerror}") from None
-        kind = mimetypes.guess_type(file.name)[0] or "image/png"
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         if not kind.startswith("image/"):
             raise XituiError(f"{path}: not an image file ({kind})")
-        self.attached.append(SavedImage(file.name, kind, data))
+        sniffed = next((real for magic, real in IMAGE_MAGIC if data.startswith(magic)), None)
+        if sniffed is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            sniffed = "image/webp"
+        if sniffed is None:  # (an SVG, a HEIC...: the server would refuse it, after it was saved)
+            raise XituiError(f"{path}: not an image servers read (PNG, JPEG, GIF, BMP, WebP)")
+        self.attached.append(SavedImage(file.name, sniffed, data))
         return file.name
 
     def ask(self, text: str) -> Answer:

@@ -389,7 +389,8 @@ def _image_line(image: SavedImage, written: dict[str, Path] | None) -> str:
     if written is not None and digest in written:
         return f"![{_markdown_text(image.name)}]({written[digest].as_posix()})"
     size = len(image.data)
-    shown = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{max(1, round(size / 1024))} KB"
+    shown = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{round(size / 1024)} KB" if size >= 1024 else \
+        f"{size} bytes"
     return f"*[image: {_markdown_text(image.name)}, {image.kind}, {shown}, sha256 {digest[:12]}]*"
 
 

@@ -169,7 +169,8 @@ class ChatMessage(Body):
                     from xitui.server.api.images import MAX_IMAGES, checked_image
 
                     if len(images) >= MAX_IMAGES:
-                        raise XituiError(f"content[{i}]: a request may send {MAX_IMAGES} images at most")
+                        raise XituiError(f"content[{i}]: a request may send {MAX_IMAGES} images at most (a "
+                                         "conversation sends its earlier turns' images again)")
                     images.append(checked_image(part.image_url.url, f"content[{i}].image_url"))
                     texts.append(marker)
                     continue

@@ -17,8 +17,10 @@ from xitui.core.saved_chats import SavedImage
 
 #: Rows of the transcript an image takes (its width follows from its shape).
 ROWS = 10
-#: The formats opened here: those the server reads (server/api/images.py), WebP included.
+#: The formats opened here: those the server reads (server/api/images.py), WebP included; and the pixels an
+#: image may have, as there.
 FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP"]
+MAX_PIXELS = 4096 * 4096
 
 
 def probe_terminal() -> None:
@@ -36,6 +38,10 @@ def picture(image: SavedImage) -> Any:
         from textual_image.widget import Image as ImageWidget
 
         with Image.open(io.BytesIO(image.data), formats=FORMATS) as opened:
+            width, height = opened.size
+            if width * height > MAX_PIXELS:  # (a 13000x13000 PNG: 1.6 s and 700 MB on the dashboard's thread)
+                raise ValueError("more pixels than a server reads")
+            opened.draft("RGB", (512, 512))  # (a JPEG decodes at a fraction of its size)
             opened.thumbnail((512, 512))  # (more pixels than any terminal cell grid shows)
             shown = opened.convert("RGB")
     except Exception:  # noqa: BLE001 - a picture that cannot be drawn is named instead
