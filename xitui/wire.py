@@ -128,8 +128,8 @@ class ChatRequest(TypedDict):
     tool_choice: NotRequired[str | JsonObject]
     parallel_tool_calls: NotRequired[bool]
     template_kwargs: NotRequired[JsonObject]
-    #: The images of the messages, in order (base64 of the files, checked by the server), and the marker that
-    #: stands for each in the messages' text (the request's own, never written by a client).
+    #: The images (and sound clips) of the messages, in order (base64 of the files, checked by the server), and
+    #: the marker that stands for each in the messages' text (the request's own, never written by a client).
     images: NotRequired[list[str]]
     image_marker: NotRequired[str]
 
@@ -232,10 +232,12 @@ class ToolCalls(TypedDict):
 
 
 class PromptDetails(TypedDict, total=False):
-    """Of the prompt's tokens, those the engine had already (a reused prefix), and those its images took."""
+    """Of the prompt's tokens, those the engine had already (a reused prefix), and those its images and sound
+    clips took (OpenAI's usage names audio_tokens)."""
 
     cached_tokens: int
     image_tokens: int
+    audio_tokens: int
 
 
 class Usage(TypedDict):
@@ -314,7 +316,7 @@ def failed(rid: int, error: str, status: int = 500) -> Failed:
 
 def done(rid: int, reason: FinishReason, prompt_tokens: int, generated: int, started: float, first: float | None,
          *, cached: int | None = None, preempted: int | None = None, kv_used: int | None = None,
-         image_tokens: int | None = None) -> Done:
+         image_tokens: int | None = None, audio_tokens: int | None = None) -> Done:
     """A generation's end, its speed measured from when it started and when its first token came (perf_counter
     times; `first` None: no token came). The one place every engine's `done` is made."""
     end = time.perf_counter()
@@ -326,6 +328,8 @@ def done(rid: int, reason: FinishReason, prompt_tokens: int, generated: int, sta
         details["cached_tokens"] = cached
     if image_tokens:
         details["image_tokens"] = image_tokens
+    if audio_tokens:
+        details["audio_tokens"] = audio_tokens
     if details:
         usage["prompt_tokens_details"] = details
     msg: Done = {"kind": "done", "id": rid, "finish_reason": reason, "usage": usage, "ttft": (first or end) - started,

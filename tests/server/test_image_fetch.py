@@ -5,6 +5,7 @@ than its time or take more memory than its bytes."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import threading
@@ -39,10 +40,8 @@ class Pictures(BaseHTTPRequestHandler):
         pass
 
     def handle(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # the fetch gave up on it: its connection is gone
             super().handle()
-        except OSError:  # the fetch gave up on it: its connection is gone
-            pass
 
     def send(self, status: int, body: bytes = b"", **headers: str) -> None:
         self.send_response(status)

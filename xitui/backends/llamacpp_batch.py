@@ -653,7 +653,8 @@ class BatchEngine:
             self.send(self._piece_message(slot, rest))
         self.send(wire.done(slot.rid, reason, len(slot.prompt), slot.generated, slot.started, slot.first,
                             cached=slot.reused, preempted=slot.preempted, kv_used=self._used(),
-                            image_tokens=sum(image.n_tokens for image in slot.images.values())))
+                            image_tokens=sum(image.n_tokens for image in slot.images.values() if not image.audio),
+                            audio_tokens=sum(image.n_tokens for image in slot.images.values() if image.audio)))
 
 
 def _token_data_dtype() -> Any:

@@ -43,6 +43,8 @@ class Image:
     chunks: Chunks
     chunk: Any
     n_tokens: int
+    #: A sound clip's run rather than an image's (mtmd reads both the same way).
+    audio: bool = False
 
 
 class Media:
@@ -83,7 +85,8 @@ class Media:
                 buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
                 bitmap = M.mtmd_helper_bitmap_init_from_buf(self.ctx, buffer, len(data), False)
                 if not bitmap:
-                    raise RequestError(f"image {i + 1}: not an image llama.cpp can read (a corrupt or unknown file)")
+                    raise RequestError(f"image or clip {i + 1}: not a file llama.cpp can read (a corrupt or unknown "
+                                       "one)")
                 M.mtmd_bitmap_set_id(bitmap, hashlib.sha256(data).hexdigest().encode())
                 bitmaps.append(bitmap)
             text = prompt.encode("utf-8")
@@ -111,7 +114,8 @@ class Media:
             # all 256 bits of the image's hash: a prompt that reuses another's cells must have sent the same
             # image (28 bits let a client make two images that matched in seconds, and read another's answer)
             placeholder = -1 - int(image_id.decode() or "0", 16)
-            placed[len(tokens)] = Image(chunks, chunk, n_tokens)
+            audio = M.mtmd_input_chunk_get_type(chunk) == M.MTMD_INPUT_CHUNK_TYPE_AUDIO
+            placed[len(tokens)] = Image(chunks, chunk, n_tokens, audio)
             tokens.extend([placeholder] * n_tokens)
         return tokens, placed
 

@@ -106,13 +106,23 @@ class ImageURL(BaseModel):
     detail: Annotated[str, Field(max_length=16)] | None = None
 
 
+class InputAudio(BaseModel):
+    """An audio part's clip: the file as base64, and its format (OpenAI's: wav or mp3)."""
+
+    model_config = ConfigDict(extra="ignore")
+    data: Annotated[str, Field(strict=True, max_length=28 * 2**20)]
+    format: Annotated[str, Field(strict=True, max_length=16)]
+
+
 class ContentPart(BaseModel):
-    """One of OpenAI's content parts: text, or an image (`image_url`, for vision models)."""
+    """One of OpenAI's content parts: text, an image (`image_url`, for vision models) or a sound clip
+    (`input_audio`, for models whose projector hears)."""
 
     model_config = ConfigDict(extra="ignore")
     type: Annotated[str, Field(max_length=64)]
     text: Annotated[str, Field(strict=True)] | None = None
     image_url: ImageURL | None = None
+    input_audio: InputAudio | None = None
 
 
 class FunctionCall(BaseModel):
@@ -147,10 +157,11 @@ class ChatMessage(Body):
     #: A tool message's answer to this call
     tool_call_id: Annotated[str, Field(max_length=256)] | None = None
 
-    def forwarded(self, images: list[str] | None = None, marker: str = "") -> wire.ChatMessage:
-        """What the worker gets: the role, the text and the calls, nothing a client added beside them. Image
-        parts, where the model reads them (`images` given), become `marker` in the text, their images appended
-        to `images` (server/api/images.py checks them)."""
+    def forwarded(self, images: list[str] | None = None, marker: str = "", reads: frozenset[str] = frozenset()
+                  ) -> wire.ChatMessage:
+        """What the worker gets: the role, the text and the calls, nothing a client added beside them. Image and
+        audio parts, of the kinds the model `reads` ("images", "audio"), become `marker` in the text, their files
+        appended to `images` in order (server/api/images.py and audio.py check them)."""
         content = self.content
         if content is None:
             if not (self.role == "assistant" and self.tool_calls):
@@ -159,24 +170,26 @@ class ChatMessage(Body):
         if isinstance(content, list):
             texts = []
             for i, part in enumerate(content):
-                if part.type == "image_url":
-                    if images is None:
-                        raise XituiError(f"content[{i}]: 'image_url' parts are read by vision models (a GGUF spec "
-                                         "with multimodal_projectors, a PyTorch model with a vision_config); "
-                                         "this model reads text")
-                    if part.image_url is None:
-                        raise XituiError(f"content[{i}].image_url: required for an image part")
-                    from xitui.server.api.images import MAX_IMAGES, checked_image
+                if part.type in ("image_url", "input_audio"):
+                    images = _media_room(images, reads, part.type, i)
+                    from xitui.server.api.images import checked_image
 
-                    if len(images) >= MAX_IMAGES:
-                        raise XituiError(f"content[{i}]: a request may send {MAX_IMAGES} images at most (a "
-                                         "conversation sends its earlier turns' images again)")
-                    images.append(checked_image(part.image_url.url, f"content[{i}].image_url"))
+                    if part.type == "image_url":
+                        if part.image_url is None:
+                            raise XituiError(f"content[{i}].image_url: required for an image part")
+                        images.append(checked_image(part.image_url.url, f"content[{i}].image_url"))
+                    else:
+                        from xitui.server.api.audio import checked_audio
+
+                        if part.input_audio is None:
+                            raise XituiError(f"content[{i}].input_audio: required for an audio part")
+                        images.append(checked_audio(part.input_audio.data, part.input_audio.format,
+                                                    f"content[{i}].input_audio"))
                     texts.append(marker)
                     continue
                 if part.type != "text":
-                    raise XituiError(f"content[{i}]: {part.type!r} parts are not read by this server (text, and "
-                                     "images for vision models)")
+                    raise XituiError(f"content[{i}]: {part.type!r} parts are not read by this server (text, "
+                                     "images for vision models, input_audio for models that hear)")
                 if part.text is None:
                     raise XituiError(f"content[{i}].text: required for a text part")
                 texts.append(part.text)
@@ -190,6 +203,25 @@ class ChatMessage(Body):
         if self.tool_call_id is not None:
             message["tool_call_id"] = self.tool_call_id
         return message
+
+
+def _media_room(images: list[str] | None, reads: frozenset[str], kind: str, i: int) -> list[str]:
+    """The request's list of images and clips, when the model reads this part's kind and there is room."""
+    from xitui.server.api.images import MAX_IMAGES
+
+    wanted = "images" if kind == "image_url" else "audio"
+    if images is None or wanted not in reads:
+        what = " and ".join(["text", *sorted(reads)])
+        if kind == "image_url":
+            raise XituiError(f"content[{i}]: 'image_url' parts are read by vision models (a GGUF spec with "
+                             f"multimodal_projectors, a PyTorch model with a vision_config); this model reads {what}")
+        raise XituiError(f"content[{i}]: 'input_audio' parts are read by models whose projector hears (a GGUF "
+                         f"spec with multimodal_projectors, as Qwen2-Audio's or Ultravox's); this model reads {what}")
+    if len(images) >= MAX_IMAGES:
+        kinds = {frozenset({"images"}): "images", frozenset({"audio"}): "clips"}.get(reads, "images and clips")
+        raise XituiError(f"content[{i}]: a request may send {MAX_IMAGES} {kinds} at most (a conversation sends its "
+                         f"earlier turns' {kinds} again)")
+    return images
 
 
 def _conversation(schema: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ def needs_thread(body: GenerationBody) -> bool:
         return True
     if isinstance(body, ChatBody):
         return (bool(body.tools) or len(body.messages) > 64
-                or any(isinstance(m.content, list) and any(p.type == "image_url" for p in m.content)
+                or any(isinstance(m.content, list) and any(p.type in ("image_url", "input_audio") for p in m.content)
                        for m in body.messages) or "chat_template_kwargs" in (body.model_extra or {})
                 or any(m.tool_calls for m in body.messages))
     return False
@@ -59,11 +59,12 @@ def chat_input(body: ChatBody, model: Model) -> wire.ChatRequest:
     context = context_of(model)
     messages: list[wire.ChatMessage] = []
     count = InputCount()
-    images: list[str] | None = [] if model.reads_images else None
+    reads = model.reads
+    images: list[str] | None = [] if reads else None
     marker = f"<image:{secrets.token_hex(8)}>"
     for i, message in enumerate(body.messages):
         try:
-            forwarded = message.forwarded(images, marker)
+            forwarded = message.forwarded(images, marker, reads)
         except XituiError as exc:
             raise XituiError(f"messages[{i}].{exc}") from None
         messages.append(forwarded)

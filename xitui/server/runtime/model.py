@@ -48,9 +48,14 @@ class Model:
         return "ready"
 
     @property
+    def reads(self) -> frozenset[str]:
+        """What the model reads beside text ("images", "audio"), as its workers said when they loaded: a GGUF
+        with its projector, a PyTorch vision model."""
+        return frozenset(kind for r in self.replicas for kind in (r.info.get("reads") or ()))
+
+    @property
     def reads_images(self) -> bool:
-        """Whether the model reads images: a GGUF with its projector, or a PyTorch vision model (its workers say)."""
-        return bool(self.plan.projector) or any("images" in (r.info.get("reads") or ()) for r in self.replicas)
+        return "images" in self.reads
 
     @property
     def error(self) -> str | None:
