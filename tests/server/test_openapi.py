@@ -52,6 +52,17 @@ def test_every_answer_is_documented_and_no_request_breaks_the_server(loaded: Ser
     assert client.get_model("st-llm").generate("One, two,", {"max_tokens": 2})["choices"][0]["text"]
 
 
+def test_an_empty_prompt_is_written_from_the_start_of_text(loaded: ServerProcess) -> None:
+    """SmolLM2 adds no start-of-text token: an empty prompt was no token at all, and the engine's step failed
+    with it (a 500 for every request in the batch). Found by schemathesis once the schema grew."""
+    import httpx
+
+    for body in ({"prompt": ""}, {"prompt": "", "max_tokens": 4, "stream": True}):
+        done = httpx.post(f"{loaded.url}/v1/completions", json={"model": "st-llm", **body}, timeout=60)
+        assert done.status_code == 200, done.text
+    assert Client(loaded.url).get_model("st-llm").generate("", {"max_tokens": 4})["usage"]["prompt_tokens"] == 1
+
+
 def test_the_document_lists_the_error_answers(loaded: ServerProcess) -> None:
     doc = Client(loaded.url).transport.get("/openapi.json")
     paths = doc["paths"]

@@ -108,7 +108,12 @@ class LlamaCppBackend(Backend):
     def prompt_tokens(self, prompt: str) -> list[int]:
         if self.bos_token and prompt.startswith(self.bos_token):
             prompt = prompt[len(self.bos_token):]
-        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        if not tokens and self.llm.token_bos() >= 0:
+            # an empty prompt to a model that adds no start-of-text token (SmolLM2): it writes from that token
+            # (an empty list failed the whole batch's step: every client's request got a 500)
+            tokens = [self.llm.token_bos()]
+        return tokens
 
     def prompt_media(self, prompt: str, images: list[bytes]) -> tuple[list[int], dict[int, Any]]:
         """A prompt with images: its tokens (each image's cells as a placeholder) and the images by where they

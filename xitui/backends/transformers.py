@@ -216,6 +216,9 @@ class TransformersBackend(Backend):
                 first_step["pixel_values"] = first_step["pixel_values"].to(self.model.dtype)
         else:
             prompt_ids = tok(prompt, add_special_tokens=add_special)["input_ids"]
+        if not prompt_ids:
+            raise RequestError("prompt: empty, and this model has no start-of-text token to write from: send some "
+                               "text")
         max_tokens = token_budget(len(prompt_ids), self.context_length, params.max_tokens)
         stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else self.eos_ids)
         stop_ids |= self.special_stop_ids(params.stop)

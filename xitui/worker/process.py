@@ -371,7 +371,11 @@ class Worker:
                 tokens, placed = self.backend.prompt_media(prompt, images)
                 self.ready.put((rid, tokens, params, stop_ids, placed))
             else:
-                self.ready.put((rid, self.backend.prompt_tokens(prompt), params, stop_ids, None))
+                tokens = self.backend.prompt_tokens(prompt)
+                if not tokens:
+                    raise RequestError("prompt: empty, and this model has no start-of-text token to write from: "
+                                       "send some text")
+                self.ready.put((rid, tokens, params, stop_ids, None))
             return
         start = time.perf_counter()
         first: float | None = None
