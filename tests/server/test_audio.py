@@ -132,3 +132,26 @@ def test_clips_at_their_worst_are_one_line_and_others_are_served(server: ServerP
     assert refused.status_code == 400 and says in refused.json()["detail"], refused.text
     assert "\n" not in refused.json()["detail"]
     assert heard(server, alm, wav(660))[0]  # the model serves the next request
+
+
+def test_a_clip_the_workers_reader_refuses_costs_no_other_client_its_stream(server: ServerProcess,
+                                                                           alm: str) -> None:
+    """A WAV whose header passes the server's check but whose codec no reader knows is refused by llama.cpp's
+    reader, for its request alone, while another client's stream on the same model goes on to its end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def streamed() -> tuple[int, int]:
+        pieces = 0
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=120, json={
+                "model": alm, "messages": hearing(wav(880, seconds=2)), "max_tokens": 24, "temperature": 0,
+                "ignore_eos": True, "stream": True}) as reply:
+            for line in reply.iter_lines():
+                pieces += line.startswith("data: {") and '"content"' in line
+            return reply.status_code, pieces
+
+    with ThreadPoolExecutor(2) as pool:
+        other = pool.submit(streamed)
+        bad = [pool.submit(chat, server, alm, hearing(_odd_wav(0x1234))) for _ in range(3)]
+        assert all(b.result().status_code == 400 for b in bad)
+        status, pieces = other.result()
+    assert status == 200 and pieces >= 10
