@@ -46,7 +46,7 @@ def direct_ttft(gguf: str, projector: str, images: list[bytes], threads: int) ->
     from llama_cpp import mtmd_cpp as M
 
     llm = llama_cpp.Llama(gguf, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=threads,
-                          n_threads_batch=threads, verbose=False)
+                          n_threads_batch=threads, verbose=False, flash_attn=True)
     params = M.mtmd_context_params_default()
     params.use_gpu, params.n_threads, params.print_timings = False, threads, False
     ctx = M.mtmd_init_from_file(projector.encode(), llm._model.model, params)

@@ -127,12 +127,17 @@ def _only_files(model_dir: str) -> None:
 CONVERTER_SECONDS, CONVERTER_SECONDS_PER_GIB = 600, 120
 
 
-def converted_projector(model_dir: str, home: Path, progress: Progress) -> str:
-    """The projector (vision part) of the PyTorch vision model `model_dir` as GGUF, for llama.cpp's mtmd:
-    converted once, beside the model's GGUF."""
+def refuse_projector(model_dir: str) -> None:
+    """A one-line LaunchError where the converter cannot write this vision model's projector."""
     why = conversion.projector_refusal(model_dir)
     if why:
         raise LaunchError(f"{why}: model_engine transformers runs it, images and all")
+
+
+def converted_projector(model_dir: str, home: Path, progress: Progress) -> str:
+    """The projector (vision part) of the PyTorch vision model `model_dir` as GGUF, for llama.cpp's mtmd:
+    converted once, beside the model's GGUF."""
+    refuse_projector(model_dir)
     target = conversion.converted_path(home, model_dir, conversion.PROJECTOR_TYPE)
     target.parent.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock
