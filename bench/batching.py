@@ -253,8 +253,7 @@ def main() -> None:
 
     threads = default_threads()
     gguf = str(model_files.gguf_path())
-    llm = llama_cpp.Llama(model_path=gguf, n_ctx=64, n_threads=threads, n_threads_batch=threads, verbose=False,
-                          flash_attn=True)
+    llm = llama_cpp.Llama(model_path=gguf, n_ctx=64, n_threads=threads, n_threads_batch=threads, verbose=False)
     server = Server('[server]\nwarm = ["none"]\n')
     try:
         client = Client(server.url)

@@ -38,7 +38,7 @@ if kind.startswith("gguf"):
     start = time.perf_counter()
     slots = int(kind[4:] or 1)
     llm = llama_cpp.Llama(model_path=path, n_ctx=8192 if slots == 1 else 64, n_threads=threads,
-                          n_threads_batch=threads, verbose=False, flash_attn=True)
+                          n_threads_batch=threads, verbose=False)
     if slots > 1:  # the same context the batch engine makes: 4 sequences of 8192 tokens, one cache each
         params = llama_cpp.llama_context_params()
         ctypes.pointer(params)[0] = llm.context_params

@@ -68,7 +68,7 @@ def main() -> None:
         client.launch_model(model_name="demo-gemma3-270m", model_uid="two", context_length=context, replica=2)
         threads = default_threads()
         llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=context, n_threads=threads, n_threads_batch=threads,
-                              verbose=False, flash_attn=True)
+                              verbose=False)
         results: dict[str, list[float]] = {"direct": [], "one": [], "two": []}
         for _ in range(args.rounds):
             results["direct"].append(direct(llm, args.clients, args.tokens))

@@ -123,7 +123,7 @@ def main() -> None:
         import llama_cpp
 
         llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=context, n_threads=threads, n_threads_batch=threads,
-                              verbose=False, flash_attn=True)
+                              verbose=False)
         xinference = xinference_handle(gguf, context)
         direct_round(llm, 8)  # warm the paths once
         server_round(handle, 8)

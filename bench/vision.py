@@ -51,7 +51,7 @@ def direct_ttft(gguf: str, projector: str, images: list[bytes], threads: int) ->
     from llama_cpp import mtmd_cpp as M
 
     llm = llama_cpp.Llama(gguf, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=threads,
-                          n_threads_batch=threads, verbose=False, flash_attn=True)
+                          n_threads_batch=threads, verbose=False)
     params = M.mtmd_context_params_default()
     params.use_gpu, params.n_threads, params.print_timings = False, threads, False
     ctx = M.mtmd_init_from_file(projector.encode(), llm._model.model, params)
@@ -87,8 +87,7 @@ def direct_rates(gguf: str, projector: str, rounds: list[list[bytes]], threads: 
     import numpy as np
     from llama_cpp import mtmd_cpp as M
 
-    llm = llama_cpp.Llama(gguf, n_ctx=64, n_threads=threads, n_threads_batch=threads, verbose=False,
-                          flash_attn=True)
+    llm = llama_cpp.Llama(gguf, n_ctx=64, n_threads=threads, n_threads_batch=threads, verbose=False)
     params = llama_cpp.llama_context_params()
     ctypes.pointer(params)[0] = llm.context_params
     params.n_ctx, params.n_seq_max, params.kv_unified = 2048, 4, True

@@ -40,7 +40,7 @@ def by_hand(gemma_pt_dir: Path) -> Path:
 def direct(by_hand: Path) -> Iterator[object]:
     import llama_cpp
 
-    llm = llama_cpp.Llama(str(by_hand), n_ctx=256, n_threads=2, verbose=False, flash_attn=True)
+    llm = llama_cpp.Llama(str(by_hand), n_ctx=256, n_threads=2, verbose=False)
     yield llm
     llm.close()
 

@@ -87,7 +87,7 @@ def test_a_streamed_answer_follows_the_schema_too(server: ServerProcess, uid: st
 
 def test_json_object_and_a_gbnf_grammar_on_completions(server: ServerProcess, uid: str) -> None:
     client = Client(server.url)
-    whole = client.get_model(uid).chat([{"role": "user", "content": "Describe a cat."}], generate_config={
+    whole = client.get_model(uid).chat([{"role": "user", "content": "Describe a cat as JSON."}], generate_config={
         "response_format": {"type": "json_object"}, "max_tokens": 200, "temperature": 0})
     assert isinstance(json.loads(whole["choices"][0]["message"]["content"]), dict)
     answer = client.get_model(uid).generate("Is the sea wet? Answer:", generate_config={

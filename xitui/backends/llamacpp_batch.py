@@ -113,15 +113,15 @@ class BatchEngine:
         self.llm = llm
         self.slots_total = slots
         self.send = send
-        # the settings the unbatched path's context has (SWA cache, rope...): a request alone gives the same text
-        # either way
+        # the settings the unbatched path's context has (flash attention, SWA cache...): a request alone gives
+        # the same text either way
         params = llama_cpp.llama_context_params()
         ctypes.pointer(params)[0] = llm.context_params
         params.n_ctx = pool or context
         params.n_batch = params.n_ubatch = BATCH_TOKENS
-        # flash attention where the device has it (llama.cpp's server's default, `-fa auto`): a 6.5k-token
-        # prompt on SmolLM2 135M took 34.9 s against 44.8 s without (llama-cpp-python's own Llama: 35.5 and 37.4)
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        # (no flash attention: it read a 6.5k-token prompt on SmolLM2 135M in 34.9 s against 44.8 s, but on
+        # this CPU a prompt read again from the cache then gave another greedy answer than read fresh: a
+        # forced call's argument "None" against "", the same request whole and streamed)
         params.n_seq_max = slots
         # a step wants the logits of one token per slot at most: room for a whole batch of them (512 rows of
         # the vocabulary, 512 MiB for gemma's 262k) would be reserved for nothing
