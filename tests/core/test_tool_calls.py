@@ -4,6 +4,7 @@ chat format without tools, and the grammar of a forced call."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -226,3 +227,102 @@ def test_a_call_without_arguments_is_a_call_with_none():
     assert calls[0]["function"]["arguments"] == "{}"
     _, calls = read_in_pieces("hermes", '<tool_call>{"name": "now"}</tool_call>', 3)
     assert calls[0]["function"]["arguments"] == "{}"
+
+
+def resolve(doc: dict, ref: str) -> object:
+    """The node a local `$ref` points at in `doc` (RFC 6901 pointer)."""
+    assert ref == "#" or ref.startswith("#/"), ref
+    node: object = doc
+    for token in ref[2:].split("/") if ref != "#" else []:
+        token = token.replace("~1", "/").replace("~0", "~")
+        node = node[int(token)] if isinstance(node, list) else node[token]  # type: ignore[index]
+    return node
+
+
+def refs_in(node: object) -> list[str]:
+    if isinstance(node, list):
+        return [r for item in node for r in refs_in(item)]
+    if not isinstance(node, dict):
+        return []
+    return [v for k, v in node.items() if k == "$ref" and isinstance(v, str)] + \
+        [r for k, v in node.items() if k not in ("enum", "const") for r in refs_in(v)]
+
+
+def pydantic_tool(name: str) -> dict:
+    """A tool whose parameters are pydantic's schema of a model with a nested model, an Enum, a range and a
+    list of itself (what pydantic-ai's output tool and instructor's TOOLS mode send)."""
+    from enum import Enum
+
+    from pydantic import BaseModel, Field
+
+    class Colour(str, Enum):
+        red = "red"
+        blue = "blue"
+
+    class Address(BaseModel):
+        city: str
+
+    class Person(BaseModel):
+        name: str
+        age: int = Field(ge=0, le=150)
+        colour: Colour
+        home: Address
+        friends: list[Person] = []
+
+    return {"type": "function", "function": {"name": name, "parameters": Person.model_json_schema()}}
+
+
+@pytest.mark.parametrize("fmt", ["hermes", "llama3"])
+def test_a_tools_definitions_move_to_the_calls_root_and_every_reference_finds_its_own(fmt: str) -> None:
+    """The parameters sit inside the call's schema: their `$defs` go to its root, and every reference resolves
+    there to what it named before; two tools whose definitions share names each keep their own."""
+    other = {"type": "function", "function": {"name": "ship", "parameters": {
+        "$defs": {"Address": {"type": "object", "properties": {"port": {"type": "string"}}}},
+        "definitions": {"Address": {"type": "integer"}},
+        "type": "object", "properties": {
+            "to": {"$ref": "#/$defs/Address"}, "dock": {"$ref": "#/definitions/Address"},
+            "again": {"$ref": "#"}, "same": {"$ref": "#/properties/to"},
+            "mark": {"const": {"$ref": "#/$defs/Address"}}}}}}
+    tools = [pydantic_tool("person"), other]
+    schema = tool_calls.call_schema(tools, fmt)
+    key = "parameters" if fmt == "llama3" else "arguments"
+    assert all(not {"$defs", "definitions"} & set(option["properties"][key]) for option in schema["anyOf"])
+    for ref in refs_in(schema):
+        resolve(schema, ref)  # (raises where a reference points at nothing)
+    person, ship = (option["properties"][key] for option in schema["anyOf"])
+    target = resolve(schema, person["$ref"])
+    assert target["title"] == "Person" and resolve(schema, target["properties"]["colour"]["$ref"])["enum"] == [
+        "red", "blue"]
+    assert resolve(schema, target["properties"]["friends"]["items"]["$ref"]) is target
+    props = ship["properties"]
+    assert resolve(schema, props["to"]["$ref"]) == {"type": "object", "properties": {"port": {"type": "string"}}}
+    assert resolve(schema, props["dock"]["$ref"]) == {"type": "integer"}
+    assert resolve(schema, props["again"]["$ref"]) is ship
+    assert resolve(schema, props["same"]["$ref"]) is props["to"]
+    assert props["mark"] == {"const": {"$ref": "#/$defs/Address"}}  # a value, not a reference: as sent
+    one = tool_calls.call_schema([pydantic_tool("person")], fmt)  # one tool: no anyOf, the same moves
+    assert resolve(one, one["properties"][key]["$ref"])["title"] == "Person"
+
+
+def test_gemmas_forced_call_follows_definitions_and_refuses_what_it_cannot_hold() -> None:
+    from xitui.core.chat_format import gemma_calls
+
+    def grammar(parameters: dict) -> str:
+        tools = [{"type": "function", "function": {"name": "f", "parameters": parameters}}]
+        return gemma_calls.call_grammar(tool_calls.call_schema(tools, "gemma"), "gemma", False)
+
+    nested = {"$defs": {"Colour": {"enum": ["red", "blue"]}, "Node": {
+        "type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}, "colour": {"$ref": "#/$defs/Colour"}}}},
+        "type": "object", "properties": {"head": {"$ref": "#/$defs/Node"}}, "required": ["head"]}
+    written = grammar(nested)
+    assert '"<|\\"|>red<|\\"|>" | "<|\\"|>blue<|\\"|>"' in written and '"next:" d0' in written
+    for parameters, says in [
+        ({"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}, "'minimum' cannot be held"),
+        ({"$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}}, "type": "object",
+          "properties": {"x": {"$ref": "#/$defs/A"}}}, "only a reference to itself"),
+        ({"type": "object", "properties": {"x": {"$ref": "#/properties/y"}, "y": {"type": "string"}}},
+         "(a reference to one of the parameters' $defs can)"),
+        ({"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}, "cannot be held to"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            grammar(parameters)

@@ -124,7 +124,10 @@ def test_the_event_loop_keeps_running_while_a_large_body_is_read() -> None:
 @pytest.mark.parametrize(("value", "says"), [
     ([], "input: give at least one text"),
     (["a"] * 2049, "input: at most 2048 texts, got 2049"),
-    ([[1, 2, 3]], "input: texts only (token ids are not taken)"),
+    ([[1, 2, 3]], "input: texts only: token ids are not taken (they would be another tokenizer's: LangChain's "
+                  "OpenAIEmbeddings sends tiktoken's unless given check_embedding_ctx_length=False)"),
+    ([1, 2, 3], "input: texts only: token ids are not taken"),
+    ([True], "input: texts only (token ids are not taken)"),
     (["a", 5], "input: texts only"),
     (7, "input: a text or a list of texts"),
     (None, "input: a text or a list of texts"),

@@ -69,6 +69,10 @@ def test_the_worker_gets_the_conversation_as_the_chat_template_writes_it(scripte
                 {"role": "assistant", "content": "Hi."}, {"role": "user", "content": "show the prompt"}]
     done = sdk(scripted).chat.completions.create(model=chatty, messages=messages)
     assert json.loads(done.choices[0].message.content) == chatml(messages)
+    # OpenAI's `developer` (its newer name for `system`: the Agents SDK and LangChain send it) is read as system
+    developer = [{**messages[0], "role": "developer"}, *messages[1:]]
+    done = sdk(scripted).chat.completions.create(model=chatty, messages=developer)
+    assert json.loads(done.choices[0].message.content) == chatml(messages)
 
 
 def test_max_tokens_ends_with_length_and_stop_words_cut_the_answer(scripted, chatty):
@@ -139,8 +143,9 @@ def test_a_request_the_model_cannot_answer_is_one_line(scripted, chatty):
 
 
 @pytest.mark.parametrize(("messages", "says"), [
-    ([{"role": "robot", "content": "hi"}], "messages[0].role: 'robot' is not system, user, assistant or tool"),
+    ([{"role": "robot", "content": "hi"}], "messages[0].role: 'robot' is not system (or developer), user, assistant or tool"),
     ([{"role": "user", "content": "hi"}, {"role": "", "content": "x"}], "messages[1].role: '' is not system"),
+    ([{"role": "Developer", "content": "hi"}], "messages[0].role: 'Developer' is not system"),
     ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
      "messages[0].content[0]: 'image_url' parts are read by vision models"),
     ([{"role": "user"}], "messages[0].content: required"),

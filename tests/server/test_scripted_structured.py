@@ -105,8 +105,12 @@ def test_completions_take_a_grammar_and_a_response_format_too(scripted, shaper):
 
 @pytest.mark.parametrize(("extra", "says"), [
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
-        "type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}}}},
-     "response_format.json_schema.schema.properties.age.minimum: 'minimum' cannot be enforced"),
+        "type": "object", "properties": {"age": {"type": "integer", "multipleOf": 2}}}}}},
+     "response_format.json_schema.schema.properties.age.multipleOf: 'multipleOf' cannot be enforced"),
+    *[({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "integer", bound: value}}}}, f"schema.{bound}: a number from -2**53 to 2**53")
+      for bound, value in (("minimum", "0"), ("maximum", True), ("exclusiveMinimum", 1e300),
+                           ("exclusiveMaximum", None), ("minimum", [1]))],
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
         "type": "string", "format": "email"}}}}, "format 'email' cannot be enforced"),
     ({"response_format": {"type": "json_schema"}}, "response_format.json_schema: required when the type is"),

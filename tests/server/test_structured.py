@@ -85,6 +85,18 @@ def test_a_streamed_answer_follows_the_schema_too(server: ServerProcess, uid: st
     assert Person.model_validate_json("".join(pieces)) == final.choices[0].message.parsed
 
 
+def test_ranges_hold_in_a_response_format_sampled_or_not(server: ServerProcess, uid: str) -> None:
+    """`Field(ge=0, le=150)` and `gt`/`lt` on a float, in a nested model with an Enum: every answer parses."""
+    from tests.support.pydantic_tools import Person as Recorded
+
+    sdk = openai_client(server)
+    question = [{"role": "user", "content": "Describe a person as JSON."}]
+    for seed in (None, 1, 2, 3):
+        done = sdk.chat.completions.parse(model=uid, messages=question, response_format=Recorded, max_tokens=200,
+                                          temperature=0 if seed is None else 1.0, seed=seed)
+        assert isinstance(done.choices[0].message.parsed, Recorded), done.choices[0].message.content
+
+
 def test_json_object_and_a_gbnf_grammar_on_completions(server: ServerProcess, uid: str) -> None:
     client = Client(server.url)
     whole = client.get_model(uid).chat([{"role": "user", "content": "Describe a cat as JSON."}], generate_config={
@@ -98,10 +110,18 @@ def test_json_object_and_a_gbnf_grammar_on_completions(server: ServerProcess, ui
 
 @pytest.mark.parametrize(("extra", "says"), [
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
-        "type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}}}},
-     "response_format.json_schema.schema.properties.age.minimum: 'minimum' cannot be enforced"),
+        "type": "object", "properties": {"age": {"type": "integer", "multipleOf": 2}}}}}},
+     "response_format.json_schema.schema.properties.age.multipleOf: 'multipleOf' cannot be enforced"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
         "type": "string", "format": "email"}}}}, "format 'email' cannot be enforced"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "integer", "minimum": 10, "maximum": 5}}}}, "minimum (10) is greater than maximum (5)"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "integer", "exclusiveMinimum": 1, "exclusiveMaximum": 2}}}}, "contains no integer values"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "minimum": 3, "maximum": 2}},
+        "required": ["n"]}}}],
+      "tool_choice": "required"}, "tool_choice: a forced call needs a grammar"),
     ({"grammar": "not a grammar"}, "grammar: cannot be parsed"),
     ({"n": 17}, "n: Input should be less than or equal to 16"),
     ({"best_of": 3}, "best_of is not served"),

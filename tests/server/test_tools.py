@@ -65,6 +65,33 @@ def test_a_forced_call_follows_the_tools_schema_and_the_follow_up_is_answered(se
     assert answer.choices[0].message.content or answer.choices[0].message.tool_calls
 
 
+def test_a_pydantic_models_tool_with_definitions_an_enum_and_ranges_is_called_as_it_says(server, uid):
+    """pydantic-ai's and instructor's forced output tool: its parameters hold `$defs` (a nested model, an Enum)
+    and ranges (`Field(ge=0, le=150)`, `gt`/`lt` on a float). The call parses into the model every time, whole
+    and streamed; the SDK's `parse` reads it back as the model."""
+    from tests.support.pydantic_tools import Person, as_tools
+
+    client = sdk(server)
+    question = [{"role": "user", "content": "Record Ada, 36, 1.7 m tall, likes blue, lives in London."}]
+    for made, tool in as_tools():
+        named = {"type": "function", "function": {"name": "record_person"}}
+        done = client.chat.completions.create(model=uid, messages=question, tools=[tool], tool_choice=named,
+                                              temperature=0, max_tokens=200)
+        person = Person.model_validate_json(done.choices[0].message.tool_calls[0].function.arguments)
+        assert 0 <= person.age <= 150 and 0.5 < person.height < 2.5, (made, person)
+        for seed in range(3):  # sampled, not only greedy: every call still parses
+            sampled = client.chat.completions.create(model=uid, messages=question, tools=[tool], tool_choice=named,
+                                                     temperature=1.0, seed=seed, max_tokens=200)
+            Person.model_validate_json(sampled.choices[0].message.tool_calls[0].function.arguments)
+        pieces = [d.function.arguments or "" for chunk in client.chat.completions.create(
+            model=uid, messages=question, tools=[tool], tool_choice=named, temperature=0, max_tokens=200,
+            stream=True) for d in (chunk.choices[0].delta.tool_calls or [])]
+        assert Person.model_validate_json("".join(pieces)) == person
+    parsed = client.chat.completions.parse(model=uid, messages=question, tools=[as_tools()[1][1]],
+                                           tool_choice="required", temperature=0, max_tokens=200)
+    assert isinstance(parsed.choices[0].message.tool_calls[0].function.parsed_arguments, Person)
+
+
 def test_a_streamed_call_comes_as_openai_streams_it(server, uid):
     """The id and name first, then the arguments; finish_reason tool_calls; the SDK puts it together."""
     client = sdk(server)

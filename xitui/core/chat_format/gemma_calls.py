@@ -76,7 +76,8 @@ def _as_json(text: str, esc: str) -> str:
 # --- forcing ---------------------------------------------------------------------------------------------
 
 #: Schema keywords the grammar below cannot hold a value to (a forced call with one is refused, not loosened).
-UNHELD = ("allOf", "$ref", "pattern", "format", "prefixItems")
+UNHELD = ("allOf", "pattern", "format", "prefixItems", "minimum", "maximum", "exclusiveMinimum",
+          "exclusiveMaximum")
 
 
 class _Rules:
@@ -84,8 +85,13 @@ class _Rules:
     optional ones may be left out); a string has no `<` in it when its length is bounded (otherwise no
     delimiter), and the keywords in UNHELD raise ValueError."""
 
-    def __init__(self, fmt: str):
+    def __init__(self, fmt: str, defs: Any = None):
         esc = TOKENS[fmt][2]
+        #: The call schema's definitions (tool_calls.call_schema hoists the tools' there), and the rule each
+        #: one referenced so far became (a definition that refers to itself is a rule that names itself).
+        self.defs: dict[str, Any] = defs if isinstance(defs, dict) else {}
+        self.defined: dict[str, str] = {}
+        self.aliases: dict[str, str] = {}
         # a string's text: anything but the delimiter (held to: no '<' that starts it)
         self.rules: dict[str, str] = {
             "str": f'{_lit(esc)} ([^<] | "<" [^{_class(esc[1])}])* {_lit(esc)}',
@@ -107,6 +113,8 @@ class _Rules:
         unheld = [key for key in UNHELD if key in schema]
         if unheld:
             raise ValueError(f"{unheld[0]!r} cannot be held to in Gemma's call syntax")
+        if "$ref" in schema:
+            return self._defined(schema["$ref"])
         if "const" in schema:
             return self._add(_lit(write_value(schema["const"], self.fmt)))
         if isinstance(schema.get("enum"), list) and schema["enum"]:
@@ -160,6 +168,29 @@ class _Rules:
         body = f'{item} ("," {item}){{{max(low - 1, 0)},{high - 1}}}'
         return self._add(f'"[" ({body}){"" if low else "?"} "]"')
 
+    def _defined(self, ref: Any) -> str:
+        """The rule for a reference to one of the call schema's definitions (`#/$defs/NAME`)."""
+        name = ref[len("#/$defs/"):].replace("~1", "/").replace("~0", "~") if isinstance(ref, str) \
+            and ref.startswith("#/$defs/") else None
+        if name is None or "/" in ref[len("#/$defs/"):] or name not in self.defs:
+            raise ValueError(f"'$ref' {str(ref)[:100]!r} cannot be held to in Gemma's call syntax (a reference to "
+                             "one of the parameters' $defs can)")
+        if name not in self.defined:
+            rule = self.defined[name] = f"d{len(self.defined)}"
+            self.rules[rule] = ""  # (named first: the definition may refer to itself)
+            body = self.value(self.defs[name])
+            # a definition that is only another one's name: the chain of them must not come back to itself
+            # (A is B, B is A: a rule that matches nothing, reached without reading a character)
+            seen = body
+            while seen in self.aliases:
+                seen = self.aliases[seen]
+            if seen == rule:
+                raise ValueError(f"'$ref' {str(ref)[:100]!r}: a definition that is only a reference to itself")
+            if body in self.defined.values():
+                self.aliases[rule] = body
+            self.rules[rule] = body
+        return self.defined[name]
+
     def _add(self, body: str) -> str:
         name = f"v{len(self.rules)}"
         self.rules[name] = body
@@ -170,12 +201,13 @@ def call_grammar(tools_schema: dict[str, Any], fmt: str, several: bool) -> str:
     """GBNF for a forced answer: one call (or several) to one of the tools of `tools_schema` (the `anyOf` of
     `{"name": {"const": ...}, "arguments": schema}` objects that tool_calls.call_schema makes)."""
     start, end, _ = TOKENS[fmt]
-    rules = _Rules(fmt)
+    rules = _Rules(fmt, tools_schema.get("$defs"))
     options = tools_schema.get("anyOf") or [tools_schema]
     heads = []
     for option in options:
         name, args = option["properties"]["name"]["const"], option["properties"]["arguments"]
-        is_object = isinstance(args, dict) and (args.get("type") == "object" or "properties" in args)
+        is_object = isinstance(args, dict) and (args.get("type") == "object" or "properties" in args
+                                                or "$ref" in args)
         heads.append(f'{_lit("call:" + name)} {rules.value(args) if is_object else "anyobj"}')
     one = f"{_lit(start)} ({' | '.join(heads)}) {_lit(end)}"
     root = f"root ::= {one} ({one})*" if several else f"root ::= {one}"

@@ -18,8 +18,12 @@ from xitui.core.errors import XituiError
 ENFORCED = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
     "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "minLength", "maxLength",
-    "pattern", "format",
+    "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
 })
+#: Bounds on a number (pydantic's `Field(ge=0, le=150)`): llguidance holds integers and numbers to them.
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+#: The largest bound taken: a JSON number past 2**53 is not exact in most clients' hands anyway.
+MAX_BOUND = 2.0**53
 #: Keywords that say something about the value without constraining it (kept, never enforced).
 ANNOTATIONS = frozenset({
     "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly",
@@ -94,6 +98,9 @@ def _check(node: Any, where: str, depth: int) -> None:
         elif key in ("minItems", "maxItems", "minLength", "maxLength"):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
                 raise SchemaError(f"{here}: a whole number from 0 to 100000")
+        elif key in BOUNDS:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) <= MAX_BOUND:
+                raise SchemaError(f"{here}: a number from -2**53 to 2**53")
         elif key == "required" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise SchemaError(f"{here}: a list of property names")
         elif key == "enum" and not (isinstance(value, list) and value):

@@ -164,15 +164,65 @@ def chosen_tools(tools: Sequence[_T], choice: Any) -> Sequence[_T] | None:
 
 
 def call_schema(tools: Sequence[Mapping[str, Any]], fmt: str) -> dict[str, Any]:
-    """The JSON schema of one call to one of `tools`, as the format writes it."""
+    """The JSON schema of one call to one of `tools`, as the format writes it. Each tool's parameters sit
+    inside the call's schema, so their definitions (`$defs`, `definitions`: pydantic writes them for a nested
+    model or an Enum) move to the call's root and their references follow (_hoisted)."""
     key = "parameters" if fmt == "llama3" else "arguments"
     options = []
-    for tool in tools:
+    defs: dict[str, Any] = {}
+    for i, tool in enumerate(tools):
         function = tool.get("function") or {}
         params = function.get("parameters") or {"type": "object"}
+        at = f"#/properties/{key}" if len(tools) == 1 else f"#/anyOf/{i}/properties/{key}"
+        params = _hoisted(params, at, f"t{i}.", defs)
         options.append({"type": "object", "additionalProperties": False, "required": ["name", key],
                         "properties": {"name": {"const": function.get("name")}, key: params}})
-    return options[0] if len(options) == 1 else {"anyOf": options}
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    return {**schema, "$defs": defs} if defs else schema
+
+
+#: Keywords whose values are data, not schemas: a "$ref" key inside them is a value's, left as it is.
+_DATA = frozenset({"enum", "const", "default", "examples"})
+
+
+def _hoisted(params: Any, at: str, prefix: str, defs: dict[str, Any]) -> Any:
+    """`params` (a schema that will sit at the JSON pointer `at` of another) without its definitions, which go
+    into `defs` under `prefix` + their name; every local reference rewritten for where things now are: to a
+    definition, its new name; to the parameters' root (`#`) or into them (`#/properties/...`), under `at`."""
+    if not isinstance(params, dict):
+        return params
+    names: dict[str, str] = {}  # reference -> its new name in `defs`
+    sections = [(section, params[section]) for section in ("$defs", "definitions")
+                if isinstance(params.get(section), dict)]
+    for section, found in sections:
+        for name in found:
+            taken = prefix + name in defs or prefix + name in names.values()
+            new = f"{prefix}{section}.{name}" if taken else prefix + name
+            names[f"#/{section}/{_pointer(name)}"] = new
+
+    def moved(ref: str) -> str:
+        for old, new in names.items():
+            if ref == old or ref.startswith(old + "/"):
+                return f"#/$defs/{_pointer(new)}" + ref[len(old):]
+        return at + ref[1:] if ref == "#" or ref.startswith("#/") else ref
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        return {k: (moved(v) if k == "$ref" and isinstance(v, str) else v if k in _DATA else walk(v))
+                for k, v in node.items()}
+
+    for section, found in sections:
+        for name, sub in found.items():
+            defs[names[f"#/{section}/{_pointer(name)}"]] = walk(sub)
+    return walk({k: v for k, v in params.items() if not (k in ("$defs", "definitions") and isinstance(v, dict))})
+
+
+def _pointer(name: str) -> str:
+    """A name as one token of a JSON pointer (RFC 6901: ~ and / escaped)."""
+    return name.replace("~", "~0").replace("/", "~1")
 
 
 def own_grammar(schema: dict[str, Any], fmt: str, several: bool) -> str | None:

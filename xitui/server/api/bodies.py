@@ -143,13 +143,16 @@ class ToolCall(BaseModel):
 
 
 ROLES = ("system", "user", "assistant", "tool")
+#: Roles read as another: OpenAI's `developer` is its newer name for `system` (the Agents SDK and LangChain
+#: send it).
+SAME_AS = {"developer": "system"}
 
 
 class ChatMessage(Body):
     """One message of a chat request (OpenAI's shape; text parts only)."""
 
     #: "tool" answers an assistant's tool call (with its tool_call_id)
-    role: Annotated[str, Field(json_schema_extra={"enum": ["system", "user", "assistant", "tool"]})]
+    role: Annotated[str, Field(json_schema_extra={"enum": ["system", "developer", "user", "assistant", "tool"]})]
     #: Text, or OpenAI's content parts (the text parts are read); may be null on an assistant's tool call
     content: str | Annotated[list[ContentPart], Field(max_length=1000)] | None = None
     #: An assistant's calls (the conversation's earlier turns)
@@ -194,9 +197,10 @@ class ChatMessage(Body):
                     raise XituiError(f"content[{i}].text: required for a text part")
                 texts.append(part.text)
             content = "".join(texts)
-        if self.role not in ROLES:
-            raise XituiError(f"role: {self.role!r} is not system, user, assistant or tool")
-        message: wire.ChatMessage = {"role": cast(wire.Role, self.role), "content": content}
+        role = SAME_AS.get(self.role, self.role)
+        if role not in ROLES:
+            raise XituiError(f"role: {self.role!r} is not system (or developer), user, assistant or tool")
+        message: wire.ChatMessage = {"role": cast(wire.Role, role), "content": content}
         if self.tool_calls:
             message["tool_calls"] = [{"id": c.id, "type": "function", "function": {
                 "name": c.function.name, "arguments": c.function.arguments}} for c in self.tool_calls]
@@ -299,6 +303,9 @@ def _texts(value: object) -> object:
         if len(value) > MAX_TEXTS:
             raise ValueError(f"at most {MAX_TEXTS} texts, got {len(value)}")
         if not all(isinstance(text, str) for text in value):
+            if all(isinstance(item, int | list) and not isinstance(item, bool) for item in value):
+                raise ValueError("texts only: token ids are not taken (they would be another tokenizer's: LangChain's "
+                                 "OpenAIEmbeddings sends tiktoken's unless given check_embedding_ctx_length=False)")
             raise ValueError("texts only (token ids are not taken)")
     elif not isinstance(value, str):
         raise ValueError("a text or a list of texts")
