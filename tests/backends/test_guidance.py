@@ -220,3 +220,22 @@ def test_repetitions_of_repetitions_cost_each_token_bounded_work(constraint: dic
     for line in out.splitlines():
         if line[:1].isdigit():
             assert float(line) < 0.25, f"one token's mask took {float(line):.2f} s"
+
+
+def test_a_forced_calls_moved_definitions_and_root_references_compile(tokenizer: Any) -> None:
+    """The call schema tool_calls.call_schema writes for parameters with `$defs` and a `#` reference (a tree
+    of itself) is one llguidance compiles, and it takes a call that follows it."""
+    from xitui.core.chat_format import tool_calls
+
+    tree = {"type": "object", "required": ["label", "colour"], "properties": {
+        "label": {"type": "string", "maxLength": 10}, "colour": {"$ref": "#/$defs/Colour"},
+        "child": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}}, "$defs": {"Colour": {"enum": ["red", "blue"]}}}
+    tools = [{"type": "function", "function": {"name": "tree", "parameters": tree}}]
+    constraint = {"tool_call": {"schema": tool_calls.call_schema(tools, "hermes"), "format": "hermes",
+                                "several": False}}
+    guide = guidance.Guide(tokenizer, guidance.compile_for(constraint, tokenizer))
+    text = ('<tool_call>\n{"name": "tree", "arguments": {"label": "a", "colour": "red", "child": '
+            '{"label": "b", "colour": "blue", "child": null}}}\n</tool_call>')
+    assert all(guide.matcher.consume_token(t) for t in tokenizer.tokenize_str(text))
+    wrong = guidance.Guide(tokenizer, guidance.compile_for(constraint, tokenizer))  # a child of another colour
+    assert not all(wrong.matcher.consume_token(t) for t in tokenizer.tokenize_str(text.replace("blue", "green")))

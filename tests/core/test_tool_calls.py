@@ -323,6 +323,14 @@ def test_gemmas_forced_call_follows_definitions_and_refuses_what_it_cannot_hold(
         ({"type": "object", "properties": {"x": {"$ref": "#/properties/y"}, "y": {"type": "string"}}},
          "(a reference to one of the parameters' $defs can)"),
         ({"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}, "cannot be held to"),
+        # (found by attacking it: each of these was a 200 whose call broke the schema or was not read as one)
+        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/S", "enum": ["only"]}}, "required": ["a"],
+          "$defs": {"S": {"type": "string"}}}, "'enum' beside a '$ref' cannot be held to"),
+        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/X"}}, "$defs": {"X": False}},
+         "a false schema"),
+        ({"type": "object", "properties": {"$ref": {"const": "x"}}}, "the property name '$ref' cannot be written"),
+        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}, "$defs": {
+            "A": {"anyOf": [{"$ref": "#/$defs/B"}]}, "B": {"$ref": "#/$defs/A"}}}, "only a reference to itself"),
     ]:
         with pytest.raises(ValueError, match=re.escape(says)):
             grammar(parameters)

@@ -70,7 +70,7 @@ def test_a_broken_spec_is_flagged_with_its_fix(server: ServerProcess, small_gguf
         assert set(flagged) == {row}, report["rows"]
         assert flagged[row]["fix"] == fix and flagged[row]["cause"]
         if case == "wrong-parser":  # --fix: the corrected spec registered in its place, and it passes
-            fixed = cli(server, "check", f"smol-{case}", "--fix", "--yes")
+            fixed = cli(server, "check", f"smol-{case}", "--fix", "--yes", "--only", row)  # (the row alone)
             assert "registered the corrected" in fixed.stderr, fixed.stderr
             assert client.get_model_registration("LLM", f"smol-{case}")["tool_parser"] == "hermes"
             again = cli(server, "check", f"smol-{case}", "--only", "tools", "--json")  # the fixed row alone

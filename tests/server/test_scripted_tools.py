@@ -127,8 +127,21 @@ def test_a_call_to_a_tool_not_offered_stays_text_and_no_tools_means_no_calls(scr
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
      "tool_choice: no tool named 'nope'"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}}], "tool_choice": "required"},
-     "tools[0].function.parameters.properties.n.minimum"),
+        "type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}}}], "tool_choice": "required"},
+     "tools[0].function.parameters.properties.n.multipleOf"),
+    # (found by attacking the moved $defs: each was a 200 whose call was not a call, or a 400 in other words)
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}],
+      "tool_choice": "required"}, "tools[0].function.parameters: a tool's arguments are an object"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "$ref": "#/$defs/P", "$defs": {"P": {"type": "string"}}}}}], "tool_choice": "required"},
+     "tools[0].function.parameters: a tool's arguments are an object"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"$ref": "#/$defs/Nope"}}}}}], "tool_choice": "required"},
+     "tools[0].function.parameters.properties.a.$ref: '#/$defs/Nope' points at nothing in the schema"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"$ref": "#/$defs/A"}},
+        "$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}}}}}], "tool_choice": "required"},
+     "comes back to itself before any value"),
     ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}},
      "a forced tool call has its own form"),
     ({"functions": [{"name": "f"}]}, "functions: function calling is not served"),

@@ -202,7 +202,10 @@ def _grammar_from(kind: str, text: str) -> str:
 
 
 def one_line(exc: Any, most: int = 300) -> str:
-    return " ".join(str(exc).split())[:most]
+    """llguidance's error in one line, without the grammar's text it quotes after it (`   1 | ...`): that is
+    xitui's own rewriting of the request, not what the client sent."""
+    text = re.split(r"\n\s*\d+ \|", str(exc), maxsplit=1)[0]
+    return " ".join(text.split())[:most]
 
 
 class Guide:

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from xitui.core.chat_format import strict_json
+from xitui.core.chat_format.json_schema import ANNOTATIONS
 
 #: format -> (call start, call end, string delimiter)
 TOKENS = {
@@ -24,6 +25,8 @@ TOKENS = {
     "gemma": ("<|tool_call>", "<tool_call|>", '<|"|>'),
 }
 _BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_][\w.\-]*)\s*:")
+#: A key the grammar writes and the reader reads back (the `key` rule below, ASCII).
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _HEADER = re.compile(r"\s*call\s*:\s*([^{\s]+)\s*")
 
 
@@ -108,12 +111,17 @@ class _Rules:
 
     def value(self, schema: Any) -> str:
         """The rule name for values of `schema`."""
+        if schema is False:
+            raise ValueError("a false schema (no value fits it) cannot be called with")
         if not isinstance(schema, dict):
             return "any"
         unheld = [key for key in UNHELD if key in schema]
         if unheld:
             raise ValueError(f"{unheld[0]!r} cannot be held to in Gemma's call syntax")
         if "$ref" in schema:
+            beside = sorted(set(schema) - {"$ref"} - ANNOTATIONS)
+            if beside:
+                raise ValueError(f"{beside[0]!r} beside a '$ref' cannot be held to in Gemma's call syntax")
             return self._defined(schema["$ref"])
         if "const" in schema:
             return self._add(_lit(write_value(schema["const"], self.fmt)))
@@ -142,6 +150,10 @@ class _Rules:
         props = schema.get("properties")
         if not isinstance(props, dict) or not props:
             return "anyobj"
+        unwritable = [k for k in props if not _KEY.fullmatch(k)]
+        if unwritable:
+            raise ValueError(f"the property name {unwritable[0][:100]!r} cannot be written in Gemma's call syntax "
+                             "(its keys are bare: letters, digits, _ . -)")
         required = [k for k in props if k in (schema.get("required") or [])]
         optional = [k for k in props if k not in required]
         pair = {k: f"{_lit(k + ':')} {self.value(props[k])}" for k in props}
@@ -173,8 +185,8 @@ class _Rules:
         name = ref[len("#/$defs/"):].replace("~1", "/").replace("~0", "~") if isinstance(ref, str) \
             and ref.startswith("#/$defs/") else None
         if name is None or "/" in ref[len("#/$defs/"):] or name not in self.defs:
-            raise ValueError(f"'$ref' {str(ref)[:100]!r} cannot be held to in Gemma's call syntax (a reference to "
-                             "one of the parameters' $defs can)")
+            raise ValueError("a '$ref' to a place in the parameters cannot be held to in Gemma's call syntax (a "
+                             "reference to one of the parameters' $defs can)")
         if name not in self.defined:
             rule = self.defined[name] = f"d{len(self.defined)}"
             self.rules[rule] = ""  # (named first: the definition may refer to itself)
@@ -194,6 +206,8 @@ class _Rules:
     def _add(self, body: str) -> str:
         name = f"v{len(self.rules)}"
         self.rules[name] = body
+        if body in self.rules:  # only another rule's name (a choice of one): _defined follows such chains
+            self.aliases[name] = body
         return name
 
 

@@ -42,10 +42,86 @@ class SchemaError(XituiError):
 
 
 def check_schema(schema: Any, where: str = "schema") -> None:
-    """Raise SchemaError unless every keyword of `schema` is one the grammar enforces (or an annotation)."""
+    """Raise SchemaError unless every keyword of `schema` is one the grammar enforces (or an annotation), and
+    every reference finds its target without coming back to itself before a value is written."""
     if len(json.dumps(schema)) > MAX_BYTES:
         raise SchemaError(f"{where}: longer than {MAX_BYTES // 1024} KiB")
     _check(schema, where, 0)
+    _check_refs(schema, where)
+
+
+def resolve(root: Any, ref: str) -> Any:
+    """The node a local reference (`#`, `#/$defs/Name/...`: RFC 6901, ~0 and ~1 escaped) points at in `root`;
+    KeyError where it points at nothing."""
+    node = root
+    for token in ref[2:].split("/") if ref != "#" else []:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            raise KeyError(ref)
+    return node
+
+
+def _only_ref(node: Any) -> str | None:
+    """The reference a schema is nothing but (besides annotations; or a choice of one that is): it writes no
+    value of its own before it."""
+    if not isinstance(node, dict):
+        return None
+    keys = set(node) - ANNOTATIONS - {"$defs", "definitions"}
+    if keys == {"$ref"} and isinstance(node["$ref"], str):
+        return node["$ref"]
+    if len(keys) == 1 and keys & {"anyOf", "oneOf", "allOf"}:
+        choices = node[keys.pop()]
+        if isinstance(choices, list) and len(choices) == 1:
+            return _only_ref(choices[0])
+    return None
+
+
+def _check_refs(schema: Any, where: str) -> None:
+    """Every `$ref` has a target, and a chain of schemas that are only references never comes back to one it
+    passed (A is B, B is A: llguidance failed on it only while the answer was written)."""
+    def refs(node: Any, here: str) -> Any:
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                yield from refs(item, f"{here}[{i}]")
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key == "$ref" and isinstance(value, str):
+                    yield value, f"{here}.$ref"
+                elif key not in ("enum", "const", "default", "examples"):
+                    yield from refs(value, f"{here}.{key}")
+
+    good: set[str] = set()  # references whose chain ends in a value (each chain is walked once)
+    for ref, here in refs(schema, where):
+        seen = [ref]
+        while seen[-1] not in good:
+            try:
+                target = resolve(schema, seen[-1])
+            except KeyError:
+                raise SchemaError(f"{here}: {seen[-1][:100]!r} points at nothing in the schema") from None
+            following = _only_ref(target)
+            if following is None:
+                break
+            if following in seen:
+                raise SchemaError(f"{here}: {ref[:100]!r} is a chain of references that comes back to itself "
+                                  "before any value")
+            seen.append(following)
+        good.update(seen)
+
+
+def object_schema(schema: Any) -> bool:
+    """Whether `schema` (a tool's parameters, checked) may describe an object: its type, or the type of what
+    it is only a reference to, says object or says nothing."""
+    node, hops = schema, 0
+    while (ref := _only_ref(node)) is not None and hops < 1000:
+        node, hops = resolve(schema, ref), hops + 1
+    if not isinstance(node, dict):
+        return node is not False
+    kind = node.get("type")
+    return kind is None or kind == "object" or (isinstance(kind, list) and "object" in kind)
 
 
 def _check(node: Any, where: str, depth: int) -> None:
@@ -77,8 +153,8 @@ def _check(node: Any, where: str, depth: int) -> None:
             except re.error as exc:
                 raise SchemaError(f"{here}: not a regular expression ({exc})") from None
         elif key == "$ref":
-            if not isinstance(value, str) or not value.startswith("#/"):
-                raise SchemaError(f"{here}: only references inside the schema (#/...) are followed")
+            if not isinstance(value, str) or not (value == "#" or value.startswith("#/")):
+                raise SchemaError(f"{here}: only references inside the schema (#, #/...) are followed")
         elif key in ("properties", "$defs", "definitions"):
             if not isinstance(value, dict):
                 raise SchemaError(f"{here}: must be an object")

@@ -135,11 +135,14 @@ def tool_request(body: ChatBody, model: Model, request: wire.ChatRequest) -> int
 
 def _check_forced(body: ChatBody) -> None:
     """A forced call is held to its schema by a grammar: each tool's schema must be one a grammar enforces."""
-    from xitui.core.chat_format.json_schema import check_schema
+    from xitui.core.chat_format.json_schema import check_schema, object_schema
 
     for i, tool in enumerate(body.tools or ()):
         if tool.function.parameters:
-            check_schema(tool.function.parameters, f"tools[{i}].function.parameters")
+            where = f"tools[{i}].function.parameters"
+            check_schema(tool.function.parameters, where)
+            if not object_schema(tool.function.parameters):
+                raise XituiError(f"{where}: a tool's arguments are an object: its parameters' type is object")
 
 
 def rerank_texts(model: Model, query: str, documents: list[str]) -> tuple[str, list[str]]:
