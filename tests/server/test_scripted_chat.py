@@ -171,3 +171,22 @@ def test_log_probabilities_come_one_entry_a_token_in_both_apis(scripted, chatty)
     done = client.completions.create(model=chatty, prompt="count", max_tokens=3, logprobs=1)
     found = done.choices[0].logprobs
     assert found.tokens == ["one", " two", " three"] and found.text_offset == [0, 3, 7]
+
+
+def test_an_error_answer_is_one_line_as_detail_and_as_openais_error(scripted, chatty):
+    """`detail` for Xinference's clients and xitui's, OpenAI's `error` object beside it: the openai SDK's
+    exceptions carry the same line and its type."""
+    import openai
+
+    bad = httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30,
+                     json={"model": chatty, "messages": [{"role": "robot", "content": "hi"}]})
+    line = bad.json()["detail"]
+    assert bad.status_code == 400 and bad.json() == {"detail": line, "error": {
+        "message": line, "type": "invalid_request_error", "param": None, "code": None}}
+    client = sdk(scripted)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=chatty, messages=[{"role": "robot", "content": "hi"}])
+    assert refused.value.body["message"] == line and refused.value.type == "invalid_request_error"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="nobody-here", messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.type == "not_found_error" and "nobody-here" in missing.value.body["message"]

@@ -18,7 +18,7 @@ import pytest
 from tests.support import servers
 from tests.support.models import launched
 from tests.support.specs import scripted_spec
-from xitui.client import Client
+from xitui.client import Client, ClientError
 
 RULES = [
     {"match": "slowly", "reply": " tick", "repeat": 20, "delay": 0.02},
@@ -71,6 +71,29 @@ def ask(server: servers.ServerProcess, uid: str, content: str, timeout: float = 
                       json={"model": uid, "messages": [{"role": "user", "content": content}]})
 
 
+def test_a_mid_stream_error_reads_as_itself_in_each_client(scripted, pair):
+    """OpenAI's error event (the openai SDK raises it with its message, not "An error occurred during
+    streaming"), with `detail` beside it (xinference-client and xitui's client raise with the line)."""
+    import openai
+    from xinference_client import RESTfulClient
+
+    sdk = openai.OpenAI(base_url=f"{scripted.url}/v1", api_key="none", max_retries=0)
+    with pytest.raises(openai.APIError) as raised:
+        for _ in sdk.chat.completions.create(model=pair, messages=[{"role": "user", "content": "boom"}],
+                                             stream=True):
+            pass
+    assert raised.value.message == "the model failed: scripted"
+    with pytest.raises(Exception, match="the model failed: scripted"):
+        for _ in RESTfulClient(scripted.url).get_model(pair).chat(
+                messages=[{"role": "user", "content": "boom"}], generate_config={"stream": True}):
+            pass
+    with pytest.raises(ClientError) as plain:
+        for _ in Client(scripted.url).get_model(pair).chat([{"role": "user", "content": "boom"}],
+                                                           generate_config={"stream": True}):
+            pass
+    assert str(plain.value) == "the model failed: scripted"
+
+
 def test_an_error_mid_stream_ends_that_stream_alone_with_an_error_chunk(scripted, pair):
     steady: list[tuple[float, Any]] = []
     other = threading.Thread(target=stream, args=(scripted, pair, "answer slowly", steady))
@@ -84,7 +107,8 @@ def test_an_error_mid_stream_ends_that_stream_alone_with_an_error_chunk(scripted
     other.join(30)
     assert content(failing) == "Half an"
     errors = [e for _, e in failing if isinstance(e, dict) and "error" in e]
-    assert errors == [{"error": "the model failed: scripted", "detail": "the model failed: scripted"}]
+    assert errors == [{"error": {"message": "the model failed: scripted", "type": "server_error", "param": None,
+                                 "code": None}, "detail": "the model failed: scripted"}]
     assert failing[-1][1] == "[DONE]"
     # the other stream went on past the error, to its whole answer and its end
     assert content(steady) == " tick" * 20
@@ -141,7 +165,7 @@ def test_a_worker_that_dies_mid_stream_ends_it_with_one_line_and_comes_back(scri
             time.sleep(0.01)
         os.kill(pid, signal.SIGKILL)
         reader.join(10)
-        errors = [e["error"] for _, e in events if isinstance(e, dict) and "error" in e]
+        errors = [e["detail"] for _, e in events if isinstance(e, dict) and "error" in e]
         assert errors == ["model 'phoenix': its worker died (SIGKILL, probably the out-of-memory killer) while "
                           "answering; it is being restarted"]
         # a request sent while it restarts waits for it and is answered

@@ -154,9 +154,20 @@ def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
                 return
             chunk = json.loads(data)
             if isinstance(chunk, dict) and "error" in chunk:
-                raise ClientError(str(chunk["error"]), 500)
+                raise ClientError(stream_error(chunk), 500)
             yield chunk
     except httpx.TransportError:
         raise ClientError("the server closed the stream early", 500) from None
     finally:
         response.close()
+
+
+def stream_error(chunk: dict[str, Any]) -> str:
+    """The line a mid-stream error event says: xitui's `detail`, OpenAI's `error.message`, or Xinference's
+    `error` string."""
+    error = chunk.get("error")
+    if isinstance(chunk.get("detail"), str):
+        return chunk["detail"]
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    return str(error)

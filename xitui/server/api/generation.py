@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from xitui import wire
 from xitui.core.errors import XituiError
 from xitui.server.api.bodies import GenerationBody
+from xitui.server.edge.error_body import openai_error
 
 
 class ChoiceTurns:
@@ -269,7 +270,9 @@ async def respond(request: Request, streams: list[AsyncIterator[wire.Answer]], b
             if many:
                 yield chunk(-1, None, usage=_total(usages))
         except XituiError as exc:
-            yield b"data: " + orjson.dumps({"error": str(exc), "detail": str(exc)}) + b"\n\n"
+            # OpenAI's error event (the openai SDK raises it with its message); `detail` for Xinference's readers
+            error = {"error": openai_error(str(exc), exc.status_code), "detail": str(exc)}
+            yield b"data: " + orjson.dumps(error) + b"\n\n"
         finally:
             await close_all()
         yield b"data: [DONE]\n\n"

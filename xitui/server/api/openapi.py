@@ -17,10 +17,21 @@ from pydantic import BaseModel
 #: The model types a path names (any case is accepted; these are the documented spellings).
 
 
+class OpenAIError(BaseModel):
+    """OpenAI's error object: the same line as `detail`, and its type (invalid_request_error, not_found_error,
+    authentication_error, permission_error, conflict_error, rate_limit_error, server_error)."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
 class ErrorBody(BaseModel):
-    """Every error: one line for people."""
+    """Every error: one line for people (`detail`, Xinference's key), and OpenAI's error object beside it."""
 
     detail: str
+    error: OpenAIError
 
 
 _WHY = {

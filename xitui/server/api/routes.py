@@ -45,6 +45,7 @@ from xitui.server.api.images import MAX_IMAGE_BYTES, MAX_IMAGES
 from xitui.server.api.model_input import chat_input, check_prompt, needs_thread, rerank_texts
 from xitui.server.api.openapi import answers, document, streaming_ok
 from xitui.server.edge.api_key import BearerAuth
+from xitui.server.edge.error_body import error_body
 from xitui.server.edge.fast_path import FastPath, error_response
 from xitui.server.edge.guard import Policy, RequestGuard
 from xitui.server.edge.off_loop import off_loop
@@ -93,14 +94,15 @@ def create_app(home: Path | None = None, api_key: str | None = None,
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": problems_text(exc.errors())}, status_code=400)
+        return JSONResponse(error_body(problems_text(exc.errors()), 400), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # every method served at this path, not just the first route's
             headers["Allow"] = ", ".join(sorted(methods_for(app, request.url.path)))
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+        return JSONResponse(error_body(str(exc.detail), exc.status_code), status_code=exc.status_code,
+                            headers=headers)
 
     # Two registrations on purpose: Starlette answers XituiError in its exception middleware, while an
     # `Exception` handler runs in the outermost one, which logs and re-raises after answering.

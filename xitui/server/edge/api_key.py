@@ -7,6 +7,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from xitui.server.edge.error_body import error_body
+
 
 class BearerAuth:
     """Plain ASGI middleware (streams pass through untouched): every route but the auth probe needs the key."""
@@ -21,6 +23,6 @@ class BearerAuth:
         given = dict(scope["headers"]).get(b"authorization", b"")
         if not secrets.compare_digest(given, self.expected):
             detail = "missing API key" if not given else "wrong API key"
-            response = JSONResponse({"detail": f"{detail}: send 'Authorization: Bearer KEY'"}, status_code=401)
+            response = JSONResponse(error_body(f"{detail}: send 'Authorization: Bearer KEY'", 401), status_code=401)
             return await response(scope, receive, send)
         return await self.app(scope, receive, send)

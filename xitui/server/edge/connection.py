@@ -28,6 +28,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from xitui.core.machine import peers
+from xitui.server.edge.error_body import error_body
 
 #: Largest request line plus headers (nginx's default buffers hold 32 KiB; browsers send a few KiB).
 MAX_HEAD = 64 * 1024
@@ -49,7 +50,7 @@ def refusal_app(uid: int | None) -> Any:
     else:
         detail = (f"this server serves only its own user ({ours}), and this connection comes from "
                   f"{peers.user_name(uid)}: {_LET_IN}")
-    body = orjson.dumps({"detail": detail})
+    body = orjson.dumps(error_body(detail, 403))
 
     async def refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -127,8 +128,8 @@ def protocol_class(allow_other_users: bool, api_key: str | None) -> type[HttpToo
             super().connection_lost(exc)
 
         def _too_large(self) -> None:
-            body = orjson.dumps({"detail": f"request head (request line and headers) larger than "
-                                           f"{MAX_HEAD // 1024} KiB"})
+            body = orjson.dumps(error_body(f"request head (request line and headers) larger than "
+                                           f"{MAX_HEAD // 1024} KiB", 431))
             self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json"
                                  b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
                                  + body)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from xitui.core.errors import XituiError
+from xitui.server.edge.error_body import error_body
 
 log = logging.getLogger("xitui.server")
 
@@ -46,6 +47,6 @@ class FastPath:
 def error_response(exc: Exception, path: str) -> JSONResponse:
     """An error as the API answers it: the user's errors with their status, anything else a plain 500."""
     if isinstance(exc, XituiError):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+        return JSONResponse(error_body(str(exc), exc.status_code), status_code=exc.status_code)
     log.exception("internal error on %s", path)
-    return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+    return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}", 500), status_code=500)

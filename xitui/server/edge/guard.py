@@ -27,6 +27,7 @@ import orjson
 from starlette.middleware.cors import CORSMiddleware
 
 from xitui.core.config import DEFAULT_MAX_BODY_MIB
+from xitui.server.edge.error_body import error_body
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
@@ -229,7 +230,7 @@ class RequestGuard:
 
 
 async def _answer(send: Any, status: int, detail: str) -> None:
-    body = orjson.dumps({"detail": detail})
+    body = orjson.dumps(error_body(detail, status))
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
