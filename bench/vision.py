@@ -45,35 +45,51 @@ def picture(seed: int) -> bytes:
     return out.getvalue()
 
 
-def direct_ttft(gguf: str, projector: str, images: list[bytes], threads: int) -> list[float]:
-    import llama_cpp
-    import numpy as np
+def _projector(projector: str, llm: Any, threads: int) -> tuple[Any, bytes]:
+    """mtmd's context for the projector, and the prompt (one question, one image) in its marker."""
     from llama_cpp import mtmd_cpp as M
 
-    llm = llama_cpp.Llama(gguf, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=threads,
-                          n_threads_batch=threads, verbose=False)
     params = M.mtmd_context_params_default()
     params.use_gpu, params.n_threads, params.print_timings = False, threads, False
     ctx = M.mtmd_init_from_file(projector.encode(), llm._model.model, params)
     marker = M.mtmd_default_marker().decode()
-    text = f"<start_of_turn>user\n{QUESTION}{marker}<end_of_turn>\n<start_of_turn>model\n".encode()
+    return ctx, f"<start_of_turn>user\n{QUESTION}{marker}<end_of_turn>\n<start_of_turn>model\n".encode()
+
+
+def _read_image(ctx: Any, lctx: Any, text: bytes, data: bytes, seq: int, n_vocab: int) -> tuple[int, int]:
+    """The prompt with the image `data` read into sequence `seq` of `lctx` (its image encoded on the way): the
+    greedy first token, and the position after the prompt."""
+    import llama_cpp
+    import numpy as np
+    from llama_cpp import mtmd_cpp as M
+
+    buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    bitmap = M.mtmd_helper_bitmap_init_from_buf(ctx, buffer, len(data), False)
+    chunks = M.mtmd_input_chunks_init()
+    given = M.mtmd_input_text(text, len(text), True, True)
+    M.mtmd_tokenize(ctx, chunks, ctypes.byref(given), (M.mtmd_bitmap_p_ctypes * 1)(bitmap), 1)
+    after = llama_cpp.llama_pos(0)
+    M.mtmd_helper_eval_chunks(ctx, lctx, chunks, 0, seq, 512, True, ctypes.byref(after))
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lctx, -1), shape=(n_vocab,))
+    M.mtmd_input_chunks_free(chunks)
+    M.mtmd_bitmap_free(bitmap)
+    return int(logits.argmax()), int(after.value)
+
+
+def direct_ttft(gguf: str, projector: str, images: list[bytes], threads: int) -> list[float]:
+    import llama_cpp
+    from llama_cpp import mtmd_cpp as M
+
+    llm = llama_cpp.Llama(gguf, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=threads,
+                          n_threads_batch=threads, verbose=False)
+    ctx, text = _projector(projector, llm, threads)
     memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
     times = []
     for data in images:
         llama_cpp.llama_memory_clear(memory, True)
         start = time.perf_counter()
-        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        bitmap = M.mtmd_helper_bitmap_init_from_buf(ctx, buffer, len(data), False)
-        chunks = M.mtmd_input_chunks_init()
-        given = M.mtmd_input_text(text, len(text), True, True)
-        M.mtmd_tokenize(ctx, chunks, ctypes.byref(given), (M.mtmd_bitmap_p_ctypes * 1)(bitmap), 1)
-        after = llama_cpp.llama_pos(0)
-        M.mtmd_helper_eval_chunks(ctx, llm._ctx.ctx, chunks, 0, 0, 512, True, ctypes.byref(after))
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))
-        int(logits.argmax())
+        _read_image(ctx, llm._ctx.ctx, text, data, 0, llm.n_vocab())
         times.append(time.perf_counter() - start)
-        M.mtmd_input_chunks_free(chunks)
-        M.mtmd_bitmap_free(bitmap)
     M.mtmd_free(ctx)
     return times
 
@@ -93,31 +109,15 @@ def direct_rates(gguf: str, projector: str, rounds: list[list[bytes]], threads: 
     params.n_ctx, params.n_seq_max, params.kv_unified = 2048, 4, True
     params.n_batch = params.n_ubatch = 512
     lctx = llama_cpp.llama_init_from_model(llm._model.model, params)
-    mparams = M.mtmd_context_params_default()
-    mparams.use_gpu, mparams.n_threads, mparams.print_timings = False, threads, False
-    ctx = M.mtmd_init_from_file(projector.encode(), llm._model.model, mparams)
-    marker = M.mtmd_default_marker().decode()
-    text = f"<start_of_turn>user\n{QUESTION}{marker}<end_of_turn>\n<start_of_turn>model\n".encode()
+    ctx, text = _projector(projector, llm, threads)
     n_vocab = llm.n_vocab()
     batch = llama_cpp.llama_batch_init(4, 0, 1)
     rates = []
     for images in rounds:
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(lctx), True)
         start = time.perf_counter()
-        last, pos = [], []
-        for seq, data in enumerate(images):
-            buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-            bitmap = M.mtmd_helper_bitmap_init_from_buf(ctx, buffer, len(data), False)
-            chunks = M.mtmd_input_chunks_init()
-            given = M.mtmd_input_text(text, len(text), True, True)
-            M.mtmd_tokenize(ctx, chunks, ctypes.byref(given), (M.mtmd_bitmap_p_ctypes * 1)(bitmap), 1)
-            after = llama_cpp.llama_pos(0)
-            M.mtmd_helper_eval_chunks(ctx, lctx, chunks, 0, seq, 512, True, ctypes.byref(after))
-            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lctx, -1), shape=(n_vocab,))
-            last.append(int(logits.argmax()))
-            pos.append(after.value)
-            M.mtmd_input_chunks_free(chunks)
-            M.mtmd_bitmap_free(bitmap)
+        read = [_read_image(ctx, lctx, text, data, seq, n_vocab) for seq, data in enumerate(images)]
+        last, pos = [token for token, _ in read], [after for _, after in read]
         for _ in range(tokens - 1):
             for i, token in enumerate(last):
                 batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos[i], 1, True

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from xitui.core.chat_format import strict_json
-from xitui.core.chat_format.json_schema import ANNOTATIONS
+from xitui.core.chat_format.json_schema import ANNOTATIONS, BOUNDS
 
 #: format -> (call start, call end, string delimiter)
 TOKENS = {
@@ -79,8 +79,7 @@ def _as_json(text: str, esc: str) -> str:
 # --- forcing ---------------------------------------------------------------------------------------------
 
 #: Schema keywords the grammar below cannot hold a value to (a forced call with one is refused, not loosened).
-UNHELD = ("allOf", "pattern", "format", "prefixItems", "minimum", "maximum", "exclusiveMinimum",
-          "exclusiveMaximum")
+UNHELD = ("allOf", "pattern", "format", "prefixItems", *BOUNDS)
 
 
 class _Rules:
@@ -198,7 +197,7 @@ class _Rules:
                 seen = self.aliases[seen]
             if seen == rule:
                 raise ValueError(f"'$ref' {str(ref)[:100]!r}: a definition that is only a reference to itself")
-            if body in self.defined.values():
+            if body in self.rules:  # only another rule's name, as _add marks them
                 self.aliases[rule] = body
             self.rules[rule] = body
         return self.defined[name]

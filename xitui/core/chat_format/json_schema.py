@@ -24,6 +24,8 @@ ENFORCED = frozenset({
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 #: The largest bound taken: a JSON number past 2**53 is not exact in most clients' hands anyway.
 MAX_BOUND = 2.0**53
+#: Keywords whose values are data, not schemas: a "$ref" key inside them is a value's, not a reference.
+DATA = frozenset({"enum", "const", "default", "examples"})
 #: Keywords that say something about the value without constraining it (kept, never enforced).
 ANNOTATIONS = frozenset({
     "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly",
@@ -91,7 +93,7 @@ def _check_refs(schema: Any, where: str) -> None:
             for key, value in node.items():
                 if key == "$ref" and isinstance(value, str):
                     yield value, f"{here}.$ref"
-                elif key not in ("enum", "const", "default", "examples"):
+                elif key not in DATA:
                     yield from refs(value, f"{here}.{key}")
 
     good: set[str] = set()  # references whose chain ends in a value (each chain is walked once)

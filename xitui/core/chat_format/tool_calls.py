@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xitui.core.chat_format import gemma_calls, strict_json
+from xitui.core.chat_format.json_schema import DATA
 from xitui.core.chat_format.stop_words import partial_marker
 from xitui.core.errors import XituiError
 
@@ -181,10 +182,6 @@ def call_schema(tools: Sequence[Mapping[str, Any]], fmt: str) -> dict[str, Any]:
     return {**schema, "$defs": defs} if defs else schema
 
 
-#: Keywords whose values are data, not schemas: a "$ref" key inside them is a value's, left as it is.
-_DATA = frozenset({"enum", "const", "default", "examples"})
-
-
 def _hoisted(params: Any, at: str, prefix: str, defs: dict[str, Any]) -> Any:
     """`params` (a schema that will sit at the JSON pointer `at` of another) without its definitions, which go
     into `defs` under `prefix` + their name; every local reference rewritten for where things now are: to a
@@ -211,7 +208,7 @@ def _hoisted(params: Any, at: str, prefix: str, defs: dict[str, Any]) -> Any:
             return [walk(item) for item in node]
         if not isinstance(node, dict):
             return node
-        return {k: (moved(v) if k == "$ref" and isinstance(v, str) else v if k in _DATA else walk(v))
+        return {k: (moved(v) if k == "$ref" and isinstance(v, str) else v if k in DATA else walk(v))
                 for k, v in node.items()}
 
     for section, found in sections:
