@@ -6,8 +6,8 @@ The model: tests/model_files.tiny_vlm with a SigLIP-base-sized vision part (768 
 encoder's work is a real small VLM's) before a 2-layer text part, converted by llama.cpp's converter. Random
 weights: the answers are noise, the work is real.
   1. time to first token with one image (a new image each round, so no cells are reused, after WARM images
-     on each side): mtmd's helper and llama-cpp-python in this process, then xitui's server (streamed chat,
-     the first piece); target <= 1.1x;
+     on each side): mtmd's helper and llama-cpp-python in this process against xitui's server (streamed
+     chat, the first piece), the two sides' rounds in turn; target <= 1.1x;
   2. four image requests at once against one alone: the tokens of all four per second against one's
      (target >= 1.5x), 32 tokens each; and the same work driven directly (direct_rates), the bound this
      machine sets: where one image's encode takes both cores, four encodes take four times as long however
@@ -76,22 +76,33 @@ def _read_image(ctx: Any, lctx: Any, text: bytes, data: bytes, seq: int, n_vocab
     return int(logits.argmax()), int(after.value)
 
 
-def direct_ttft(gguf: str, projector: str, images: list[bytes], threads: int) -> list[float]:
-    import llama_cpp
-    from llama_cpp import mtmd_cpp as M
+class DirectReader:
+    """mtmd and llama-cpp-python in this process, held open beside the server so the two sides' rounds can
+    take turns: this VM's speed drifts by 15% from one minute to the next, and rounds taken in turn put the
+    drift on both sides alike."""
 
-    llm = llama_cpp.Llama(gguf, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=threads,
-                          n_threads_batch=threads, verbose=False)
-    ctx, text = _projector(projector, llm, threads)
-    memory = llama_cpp.llama_get_memory(llm._ctx.ctx)
-    times = []
-    for data in images:
-        llama_cpp.llama_memory_clear(memory, True)
+    def __init__(self, gguf: str, projector: str, threads: int) -> None:
+        import llama_cpp
+
+        self.llm = llama_cpp.Llama(gguf, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=threads,
+                                   n_threads_batch=threads, verbose=False)
+        self.ctx, self.text = _projector(projector, self.llm, threads)
+        self.memory = llama_cpp.llama_get_memory(self.llm._ctx.ctx)
+
+    def ttft(self, data: bytes) -> float:
+        """Seconds from an image and its question to the first token, the cache empty."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(self.memory, True)
         start = time.perf_counter()
-        _read_image(ctx, llm._ctx.ctx, text, data, 0, llm.n_vocab())
-        times.append(time.perf_counter() - start)
-    M.mtmd_free(ctx)
-    return times
+        _read_image(self.ctx, self.llm._ctx.ctx, self.text, data, 0, self.llm.n_vocab())
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        from llama_cpp import mtmd_cpp as M
+
+        M.mtmd_free(self.ctx)
+        self.llm.close()
 
 
 def direct_rates(gguf: str, projector: str, rounds: list[list[bytes]], threads: int, tokens: int) -> list[float]:
@@ -171,15 +182,12 @@ def main() -> None:
     args = parser.parse_args()
     gguf, projector = tiny_vlm(args.vision_width, args.vision_layers)
     rounds = args.rounds
-    # both sides read WARM images first (a fresh context's first encode allocates its work space); the server
-    # runs no warm worker: importing its libraries beside the model took the first encodes from 200 to 800 ms
-    direct = direct_ttft(str(gguf), str(projector), [picture(1000 + i) for i in range(rounds + WARM)],
-                         args.threads)[WARM:]
     sets = [[picture(5000 + 10 * r)] for r in range(rounds)] + [[picture(6000 + 10 * r + i) for i in range(4)]
                                                                   for r in range(rounds)]
     rates = direct_rates(str(gguf), str(projector), [[picture(7000)], *sets], args.threads, TOKENS)[1:]
     direct_one, direct_four = rates[:rounds], rates[rounds:]
     server = Server('[server]\nwarm = ["none"]\n')  # no warm worker importing its libraries meanwhile
+    reader = None
     try:
         import httpx
 
@@ -193,10 +201,21 @@ def main() -> None:
                 "model_file_name_template": gguf.name.replace("F16", "{quantization}"),
                 "model_uri": str(gguf.parent), "multimodal_projectors": [projector.name]}]}))
         uid = client.launch_model(model_name="bench-vlm", n_parallel=4, n_threads=args.threads)
+        reader = DirectReader(str(gguf), str(projector), args.threads)
+        direct: list[float] = []
+        served: list[float] = []
         with httpx.Client() as http:
+            # both sides read WARM images first (a fresh context's first encode allocates its work space); the
+            # server runs no warm worker: importing its libraries beside the model took encodes from 200 to 800 ms
             for i in range(WARM):
+                reader.ttft(picture(1000 + i))
                 served_ttft(http, server.url, uid, picture(1 + i))
-            served = [served_ttft(http, server.url, uid, picture(2000 + i)) for i in range(rounds)]
+            for r in range(rounds):  # in turn, each side first every other round
+                for side in ("direct", "xitui") if r % 2 == 0 else ("xitui", "direct"):
+                    if side == "direct":
+                        direct.append(reader.ttft(picture(1000 + WARM + r)))
+                    else:
+                        served.append(served_ttft(http, server.url, uid, picture(2000 + r)))
         one = []
         four = []
         with httpx.Client(limits=httpx.Limits(max_connections=8)) as http:
@@ -210,6 +229,8 @@ def main() -> None:
                     counts = list(pool.map(lambda data: tokens_of(http, server.url, uid, data, TOKENS), pictures))
                 four.append(sum(counts) / (time.perf_counter() - start))
     finally:
+        if reader is not None:
+            reader.close()
         server.stop()
     d, s = median(direct), median(served)
     print(f"vision part {args.vision_width} x {args.vision_layers}, {args.threads} threads, {rounds} rounds")
