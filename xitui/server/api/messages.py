@@ -1,0 +1,165 @@
+"""Anthropic's Messages API (`POST /v1/messages`), as Claude Code and the anthropic SDK send it, read into the
+chat request the rest of the server already serves (bodies.ChatBody): system, turns of text, image, tool_use,
+tool_result and thinking blocks, tools and tool_choice. What comes back is written in Anthropic's shapes
+(a message, or its stream of events) from the same wire messages as chat completions.
+
+DRAFT (branch wip/messages-api): the translation only; the route, the stream writer and the tests are the
+next step (issue 35).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from xitui.core.errors import XituiError
+
+#: Anthropic's stop reasons for the engines' finish reasons.
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+#: Fields Claude Code and the SDK send that do not change what a local model writes: accepted, not acted on.
+IGNORED = ("metadata", "context_management", "service_tier", "container", "mcp_servers", "betas")
+
+
+class Block(BaseModel):
+    """One content block of a message (text, image, tool_use, tool_result, thinking, redacted_thinking)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Annotated[str, Field(max_length=32)]
+    text: str | None = None
+    #: image: {"type": "base64", "media_type", "data"} or {"type": "url", "url"}
+    source: dict[str, Any] | None = None
+    #: tool_use
+    id: Annotated[str, Field(max_length=256)] | None = None
+    name: Annotated[str, Field(max_length=64)] | None = None
+    input: Any = None
+    #: tool_result
+    tool_use_id: Annotated[str, Field(max_length=256)] | None = None
+    content: str | list[Block] | None = None
+    is_error: bool | None = None
+    #: thinking
+    thinking: str | None = None
+
+
+class AnthropicMessage(BaseModel):
+    """One turn: the user's or the assistant's, text or blocks."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["user", "assistant"]
+    content: str | Annotated[list[Block], Field(max_length=1000)]
+
+
+class AnthropicTool(BaseModel):
+    """A tool the model may use: its name, what it does, the JSON schema of its input."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    description: Annotated[str, Field(max_length=8192)] | None = None
+    input_schema: dict[str, Any] | None = None
+    #: server tools (web_search...) have a type other than "custom"
+    type: Annotated[str, Field(max_length=64)] | None = None
+
+
+class ToolChoice(BaseModel):
+    """auto, any (some tool), tool (that one, by name) or none."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["auto", "any", "tool", "none"]
+    name: Annotated[str, Field(max_length=64)] | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+def _image_part(block: Block, where: str) -> dict[str, Any]:
+    """An image block as OpenAI's image_url part (a data URL; a URL as it is, for the server's fetch rules)."""
+    source = block.source or {}
+    if source.get("type") == "base64":
+        media, data = source.get("media_type"), source.get("data")
+        if not isinstance(media, str) or not isinstance(data, str):
+            raise XituiError(f"{where}.source: media_type and data are required for a base64 image")
+        return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
+    if source.get("type") == "url" and isinstance(source.get("url"), str):
+        return {"type": "image_url", "image_url": {"url": source["url"]}}
+    raise XituiError(f"{where}.source: an image is base64 data or a url")
+
+
+def _text_of(content: str | list[Block] | None, where: str) -> str:
+    """A tool result's content as text (its text blocks joined; images in a tool result are not read)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts = []
+    for i, block in enumerate(content):
+        if block.type != "text":
+            raise XituiError(f"{where}[{i}]: a tool result's {block.type!r} blocks are not read (text only)")
+        texts.append(block.text or "")
+    return "".join(texts)
+
+
+def chat_messages(system: str | list[Block] | None, messages: list[AnthropicMessage]) -> list[dict[str, Any]]:
+    """The conversation in OpenAI's chat shape: the system first; a user turn's tool results as `tool`
+    messages (in order, before the turn's other blocks); an assistant turn's text and tool_use blocks as one
+    message with its tool_calls; thinking blocks dropped (a local model does not read its earlier thoughts)."""
+    import json
+
+    out: list[dict[str, Any]] = []
+    if system:
+        out.append({"role": "system", "content": _text_of(system, "system")})
+    for m, message in enumerate(messages):
+        where = f"messages[{m}].content"
+        if isinstance(message.content, str):
+            out.append({"role": message.role, "content": message.content})
+            continue
+        parts: list[dict[str, Any]] = []
+        calls: list[dict[str, Any]] = []
+        for i, block in enumerate(message.content):
+            here = f"{where}[{i}]"
+            if block.type == "text":
+                parts.append({"type": "text", "text": block.text or ""})
+            elif block.type == "image" and message.role == "user":
+                parts.append(_image_part(block, here))
+            elif block.type == "tool_use" and message.role == "assistant":
+                if not block.id or not block.name:
+                    raise XituiError(f"{here}: a tool_use block has an id and a name")
+                calls.append({"id": block.id, "type": "function", "function": {
+                    "name": block.name, "arguments": json.dumps(block.input if block.input is not None else {})}})
+            elif block.type == "tool_result" and message.role == "user":
+                if not block.tool_use_id:
+                    raise XituiError(f"{here}: a tool_result block has a tool_use_id")
+                text = _text_of(block.content, f"{here}.content")
+                out.append({"role": "tool", "tool_call_id": block.tool_use_id,
+                            "content": f"(error) {text}" if block.is_error else text})
+            elif block.type in ("thinking", "redacted_thinking") and message.role == "assistant":
+                continue
+            else:
+                raise XituiError(f"{here}: {block.type!r} blocks are not read in a {message.role} turn")
+        if calls:
+            text = "".join(p.get("text", "") for p in parts if p["type"] == "text")
+            out.append({"role": "assistant", "content": text or None, "tool_calls": calls})
+        elif parts:
+            only_text = all(p["type"] == "text" for p in parts)
+            out.append({"role": message.role,
+                        "content": "".join(p["text"] for p in parts) if only_text else parts})
+    return out
+
+
+def chat_tools(tools: list[AnthropicTool] | None, choice: ToolChoice | None) -> dict[str, Any]:
+    """`tools`, `tool_choice` and `parallel_tool_calls` of the chat request."""
+    if not tools:
+        if choice is not None and choice.type in ("any", "tool"):
+            raise XituiError(f"tool_choice: {choice.type!r} needs tools")
+        return {}
+    for i, tool in enumerate(tools):
+        if tool.type not in (None, "custom"):
+            raise XituiError(f"tools[{i}]: Anthropic's server tools ({tool.type}) are not served here")
+    out: dict[str, Any] = {"tools": [{"type": "function", "function": {
+        "name": t.name, "description": t.description, "parameters": t.input_schema or {"type": "object"}}}
+        for t in tools]}
+    if choice is not None:
+        if choice.type == "tool":
+            if not choice.name:
+                raise XituiError("tool_choice.name: required when the type is 'tool'")
+            out["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+        else:
+            out["tool_choice"] = {"any": "required"}.get(choice.type, choice.type)
+        out["parallel_tool_calls"] = not choice.disable_parallel_tool_use
+    return out
