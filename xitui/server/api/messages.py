@@ -163,3 +163,110 @@ def chat_tools(tools: list[AnthropicTool] | None, choice: ToolChoice | None) -> 
             out["tool_choice"] = {"any": "required"}.get(choice.type, choice.type)
         out["parallel_tool_calls"] = not choice.disable_parallel_tool_use
     return out
+
+
+# --- what comes back ---------------------------------------------------------------------------------------
+
+
+def _input_of(arguments: str) -> Any:
+    """A call's arguments as the tool_use block's `input` (an object; text that is not one, as it came)."""
+    import json
+
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return {"_raw": arguments}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+def message(ident: str, model: str, text: str, reasoning: str | None, calls: list[dict[str, Any]],
+            finish: str, usage: dict[str, Any]) -> dict[str, Any]:
+    """A whole answer as Anthropic's message."""
+    content: list[dict[str, Any]] = []
+    if reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+    if text:
+        content.append({"type": "text", "text": text})
+    for call in calls:
+        content.append({"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
+                        "input": _input_of(call["function"]["arguments"])})
+    return {"id": ident, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": "tool_use" if calls else STOP_REASONS.get(finish, "end_turn"), "stop_sequence": None,
+            "usage": {"input_tokens": usage.get("prompt_tokens", 0),
+                      "output_tokens": usage.get("completion_tokens", 0)}}
+
+
+class MessageEvents:
+    """A streamed answer as Anthropic's events: message_start, then content blocks (each a start, its deltas
+    and a stop; text, thinking, tool_use), message_delta with the stop reason and usage, message_stop."""
+
+    def __init__(self, ident: str, model: str):
+        self.ident, self.model = ident, model
+        self.index = -1
+        self.open: str | None = None  # the kind of the block being written
+
+    @staticmethod
+    def event(name: str, data: dict[str, Any]) -> bytes:
+        import orjson
+
+        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
+
+    def start(self, input_tokens: int = 0) -> bytes:
+        return self.event("message_start", {"message": {
+            "id": self.ident, "type": "message", "role": "assistant", "model": self.model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 0}}})
+
+    def _close(self) -> list[bytes]:
+        if self.open is None:
+            return []
+        out = []
+        if self.open == "thinking":  # (Claude Code reads a signature on every thinking block)
+            out.append(self.event("content_block_delta", {"index": self.index, "delta": {
+                "type": "signature_delta", "signature": ""}}))
+        out.append(self.event("content_block_stop", {"index": self.index}))
+        self.open = None
+        return out
+
+    def _begin(self, kind: str, block: dict[str, Any]) -> list[bytes]:
+        out = self._close()
+        self.index += 1
+        self.open = kind
+        out.append(self.event("content_block_start", {"index": self.index, "content_block": block}))
+        return out
+
+    def text(self, text: str) -> list[bytes]:
+        out = [] if self.open == "text" else self._begin("text", {"type": "text", "text": ""})
+        out.append(self.event("content_block_delta", {"index": self.index, "delta": {"type": "text_delta",
+                                                                                     "text": text}}))
+        return out
+
+    def thinking(self, text: str) -> list[bytes]:
+        out = [] if self.open == "thinking" else self._begin("thinking", {"type": "thinking", "thinking": ""})
+        out.append(self.event("content_block_delta", {"index": self.index, "delta": {"type": "thinking_delta",
+                                                                                     "thinking": text}}))
+        return out
+
+    def calls(self, calls: list[dict[str, Any]]) -> list[bytes]:
+        out: list[bytes] = []
+        for call in calls:
+            out += self._begin("tool_use", {"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
+                                            "input": {}})
+            out.append(self.event("content_block_delta", {"index": self.index, "delta": {
+                "type": "input_json_delta", "partial_json": call["function"]["arguments"]}}))
+            out += self._close()
+        return out
+
+    def end(self, finish: str, called: bool, usage: dict[str, Any]) -> list[bytes]:
+        out = self._close()
+        out.append(self.event("message_delta", {
+            "delta": {"stop_reason": "tool_use" if called else STOP_REASONS.get(finish, "end_turn"),
+                      "stop_sequence": None},
+            "usage": {"input_tokens": usage.get("prompt_tokens", 0),
+                      "output_tokens": usage.get("completion_tokens", 0)}}))
+        out.append(self.event("message_stop", {}))
+        return out
+
+    def error(self, message: str, status: int) -> bytes:
+        kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}.get(status, "api_error")
+        return self.event("error", {"error": {"type": kind, "message": message}})
