@@ -165,6 +165,42 @@ def chat_tools(tools: list[AnthropicTool] | None, choice: ToolChoice | None) -> 
     return out
 
 
+class MessagesBody(BaseModel):
+    """POST /v1/messages: Anthropic's request. Fields that do not change what a local model writes (metadata,
+    context_management, output_config's effort where the model has no levels...) are accepted and left."""
+
+    model_config = ConfigDict(extra="allow")
+    model: Annotated[str, Field(max_length=200)]
+    max_tokens: Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]
+    messages: Annotated[list[AnthropicMessage], Field(min_length=1, max_length=10_000)]
+    system: str | list[Block] | None = None
+    stop_sequences: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]],
+                              Field(max_length=16)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    top_k: Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)] | None = None
+    stream: Annotated[bool, Field(strict=True)] = False
+    tools: Annotated[list[AnthropicTool], Field(max_length=128)] | None = None
+    tool_choice: ToolChoice | None = None
+    #: {"type": "enabled", "budget_tokens"}, "disabled" or "adaptive": a model that reasons does; one that
+    #: does not ignores it (Claude Code sends "adaptive" to every model)
+    thinking: dict[str, Any] | None = None
+
+    def chat_dict(self) -> dict[str, Any]:
+        """The chat completions request this asks for (bodies.ChatBody reads and checks it)."""
+        out: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens, "stream": self.stream,
+                               "messages": chat_messages(self.system, self.messages),
+                               **chat_tools(self.tools, self.tool_choice)}
+        for key in ("temperature", "top_p", "top_k"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.stop_sequences:
+            out["stop"] = self.stop_sequences
+        if isinstance(self.thinking, dict) and self.thinking.get("type") == "disabled":
+            out["chat_template_kwargs"] = {"enable_thinking": False}
+        return out
+
+
 # --- what comes back ---------------------------------------------------------------------------------------
 
 
