@@ -306,3 +306,62 @@ class MessageEvents:
         kind = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}.get(status, "api_error")
         return self.event("error", {"error": {"type": kind, "message": message}})
+
+
+async def respond_messages(stream: Any, model: str, streamed: bool) -> Any:
+    """A chat generation's wire messages (text, reasoning, tool_calls, done) as Anthropic's message, whole or
+    as its events. An error before the first piece is the request's 4xx/5xx; a later one is an `error` event."""
+    import uuid
+
+    import orjson
+    from starlette.responses import Response, StreamingResponse
+
+    ident = "msg_" + uuid.uuid4().hex
+    if not streamed:
+        pieces, thought, calls = [], [], []
+        done = None
+        async for msg in stream:
+            if msg["kind"] == "text":
+                pieces.append(msg["text"])
+            elif msg["kind"] == "reasoning":
+                thought.append(msg["text"])
+            elif msg["kind"] == "tool_calls":
+                calls += msg["calls"]
+            elif msg["kind"] == "done":
+                done = msg
+        if done is None:
+            raise XituiError("the generation ended without an answer")
+        return Response(orjson.dumps(message(ident, model, "".join(pieces), "".join(thought) or None, calls,
+                                             done["finish_reason"], done["usage"])), media_type="application/json")
+    first = await stream.__anext__()
+    writer = MessageEvents(ident, model)
+
+    async def events() -> Any:
+        called = False
+        yield writer.start()
+        try:
+            msg = first
+            while True:
+                if msg["kind"] == "text":
+                    for data in writer.text(msg["text"]):
+                        yield data
+                elif msg["kind"] == "reasoning":
+                    for data in writer.thinking(msg["text"]):
+                        yield data
+                elif msg["kind"] == "tool_calls":
+                    called = True
+                    for data in writer.calls(msg["calls"]):
+                        yield data
+                elif msg["kind"] == "done":
+                    for data in writer.end(msg["finish_reason"], called, msg["usage"]):
+                        yield data
+                    return
+                msg = await stream.__anext__()
+        except XituiError as exc:
+            yield writer.error(str(exc), exc.status_code)
+        except StopAsyncIteration:
+            yield writer.error("the generation ended without an answer", 500)
+        finally:
+            await stream.aclose()
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

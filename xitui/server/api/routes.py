@@ -297,6 +297,23 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         streams = [supervisor.call(model.uid, {**work, "params": p}) for p in params]
         return await respond(request, streams, body, chat=True, turns=choice_turns(model))
 
+    @app.post("/v1/messages", responses=answers(400, 404, 500))
+    async def anthropic_messages(request: Request) -> Any:
+        """Anthropic's Messages API (Claude Code, the anthropic SDK), served as a chat request."""
+        from xitui.server.api.messages import MessagesBody, respond_messages
+        from xitui.server.edge.request_body import parse_body
+
+        asked = await read_body(request, MessagesBody)
+        body = parse_body(orjson.dumps(asked.chat_dict()), ChatBody)
+        model = await supervisor.ready(body.model, "chat")
+
+        def prepare() -> tuple[wire.ChatRequest, list[wire.Params]]:
+            return chat_input(body, model), choices(request, body)
+
+        work, params = await off_loop(prepare) if needs_thread(body) else prepare()
+        return await respond_messages(supervisor.call(model.uid, {**work, "params": params[0]}), body.model,
+                                      asked.stream)
+
     @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingBody), responses=answers(400, 404, 500))
     async def embeddings(request: Request) -> Response:
         body = await read_body(request, EmbeddingBody)
