@@ -103,6 +103,8 @@ class Params(TypedDict, total=False):
     logprobs: int
     #: Whose cached prompts the request may start from (a hash of the API key it came with).
     cache_key: str
+    #: Count the prompt's tokens and write nothing: the answer is a done with the usage alone.
+    count_only: bool
 
 
 # --- server -> worker ----------------------------------------------------------------------------------
@@ -263,6 +265,8 @@ class Done(TypedDict):
     preempted: NotRequired[int]
     #: Cells of the shared KV cache in use as the answer ended, its own included (llama.cpp's engine).
     kv_used: NotRequired[int]
+    #: The stop word that ended the answer (Anthropic's stop_sequence), where one did.
+    stop_word: NotRequired[str]
 
 
 class Embedded(TypedDict):
@@ -316,7 +320,7 @@ def failed(rid: int, error: str, status: int = 500) -> Failed:
 
 def done(rid: int, reason: FinishReason, prompt_tokens: int, generated: int, started: float, first: float | None,
          *, cached: int | None = None, preempted: int | None = None, kv_used: int | None = None,
-         image_tokens: int | None = None, audio_tokens: int | None = None) -> Done:
+         image_tokens: int | None = None, audio_tokens: int | None = None, stop_word: str | None = None) -> Done:
     """A generation's end, its speed measured from when it started and when its first token came (perf_counter
     times; `first` None: no token came). The one place every engine's `done` is made."""
     end = time.perf_counter()
@@ -338,6 +342,8 @@ def done(rid: int, reason: FinishReason, prompt_tokens: int, generated: int, sta
         msg["preempted"] = preempted
     if kv_used is not None:
         msg["kv_used"] = kv_used
+    if stop_word is not None:
+        msg["stop_word"] = stop_word
     return msg
 
 

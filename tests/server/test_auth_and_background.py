@@ -29,6 +29,14 @@ def test_api_key_is_demanded_on_every_route_but_the_probe(tmp_path: Path) -> Non
         with pytest.raises(ClientError, match="API key"):
             Client(srv.url).list_models()
         assert Client(srv.url, api_key="s3cret").list_models() == {}
+        # Anthropic's SDK and Claude Code send the key as x-api-key
+        assert httpx.get(f"{srv.url}/v1/models", headers={"x-api-key": "s3cret"}).status_code == 200
+        r = httpx.get(f"{srv.url}/v1/models", headers={"x-api-key": "s3cre"})
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+        anthropic = pytest.importorskip("anthropic")
+        with pytest.raises(anthropic.AuthenticationError, match="wrong API key"):
+            anthropic.Anthropic(base_url=srv.url, api_key="nope", max_retries=0).messages.create(
+                model="m", max_tokens=1, messages=[{"role": "user", "content": "hi"}])
 
         from xinference_client import RESTfulClient
 

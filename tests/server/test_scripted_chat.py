@@ -181,7 +181,7 @@ def test_an_error_answer_is_one_line_as_detail_and_as_openais_error(scripted, ch
     bad = httpx.post(f"{scripted.url}/v1/chat/completions", timeout=30,
                      json={"model": chatty, "messages": [{"role": "robot", "content": "hi"}]})
     line = bad.json()["detail"]
-    assert bad.status_code == 400 and bad.json() == {"detail": line, "error": {
+    assert bad.status_code == 400 and bad.json() == {"type": "error", "detail": line, "error": {
         "message": line, "type": "invalid_request_error", "param": None, "code": None}}
     client = sdk(scripted)
     with pytest.raises(openai.BadRequestError) as refused:

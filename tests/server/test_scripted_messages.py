@@ -1,6 +1,6 @@
 """Anthropic's Messages API through a real server and its worker, with a scripted model: the anthropic SDK's
 create and stream, a tool_use -> tool_result round trip, and what cannot be read is one line. Real models
-doing the same: (next step) test_messages.py (slow)."""
+doing the same: test_messages.py (slow)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def call(name: str, **arguments: Any) -> str:
 
 RULES = [
     {"match": "21 degrees", "reply": "It is 21 degrees in Paris."},
+    {"match": "add two and two", "reply": "<think>Two and two make four.</think>It is 4."},
+    {"match": "count to five", "reply": ["one", " two", " three", " four", " five"]},
+    {"match": "both cities", "constraint": "tool_call",
+     "reply": call("get_weather", city="Paris") + "\n" + call("get_weather", city="Lyon")},
     {"match": "weather", "constraint": "tool_call", "reply": call("get_weather", city="Paris")},
     {"match": "weather", "reply": call("get_weather", city="Lyon")},
     {"match": "Be brief.", "reply": "Red, green, blue."},
@@ -36,7 +40,7 @@ TOOLS = [{"name": "get_weather", "description": "The weather in a city", "input_
 
 @pytest.fixture(scope="module")
 def teller(scripted: servers.ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    spec = scripted_spec("teller", tmp_path_factory.mktemp("teller"), RULES, abilities=["chat", "tools"])
+    spec = scripted_spec("teller", tmp_path_factory.mktemp("teller"), RULES, abilities=["chat", "tools", "reasoning"])
     with launched(Client(scripted.url), "teller", spec, model_engine="scripted") as uid:
         yield uid
 
@@ -87,3 +91,91 @@ def test_what_cannot_be_read_is_one_line(scripted, teller, body, says):
                           json={"model": teller, "max_tokens": 10, **body})
     assert response.status_code == 400, response.text
     assert says in response.json()["detail"] and "\n" not in response.json()["detail"]
+
+
+def test_a_thinking_models_reasoning_is_a_thinking_block_whole_and_streamed(scripted, teller):
+    client = sdk(scripted)
+    asked = {"model": teller, "max_tokens": 50, "messages": [{"role": "user", "content": "add two and two"}]}
+    done = client.messages.create(**asked)
+    assert [(b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in done.content] == [
+        ("thinking", "Two and two make four."), ("text", "It is 4.")]
+    with client.messages.stream(**asked) as stream:
+        kinds = [event.delta.type for event in stream if event.type == "content_block_delta"]
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "text"] and final.content[1].text == "It is 4."
+    assert "thinking_delta" in kinds and "signature_delta" in kinds and "text_delta" in kinds
+    # told not to think (Claude Code sends "adaptive" to every model; "disabled" turns it off where it can)
+    quiet = client.messages.create(**asked, thinking={"type": "disabled"})
+    assert quiet.content[-1].text == "It is 4."
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_several_calls_at_once_are_tool_use_blocks_and_nothing_else(scripted, teller, streamed):
+    client = sdk(scripted)
+    asked = {"model": teller, "max_tokens": 200, "tools": TOOLS, "tool_choice": {"type": "any"},
+             "messages": [{"role": "user", "content": "The weather in both cities?"}]}
+    if streamed:
+        with client.messages.stream(**asked) as stream:
+            done = stream.get_final_message()
+    else:
+        done = client.messages.create(**asked)
+    assert [(b.type, b.input) for b in done.content] == [("tool_use", {"city": "Paris"}), ("tool_use", {"city": "Lyon"})]
+    assert all(b.id.startswith("toolu_") for b in done.content) and len({b.id for b in done.content}) == 2
+    assert done.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_a_stop_sequence_met_is_named(scripted, teller, streamed):
+    client = sdk(scripted)
+    asked = {"model": teller, "max_tokens": 50, "stop_sequences": ["four", "zzz"],
+             "messages": [{"role": "user", "content": "count to five"}]}
+    if streamed:
+        with client.messages.stream(**asked) as stream:
+            done = stream.get_final_message()
+    else:
+        done = client.messages.create(**asked)
+    assert done.content[0].text == "one two three " and (done.stop_reason, done.stop_sequence) == (
+        "stop_sequence", "four")
+    ended = client.messages.create(model=teller, max_tokens=50, messages=asked["messages"])  # its own end
+    assert (ended.stop_reason, ended.stop_sequence) == ("end_turn", None)
+    cut = client.messages.create(model=teller, max_tokens=2, messages=asked["messages"])
+    assert (cut.stop_reason, cut.content[0].text) == ("max_tokens", "one two")
+
+
+def test_count_tokens_is_what_the_answer_says_it_read(scripted, teller):
+    client = sdk(scripted)
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    counted = client.messages.count_tokens(model=teller, messages=question, system="Be brief.")
+    read = client.messages.create(model=teller, max_tokens=20, messages=question, system="Be brief.")
+    assert counted.input_tokens == read.usage.input_tokens > 0
+    with_tools = client.messages.count_tokens(model=teller, messages=question, tools=TOOLS)
+    assert with_tools.input_tokens > client.messages.count_tokens(model=teller, messages=question).input_tokens
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="nobody", messages=question)
+
+
+def test_what_claude_code_sends_is_taken(scripted, teller):
+    """The fields Claude Code 2.1 sends (../shared/XINFERENCE_API.md) change nothing a local model writes."""
+    response = httpx.post(f"{scripted.url}/v1/messages?beta=true", timeout=30, headers={
+        "anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219", "x-api-key": "any"}, json={
+        "model": teller, "max_tokens": 32000, "stream": True, "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"}, "metadata": {"user_id": "u"},
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
+                                                    "cache_control": {"type": "ephemeral"}}]}]})
+    assert response.status_code == 200, response.text
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta") == (
+        "Hello there, friend.")
+    assert events[-1] == {"type": "message_stop"}
+
+
+def test_errors_are_anthropics_envelope(scripted, teller):
+    client = sdk(scripted)
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.messages.create(model="nobody", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert missing.value.body["type"] == "error" and missing.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.create(model=teller, max_tokens=0, messages=[{"role": "user", "content": "x"}])
+    assert "max_tokens" in bad.value.body["error"]["message"]

@@ -69,6 +69,8 @@ class Finish:
     completion_tokens: int
     #: Of the prompt's tokens, those its images took.
     image_tokens: int = 0
+    #: The stop word that ended it, if one did.
+    stop_word: str | None = None
 
 
 class StopWords:
@@ -77,16 +79,19 @@ class StopWords:
     def __init__(self, words: list[str]):
         self.words = [w for w in words if w]
         self.pending = ""
+        #: The stop word the text met (Anthropic's stop_sequence), None before one is met.
+        self.hit: str | None = None
 
     def feed(self, text: str) -> tuple[str, bool]:
-        """The text that is safe to show now, and whether a stop word was reached."""
+        """The text that is safe to show now, and whether a stop word was reached (`hit`: which)."""
         buf = self.pending + text
         self.pending = ""
         if not self.words:
             return buf, False
-        hits = [i for i in (buf.find(w) for w in self.words) if i >= 0]
+        hits = [(i, w) for i, w in ((buf.find(w), w) for w in self.words) if i >= 0]
         if hits:
-            return buf[: min(hits)], True
+            at, self.hit = min(hits)
+            return buf[:at], True
         hold = max(partial_marker(buf, word) for word in self.words)
         if hold:
             self.pending = buf[-hold:]

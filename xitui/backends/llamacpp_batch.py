@@ -657,7 +657,8 @@ class BatchEngine:
         self.send(wire.done(slot.rid, reason, len(slot.prompt), slot.generated, slot.started, slot.first,
                             cached=slot.reused, preempted=slot.preempted, kv_used=self._used(),
                             image_tokens=sum(image.n_tokens for image in slot.images.values() if not image.audio),
-                            audio_tokens=sum(image.n_tokens for image in slot.images.values() if image.audio)))
+                            audio_tokens=sum(image.n_tokens for image in slot.images.values() if image.audio),
+                            stop_word=slot.stop.hit))
 
 
 def _token_data_dtype() -> Any:

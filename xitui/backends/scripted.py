@@ -291,7 +291,8 @@ class ScriptedEngine:
                 self.send(wire.text(item.rid, shown, logprobs))
             if stopped:
                 self._end(item)
-                self.send(wire.done(item.rid, "stop", item.prompt_tokens, item.written, item.started, item.first))
+                self.send(wire.done(item.rid, "stop", item.prompt_tokens, item.written, item.started, item.first,
+                                    stop_word=item.stop.hit))
                 return
             if item.written < item.length:
                 if item.written >= item.budget:

@@ -261,7 +261,7 @@ class TransformersBackend(Backend):
         if rest and reason != "stop":
             yield rest
         yield Finish(reason=reason, prompt_tokens=len(prompt_ids), completion_tokens=len(generated),
-                     image_tokens=image_tokens)
+                     image_tokens=image_tokens, stop_word=stops.hit)
 
     def special_stop_ids(self, words: list[str]) -> set[int]:
         """Stop words that are special tokens (<end_of_turn>...) are skipped in the text: stop on their ids."""

@@ -189,7 +189,8 @@ class TorchBatchEngine:
         rest = "" if by_word else req.stop.flush()
         if rest or (req.params.logprobs is not None and req.logprobs_sent < shown):
             self.send(self._piece(req, rest, shown))
-        self.send(wire.done(req.rid, reason, len(req.prompt), generated, req.started, req.first))
+        self.send(wire.done(req.rid, reason, len(req.prompt), generated, req.started, req.first,
+                            stop_word=req.stop.hit))
 
     def _piece(self, req: Request, text: str, upto: int) -> wire.Text:
         """A piece of the answer, with the log probabilities of its tokens up to `upto` when asked for."""

@@ -354,6 +354,9 @@ class Worker:
         params = GenerateParams.from_request(req["params"])
         family = self.family_of()
         prompt = self.chat_prompt(req, params) if req["kind"] == "chat" else req["prompt"]
+        if req["params"].get("count_only"):
+            self.count(req, prompt)
+            return
         if params.constraint:
             if params.ignore_eos:
                 raise RequestError("ignore_eos: an answer of a given form ends where the form does; leave it out")
@@ -389,11 +392,27 @@ class Worker:
         for piece in self.backend.generate(prompt, params, lambda: rid in self.cancelled, images):
             if isinstance(piece, Finish):
                 self.deliver(wire.done(rid, piece.reason, piece.prompt_tokens, piece.completion_tokens, start, first,
-                                       image_tokens=piece.image_tokens))
+                                       image_tokens=piece.image_tokens, stop_word=piece.stop_word))
                 return
             if first is None:
                 first = time.perf_counter()
             self.deliver(wire.text(rid, piece))
+
+    def count(self, req: wire.GenerateRequest | wire.ChatRequest, prompt: str) -> None:
+        """The prompt's length in tokens, as its usage, and nothing written (Anthropic's count_tokens)."""
+        self.readers.pop(req["id"], None)
+        images = request_images(req)
+        if images:
+            if self.backend.image_marker is None:
+                raise RequestError("this model reads no images")
+            if self.backend.engine is None:
+                raise RequestError("images are counted for GGUF vision models (llama.cpp); count the text alone")
+            prompt = prompt.replace(req["image_marker"], self.backend.image_marker)  # type: ignore[typeddict-item]
+            tokens = self.backend.prompt_media(prompt, images)[0]
+        else:
+            tokens = self.backend.prompt_tokens(prompt)
+        now = time.perf_counter()
+        self.channel.send(wire.done(req["id"], "stop", len(tokens), 0, now, None))
 
     def deliver(self, msg: wire.Answer) -> None:
         """Send a generation's message; a thinking model's reasoning and a tool call are taken out of the

@@ -2,9 +2,6 @@
 chat request the rest of the server already serves (bodies.ChatBody): system, turns of text, image, tool_use,
 tool_result and thinking blocks, tools and tool_choice. What comes back is written in Anthropic's shapes
 (a message, or its stream of events) from the same wire messages as chat completions.
-
-DRAFT (branch wip/messages-api): the translation only; the route, the stream writer and the tests are the
-next step (issue 35).
 """
 
 from __future__ import annotations
@@ -22,6 +19,15 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 IGNORED = ("metadata", "context_management", "service_tier", "container", "mcp_servers", "betas")
 
 
+class Part(BaseModel):
+    """A block inside a tool result or the system prompt: text (or an image, refused where it is not read).
+    Not a Block: a block in a block in a block... is not Anthropic's, and not a depth to walk."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Annotated[str, Field(max_length=32)]
+    text: str | None = None
+
+
 class Block(BaseModel):
     """One content block of a message (text, image, tool_use, tool_result, thinking, redacted_thinking)."""
 
@@ -36,7 +42,7 @@ class Block(BaseModel):
     input: Any = None
     #: tool_result
     tool_use_id: Annotated[str, Field(max_length=256)] | None = None
-    content: str | list[Block] | None = None
+    content: str | Annotated[list[Part], Field(max_length=1000)] | None = None
     is_error: bool | None = None
     #: thinking
     thinking: str | None = None
@@ -83,7 +89,7 @@ def _image_part(block: Block, where: str) -> dict[str, Any]:
     raise XituiError(f"{where}.source: an image is base64 data or a url")
 
 
-def _text_of(content: str | list[Block] | None, where: str) -> str:
+def _text_of(content: str | list[Part] | None, where: str) -> str:
     """A tool result's content as text (its text blocks joined; images in a tool result are not read)."""
     if content is None or isinstance(content, str):
         return content or ""
@@ -95,7 +101,7 @@ def _text_of(content: str | list[Block] | None, where: str) -> str:
     return "".join(texts)
 
 
-def chat_messages(system: str | list[Block] | None, messages: list[AnthropicMessage]) -> list[dict[str, Any]]:
+def chat_messages(system: str | list[Part] | None, messages: list[AnthropicMessage]) -> list[dict[str, Any]]:
     """The conversation in OpenAI's chat shape: the system first; a user turn's tool results as `tool`
     messages (in order, before the turn's other blocks); an assistant turn's text and tool_use blocks as one
     message with its tool_calls; thinking blocks dropped (a local model does not read its earlier thoughts)."""
@@ -173,7 +179,7 @@ class MessagesBody(BaseModel):
     model: Annotated[str, Field(max_length=200)]
     max_tokens: Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]
     messages: Annotated[list[AnthropicMessage], Field(min_length=1, max_length=10_000)]
-    system: str | list[Block] | None = None
+    system: str | Annotated[list[Part], Field(max_length=1000)] | None = None
     stop_sequences: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]],
                               Field(max_length=16)] | None = None
     temperature: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
@@ -201,6 +207,12 @@ class MessagesBody(BaseModel):
         return out
 
 
+class CountTokensBody(MessagesBody):
+    """POST /v1/messages/count_tokens: a Messages request without max_tokens, counted and not answered."""
+
+    max_tokens: Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)] = 1
+
+
 # --- what comes back ---------------------------------------------------------------------------------------
 
 
@@ -215,21 +227,40 @@ def _input_of(arguments: str) -> Any:
     return value if isinstance(value, dict) else {"_value": value}
 
 
+def tool_use_id(call_id: str) -> str:
+    """Anthropic's id for a call (its SDK and Claude Code expect `toolu_`): the engine's own, renamed."""
+    return "toolu_" + call_id.removeprefix("call_")
+
+
+def stop_of(done: dict[str, Any], called: bool, sequences: list[str]) -> tuple[str, str | None]:
+    """Anthropic's stop_reason and stop_sequence for an answer's end: one of the request's stop_sequences is
+    named; a stop word of the model's own (its end of turn) is end_turn."""
+    word = done.get("stop_word")
+    if called:
+        return "tool_use", None
+    if done["finish_reason"] == "stop" and word in sequences:
+        return "stop_sequence", word
+    return STOP_REASONS.get(done["finish_reason"], "end_turn"), None
+
+
+def usage_of(done: dict[str, Any]) -> dict[str, int]:
+    return {"input_tokens": done["usage"]["prompt_tokens"], "output_tokens": done["usage"]["completion_tokens"]}
+
+
 def message(ident: str, model: str, text: str, reasoning: str | None, calls: list[dict[str, Any]],
-            finish: str, usage: dict[str, Any]) -> dict[str, Any]:
+            done: dict[str, Any], sequences: list[str]) -> dict[str, Any]:
     """A whole answer as Anthropic's message."""
     content: list[dict[str, Any]] = []
     if reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    if text:
+    if text and not (calls and text.isspace()):  # (the line breaks between calls are not a text block)
         content.append({"type": "text", "text": text})
     for call in calls:
-        content.append({"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
+        content.append({"type": "tool_use", "id": tool_use_id(call["id"]), "name": call["function"]["name"],
                         "input": _input_of(call["function"]["arguments"])})
+    reason, sequence = stop_of(done, bool(calls), sequences)
     return {"id": ident, "type": "message", "role": "assistant", "model": model, "content": content,
-            "stop_reason": "tool_use" if calls else STOP_REASONS.get(finish, "end_turn"), "stop_sequence": None,
-            "usage": {"input_tokens": usage.get("prompt_tokens", 0),
-                      "output_tokens": usage.get("completion_tokens", 0)}}
+            "stop_reason": reason, "stop_sequence": sequence, "usage": usage_of(done)}
 
 
 class MessageEvents:
@@ -240,6 +271,9 @@ class MessageEvents:
         self.ident, self.model = ident, model
         self.index = -1
         self.open: str | None = None  # the kind of the block being written
+        #: white space not yet written: it opens no text block of its own until text follows it (the line
+        #: breaks between several calls are not a block)
+        self.held = ""
 
     @staticmethod
     def event(name: str, data: dict[str, Any]) -> bytes:
@@ -271,10 +305,16 @@ class MessageEvents:
         return out
 
     def text(self, text: str) -> list[bytes]:
+        if self.open != "text" and (self.held + text).isspace():
+            self.held += text
+            return []
+        text, self.held = self.held + text, ""
         out = [] if self.open == "text" else self._begin("text", {"type": "text", "text": ""})
-        out.append(self.event("content_block_delta", {"index": self.index, "delta": {"type": "text_delta",
-                                                                                     "text": text}}))
+        out.append(self._text_delta(text))
         return out
+
+    def _text_delta(self, text: str) -> bytes:
+        return self.event("content_block_delta", {"index": self.index, "delta": {"type": "text_delta", "text": text}})
 
     def thinking(self, text: str) -> list[bytes]:
         out = [] if self.open == "thinking" else self._begin("thinking", {"type": "thinking", "thinking": ""})
@@ -284,21 +324,24 @@ class MessageEvents:
 
     def calls(self, calls: list[dict[str, Any]]) -> list[bytes]:
         out: list[bytes] = []
+        self.held = ""
         for call in calls:
-            out += self._begin("tool_use", {"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
-                                            "input": {}})
+            out += self._begin("tool_use", {"type": "tool_use", "id": tool_use_id(call["id"]),
+                                            "name": call["function"]["name"], "input": {}})
             out.append(self.event("content_block_delta", {"index": self.index, "delta": {
                 "type": "input_json_delta", "partial_json": call["function"]["arguments"]}}))
             out += self._close()
         return out
 
-    def end(self, finish: str, called: bool, usage: dict[str, Any]) -> list[bytes]:
-        out = self._close()
-        out.append(self.event("message_delta", {
-            "delta": {"stop_reason": "tool_use" if called else STOP_REASONS.get(finish, "end_turn"),
-                      "stop_sequence": None},
-            "usage": {"input_tokens": usage.get("prompt_tokens", 0),
-                      "output_tokens": usage.get("completion_tokens", 0)}}))
+    def end(self, done: dict[str, Any], called: bool, sequences: list[str]) -> list[bytes]:
+        out: list[bytes] = []
+        if self.held and not called:  # an answer of white space alone is still the answer
+            out += self._begin("text", {"type": "text", "text": ""})
+            out.append(self._text_delta(self.held))
+        out += self._close()
+        reason, sequence = stop_of(done, called, sequences)
+        out.append(self.event("message_delta", {"delta": {"stop_reason": reason, "stop_sequence": sequence},
+                                                "usage": usage_of(done)}))
         out.append(self.event("message_stop", {}))
         return out
 
@@ -308,7 +351,7 @@ class MessageEvents:
         return self.event("error", {"error": {"type": kind, "message": message}})
 
 
-async def respond_messages(stream: Any, model: str, streamed: bool) -> Any:
+async def respond_messages(stream: Any, model: str, streamed: bool, sequences: list[str]) -> Any:
     """A chat generation's wire messages (text, reasoning, tool_calls, done) as Anthropic's message, whole or
     as its events. An error before the first piece is the request's 4xx/5xx; a later one is an `error` event."""
     import uuid
@@ -331,8 +374,8 @@ async def respond_messages(stream: Any, model: str, streamed: bool) -> Any:
                 done = msg
         if done is None:
             raise XituiError("the generation ended without an answer")
-        return Response(orjson.dumps(message(ident, model, "".join(pieces), "".join(thought) or None, calls,
-                                             done["finish_reason"], done["usage"])), media_type="application/json")
+        return Response(orjson.dumps(message(ident, model, "".join(pieces), "".join(thought) or None, calls, done,
+                                             sequences)), media_type="application/json")
     first = await stream.__anext__()
     writer = MessageEvents(ident, model)
 
@@ -353,7 +396,7 @@ async def respond_messages(stream: Any, model: str, streamed: bool) -> Any:
                     for data in writer.calls(msg["calls"]):
                         yield data
                 elif msg["kind"] == "done":
-                    for data in writer.end(msg["finish_reason"], called, msg["usage"]):
+                    for data in writer.end(msg, called, sequences):
                         yield data
                     return
                 msg = await stream.__anext__()

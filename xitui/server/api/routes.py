@@ -42,6 +42,7 @@ from xitui.server.api.bodies import (
 from xitui.server.api.generation import ChoiceTurns, respond
 from xitui.server.api.image_fetch import fetch_urls
 from xitui.server.api.images import MAX_IMAGE_BYTES, MAX_IMAGES
+from xitui.server.api.messages import CountTokensBody, MessagesBody, respond_messages
 from xitui.server.api.model_input import chat_input, check_prompt, needs_thread, rerank_texts
 from xitui.server.api.openapi import answers, document, streaming_ok
 from xitui.server.edge.api_key import BearerAuth
@@ -49,7 +50,7 @@ from xitui.server.edge.error_body import error_body
 from xitui.server.edge.fast_path import FastPath, error_response
 from xitui.server.edge.guard import Policy, RequestGuard
 from xitui.server.edge.off_loop import off_loop
-from xitui.server.edge.request_body import problems_text, read_body
+from xitui.server.edge.request_body import parse_body, problems_text, read_body
 from xitui.server.runtime.launch_request import LAUNCH_BODY, LaunchBody
 from xitui.server.runtime.model import Model
 from xitui.server.runtime.supervisor import Supervisor
@@ -280,39 +281,49 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         streams = [supervisor.call(model.uid, wire.generate(prompt, p)) for p in params]
         return await respond(request, streams, body, chat=False, turns=choice_turns(model))
 
+    async def chat_work(request: Request, body: ChatBody, model: Any) -> tuple[wire.ChatRequest, list[wire.Params]]:
+        """A chat body's request to the worker and each choice's parameters: image URLs fetched where the server
+        fetches them (on the loop: a slow host holds no thread), tools and schemas checked, serialized and
+        counted off the event loop."""
+        if settings.image_urls != "off" and model.reads_images:
+            await fetch_urls(body, settings.image_urls, MAX_IMAGE_BYTES, MAX_IMAGES)
+
+        def prepare() -> tuple[wire.ChatRequest, list[wire.Params]]:
+            return chat_input(body, model), choices(request, body)
+
+        return await off_loop(prepare) if needs_thread(body) else prepare()
+
     @app.post("/v1/chat/completions", openapi_extra=body_schema(ChatBody),
               responses={**streaming_ok(), **answers(400, 404, 500)})
     async def chat_completions(request: Request) -> Any:
         body = await read_body(request, ChatBody)
         model = await supervisor.ready(body.model, "chat")
-
-        def prepare() -> tuple[wire.ChatRequest, list[wire.Params]]:
-            return chat_input(body, model), choices(request, body)
-
-        if settings.image_urls != "off" and model.reads_images:  # (on the loop: a slow host holds no thread)
-            await fetch_urls(body, settings.image_urls, MAX_IMAGE_BYTES, MAX_IMAGES)
-
-        # tools and schemas are checked, serialized and counted off the event loop
-        work, params = await off_loop(prepare) if needs_thread(body) else prepare()
+        work, params = await chat_work(request, body, model)
         streams = [supervisor.call(model.uid, {**work, "params": p}) for p in params]
         return await respond(request, streams, body, chat=True, turns=choice_turns(model))
 
-    @app.post("/v1/messages", responses=answers(400, 404, 500))
+    @app.post("/v1/messages", openapi_extra=body_schema(MessagesBody),
+              responses={**streaming_ok(), **answers(400, 404, 500)})
     async def anthropic_messages(request: Request) -> Any:
         """Anthropic's Messages API (Claude Code, the anthropic SDK), served as a chat request."""
-        from xitui.server.api.messages import MessagesBody, respond_messages
-        from xitui.server.edge.request_body import parse_body
-
         asked = await read_body(request, MessagesBody)
         body = parse_body(orjson.dumps(asked.chat_dict()), ChatBody)
         model = await supervisor.ready(body.model, "chat")
-
-        def prepare() -> tuple[wire.ChatRequest, list[wire.Params]]:
-            return chat_input(body, model), choices(request, body)
-
-        work, params = await off_loop(prepare) if needs_thread(body) else prepare()
+        work, params = await chat_work(request, body, model)
         return await respond_messages(supervisor.call(model.uid, {**work, "params": params[0]}), body.model,
-                                      asked.stream)
+                                      asked.stream, asked.stop_sequences or [])
+
+    @app.post("/v1/messages/count_tokens", openapi_extra=body_schema(CountTokensBody), responses=answers(400, 404))
+    async def anthropic_count_tokens(request: Request) -> dict[str, int]:
+        """The tokens a Messages request's prompt takes on its model (rendered and tokenized; nothing written)."""
+        asked = await read_body(request, CountTokensBody)
+        body = parse_body(orjson.dumps(asked.chat_dict()), ChatBody)
+        model = await supervisor.ready(body.model, "chat")
+        work, params = await chat_work(request, body, model)
+        async for msg in supervisor.call(model.uid, {**work, "params": {**params[0], "count_only": True}}):
+            if msg["kind"] == "done":
+                return {"input_tokens": msg["usage"]["prompt_tokens"]}
+        raise ModelFailedError("the model gave no count")
 
     @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingBody), responses=answers(400, 404, 500))
     async def embeddings(request: Request) -> Response:

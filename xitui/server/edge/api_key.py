@@ -1,4 +1,5 @@
-"""The API key check (`server.api_key`): every route but the auth probe needs `Authorization: Bearer KEY`."""
+"""The API key check (`server.api_key`): every route but the auth probe needs `Authorization: Bearer KEY`, or
+`x-api-key: KEY` as Anthropic's SDK and Claude Code send it."""
 
 from __future__ import annotations
 
@@ -20,9 +21,13 @@ class BearerAuth:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.expected is None or scope["type"] != "http" or scope["path"] == "/v1/cluster/auth":
             return await self.app(scope, receive, send)
-        given = dict(scope["headers"]).get(b"authorization", b"")
+        headers = dict(scope["headers"])
+        given = headers.get(b"authorization", b"")
+        if not given and b"x-api-key" in headers:
+            given = b"Bearer " + headers[b"x-api-key"]
         if not secrets.compare_digest(given, self.expected):
             detail = "missing API key" if not given else "wrong API key"
-            response = JSONResponse(error_body(f"{detail}: send 'Authorization: Bearer KEY'", 401), status_code=401)
+            response = JSONResponse(error_body(f"{detail}: send 'Authorization: Bearer KEY' or 'x-api-key: KEY'",
+                                             401), status_code=401)
             return await response(scope, receive, send)
         return await self.app(scope, receive, send)

@@ -1,7 +1,8 @@
 """The body of every error the server answers: `detail`, one line (Xinference's key: its client and xitui's
 read it), and OpenAI's `error` object beside it, the same line as its `message` (the openai SDK reads that
 into its exceptions; a mid-stream error with a string there showed only "An error occurred during
-streaming")."""
+streaming"), and `"type": "error"` above them, which makes the same body Anthropic's envelope (its SDK and
+Claude Code read `error.type` and `error.message`)."""
 
 from __future__ import annotations
 
@@ -21,4 +22,4 @@ def openai_error(message: str, status: int) -> dict[str, Any]:
 
 def error_body(detail: str, status: int) -> dict[str, Any]:
     """An error answer's JSON body."""
-    return {"detail": detail, "error": openai_error(detail, status)}
+    return {"type": "error", "detail": detail, "error": openai_error(detail, status)}

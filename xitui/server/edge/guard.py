@@ -124,7 +124,7 @@ class RequestGuard:
             app,
             allow_origins=["*"] if policy.any_origin else sorted(policy.origins),
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", "x-api-key", "anthropic-version", "anthropic-beta"],
             max_age=600,
         )
 
