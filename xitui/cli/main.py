@@ -9,6 +9,7 @@ import typer
 
 from xitui import __version__
 from xitui.cli import (
+    agent_commands,
     cache_commands,
     chats_commands,
     check_commands,
@@ -74,6 +75,7 @@ app.command()(generation_commands.generate)
 app.command()(generation_commands.chat)
 app.command()(generation_commands.embed)
 app.command()(generation_commands.rerank)
+app.command(context_settings={"allow_interspersed_args": False})(agent_commands.agent)
 app.command()(server_commands.serve)
 app.command()(server_commands.stop)
 app.command()(doctor_commands.doctor)
