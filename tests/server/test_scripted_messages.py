@@ -84,7 +84,7 @@ def test_a_tool_use_then_its_result_then_the_answer(scripted, teller):
     ({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "any"}}, "tool_choice: 'any' needs tools"),
     ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search_20250305", "name": "web"}]},
      "tools[0]: Anthropic's server tools"),
-    ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
 ])
 def test_what_cannot_be_read_is_one_line(scripted, teller, body, says):
     response = httpx.post(f"{scripted.url}/v1/messages", timeout=30,
@@ -179,3 +179,15 @@ def test_errors_are_anthropics_envelope(scripted, teller):
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.messages.create(model=teller, max_tokens=0, messages=[{"role": "user", "content": "x"}])
     assert "max_tokens" in bad.value.body["error"]["message"]
+
+
+def test_a_system_turn_amid_the_conversation_joins_the_system_prompt(scripted, tmp_path):
+    """Claude Code 2.1 sends a system turn after the user's first (its "mid-conversation-system" beta): every
+    chat template takes the system prompt first, so the turn's text is read there, after the system field's."""
+    spec = scripted_spec("echo", tmp_path / "echo", [{"echo": "prompt"}])
+    with launched(Client(scripted.url), "echo", spec, model_engine="scripted") as uid:
+        done = sdk(scripted).messages.create(model=uid, max_tokens=200, system="First.", messages=[
+            {"role": "user", "content": [{"type": "text", "text": "<reminder>"}, {"type": "text", "text": "hi"}]},
+            {"role": "system", "content": "Second."}])
+    assert json.loads(done.content[0].text).startswith(
+        "<|im_start|>system\nFirst.\n\nSecond.<|im_end|>\n<|im_start|>user\n<reminder>\nhi<|im_end|>")

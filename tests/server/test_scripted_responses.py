@@ -123,7 +123,11 @@ def test_what_codex_sends_is_taken(scripted, teller):
             "model": teller, "instructions": "You are Codex.", "stream": True, "store": False,
             "tools": [{"type": "function", "name": "shell", "description": "Runs a command", "strict": False,
                        "parameters": {"type": "object", "properties": {"command": {"type": "array", "items": {
-                           "type": "string"}}}, "required": ["command"]}}],
+                           "type": "string"}}}, "required": ["command"]}},
+                      {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents", "tools": [
+                          {"type": "function", "name": "spawn_agent", "strict": False, "parameters": {
+                              "type": "object", "properties": {"task": {"type": "string"}}}}]},
+                      {"type": "web_search", "external_web_access": False}],
             "tool_choice": "auto", "parallel_tool_calls": False,
             "reasoning": {"effort": "medium", "summary": "auto"}, "include": ["reasoning.encrypted_content"],
             "prompt_cache_key": "k", "client_metadata": {"x": "y"},
@@ -141,7 +145,6 @@ def test_what_codex_sends_is_taken(scripted, teller):
     ({"input": "x", "previous_response_id": "resp_1"}, "previous_response_id: responses are not kept here"),
     ({"input": "x", "store": True}, "store: responses are not kept here"),
     ({"input": [{"type": "computer_call_output", "call_id": "c"}]}, "input[0]: 'computer_call_output' items"),
-    ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0]: 'web_search' tools are OpenAI's own"),
     ({"input": [{"type": "function_call_output"}]}, "input[0]: a function_call_output has the call_id"),
     ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
 ])
@@ -150,3 +153,17 @@ def test_what_cannot_be_read_is_one_line(scripted, teller, body, says):
     assert response.status_code == 400, response.text
     detail = response.json()["detail"]
     assert says in detail and "\n" not in detail and response.json()["error"]["message"] == detail
+
+
+def test_a_function_of_a_namespace_is_called_with_its_namespace(scripted, tmp_path):
+    rules = [{"match": "spawn", "constraint": "tool_call", "reply": call("spawn_agent", task="tests")}]
+    spec = scripted_spec("spawner", tmp_path / "spawner", rules, abilities=["chat", "tools"])
+    with launched(Client(scripted.url), "spawner", spec, model_engine="scripted") as uid:
+        done = sdk(scripted).responses.create(model=uid, input="spawn one", tool_choice="required", tools=[
+            {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents", "tools": [
+                {"type": "function", "name": "spawn_agent", "parameters": {
+                    "type": "object", "properties": {"task": {"type": "string"}}, "required": ["task"]}}]},
+            {"type": "web_search"}])
+    (item,) = done.output
+    assert (item.type, item.name, json.loads(item.arguments)) == ("function_call", "spawn_agent", {"task": "tests"})
+    assert item.namespace == "multi_agent_v1"

@@ -29,6 +29,8 @@ INT32_MAX = 2**31 - 1
 #: is looked for after every token, so thousands of them slowed every stream of the model.
 MAX_STOP_WORDS = 16
 MAX_STOP_LENGTH = 256
+#: A tool's description, in characters (Claude Code's longest, its Workflow tool's, is 18.8k).
+MAX_DESCRIPTION = 65_536
 #: Messages in one chat request (a conversation that long would not fit any context anyway).
 MAX_MESSAGES = 10_000
 #: Choices one request may ask for (`n`): each is a generation of its own.
@@ -240,7 +242,7 @@ class Function(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-    description: Annotated[str, Field(max_length=8192)] | None = None
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION)] | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from xitui.core.errors import XituiError
+from xitui.server.api.bodies import MAX_DESCRIPTION
 
 #: Anthropic's stop reasons for the engines' finish reasons.
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -52,7 +53,8 @@ class AnthropicMessage(BaseModel):
     """One turn: the user's or the assistant's, text or blocks."""
 
     model_config = ConfigDict(extra="ignore")
-    role: Literal["user", "assistant"]
+    #: system: a turn of instructions amid the conversation (Claude Code 2.1's "mid-conversation-system" beta)
+    role: Literal["user", "assistant", "system"]
     content: str | Annotated[list[Block], Field(max_length=1000)]
 
 
@@ -61,7 +63,7 @@ class AnthropicTool(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-    description: Annotated[str, Field(max_length=8192)] | None = None
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION)] | None = None
     input_schema: dict[str, Any] | None = None
     #: server tools (web_search...) have a type other than "custom"
     type: Annotated[str, Field(max_length=64)] | None = None
@@ -108,10 +110,14 @@ def chat_messages(system: str | list[Part] | None, messages: list[AnthropicMessa
     import json
 
     out: list[dict[str, Any]] = []
-    if system:
-        out.append({"role": "system", "content": _text_of(system, "system")})
+    instructions = [_text_of(system, "system")] if system else []
     for m, message in enumerate(messages):
         where = f"messages[{m}].content"
+        if message.role == "system":
+            # joined to the system prompt, where every chat template takes one (many refuse it later on)
+            instructions.append(message.content if isinstance(message.content, str) else _text_of(
+                [Part.model_validate(b.model_dump()) for b in message.content], where))
+            continue
         if isinstance(message.content, str):
             out.append({"role": message.role, "content": message.content})
             continue
@@ -144,7 +150,9 @@ def chat_messages(system: str | list[Part] | None, messages: list[AnthropicMessa
         elif parts:
             only_text = all(p["type"] == "text" for p in parts)
             out.append({"role": message.role,
-                        "content": "".join(p["text"] for p in parts) if only_text else parts})
+                        "content": "\n".join(p["text"] for p in parts) if only_text else parts})
+    if instructions:
+        out.insert(0, {"role": "system", "content": "\n\n".join(instructions)})
     return out
 
 

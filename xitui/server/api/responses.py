@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from xitui.core.errors import XituiError
+from xitui.server.api.bodies import MAX_DESCRIPTION
 
 #: Input items in one request, and parts in one message (a conversation that long fits no context anyway).
 MAX_ITEMS = 10_000
@@ -54,9 +55,17 @@ class FunctionTool(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Annotated[str, Field(max_length=64)]
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
-    description: Annotated[str, Field(max_length=8192)] | None = None
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION)] | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+
+
+class Tool(FunctionTool):
+    """A tool of the request: a function, a namespace of functions (Codex's multi_agent_v1), or one of OpenAI's
+    hosted tools (web_search...), which no local model runs: those are left out, as the model never saw them
+    (Codex sends web_search to every model; refusing it would stop Codex)."""
+
+    tools: Annotated[list[FunctionTool], Field(max_length=128)] | None = None
 
 
 class NamedChoice(BaseModel):
@@ -157,15 +166,23 @@ def chat_messages(instructions: str | None, given: str | list[Item]) -> list[dic
     return out
 
 
-def chat_tools(tools: list[FunctionTool] | None, choice: Any, parallel: bool | None) -> dict[str, Any]:
-    """`tools`, `tool_choice` and `parallel_tool_calls` of the chat request."""
+def namespaces(tools: list[Tool] | None) -> dict[str, str]:
+    """The namespace of each function that is in one, by the function's name (a call to it says its namespace)."""
+    return {f.name: t.name for t in tools or [] if t.type == "namespace" and t.name for f in t.tools or []
+            if f.name}
+
+
+def chat_tools(tools: list[Tool] | None, choice: Any, parallel: bool | None) -> dict[str, Any]:
+    """`tools`, `tool_choice` and `parallel_tool_calls` of the chat request: functions, and those of namespaces
+    by their own names."""
     out: dict[str, Any] = {}
     functions = []
-    for i, tool in enumerate(tools or []):
-        if tool.type != "function":
-            raise XituiError(f"tools[{i}]: {tool.type!r} tools are OpenAI's own, not served here (function tools are)")
+    given: list[tuple[str, FunctionTool]] = [(f"tools[{i}]", tool) for i, tool in enumerate(tools or []) if tool.type == "function"]
+    given += [(f"tools[{i}].tools[{j}]", inner) for i, tool in enumerate(tools or []) if tool.type == "namespace"
+              for j, inner in enumerate(tool.tools or []) if inner.type == "function"]
+    for where, tool in given:
         if not tool.name:
-            raise XituiError(f"tools[{i}].name: a function tool has a name")
+            raise XituiError(f"{where}.name: a function tool has a name")
         functions.append({"type": "function", "function": {
             "name": tool.name, "description": tool.description,
             "parameters": tool.parameters if tool.parameters is not None else {"type": "object"}}})
@@ -193,7 +210,7 @@ class ResponsesBody(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     stream: Annotated[bool, Field(strict=True)] = False
-    tools: Annotated[list[FunctionTool], Field(max_length=128)] | None = None
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedChoice | None = None
     parallel_tool_calls: Annotated[bool, Field(strict=True)] | None = None
     text: TextOptions | None = None
@@ -263,8 +280,10 @@ class ResponseWriter:
     """A response's output items as they come (reasoning, a message, function calls) and the events that tell
     of them: the whole response is what the events built."""
 
-    def __init__(self, ident: str, model: str, echoed: dict[str, Any]):
+    def __init__(self, ident: str, model: str, echoed: dict[str, Any], spaces: dict[str, str] | None = None):
         self.ident, self.model, self.echoed = ident, model, echoed
+        #: The namespace of each function in one (namespaces()).
+        self.spaces = spaces or {}
         self.created = int(time.time())
         self.output: list[dict[str, Any]] = []
         self.open: str | None = None  # the kind of the item being written: reasoning, message
@@ -354,8 +373,11 @@ class ResponseWriter:
         out = self._close()
         self.held = ""
         for call in calls:
-            item = {"type": "function_call", "id": _item_id("fc"), "call_id": call["id"],
-                    "name": call["function"]["name"], "arguments": "", "status": "in_progress"}
+            name = call["function"]["name"]
+            item = {"type": "function_call", "id": _item_id("fc"), "call_id": call["id"], "name": name,
+                    "arguments": "", "status": "in_progress"}
+            if name in self.spaces:
+                item["namespace"] = self.spaces[name]
             self.output.append(item)
             index = len(self.output) - 1
             arguments = call["function"]["arguments"]
@@ -391,14 +413,15 @@ def _sse(event: dict[str, Any]) -> bytes:
     return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
-async def respond_responses(stream: Any, model: str, streamed: bool, echoed: dict[str, Any]) -> Any:
+async def respond_responses(stream: Any, model: str, streamed: bool, echoed: dict[str, Any],
+                            spaces: dict[str, str]) -> Any:
     """A chat generation's wire messages (text, reasoning, tool_calls, done) as a response, whole or as its
     events. An error before the first piece is the request's 4xx/5xx; a later one is an error event and
     response.failed."""
     import orjson
     from starlette.responses import Response, StreamingResponse
 
-    writer = ResponseWriter(_item_id("resp"), model, echoed)
+    writer = ResponseWriter(_item_id("resp"), model, echoed, spaces)
 
     def feed(msg: dict[str, Any]) -> list[dict[str, Any]]:
         kind = msg["kind"]

@@ -45,7 +45,7 @@ from xitui.server.api.images import MAX_IMAGE_BYTES, MAX_IMAGES
 from xitui.server.api.messages import CountTokensBody, MessagesBody, respond_messages
 from xitui.server.api.model_input import chat_input, check_prompt, needs_thread, rerank_texts
 from xitui.server.api.openapi import answers, document, streaming_ok
-from xitui.server.api.responses import ResponsesBody, respond_responses
+from xitui.server.api.responses import ResponsesBody, namespaces, respond_responses
 from xitui.server.edge.api_key import BearerAuth
 from xitui.server.edge.error_body import error_body
 from xitui.server.edge.fast_path import FastPath, error_response
@@ -323,7 +323,7 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         model = await supervisor.ready(body.model, "chat")
         work, params = await chat_work(request, body, model)
         return await respond_responses(supervisor.call(model.uid, {**work, "params": params[0]}), body.model,
-                                       asked.stream, asked.echoed())
+                                       asked.stream, asked.echoed(), namespaces(asked.tools))
 
     @app.post("/v1/messages/count_tokens", openapi_extra=body_schema(CountTokensBody), responses=answers(400, 404))
     async def anthropic_count_tokens(request: Request) -> dict[str, int]:
