@@ -177,7 +177,8 @@ def chat_tools(tools: list[Tool] | None, choice: Any, parallel: bool | None) -> 
     by their own names."""
     out: dict[str, Any] = {}
     functions = []
-    given: list[tuple[str, FunctionTool]] = [(f"tools[{i}]", tool) for i, tool in enumerate(tools or []) if tool.type == "function"]
+    given: list[tuple[str, FunctionTool]] = [(f"tools[{i}]", tool) for i, tool in enumerate(tools or [])
+                                             if tool.type == "function"]
     given += [(f"tools[{i}].tools[{j}]", inner) for i, tool in enumerate(tools or []) if tool.type == "namespace"
               for j, inner in enumerate(tool.tools or []) if inner.type == "function"]
     for where, tool in given:
@@ -228,8 +229,8 @@ class ResponsesBody(BaseModel):
         out: dict[str, Any] = {"model": self.model, "stream": self.stream,
                                "messages": chat_messages(self.instructions, self.input),
                                **chat_tools(self.tools, self.tool_choice, self.parallel_tool_calls)}
-        if self.max_output_tokens is not None:
-            out["max_tokens"] = self.max_output_tokens
+        # without a limit, as OpenAI's: up to the end of the context (chat completions' default is 256 tokens)
+        out["max_tokens"] = self.max_output_tokens if self.max_output_tokens is not None else 2**31 - 1
         for key in ("temperature", "top_p"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
