@@ -59,9 +59,19 @@ def test_an_answer_whole_and_streamed_token_by_token_with_its_usage(scripted, ch
     assert chunks[0].choices[0].delta.role == "assistant"
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert pieces == ["Hello", " there,", " friend."]  # a chunk per token, as they are written
-    assert chunks[-1].choices[0].finish_reason == "stop"
-    assert chunks[-1].usage.completion_tokens == 3 and chunks[-1].usage.prompt_tokens == len(chatml(HI))
-    assert len({c.id for c in chunks}) == 1
+    # OpenAI's way, asked for: the answer ends, then a last chunk of no choice carries the usage
+    assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-2].usage is None
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
+    assert chunks[-1].usage.prompt_tokens == len(chatml(HI)) and len({c.id for c in chunks}) == 1
+    # not asked for: none; without stream_options, Xinference's way: the answer's last chunk carries it
+    unasked = list(client.chat.completions.create(model=chatty, messages=HI, stream=True,
+                                                  stream_options={"include_usage": False}))
+    assert all(c.usage is None for c in unasked) and unasked[-1].choices[0].finish_reason == "stop"
+    xinference = list(client.chat.completions.create(model=chatty, messages=HI, stream=True))
+    assert xinference[-1].choices[0].finish_reason == "stop" and xinference[-1].usage.completion_tokens == 3
+    bad = httpx.post(f"{scripted.url}/v1/chat/completions", json={
+        "model": chatty, "messages": HI, "stream": True, "stream_options": {"include_usage": "yes"}})
+    assert bad.status_code == 400 and "stream_options.include_usage" in bad.json()["detail"]
 
 
 def test_the_worker_gets_the_conversation_as_the_chat_template_writes_it(scripted, chatty):

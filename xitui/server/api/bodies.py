@@ -43,6 +43,13 @@ def _document_unserved(schema: dict[str, Any]) -> None:
         schema.setdefault("properties", {}).setdefault(key, {"description": f"refused when set: {why}"})
 
 
+class StreamOptions(BaseModel):
+    """A stream's options: whether the usage comes, and how."""
+
+    model_config = ConfigDict(extra="ignore")
+    include_usage: Annotated[bool, Field(strict=True)] | None = None
+
+
 class GenerationBody(Body):
     """Numbers and switches are strict: `true` is not a temperature, "3" is not a token count; each is bounded
     by what the engines read."""
@@ -72,8 +79,9 @@ class GenerationBody(Body):
     repeat_penalty: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False, strict=True)] | None = None
     ignore_eos: Annotated[bool, Field(strict=True)] | None = None
     stream: Annotated[bool, Field(strict=True)] = False
-    #: {"include_usage": true}: the last chunk carries the usage (it always does here)
-    stream_options: dict[str, Any] | None = None
+    #: {"include_usage": true}: OpenAI's way, a last chunk of no choice carries the usage; false: none;
+    #: without it, Xinference's way: the answer's last chunk carries it
+    stream_options: StreamOptions | None = None
     #: Choices to generate for the prompt, at once (on the batch engine's slots); with a seed, choice i
     #: uses seed + i
     n: Annotated[int, Field(ge=1, le=MAX_CHOICES, strict=True), WHOLE] = 1

@@ -235,6 +235,10 @@ async def respond(request: Request, streams: list[AsyncIterator[wire.Answer]], b
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
     many = len(streams) > 1
+    # usage: {"include_usage": true} asks for OpenAI's way (a last chunk of no choice carries it), false for none;
+    # without stream_options, Xinference's way: the last chunk of the answer carries it
+    include = body.stream_options.include_usage if body.stream_options is not None else None
+    apart = many or include is True
 
     def call_chunks(index: int, calls: list[wire.ToolCall], first: int) -> list[bytes]:
         """OpenAI's way: a call's id and name first, then its arguments."""
@@ -258,7 +262,7 @@ async def respond(request: Request, streams: list[AsyncIterator[wire.Answer]], b
                     usages.append(msg["usage"])
                     # one choice: its last chunk carries the usage; several: a last chunk of no choice does
                     yield chunk(index, "" if chat else None, finish=msg["finish_reason"],
-                                usage=None if many else msg["usage"])
+                                usage=None if apart or include is False else msg["usage"])
                 elif msg["kind"] == "tool_calls":
                     for data in call_chunks(index, msg["calls"], called.get(index, 0)):
                         yield data
@@ -267,7 +271,7 @@ async def respond(request: Request, streams: list[AsyncIterator[wire.Answer]], b
                     yield chunk(index, None, reasoning=msg["text"])
                 elif msg["kind"] == "text":
                     yield chunk(index, msg["text"], entries=msg.get("logprobs"))
-            if many:
+            if apart and include is not False:
                 yield chunk(-1, None, usage=_total(usages))
         except XituiError as exc:
             # OpenAI's error event (the openai SDK raises it with its message); `detail` for Xinference's readers
