@@ -6,6 +6,7 @@ answer the model gives then, exiting 0. The same agents on real weights: test_ag
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,20 @@ def test_what_cannot_be_started_is_one_line(scripted, tmp_path):
     assert unknown.returncode == 1 and "no agent 'aider': claude or codex" in unknown.stderr
     missing = agents.run(scripted.url, "claude", ["-u", "nobody"], [], tmp_path, installed=False)
     assert missing.returncode == 1 and "no running model 'nobody'" in missing.stderr
+
+
+def test_the_agent_gets_this_server_and_not_the_users_other_keys(scripted, tmp_path):
+    """Found by attacking `xitui agent`: the user's real ANTHROPIC_API_KEY went along, and Claude Code would
+    have sent it to this server as x-api-key."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "claude").write_text("#!/bin/sh\nenv\n")
+    (fake / "claude").chmod(0o755)
+    with agent_model(scripted, tmp_path / "model", "Bash", command="true") as uid:
+        ran = agents.run(scripted.url, "claude", ["-u", uid], [], tmp_path, installed=False,
+                         PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", ANTHROPIC_API_KEY="sk-ant-real",
+                         CLAUDE_CODE_USE_BEDROCK="1")
+    assert ran.returncode == 0, ran.stderr
+    seen = dict(line.split("=", 1) for line in ran.stdout.splitlines() if "=" in line)
+    assert seen["ANTHROPIC_BASE_URL"] == scripted.url and seen["ANTHROPIC_MODEL"] == uid
+    assert "ANTHROPIC_API_KEY" not in seen and "CLAUDE_CODE_USE_BEDROCK" not in seen

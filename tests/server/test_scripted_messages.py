@@ -5,6 +5,7 @@ doing the same: test_messages.py (slow)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ def call(name: str, **arguments: Any) -> str:
 
 
 RULES = [
+    {"match": "tell a story", "reply": ["Once", " upon", " a", " time"], "repeat": 1000, "delay": 0.01},
     {"match": "21 degrees", "reply": "It is 21 degrees in Paris."},
     {"match": "add two and two", "reply": "<think>Two and two make four.</think>It is 4."},
     {"match": "count to five", "reply": ["one", " two", " three", " four", " five"]},
@@ -191,3 +193,46 @@ def test_a_system_turn_amid_the_conversation_joins_the_system_prompt(scripted, t
             {"role": "system", "content": "Second."}])
     assert json.loads(done.content[0].text).startswith(
         "<|im_start|>system\nFirst.\n\nSecond.<|im_end|>\n<|im_start|>user\n<reminder>\nhi<|im_end|>")
+
+
+def nest(depth: int, leaf: Any = 1) -> Any:
+    for _ in range(depth):
+        leaf = {"a": leaf}
+    return leaf
+
+
+@pytest.mark.parametrize(("path", "extra", "says"), [
+    ("/v1/messages", {"tools": [{"name": "t", "input_schema": nest(300)}]}, "tools[0].input_schema: nested deeper"),
+    ("/v1/messages/count_tokens", {"tools": [{"name": "t", "input_schema": nest(300)}]},
+     "tools[0].input_schema: nested deeper"),
+    ("/v1/messages", {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t1", "name": "t", "input": "DEEP"}]}]}, "content[0].input: nested deeper"),
+    ("/v1/messages", {"tools": [{"name": "t"}, {"name": "t"}]}, "tools[1].name: two tools are named 't'"),
+    ("/v1/messages", {"system": [{"type": "image", "source": {}}]}, "system[0]: a system prompt's 'image' blocks"),
+])
+def test_hostile_bodies_are_one_line_400s(scripted, teller, path, extra, says):
+    """Found by attacking the API: nesting between what the body reader allows (1024) and what the request
+    handed on may hold (64) was a 500 with a traceback."""
+    body = {"model": teller, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], **extra}
+    # (990 levels: more than Python's json writes; the body is put together as text)
+    text = json.dumps(body).replace('"DEEP"', '{"a":' * 990 + "1" + "}" * 990)
+    response = httpx.post(f"{scripted.url}{path}", timeout=30, content=text,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert says in response.json()["detail"] and response.json()["type"] == "error"
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/responses"])
+def test_a_client_that_hangs_up_before_its_whole_answer_holds_no_slot(scripted, teller, path):
+    """Found by attacking the API: an answer that did not stream ran on after its client left, and six of
+    them made another client's 10 tokens wait 40 s."""
+    body = ({"model": teller, "max_tokens": 4000, "messages": [{"role": "user", "content": "tell a story"}]}
+            if path == "/v1/messages" else {"model": teller, "max_output_tokens": 4000, "input": "tell a story"})
+    for _ in range(3):
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(f"{scripted.url}{path}", timeout=0.5, json=body)
+    client = Client(scripted.url)
+    deadline = time.monotonic() + 10
+    while client.describe_model(teller)["metrics"]["in_flight"]:
+        assert time.monotonic() < deadline, "the abandoned answers were still being written"
+        time.sleep(0.1)

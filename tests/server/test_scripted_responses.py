@@ -20,6 +20,15 @@ from xitui.client import Client
 openai = pytest.importorskip("openai")
 
 
+def nest(depth: int, leaf: Any = 1) -> Any:
+    for _ in range(depth):
+        leaf = {"a": leaf}
+    return leaf
+
+
+NEST = nest(300)
+
+
 def call(name: str, **arguments: Any) -> str:
     return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}) + "</tool_call>"
 
@@ -146,6 +155,21 @@ def test_what_codex_sends_is_taken(scripted, teller):
     ({"input": "x", "store": True}, "store: responses are not kept here"),
     ({"input": [{"type": "computer_call_output", "call_id": "c"}]}, "input[0]: 'computer_call_output' items"),
     ({"input": [{"type": "function_call_output"}]}, "input[0]: a function_call_output has the call_id"),
+    # found by attacking the API: each of these was a 500 with a traceback, or a wrong word
+    ({"input": "x", "tools": [{"type": "function", "name": "t", "parameters": NEST}]}, "tools[0].parameters: nested"),
+    ({"input": "x", "tools": [{"type": "namespace", "name": "n", "tools": [
+        {"type": "function", "name": "t", "parameters": NEST}]}]}, "tools[0].tools[0].parameters: nested"),
+    ({"input": "x", "text": {"format": {"type": "json_schema", "name": "n", "schema": NEST}}},
+     "text.format.schema: nested"),
+    ({"input": "x", "metadata": {"x": "A" * 100_000}}, "metadata: at most 16 pairs"),
+    ({"input": []}, "input: a text, or a list of at least one item"),
+    ({"input": "x", "tools": [{"type": "namespace", "name": "n", "tools": [{"type": "namespace", "name": "m"}]}]},
+     "tools[0].tools[0]: a namespace holds functions, not 'namespace'"),
+    ({"input": "x", "tools": [{"type": "namespace", "name": "n", "tools": [{"type": "function", "name": "t"}]},
+                              {"type": "function", "name": "t"}]}, "two functions are named 't'"),
+    ({"input": "x", "tools": [{"type": "namespace", "name": f"n{k}", "tools": [
+        {"type": "function", "name": f"t{k}_{i}"} for i in range(100)]} for k in range(2)]},
+     "tools: 200 functions, namespaces' included; at most 128"),
     ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
 ])
 def test_what_cannot_be_read_is_one_line(scripted, teller, body, says):

@@ -49,5 +49,5 @@ def agent(
         print(shlex.join(command))
         return
     command[0] = agents.executable(which)
-    ran = subprocess.run(command, env={**os.environ, **env}, check=False)
+    ran = subprocess.run(command, env={**agents.cleaned(which, dict(os.environ)), **env}, check=False)
     raise typer.Exit(ran.returncode)

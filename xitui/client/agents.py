@@ -106,6 +106,15 @@ def environment(agent: Agent, base_url: str, api_key: str | None, uid: str) -> d
     return {"XITUI_API_KEY": api_key or "xitui"}
 
 
+def cleaned(agent: Agent, environ: dict[str, str]) -> dict[str, str]:
+    """The user's environment less what would send the agent elsewhere or hand it another service's key (a
+    real ANTHROPIC_API_KEY would go to this server as x-api-key)."""
+    dropped = {"claude": ("ANTHROPIC_API_KEY", "ANTHROPIC_CUSTOM_HEADERS", "CLAUDE_CODE_USE_BEDROCK",
+                          "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY"),
+               "codex": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY")}[agent.command]
+    return {key: value for key, value in environ.items() if key not in dropped}
+
+
 def arguments(agent: Agent, base_url: str, uid: str) -> list[str]:
     """Flags before the user's own arguments (Codex's provider, for this run only)."""
     if agent.command != "codex":

@@ -84,11 +84,11 @@ class ChoiceTurns:
                 turn.set_result(None)
 
 
-class _ClientGone(Exception):
+class ClientGone(Exception):
     """The client hung up before its answer was ready."""
 
 
-async def _unless_disconnected(request: Request, work: Any) -> Any:
+async def unless_disconnected(request: Request, work: Any) -> Any:
     """Await `work`, but give up (cancelling it, and with it the worker's generation) if the client leaves."""
     task = asyncio.ensure_future(work)
 
@@ -106,7 +106,27 @@ async def _unless_disconnected(request: Request, work: Any) -> Any:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, XituiError):
         await task
-    raise _ClientGone
+    raise ClientGone
+
+
+async def whole_or_first(request: Request, stream: AsyncIterator[wire.Answer], streamed: bool,
+                         ) -> list[wire.Answer] | None:
+    """A generation's messages to its end (a whole answer) or its first (a stream's), as the other APIs
+    (Messages, Responses) write them; None when the client hung up first, the generation cancelled."""
+    async def whole() -> list[wire.Answer]:
+        return [msg async for msg in stream]
+
+    async def first() -> list[wire.Answer]:
+        return [await stream.__anext__()]
+
+    try:
+        return await unless_disconnected(request, first() if streamed else whole())
+    except ClientGone:
+        await stream.aclose()  # type: ignore[attr-defined]
+        return None
+    except BaseException:
+        await stream.aclose()  # type: ignore[attr-defined]
+        raise
 
 
 @dataclass
@@ -178,15 +198,15 @@ async def respond(request: Request, streams: list[AsyncIterator[wire.Answer]], b
 
     try:
         if not body.stream:
-            dones = await _unless_disconnected(request, collect_all())
+            dones = await unless_disconnected(request, collect_all())
         else:
             async def first(stream: AsyncIterator[wire.Answer]) -> wire.Answer:
                 turns.seen()
                 return await stream.__anext__()
 
             started = turns.grant_now(len(streams))
-            firsts = await _unless_disconnected(request, asyncio.gather(*(first(s) for s in streams[:started])))
-    except _ClientGone:
+            firsts = await unless_disconnected(request, asyncio.gather(*(first(s) for s in streams[:started])))
+    except ClientGone:
         await close_all()
         return Response(status_code=499)
     except BaseException:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from xitui import wire
+from xitui.core.chat_format.input_size import check_depth
 from xitui.core.errors import XituiError
 from xitui.server.api.bodies import MAX_DESCRIPTION
 
@@ -91,14 +93,14 @@ def _image_part(block: Block, where: str) -> dict[str, Any]:
     raise XituiError(f"{where}.source: an image is base64 data or a url")
 
 
-def _text_of(content: str | list[Part] | None, where: str) -> str:
-    """A tool result's content as text (its text blocks joined; images in a tool result are not read)."""
+def _text_of(content: str | list[Part] | None, where: str, whose: str = "a tool result's") -> str:
+    """A tool result's content (or a system prompt's) as text: its text blocks joined; images are not read."""
     if content is None or isinstance(content, str):
         return content or ""
     texts = []
     for i, block in enumerate(content):
         if block.type != "text":
-            raise XituiError(f"{where}[{i}]: a tool result's {block.type!r} blocks are not read (text only)")
+            raise XituiError(f"{where}[{i}]: {whose} {block.type!r} blocks are not read (text only)")
         texts.append(block.text or "")
     return "".join(texts)
 
@@ -110,13 +112,13 @@ def chat_messages(system: str | list[Part] | None, messages: list[AnthropicMessa
     import json
 
     out: list[dict[str, Any]] = []
-    instructions = [_text_of(system, "system")] if system else []
+    instructions = [_text_of(system, "system", "a system prompt's")] if system else []
     for m, message in enumerate(messages):
         where = f"messages[{m}].content"
         if message.role == "system":
             # joined to the system prompt, where every chat template takes one (many refuse it later on)
             instructions.append(message.content if isinstance(message.content, str) else _text_of(
-                [Part.model_validate(b.model_dump()) for b in message.content], where))
+                [Part.model_validate(b.model_dump()) for b in message.content], where, "a system turn's"))
             continue
         if isinstance(message.content, str):
             out.append({"role": message.role, "content": message.content})
@@ -132,6 +134,7 @@ def chat_messages(system: str | list[Part] | None, messages: list[AnthropicMessa
             elif block.type == "tool_use" and message.role == "assistant":
                 if not block.id or not block.name:
                     raise XituiError(f"{here}: a tool_use block has an id and a name")
+                check_depth(block.input, f"{here}.input")
                 calls.append({"id": block.id, "type": "function", "function": {
                     "name": block.name, "arguments": json.dumps(block.input if block.input is not None else {})}})
             elif block.type == "tool_result" and message.role == "user":
@@ -165,6 +168,9 @@ def chat_tools(tools: list[AnthropicTool] | None, choice: ToolChoice | None) -> 
     for i, tool in enumerate(tools):
         if tool.type not in (None, "custom"):
             raise XituiError(f"tools[{i}]: Anthropic's server tools ({tool.type}) are not served here")
+        check_depth(tool.input_schema, f"tools[{i}].input_schema")
+        if any(other.name == tool.name for other in tools[:i]):
+            raise XituiError(f"tools[{i}].name: two tools are named {tool.name!r}")
     out: dict[str, Any] = {"tools": [{"type": "function", "function": {
         "name": t.name, "description": t.description, "parameters": t.input_schema or {"type": "object"}}}
         for t in tools]}
@@ -240,7 +246,7 @@ def tool_use_id(call_id: str) -> str:
     return "toolu_" + call_id.removeprefix("call_")
 
 
-def stop_of(done: dict[str, Any], called: bool, sequences: list[str]) -> tuple[str, str | None]:
+def stop_of(done: wire.Done, called: bool, sequences: list[str]) -> tuple[str, str | None]:
     """Anthropic's stop_reason and stop_sequence for an answer's end: one of the request's stop_sequences is
     named; a stop word of the model's own (its end of turn) is end_turn."""
     word = done.get("stop_word")
@@ -251,12 +257,12 @@ def stop_of(done: dict[str, Any], called: bool, sequences: list[str]) -> tuple[s
     return STOP_REASONS.get(done["finish_reason"], "end_turn"), None
 
 
-def usage_of(done: dict[str, Any]) -> dict[str, int]:
+def usage_of(done: wire.Done) -> dict[str, int]:
     return {"input_tokens": done["usage"]["prompt_tokens"], "output_tokens": done["usage"]["completion_tokens"]}
 
 
-def message(ident: str, model: str, text: str, reasoning: str | None, calls: list[dict[str, Any]],
-            done: dict[str, Any], sequences: list[str]) -> dict[str, Any]:
+def message(ident: str, model: str, text: str, reasoning: str | None, calls: list[wire.ToolCall],
+            done: wire.Done, sequences: list[str]) -> dict[str, Any]:
     """A whole answer as Anthropic's message."""
     content: list[dict[str, Any]] = []
     if reasoning:
@@ -330,7 +336,7 @@ class MessageEvents:
                                                                                      "thinking": text}}))
         return out
 
-    def calls(self, calls: list[dict[str, Any]]) -> list[bytes]:
+    def calls(self, calls: list[wire.ToolCall]) -> list[bytes]:
         out: list[bytes] = []
         self.held = ""
         for call in calls:
@@ -341,7 +347,7 @@ class MessageEvents:
             out += self._close()
         return out
 
-    def end(self, done: dict[str, Any], called: bool, sequences: list[str]) -> list[bytes]:
+    def end(self, done: wire.Done, called: bool, sequences: list[str]) -> list[bytes]:
         out: list[bytes] = []
         if self.held and not called:  # an answer of white space alone is still the answer
             out += self._begin("text", {"type": "text", "text": ""})
@@ -359,19 +365,25 @@ class MessageEvents:
         return self.event("error", {"error": {"type": kind, "message": message}})
 
 
-async def respond_messages(stream: Any, model: str, streamed: bool, sequences: list[str]) -> Any:
+async def respond_messages(request: Any, stream: Any, model: str, streamed: bool, sequences: list[str]) -> Any:
     """A chat generation's wire messages (text, reasoning, tool_calls, done) as Anthropic's message, whole or
-    as its events. An error before the first piece is the request's 4xx/5xx; a later one is an `error` event."""
+    as its events. An error before the first piece is the request's 4xx/5xx; a later one is an `error` event.
+    A client that hangs up before its answer cancels the generation."""
     import uuid
 
     import orjson
     from starlette.responses import Response, StreamingResponse
 
+    from xitui.server.api.generation import whole_or_first
+
     ident = "msg_" + uuid.uuid4().hex
+    got = await whole_or_first(request, stream, streamed)
+    if got is None:
+        return Response(status_code=499)
     if not streamed:
         pieces, thought, calls = [], [], []
         done = None
-        async for msg in stream:
+        for msg in got:
             if msg["kind"] == "text":
                 pieces.append(msg["text"])
             elif msg["kind"] == "reasoning":
@@ -384,7 +396,7 @@ async def respond_messages(stream: Any, model: str, streamed: bool, sequences: l
             raise XituiError("the generation ended without an answer")
         return Response(orjson.dumps(message(ident, model, "".join(pieces), "".join(thought) or None, calls, done,
                                              sequences)), media_type="application/json")
-    first = await stream.__anext__()
+    first = got[0]
     writer = MessageEvents(ident, model)
 
     async def events() -> Any:

@@ -13,14 +13,18 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from xitui import wire
+from xitui.core.chat_format.input_size import check_depth
 from xitui.core.errors import XituiError
 from xitui.server.api.bodies import MAX_DESCRIPTION
 
 #: Input items in one request, and parts in one message (a conversation that long fits no context anyway).
 MAX_ITEMS = 10_000
 MAX_PARTS = 1000
+#: Functions one request may give, those of namespaces included (chat completions' bound on tools).
+MAX_FUNCTIONS = 128
 
 
 class Part(BaseModel):
@@ -84,6 +88,30 @@ class TextFormat(BaseModel):
     name: Annotated[str, Field(max_length=64)] | None = None
     schema_: Annotated[dict[str, Any] | None, Field(alias="schema")] = None
     strict: bool | None = None
+
+
+class Reasoning(BaseModel):
+    """reasoning: a model that thinks does; `effort` "none" asks it not to where its template can."""
+
+    model_config = ConfigDict(extra="ignore")
+    effort: Annotated[str, Field(max_length=16)] | None = None
+    summary: Annotated[str, Field(max_length=16)] | None = None
+
+
+def _metadata(value: object) -> object:
+    """OpenAI's bounds on metadata (it is repeated in every response event): 16 pairs of text."""
+    if value is None:
+        return value
+    if not isinstance(value, dict) or len(value) > 16 or not all(
+            isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512 for k, v in value.items()):
+        raise ValueError("at most 16 pairs of a text key (64 characters at most) and a text value (512 at most)")
+    return value
+
+
+def _items(value: object) -> object:
+    if isinstance(value, list) and not value:
+        raise ValueError("a text, or a list of at least one item")
+    return value
 
 
 class TextOptions(BaseModel):
@@ -179,14 +207,25 @@ def chat_tools(tools: list[Tool] | None, choice: Any, parallel: bool | None) -> 
     functions = []
     given: list[tuple[str, FunctionTool]] = [(f"tools[{i}]", tool) for i, tool in enumerate(tools or [])
                                              if tool.type == "function"]
-    given += [(f"tools[{i}].tools[{j}]", inner) for i, tool in enumerate(tools or []) if tool.type == "namespace"
-              for j, inner in enumerate(tool.tools or []) if inner.type == "function"]
-    for where, tool in given:
-        if not tool.name:
+    for i, tool in enumerate(tools or []):
+        if tool.type == "namespace":
+            for j, inner in enumerate(tool.tools or []):
+                if inner.type != "function":
+                    raise XituiError(f"tools[{i}].tools[{j}]: a namespace holds functions, not {inner.type!r}")
+                given.append((f"tools[{i}].tools[{j}]", inner))
+    if len(given) > MAX_FUNCTIONS:
+        raise XituiError(f"tools: {len(given)} functions, namespaces' included; at most {MAX_FUNCTIONS}")
+    seen: set[str] = set()
+    for where, function in given:
+        if not function.name:
             raise XituiError(f"{where}.name: a function tool has a name")
+        if function.name in seen:
+            raise XituiError(f"{where}.name: two functions are named {function.name!r}")
+        seen.add(function.name)
+        check_depth(function.parameters, f"{where}.parameters")
         functions.append({"type": "function", "function": {
-            "name": tool.name, "description": tool.description,
-            "parameters": tool.parameters if tool.parameters is not None else {"type": "object"}}})
+            "name": function.name, "description": function.description,
+            "parameters": function.parameters if function.parameters is not None else {"type": "object"}}})
     if functions:
         out["tools"] = functions
     if isinstance(choice, NamedChoice):
@@ -205,7 +244,8 @@ class ResponsesBody(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     model: Annotated[str, Field(max_length=200)]
-    input: str | Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)]
+    input: Annotated[str | Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)],
+                     BeforeValidator(_items)]
     instructions: str | None = None
     max_output_tokens: Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] | None = None
@@ -216,7 +256,8 @@ class ResponsesBody(BaseModel):
     parallel_tool_calls: Annotated[bool, Field(strict=True)] | None = None
     text: TextOptions | None = None
     #: {"effort": ..., "summary": ...}: a model that reasons does, one that does not ignores it
-    reasoning: dict[str, Any] | None = None
+    reasoning: Reasoning | None = None
+    metadata: Annotated[dict[str, str] | None, BeforeValidator(_metadata)] = None
     store: bool | None = None
     previous_response_id: Annotated[str, Field(max_length=256)] | None = None
 
@@ -240,9 +281,10 @@ class ResponsesBody(BaseModel):
         elif form is not None and form.type == "json_schema":
             if form.schema_ is None:
                 raise XituiError("text.format.schema: a json_schema format has its schema")
+            check_depth(form.schema_, "text.format.schema")
             out["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": form.name or "answer", "schema": form.schema_, "strict": form.strict}}
-        if isinstance(self.reasoning, dict) and self.reasoning.get("effort") == "none":
+        if self.reasoning is not None and self.reasoning.effort == "none":
             out["chat_template_kwargs"] = {"enable_thinking": False}
         return out
 
@@ -256,14 +298,14 @@ class ResponsesBody(BaseModel):
                 "tools": [t.model_dump(exclude_none=True) for t in self.tools or []],
                 "text": {"format": self.text.format.model_dump(by_alias=True, exclude_none=True)}
                 if self.text is not None and self.text.format is not None else {"format": {"type": "text"}},
-                "reasoning": self.reasoning, "store": False, "previous_response_id": None,
-                "metadata": (self.model_extra or {}).get("metadata") or {}}
+                "reasoning": self.reasoning.model_dump() if self.reasoning is not None else None,
+                "store": False, "previous_response_id": None, "metadata": self.metadata or {}}
 
 
 # --- what comes back ---------------------------------------------------------------------------------------
 
 
-def _usage(done: dict[str, Any] | None) -> dict[str, Any] | None:
+def _usage(done: wire.Done | None) -> dict[str, Any] | None:
     if done is None:
         return None
     usage = done["usage"]
@@ -292,7 +334,7 @@ class ResponseWriter:
         #: white space not yet written (the line breaks between several calls are not a message)
         self.held = ""
 
-    def response(self, status: str, done: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+    def response(self, status: str, done: wire.Done | None = None, error: dict[str, Any] | None = None,
                  ) -> dict[str, Any]:
         incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
         return {"id": self.ident, "object": "response", "created_at": self.created, "status": status,
@@ -370,7 +412,7 @@ class ResponseWriter:
         return [self.event(name, {"item_id": item["id"], "output_index": index, "content_index": 0,
                                   "delta": text, **extra})]
 
-    def calls(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def calls(self, calls: list[wire.ToolCall]) -> list[dict[str, Any]]:
         out = self._close()
         self.held = ""
         for call in calls:
@@ -391,7 +433,7 @@ class ResponseWriter:
             out.append(self.event("response.output_item.done", {"output_index": index, "item": item}))
         return out
 
-    def end(self, done: dict[str, Any]) -> list[dict[str, Any]]:
+    def end(self, done: wire.Done) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if self.held and not any(item["type"] == "function_call" for item in self.output):
             out += self._begin("message") + self._delta("response.output_text.delta", self.held)
@@ -414,41 +456,45 @@ def _sse(event: dict[str, Any]) -> bytes:
     return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
-async def respond_responses(stream: Any, model: str, streamed: bool, echoed: dict[str, Any],
+async def respond_responses(request: Any, stream: Any, model: str, streamed: bool, echoed: dict[str, Any],
                             spaces: dict[str, str]) -> Any:
     """A chat generation's wire messages (text, reasoning, tool_calls, done) as a response, whole or as its
     events. An error before the first piece is the request's 4xx/5xx; a later one is an error event and
-    response.failed."""
+    response.failed. A client that hangs up before its answer cancels the generation."""
     import orjson
     from starlette.responses import Response, StreamingResponse
 
+    from xitui.server.api.generation import whole_or_first
+
     writer = ResponseWriter(_item_id("resp"), model, echoed, spaces)
 
-    def feed(msg: dict[str, Any]) -> list[dict[str, Any]]:
-        kind = msg["kind"]
-        if kind == "text":
+    def feed(msg: wire.Answer) -> list[dict[str, Any]]:
+        if msg["kind"] == "text":
             return writer.text(msg["text"])
-        if kind == "reasoning":
+        if msg["kind"] == "reasoning":
             return writer.thinking(msg["text"])
-        if kind == "tool_calls":
+        if msg["kind"] == "tool_calls":
             return writer.calls(msg["calls"])
-        if kind == "done":
+        if msg["kind"] == "done":
             return writer.end(msg)
         return []
 
+    got = await whole_or_first(request, stream, streamed)
+    if got is None:
+        return Response(status_code=499)
     if not streamed:
         last: list[dict[str, Any]] = []
-        async for msg in stream:
+        for msg in got:
             last = feed(msg)
         if not last or last[-1]["type"] not in ("response.completed", "response.incomplete"):
             raise XituiError("the generation ended without an answer")
         return Response(orjson.dumps(last[-1]["response"]), media_type="application/json")
-    first = await stream.__anext__()
+    first = got[0]
 
     async def events() -> Any:
-        for event in writer.started():
-            yield _sse(event)
         try:
+            for event in writer.started():
+                yield _sse(event)
             msg = first
             while True:
                 for event in feed(msg):

@@ -311,8 +311,8 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         body = parse_body(orjson.dumps(asked.chat_dict()), ChatBody)
         model = await supervisor.ready(body.model, "chat")
         work, params = await chat_work(request, body, model)
-        return await respond_messages(supervisor.call(model.uid, {**work, "params": params[0]}), body.model,
-                                      asked.stream, asked.stop_sequences or [])
+        return await respond_messages(request, supervisor.call(model.uid, {**work, "params": params[0]}),
+                                      body.model, asked.stream, asked.stop_sequences or [])
 
     @app.post("/v1/responses", openapi_extra=body_schema(ResponsesBody),
               responses={**streaming_ok(), **answers(400, 404, 500)})
@@ -322,8 +322,8 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         body = parse_body(orjson.dumps(asked.chat_dict()), ChatBody)
         model = await supervisor.ready(body.model, "chat")
         work, params = await chat_work(request, body, model)
-        return await respond_responses(supervisor.call(model.uid, {**work, "params": params[0]}), body.model,
-                                       asked.stream, asked.echoed(), namespaces(asked.tools))
+        return await respond_responses(request, supervisor.call(model.uid, {**work, "params": params[0]}),
+                                       body.model, asked.stream, asked.echoed(), namespaces(asked.tools))
 
     @app.post("/v1/messages/count_tokens", openapi_extra=body_schema(CountTokensBody), responses=answers(400, 404))
     async def anthropic_count_tokens(request: Request) -> dict[str, int]:
@@ -438,6 +438,8 @@ def cache_scope(request: Request, api_key: str | None) -> str | None:
     if not api_key:
         return None
     given = request.headers.get("authorization", "").encode("latin-1", "replace")
+    if not given and "x-api-key" in request.headers:  # (the same key as Anthropic's clients send it)
+        given = b"Bearer " + request.headers["x-api-key"].encode("latin-1", "replace")
     return "key:" + hashlib.sha256(given).hexdigest()[:32]
 
 
