@@ -92,6 +92,22 @@ def test_a_pydantic_models_tool_with_definitions_an_enum_and_ranges_is_called_as
     assert isinstance(parsed.choices[0].message.tool_calls[0].function.parsed_arguments, Person)
 
 
+def test_pydantic_ais_default_output_tool_gives_back_the_model(server, uid):
+    """pydantic-ai itself (its output tool, forced, with a nested model, an Enum and ranges) on SmolLM2."""
+    pytest.importorskip("pydantic_ai")
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from tests.support.pydantic_tools import Person
+
+    model = OpenAIChatModel(uid, provider=OpenAIProvider(base_url=f"{server.url}/v1", api_key="none"))
+    agent = Agent(model, output_type=Person, model_settings={"temperature": 0, "max_tokens": 200})
+    result = agent.run_sync("Record Ada, 36, 1.7 m tall, likes blue, lives in London.")
+    assert isinstance(result.output, Person) and 0 <= result.output.age <= 150
+    assert [type(part).__name__ for part in result.all_messages()[1].parts] == ["ToolCallPart"]
+
+
 def test_a_streamed_call_comes_as_openai_streams_it(server, uid):
     """The id and name first, then the arguments; finish_reason tool_calls; the SDK puts it together."""
     client = sdk(server)
