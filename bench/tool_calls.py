@@ -14,7 +14,9 @@ with a new seed each call (greedy would repeat one call 200 times):
      this counts what that leaves;
   3. cost: tokens/s of the forced calls against the same number of tokens written freely (the server's own
      `last_tokens_per_s`), one request at a time, interleaved (target >= 0.95x).
-Only chat completions today; Anthropic's Messages and OpenAI's Responses join as they are served.
+1 and 2 run per protocol: chat completions (the openai SDK, a seed each call), Anthropic's Messages API (the
+anthropic SDK: tool_use blocks) and OpenAI's Responses API (the openai SDK: function_call items); those two
+have no seed: the server's sampler differs from call to call.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--model", default="demo-smollm2-135m")
     args = parser.parse_args()
+    import anthropic
     import openai
     from pydantic import ValidationError
 
@@ -49,26 +52,61 @@ def main() -> None:
         tool = as_tools()[0][1]
         messages = [{"role": "user", "content": QUESTION}]
 
-        def call(seed: int, choice: object) -> str:
+        def judged(arguments: str | None, text: str) -> str:
+            """A call's arguments validated into the model; without a call, whether the text opened one."""
+            if arguments is None:
+                return "malformed: opened, not read" if any(marker in text for marker in MARKERS) else "text"
+            try:
+                Person.model_validate_json(arguments)
+            except ValidationError:
+                return "malformed: arguments"
+            return "call"
+
+        def chat(seed: int, forced: bool) -> str:
+            choice = {"type": "function", "function": {"name": "record_person"}} if forced else "auto"
             try:
                 done = sdk.chat.completions.create(model=uid, messages=messages, tools=[tool], tool_choice=choice,
                                                    temperature=1.0, seed=seed, max_tokens=200)
             except openai.APIStatusError as exc:
                 return f"server error {exc.status_code}"
             message = done.choices[0].message
-            if not message.tool_calls:
-                opened = any(marker in (message.content or "") for marker in MARKERS)
-                return "malformed: opened, not read" if opened else "text"
-            try:
-                Person.model_validate_json(message.tool_calls[0].function.arguments)
-            except ValidationError:
-                return "malformed: arguments"
-            return "call"
+            calls = message.tool_calls or []
+            return judged(calls[0].function.arguments if calls else None, message.content or "")
 
-        named = {"type": "function", "function": {"name": "record_person"}}
+        def messages_api(seed: int, forced: bool) -> str:
+            choice = {"type": "tool", "name": "record_person"} if forced else {"type": "auto"}
+            try:
+                done = claude.messages.create(model=uid, messages=messages, max_tokens=200, tool_choice=choice,
+                                              tools=[anthropic_tool], extra_body={"temperature": 1.0})
+            except anthropic.APIStatusError as exc:
+                return f"server error {exc.status_code}"
+            uses = [b for b in done.content if b.type == "tool_use"]
+            text = "".join(b.text for b in done.content if b.type == "text")
+            return judged(json.dumps(uses[0].input) if uses else None, text)
+
+        def responses_api(seed: int, forced: bool) -> str:
+            choice = {"type": "function", "name": "record_person"} if forced else "auto"
+            try:
+                done = sdk.responses.create(model=uid, input=QUESTION, tools=[flat_tool], tool_choice=choice,
+                                            temperature=1.0, max_output_tokens=200)
+            except openai.APIStatusError as exc:
+                return f"server error {exc.status_code}"
+            calls = [item for item in done.output if item.type == "function_call"]
+            return judged(calls[0].arguments if calls else None, done.output_text)
+
+        claude = anthropic.Anthropic(base_url=server.url, api_key="none", max_retries=0)
+        function = tool["function"]
+        anthropic_tool = {"name": function["name"], "description": function["description"],
+                          "input_schema": function["parameters"]}
+        flat_tool = {"type": "function", **function}
+        results: dict[str, dict[str, list[str]]] = {}
         with ThreadPoolExecutor(4) as pool:
-            forced = list(pool.map(lambda seed: call(seed, named), range(args.calls)))
-            auto = list(pool.map(lambda seed: call(seed, "auto"), range(args.calls)))
+            for protocol, call in (("chat completions", chat), ("messages", messages_api),
+                                   ("responses", responses_api)):
+                results[protocol] = {
+                    "forced": list(pool.map(lambda seed: call(seed, True), range(args.calls))),  # noqa: B023
+                    "auto": list(pool.map(lambda seed: call(seed, False), range(args.calls)))}  # noqa: B023
+        named = {"type": "function", "function": {"name": "record_person"}}
 
         rates: dict[str, list[float]] = {"forced": [], "free": []}
         client = Client(server.url)
@@ -86,9 +124,10 @@ def main() -> None:
     def counts(results: list[str]) -> str:
         return json.dumps({kind: results.count(kind) for kind in sorted(set(results))})
 
-    print(f"{args.model}, chat completions, {args.calls} calls each, temperature 1, a seed each")
-    print(f"forced: {counts(forced)} (target: all calls)")
-    print(f"auto:   {counts(auto)} (target: no malformed)")
+    print(f"{args.model}, {args.calls} calls each, temperature 1")
+    for protocol, result in results.items():
+        print(f"{protocol}: forced {counts(result['forced'])} (target: all calls); "
+              f"auto {counts(result['auto'])} (target: no malformed)")
     forced_rate, free_rate = statistics.median(rates["forced"]), statistics.median(rates["free"])
     print(f"forced call tokens/s {forced_rate:.1f} against free {free_rate:.1f}: {forced_rate / free_rate:.2f}x "
           "(target >= 0.95x)")
