@@ -52,10 +52,13 @@ def main() -> None:
         tool = as_tools()[0][1]
         messages = [{"role": "user", "content": QUESTION}]
 
-        def judged(arguments: str | None, text: str) -> str:
-            """A call's arguments validated into the model; without a call, whether the text opened one."""
+        def judged(arguments: str | None, text: str, cut: bool) -> str:
+            """A call's arguments validated into the model; without a call, whether the text opened one (and
+            whether max_tokens cut it: a call cut short is not the model's fault nor the grammar's)."""
             if arguments is None:
-                return "malformed: opened, not read" if any(marker in text for marker in MARKERS) else "text"
+                if not any(marker in text for marker in MARKERS):
+                    return "text"
+                return "opened, cut by max_tokens" if cut else "malformed: opened, not read"
             try:
                 Person.model_validate_json(arguments)
             except ValidationError:
@@ -71,7 +74,8 @@ def main() -> None:
                 return f"server error {exc.status_code}"
             message = done.choices[0].message
             calls = message.tool_calls or []
-            return judged(calls[0].function.arguments if calls else None, message.content or "")
+            return judged(calls[0].function.arguments if calls else None, message.content or "",
+                          done.choices[0].finish_reason == "length")
 
         def messages_api(seed: int, forced: bool) -> str:
             choice = {"type": "tool", "name": "record_person"} if forced else {"type": "auto"}
@@ -82,7 +86,7 @@ def main() -> None:
                 return f"server error {exc.status_code}"
             uses = [b for b in done.content if b.type == "tool_use"]
             text = "".join(b.text for b in done.content if b.type == "text")
-            return judged(json.dumps(uses[0].input) if uses else None, text)
+            return judged(json.dumps(uses[0].input) if uses else None, text, done.stop_reason == "max_tokens")
 
         def responses_api(seed: int, forced: bool) -> str:
             choice = {"type": "function", "name": "record_person"} if forced else "auto"
@@ -92,7 +96,7 @@ def main() -> None:
             except openai.APIStatusError as exc:
                 return f"server error {exc.status_code}"
             calls = [item for item in done.output if item.type == "function_call"]
-            return judged(calls[0].arguments if calls else None, done.output_text)
+            return judged(calls[0].arguments if calls else None, done.output_text, done.status == "incomplete")
 
         claude = anthropic.Anthropic(base_url=server.url, api_key="none", max_retries=0)
         function = tool["function"]

@@ -73,6 +73,8 @@ class ToolCallForm(TypedDict):
     schema: JsonObject
     format: str
     several: bool
+    #: An `auto` answer's calls: the form of what follows the format's opening marker (tool_calls.TRIGGERS).
+    after_trigger: NotRequired[bool]
 
 
 class Constraint(TypedDict, total=False):

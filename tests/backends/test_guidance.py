@@ -239,3 +239,34 @@ def test_a_forced_calls_moved_definitions_and_root_references_compile(tokenizer:
     assert all(guide.matcher.consume_token(t) for t in tokenizer.tokenize_str(text))
     wrong = guidance.Guide(tokenizer, guidance.compile_for(constraint, tokenizer))  # a child of another colour
     assert not all(wrong.matcher.consume_token(t) for t in tokenizer.tokenize_str(text.replace("blue", "green")))
+
+
+def test_what_follows_an_auto_calls_marker_is_held_to_the_tools_schema(tokenizer: Any) -> None:
+    """An `auto` answer's call, once the model opens it: the call to one of the tools and its closing marker,
+    any white space around; a call to another name, or arguments that break the schema, are refused."""
+    import llama_cpp
+
+    from xitui.core.chat_format import tool_calls
+
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    clock = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    grammar = guidance.compile_for({"tool_call": {"schema": tool_calls.call_schema([weather, clock], "hermes"),
+                                                  "format": "hermes", "several": False, "after_trigger": True}},
+                                   tokenizer)
+    from xitui.core.specs import bundled
+
+    path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
+    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+
+    def takes(text: str) -> tuple[bool, bool]:
+        guide = guidance.Guide(tokenizer, grammar)
+        ok = all(guide.take(t) for t in vocab.tokenize(text.encode(), add_bos=False, special=False))
+        return ok, guide.done
+
+    assert takes('\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>') == (True, True)
+    assert takes('{"name": "get_time", "arguments": {}}</tool_call>') == (True, True)
+    assert takes('\n{"name": "get_weather", "arguments": {"city": "Paris"}}')[1] is False  # not closed yet
+    assert takes('\n{"name": "get_news", "arguments": {}}')[0] is False
+    assert takes('\n{"name": "get_weather", "arguments": {"town": "Paris"}}')[0] is False
+    vocab.close()

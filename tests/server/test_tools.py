@@ -108,6 +108,28 @@ def test_pydantic_ais_default_output_tool_gives_back_the_model(server, uid):
     assert [type(part).__name__ for part in result.all_messages()[1].parts] == ["ToolCallPart"]
 
 
+def test_an_auto_call_the_model_opens_always_parses(server, uid):
+    """`auto`: the model decides whether to call; once it writes `<tool_call>`, the call is held to the tools'
+    schemas to its end (sampled at temperature 1, where free calls broke 27 times in 200: bench/tool_calls.py).
+    SmolLM2 calls in a few answers of these 24 (their seeds make them the same each run)."""
+    from tests.support.pydantic_tools import Person, as_tools
+
+    client = sdk(server)
+    question = [{"role": "user", "content": "Use the record_person tool now to save: Ada, 36, 1.7 m, blue, London."}]
+    calls = 0
+    for seed in range(24):
+        done = client.chat.completions.create(model=uid, messages=question, tools=[as_tools()[0][1]],
+                                              tool_choice="auto", temperature=1.0, seed=seed, max_tokens=100)
+        message = done.choices[0].message
+        if message.tool_calls:
+            Person.model_validate_json(message.tool_calls[0].function.arguments)
+            assert done.choices[0].finish_reason == "tool_calls"
+            calls += 1
+        else:
+            assert "<tool_call>" not in (message.content or ""), (seed, message.content)
+    assert calls >= 1
+
+
 def test_a_streamed_call_comes_as_openai_streams_it(server, uid):
     """The id and name first, then the arguments; finish_reason tool_calls; the SDK puts it together."""
     client = sdk(server)

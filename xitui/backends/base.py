@@ -35,6 +35,9 @@ class GenerateParams:
     constraint: wire.Constraint | None = None
     #: That form as the backend holds answers to it (`Backend.grammar_for`: a guidance.Guide on llama.cpp).
     grammar: Any = None
+    #: Where the grammar starts: the answer is free until it writes this text, then held to the grammar until
+    #: the grammar is complete, then free again (an `auto` answer's tool calls); None: from the first token.
+    trigger: str | None = None
     #: Give each token's log probability with this many likeliest alternatives (None: none).
     logprobs: int | None = None
     #: Whose cached prompts this request may start from: the server's cache_scope (a hash of the API key it
@@ -181,6 +184,8 @@ class Backend:
     engine: Engine | None = None
     #: Whether this is a rerank model (`rerank` scores documents).
     reranks: bool = False
+    #: Whether its engine starts a grammar where the answer writes a trigger (GenerateParams.trigger).
+    lazy_grammars: bool = False
     #: Where a batch engine's messages go (set_sender, before load).
     _sender: Sender | None = None
 

@@ -136,6 +136,10 @@ def source(constraint: wire.Constraint) -> tuple[str, str, str]:
         text = str(constraint["gbnf"])
         check_gbnf_shape(text)
         return "gbnf", text, "grammar"
+    if "tool_call" in constraint and constraint["tool_call"].get("after_trigger"):
+        called = constraint["tool_call"]
+        check_refs(called["schema"], "tools")
+        return "lark", tool_calls.after_trigger_lark(compact(called["schema"]), called["format"]), "tools"
     if "tool_call" in constraint:
         forced = constraint["tool_call"]
         try:

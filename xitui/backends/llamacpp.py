@@ -19,6 +19,7 @@ class LlamaCppBackend(Backend):
     (llamacpp_batch.py) decodes every request, alone or several at once, in one shared KV cache."""
 
     engine_name = "llama.cpp"
+    lazy_grammars = True
 
     def __init__(self) -> None:
         self.llm: Any = None

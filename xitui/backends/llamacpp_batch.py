@@ -74,6 +74,11 @@ class Slot:
     cached: list[int] = field(default_factory=list)
     #: The grammar the answer must follow (a guidance.Guide kept out of the chain; see _sample_within).
     grammar: Any = None
+    #: A grammar that starts where the answer writes `params.trigger` (an `auto` answer's calls): held here
+    #: until then, and again once it is complete (reset for the next call).
+    waiting: Any = None
+    #: The end of the text written while a grammar waits, as long as the trigger less one character.
+    tail: str = ""
     #: The chain remembers what it picked (its penalties): a pick must be final before the chain sees it.
     remembers: bool = False
     #: Prompt tokens whose cells were there already (OpenAI's usage.prompt_tokens_details.cached_tokens).
@@ -343,8 +348,9 @@ class BatchEngine:
             self.running[seq] = Slot(seq=seq, rid=rid, params=params, prompt=prompt, budget=budget,
                                      sampler=sampler, stop=StopWords(params.stop), stop_ids=stop_ids,
                                      order=next(self._admitted), feed=prompt, fed=common, pos=common,
-                                     cached=prompt[:common], grammar=grammar, remembers=history is not None,
-                                     reused=common, images=images)
+                                     cached=prompt[:common], grammar=None if params.trigger else grammar,
+                                     waiting=grammar if params.trigger else None,
+                                     remembers=history is not None, reused=common, images=images)
 
     # --- one step --------------------------------------------------------------------------------
 
@@ -444,7 +450,11 @@ class BatchEngine:
         self._emit(slot, token)
         if slot.grammar is not None and slot.seq in self.running and self.running[slot.seq] is slot \
                 and slot.grammar.done:
-            self._finish(slot, "stop")
+            if slot.params.trigger:  # a call is complete: the answer is free again until the next one
+                slot.grammar.matcher.reset()
+                slot.grammar, slot.waiting, slot.tail = None, slot.grammar, ""
+            else:
+                self._finish(slot, "stop")
 
     def _fail(self, slot: Slot, exc: Exception) -> None:
         """End one slot with the error its own request caused; the batch goes on without it."""
@@ -588,6 +598,8 @@ class BatchEngine:
             slot.pending = b""
         except UnicodeDecodeError:  # the rest of a character comes with the next token
             text = ""
+        if text and slot.waiting is not None:
+            self._watch(slot, text)
         if text:
             shown, stopped = slot.stop.feed(text)
             if shown:
@@ -599,6 +611,23 @@ class BatchEngine:
             self._finish(slot, "length")
             return
         slot.last = token
+
+    def _watch(self, slot: Slot, text: str) -> None:
+        """Start the waiting grammar where the answer writes its trigger: what the same token wrote after the
+        trigger is taken by the grammar as this vocabulary spells it (llguidance reads bytes); when the grammar
+        refuses that, the answer has left the form already, and stays free."""
+        trigger = slot.params.trigger or ""
+        seen = slot.tail + text
+        at = seen.find(trigger)
+        if at < 0:
+            slot.tail = seen[-(len(trigger) - 1):] if len(trigger) > 1 else ""
+            return
+        guide, slot.waiting, slot.tail = slot.waiting, None, ""
+        after = seen[at + len(trigger):]
+        if after and not all(guide.take(t) for t in self.llm.tokenize(after.encode("utf-8"), add_bos=False,
+                                                                       special=False)):
+            return
+        slot.grammar = guide
 
     def _start_over(self, last: Slot) -> None:
         """Idle: a fresh cache holding only the last request's tokens, as sequence 0, at the start of the pool.

@@ -3,6 +3,7 @@ grammar of a forced call, and the reader that takes the calls out of the answer 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,6 +71,14 @@ def prepare(req: wire.ChatRequest, family: LLMFamily, model_template: str | None
                 "schema": tool_calls.call_schema(forced, fmt), "format": fmt, "several": several}})
         except RequestError as exc:
             raise RequestError(f"tool_choice: a forced call needs a grammar: {exc}") from None
+    elif choice == "auto" and not params.constraint and fmt in tool_calls.TRIGGERS and backend.lazy_grammars:
+        # once the model opens a call, the call is held to the tools' schemas; a schema no grammar can hold
+        # leaves the calls free, as before (an `auto` request is not refused for what it may never call)
+        with contextlib.suppress(RequestError):
+            params.grammar = backend.grammar_for({"tool_call": {
+                "schema": tool_calls.call_schema(tools, fmt), "format": fmt, "several": False,
+                "after_trigger": True}})
+            params.trigger = tool_calls.TRIGGERS[fmt]
     # a call to a function the request did not offer is not a call the client can make: it stays text
     offered = frozenset(str((t.get("function") or {}).get("name")) for t in tools)
     return rendered, extra, tool_calls.CallReader(fmt, offered=offered)

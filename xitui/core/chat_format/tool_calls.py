@@ -241,6 +241,21 @@ def call_lark(schema: dict[str, Any], fmt: str, several: bool) -> str:
     return _forced("start:", fmt, several, '","') + "\ncall: %json " + json.dumps(schema)
 
 
+#: The text that opens a call, by format, where there is one: an `auto` answer is free until the model writes
+#: it, then held to the tools' schemas to the call's end (as llama.cpp's lazy grammars are triggered).
+TRIGGERS = {"hermes": "<tool_call>", "mistral": "[TOOL_CALLS]"}
+
+
+def after_trigger_lark(schema: dict[str, Any], fmt: str) -> str:
+    """In llguidance's Lark, what may follow a call's opening marker (TRIGGERS) in an `auto` answer: the call
+    (several, where the format lists them) and its closing marker; nothing after, the answer is free again."""
+    if fmt == "mistral":
+        head = 'start: WS? "[" WS? call (WS? "," WS? call)* WS? "]"'
+    else:
+        head = 'start: WS? call WS? "</tool_call>"'
+    return f"{head}\nWS: /[ \\t\\n]+/\ncall: %json {json.dumps(schema)}"
+
+
 def _forced(head: str, fmt: str, several: bool, comma: str) -> str:
     """The first rule of a forced answer (GBNF and Lark share this much): the calls in the format's markers."""
     if fmt == "mistral":
