@@ -46,6 +46,14 @@ def map_body(context: Any, body: Any) -> Any:
         valid = isinstance(tokens, int) and not isinstance(tokens, bool)
         if tokens is None or (valid and tokens > 4):
             body["max_tokens"] = 4
+    elif path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses") \
+            and isinstance(body.get("model"), str) and len(body["model"]) <= 200:  # (longer: a negative case)
+        body["model"] = LLM
+        key = "max_output_tokens" if path == "/v1/responses" else "max_tokens"
+        tokens = body.get(key)
+        valid = isinstance(tokens, int) and not isinstance(tokens, bool)
+        if (tokens is None and path == "/v1/responses") or (valid and tokens > 4):
+            body[key] = 4  # (a response without a limit runs to the end of the context)
     elif path == "/v1/embeddings" and isinstance(body.get("model"), str):
         body["model"] = EMBEDDING
     elif path == "/v1/estimate" and isinstance(body.get("model_name"), str):

@@ -28,8 +28,10 @@ class OpenAIError(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error: one line for people (`detail`, Xinference's key), and OpenAI's error object beside it."""
+    """Every error: one line for people (`detail`, Xinference's key), OpenAI's error object beside it, and
+    `type: "error"` (with `error`, Anthropic's envelope)."""
 
+    type: str = "error"
     detail: str
     error: OpenAIError
 
@@ -88,7 +90,9 @@ def document(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
-        components["ErrorBody"] = ErrorBody.model_json_schema()
+        error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(error_schema.pop("$defs", {}))
+        components["ErrorBody"] = error_schema
         app.openapi_schema = schema
         return schema
 
