@@ -303,36 +303,39 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         streams = [supervisor.call(model.uid, {**work, "params": p}) for p in params]
         return await respond(request, streams, body, chat=True, turns=choice_turns(model))
 
+    async def translated(request: Request, chat: dict[str, Any]) -> tuple[str, str, wire.ChatRequest]:
+        """Another API's request read as the chat request it asks for (checked as chat completions' are): its
+        model's name and uid, and the one request to send the worker."""
+        body = parse_body(orjson.dumps(chat), ChatBody)
+        model = await supervisor.ready(body.model, "chat")
+        work, params = await chat_work(request, body, model)
+        return body.model, model.uid, {**work, "params": params[0]}
+
     @app.post("/v1/messages", openapi_extra=body_schema(MessagesBody),
               responses={**streaming_ok(), **answers(400, 404, 500)})
     async def anthropic_messages(request: Request) -> Any:
         """Anthropic's Messages API (Claude Code, the anthropic SDK), served as a chat request."""
         asked = await read_body(request, MessagesBody)
-        body = parse_body(orjson.dumps(asked.chat_dict()), ChatBody)
-        model = await supervisor.ready(body.model, "chat")
-        work, params = await chat_work(request, body, model)
-        return await respond_messages(request, supervisor.call(model.uid, {**work, "params": params[0]}),
-                                      body.model, asked.stream, asked.stop_sequences or [])
+        name, uid, work = await translated(request, asked.chat_dict())
+        return await respond_messages(request, supervisor.call(uid, work), name, asked.stream,
+                                      asked.stop_sequences or [])
 
     @app.post("/v1/responses", openapi_extra=body_schema(ResponsesBody),
               responses={**streaming_ok(), **answers(400, 404, 500)})
     async def openai_responses(request: Request) -> Any:
         """OpenAI's Responses API (Codex, the openai SDK's responses), served as a chat request."""
         asked = await read_body(request, ResponsesBody)
-        body = parse_body(orjson.dumps(asked.chat_dict()), ChatBody)
-        model = await supervisor.ready(body.model, "chat")
-        work, params = await chat_work(request, body, model)
-        return await respond_responses(request, supervisor.call(model.uid, {**work, "params": params[0]}),
-                                       body.model, asked.stream, asked.echoed(), namespaces(asked.tools))
+        name, uid, work = await translated(request, asked.chat_dict())
+        return await respond_responses(request, supervisor.call(uid, work), name, asked.stream, asked.echoed(),
+                                       namespaces(asked.tools))
 
     @app.post("/v1/messages/count_tokens", openapi_extra=body_schema(CountTokensBody), responses=answers(400, 404))
     async def anthropic_count_tokens(request: Request) -> dict[str, int]:
         """The tokens a Messages request's prompt takes on its model (rendered and tokenized; nothing written)."""
         asked = await read_body(request, CountTokensBody)
-        body = parse_body(orjson.dumps(asked.chat_dict()), ChatBody)
-        model = await supervisor.ready(body.model, "chat")
-        work, params = await chat_work(request, body, model)
-        async for msg in supervisor.call(model.uid, {**work, "params": {**params[0], "count_only": True}}):
+        _, uid, work = await translated(request, asked.chat_dict())
+        work["params"] = {**work["params"], "count_only": True}
+        async for msg in supervisor.call(uid, work):
             if msg["kind"] == "done":
                 return {"input_tokens": msg["usage"]["prompt_tokens"]}
         raise ModelFailedError("the model gave no count")
