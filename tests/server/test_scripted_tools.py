@@ -76,6 +76,22 @@ def test_a_forced_call_reaches_the_engine_as_its_constraint(scripted, caller, ch
     assert json.loads(made.function.arguments) == {"city": "Paris", "unit": "celsius"}
 
 
+@pytest.mark.parametrize("form", [
+    {"type": "json_object"},
+    # instructor's Responses mode: the format is the call's own schema
+    {"type": "json_schema", "json_schema": {"name": "Weather", "schema": WEATHER["function"]["parameters"]}},
+    # one no grammar could hold: it is not compiled, there being no text for it to hold
+    {"type": "json_schema", "json_schema": {"name": "big", "schema": {"type": "object", "properties": {
+        "a": {"type": "string", "maxLength": 100000}, "b": {"type": "array", "minItems": 5000}}}}},
+], ids=["json_object", "the-calls-schema", "one-no-grammar-holds"])
+def test_a_forced_call_with_a_response_format_is_the_call(scripted, caller, form):
+    """OpenAI answers a forced call sent with a response_format with the call: the call is the whole answer."""
+    done = sdk(scripted).chat.completions.create(model=caller, messages=QUESTION, tools=[WEATHER],
+                                                 tool_choice="required", response_format=form)
+    assert done.choices[0].finish_reason == "tool_calls" and done.choices[0].message.content is None
+    assert json.loads(done.choices[0].message.tool_calls[0].function.arguments) == {"city": "Paris", "unit": "celsius"}
+
+
 def test_a_streamed_call_comes_as_openai_streams_it(scripted, caller):
     """The id and name first, with empty arguments; then the arguments; finish_reason tool_calls; the SDK's
     stream helper puts it together."""
@@ -142,8 +158,6 @@ def test_a_call_to_a_tool_not_offered_stays_text_and_no_tools_means_no_calls(scr
         "type": "object", "properties": {"a": {"$ref": "#/$defs/A"}},
         "$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}}}}}], "tool_choice": "required"},
      "comes back to itself before any value"),
-    ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}},
-     "a forced tool call has its own form"),
     ({"functions": [{"name": "f"}]}, "functions: function calling is not served"),
 ])
 def test_what_cannot_be_served_is_one_line(scripted, caller, body, says):

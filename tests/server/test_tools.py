@@ -108,6 +108,20 @@ def test_pydantic_ais_default_output_tool_gives_back_the_model(server, uid):
     assert [type(part).__name__ for part in result.all_messages()[1].parts] == ["ToolCallPart"]
 
 
+@pytest.mark.parametrize("mode", ["TOOLS", "JSON_SCHEMA", "RESPONSES_TOOLS"])
+def test_instructors_structured_output_gives_back_the_model(server, uid, mode):
+    """instructor itself (1.17, in its own venv) with the same Person: TOOLS mode (a forced call) and
+    JSON_SCHEMA mode (`response_format`), RESPONSES_TOOLS (a forced call through /v1/responses), one attempt
+    each, no re-asking."""
+    from tests.support.instructor import ask_for_a_person
+    from tests.support.pydantic_tools import Person
+
+    got = ask_for_a_person(server.url, uid, mode)
+    assert got["type"] == "Person"
+    person = Person.model_validate(got["person"])
+    assert 0 <= person.age <= 150 and 0.5 < person.height < 2.5
+
+
 def test_an_auto_call_the_model_opens_always_parses(server, uid):
     """`auto`: the model decides whether to call; once it writes `<tool_call>`, the call is held to the tools'
     schemas to its end (sampled at temperature 1, where free calls broke 27 times in 200: bench/tool_calls.py).

@@ -63,8 +63,9 @@ def prepare(req: wire.ChatRequest, family: LLMFamily, model_template: str | None
     except XituiError as exc:
         raise RequestError(str(exc)) from None
     if forced:
-        if params.constraint:
-            raise RequestError("response_format: a forced tool call has its own form; leave one of them out")
+        # the call is the whole answer: no text is left for a response_format to hold (instructor's Responses
+        # mode sends both, the format being the call's own schema; OpenAI answers with the call)
+        params.constraint = None
         several = bool(req.get("parallel_tool_calls")) and choice == "required"
         try:
             params.grammar = backend.grammar_for({"tool_call": {
