@@ -278,7 +278,13 @@ def main() -> None:
         print(f"worker RSS: default {statistics.median(rss['default']) / 2**20:.0f} MiB, one slot "
               f"{statistics.median(rss['one']) / 2**20:.0f} MiB: {m:.2f} x (target <= 1.15)")
 
-        client.launch_model(model_name="demo-gemma3-270m", model_uid="batched")
+        # speculative decoding off: this measures batching against the same batches driven directly
+        # (bench/speculative.py measures the drafts)
+        client.launch_model(model_name="demo-gemma3-270m", model_uid="batched", speculative="off")
+        # a level is measured warm: a first decode on either side (a context's first graph, the weights' pages)
+        # once made the one-stream level 2.9 and 4.0 tok/s, and every "x one stream" 17-33x
+        direct(llm, 1, 8)
+        served(server.url, "batched", 1, 8)
         rows, ttft8 = [], []
         for streams in LEVELS:
             d, s = [], []
@@ -290,6 +296,12 @@ def main() -> None:
                     ttft8 += firsts
             rows.append((streams, statistics.median(d), statistics.median(s)))
         one = rows[0][2]
+        impossible = [f"{streams} streams: {s / one:.1f} x one stream" for streams, d, s in rows
+                      if s / one > streams * 1.1] + \
+                     [f"{streams} streams: {s / d:.2f} x direct" for streams, d, s in rows if not 0.5 < s / d < 1.5]
+        if impossible:  # batching cannot make each stream faster than one alone, nor the server the library
+            raise SystemExit("figures that cannot be right (a level measured cold, or another load on the "
+                             f"CPU?): {'; '.join(impossible)}")
         print(f"{args.tokens} tokens per stream, greedy")
         print("streams  direct tok/s  xitui tok/s  ratio     x one stream")
         for streams, d, s in rows:

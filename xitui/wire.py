@@ -269,6 +269,9 @@ class Done(TypedDict):
     kv_used: NotRequired[int]
     #: The stop word that ended the answer (Anthropic's stop_sequence), where one did.
     stop_word: NotRequired[str]
+    #: Speculative decoding (llama.cpp): tokens drafted for the answer, and those the model accepted.
+    drafted: NotRequired[int]
+    accepted: NotRequired[int]
 
 
 class Embedded(TypedDict):
@@ -322,7 +325,8 @@ def failed(rid: int, error: str, status: int = 500) -> Failed:
 
 def done(rid: int, reason: FinishReason, prompt_tokens: int, generated: int, started: float, first: float | None,
          *, cached: int | None = None, preempted: int | None = None, kv_used: int | None = None,
-         image_tokens: int | None = None, audio_tokens: int | None = None, stop_word: str | None = None) -> Done:
+         image_tokens: int | None = None, audio_tokens: int | None = None, stop_word: str | None = None,
+         drafted: int | None = None, accepted: int | None = None) -> Done:
     """A generation's end, its speed measured from when it started and when its first token came (perf_counter
     times; `first` None: no token came). The one place every engine's `done` is made."""
     end = time.perf_counter()
@@ -346,6 +350,8 @@ def done(rid: int, reason: FinishReason, prompt_tokens: int, generated: int, sta
         msg["kv_used"] = kv_used
     if stop_word is not None:
         msg["stop_word"] = stop_word
+    if drafted:
+        msg["drafted"], msg["accepted"] = drafted, accepted or 0
     return msg
 
 
@@ -364,6 +370,8 @@ class WorkerInfo(TypedDict, total=False):
     kv_cells: int
     n_gpu_layers: int
     n_threads: int
+    #: Speculative decoding, where the engine has it: "ngram" or "off".
+    speculative: str
     dimensions: int
     batching: str
     #: How conversations are rendered, in words (None: the model cannot chat: no template, no prompt style).
@@ -432,6 +440,8 @@ class Settings(TypedDict):
     n_gpu_layers: NotRequired[int]
     n_threads: NotRequired[int]
     n_parallel: NotRequired[int]
+    #: llama.cpp: speculative decoding of greedy answers, "ngram" (prompt lookup) or "off".
+    speculative: NotRequired[str]
     #: A vision GGUF's projector: its path, or (a downloaded model) its file name in the same repository.
     projector: NotRequired[str]
 
@@ -492,6 +502,9 @@ class MetricsRecord(TypedDict, total=False):
     last_ttft: float | None
     last_tokens_per_s: float | None
     preempted: int
+    #: Speculative decoding: tokens drafted and accepted since launch.
+    drafted: int
+    accepted: int
     kv_used: int | None
     last_batch_size: int | None
     max_batch_size: int
@@ -572,6 +585,8 @@ class ModelDescription(Running, total=False):
     n_threads: int
     kv_cells: int
     batching: str
+    #: Speculative decoding of greedy answers (llama.cpp): "ngram" or "off".
+    speculative: str
     slots: int
     running: int
     queued: int

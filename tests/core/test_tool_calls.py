@@ -26,6 +26,22 @@ def read_in_pieces(fmt: str, text: str, size: int) -> tuple[str, list[dict]]:
     return shown + part, calls + found
 
 
+@pytest.mark.parametrize("size", [1, 2, 5, 11, 1000])
+def test_a_closing_marker_inside_an_arguments_string_is_part_of_it(size):
+    """A grammar held call may write the end marker in a string (bench/tool_calls.py: a name of
+    `}}</tool_call> <tool_call>You can call a`, 39 characters of a 40 allowed): the call ends at the marker
+    after the JSON, and text outside a JSON value still ends at the first one."""
+    name = '}}</tool_call> <tool_call>\\"x\\" </tool_call'
+    answer = f'<tool_call>\n{{"name": "get_weather", "arguments": {{"city": "{name}>"}}}}\n</tool_call>after'
+    shown, calls = read_in_pieces("hermes", answer, size)
+    assert shown == "after" and len(calls) == 1
+    assert json.loads(calls[0]["function"]["arguments"]) == {"city": json.loads(f'"{name}>"')}
+    shown, calls = read_in_pieces("hermes", "<tool_call>not json \"</tool_call> then", size)
+    assert (shown, calls) == ('<tool_call>not json "</tool_call> then', [])
+    assert tool_calls.inside_string('{"a": "b</tool_call>') and not tool_calls.inside_string('{"a": "b"}')
+    assert tool_calls.inside_string('["\\"') and not tool_calls.inside_string('x "')
+
+
 @pytest.mark.parametrize("size", [1, 3, 7, 1000])
 @pytest.mark.parametrize(("fmt", "answer", "content"), [
     ("hermes", 'Let me look.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',

@@ -131,3 +131,30 @@ def test_a_modelscope_spec_is_refused_in_one_line_without_its_package(tmp_path: 
     llm["model_name"] = "local-copy"
     registry.register("LLM", json.dumps(llm))
     assert LaunchPlan.build(registry, {"model_name": "local-copy"}).model_path == str(tmp_path)
+
+
+def test_speculative_is_ngram_or_off_and_anything_else_is_one_line(scripted: servers.ServerProcess,
+                                                                    tmp_path: Path):
+    """The launch field `speculative` at its worst: another word, another type, a list, a huge string; each a
+    one-line 400 naming the field, nothing launched. An engine that drafts nothing (the scripted one, as
+    transformers) launches with it all the same and says nothing of drafts."""
+    import httpx
+
+    client = Client(scripted.url)
+    client.register_model("LLM", scripted_spec("drafty", tmp_path / "drafty", [{"reply": "plain"}]))
+    base = {"model_name": "drafty", "model_engine": "scripted"}
+    with httpx.Client(base_url=scripted.url, timeout=60) as h:
+        for bad in ("eagle", "NGRAM", "", 1, True, ["ngram"], {"type": "ngram"}, "x" * 100_000):
+            answer = h.post("/v1/models", json={**base, "speculative": bad})
+            assert answer.status_code == 400, (bad, answer.text)
+            detail = answer.json()["detail"]
+            assert "speculative" in detail and "\n" not in detail and len(detail) < 400, detail
+        assert client.list_models() == {}
+        estimate = h.post("/v1/estimate", json={**base, "speculative": "eagle"})
+        assert estimate.status_code == 400 and "speculative" in estimate.json()["detail"]
+    uid = client.launch_model(**base, speculative="off")
+    try:
+        described = client.describe_model(uid)
+        assert "speculative" not in described and described["metrics"]["drafted"] == 0
+    finally:
+        client.terminate_model(uid)

@@ -13,8 +13,9 @@ def fixed_snapshot() -> Snapshot:
             "model_name": "demo-gemma3-270m", "model_type": "LLM", "model_engine": "llama.cpp",
             "model_format": "ggufv2", "quantization": "q4_k_m", "model_ability": ["generate", "chat"],
             "state": "ready", "device": "gpu", "pid": 4242, "memory_rss": 412 * 2**20, "launched_at": NOW - 600,
+            "speculative": "ngram",
             "metrics": {"requests": 17, "in_flight": 0, "last_ttft": 0.034, "last_tokens_per_s": 41.7,
-                        "last_used": NOW - 75},
+                        "last_used": NOW - 75, "drafted": 480, "accepted": 297},
         },
         "qwen-7b": {
             "model_name": "qwen2.5-7b-custom", "model_type": "LLM", "model_engine": "transformers",

@@ -10,13 +10,13 @@ import json
 import os
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from xitui.core.errors import LaunchError
 from xitui.core.files import atomic_write
+from xitui.core.machine.python_command import python
 from xitui.core.model_files import conversion
 from xitui.core.model_files.growth import Growth
 
@@ -157,7 +157,7 @@ def converted_projector(model_dir: str, home: Path, progress: Progress) -> str:
 
 def _run_converter(model_dir: str, out: Path, *extra: str) -> None:
     _only_files(model_dir)
-    cmd = [sys.executable, "-c", CONVERTER, model_dir, *extra, "--outfile", str(out), "--outtype", "f16"]
+    cmd = [*python("-c", CONVERTER, model_dir, *extra), "--outfile", str(out), "--outtype", "f16"]
     limit = CONVERTER_SECONDS + CONVERTER_SECONDS_PER_GIB * conversion.converted_size(model_dir, "F16") / 2**30
     try:
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -78,7 +78,8 @@ class LlamaCppBackend(Backend):
         from xitui.backends.llamacpp_batch import BatchEngine
 
         try:
-            self.engine = BatchEngine(self.llm, slots, context, threads, self.send)
+            self.engine = BatchEngine(self.llm, slots, context, threads, self.send,
+                                      speculative=launch.get("speculative", "off") == "ngram")
         except RuntimeError as exc:
             raise LaunchError(f"{exc} ({context} tokens of KV cache for {slots} slots: try a smaller "
                               "context_length)") from None
@@ -95,6 +96,7 @@ class LlamaCppBackend(Backend):
         return {
             "n_parallel": slots,
             "engine": "llama.cpp",
+            "speculative": "ngram" if self.engine.speculative else "off",
             "device": "gpu" if gpu and n_gpu_layers != 0 else "cpu",
             "n_gpu_layers": n_gpu_layers,
             "n_threads": threads,

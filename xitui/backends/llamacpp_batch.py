@@ -35,11 +35,17 @@ from typing import Any, Literal
 from xitui import wire
 from xitui.backends.base import GenerateParams, RequestError, Sender, StopWords
 from xitui.backends.guidance import Guide, allowed_ids, guide_bits
+from xitui.backends.lookup import Lookup
 from xitui.core.machine.estimate import KEPT_MAX, KEPT_SHARE
 from xitui.core.machine.estimate import LLAMA_BATCH_TOKENS as BATCH_TOKENS
 
 #: Tokens a grammar checks first when it refuses the chain's pick (see BatchEngine._best_allowed).
 SHORTLIST = 1024
+#: Speculative decoding (prompt lookup, backends/lookup.py): drafted tokens one step may verify, all slots
+#: together (each is a row of logits the context reserves: 1 MiB each for gemma's 262k vocabulary), and the
+#: most answers being written for drafts to be proposed at all: under load the batch already uses the compute.
+SPEC_ROWS = 16
+SPEC_STREAMS = 2
 #: Tokens the repeat, presence and frequency penalties look back over (llama.cpp's default), the prompt's
 #: last ones included, as llama.cpp's server counts them.
 PENALTY_LAST_N = 64
@@ -90,6 +96,10 @@ class Slot:
     #: The prompt's images by where their cells start in `feed` (llamacpp_media.Image): decoded by the
     #: projector into this sequence when feeding reaches them, never put in a batch of tokens.
     images: dict[int, Any] = field(default_factory=dict)
+    #: Its prompt lookup (speculative decoding; greedy answers only), and the draft decoded after `last` in
+    #: the last batch, whose logits follow `logits_at`'s.
+    lookup: Lookup | None = None
+    drafts: list[int] = field(default_factory=list)
 
 
 #: How a slot ends: an answer's finish reason, or an error.
@@ -111,7 +121,8 @@ class Kept:
 class BatchEngine:
     """Owns the batching context; `send(message)` delivers text pieces and the final `done` (xitui/wire.py)."""
 
-    def __init__(self, llm: Any, slots: int, context: int, threads: int, send: Sender, pool: int | None = None):
+    def __init__(self, llm: Any, slots: int, context: int, threads: int, send: Sender, pool: int | None = None,
+                 speculative: bool = False):
         import llama_cpp
 
         self.L = llama_cpp
@@ -130,7 +141,13 @@ class BatchEngine:
         params.n_seq_max = slots
         # a step wants the logits of one token per slot at most: room for a whole batch of them (512 rows of
         # the vocabulary, 512 MiB for gemma's 262k) would be reserved for nothing
-        params.n_outputs_max = slots
+        params.n_outputs_max = slots + (SPEC_ROWS if speculative else 0)
+        #: Whether greedy answers are decoded speculatively (prompt lookup), and the tokens drafted and accepted.
+        #: (Not for a recurrent model: its state cannot be cut back to before a refused draft.)
+        model = llm._model.model
+        self.speculative = speculative and not (llama_cpp.llama_model_is_recurrent(model)
+                                                or llama_cpp.llama_model_is_hybrid(model))
+        self.drafted = self.accepted = 0
         params.kv_unified = True  # one pool for all sequences (see the module's docstring)
         params.n_threads = params.n_threads_batch = threads
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
@@ -141,7 +158,7 @@ class BatchEngine:
         self.pool = int(llama_cpp.llama_n_ctx(self.ctx))
         self.slot_context = min(context, self.pool)
         self._admitted = itertools.count()
-        self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS + slots, 0, 1)
+        self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS + slots + SPEC_ROWS, 0, 1)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
         #: Sliding-window attention span (gemma-3: 512; 0 without one), for what a reused cache must hold.
         self.n_swa = int(llama_cpp.llama_model_n_swa(llm._model.model))
@@ -350,7 +367,9 @@ class BatchEngine:
                                      order=next(self._admitted), feed=prompt, fed=common, pos=common,
                                      cached=prompt[:common], grammar=None if params.trigger else grammar,
                                      waiting=grammar if params.trigger else None,
-                                     remembers=history is not None, reused=common, images=images)
+                                     remembers=history is not None, reused=common, images=images,
+                                     lookup=Lookup(prompt) if self.speculative and params.temperature <= 0
+                                     and not params.trigger else None)
 
     # --- one step --------------------------------------------------------------------------------
 
@@ -385,8 +404,9 @@ class BatchEngine:
             self._preempt(youngest)
             decoding = [slot for slot in decoding if slot is not youngest]
         batch = self.batch
+        drafts = self._drafts(decoding)
         n = 0
-        for slot in decoding:  # decoding: its last sampled token
+        for slot in decoding:  # decoding: its last sampled token, then its draft
             last = slot.last
             assert last is not None
             self._put(n, last, slot.pos, slot.seq, True)
@@ -395,6 +415,12 @@ class BatchEngine:
             slot.pos += 1
             slot.last = None
             n += 1
+            slot.drafts = drafts.get(slot.seq, [])
+            for token in slot.drafts:
+                self._put(n, token, slot.pos, slot.seq, True)
+                slot.cached.append(token)
+                slot.pos += 1
+                n += 1
         room = self.pool - self._used()
         for slot in self.running.values():
             if slot.fed < len(slot.feed) and n < BATCH_TOKENS and room > 0 and slot.fed not in slot.images:
@@ -436,20 +462,67 @@ class BatchEngine:
             slot.cached += slot.feed[slot.fed:slot.fed + image.n_tokens]
             slot.fed += image.n_tokens
 
+    def _drafts(self, decoding: list[Slot]) -> dict[int, list[int]]:
+        """Each speculating slot's draft (prompt lookup) for this step, within the rows a step may verify, the
+        cells free in the pool and what is left of its answer; cut where its grammar would refuse it."""
+        if not self.speculative or len(decoding) > SPEC_STREAMS:
+            return {}
+        rows, room = SPEC_ROWS, self.pool - self._used() - len(decoding)
+        out: dict[int, list[int]] = {}
+        for slot in decoding:
+            if slot.lookup is None or slot.waiting is not None:
+                continue
+            draft = slot.lookup.draft(min(rows, room, slot.budget - slot.generated - 1))  # (it ends with `last`)
+            if draft and slot.grammar is not None:
+                draft = draft[:slot.grammar.matcher.validate_tokens(draft)]
+            if draft:
+                out[slot.seq] = draft
+                rows -= len(draft)
+                room -= len(draft)
+        return out
+
     def _pick(self, slot: Slot) -> None:
-        """Sample the slot's next token and hand it on; its grammar ends the answer once it is complete."""
+        """Sample the slot's next token and hand it on; its grammar ends the answer once it is complete.
+
+        After a draft: the token at each of the draft's places in turn, as long as each is the draft's own (the
+        model agrees with it); the cells of the draft's refused rest are taken out of the sequence. A greedy
+        answer is the same token for token as without the draft."""
         at = slot.logits_at
         assert at is not None
-        if slot.grammar is None:
-            token = self.L.llama_sampler_sample(slot.sampler, self.ctx, at)
-        else:
-            token = self._sample_within(slot, at)
-        if slot.params.logprobs is not None:
-            slot.logprobs.append(self._logprob(at, token, slot.params.logprobs))
+        drafts, slot.drafts = slot.drafts, []
+        picks: list[int] = []
+        for i in range(len(drafts) + 1):
+            if slot.grammar is None:
+                token = self.L.llama_sampler_sample(slot.sampler, self.ctx, at + i)
+            else:
+                token = self._sample_within(slot, at + i)
+            picks.append(token)
+            if i == len(drafts) or token != drafts[i] or token in slot.stop_ids \
+                    or self.L.llama_vocab_is_eog(self.vocab, token) or (slot.grammar is not None and slot.grammar.done):
+                break
+        if drafts:
+            assert slot.lookup is not None
+            taken = len(picks) - 1
+            slot.lookup.verified(len(drafts), taken)
+            self.drafted += len(drafts)
+            self.accepted += taken
+            refused = len(drafts) - taken
+            if refused:
+                if not self.L.llama_memory_seq_rm(self.memory, slot.seq, slot.pos - refused, -1):
+                    raise RuntimeError("llama.cpp could not take a refused draft out of the cache")
+                slot.pos -= refused
+                del slot.cached[-refused:]
         slot.logits_at = None
-        self._emit(slot, token)
-        if slot.grammar is not None and slot.seq in self.running and self.running[slot.seq] is slot \
-                and slot.grammar.done:
+        for i, token in enumerate(picks):
+            if slot.params.logprobs is not None:
+                slot.logprobs.append(self._logprob(at + i, token, slot.params.logprobs))
+            if slot.lookup is not None:
+                slot.lookup.add(token)
+            self._emit(slot, token)
+            if self.running.get(slot.seq) is not slot:
+                return
+        # (the grammar has taken every pick: only the last one can have completed it)
+        if slot.grammar is not None and slot.grammar.done:
             if slot.params.trigger:  # a call is complete: the answer is free again until the next one
                 slot.grammar.matcher.reset()
                 slot.grammar, slot.waiting, slot.tail = None, slot.grammar, ""
@@ -502,7 +575,7 @@ class BatchEngine:
             token = L.llama_sampler_sample(slot.sampler, self.ctx, at)
         if not guide.take(token):
             mask = guide.allowed()
-            arr = self._best_allowed(slot, mask)
+            arr = self._best_allowed(slot, mask, at)
             if arr is None:
                 arr = self._candidates(at)
                 cand = self._cand
@@ -515,7 +588,7 @@ class BatchEngine:
             L.llama_sampler_accept(slot.sampler, token)
         return token
 
-    def _best_allowed(self, slot: Slot, mask: Any) -> Any:
+    def _best_allowed(self, slot: Slot, mask: Any, at: int) -> Any:
         """The allowed tokens among the SHORTLIST best, when that decides the pick exactly: a chain without
         penalties (which would reorder the logits) that needs its top k allowed tokens (1 when greedy), and
         at least that many allowed among the shortlist. None: mask the whole vocabulary."""
@@ -527,7 +600,7 @@ class BatchEngine:
             return None
         L = self.L
         n_vocab = L.llama_vocab_n_tokens(self.vocab)
-        logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, slot.logits_at), shape=(n_vocab,))
+        logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, at), shape=(n_vocab,))
         best = np.argpartition(logits, n_vocab - SHORTLIST)[n_vocab - SHORTLIST:].astype(np.int32)
         best = best[allowed_ids(mask, best)]
         if len(best) < need:
@@ -599,7 +672,7 @@ class BatchEngine:
         except UnicodeDecodeError:  # the rest of a character comes with the next token
             text = ""
         if text and slot.waiting is not None:
-            self._watch(slot, text)
+            text = self._watch(slot, text)
         if text:
             shown, stopped = slot.stop.feed(text)
             if shown:
@@ -612,22 +685,26 @@ class BatchEngine:
             return
         slot.last = token
 
-    def _watch(self, slot: Slot, text: str) -> None:
-        """Start the waiting grammar where the answer writes its trigger: what the same token wrote after the
-        trigger is taken by the grammar as this vocabulary spells it (llguidance reads bytes); when the grammar
-        refuses that, the answer has left the form already, and stays free."""
+    def _watch(self, slot: Slot, text: str) -> str:
+        """Start the waiting grammar where the answer writes its trigger; the token's text to give. What the same
+        token wrote after the trigger is taken by the grammar as this vocabulary spells it (llguidance reads
+        bytes). When the grammar refuses that (SmolLM2 wrote `<tool_call><tool_value>`, its `><` one token),
+        that rest of the token is not given as text and the call is held from the trigger on: a call the
+        model opens is always one the client can read (bench/tool_calls.py: 1 answer in 600 before)."""
         trigger = slot.params.trigger or ""
         seen = slot.tail + text
         at = seen.find(trigger)
         if at < 0:
             slot.tail = seen[-(len(trigger) - 1):] if len(trigger) > 1 else ""
-            return
+            return text
         guide, slot.waiting, slot.tail = slot.waiting, None, ""
-        after = seen[at + len(trigger):]
+        slot.grammar = guide
+        after = seen[at + len(trigger):]  # (the trigger ends in this token's text: `after` is the end of it)
         if after and not all(guide.take(t) for t in self.llm.tokenize(after.encode("utf-8"), add_bos=False,
                                                                        special=False)):
-            return
-        slot.grammar = guide
+            guide.matcher.reset()
+            return text[:len(text) - len(after)]
+        return text
 
     def _start_over(self, last: Slot) -> None:
         """Idle: a fresh cache holding only the last request's tokens, as sequence 0, at the start of the pool.
@@ -687,7 +764,8 @@ class BatchEngine:
                             cached=slot.reused, preempted=slot.preempted, kv_used=self._used(),
                             image_tokens=sum(image.n_tokens for image in slot.images.values() if not image.audio),
                             audio_tokens=sum(image.n_tokens for image in slot.images.values() if image.audio),
-                            stop_word=slot.stop.hit))
+                            stop_word=slot.stop.hit, drafted=slot.lookup.proposed if slot.lookup else None,
+                            accepted=slot.lookup.accepted if slot.lookup else None))
 
 
 def _token_data_dtype() -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,6 +18,13 @@ from xitui.terminal import output
 
 if TYPE_CHECKING:  # annotations only: the CLI does not import the wire's types to start
     from xitui import wire
+
+
+class Speculative(str, Enum):
+    """--speculative's values (the launch field's)."""
+
+    ngram = "ngram"
+    off = "off"
 
 
 def launch(
@@ -40,6 +48,9 @@ def launch(
         show_default=False)] = None,
     n_parallel: Annotated[int | None, typer.Option(
         "--n-parallel", min=1, max=64, help="Requests decoded together (default: chosen for the machine).")] = None,
+    speculative: Annotated[Speculative | None, typer.Option(
+        "--speculative", help="Speculative decoding of greedy answers (llama.cpp): ngram (drafts looked up in the "
+                              "prompt and the answer) or off (default: config, off).", show_default=False)] = None,
     ttl: Annotated[str | None, typer.Option(
         "--ttl", help="Unload after this long idle: 30s, 10m, 1h; 0 = once idle, -1 = never (default: config)."
     )] = None,
@@ -66,7 +77,7 @@ def launch(
     if projector is not None:  # (Xinference's launch field too)
         launch["multimodal_projector"] = projector
     ours = {"context_length": context_length, "ttl": ttl, "restore": restore or None, "force": force or None,
-            "n_parallel": n_parallel}
+            "n_parallel": n_parallel, "speculative": speculative.value if speculative else None}
     if client.is_xinference:
         given = [f"--{k.replace('_', '-')}" for k, v in ours.items() if v is not None]
         if given or estimate_only:

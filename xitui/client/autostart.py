@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from xitui.core.config import VIEW_YIELDED_ENV, home_dir, server_record
 from xitui.core.errors import ServerUnavailableError, XituiError
 from xitui.core.files import private_dir, private_file
+from xitui.core.machine.python_command import python
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 START_TIMEOUT = 30.0
@@ -62,7 +63,7 @@ def start_background_server(base_url: str, api_key: str | None = None) -> None:
             env["XITUI_SERVER_API_KEY"] = api_key
         with open(private_file(home / "server.log"), "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "xitui.server", "--host", host, "--port", str(port)],
+                python("-m", "xitui.server", "--host", host, "--port", str(port)),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
@@ -126,9 +127,10 @@ def is_xitui_server(pid: int) -> bool:
             return False
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
-    # `python -m xitui.server` (the background server), or `xitui serve` / `python -m xitui serve`
-    return "xitui.server" in command or ("serve" in command and any(os.path.basename(arg) in ("xitui", "xitui.exe")
-                                                                    for arg in command))
+    # `python -P -m xitui.server` (the background server; before Python 3.11, `-c` running that module), or
+    # `xitui serve` / `python -m xitui serve`
+    return "xitui.server" in command or any("run_module('xitui.server'" in arg for arg in command) or \
+        ("serve" in command and any(os.path.basename(arg) in ("xitui", "xitui.exe") for arg in command))
 
 
 def check_listener(base_url: str) -> None:

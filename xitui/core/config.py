@@ -197,6 +197,9 @@ class ServerSettings(_Section):
     n_parallel: Annotated[int, Field(
         ge=0, le=64, description="slots of a llama.cpp model whose launch names none: from 1 to 64 "
                                  "(0: from the machine, the default)")] = 0
+    speculative: Annotated[Literal["ngram", "off"], Field(
+        description="speculative decoding of a llama.cpp model's greedy answers when its launch names none: "
+                    "ngram (drafts looked up in the prompt and the answer) or off")] = "off"
     warm: Annotated[list[str], Env("XITUI_WARM"), AfterValidator(_warm_names_engines), Field(
         description="engines a warm worker imports ahead of launches: all, none, or some of "
                     + ", ".join(WARM_ENGINES))] = ["all"]

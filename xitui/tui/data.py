@@ -175,6 +175,11 @@ def model_detail(uid: str | None, model: dict[str, Any] | None) -> str:
         parts.append(f"pid {model['pid']}")
     if (model.get("slots") or 1) > 1:
         parts.append(f"{model['slots']} slots: {model.get('running', 0)} running, {model.get('queued', 0)} queued")
+    metrics = model.get("metrics") or {}
+    if model.get("speculative") == "ngram":  # speculative decoding: how many drafted tokens the model took
+        drafted = metrics.get("drafted") or 0
+        parts.append(f"ngram drafts: {metrics.get('accepted', 0) / drafted:.0%} of {drafted} accepted" if drafted
+                     else "ngram drafts: none yet")
     if model.get("launch_seconds") is not None:
         parts.append("launched in " + units.launch_text(model["launch_seconds"], model.get("launch_stages"),
                                                           model.get("start")))

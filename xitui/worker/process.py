@@ -57,7 +57,7 @@ def note(text: str) -> None:
 
 #: What the log's line about a loaded model says besides its stages, in this order, when the backend tells it.
 LOADED_FIELDS = ("engine", "converted", "device", "context_length", "n_parallel", "kv_cells", "n_gpu_layers",
-                 "n_threads", "dimensions", "batching", "chat_format", "tool_format", "projector")
+                 "n_threads", "speculative", "dimensions", "batching", "chat_format", "tool_format", "projector")
 
 
 def failure(rid: int, exc: Exception) -> wire.Failed:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -268,6 +269,18 @@ def _forced(head: str, fmt: str, several: bool, comma: str) -> str:
 
 # --- reading calls back --------------------------------------------------------------------------------
 
+#: A JSON string whole, or a quote that opens one not closed yet.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|"')
+
+
+def inside_string(text: str) -> bool:
+    """Whether `text`, the start of a JSON value, ends inside one of its strings (a call's end marker met
+    there is part of an argument: `{"name": "}}</tool_call>..."` is a name a grammar allows)."""
+    if not text.lstrip().startswith(("{", "[")):
+        return False
+    quotes = _STRING.findall(text)
+    return bool(quotes) and quotes[-1] == '"'
+
 @dataclass
 class CallReader:
     """Splits an answer as it streams into text for `content` and the calls it makes. Text that may be the
@@ -334,6 +347,9 @@ class CallReader:
             body = "".join(self._body)
             inner = body[:len(body) + cut] if cut < 0 else body + buf[:cut]
             buf = buf[cut + len(end):]
+            if inside_string(inner):  # text of a string in the call (a grammar lets a name hold it): read on
+                self._body, self._tail = [inner + end], ""
+                continue
             self._in_call, self._body, self._tail = False, [], ""
             calls = self._calls_in(inner)
             if calls is None:  # not a call a client can act on: the model's text, as it wrote it

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from typing import TYPE_CHECKING
 
 from xitui.core.machine import memory as machine
 from xitui.core.machine.estimate import Estimate, Fit, check_fit, choose_slots, estimate, with_slots
+from xitui.core.machine.python_command import python
 
 if TYPE_CHECKING:  # annotations only: the CLI does not import the wire's types to start
     from xitui import wire
@@ -36,7 +36,7 @@ def _engine_uses_gpu(engine: str) -> bool:
     with _probing:  # one probe per engine, even when a launch comes while `prime` asks
         if key not in _usable:
             try:
-                done = subprocess.run([sys.executable, "-c", _PROBES[key]], capture_output=True, text=True,
+                done = subprocess.run(python("-c", _PROBES[key]), capture_output=True, text=True,
                                       timeout=60)
                 _usable[key] = done.stdout.strip() == "True"
             except (OSError, subprocess.TimeoutExpired):

@@ -66,7 +66,8 @@ class _Collector:
                 values = {"requests": m.requests, "request_errors": m.errors,
                           "requests_running": min(m.in_flight, count), "requests_queued": max(0, m.in_flight - count),
                           "prompt_tokens": m.tokens_prompt, "generated_tokens": m.tokens_generated,
-                          "preemptions": m.preempted, "worker_resident_memory_bytes": replica.memory_rss() or 0}
+                          "preemptions": m.preempted, "draft_tokens": m.drafted, "draft_tokens_accepted": m.accepted,
+                          "worker_resident_memory_bytes": replica.memory_rss() or 0}
                 for name, value in values.items():
                     per[name].add_metric(labels, float(value))
                 _observed(ttft, labels, m.ttft)
@@ -116,6 +117,8 @@ _PER_REPLICA: dict[str, tuple[Any, str]] = {
     "prompt_tokens": (CounterMetricFamily, "Prompt tokens of the requests served (embedding inputs too)."),
     "generated_tokens": (CounterMetricFamily, "Tokens generated."),
     "preemptions": (CounterMetricFamily, "Times a request was put back to wait for room in the KV cache."),
+    "draft_tokens": (CounterMetricFamily, "Tokens speculative decoding drafted (llama.cpp, greedy answers)."),
+    "draft_tokens_accepted": (CounterMetricFamily, "Drafted tokens the model accepted."),
     "worker_resident_memory_bytes": (GaugeMetricFamily, "The worker process's resident memory."),
 }
 

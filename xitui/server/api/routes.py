@@ -72,6 +72,7 @@ def create_app(home: Path | None = None, api_key: str | None = None,
     settings = settings or ServerSettings()
     supervisor = Supervisor(registry, home, default_ttl=settings.ttl_seconds,
                             default_parallel=settings.n_parallel or None, warm_engines=settings.warm_engines,
+                            default_speculative=settings.speculative,
                             allowed_envs=settings.allowed_envs, autoload=settings.autoload,
                             max_loaded=settings.max_loaded, max_loading=settings.max_loading,
                             max_restarts=settings.max_restarts)

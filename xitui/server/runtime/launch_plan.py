@@ -115,7 +115,7 @@ class LaunchPlan:
             why = auto_conversion(plan, request)
             if why:
                 plan.convert(why)
-        for key in ("n_gpu_layers", "n_threads", "n_parallel"):
+        for key in ("n_gpu_layers", "n_threads", "n_parallel", "speculative"):
             if request.get(key) is not None:
                 plan.options[key] = request[key]
         device_envs, device_options = device_choice(request, plan.engine)
@@ -172,6 +172,8 @@ class LaunchPlan:
         for key in ("n_gpu_layers", "n_threads", "n_parallel"):
             if key in self.options:
                 settings[key] = int(self.options[key])
+        if "speculative" in self.options:
+            settings["speculative"] = str(self.options["speculative"])
         if self.converted_to:
             settings["convert_to"] = self.converted_to
             settings["engine_reason"] = self.engine_reason or ""

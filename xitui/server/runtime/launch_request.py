@@ -71,6 +71,9 @@ class LaunchBody(Body):
     multimodal_projector: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     #: llama.cpp: requests decoded together in one batch (each with the whole context); more wait their turn
     n_parallel: Annotated[int, Field(ge=1, le=64, strict=True), WHOLE] | None = None
+    #: llama.cpp: speculative decoding of greedy answers: "ngram" (prompt lookup) or "off" (default: the
+    #: config's server.speculative, "off")
+    speculative: Literal["ngram", "off"] | None = None
 
     def request(self) -> dict[str, Any]:
         """The launch as plain data: what the plan is built from and what launches.json keeps."""

@@ -47,6 +47,9 @@ class Metrics:
     last_tokens_per_s: float | None = None
     #: Times a request was put back to wait for room in the shared KV cache (llama.cpp), since launch.
     preempted: int = 0
+    #: Speculative decoding (llama.cpp): tokens drafted and tokens the model accepted, since launch.
+    drafted: int = 0
+    accepted: int = 0
     #: Cells of the shared KV cache in use as the last answer ended, that answer's own included (llama.cpp).
     kv_used: int | None = None
     #: Texts in the last and in the largest embedding batch (dynamic batching at work).
@@ -62,8 +65,9 @@ class Metrics:
         return {"requests": self.requests, "errors": self.errors, "in_flight": self.in_flight,
                 "tokens_generated": self.tokens_generated, "tokens_prompt": self.tokens_prompt,
                 "last_ttft": self.last_ttft, "last_tokens_per_s": self.last_tokens_per_s, "preempted": self.preempted,
-                "kv_used": self.kv_used, "last_batch_size": self.last_batch_size,
-                "max_batch_size": self.max_batch_size, "last_used": self.last_used}
+                "drafted": self.drafted, "accepted": self.accepted, "kv_used": self.kv_used,
+                "last_batch_size": self.last_batch_size, "max_batch_size": self.max_batch_size,
+                "last_used": self.last_used}
 
     def started(self) -> None:
         self.requests += 1
@@ -88,6 +92,8 @@ class Metrics:
             if self.last_tokens_per_s and generated > 1:  # each token after the first took 1 / rate
                 self.per_token.observe(1 / self.last_tokens_per_s, generated - 1)
             self.preempted += msg.get("preempted", 0)
+            self.drafted += msg.get("drafted", 0)
+            self.accepted += msg.get("accepted", 0)
             self.kv_used = msg.get("kv_used", self.kv_used)
         elif msg["kind"] == "reranked":
             self.tokens_prompt += msg["tokens"]

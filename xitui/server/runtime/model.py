@@ -126,6 +126,8 @@ class Model:
             total.tokens_generated += m.tokens_generated
             total.tokens_prompt += m.tokens_prompt
             total.preempted += m.preempted
+            total.drafted += m.drafted
+            total.accepted += m.accepted
             total.max_batch_size = max(total.max_batch_size, m.max_batch_size)
         used = [m for m in parts if m.last_used]
         if used:
@@ -190,6 +192,8 @@ class Model:
             data["kv_cells"] = info["kv_cells"]
         if info.get("batching"):
             data["batching"] = info["batching"]
+        if info.get("speculative"):
+            data["speculative"] = info["speculative"]
         if info.get("projector"):  # Xinference's launch field
             data["multimodal_projector"] = info["projector"]
         if "reads" in info:  # what the model reads beside text (a projector's worker, a vision model's)

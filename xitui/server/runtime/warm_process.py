@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from xitui import wire
+from xitui.core.machine.python_command import python
 from xitui.server.runtime.worker_process import LINE_LIMIT, process_rss
 
 log = logging.getLogger("xitui.supervisor")
@@ -132,7 +133,7 @@ class WarmProcess:
         with open(self.log_path, "ab") as log_file:
             try:
                 self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "xitui.worker.warm_worker", str(theirs.fileno()), ",".join(self.engines),
+                    *python("-m", "xitui.worker.warm_worker", str(theirs.fileno()), ",".join(self.engines)),
                     stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                     pass_fds=(theirs.fileno(),),
                     # its own session: a signal to the server's process group (a terminal's Ctrl-C, a service

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from xitui import wire
+from xitui.core.machine.python_command import python
 from xitui.server.runtime.metrics import Metrics
 from xitui.server.runtime.restarts import exit_cause
 
@@ -155,7 +155,7 @@ class Replica:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log_file:
                 self.proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "xitui.worker",
+                    *python("-m", "xitui.worker"),
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=log_file,

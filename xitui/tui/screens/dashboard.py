@@ -17,6 +17,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
+from xitui.core.machine.python_command import python
 from xitui.core.safe_text import safe, safe_line
 from xitui.core.specs.bundled import BUNDLED_ORDER
 from xitui.tui.data import Snapshot, fetch, fetch_registrations, mark_loadable, model_detail
@@ -331,13 +332,12 @@ class DashboardScreen(Screen[None]):
     def action_register(self) -> None:
         """Suspend the dashboard, run the wizard in this terminal, then come back and refresh."""
         import subprocess
-        import sys
 
         from textual.app import SuspendNotSupported
 
         try:
             with self.app.suspend():
-                subprocess.run([sys.executable, "-m", "xitui", "wizard", "-e", self.endpoint], check=False)
+                subprocess.run(python("-m", "xitui", "wizard", "-e", self.endpoint), check=False)
         except SuspendNotSupported:
             self.notify("this terminal cannot hand over to the wizard: run `xitui wizard` beside the dashboard",
                         severity="warning")

@@ -1,6 +1,6 @@
 """The launch modal: pick a registration and its format, size, quantization, engine, uid, GPU layers,
-context length, replicas, idle ttl and restore; shows the memory estimate as the choices change; returns the
-launch arguments (or None when cancelled)."""
+context length, slots, speculative decoding, replicas, idle ttl and restore; shows the memory estimate as
+the choices change; returns the launch arguments (or None when cancelled)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
                     ("context length", Input(placeholder="the spec's", id="context", type="integer", compact=True)),
                     ("slots", Input(placeholder="from the machine (requests decoded together)", id="slots",
                                     type="integer", compact=True)),
+                    ("speculative", Select([(Text("ngram: drafts from the prompt and answer"), "ngram"),
+                                            (Text("off"), "off")], id="speculative", allow_blank=True,
+                                           prompt="default (config: off)", compact=True)),
                     ("replicas", Input(placeholder="1 worker process", id="replicas", type="integer", compact=True)),
                     ("unload idle", Input(placeholder="after: 30s, 10m, 1h (default: config)", id="ttl",
                                           compact=True)),
@@ -157,6 +160,7 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
         context.disabled = self.query_one("#gpu-layers", Input).disabled = not llm
         gguf = any(s.get("model_format") in ("ggufv2", "gguf") for s in specs)
         self.query_one("#slots", Input).disabled = not (llm and gguf)
+        self.query_one("#speculative", Select).disabled = not (llm and gguf)
 
     @on(Select.Changed, "#format")
     def _narrow(self, event: Select.Changed) -> None:
@@ -204,6 +208,9 @@ class LaunchModal(ModalScreen[dict[str, Any] | None]):
             llm_field = reg["model_type"] == "LLM" or field == "replica"
             if text.lstrip("-").isdigit() and not widget.disabled and llm_field:
                 args[field] = int(text)
+        speculative = self.query_one("#speculative", Select)
+        if speculative.value is not Select.NULL and not speculative.disabled:
+            args["speculative"] = speculative.value
         if self.query_one("#restore", Checkbox).value:
             args["restore"] = True
         if self.too_big:

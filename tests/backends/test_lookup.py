@@ -1,0 +1,51 @@
+"""Prompt lookup, the proposer of speculative decoding (backends/lookup.py): what it drafts and how it adapts."""
+
+from __future__ import annotations
+
+from xitui.backends.lookup import DRAFT_FIRST, DRAFT_MAX, WAIT_MAX, Lookup
+
+
+def test_it_drafts_what_followed_the_latest_earlier_occurrence_of_the_longest_ngram() -> None:
+    lookup = Lookup([1, 2, 3, 4, 5, 6, 9, 2, 3, 7, 8, 1, 2, 3])
+    # the 3-gram (1, 2, 3) was followed by 4 5 6 9...; the 2-gram (2, 3) most recently by 7 8: the longer wins
+    assert lookup.draft(8) == [4, 5, 6, 9][:DRAFT_FIRST]
+    assert Lookup([5, 2, 3, 7, 8, 1, 2, 3]).draft(2) == [7, 8]  # (2, 3) alone: its latest continuation, cut to 2
+
+
+def test_nothing_is_drafted_without_an_earlier_occurrence_or_room() -> None:
+    assert Lookup([1, 2, 3, 4]).draft(8) == []
+    assert Lookup([1, 2, 1, 2]).draft(0) == []
+    assert Lookup([]).draft(8) == [] and Lookup([7]).draft(8) == []
+
+
+def test_tokens_added_are_looked_up_too() -> None:
+    lookup = Lookup([10, 11, 12, 13])
+    for token in (10, 11):
+        lookup.add(token)
+    assert lookup.draft(2) == [12, 13]
+
+
+def test_a_draft_taken_whole_grows_one_taken_in_part_is_sized_to_it() -> None:
+    lookup = Lookup(list(range(40)) * 2)
+    lookup.verified(4, 4)
+    assert lookup.size == min(DRAFT_MAX, 2 * DRAFT_FIRST)
+    lookup.verified(8, 8)
+    assert lookup.size == DRAFT_MAX
+    lookup.verified(8, 2)
+    assert lookup.size == 3 and lookup.wait == 0
+    assert (lookup.proposed, lookup.accepted) == (20, 14)
+
+
+def test_refused_drafts_back_off_so_free_text_pays_for_few() -> None:
+    lookup = Lookup([1, 2, 3, 1, 2])
+    waits = []
+    for _ in range(6):
+        lookup.verified(2, 0)
+        waits.append(lookup.wait)
+    assert waits == [1, 3, 7, 15, WAIT_MAX, WAIT_MAX] and lookup.size == 1
+    assert lookup.draft(8) == []  # waiting: nothing proposed, the wait counts down
+    assert lookup.wait == WAIT_MAX - 1
+    lookup.wait = 0
+    assert lookup.draft(8) == [3]  # (size 1 after the refusals)
+    lookup.verified(1, 1)
+    assert lookup.misses == 0 and lookup.size == 2
