@@ -77,3 +77,30 @@ def test_the_api_key_guards_metrics(tmp_path: Path) -> None:
         assert "xitui_launches_total" not in scrape(srv.url, Authorization="Bearer s3cret")  # no launch: no sample
     finally:
         srv.stop()
+
+
+def test_speculative_drafts_are_counted_where_describe_metrics_and_the_dashboard_read_them(
+        server: ServerProcess, small_gguf: Path) -> None:
+    """A launch with `speculative: ngram` says so in describe; a greedy answer that copies its prompt is
+    written with drafts, and describe, /metrics and the dashboard's detail line count them the same; a
+    sampled answer drafts nothing."""
+    from xitui.tui.data import model_detail
+
+    client = Client(server.url)
+    code = "\n".join(f"    total_{i} = compute_value(items[{i}], scale={i})" for i in range(12))
+    with launched(client, "drafty", gguf_spec("drafty", small_gguf), n_parallel=2, speculative="ngram"):
+        assert client.describe_model("drafty")["speculative"] == "ngram"
+        model = client.get_model("drafty")
+        model.chat([{"role": "user", "content": f"Repeat this code exactly:\n{code}"}],
+                   generate_config={"max_tokens": 120, "temperature": 0})
+        metrics = client.describe_model("drafty")["metrics"]
+        assert metrics["drafted"] > 0 and 0 < metrics["accepted"] <= metrics["drafted"], metrics
+        samples = scrape(server.url)
+        replica = {"model": "drafty", "replica": "0"}
+        assert value(samples, "xitui_draft_tokens_total", **replica) == metrics["drafted"]
+        assert value(samples, "xitui_draft_tokens_accepted_total", **replica) == metrics["accepted"]
+        shown = f"{metrics['accepted'] / metrics['drafted']:.0%} of {metrics['drafted']} accepted"
+        assert shown in model_detail("drafty", client.describe_model("drafty"))
+        model.chat([{"role": "user", "content": f"Repeat this code exactly:\n{code}"}],
+                   generate_config={"max_tokens": 60, "temperature": 0.8, "seed": 1})
+        assert client.describe_model("drafty")["metrics"]["drafted"] == metrics["drafted"]
