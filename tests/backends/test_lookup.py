@@ -6,10 +6,12 @@ from xitui.backends.lookup import DRAFT_FIRST, DRAFT_MAX, WAIT_MAX, Lookup
 
 
 def test_it_drafts_what_followed_the_latest_earlier_occurrence_of_the_longest_ngram() -> None:
-    lookup = Lookup([1, 2, 3, 4, 5, 6, 9, 2, 3, 7, 8, 1, 2, 3])
-    # the 3-gram (1, 2, 3) was followed by 4 5 6 9...; the 2-gram (2, 3) most recently by 7 8: the longer wins
-    assert lookup.draft(8) == [4, 5, 6, 9][:DRAFT_FIRST]
-    assert Lookup([5, 2, 3, 7, 8, 1, 2, 3]).draft(2) == [7, 8]  # (2, 3) alone: its latest continuation, cut to 2
+    lookup = Lookup([9, 1, 2, 3, 4, 5, 6, 9, 1, 2, 3, 7, 8, 9, 0, 1, 2, 3])
+    # the 4-gram (9, 1, 2, 3) was last followed by 7 8 9 0; the 3-gram (1, 2, 3) also by 7...: the longer wins
+    assert lookup.draft(8) == [7, 8, 9, 0][:DRAFT_FIRST]
+    # (1, 2, 3) alone: its latest continuation, cut to 2
+    assert Lookup([5, 1, 2, 3, 7, 8, 4, 4, 1, 2, 3, 6, 8, 1, 2, 3]).draft(2) == [6, 8]
+    assert Lookup([1, 2, 7, 7, 1, 2]).draft(8) == []  # two tokens match by chance too often to draft on
 
 
 def test_nothing_is_drafted_without_an_earlier_occurrence_or_room() -> None:
@@ -20,9 +22,9 @@ def test_nothing_is_drafted_without_an_earlier_occurrence_or_room() -> None:
 
 def test_tokens_added_are_looked_up_too() -> None:
     lookup = Lookup([10, 11, 12, 13])
-    for token in (10, 11):
+    for token in (10, 11, 12):
         lookup.add(token)
-    assert lookup.draft(2) == [12, 13]
+    assert lookup.draft(2) == [13, 10]
 
 
 def test_a_draft_taken_whole_grows_one_taken_in_part_is_sized_to_it() -> None:
@@ -37,15 +39,15 @@ def test_a_draft_taken_whole_grows_one_taken_in_part_is_sized_to_it() -> None:
 
 
 def test_refused_drafts_back_off_so_free_text_pays_for_few() -> None:
-    lookup = Lookup([1, 2, 3, 1, 2])
+    lookup = Lookup([1, 2, 3, 4, 1, 2, 3])
     waits = []
     for _ in range(6):
         lookup.verified(2, 0)
         waits.append(lookup.wait)
-    assert waits == [1, 3, 7, 15, WAIT_MAX, WAIT_MAX] and lookup.size == 1
+    assert waits == [1, 3, 7, 15, min(31, WAIT_MAX), WAIT_MAX] and lookup.size == 1
     assert lookup.draft(8) == []  # waiting: nothing proposed, the wait counts down
     assert lookup.wait == WAIT_MAX - 1
     lookup.wait = 0
-    assert lookup.draft(8) == [3]  # (size 1 after the refusals)
+    assert lookup.draft(8) == [4]  # (size 1 after the refusals)
     lookup.verified(1, 1)
     assert lookup.misses == 0 and lookup.size == 2
