@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xitui.backends.lookup import DRAFT_FIRST, DRAFT_MAX, WAIT_MAX, Lookup
+from xitui.backends.lookup import DRAFT_FIRST, DRAFT_MAX, INDEX_STEP, WAIT_MAX, WINDOW, Lookup
 
 
 def test_it_drafts_what_followed_the_latest_earlier_occurrence_of_the_longest_ngram() -> None:
@@ -51,3 +51,23 @@ def test_refused_drafts_back_off_so_free_text_pays_for_few() -> None:
     assert lookup.draft(8) == [4]  # (size 1 after the refusals)
     lookup.verified(1, 1)
     assert lookup.misses == 0 and lookup.size == 2
+
+
+def test_an_images_cells_are_never_drafted() -> None:
+    """An image's cells are negative placeholders in the prompt: a draft stops before them (decoded as a token,
+    a truncated id failed the whole batch, other clients' requests with it)."""
+    image = -(2**255)
+    lookup = Lookup([7, 10, 11, 12, 13, image, image, 5, 10, 11, 12])
+    assert lookup.draft(8) == [13]
+    assert Lookup([7, 10, 11, 12, image, image, 5, 10, 11, 12]).draft(8) == []
+
+
+def test_a_long_prompt_is_indexed_a_part_a_step_and_only_its_latest_window() -> None:
+    prompt = list(range(200_000))
+    lookup = Lookup(prompt + [199_990, 199_991, 199_992])
+    lookup.draft(8)
+    assert sum(len(seen) for seen in lookup.seen) <= INDEX_STEP * len(lookup.seen)
+    for _ in range(WINDOW // INDEX_STEP + 1):
+        draft = lookup.draft(8)
+    assert draft == [199_993, 199_994, 199_995, 199_996][:DRAFT_FIRST]
+    assert all(len(seen) <= WINDOW for seen in lookup.seen)  # (the start of the prompt is never indexed)

@@ -38,8 +38,32 @@ def test_a_closing_marker_inside_an_arguments_string_is_part_of_it(size):
     assert json.loads(calls[0]["function"]["arguments"]) == {"city": json.loads(f'"{name}>"')}
     shown, calls = read_in_pieces("hermes", "<tool_call>not json \"</tool_call> then", size)
     assert (shown, calls) == ('<tool_call>not json "</tool_call> then', [])
-    assert tool_calls.inside_string('{"a": "b</tool_call>') and not tool_calls.inside_string('{"a": "b"}')
-    assert tool_calls.inside_string('["\\"') and not tool_calls.inside_string('x "')
+
+
+@pytest.mark.parametrize("size", [1, 4, 1000])
+def test_a_quote_left_open_does_not_take_the_calls_after_it(size):
+    """Without a grammar a model may write `5'11" tall"` (a quote too many): the markers after it are not
+    taken as string text for ever; the broken call stays text and the next one is still a call."""
+    broken = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "5\'11" tall"}}\n</tool_call>'
+    good = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    shown, calls = read_in_pieces("hermes", f"{broken}\n{good} done", size)
+    assert shown == f"{broken}\n done" and [json.loads(c["function"]["arguments"]) for c in calls] == [{"city": "Oslo"}]
+    # a backslash before a line break in a string (not JSON), then a closed string: the marker after it ends it
+    text = '<tool_call>{"name": "get_weather", "arguments": {"city": "a\\\nb"}}</tool_call> after'
+    assert read_in_pieces("hermes", text, size) == (text, [])
+
+
+def test_many_markers_inside_a_string_cost_the_calls_length_not_its_square(monkeypatch):
+    """A grammar lets an argument hold `</tool_call>` thousands of times: each character is read once (a
+    rescan of the call at each marker took 1 s for 2,000 of them, on the thread every stream waits on)."""
+    read = []
+    scan = tool_calls.CallReader._scan
+    monkeypatch.setattr(tool_calls.CallReader, "_scan", lambda self, text: (read.append(len(text)), scan(self, text)))
+    inner = "</tool_call>" * 20_000
+    answer = f'<tool_call>{{"name": "get_weather", "arguments": {{"city": "{inner}"}}}}</tool_call>'
+    shown, calls = read_in_pieces("hermes", answer, 3)
+    assert shown == "" and json.loads(calls[0]["function"]["arguments"]) == {"city": inner}
+    assert sum(read) <= len(answer)
 
 
 @pytest.mark.parametrize("size", [1, 3, 7, 1000])

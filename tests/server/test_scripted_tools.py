@@ -158,6 +158,8 @@ def test_a_call_to_a_tool_not_offered_stays_text_and_no_tools_means_no_calls(scr
         "type": "object", "properties": {"a": {"$ref": "#/$defs/A"}},
         "$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}}}}}], "tool_choice": "required"},
      "comes back to itself before any value"),
+    ({"tools": [WEATHER], "tool_choice": "required", "grammar": 'root ::= "x"'},
+     "grammar: a forced tool call has its own grammar"),
     ({"functions": [{"name": "f"}]}, "functions: function calling is not served"),
 ])
 def test_what_cannot_be_served_is_one_line(scripted, caller, body, says):

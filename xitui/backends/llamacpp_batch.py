@@ -41,11 +41,13 @@ from xitui.core.machine.estimate import LLAMA_BATCH_TOKENS as BATCH_TOKENS
 
 #: Tokens a grammar checks first when it refuses the chain's pick (see BatchEngine._best_allowed).
 SHORTLIST = 1024
-#: Speculative decoding (prompt lookup, backends/lookup.py): drafted tokens one step may verify, all slots
-#: together (each is a row of logits the context reserves: 1 MiB each for gemma's 262k vocabulary), and the
-#: most answers being written for drafts to be proposed at all: under load the batch already uses the compute.
+#: Speculative decoding (prompt lookup, backends/lookup.py): drafted tokens one step may verify (each is a row
+#: of logits the context reserves: 1 MiB each for gemma's 262k vocabulary), and the most answers being written
+#: for drafts to be proposed at all. One: a step of n tokens costs almost n steps of one on a CPU, so beside
+#: another answer a draft would make that answer's every token wait for it; and under load the batch already
+#: uses the compute.
 SPEC_ROWS = 16
-SPEC_STREAMS = 2
+SPEC_STREAMS = 1
 #: Tokens the repeat, presence and frequency penalties look back over (llama.cpp's default), the prompt's
 #: last ones included, as llama.cpp's server counts them.
 PENALTY_LAST_N = 64

@@ -20,6 +20,10 @@ DRAFT_MAX = 8
 DRAFT_FIRST = 4
 #: Most steps a sequence waits without proposing after refused drafts.
 WAIT_MAX = 32
+#: The latest tokens whose n-grams are looked up (a 128k-token prompt indexed whole took ~30 MB and ~1 s of the
+#: engine's thread), and the most positions indexed in one step (a long prompt's index is made a part a step).
+WINDOW = 8192
+INDEX_STEP = 2048
 class Lookup:
     """One sequence's tokens (prompt and answer), indexed by their n-grams, and how its drafts fared."""
 
@@ -28,7 +32,7 @@ class Lookup:
         #: For each n (NGRAM_MIN..NGRAM_MAX): an n-gram -> where its latest occurrence's continuation starts.
         self.seen: list[dict[tuple[int, ...], int]] = [{} for _ in range(NGRAM_MIN, NGRAM_MAX + 1)]
         #: Continuations registered: every n-gram that ends before this position and has a token after it.
-        self.indexed = 0
+        self.indexed = max(0, len(self.tokens) - WINDOW)
         self.size = DRAFT_FIRST
         self.wait = 0
         self.misses = 0
@@ -45,7 +49,8 @@ class Lookup:
         tokens = self.tokens
         end = len(tokens)
         seen = self.seen
-        while self.indexed < end - 1:  # (the n-grams that end at the last token have no continuation yet)
+        # (the n-grams that end at the last token have no continuation yet)
+        for _ in range(min(end - 1 - self.indexed, INDEX_STEP)):
             self.indexed += 1
             at = self.indexed
             for i, n in enumerate(range(NGRAM_MIN, NGRAM_MAX + 1)):
@@ -63,7 +68,9 @@ class Lookup:
                 continue
             start = seen[i].get(tuple(tokens[end - n:]))
             if start is not None:
-                return tokens[start:start + most]
+                draft = tokens[start:start + most]
+                # an image's or a sound's cells (negative placeholders) are never a token to decode
+                return next((draft[:k] for k, token in enumerate(draft) if token < 0), draft)
         return []
 
     def verified(self, proposed: int, accepted: int) -> None:

@@ -63,6 +63,8 @@ def prepare(req: wire.ChatRequest, family: LLMFamily, model_template: str | None
     except XituiError as exc:
         raise RequestError(str(exc)) from None
     if forced:
+        if params.constraint and "gbnf" in params.constraint:
+            raise RequestError("grammar: a forced tool call has its own grammar; leave one of them out")
         # the call is the whole answer: no text is left for a response_format to hold (instructor's Responses
         # mode sends both, the format being the call's own schema; OpenAI answers with the call)
         params.constraint = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -269,18 +268,6 @@ def _forced(head: str, fmt: str, several: bool, comma: str) -> str:
 
 # --- reading calls back --------------------------------------------------------------------------------
 
-#: A JSON string whole, or a quote that opens one not closed yet.
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|"')
-
-
-def inside_string(text: str) -> bool:
-    """Whether `text`, the start of a JSON value, ends inside one of its strings (a call's end marker met
-    there is part of an argument: `{"name": "}}</tool_call>..."` is a name a grammar allows)."""
-    if not text.lstrip().startswith(("{", "[")):
-        return False
-    quotes = _STRING.findall(text)
-    return bool(quotes) and quotes[-1] == '"'
-
 @dataclass
 class CallReader:
     """Splits an answer as it streams into text for `content` and the calls it makes. Text that may be the
@@ -294,6 +281,9 @@ class CallReader:
     fmt: str
     offered: frozenset[str] | None = None
     calls: list[wire.ToolCall] = field(default_factory=list)
+    #: An end marker inside a string of a call's JSON is part of the call (a grammar allows a name of
+    #: `}}</tool_call> <tool_call>...`: bench/tool_calls.py met one in 600 forced calls).
+    strings: bool = True
     #: Text after the answer's last piece that may be the start of a call's marker.
     _held: str = ""
     _in_call: bool = False
@@ -303,6 +293,13 @@ class CallReader:
     #: that may begin the end marker.
     _body: list[str] = field(default_factory=list)
     _tail: str = ""
+    #: Where the call's text stands as JSON, read one character at a time as it comes (once each): whether it
+    #: is JSON (None: only white space so far), in a string, after a backslash in one; and whether an end
+    #: marker was taken as part of a string.
+    _json: bool | None = None
+    _in_string: bool = False
+    _escaped: bool = False
+    _absorbed: bool = False
 
     def feed(self, text: str) -> tuple[str, list[wire.ToolCall]]:
         """The content safe to show now, and the calls completed by this text."""
@@ -334,6 +331,7 @@ class CallReader:
                 shown += buf[:at]
                 buf = buf[at + len(start):]
                 self._in_call, self._body, self._tail = True, [], ""
+                self._json, self._in_string, self._escaped, self._absorbed = None, False, False, False
             if end is None:  # mistral: the rest of the answer is the list of calls
                 self._body.append(buf)
                 return shown, found
@@ -341,18 +339,26 @@ class CallReader:
             at = probe.find(end)
             if at < 0:
                 self._body.append(buf)
+                self._scan(buf)
                 self._tail = probe[max(0, len(probe) - len(end) + 1):]
                 return shown, found
             cut = at - len(self._tail)  # where the end marker starts in `buf` (before it: in the body so far)
+            self._scan(buf[:max(cut, 0)])  # (a marker holds no quote nor backslash: it changes no state)
+            if self._in_string:  # part of a string of the call's JSON: read on
+                self._body.append(buf[:cut + len(end)])
+                self._absorbed, self._tail = True, ""
+                buf = buf[cut + len(end):]
+                continue
             body = "".join(self._body)
             inner = body[:len(body) + cut] if cut < 0 else body + buf[:cut]
             buf = buf[cut + len(end):]
-            if inside_string(inner):  # text of a string in the call (a grammar lets a name hold it): read on
-                self._body, self._tail = [inner + end], ""
-                continue
             self._in_call, self._body, self._tail = False, [], ""
             calls = self._calls_in(inner)
-            if calls is None:  # not a call a client can act on: the model's text, as it wrote it
+            if calls is None and self._absorbed:  # a stray quote, not a string: read it again marker by marker
+                text, calls_again = self._read_plainly(start + inner + end)
+                shown += text
+                found += calls_again
+            elif calls is None:  # not a call a client can act on: the model's text, as it wrote it
                 shown += start + inner + end
             else:
                 found += calls
@@ -367,7 +373,40 @@ class CallReader:
         if calls:
             return "", calls
         start, _ = MARKERS[self.fmt]
+        if self._absorbed:
+            return self._read_plainly(start + body)
         return ("" if self.fmt == "llama3" else start) + body, []  # not a call after all: give it as text
+
+    def _scan(self, text: str) -> None:
+        """Follow the call's JSON strings through `text` (new characters only: linear in the call's length)."""
+        if not self.strings or self._json is False:
+            return
+        in_string, escaped = self._in_string, self._escaped
+        for ch in text:
+            if self._json is None:
+                if ch.isspace():
+                    continue
+                self._json = ch in "{["
+                if not self._json:
+                    return
+            if escaped:
+                escaped = False
+            elif in_string:
+                if ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_string = False
+            elif ch == '"':
+                in_string = True
+        self._in_string, self._escaped = in_string, escaped
+
+    def _read_plainly(self, text: str) -> tuple[str, list[wire.ToolCall]]:
+        """`text` read again with each end marker ending its call (a quote the model left open took them)."""
+        again = CallReader(self.fmt, self.offered, strings=False)
+        shown, calls = again.feed(text)
+        rest, more = again.finish()
+        self.calls += calls + more
+        return shown + rest, calls + more
 
     def _calls_in(self, text: str) -> list[wire.ToolCall] | None:
         """The calls in the text between a call's markers; None when any of it is not a call to give."""

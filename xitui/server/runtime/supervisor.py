@@ -443,7 +443,10 @@ class Supervisor:
         worker took 3.4 s)."""
         self._closing = True
         models = [self.models.pop(uid) for uid in list(self.models)]
-        await asyncio.gather(*(self._stop(model) for model in models), self.warm.stop())
+        for failed in await asyncio.gather(*(self._stop(model) for model in models), self.warm.stop(),
+                                           return_exceptions=True):
+            if isinstance(failed, Exception):  # (the others are stopped all the same)
+                log.warning("stopping a worker failed: %s: %s", type(failed).__name__, failed)
 
     # --- idle unload and restore (the scheduler's) ------------------------------------------------
 
