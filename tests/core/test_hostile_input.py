@@ -34,6 +34,14 @@ def test_launch_envs_pass_an_allow_list() -> None:
         check_envs({"HF_HOME": "a\0b"})
     with pytest.raises(LaunchError, match="object"):
         check_envs(["HF_HOME"])
+    # xitui's numeric settings are numbers (a garbled XITUI_THREADS was a 500 from the estimate: schemathesis)
+    assert check_envs({"XITUI_THREADS": "4", "XITUI_BATCH_WAIT_MS": "2.5"}) == {"XITUI_THREADS": "4",
+                                                                              "XITUI_BATCH_WAIT_MS": "2.5"}
+    for name, value in (("XITUI_THREADS", "\xa0\xf4\x1c*"), ("XITUI_THREADS", "0"), ("XITUI_THREADS", "1e9"),
+                        ("XITUI_MAX_BATCH", "2.5"), ("XITUI_MAX_BATCH", "-1"), ("XITUI_BATCH_GAP_MS", "nan"),
+                        ("XITUI_BATCH_WAIT_MS", "inf"), ("XITUI_BATCH_WAIT_MS", "")):
+        with pytest.raises(LaunchError, match=f"envs.{name}: must be"):
+            check_envs({name: value})
 
 
 def test_small_files_are_regular_and_bounded(tmp_path: Path) -> None:

@@ -34,6 +34,10 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: Longest value (a token or a device list is short; a path is at most 4096 bytes on Linux).
 MAX_VALUE = 4096
 MAX_COUNT = 64
+#: xitui's own numeric settings, read as numbers by the server (the estimate's threads) and the worker at
+#: start: a value that is not one is the launch's error (it was a 500 from the estimate, a dead worker).
+NUMBERS = {"XITUI_THREADS": (int, 1, 4096), "XITUI_MAX_BATCH": (int, 1, 4096),
+           "XITUI_BATCH_GAP_MS": (float, 0, 60_000), "XITUI_BATCH_WAIT_MS": (float, 0, 60_000)}
 
 
 def refused(name: str) -> bool:
@@ -64,5 +68,14 @@ def check_envs(envs: object, extra: frozenset[str] | set[str] = frozenset()) -> 
             raise LaunchError(f"envs.{name}: must be a string of at most {MAX_VALUE} characters, without NUL")
         if not _NAME.fullmatch(name):
             raise LaunchError(f"envs: {name!r} is not a variable name")
+        if name in NUMBERS:
+            kind, low, high = NUMBERS[name]
+            try:
+                number = kind(value)
+            except ValueError:
+                number = None
+            if number is None or not low <= number <= high:  # (NaN compares False too)
+                raise LaunchError(f"envs.{name}: must be {'a whole number' if kind is int else 'a number'} "
+                                  f"from {low} to {high}")
         checked[name] = value
     return checked
