@@ -488,7 +488,8 @@ class BatchEngine:
 
         After a draft: the token at each of the draft's places in turn, as long as each is the draft's own (the
         model agrees with it); the cells of the draft's refused rest are taken out of the sequence. A greedy
-        answer is the same token for token as without the draft."""
+        answer is the one without the draft but where llama.cpp rounds a token decoded beside others otherwise
+        than alone and the model's likeliest tokens are that close (tests/backends/test_speculative.py)."""
         at = slot.logits_at
         assert at is not None
         drafts, slot.drafts = slot.drafts, []
