@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import THREADS
 from xitui.backends.base import GenerateParams
 
 pytestmark = pytest.mark.slow
@@ -20,9 +21,9 @@ def engine() -> Iterator[Any]:
     from xitui.backends.llamacpp_batch import BatchEngine
     from xitui.core.specs import bundled
     path = bundled._package_dir(bundled.SMOLLM_PACKAGE) / bundled.SMOLLM_FILE
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, verbose=False)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=THREADS, verbose=False)
     sent: dict[Any, list[dict[str, Any]]] = {}
-    batch = BatchEngine(llm, slots=2, context=1024, threads=2, send=lambda m: sent.setdefault(m["id"], []).append(m))
+    batch = BatchEngine(llm, slots=2, context=1024, threads=THREADS, send=lambda m: sent.setdefault(m["id"], []).append(m))
     batch.sent = sent
     yield batch
     llm.close()

@@ -13,7 +13,8 @@ import pytest
 from xitui.backends import guidance
 from xitui.backends.base import RequestError
 
-pytestmark = pytest.mark.slow  # reads a real vocabulary (about a second)
+#: (reads a real vocabulary, about a second; bounds how long grammars take to build)
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 @pytest.fixture(scope="module")

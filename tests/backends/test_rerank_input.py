@@ -13,7 +13,7 @@ from tests.conftest import peak_rss
 from tests.model_files import HELD_OUT, reranker_dir
 from xitui.backends.sentence_transformers import SentenceTransformersBackend
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import THREADS
 from xitui.backends.base import GenerateParams
 
 pytestmark = pytest.mark.slow
@@ -51,11 +52,11 @@ class Engines:
         from xitui.backends.llamacpp import llama_cpp_vocab
         from xitui.backends.llamacpp_batch import BatchEngine
 
-        self.llm = llama_cpp.Llama(model_path=path, n_ctx=64, n_threads=2, verbose=False)
+        self.llm = llama_cpp.Llama(model_path=path, n_ctx=64, n_threads=THREADS, verbose=False)
         self.sent: dict[Any, list[dict[str, Any]]] = {}
         deliver = lambda msg: self.sent.setdefault(msg["id"], []).append(msg)  # noqa: E731
-        self.on = BatchEngine(self.llm, slots=3, context=2048, threads=2, send=deliver, speculative=True)
-        self.off = BatchEngine(self.llm, slots=3, context=2048, threads=2, send=deliver)
+        self.on = BatchEngine(self.llm, slots=3, context=2048, threads=THREADS, send=deliver, speculative=True)
+        self.off = BatchEngine(self.llm, slots=3, context=2048, threads=THREADS, send=deliver)
         self.tokenizer = llama_tokenizer(llama_cpp_vocab(self.llm))
         self.ids = 0
         #: (answers being written, drafts made) at each of the speculating engine's steps

@@ -17,6 +17,8 @@ from tests.server.conftest import ServerProcess, free_port
 from xitui.client import Client, ClientError
 from xitui.client.autostart import alive
 
+pytestmark = pytest.mark.alone  # (bounds how soon `xitui stop` ends the server)
+
 
 def test_api_key_is_demanded_on_every_route_but_the_probe(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path, api_key="s3cret")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import THREADS
 from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client, ClientError
 
@@ -116,7 +117,7 @@ def test_one_request_alone_gives_the_direct_librarys_greedy_text(server: ServerP
     import llama_cpp
 
     sequence = [*PROMPTS[:3], PROMPTS[0], PROMPTS[0] + " Paris, and"]
-    direct = llama_cpp.Llama(model_path=str(small_gguf), n_ctx=2048, n_threads=2, verbose=False)
+    direct = llama_cpp.Llama(model_path=str(small_gguf), n_ctx=2048, n_threads=THREADS, verbose=False)
     expected = [direct.create_completion(p, max_tokens=48, temperature=0)["choices"][0]["text"] for p in sequence]
     del direct
     for slots in (1, 4):
@@ -232,7 +233,7 @@ def test_a_chat_turn_while_others_run_gets_its_cells_back(server: ServerProcess,
     before = PROMPTS[0] + first["choices"][0]["text"]
     second = model.generate(before + " And then", {"max_tokens": 8, "temperature": 0, "logprobs": 3})
     assert client.describe_model("kept")["metrics"]["in_flight"] == 1, "the long answer ended too soon"
-    direct = llama_cpp.Llama(model_path=str(small_gguf), n_ctx=2048, n_threads=2, verbose=False, logits_all=True)
+    direct = llama_cpp.Llama(model_path=str(small_gguf), n_ctx=2048, n_threads=THREADS, verbose=False, logits_all=True)
     expected = direct.create_completion(before + " And then", max_tokens=1, temperature=0,
                                         logprobs=3)["choices"][0]["logprobs"]["top_logprobs"][0]
     written = len(direct.tokenize(before.encode()))

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import THREADS
 from tests.model_files import TEST_CACHE, build_file_once
 from tests.server.conftest import ServerProcess
 from tests.support.cli import Ran, xitui
@@ -40,7 +41,7 @@ def by_hand(gemma_pt_dir: Path) -> Path:
 def direct(by_hand: Path) -> Iterator[object]:
     import llama_cpp
 
-    llm = llama_cpp.Llama(str(by_hand), n_ctx=256, n_threads=2, verbose=False)
+    llm = llama_cpp.Llama(str(by_hand), n_ctx=256, n_threads=THREADS, verbose=False)
     yield llm
     llm.close()
 

@@ -18,6 +18,8 @@ from tests.support.models import launched
 from xitui.client import Client, ClientError
 from xitui.client.autostart import alive
 
+pytestmark = pytest.mark.alone  # (bounds how soon a dead worker is noticed and a stuck one killed)
+
 
 def test_sixteen_concurrent_streams_all_complete(server: ServerProcess, small_gguf: Path) -> None:
     client = Client(server.url)

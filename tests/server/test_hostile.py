@@ -35,7 +35,7 @@ from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client, ClientError
 from xitui.core.config import DEFAULT_MAX_BODY_MIB
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # (latency bounds under attack)
 
 OTHER_USER = "xitui-other"
 

@@ -14,6 +14,8 @@ from tests.server.conftest import ServerProcess, gguf_spec
 from xitui.client import Client, ClientError
 from xitui.core.units import human_duration, parse_duration
 
+pytestmark = pytest.mark.alone  # (bounds how soon an idle model is unloaded)
+
 
 def _wait_gone(client: Client, uid: str, within: float) -> float:
     start = time.monotonic()

@@ -315,6 +315,7 @@ def test_xitui_check_tries_what_a_vision_spec_promises(server: ServerProcess, vl
     assert report["launched_for_the_check"] is False  # the running model was used
 
 
+@pytest.mark.alone  # (an answer beside slow fetches is bounded in time)
 def test_a_server_configured_to_fetch_reads_an_http_image_as_its_data_url(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     """server.image_urls = "any": an http URL to an image server on this machine is fetched and answered as the
