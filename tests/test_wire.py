@@ -57,7 +57,7 @@ def test_every_kind_the_code_uses_is_declared_in_the_wire() -> None:
 
 def test_the_kinds_that_end_a_request_are_answers() -> None:
     answers = {typing.get_args(typing.get_type_hints(t)["kind"])[0] for t in typing.get_args(wire.Answer)}
-    assert answers >= wire.LAST and answers - wire.LAST == {"text", "reasoning", "tool_calls"}
+    assert answers >= wire.LAST and answers - wire.LAST == {"counted", "text", "reasoning", "tool_calls"}
 
 
 def test_done_measures_the_first_token_and_the_speed_after_it() -> None:

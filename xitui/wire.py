@@ -107,6 +107,8 @@ class Params(TypedDict, total=False):
     cache_key: str
     #: Count the prompt's tokens and write nothing: the answer is a done with the usage alone.
     count_only: bool
+    #: Say the prompt's length before the answer (a Counted message; Anthropic's message_start names it).
+    counted: bool
 
 
 # --- server -> worker ----------------------------------------------------------------------------------
@@ -235,6 +237,15 @@ class ToolCalls(TypedDict):
     calls: list[ToolCall]
 
 
+class Counted(TypedDict):
+    """The prompt's length in tokens, sent before the answer's first piece where the request asks
+    (Params.counted) and the model runs on a batch engine (the worker tokenizes its prompts)."""
+
+    kind: Literal["counted"]
+    id: int
+    prompt_tokens: int
+
+
 class PromptDetails(TypedDict, total=False):
     """Of the prompt's tokens, those the engine had already (a reused prefix), and those its images and sound
     clips took (OpenAI's usage names audio_tokens)."""
@@ -305,7 +316,7 @@ class Failed(TypedDict):
     status: int
 
 
-Answer = Text | Reasoning | ToolCalls | Done | Embedded | Reranked | Failed
+Answer = Counted | Text | Reasoning | ToolCalls | Done | Embedded | Reranked | Failed
 #: The piece kinds a generation streams before its end.
 Piece = Text | Reasoning | ToolCalls
 #: The kinds that end a request.

@@ -61,10 +61,14 @@ def test_an_answer_whole_and_streamed_is_the_same_greedy_text(server, uid):
 def test_a_stream_is_anthropics_events_in_their_order(server, uid):
     with httpx.stream("POST", f"{server.url}/v1/messages", timeout=120, json={
             "model": uid, "max_tokens": 8, "temperature": 0, "stream": True, "messages": QUESTION}) as reply:
-        events = [line.removeprefix("event: ") for line in reply.iter_lines() if line.startswith("event: ")]
+        lines = list(reply.iter_lines())
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
     assert events[0] == "message_start" and events[1] == "content_block_start"
     assert set(events[2:-3]) == {"content_block_delta"}
     assert events[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    data = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
+    # the prompt's tokens, known before the first piece, and the same at the end
+    assert data[0]["message"]["usage"]["input_tokens"] == data[-2]["usage"]["input_tokens"] > 10
 
 
 def test_a_forced_tool_use_follows_its_schema_and_its_result_is_answered(server, uid):

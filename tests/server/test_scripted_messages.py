@@ -57,10 +57,16 @@ def test_a_message_whole_and_streamed(scripted, teller):
                                   messages=[{"role": "user", "content": "Name three colours."}])
     assert [b.type for b in done.content] == ["text"] and done.content[0].text == "Red, green, blue."
     assert done.stop_reason == "end_turn" and done.usage.output_tokens > 0 and done.usage.input_tokens > 0
-    with client.messages.stream(model=teller, max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as stream:
-        text = "".join(stream.text_stream)
+    hello = [{"role": "user", "content": "hi"}]
+    with client.messages.stream(model=teller, max_tokens=50, messages=hello) as stream:
+        events = list(stream)
         final = stream.get_final_message()
+    text = "".join(e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta")
     assert text == "Hello there, friend." and final.stop_reason == "end_turn"
+    # message_start names the prompt's tokens (Claude Code reads them there), as count_tokens and the end do
+    started = next(e for e in events if e.type == "message_start").message.usage
+    assert started.input_tokens == final.usage.input_tokens > 0 and started.output_tokens == 0
+    assert started.input_tokens == client.messages.count_tokens(model=teller, messages=hello).input_tokens
 
 
 def test_a_tool_use_then_its_result_then_the_answer(scripted, teller):

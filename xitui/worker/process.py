@@ -377,15 +377,17 @@ class Worker:
             if params.max_tokens is not None and params.max_tokens <= 0:
                 params.max_tokens = None
             stop_ids = set(params.stop_token_ids) | self.backend.special_stop_ids(params.stop)
+            placed = None
             if images:
                 tokens, placed = self.backend.prompt_media(prompt, images)
-                self.ready.put((rid, tokens, params, stop_ids, placed))
             else:
                 tokens = self.backend.prompt_tokens(prompt)
                 if not tokens:
                     raise RequestError("prompt: empty, and this model has no start-of-text token to write from: "
                                        "send some text")
-                self.ready.put((rid, tokens, params, stop_ids, None))
+            if req["params"].get("counted"):
+                self.channel.send({"kind": "counted", "id": rid, "prompt_tokens": len(tokens)})
+            self.ready.put((rid, tokens, params, stop_ids, placed))
             return
         start = time.perf_counter()
         first: float | None = None

@@ -378,6 +378,10 @@ async def respond_messages(request: Any, stream: Any, model: str, streamed: bool
 
     ident = "msg_" + uuid.uuid4().hex
     got = await whole_or_first(request, stream, streamed)
+    counted = 0
+    if got and got[0]["kind"] == "counted":  # (a stream's: its message_start names the prompt's tokens)
+        counted = got[0]["prompt_tokens"]
+        got = await whole_or_first(request, stream, streamed)
     if got is None:
         return Response(status_code=499)
     if not streamed:
@@ -401,7 +405,7 @@ async def respond_messages(request: Any, stream: Any, model: str, streamed: bool
 
     async def events() -> Any:
         called = False
-        yield writer.start()
+        yield writer.start(counted)
         try:
             msg = first
             while True:

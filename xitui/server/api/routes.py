@@ -318,6 +318,8 @@ def create_app(home: Path | None = None, api_key: str | None = None,
         """Anthropic's Messages API (Claude Code, the anthropic SDK), served as a chat request."""
         asked = await read_body(request, MessagesBody)
         name, uid, work = await translated(request, asked.chat_dict())
+        if asked.stream:
+            work["params"] = {**work["params"], "counted": True}
         return await respond_messages(request, supervisor.call(uid, work), name, asked.stream,
                                       asked.stop_sequences or [])
 
