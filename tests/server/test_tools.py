@@ -108,6 +108,48 @@ def test_pydantic_ais_default_output_tool_gives_back_the_model(server, uid):
     assert [type(part).__name__ for part in result.all_messages()[1].parts] == ["ToolCallPart"]
 
 
+@pytest.mark.parametrize("api", ["responses", "chat_completions"])
+def test_the_openai_agents_sdk_runs_a_tool_and_gives_back_the_model(server, uid, api):
+    """The OpenAI Agents SDK on both of its APIs: a streamed run whose first turn must call (the SDK then lets
+    the model answer: its text is SmolLM2's), and an agent whose output type is the nested Person."""
+    import asyncio
+
+    agents = pytest.importorskip("agents")
+    from openai import AsyncOpenAI
+
+    from tests.support.pydantic_tools import Person
+
+    agents.set_tracing_disabled(True)
+    client = AsyncOpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+    kind = agents.OpenAIResponsesModel if api == "responses" else agents.OpenAIChatCompletionsModel
+    model = kind(model=uid, openai_client=client)
+    asked: list[str] = []
+
+    @agents.function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        asked.append(city)
+        return f"22 degrees and sunny in {city}"
+
+    settings = agents.ModelSettings(tool_choice="required", temperature=0, max_tokens=120)
+    weather = agents.Agent(name="weather", instructions="You answer questions about the weather.", model=model,
+                           tools=[get_weather], model_settings=settings)
+
+    recorder = agents.Agent(name="recorder", instructions="Record the person.", model=model, output_type=Person,
+                            model_settings=agents.ModelSettings(temperature=0, max_tokens=200))
+
+    async def run() -> tuple[list[str], object, object]:  # (one event loop: the client's connections live in it)
+        ran = agents.Runner.run_streamed(weather, "What is the weather in Paris?", max_turns=4)
+        items = [event.item.type async for event in ran.stream_events() if event.type == "run_item_stream_event"]
+        recorded = await agents.Runner.run(recorder, "Record Ada, 36, 1.7 m tall, likes blue, lives in London.")
+        return items, ran.final_output, recorded.final_output
+
+    items, answer, person = asyncio.run(run())
+    assert asked and asked[0] == "Paris" and items[:2] == ["tool_call_item", "tool_call_output_item"], items
+    assert items[-1] == "message_output_item" and isinstance(answer, str)
+    assert isinstance(person, Person) and 0 <= person.age <= 150
+
+
 @pytest.mark.parametrize("mode", ["TOOLS", "JSON_SCHEMA", "RESPONSES_TOOLS"])
 def test_instructors_structured_output_gives_back_the_model(server, uid, mode):
     """instructor itself (1.17, in its own venv) with the same Person: TOOLS mode (a forced call) and
