@@ -224,3 +224,41 @@ def test_several_choices_at_once(server: ServerProcess, uid: str) -> None:
     done = sdk.completions.create(model=uid, prompt="One, two,", n=2, max_tokens=3, temperature=0)
     assert [c.index for c in done.choices] == [0, 1] and done.choices[0].text == done.choices[1].text
     assert done.usage.completion_tokens == 6
+
+
+def test_a_thinking_model_reasons_freely_then_answers_in_the_form(server: ServerProcess, small_gguf) -> None:
+    """A thinking model's schema or forced call holds from the end of its thought: it reasons in its own words
+    first. SmolLM2 does not think: its spec here calls a thought what it writes after "Reasoning:" (the prompt
+    opens it, as a thinking model's template does) up to its first full stop."""
+    from tests.support.models import launched
+    from tests.support.specs import gguf_spec
+
+    spec = json.loads(gguf_spec("smol-thinks", small_gguf, version=2))
+    spec.update(model_ability=["chat", "tools", "reasoning"], reasoning_start_tag="Reasoning:",
+                reasoning_end_tag=".")
+    sdk = openai_client(server)
+    with launched(Client(server.url), "smol-thinks", json.dumps(spec)) as uid:
+        asked = {"model": uid, "temperature": 0, "max_tokens": 200,
+                 "messages": [{"role": "user", "content": "Where is the Eiffel tower?"}]}
+        done = sdk.beta.chat.completions.parse(**asked, response_format=Address)
+        message = done.choices[0].message
+        assert message.reasoning_content.strip() and "{" not in message.reasoning_content  # (its own words)
+        assert isinstance(message.parsed, Address) and done.choices[0].finish_reason == "stop"
+
+        reasoning, content = "", ""
+        for chunk in sdk.chat.completions.create(**asked, stream=True, response_format={
+                "type": "json_schema", "json_schema": {"name": "a", "schema": Address.model_json_schema()}}):
+            delta = chunk.choices[0].delta if chunk.choices else None
+            if delta is not None:
+                reasoning += getattr(delta, "reasoning_content", None) or ""
+                assert not (content and getattr(delta, "reasoning_content", None))  # the thought comes first
+                content += delta.content or ""
+        assert reasoning == message.reasoning_content and Address.model_validate_json(content)
+
+        weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string", "maxLength": 40}}, "required": ["city"]}}}
+        called = sdk.chat.completions.create(**{**asked, "messages": [
+            {"role": "user", "content": "What is the weather in Paris?"}]}, tools=[weather], tool_choice="required")
+        message = called.choices[0].message
+        assert message.reasoning_content.strip() and called.choices[0].finish_reason == "tool_calls"
+        assert json.loads(message.tool_calls[0].function.arguments)["city"]

@@ -38,6 +38,9 @@ class GenerateParams:
     #: Where the grammar starts: the answer is free until it writes this text, then held to the grammar until
     #: the grammar is complete, then free again (an `auto` answer's tool calls); None: from the first token.
     trigger: str | None = None
+    #: The grammar, once the trigger starts it, holds the answer to its end: a thinking model's answer of a
+    #: given form, free while it reasons (the trigger: the end of its thought).
+    trigger_once: bool = False
     #: Give each token's log probability with this many likeliest alternatives (None: none).
     logprobs: int | None = None
     #: Whose cached prompts this request may start from: the server's cache_scope (a hash of the API key it

@@ -526,7 +526,7 @@ class BatchEngine:
                 return
         # (the grammar has taken every pick: only the last one can have completed it)
         if slot.grammar is not None and slot.grammar.done:
-            if slot.params.trigger:  # a call is complete: the answer is free again until the next one
+            if slot.params.trigger and not slot.params.trigger_once:  # a call is complete: free until the next
                 slot.grammar.matcher.reset()
                 slot.grammar, slot.waiting, slot.tail = None, slot.grammar, ""
             else:

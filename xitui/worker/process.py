@@ -361,6 +361,8 @@ class Worker:
             if params.ignore_eos:
                 raise RequestError("ignore_eos: an answer of a given form ends where the form does; leave it out")
             params.grammar = self.backend.grammar_for(params.constraint)
+        if params.grammar is not None and params.trigger is None and self.backend.lazy_grammars:
+            prompt = self.think_first(rid, prompt, params)
         # The spec's stop words and ids apply to every request, on top of the request's own.
         params.stop = list(dict.fromkeys([*params.stop, *(family.stop or [])]))
         params.stop_token_ids = list(dict.fromkeys([*params.stop_token_ids, *(family.stop_token_ids or [])]))
@@ -399,6 +401,20 @@ class Worker:
             if first is None:
                 first = time.perf_counter()
             self.deliver(wire.text(rid, piece))
+
+    def think_first(self, rid: int, prompt: str, params: GenerateParams) -> str:
+        """A thinking model's answer of a given form (a schema, a forced call): free while it reasons, held to
+        the form from the end of its thought. Where the template did not open the thought, the prompt does, as
+        the model would; where it closed one (thinking turned off), the form holds from the first token."""
+        split = self.readers.get(rid)
+        thoughts = split.thoughts if split is not None else None
+        if thoughts is None or prompt.rstrip().endswith(thoughts.end):
+            return prompt
+        if not thoughts.thinking:
+            prompt += thoughts.start + "\n"
+            thoughts.thinking = True
+        params.trigger, params.trigger_once = thoughts.end, True
+        return prompt
 
     def count(self, req: wire.GenerateRequest | wire.ChatRequest, prompt: str) -> None:
         """The prompt's length in tokens, as its usage, and nothing written (Anthropic's count_tokens)."""
