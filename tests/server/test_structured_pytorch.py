@@ -56,3 +56,35 @@ def test_json_object_a_grammar_and_a_forced_tool_call(server: ServerProcess, for
     called = model.chat([{"role": "user", "content": "Record Ada, 36."}], tools=[as_tools()[1][1]],
                         generate_config={"tool_choice": "required", "max_tokens": 200, "temperature": 0})
     Person.model_validate_json(called["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
+
+
+def test_a_thinking_model_reasons_freely_then_answers_in_the_form(server: ServerProcess, gemma_pt_dir) -> None:
+    """As on llama.cpp (tests/server/test_structured.py): a thinking model's schema or forced call holds from
+    the end of its thought. Gemma's spec here calls a thought what it writes after "Reasoning:" (the prompt
+    opens it) up to its first full stop."""
+    openai = pytest.importorskip("openai")
+    from tests.server.conftest import TORCH_TEMPLATE
+    from tests.server.test_structured import Address
+    from tests.support.models import launched
+    from tests.support.specs import pytorch_spec
+
+    spec = json.loads(pytorch_spec("torch-thinks", gemma_pt_dir, version=2, chat_template=TORCH_TEMPLATE,
+                                   model_ability=["chat", "tools", "reasoning"], reasoning_start_tag="Reasoning:",
+                                   reasoning_end_tag="."))
+    spec["model_specs"][0]["quantization"] = "none"
+    del spec["model_specs"][0]["quantizations"]
+    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+    with launched(Client(server.url), "torch-thinks", json.dumps(spec), model_format="pytorch",
+                  model_engine="transformers", n_parallel=2) as uid:
+        asked = {"model": uid, "temperature": 0, "max_tokens": 200,
+                 "messages": [{"role": "user", "content": "Where is the Eiffel tower?"}]}
+        done = sdk.beta.chat.completions.parse(**asked, response_format=Address)
+        message = done.choices[0].message
+        assert message.reasoning_content.strip() and "{" not in message.reasoning_content  # (its own words)
+        assert isinstance(message.parsed, Address) and done.choices[0].finish_reason == "stop"
+
+        called = sdk.chat.completions.create(**{**asked, "messages": [
+            {"role": "user", "content": "What is the weather in Paris?"}]}, tools=[WEATHER], tool_choice="required")
+        message = called.choices[0].message
+        assert message.reasoning_content.strip() and called.choices[0].finish_reason == "tool_calls"
+        assert set(json.loads(message.tool_calls[0].function.arguments)) == {"city", "unit"}

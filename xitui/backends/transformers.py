@@ -55,6 +55,7 @@ class TransformersBackend(Backend):
     """PyTorch (safetensors) LLMs on transformers, generating with its streamer in a thread."""
 
     engine_name = "transformers"
+    lazy_grammars = True
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -194,6 +195,12 @@ class TransformersBackend(Backend):
         """What holds one answer to `grammar` while it is written (its own llguidance matcher)."""
         return _Guide(self._guide(), grammar)
 
+    def held(self, params: GenerateParams) -> Held | None:
+        """What holds one answer to its grammar where the worker starts it (None: no grammar)."""
+        if not params.grammar:
+            return None
+        return Held(self.new_guide(params.grammar), self.tokenizer, params.trigger, params.trigger_once)
+
     def generate(self, prompt: str, params: GenerateParams, cancelled: Callable[[], bool],
                  images: Sequence[bytes] = ()) -> Iterator[str | Finish]:
         import torch
@@ -230,7 +237,7 @@ class TransformersBackend(Backend):
         generated: list[int] = []
         text = TextSoFar(tok)
         reason: wire.FinishReason = "length"
-        guide = self.new_guide(params.grammar) if params.grammar else None
+        guide = self.held(params)
         with torch.inference_mode():
             input_ids = torch.tensor([prompt_ids], device=self.device)
             past = None
@@ -245,9 +252,10 @@ class TransformersBackend(Backend):
                 if token in stop_ids:
                     reason = "stop"
                     break
-                complete = guide is not None and guide.took(token)  # the form is complete: this token ends it
+                complete, cut = guide.took(token) if guide is not None else (False, 0)  # complete: it ends here
                 generated.append(token)
-                piece, stopped = stops.feed(text.add(token))
+                added = text.add(token)
+                piece, stopped = stops.feed(added[:len(added) - cut] if cut else added)
                 if piece:
                     yield piece
                 if stopped or complete:
@@ -336,3 +344,57 @@ class _Guide:
         """Move the grammar past `token`; True when the answer's form is complete (nothing may follow)."""
         self.matcher.consume_token(token)
         return bool(self.matcher.is_stopped())
+
+
+class Held:
+    """An answer's grammar from where the worker starts it: the first token, or where the answer writes
+    `trigger`. With a trigger, each call of an `auto` answer is held from its opening marker to its end and
+    the text between is free; with `once` (a thinking model's end of thought), the answer is held from the
+    trigger to its end. As the llama.cpp engine does it (llamacpp_batch.BatchEngine._watch)."""
+
+    def __init__(self, guide: _Guide, tokenizer: Any, trigger: str | None = None, once: bool = False):
+        self.guide = guide
+        self.tokenizer = tokenizer
+        self.trigger = trigger or ""
+        self.once = once
+        self.holding = not self.trigger
+        #: The answer's text as it is given (the trigger is looked for in it), and the end of what was written
+        #: while the grammar waits, as long as the trigger less one character.
+        self.text = TextSoFar(tokenizer) if self.trigger else None
+        self.tail = ""
+
+    def allowed(self, logits: Any) -> Any:
+        return self.guide.allowed(logits) if self.holding else logits
+
+    def took(self, token: int) -> tuple[bool, int]:
+        """Move past `token`. Whether the answer's form is complete (the answer ends with this token), and how
+        many characters at the end of the token's text are not to be given: where one token completes the
+        trigger and writes more that the grammar refuses (SmolLM2's `><` in `<tool_call><tool_value>`), that
+        rest is dropped and the call held from the trigger, so a call the model opens is one the client reads."""
+        text = self.text.add(token) if self.text is not None else ""
+        if self.holding:
+            return self._moved(self.guide.took(token)), 0
+        seen = self.tail + text
+        at = seen.find(self.trigger)
+        if at < 0:
+            self.tail = seen[-(len(self.trigger) - 1):] if len(self.trigger) > 1 else ""
+            return False, 0
+        self.holding, self.tail = True, ""
+        after = seen[at + len(self.trigger):]  # (the trigger ends in this token's text: `after` is the end of it)
+        if after:
+            ids = self.tokenizer.encode(after, add_special_tokens=False)
+            if self.guide.matcher.try_consume_tokens(ids) != len(ids):
+                self.guide.matcher.reset()
+                return False, len(after)
+        return self._moved(bool(self.guide.matcher.is_stopped())), 0
+
+    def _moved(self, stopped: bool) -> bool:
+        """After a token the grammar took: whether the answer ends. A completed call of an `auto` answer frees
+        it again until the next trigger."""
+        if not stopped:
+            return False
+        if not self.trigger or self.once:
+            return True
+        self.guide.matcher.reset()
+        self.holding = False
+        return False

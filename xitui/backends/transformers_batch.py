@@ -49,6 +49,8 @@ class Request:
     logprobs_sent: int = 0
     #: The grammar's form is complete: the answer ends after this many tokens.
     complete_at: int | None = None
+    #: Characters not to give at the end of the text of the n-th token picked (transformers.Held.took).
+    cuts: dict[int, int] = field(default_factory=dict)
     #: Why its own pick failed (a grammar that allows nothing...): it alone ends, at the next step.
     failed: tuple[str, int] | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -103,8 +105,7 @@ class TorchBatchEngine:
                       stop=StopWords(params.stop), stop_ids=stop_ids, text=TextSoFar(backend.tokenizer))
         if params.seed is not None:
             req.generator = self.torch.Generator(device=backend.device).manual_seed(int(params.seed))
-        if params.grammar:
-            req.guide = backend.new_guide(params.grammar)
+        req.guide = backend.held(params)
         stop_ids = set(stop_ids) | (set() if params.ignore_eos else backend.eos_ids)
         req.stop_ids = stop_ids
         self.requests[req.key] = req
@@ -168,7 +169,9 @@ class TorchBatchEngine:
             if token in req.stop_ids:
                 reason = "stop"
                 break
-            piece, by_word = req.stop.feed(req.text.add(token))
+            added = req.text.add(token)
+            cut = req.cuts.pop(req.seen, 0)
+            piece, by_word = req.stop.feed(added[:len(added) - cut] if cut else added)
             if piece:
                 self.send(self._piece(req, piece, req.seen))
             if by_word or (req.complete_at is not None and req.seen >= req.complete_at):
@@ -237,8 +240,12 @@ class _Picker:
         if params.logprobs is not None:
             req.logprobs.append(_logprob(backend.tokenizer, raw, token, params.logprobs))
         req.picked.append(token)
-        if req.guide is not None and req.guide.took(token):
-            req.complete_at = len(req.picked)
+        if req.guide is not None:
+            complete, cut = req.guide.took(token)
+            if cut:
+                req.cuts[len(req.picked)] = cut
+            if complete:
+                req.complete_at = len(req.picked)
         return token
 
 
