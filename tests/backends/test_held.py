@@ -107,3 +107,24 @@ def test_without_a_trigger_the_answer_is_held_from_its_first_token(vocab) -> Non
     assert guide.holding
     steps = write(guide, tokenizer, "yes")
     assert steps[-1][1]
+
+
+def test_a_thought_that_would_end_unclosed_is_closed_for_it_then_held(vocab) -> None:
+    """The end of the turn inside the thought: the end tag is written instead (a token at a time), then the
+    answer is held to its form; outside a thought, or without a form waiting, an end is an end."""
+    tokenizer, _ = vocab
+    guide = held(vocab, {"json": True}, "</reason>", once=True)
+    write(guide, tokenizer, "The tower is in Paris")
+    end = tokenizer.eos_token_id
+    written = []
+    token = guide.instead(end, ends=True)
+    while True:
+        written.append(token)
+        guide.took(token)
+        if guide.holding:
+            break
+        token = guide.instead(12345, ends=False)  # (whatever the model says next: the tag's rest is written)
+    assert tokenizer.decode(written) == "</reason>" and guide.holding
+    assert guide.instead(end, ends=True) == end  # held to the form now: the grammar decides
+    free = calls(vocab)
+    assert free.instead(end, ends=True) == end  # an `auto` answer may end before it calls

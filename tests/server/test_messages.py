@@ -103,3 +103,21 @@ def test_any_tool_calls_are_tool_use_blocks_only(server, uid, streamed):
     for block in done.content:
         assert block.name in ("get_weather", "get_time") and isinstance(block.input, dict)
         json.dumps(block.input)
+
+
+def test_calls_cut_by_max_tokens_say_so(server, uid):
+    """Several calls allowed, the answer cut inside the second: the stop reason is max_tokens (the client
+    must know its answer is not whole), not tool_use; the calls made before the cut are given."""
+    client = sdk(server)
+    whole = client.messages.create(model=uid, max_tokens=200, extra_body=GREEDY, tools=[WEATHER, TIME],
+                                   tool_choice={"type": "any"}, messages=QUESTION)
+    assert whole.stop_reason == "tool_use"
+    cut = client.messages.create(model=uid, max_tokens=whole.usage.output_tokens - 2, extra_body=GREEDY,
+                                 tools=[WEATHER, TIME], tool_choice={"type": "any"}, messages=QUESTION)
+    assert cut.stop_reason == "max_tokens" and "tool_use" in [b.type for b in cut.content]
+    chat = httpx.post(f"{server.url}/v1/chat/completions", timeout=120, json={
+        "model": uid, "max_tokens": whole.usage.output_tokens - 2, "temperature": 0, "messages": QUESTION,
+        "tool_choice": "required", "parallel_tool_calls": True,
+        "tools": [{"type": "function", "function": {"name": t["name"], "parameters": t["input_schema"]}}
+                  for t in (WEATHER, TIME)]}).json()
+    assert chat["choices"][0]["finish_reason"] == "length"

@@ -262,3 +262,69 @@ def test_a_thinking_model_reasons_freely_then_answers_in_the_form(server: Server
         message = called.choices[0].message
         assert message.reasoning_content.strip() and called.choices[0].finish_reason == "tool_calls"
         assert json.loads(message.tool_calls[0].function.arguments)["city"]
+
+
+def thinking_spec(name: str, gguf, **extra: object) -> str:
+    """SmolLM2 as a thinking model: it does not think, so `extra`'s tags say what a thought is."""
+    from tests.support.specs import gguf_spec
+
+    spec = json.loads(gguf_spec(name, gguf, version=2))
+    spec.update(model_ability=["chat", "tools", "reasoning"], **extra)
+    return json.dumps(spec)
+
+
+def test_a_thought_the_model_never_closes_is_closed_for_it_and_the_answer_has_the_form(server: ServerProcess,
+                                                                                       small_gguf) -> None:
+    """SmolLM2 never writes "</reason>": it ends its turn inside the thought, and a schema or a forced call was
+    answered with nothing (finish_reason "stop", no content). The end tag is written for it instead of the end,
+    then the answer in the form; count_tokens counts the prompt as message_start and the usage do."""
+    import httpx
+
+    from tests.support.models import launched
+
+    spec = thinking_spec("smol-never-closes", small_gguf, reasoning_start_tag="<reason>",
+                         reasoning_end_tag="</reason>")
+    with launched(Client(server.url), "smol-never-closes", spec) as uid:
+        asked = {"model": uid, "temperature": 0, "max_tokens": 200,
+                 "messages": [{"role": "user", "content": "Where is the Eiffel tower?"}]}
+        done = openai_client(server).beta.chat.completions.parse(**asked, response_format=Address)
+        message = done.choices[0].message
+        assert message.reasoning_content.strip() and isinstance(message.parsed, Address)
+        assert done.choices[0].finish_reason == "stop"
+
+        weather = {"name": "get_weather", "input_schema": {"type": "object", "required": ["city"],
+                                                           "properties": {"city": {"type": "string", "maxLength": 40}}}}
+        body = {"model": uid, "tools": [weather], "tool_choice": {"type": "any"}, "messages": asked["messages"]}
+        counted = httpx.post(f"{server.url}/v1/messages/count_tokens", json=body, timeout=60).json()["input_tokens"]
+        with httpx.stream("POST", f"{server.url}/v1/messages", timeout=120, json={
+                **body, "max_tokens": 200, "temperature": 0, "stream": True}) as reply:
+            data = [json.loads(line.removeprefix("data: ")) for line in reply.iter_lines()
+                    if line.startswith("data: ")]
+        assert data[0]["message"]["usage"]["input_tokens"] == counted == data[-2]["usage"]["input_tokens"]
+        kinds = [d["content_block"]["type"] for d in data if d["type"] == "content_block_start"]
+        assert kinds[0] == "thinking" and "tool_use" in kinds and data[-2]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_thinking_turned_off_holds_the_form_from_the_first_token(server: ServerProcess, small_gguf) -> None:
+    """A template that leaves the thought out when thinking is off (Qwen 3's way, `enable_thinking`; Anthropic's
+    `thinking: disabled`): the answer is in the form from its first token, no thought opened for it."""
+    import httpx
+
+    from tests.support.models import launched
+    from tests.support.specs import THINKING_CHATML
+
+    spec = thinking_spec("smol-thinks-off", small_gguf, chat_template=THINKING_CHATML)
+    with launched(Client(server.url), "smol-thinks-off", spec) as uid:
+        done = openai_client(server).beta.chat.completions.parse(
+            model=uid, temperature=0, max_tokens=100, response_format=Address,
+            messages=[{"role": "user", "content": "Where is the Eiffel tower?"}],
+            extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        message = done.choices[0].message
+        assert isinstance(message.parsed, Address) and not getattr(message, "reasoning_content", None)
+        weather = {"name": "get_weather", "input_schema": {"type": "object", "required": ["city"],
+                                                           "properties": {"city": {"type": "string", "maxLength": 40}}}}
+        used = httpx.post(f"{server.url}/v1/messages", timeout=120, json={
+            "model": uid, "max_tokens": 100, "temperature": 0, "thinking": {"type": "disabled"}, "tools": [weather],
+            "tool_choice": {"type": "tool", "name": "get_weather"},
+            "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}).json()
+        assert [b["type"] for b in used["content"]] == ["tool_use"] and used["stop_reason"] == "tool_use"

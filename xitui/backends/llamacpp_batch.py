@@ -87,6 +87,8 @@ class Slot:
     waiting: Any = None
     #: The end of the text written while a grammar waits, as long as the trigger less one character.
     tail: str = ""
+    #: Tokens to write next whatever the model's logits say (the rest of a thought's end tag: _close_thought).
+    forced: list[int] = field(default_factory=list)
     #: The chain remembers what it picked (its penalties): a pick must be final before the chain sees it.
     remembers: bool = False
     #: Prompt tokens whose cells were there already (OpenAI's usage.prompt_tokens_details.cached_tokens).
@@ -495,8 +497,14 @@ class BatchEngine:
         drafts, slot.drafts = slot.drafts, []
         picks: list[int] = []
         for i in range(len(drafts) + 1):
-            if slot.grammar is None:
+            if slot.forced:
+                token = slot.forced.pop(0)
+                if slot.remembers:
+                    self.L.llama_sampler_accept(slot.sampler, token)
+            elif slot.grammar is None:
                 token = self.L.llama_sampler_sample(slot.sampler, self.ctx, at + i)
+                if slot.waiting is not None and slot.params.trigger_once and self._ends(slot, token):
+                    token = self._close_thought(slot)
             else:
                 token = self._sample_within(slot, at + i)
             picks.append(token)
@@ -531,6 +539,18 @@ class BatchEngine:
                 slot.grammar, slot.waiting, slot.tail = None, slot.grammar, ""
             else:
                 self._finish(slot, "stop")
+
+    def _ends(self, slot: Slot, token: int) -> bool:
+        return token in slot.stop_ids or bool(self.L.llama_vocab_is_eog(self.vocab, token))
+
+    def _close_thought(self, slot: Slot) -> int:
+        """A thinking model that ends its turn before it closes its thought, where its answer has a form (a
+        schema, a forced call): the thought is closed for it (its end tag written instead of the end, as a
+        thinking budget does), and the answer is written in the form. Ending there would answer a forced
+        call or a schema with nothing."""
+        tag = (slot.params.trigger or "").encode("utf-8")
+        slot.forced = list(self.llm.tokenize(tag, add_bos=False, special=True))
+        return slot.forced.pop(0)
 
     def _fail(self, slot: Slot, exc: Exception) -> None:
         """End one slot with the error its own request caused; the batch goes on without it."""

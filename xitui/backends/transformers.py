@@ -249,6 +249,8 @@ class TransformersBackend(Backend):
                 if guide is not None:
                     logits = guide.allowed(logits)
                 token = self._sample(logits, params, generator)
+                if guide is not None:
+                    token = guide.instead(token, token in stop_ids)
                 if token in stop_ids:
                     reason = "stop"
                     break
@@ -362,6 +364,20 @@ class Held:
         #: while the grammar waits, as long as the trigger less one character.
         self.text = TextSoFar(tokenizer) if self.trigger else None
         self.tail = ""
+        #: Tokens to write next whatever the model's logits say (the rest of a thought's end tag: `instead`).
+        self.forced: list[int] = []
+
+    def instead(self, token: int, ends: bool) -> int:
+        """The token to write for the one sampled (`ends`: it would end the answer). A thinking model that ends
+        its turn before it closes its thought has the thought closed for it: its end tag is written instead of
+        the end (as a thinking budget does), then the answer in its form; ending there would answer a schema or
+        a forced call with nothing. As the llama.cpp engine does (llamacpp_batch.BatchEngine._close_thought)."""
+        if self.forced:
+            return self.forced.pop(0)
+        if ends and self.once and not self.holding:
+            self.forced = self.tokenizer.encode(self.trigger, add_special_tokens=False)
+            return self.forced.pop(0)
+        return token
 
     def allowed(self, logits: Any) -> Any:
         return self.guide.allowed(logits) if self.holding else logits

@@ -237,6 +237,8 @@ class _Picker:
                 return int(raw.argmax())
             logits = req.guide.allowed(logits)
         token = backend._sample(logits, params, req.generator)
+        if req.guide is not None:
+            token = req.guide.instead(token, token in req.stop_ids)
         if params.logprobs is not None:
             req.logprobs.append(_logprob(backend.tokenizer, raw, token, params.logprobs))
         req.picked.append(token)

@@ -354,15 +354,17 @@ class Worker:
         params = GenerateParams.from_request(req["params"])
         family = self.family_of()
         prompt = self.chat_prompt(req, params) if req["kind"] == "chat" else req["prompt"]
-        if req["params"].get("count_only"):
+        # (a schema or a forced call; a GBNF grammar is the client's own for the whole text, thought included)
+        formed = params.grammar is not None or bool(params.constraint and "gbnf" not in params.constraint)
+        if formed and params.trigger is None and self.backend.lazy_grammars and req["kind"] == "chat":
+            prompt = self.think_first(rid, prompt, params, req.get("template_kwargs") or {})
+        if req["params"].get("count_only"):  # (the prompt as it will be written: count_tokens = message_start)
             self.count(req, prompt)
             return
         if params.constraint:
             if params.ignore_eos:
                 raise RequestError("ignore_eos: an answer of a given form ends where the form does; leave it out")
             params.grammar = self.backend.grammar_for(params.constraint)
-        if params.grammar is not None and params.trigger is None and self.backend.lazy_grammars:
-            prompt = self.think_first(rid, prompt, params)
         # The spec's stop words and ids apply to every request, on top of the request's own.
         params.stop = list(dict.fromkeys([*params.stop, *(family.stop or [])]))
         params.stop_token_ids = list(dict.fromkeys([*params.stop_token_ids, *(family.stop_token_ids or [])]))
@@ -402,13 +404,15 @@ class Worker:
                 first = time.perf_counter()
             self.deliver(wire.text(rid, piece))
 
-    def think_first(self, rid: int, prompt: str, params: GenerateParams) -> str:
+    def think_first(self, rid: int, prompt: str, params: GenerateParams, template_kwargs: dict[str, Any]) -> str:
         """A thinking model's answer of a given form (a schema, a forced call): free while it reasons, held to
         the form from the end of its thought. Where the template did not open the thought, the prompt does, as
-        the model would; where it closed one (thinking turned off), the form holds from the first token."""
+        the model would; where thinking is turned off (the template closed the thought, or the request says
+        `enable_thinking` or `thinking` false), the form holds from the first token."""
         split = self.readers.get(rid)
         thoughts = split.thoughts if split is not None else None
-        if thoughts is None or prompt.rstrip().endswith(thoughts.end):
+        off = template_kwargs.get("enable_thinking") is False or template_kwargs.get("thinking") is False
+        if thoughts is None or off or prompt.rstrip().endswith(thoughts.end):
             return prompt
         if not thoughts.thinking:
             prompt += thoughts.start + "\n"
@@ -466,7 +470,9 @@ class Worker:
             self.channel.send(part)
         if msg["kind"] == "done":
             self.readers.pop(msg["id"], None)
-            self.channel.send({**msg, "finish_reason": "tool_calls"} if split.called else msg)
+            # (a call made, then the answer cut by max_tokens: "length", as OpenAI says it)
+            called = split.called and msg["finish_reason"] == "stop"
+            self.channel.send({**msg, "finish_reason": "tool_calls"} if called else msg)
 
     def embed(self, batch: list[wire.EmbedRequest]) -> None:
         """One encode call for every text of every request in the batch; answers split back out."""

@@ -250,7 +250,7 @@ def stop_of(done: wire.Done, called: bool, sequences: list[str]) -> tuple[str, s
     """Anthropic's stop_reason and stop_sequence for an answer's end: one of the request's stop_sequences is
     named; a stop word of the model's own (its end of turn) is end_turn."""
     word = done.get("stop_word")
-    if called:
+    if called and done["finish_reason"] != "length":  # (calls, then the answer cut: it says it was cut)
         return "tool_use", None
     if done["finish_reason"] == "stop" and word in sequences:
         return "stop_sequence", word
