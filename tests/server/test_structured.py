@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from enum import Enum
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
@@ -238,30 +239,36 @@ def test_a_thinking_model_reasons_freely_then_answers_in_the_form(server: Server
                 reasoning_end_tag=".")
     sdk = openai_client(server)
     with launched(Client(server.url), "smol-thinks", json.dumps(spec)) as uid:
-        asked = {"model": uid, "temperature": 0, "max_tokens": 200,
-                 "messages": [{"role": "user", "content": "Where is the Eiffel tower?"}]}
-        done = sdk.beta.chat.completions.parse(**asked, response_format=Address)
-        message = done.choices[0].message
-        assert message.reasoning_content.strip() and "{" not in message.reasoning_content  # (its own words)
-        assert isinstance(message.parsed, Address) and done.choices[0].finish_reason == "stop"
-
-        reasoning, content = "", ""
-        for chunk in sdk.chat.completions.create(**asked, stream=True, response_format={
-                "type": "json_schema", "json_schema": {"name": "a", "schema": Address.model_json_schema()}}):
-            delta = chunk.choices[0].delta if chunk.choices else None
-            if delta is not None:
-                reasoning += getattr(delta, "reasoning_content", None) or ""
-                assert not (content and getattr(delta, "reasoning_content", None))  # the thought comes first
-                content += delta.content or ""
-        assert reasoning == message.reasoning_content and Address.model_validate_json(content)
-
         weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
             "type": "object", "properties": {"city": {"type": "string", "maxLength": 40}}, "required": ["city"]}}}
-        called = sdk.chat.completions.create(**{**asked, "messages": [
-            {"role": "user", "content": "What is the weather in Paris?"}]}, tools=[weather], tool_choice="required")
-        message = called.choices[0].message
-        assert message.reasoning_content.strip() and called.choices[0].finish_reason == "tool_calls"
-        assert json.loads(message.tool_calls[0].function.arguments)["city"]
+        assert thinks_then_answers_in_the_form(sdk, uid, weather)["city"]
+
+
+def thinks_then_answers_in_the_form(sdk: Any, uid: str, tool: dict[str, Any]) -> dict[str, Any]:
+    """A schema's answer whole and streamed, then a forced call of `tool`, from a model whose thought ends at its
+    first full stop: each reasons in its own words, then answers in the form. The call's arguments."""
+    asked = {"model": uid, "temperature": 0, "max_tokens": 200,
+             "messages": [{"role": "user", "content": "Where is the Eiffel tower?"}]}
+    done = sdk.beta.chat.completions.parse(**asked, response_format=Address)
+    message = done.choices[0].message
+    assert message.reasoning_content.strip() and "{" not in message.reasoning_content  # (its own words)
+    assert isinstance(message.parsed, Address) and done.choices[0].finish_reason == "stop"
+
+    reasoning, content = "", ""
+    for chunk in sdk.chat.completions.create(**asked, stream=True, response_format={
+            "type": "json_schema", "json_schema": {"name": "a", "schema": Address.model_json_schema()}}):
+        delta = chunk.choices[0].delta if chunk.choices else None
+        if delta is not None:
+            reasoning += getattr(delta, "reasoning_content", None) or ""
+            assert not (content and getattr(delta, "reasoning_content", None))  # the thought comes first
+            content += delta.content or ""
+    assert reasoning == message.reasoning_content and Address.model_validate_json(content)
+
+    called = sdk.chat.completions.create(**{**asked, "messages": [
+        {"role": "user", "content": "What is the weather in Paris?"}]}, tools=[tool], tool_choice="required")
+    message = called.choices[0].message
+    assert message.reasoning_content.strip() and called.choices[0].finish_reason == "tool_calls"
+    return json.loads(message.tool_calls[0].function.arguments)
 
 
 def thinking_spec(name: str, gguf, **extra: object) -> str:

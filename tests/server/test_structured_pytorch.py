@@ -64,7 +64,7 @@ def test_a_thinking_model_reasons_freely_then_answers_in_the_form(server: Server
     opens it) up to its first full stop."""
     openai = pytest.importorskip("openai")
     from tests.server.conftest import TORCH_TEMPLATE
-    from tests.server.test_structured import Address
+    from tests.server.test_structured import thinks_then_answers_in_the_form
     from tests.support.models import launched
     from tests.support.specs import pytorch_spec
 
@@ -76,15 +76,4 @@ def test_a_thinking_model_reasons_freely_then_answers_in_the_form(server: Server
     sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
     with launched(Client(server.url), "torch-thinks", json.dumps(spec), model_format="pytorch",
                   model_engine="transformers", n_parallel=2) as uid:
-        asked = {"model": uid, "temperature": 0, "max_tokens": 200,
-                 "messages": [{"role": "user", "content": "Where is the Eiffel tower?"}]}
-        done = sdk.beta.chat.completions.parse(**asked, response_format=Address)
-        message = done.choices[0].message
-        assert message.reasoning_content.strip() and "{" not in message.reasoning_content  # (its own words)
-        assert isinstance(message.parsed, Address) and done.choices[0].finish_reason == "stop"
-
-        called = sdk.chat.completions.create(**{**asked, "messages": [
-            {"role": "user", "content": "What is the weather in Paris?"}]}, tools=[WEATHER], tool_choice="required")
-        message = called.choices[0].message
-        assert message.reasoning_content.strip() and called.choices[0].finish_reason == "tool_calls"
-        assert set(json.loads(message.tool_calls[0].function.arguments)) == {"city", "unit"}
+        assert set(thinks_then_answers_in_the_form(sdk, uid, WEATHER)) == {"city", "unit"}
