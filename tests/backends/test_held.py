@@ -128,3 +128,24 @@ def test_a_thought_that_would_end_unclosed_is_closed_for_it_then_held(vocab) -> 
     assert guide.instead(end, ends=True) == end  # held to the form now: the grammar decides
     free = calls(vocab)
     assert free.instead(end, ends=True) == end  # an `auto` answer may end before it calls
+
+
+def test_a_tag_written_for_the_model_stops_where_its_text_closed_the_thought(vocab) -> None:
+    """"n.n." after "Ocean.": two of the tag's tokens close the thought ("n." + "n."); the rest is not written
+    (it went into the answer: `n.{}`)."""
+    tokenizer, _ = vocab
+    guide = held(vocab, {"json": True}, "n.n.", once=True)
+    write(guide, tokenizer, "The largest is the Pacific Ocean.")
+    token = guide.instead(tokenizer.eos_token_id, ends=True)
+    while not guide.holding:
+        guide.took(token)
+        token = guide.instead(12345, ends=False)
+    assert guide.forced == [] and guide.instead(12345, ends=False) == 12345
+
+
+def test_a_tag_that_is_the_end_of_the_turn_is_written_as_its_text(vocab) -> None:
+    tokenizer, _ = vocab
+    guide = held(vocab, {"json": True}, "<|im_end|>", once=True)
+    first = guide.instead(tokenizer.eos_token_id, ends=True)
+    written = [first, *guide.forced]
+    assert tokenizer.eos_token_id not in written and tokenizer.decode(written) == "<|im_end|>"

@@ -220,6 +220,13 @@ BROKEN: list[tuple[str, str, Any, str]] = [
         "model_ability: must include",
     ),
     ("empty abilities", "LLM", _mutate(DOC_LLM, ["model_ability"], []), "model_ability: must not be empty"),
+    (
+        "a thought's end tag that holds a stop word",  # (the answer stops inside it: the thought never ends)
+        "LLM",
+        {**DOC_LLM, "model_ability": ["chat", "reasoning"], "reasoning_end_tag": "<|im_end|>",
+         "stop": ["<|im_end|>"]},
+        "reasoning_end_tag: '<|im_end|>' holds the stop word '<|im_end|>'",
+    ),
     ("lang not list", "LLM", _mutate(DOC_LLM, ["model_lang"], "en"), "model_lang: must be a list of strings"),
     (
         "unknown family",

@@ -121,3 +121,17 @@ def test_calls_cut_by_max_tokens_say_so(server, uid):
         "tools": [{"type": "function", "function": {"name": t["name"], "parameters": t["input_schema"]}}
                   for t in (WEATHER, TIME)]}).json()
     assert chat["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize("key", ["output_format", "output_config"])
+def test_an_output_format_holds_the_answer_to_its_schema(server, uid, key):
+    """Anthropic's structured output (`output_format`, its beta, or `output_config.format`): the text block is
+    JSON of the schema (it was left unread: free text, end_turn)."""
+    schema = {"type": "object", "additionalProperties": False, "required": ["city", "country"], "properties": {
+        "city": {"type": "string", "maxLength": 40}, "country": {"type": "string", "maxLength": 40}}}
+    form = {"type": "json_schema", "schema": schema}
+    done = httpx.post(f"{server.url}/v1/messages", timeout=120, json={
+        "model": uid, "max_tokens": 100, "temperature": 0, "messages": [
+            {"role": "user", "content": "Where is the Eiffel tower?"}],
+        key: form if key == "output_format" else {"format": form, "effort": "high"}}).json()
+    assert done["stop_reason"] == "end_turn" and set(json.loads(done["content"][0]["text"])) == {"city", "country"}

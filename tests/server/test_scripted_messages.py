@@ -215,6 +215,10 @@ def nest(depth: int, leaf: Any = 1) -> Any:
         {"type": "tool_use", "id": "t1", "name": "t", "input": "DEEP"}]}]}, "content[0].input: nested deeper"),
     ("/v1/messages", {"tools": [{"name": "t"}, {"name": "t"}]}, "tools[1].name: two tools are named 't'"),
     ("/v1/messages", {"system": [{"type": "image", "source": {}}]}, "system[0]: a system prompt's 'image' blocks"),
+    ("/v1/messages", {"output_format": {"type": "text"}}, 'output_format: served as {"type": "json_schema"'),
+    ("/v1/messages", {"output_config": {"format": {"type": "json_schema", "schema": "x"}}},
+     "output_config.format: served as"),
+    ("/v1/messages", {"output_format": {"type": "json_schema", "schema": nest(300)}}, "nested deeper"),
 ])
 def test_hostile_bodies_are_one_line_400s(scripted, teller, path, extra, says):
     """Found by attacking the API: nesting between what the body reader allows (1024) and what the request
@@ -242,3 +246,11 @@ def test_a_client_that_hangs_up_before_its_whole_answer_holds_no_slot(scripted, 
     while client.describe_model(teller)["metrics"]["in_flight"]:
         assert time.monotonic() < deadline, "the abandoned answers were still being written"
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("field", ["metadata", "thinking", "context_management", "output_config"])
+def test_a_deep_field_that_is_left_is_no_500(scripted, teller, field):
+    """Fields read only at their top (or not at all) may still be nested deep: a clear 400 or an answer."""
+    body = {"model": teller, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], field: nest(300)}
+    response = httpx.post(f"{scripted.url}/v1/messages", timeout=30, json=body)
+    assert response.status_code in (200, 400), response.text

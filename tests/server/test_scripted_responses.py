@@ -124,6 +124,7 @@ def test_a_json_schema_format_and_a_cut_answer(scripted, teller):
     cut = client.responses.create(model=teller, input="count to five", max_output_tokens=2)
     assert cut.status == "incomplete" and cut.incomplete_details.reason == "max_output_tokens"
     assert cut.output_text == "one two"
+    assert [item.status for item in cut.output] == ["incomplete"]  # (the item cut, as its response is)
 
 
 def test_what_codex_sends_is_taken(scripted, teller):

@@ -335,3 +335,21 @@ def test_thinking_turned_off_holds_the_form_from_the_first_token(server: ServerP
             "tool_choice": {"type": "tool", "name": "get_weather"},
             "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}).json()
         assert [b["type"] for b in used["content"]] == ["tool_use"] and used["stop_reason"] == "tool_use"
+
+
+@pytest.mark.parametrize("tag", ["n.n.", "<|endoftext|>", "<|im_start|>"], ids=["overlapping", "end-token", "control"])
+def test_an_end_tag_written_for_the_model_is_written_once_then_the_form(server: ServerProcess, small_gguf,
+                                                                        tag: str) -> None:
+    """Found by attacking the change: a tag written for the model went on being written after its text had
+    closed the thought ("n.n." after "Ocean.": the answer `n.{}`); a tag that is the vocabulary's end of text
+    ended the answer empty, a control token showed no text and the thought never closed. Tags are written as
+    their text where the token would not show it."""
+    from tests.support.models import launched
+
+    spec = thinking_spec("smol-tag", small_gguf, reasoning_start_tag="<r>", reasoning_end_tag=tag)
+    with launched(Client(server.url), "smol-tag", spec) as uid:
+        done = openai_client(server).chat.completions.create(
+            model=uid, temperature=0, max_tokens=200, response_format={"type": "json_object"},
+            messages=[{"role": "user", "content": "Name the largest ocean in the world."}])
+        assert done.choices[0].finish_reason == "stop" and done.choices[0].message.reasoning_content
+        assert isinstance(json.loads(done.choices[0].message.content), dict)

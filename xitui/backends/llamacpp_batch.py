@@ -548,9 +548,20 @@ class BatchEngine:
         schema, a forced call): the thought is closed for it (its end tag written instead of the end, as a
         thinking budget does), and the answer is written in the form. Ending there would answer a forced
         call or a schema with nothing."""
-        tag = (slot.params.trigger or "").encode("utf-8")
-        slot.forced = list(self.llm.tokenize(tag, add_bos=False, special=True))
+        tag = slot.params.trigger or ""
+        for special in (True, False):  # the model's own token for a tag, unless it ends the answer or shows no text
+            tokens = list(self.llm.tokenize(tag.encode("utf-8"), add_bos=False, special=special))
+            shown = b"".join(self._piece_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+            if shown == tag and not any(self._ends(slot, t) for t in tokens):
+                break
+        slot.forced = tokens
         return slot.forced.pop(0)
+
+    def _piece_bytes(self, token: int) -> bytes:
+        """A token's bytes as the answer's text shows them (a control token: none)."""
+        buf = (ctypes.c_char * 256)()
+        size = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:max(0, size)]
 
     def _fail(self, slot: Slot, exc: Exception) -> None:
         """End one slot with the error its own request caused; the batch goes on without it."""
@@ -686,9 +697,7 @@ class BatchEngine:
                 slot.logprobs.pop()  # the end of the answer is not a token of it
             self._finish(slot, "stop")
             return
-        buf = (ctypes.c_char * 256)()
-        size = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
-        slot.pending += buf.raw[:max(0, size)]
+        slot.pending += self._piece_bytes(token)
         try:
             text = slot.pending.decode("utf-8")
             slot.pending = b""
@@ -721,7 +730,7 @@ class BatchEngine:
             slot.tail = seen[-(len(trigger) - 1):] if len(trigger) > 1 else ""
             return text
         guide, slot.waiting, slot.tail = slot.waiting, None, ""
-        slot.grammar = guide
+        slot.grammar, slot.forced = guide, []  # (a tag written for the model: what is left of it is not written)
         after = seen[at + len(trigger):]  # (the trigger ends in this token's text: `after` is the end of it)
         if after and not all(guide.take(t) for t in self.llm.tokenize(after.encode("utf-8"), add_bos=False,
                                                                        special=False)):

@@ -376,6 +376,9 @@ class Held:
             return self.forced.pop(0)
         if ends and self.once and not self.holding:
             self.forced = self.tokenizer.encode(self.trigger, add_special_tokens=False)
+            if self.tokenizer.decode(self.forced, skip_special_tokens=True) != self.trigger:
+                # (a tag that is a special token, the end of the turn itself...: written as its text)
+                self.forced = self.tokenizer.encode(self.trigger, add_special_tokens=False, split_special_tokens=True)
             return self.forced.pop(0)
         return token
 
@@ -395,7 +398,7 @@ class Held:
         if at < 0:
             self.tail = seen[-(len(self.trigger) - 1):] if len(self.trigger) > 1 else ""
             return False, 0
-        self.holding, self.tail = True, ""
+        self.holding, self.tail, self.forced = True, "", []  # (what is left of a tag written for the model: not)
         after = seen[at + len(self.trigger):]  # (the trigger ends in this token's text: `after` is the end of it)
         if after:
             ids = self.tokenizer.encode(after, add_special_tokens=False)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from xitui.core.chat_format import tool_calls
 from xitui.core.chat_format.prompts import PromptStyle, get_style, renderable_style_names
+from xitui.core.chat_format.reasoning import DEFAULT_TAGS
 from xitui.core.errors import SpecError
 from xitui.core.specs import catalog
 from xitui.core.specs.names import LLM_ABILITIES, MODEL_ID_RE, NAME_RE, ModelType
@@ -632,6 +633,10 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False, fa
     if words is not None:
         stop = stop if stop is not None else words.stop
         stop_ids = stop_ids if stop_ids is not None else words.stop_token_ids
+    end = reasoning[1] or (DEFAULT_TAGS[1] if "reasoning" in abilities else None)
+    ending = [word for word in stop or [] if end and word in end]
+    if ending:  # the answer would stop inside the tag: a thought never ends, a schema after it is never written
+        raise SpecError([f"reasoning_end_tag: {end!r} holds the stop word {ending[0]!r}: no thought could end"])
     return LLMFamily(
         version=2,
         context_length=context_length or 2048,

@@ -205,6 +205,10 @@ class MessagesBody(BaseModel):
     #: {"type": "enabled", "budget_tokens"}, "disabled" or "adaptive": a model that reasons does; one that
     #: does not ignores it (Claude Code sends "adaptive" to every model)
     thinking: dict[str, Any] | None = None
+    #: Anthropic's structured output: {"type": "json_schema", "schema": {...}}, as `output_format` (its beta)
+    #: or `output_config.format`; held as response_format's json_schema is
+    output_format: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
 
     def chat_dict(self) -> dict[str, Any]:
         """The chat completions request this asks for (bodies.ChatBody reads and checks it)."""
@@ -218,6 +222,16 @@ class MessagesBody(BaseModel):
             out["stop"] = self.stop_sequences
         if isinstance(self.thinking, dict) and self.thinking.get("type") == "disabled":
             out["chat_template_kwargs"] = {"enable_thinking": False}
+        form = self.output_format
+        where = "output_format"
+        if form is None and self.output_config is not None and "format" in self.output_config:
+            form, where = self.output_config["format"], "output_config.format"
+        if form is not None:
+            schema = form.get("schema") if isinstance(form, dict) and form.get("type") == "json_schema" else None
+            if not isinstance(schema, dict):
+                raise XituiError(f'{where}: served as {{"type": "json_schema", "schema": {{...}}}}')
+            check_depth(schema, f"{where}.schema")
+            out["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
         return out
 
 

@@ -349,7 +349,7 @@ class ResponseWriter:
         return [self.event("response.created", {"response": self.response("in_progress")}),
                 self.event("response.in_progress", {"response": self.response("in_progress")})]
 
-    def _close(self) -> list[dict[str, Any]]:
+    def _close(self, status: str = "completed") -> list[dict[str, Any]]:
         if self.open is None:
             return []
         index = len(self.output) - 1
@@ -368,7 +368,7 @@ class ResponseWriter:
                 "item_id": item["id"], "output_index": index, "content_index": 0, "text": part["text"]}))
             out.append(self.event("response.content_part.done", {
                 "item_id": item["id"], "output_index": index, "content_index": 0, "part": part}))
-        item["status"] = "completed"
+        item["status"] = status
         out.append(self.event("response.output_item.done", {"output_index": index, "item": item}))
         self.open = None
         return out
@@ -438,8 +438,8 @@ class ResponseWriter:
         if self.held and not any(item["type"] == "function_call" for item in self.output):
             out += self._begin("message") + self._delta("response.output_text.delta", self.held)
             self.held = ""
-        out += self._close()
         status = "incomplete" if done["finish_reason"] == "length" else "completed"
+        out += self._close(status)  # (an item cut by max_output_tokens is incomplete, as its response is)
         out.append(self.event(f"response.{status}", {"response": self.response(status, done)}))
         return out
 
