@@ -244,9 +244,9 @@ def test_a_thinking_model_reasons_freely_then_answers_in_the_form(server: Server
         assert thinks_then_answers_in_the_form(sdk, uid, weather)["city"]
 
 
-def thinks_then_answers_in_the_form(sdk: Any, uid: str, tool: dict[str, Any]) -> dict[str, Any]:
-    """A schema's answer whole and streamed, then a forced call of `tool`, from a model whose thought ends at its
-    first full stop: each reasons in its own words, then answers in the form. The call's arguments."""
+def thinks_then_answers_in_the_form(sdk: Any, uid: str, tool: dict[str, Any], streamed: bool = True) -> dict[str, Any]:
+    """A schema's answer whole (and streamed), then a forced call of `tool`, from a model whose thought ends at
+    its first full stop: each reasons in its own words, then answers in the form. The call's arguments."""
     asked = {"model": uid, "temperature": 0, "max_tokens": 200,
              "messages": [{"role": "user", "content": "Where is the Eiffel tower?"}]}
     done = sdk.beta.chat.completions.parse(**asked, response_format=Address)
@@ -254,15 +254,16 @@ def thinks_then_answers_in_the_form(sdk: Any, uid: str, tool: dict[str, Any]) ->
     assert message.reasoning_content.strip() and "{" not in message.reasoning_content  # (its own words)
     assert isinstance(message.parsed, Address) and done.choices[0].finish_reason == "stop"
 
-    reasoning, content = "", ""
-    for chunk in sdk.chat.completions.create(**asked, stream=True, response_format={
-            "type": "json_schema", "json_schema": {"name": "a", "schema": Address.model_json_schema()}}):
-        delta = chunk.choices[0].delta if chunk.choices else None
-        if delta is not None:
-            reasoning += getattr(delta, "reasoning_content", None) or ""
-            assert not (content and getattr(delta, "reasoning_content", None))  # the thought comes first
-            content += delta.content or ""
-    assert reasoning == message.reasoning_content and Address.model_validate_json(content)
+    if streamed:
+        reasoning, content = "", ""
+        for chunk in sdk.chat.completions.create(**asked, stream=True, response_format={
+                "type": "json_schema", "json_schema": {"name": "a", "schema": Address.model_json_schema()}}):
+            delta = chunk.choices[0].delta if chunk.choices else None
+            if delta is not None:
+                reasoning += getattr(delta, "reasoning_content", None) or ""
+                assert not (content and getattr(delta, "reasoning_content", None))  # the thought comes first
+                content += delta.content or ""
+        assert reasoning == message.reasoning_content and Address.model_validate_json(content)
 
     called = sdk.chat.completions.create(**{**asked, "messages": [
         {"role": "user", "content": "What is the weather in Paris?"}]}, tools=[tool], tool_choice="required")

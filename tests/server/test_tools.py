@@ -167,13 +167,14 @@ def test_instructors_structured_output_gives_back_the_model(server, uid, mode):
 def test_an_auto_call_the_model_opens_always_parses(server, uid):
     """`auto`: the model decides whether to call; once it writes `<tool_call>`, the call is held to the tools'
     schemas to its end (sampled at temperature 1, where free calls broke 27 times in 200: bench/tool_calls.py).
-    SmolLM2 calls in 2 answers of these 16 (their seeds make them the same each run; 2 in 24 before)."""
+    Of seeds 0-15, SmolLM2 calls with 0 and 12 (a seed makes an answer the same each run): those two, and three
+    that answer in text. The 200 of bench/tool_calls.py per protocol find 0 malformed."""
     from tests.support.pydantic_tools import Person, as_tools
 
     client = sdk(server)
     question = [{"role": "user", "content": "Use the record_person tool now to save: Ada, 36, 1.7 m, blue, London."}]
     calls = 0
-    for seed in range(16):
+    for seed in (0, 1, 2, 3, 12):
         done = client.chat.completions.create(model=uid, messages=question, tools=[as_tools()[0][1]],
                                               tool_choice="auto", temperature=1.0, seed=seed, max_tokens=100)
         message = done.choices[0].message
