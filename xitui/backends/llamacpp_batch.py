@@ -551,17 +551,11 @@ class BatchEngine:
         tag = slot.params.trigger or ""
         for special in (True, False):  # the model's own token for a tag, unless it ends the answer or shows no text
             tokens = list(self.llm.tokenize(tag.encode("utf-8"), add_bos=False, special=special))
-            shown = b"".join(self._piece_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+            shown = b"".join(self._token_bytes(t, special=False) for t in tokens).decode("utf-8", errors="replace")
             if shown == tag and not any(self._ends(slot, t) for t in tokens):
                 break
         slot.forced = tokens
         return slot.forced.pop(0)
-
-    def _piece_bytes(self, token: int) -> bytes:
-        """A token's bytes as the answer's text shows them (a control token: none)."""
-        buf = (ctypes.c_char * 256)()
-        size = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
-        return buf.raw[:max(0, size)]
 
     def _fail(self, slot: Slot, exc: Exception) -> None:
         """End one slot with the error its own request caused; the batch goes on without it."""
@@ -652,9 +646,10 @@ class BatchEngine:
         given, slot.logprobs = slot.logprobs, []
         return wire.text(slot.rid, text, given)
 
-    def _token_bytes(self, token: int) -> bytes:
+    def _token_bytes(self, token: int, special: bool = True) -> bytes:
+        """A token's bytes; `special` False: as the answer's text shows them (a control token: none)."""
         buf = (ctypes.c_char * 256)()
-        size = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+        size = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         return buf.raw[:max(0, size)]
 
     def _logprob(self, index: int, token: int, alternatives: int) -> wire.TokenLogprob:
@@ -697,7 +692,7 @@ class BatchEngine:
                 slot.logprobs.pop()  # the end of the answer is not a token of it
             self._finish(slot, "stop")
             return
-        slot.pending += self._piece_bytes(token)
+        slot.pending += self._token_bytes(token, special=False)
         try:
             text = slot.pending.decode("utf-8")
             slot.pending = b""

@@ -634,7 +634,7 @@ def parse_llm(source: str | bytes | dict[str, Any], *, builtin: bool = False, fa
         stop = stop if stop is not None else words.stop
         stop_ids = stop_ids if stop_ids is not None else words.stop_token_ids
     end = reasoning[1] or (DEFAULT_TAGS[1] if "reasoning" in abilities else None)
-    ending = [word for word in stop or [] if end and word in end]
+    ending = [word for word in stop or [] if word in end] if end else []
     if ending:  # the answer would stop inside the tag: a thought never ends, a schema after it is never written
         raise SpecError([f"reasoning_end_tag: {end!r} holds the stop word {ending[0]!r}: no thought could end"])
     return LLMFamily(
