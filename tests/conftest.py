@@ -49,6 +49,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (the slow tier) hands out the longest module first: tests/support/schedule.py."""
+    if config.getvalue("dist") == "loadfile":
+        from tests.support.schedule import LongestFirst
+
+        return LongestFirst(config, log)
+    return None
+
+
 @pytest.fixture(autouse=True)
 def xitui_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own XITUI_HOME and config file, so nothing leaks between tests or to the user."""

@@ -4,6 +4,7 @@ the seed's 8-bit runs as Q8_0; a second launch converts nothing; `xitui cache` s
 
 from __future__ import annotations
 
+import filecmp
 import itertools
 import json
 import subprocess
@@ -65,7 +66,7 @@ def served(server: ServerProcess, uid: str, prompt: str) -> list[str]:
 
 
 def test_a_pytorch_model_runs_on_llama_cpp_as_its_gguf_made_by_hand(server: ServerProcess, gemma_pt_dir: Path,
-                                                                      direct: object, tmp_path: Path) -> None:
+                                                                      by_hand: Path, direct: object) -> None:
     client = Client(server.url)
     spec = {"version": 2, "model_name": "gemma-st", "model_lang": ["en"], "model_ability": ["generate"],
             "model_family": "other", "context_length": 2048,
@@ -81,8 +82,9 @@ def test_a_pytorch_model_runs_on_llama_cpp_as_its_gguf_made_by_hand(server: Serv
         assert described["model_engine"] == "llama.cpp" and described["converted_to"] == "F16"
         assert "no GPU" in described["engine_reason"] and described["model_format"] == "pytorch"
         assert described["launch_stages"]["convert"] > 1  # (it took that long: the launch's stages say so)
+        expected = {prompt: greedy(direct, prompt) for prompt in PROMPTS}
         for prompt in PROMPTS:
-            assert served(server, "gemma-st", prompt) == greedy(direct, prompt), prompt
+            assert served(server, "gemma-st", prompt) == expected[prompt], prompt
 
         # the seed's 8-bit, as Q8_0: quantized from the F16 converted above (the converter does not run again)
         uid = client.launch_model(model_name="gemma-st", model_uid="gemma-st-8", quantization="8-bit")
@@ -92,7 +94,7 @@ def test_a_pytorch_model_runs_on_llama_cpp_as_its_gguf_made_by_hand(server: Serv
         assert "convert" not in client.describe_model(uid)["launch_stages"]
         for prompt in PROMPTS:
             # measured: Q8_0's 16 greedy tokens are F16's on both prompts; a token may tie differently
-            agree = sum(a == b for a, b in zip(served(server, uid, prompt), greedy(direct, prompt), strict=True))
+            agree = sum(a == b for a, b in zip(served(server, uid, prompt), expected[prompt], strict=True))
             assert agree >= 14, (prompt, agree)
         client.terminate_model(uid)
 
@@ -108,6 +110,8 @@ def test_a_pytorch_model_runs_on_llama_cpp_as_its_gguf_made_by_hand(server: Serv
         assert set(converted) == {"F16", "Q8_0"}
         assert all(item["registrations"] == ["gemma-st"] for item in converted.values())
         assert converted["F16"]["source"] == str(gemma_pt_dir.resolve())
+        # the converter ran as a user runs it: the server's F16 is the one made by hand, byte for byte
+        assert filecmp.cmp(converted["F16"]["file"], by_hand, shallow=False)
     finally:
         for uid in list(client.list_models()):
             client.terminate_model(uid)
