@@ -26,7 +26,7 @@ os.environ.setdefault("XITUI_WARM", "llama.cpp")
 #: A pexpect terminal does not answer prompt_toolkit's cursor-position request (a real terminal and tmux do),
 #: so every question of the wizard waited 1 s for the answer before drawing (13 s of the wizard's pty test).
 os.environ.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
-#: On two processes (pytest-xdist), every model runs on one thread, the direct libraries the tests compare with
+#: On several processes (pytest-xdist), every model runs on one thread, the direct libraries the tests compare with
 #: too: llama.cpp's threads wait for each other at every step, so two of them on a core another process holds
 #: ran 3x slower than one (SmolLM2: 32 against 68 tok/s; alone, two threads make 98). Greedy text and
 #: log probabilities are the same bits on one thread as on two (measured on both GGUFs).

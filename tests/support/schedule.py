@@ -1,14 +1,14 @@
-"""The slow tier's order on two processes: the longest module first.
+"""The slow tier's order on its processes: the longest module first.
 
 `scripts/test` runs the slow tier with `--dist loadfile` (a module to a process, so a module's server starts
 once). xdist hands out modules by their count of tests, most first, so modules of a few long tests (a
-conversion, the agents, `xitui check`) came last and one process ran on alone for a minute while the other
-sat idle. Handed out longest first by the seconds each module took when last measured (`slow_seconds.json`),
-the two processes end within a module's length of each other (the longest-processing-time rule).
+conversion, the agents, `xitui check`) came last and one process ran on alone while the others sat idle.
+Handed out longest first by the seconds each module took when last measured (`slow_seconds.json`), the
+processes end within a module's length of each other (the longest-processing-time rule).
 
 Measure again after a module grows or shrinks a lot (a module not in the table counts by its number of tests):
 
-    .venv/bin/python -m pytest -m "slow and not alone" -n 2 --dist loadfile --junitxml=/tmp/slow.xml
+    .venv/bin/python -m pytest -m "slow and not alone" -n 3 --dist loadfile --junitxml=/tmp/slow.xml
     .venv/bin/python -m tests.support.schedule /tmp/slow.xml
 """
 

@@ -92,6 +92,7 @@ def test_sentence_transformers_probe() -> None:
     parse_spec("embedding", spec)
 
 
+@pytest.mark.slow  # (its cross-encoder is trained for the tests: 22 s on a fresh machine)
 def test_cross_encoder_probe(tmp_path: Path) -> None:
     """A cross-encoder is a rerank model, whether sentence-transformers saved it (its config says
     CrossEncoder) or it is a bare one-score sequence classifier (older rerankers); a classifier with several
