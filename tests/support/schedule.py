@@ -8,7 +8,7 @@ processes end within a module's length of each other (the longest-processing-tim
 
 Measure again after a module grows or shrinks a lot (a module not in the table counts by its number of tests):
 
-    .venv/bin/python -m pytest -m "slow and not alone" -n 3 --dist loadfile --junitxml=/tmp/slow.xml
+    .venv/bin/python -m pytest -m "slow and not alone" -n 2 --dist loadfile --junitxml=/tmp/slow.xml
     .venv/bin/python -m tests.support.schedule /tmp/slow.xml
 """
 
