@@ -489,7 +489,8 @@ def gemma_by_hand_f16() -> Path:
 
 
 #: Every file the slow tests build, in two chains a process each (what a chain builds first, the rest needs):
-#: ~95 s of work on a fresh machine, 57 s on two cores, and nothing once the cache holds them.
+#: ~95 s of work on a fresh machine, 100 s of wall time on two cores in CI (torch threads contend), and
+#: nothing once the cache holds them.
 CHAINS: dict[str, tuple[Callable[[], object], ...]] = {
     "gemma": (gemma_pt_dir, gemma_by_hand_f16, tiny_vlm),
     "small": (reranker_dir, ggml_v3_pair, tiny_pt_dir, tiny_alm),
